@@ -1,0 +1,29 @@
+"""Blade: a dynamic-shape inference compiler for PyTorch.
+
+    import blade
+    cfg = blade.Config(enable_fp16=True)
+    with cfg, torch.no_grad():
+        unet = blade.optimize(unet, model_inputs=(x, t, ctx))
+
+See ``blade.api`` for ``optimize`` and ``blade.config`` for every option.
+"""
+
+from blade.config import Config
+
+__version__ = "0.1.0"
+
+
+def optimize(module, model_inputs=(), allow_tracing=None, config=None, model_kwargs=None):
+    """Compile ``module`` once for every input shape; returns a drop-in ``nn.Module``.
+
+    See ``blade.api.optimize`` for the arguments.
+    """
+    from blade.api import optimize as _optimize
+
+    return _optimize(module, model_inputs, allow_tracing=allow_tracing, config=config,
+                     model_kwargs=model_kwargs)
+
+
+blade_optimize = optimize
+
+__all__ = ["Config", "optimize", "blade_optimize", "__version__"]

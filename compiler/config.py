@@ -1,0 +1,92 @@
+"""``blade.Config``: every compile option, typed and documented, in one place.
+
+Use it as an argument or as a context manager (like ``torch_blade.Config``):
+
+    cfg = blade.Config(enable_fp16=True, dump_dir="ir_dump")
+    with cfg, torch.no_grad():
+        unet = blade.optimize(unet, model_inputs=(x, t, ctx))
+
+Attributes can also be set after construction (``cfg.enable_fp16 = True``). Nothing in Blade reads
+environment variables; there is no other place options come from.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+_STACK = threading.local()
+
+
+@dataclass
+class Config:
+    #: Compute in float16: float32 inputs and weights are converted once, outputs are converted
+    #: back to the caller's dtype. Norm statistics and softmax still accumulate in float32.
+    enable_fp16: bool = False
+
+    #: ``"all"``: every dim of every tensor input is a symbol (one compile serves every batch,
+    #: resolution and sequence length); ``"none"``: every dim is pinned to the example's size.
+    dynamic: Literal["all", "none"] = "all"
+
+    #: Dims pinned to the example's size, by input name: ``{"sample": [1]}`` keeps the channel dim
+    #: of ``sample`` static. Nested inputs use pytree paths: ``{"inputs['ids']": [1]}``.
+    static_dims: dict[str, list[int]] = field(default_factory=dict)
+
+    #: Ranges of dynamic dims, by input name and dim: ``{"sample": {0: (1, 16)}}`` (inclusive;
+    #: ``None`` for an open end). Calls outside the range compile another variant.
+    dim_ranges: dict[str, dict[int, tuple[int | None, int | None]]] = field(default_factory=dict)
+
+    #: What to do with an op Blade cannot compile: ``"eager"`` runs it in PyTorch between compiled
+    #: clusters and lists it in the report; ``"strict"`` raises ``UnsupportedOpError`` naming it.
+    fallback: Literal["eager", "strict"] = "eager"
+
+    #: ``"auto"``: torch.export, or TorchScript for a ``ScriptModule`` / ``allow_tracing=True``.
+    frontend: Literal["auto", "export", "torchscript"] = "auto"
+
+    #: Write the IR after every pass of a real compile to this folder (``NN-pass-name.mlir``).
+    dump_dir: str | None = None
+
+    #: How many guard classes (variants) one optimized module may compile before a call outside
+    #: all of them raises instead of compiling again.
+    max_variants: int = 4
+
+    #: Print progress and the per-stage times of each compile.
+    verbose: bool = False
+
+    #: Check at run time that every tensor the program computes has the shape its symbolic type
+    #: predicts (slow; for tests and debugging).
+    check_shapes: bool = False
+
+    # ----------------------------------------------------------------- context manager
+    def __enter__(self) -> Config:
+        stack = getattr(_STACK, "configs", None)
+        if stack is None:
+            stack = _STACK.configs = []
+        stack.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _STACK.configs.pop()
+
+    @staticmethod
+    def current() -> Config:
+        """The innermost ``with Config(...)`` of this thread, or the defaults."""
+        stack = getattr(_STACK, "configs", None)
+        return stack[-1] if stack else Config()
+
+    def describe(self) -> str:
+        defaults = Config()
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                   if getattr(self, f.name) != getattr(defaults, f.name)]
+        return "Config(" + ", ".join(changed) + ")"
+
+    def __post_init__(self) -> None:
+        if self.fallback not in ("eager", "strict"):
+            raise ValueError(f"Config.fallback must be 'eager' or 'strict', not {self.fallback!r}")
+        if self.dynamic not in ("all", "none"):
+            raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
+        if self.frontend not in ("auto", "export", "torchscript"):
+            raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
+        if self.max_variants < 1:
+            raise ValueError("Config.max_variants must be at least 1")

@@ -1,0 +1,152 @@
+"""Elementwise ops of the ``blade`` dialect: unary math, binary arithmetic with broadcasting,
+comparisons, ``where`` and ``cast``.
+
+Binary ops follow NumPy broadcasting; the result element type is stated by the result type
+(the frontend takes it from PyTorch's type promotion), and the reference casts to it.
+
+    %y = blade.silu %x : (!blade.tensor<[s0, 320], f16>) -> !blade.tensor<[s0, 320], f16>
+    %z = blade.add %a, %b : (!blade.tensor<[s0, 320, s1], f32>, !blade.tensor<[320, 1], f32>) -> !blade.tensor<[s0, 320, s1], f32>
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from xdsl.dialects.builtin import StringAttr
+from xdsl.irdl import irdl_op_definition, operand_def, opt_prop_def, result_def, traits_def
+from xdsl.traits import Pure
+
+from blade.dialects.base import ExecEnv, Shape, TensorOp, broadcast_shapes
+from blade.dialects.types import TensorType
+
+
+class UnaryElementwiseOp(TensorOp):
+    """``result[i] = fn(input[i])``; same shape, element type given by the result type."""
+
+    CATEGORY: ClassVar[str] = "elementwise"
+    FN: ClassVar[Callable[[torch.Tensor], torch.Tensor]]
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes: list[Shape]) -> list[Shape]:
+        return [shapes[0]]
+
+    def reference(self, args: list[torch.Tensor], env: ExecEnv) -> torch.Tensor:
+        return type(self).FN(args[0]).to(env.result_dtypes[0])
+
+
+def _unary(op_name: str, fn: Callable, doc: str) -> type[UnaryElementwiseOp]:
+    cls = type(op_name.split(".")[1].title().replace("_", "") + "Op", (UnaryElementwiseOp,),
+               {"name": op_name, "FN": staticmethod(fn), "__doc__": doc})
+    return irdl_op_definition(cls)
+
+
+NegOp = _unary("blade.neg", torch.neg, "``-x``.\n\n    %y = blade.neg %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+ExpOp = _unary("blade.exp", torch.exp, "``e**x``.\n\n    %y = blade.exp %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+LogOp = _unary("blade.log", torch.log, "Natural log.\n\n    %y = blade.log %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SqrtOp = _unary("blade.sqrt", torch.sqrt, "Square root.\n\n    %y = blade.sqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+RsqrtOp = _unary("blade.rsqrt", torch.rsqrt, "``1/sqrt(x)``.\n\n    %y = blade.rsqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SinOp = _unary("blade.sin", torch.sin, "Sine.\n\n    %y = blade.sin %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+CosOp = _unary("blade.cos", torch.cos, "Cosine.\n\n    %y = blade.cos %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+TanhOp = _unary("blade.tanh", torch.tanh, "Hyperbolic tangent.\n\n    %y = blade.tanh %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SigmoidOp = _unary("blade.sigmoid", torch.sigmoid, "Logistic sigmoid.\n\n    %y = blade.sigmoid %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SiluOp = _unary("blade.silu", F.silu, "``x * sigmoid(x)``.\n\n    %y = blade.silu %x : (!blade.tensor<[s0], f16>) -> !blade.tensor<[s0], f16>")
+ReluOp = _unary("blade.relu", torch.relu, "``max(x, 0)``.\n\n    %y = blade.relu %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+AbsOp = _unary("blade.abs", torch.abs, "Absolute value.\n\n    %y = blade.abs %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+ErfOp = _unary("blade.erf", torch.erf, "Error function.\n\n    %y = blade.erf %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+ReciprocalOp = _unary("blade.reciprocal", torch.reciprocal, "``1/x``.\n\n    %y = blade.reciprocal %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+LogicalNotOp = _unary("blade.logical_not", torch.logical_not, "Boolean not.\n\n    %y = blade.logical_not %x : (!blade.tensor<[s0], i1>) -> !blade.tensor<[s0], i1>")
+CastOp = _unary("blade.cast", lambda x: x, "Convert to the result element type.\n\n    %y = blade.cast %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f16>")
+
+
+@irdl_op_definition
+class GeluOp(UnaryElementwiseOp):
+    """GELU, exact (``erf``) or ``tanh``-approximated.
+
+    %y = blade.gelu %x {approximate = "tanh"} : (!blade.tensor<[s0, 3072], f32>) -> !blade.tensor<[s0, 3072], f32>
+    """
+
+    name = "blade.gelu"
+    approximate = opt_prop_def(StringAttr)
+
+    def reference(self, args, env):
+        return F.gelu(args[0], approximate=self.p("approximate", "none")).to(env.result_dtypes[0])
+
+
+class BinaryElementwiseOp(TensorOp):
+    """``result = fn(lhs, rhs)`` with NumPy broadcasting."""
+
+    CATEGORY: ClassVar[str] = "elementwise"
+    FN: ClassVar[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes: list[Shape]) -> list[Shape]:
+        return [broadcast_shapes(self.name, shapes)]
+
+    def reference(self, args: list[torch.Tensor], env: ExecEnv) -> torch.Tensor:
+        return type(self).FN(args[0], args[1]).to(env.result_dtypes[0])
+
+
+def _binary(op_name: str, fn: Callable, doc: str) -> type[BinaryElementwiseOp]:
+    cls = type(op_name.split(".")[1].title().replace("_", "") + "Op", (BinaryElementwiseOp,),
+               {"name": op_name, "FN": staticmethod(fn), "__doc__": doc})
+    return irdl_op_definition(cls)
+
+
+_EX = "(!blade.tensor<[s0, 4], f32>, !blade.tensor<[4], f32>) -> !blade.tensor<[s0, 4], f32>"
+_EXB = "(!blade.tensor<[s0, 4], f32>, !blade.tensor<[], f32>) -> !blade.tensor<[s0, 4], i1>"
+AddOp = _binary("blade.add", torch.add, f"Sum.\n\n    %z = blade.add %x, %y : {_EX}")
+SubOp = _binary("blade.sub", torch.sub, f"Difference.\n\n    %z = blade.sub %x, %y : {_EX}")
+MulOp = _binary("blade.mul", torch.mul, f"Product.\n\n    %z = blade.mul %x, %y : {_EX}")
+DivOp = _binary("blade.div", torch.div, f"True division.\n\n    %z = blade.div %x, %y : {_EX}")
+FloorDivOp = _binary("blade.floor_div", lambda a, b: torch.div(a, b, rounding_mode="floor"),
+                     f"Division rounded toward -inf.\n\n    %z = blade.floor_div %x, %y : {_EX}")
+RemainderOp = _binary("blade.remainder", torch.remainder, f"Python-style modulo.\n\n    %z = blade.remainder %x, %y : {_EX}")
+PowOp = _binary("blade.pow", torch.pow, f"``lhs ** rhs``.\n\n    %z = blade.pow %x, %y : {_EX}")
+MaximumOp = _binary("blade.maximum", torch.maximum, f"Elementwise max.\n\n    %z = blade.maximum %x, %y : {_EX}")
+MinimumOp = _binary("blade.minimum", torch.minimum, f"Elementwise min.\n\n    %z = blade.minimum %x, %y : {_EX}")
+EqOp = _binary("blade.eq", torch.eq, f"``lhs == rhs``.\n\n    %z = blade.eq %x, %y : {_EXB}")
+NeOp = _binary("blade.ne", torch.ne, f"``lhs != rhs``.\n\n    %z = blade.ne %x, %y : {_EXB}")
+LtOp = _binary("blade.lt", torch.lt, f"``lhs < rhs``.\n\n    %z = blade.lt %x, %y : {_EXB}")
+LeOp = _binary("blade.le", torch.le, f"``lhs <= rhs``.\n\n    %z = blade.le %x, %y : {_EXB}")
+GtOp = _binary("blade.gt", torch.gt, f"``lhs > rhs``.\n\n    %z = blade.gt %x, %y : {_EXB}")
+GeOp = _binary("blade.ge", torch.ge, f"``lhs >= rhs``.\n\n    %z = blade.ge %x, %y : {_EXB}")
+LogicalAndOp = _binary("blade.logical_and", torch.logical_and, f"Boolean and.\n\n    %z = blade.logical_and %x, %y : {_EXB}")
+LogicalOrOp = _binary("blade.logical_or", torch.logical_or, f"Boolean or.\n\n    %z = blade.logical_or %x, %y : {_EXB}")
+
+
+@irdl_op_definition
+class WhereOp(TensorOp):
+    """``cond ? a : b`` with broadcasting over all three operands.
+
+    %z = blade.where %c, %a, %b : (!blade.tensor<[s0, 1], i1>, !blade.tensor<[s0, 4], f32>, !blade.tensor<[], f32>) -> !blade.tensor<[s0, 4], f32>
+    """
+
+    name = "blade.where"
+    CATEGORY: ClassVar[str] = "elementwise"
+    cond = operand_def(TensorType)
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        return [broadcast_shapes(self.name, shapes)]
+
+    def reference(self, args, env):
+        return torch.where(args[0], args[1], args[2]).to(env.result_dtypes[0])
+
+
+UNARY_OPS = [NegOp, ExpOp, LogOp, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp, SigmoidOp, SiluOp, ReluOp,
+             AbsOp, ErfOp, ReciprocalOp, LogicalNotOp, CastOp, GeluOp]
+BINARY_OPS = [AddOp, SubOp, MulOp, DivOp, FloorDivOp, RemainderOp, PowOp, MaximumOp, MinimumOp,
+              EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, LogicalAndOp, LogicalOrOp]
+ELEMENTWISE_OPS = UNARY_OPS + BINARY_OPS + [WhereOp]

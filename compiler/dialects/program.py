@@ -1,0 +1,190 @@
+"""Program-structure ops of the ``blade`` dialect: the module's symbol table and guards, eager
+fallback calls, and clusters of supported ops.
+
+A module reads top to bottom: symbols (with ranges and where their value comes from), guards
+(assumptions on input sizes checked at call time), then the ``func.func``:
+
+    blade.symbol {sym_name = "s0", lo = 1 : i64, hi = 63 : i64, origin = "sample.size(0)"} : () -> ()
+    blade.guard {cond = "s0 <= 63", reason = "torch.export: s53 < 64"} : () -> ()
+    func.func @forward(%arg0 : !blade.tensor<[s0, 4, 8*s1, 8*s2], f32>) -> ... { ... }
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import sympy
+import torch
+from xdsl.dialects.builtin import IntegerAttr, StringAttr
+from xdsl.irdl import (
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.traits import IsTerminator
+from xdsl.utils.exceptions import VerifyException
+
+from blade.dialects.base import ExecEnv, TensorOp
+from blade.dialects.types import TensorType
+from blade.shape_syntax import format_dim, parse_dim_text
+
+
+@irdl_op_definition
+class SymbolOp(TensorOp):
+    """Declares a dimension symbol with its range and origin (``hi`` absent: unbounded).
+
+    blade.symbol {sym_name = "s1", lo = 1 : i64, origin = "sample.size(2) / 8"} : () -> ()
+    """
+
+    name = "blade.symbol"
+    sym_name = prop_def(StringAttr)
+    lo = prop_def(IntegerAttr)
+    hi = opt_prop_def(IntegerAttr)
+    origin = opt_prop_def(StringAttr)
+
+
+@irdl_op_definition
+class GuardOp(TensorOp):
+    """An assumption on the input sizes, checked before every call (``cond`` in dim syntax).
+
+    blade.guard {cond = "s0 <= 63", reason = "diffusers: batch < 64 takes another branch"} : () -> ()
+    """
+
+    name = "blade.guard"
+    cond = prop_def(StringAttr)
+    reason = opt_prop_def(StringAttr)
+
+
+@irdl_op_definition
+class YieldOp(TensorOp):
+    """Terminates a ``blade.cluster`` body, naming the values the cluster returns.
+
+    blade.yield %3 : (!blade.tensor<[s0], f32>) -> ()
+    """
+
+    name = "blade.yield"
+    values = var_operand_def(TensorType)
+    traits = traits_def(IsTerminator())
+
+
+@irdl_op_definition
+class ClusterOp(TensorOp):
+    """A group of supported ops compiled as one unit; captures its inputs as block arguments.
+
+    %r = blade.cluster %x ({
+    ^bb0(%a : !blade.tensor<[s0], f32>):
+      %e = blade.exp %a : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>
+      blade.yield %e : (!blade.tensor<[s0], f32>) -> ()
+    }) {id = 0 : i64} : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>
+    """
+
+    name = "blade.cluster"
+    CATEGORY: ClassVar[str] = "cluster"
+    inputs = var_operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+    body = region_def("single_block")
+    cluster_id = prop_def(IntegerAttr, prop_name="id")
+
+    def verify_(self):
+        block = self.body.block
+        if len(block.args) != len(self.inputs):
+            raise VerifyException("blade.cluster: one block argument per input")
+        term = block.last_op
+        if not isinstance(term, YieldOp) or len(term.values) != len(self.outputs):
+            raise VerifyException("blade.cluster: body must end in blade.yield of every output")
+
+
+# --------------------------------------------------------------------------------------------
+# eager fallback
+# --------------------------------------------------------------------------------------------
+
+
+def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
+    """JSON template of a call's arguments; tensors become ``{"t": i}`` (operand i), symbolic
+    ints ``{"d": "<dim>"}``, dtypes ``{"dtype": "float32"}``. ``tensor_index`` maps ``id()`` of a
+    placeholder object to its operand number."""
+
+    def enc(a):
+        if id(a) in tensor_index:
+            return {"t": tensor_index[id(a)]}
+        if a is None or isinstance(a, (bool, int, float, str)):
+            return a
+        if isinstance(a, sympy.Expr):
+            return int(a) if a.is_Integer else {"d": format_dim(a)}
+        if isinstance(a, torch.dtype):
+            return {"dtype": str(a).removeprefix("torch.")}
+        if isinstance(a, torch.device):
+            return {"device": True}
+        if isinstance(a, torch.memory_format):
+            return {"memory_format": str(a).removeprefix("torch.")}
+        if isinstance(a, torch.layout):
+            return {"layout": str(a).removeprefix("torch.")}
+        if isinstance(a, (list, tuple)):
+            return [enc(x) for x in a]
+        if isinstance(a, dict):
+            return {"kw": {k: enc(v) for k, v in a.items()}}
+        raise TypeError(f"cannot encode argument {a!r} ({type(a).__name__}) of an eager fallback call")
+
+    return json.dumps(enc(args))
+
+
+def decode_call(template: str, operands: list[torch.Tensor], env: ExecEnv) -> Any:
+    def dec(a):
+        if isinstance(a, list):
+            return [dec(x) for x in a]
+        if isinstance(a, dict):
+            if "t" in a:
+                return operands[a["t"]]
+            if "d" in a:
+                return env.eval_dim(parse_dim_text(a["d"]))
+            if "dtype" in a:
+                return getattr(torch, a["dtype"])
+            if "device" in a:
+                return env.device
+            if "memory_format" in a:
+                return getattr(torch, a["memory_format"])
+            if "layout" in a:
+                return getattr(torch, a["layout"])
+            if "kw" in a:
+                return {k: dec(v) for k, v in a["kw"].items()}
+        return a
+
+    return dec(json.loads(template))
+
+
+def resolve_torch_op(target: str):
+    """``"aten._fft_r2c.default"`` -> ``torch.ops.aten._fft_r2c.default``."""
+    obj: Any = torch.ops
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@irdl_op_definition
+class TorchOp(TensorOp):
+    """A call Blade does not compile, run in eager PyTorch (``reason`` says why).
+
+    %y = blade.torch_op %x {target = "aten._fft_r2c.default", call = "[[{\\"t\\": 0}, [1], 0, true], {\\"kw\\": {}}]", reason = "no Blade lowering for aten._fft_r2c"} : (!blade.tensor<[s0, 16], f32>) -> !blade.tensor<[s0, 9], f32>
+    """
+
+    name = "blade.torch_op"
+    CATEGORY: ClassVar[str] = "fallback"
+    inputs = var_operand_def(TensorType)
+    outputs = var_result_def(TensorType)
+    target = prop_def(StringAttr)
+    call = prop_def(StringAttr)
+    reason = opt_prop_def(StringAttr)
+
+    def reference(self, args, env):
+        call_args, call_kwargs = decode_call(self.p("call"), args, env)
+        out = resolve_torch_op(self.p("target"))(*call_args, **call_kwargs)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        return [o.to(dt) if o.dtype != dt else o for o, dt in zip(outs, env.result_dtypes)]
+
+
+PROGRAM_OPS = [SymbolOp, GuardOp, YieldOp, ClusterOp, TorchOp]

@@ -1,0 +1,332 @@
+"""Reductions, normalisations and contractions of the ``blade`` dialect.
+
+These are the ops Blade keeps at a high level instead of decomposing: later stages either fuse
+them (norms, softmax: stitch fusion) or hand them to a kernel library (linear, matmul, conv,
+attention). Optional operands (bias, norm affine parameters, attention mask) are a trailing
+variadic group, so the op has no operand-segment bookkeeping.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import sympy
+import torch
+import torch.nn.functional as F
+from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr
+from xdsl.irdl import irdl_op_definition, operand_def, opt_prop_def, prop_def, result_def, traits_def, var_operand_def
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+from blade.dialects.base import Shape, TensorOp, broadcast_shapes, normalize_dim
+from blade.dialects.types import TensorType
+from blade.symbolic import floordiv
+
+
+class ReductionOp(TensorOp):
+    """Reduce ``input`` over ``dims``; ``keepdim = 1`` keeps them as size 1."""
+
+    CATEGORY: ClassVar[str] = "reduction"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    dims = prop_def(DenseArrayBase)
+    keepdim = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def reduced_dims(self) -> list[int]:
+        rank = self.in_type(0).rank
+        return sorted({normalize_dim(d, rank, self.name) for d in self.p("dims")})
+
+    def infer_shapes(self, shapes):
+        red = set(self.reduced_dims())
+        keep = bool(self.p("keepdim"))
+        out = [sympy.Integer(1) if i in red else d for i, d in enumerate(shapes[0]) if keep or i not in red]
+        return [tuple(out)]
+
+
+@irdl_op_definition
+class ReduceSumOp(ReductionOp):
+    """Sum over dims.
+
+    %y = blade.reduce_sum %x {dims = array<i64: 1>, keepdim = 0 : i64} : (!blade.tensor<[s0, 8], f32>) -> !blade.tensor<[s0], f32>
+    """
+
+    name = "blade.reduce_sum"
+
+    def reference(self, args, env):
+        return torch.sum(args[0], dim=self.reduced_dims(), keepdim=bool(self.p("keepdim")),
+                         dtype=env.result_dtypes[0])
+
+
+@irdl_op_definition
+class ReduceMeanOp(ReductionOp):
+    """Mean over dims.
+
+    %y = blade.reduce_mean %x {dims = array<i64: -1>, keepdim = 1 : i64} : (!blade.tensor<[s0, 8], f32>) -> !blade.tensor<[s0, 1], f32>
+    """
+
+    name = "blade.reduce_mean"
+
+    def reference(self, args, env):
+        return torch.mean(args[0], dim=self.reduced_dims(), keepdim=bool(self.p("keepdim")),
+                          dtype=env.result_dtypes[0])
+
+
+@irdl_op_definition
+class ReduceMaxOp(ReductionOp):
+    """Maximum over dims.
+
+    %y = blade.reduce_max %x {dims = array<i64: 1>, keepdim = 0 : i64} : (!blade.tensor<[s0, 8], f32>) -> !blade.tensor<[s0], f32>
+    """
+
+    name = "blade.reduce_max"
+
+    def reference(self, args, env):
+        return torch.amax(args[0], dim=self.reduced_dims(), keepdim=bool(self.p("keepdim")))
+
+
+@irdl_op_definition
+class ReduceMinOp(ReductionOp):
+    """Minimum over dims.
+
+    %y = blade.reduce_min %x {dims = array<i64: 1>, keepdim = 0 : i64} : (!blade.tensor<[s0, 8], f32>) -> !blade.tensor<[s0], f32>
+    """
+
+    name = "blade.reduce_min"
+
+    def reference(self, args, env):
+        return torch.amin(args[0], dim=self.reduced_dims(), keepdim=bool(self.p("keepdim")))
+
+
+@irdl_op_definition
+class ArgMaxOp(ReductionOp):
+    """Index of the maximum along one dim (``dims`` has one entry); i64 result.
+
+    %i = blade.argmax %x {dims = array<i64: -1>, keepdim = 0 : i64} : (!blade.tensor<[s0, s1], i64>) -> !blade.tensor<[s0], i64>
+    """
+
+    name = "blade.argmax"
+
+    def reference(self, args, env):
+        (d,) = self.reduced_dims()
+        return torch.argmax(args[0], dim=d, keepdim=bool(self.p("keepdim")))
+
+
+class _SoftmaxBase(TensorOp):
+    CATEGORY: ClassVar[str] = "reduction"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    dim = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        normalize_dim(self.p("dim"), len(shapes[0]), self.name)
+        return [shapes[0]]
+
+
+@irdl_op_definition
+class SoftmaxOp(_SoftmaxBase):
+    """Softmax along ``dim`` (computed in at least f32, returned in the result type).
+
+    %y = blade.softmax %x {dim = -1 : i64} : (!blade.tensor<[s0, 8, s1, s1], f16>) -> !blade.tensor<[s0, 8, s1, s1], f16>
+    """
+
+    name = "blade.softmax"
+
+    def reference(self, args, env):
+        return torch.softmax(args[0], dim=self.p("dim")).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class LogSoftmaxOp(_SoftmaxBase):
+    """Log-softmax along ``dim``.
+
+    %y = blade.log_softmax %x {dim = -1 : i64} : (!blade.tensor<[s0, 10], f32>) -> !blade.tensor<[s0, 10], f32>
+    """
+
+    name = "blade.log_softmax"
+
+    def reference(self, args, env):
+        return torch.log_softmax(args[0], dim=self.p("dim")).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class GroupNormOp(TensorOp):
+    """GroupNorm over ``[N, C, *]`` with ``num_groups`` groups; optional ``weight, bias`` of [C].
+
+    %y = blade.group_norm %x, %w, %b {num_groups = 32 : i64, eps = 1.0e-05 : f64} : (!blade.tensor<[s0, 320, s1, s2], f32>, !blade.tensor<[320], f32>, !blade.tensor<[320], f32>) -> !blade.tensor<[s0, 320, s1, s2], f32>
+    """
+
+    name = "blade.group_norm"
+    CATEGORY: ClassVar[str] = "norm"
+    input = operand_def(TensorType)
+    affine = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    num_groups = prop_def(IntegerAttr)
+    eps = prop_def(FloatAttr)
+    traits = traits_def(Pure())
+
+    def verify_(self):
+        super().verify_()
+        if len(self.affine) not in (0, 2):
+            raise VerifyException("blade.group_norm takes weight and bias together or neither")
+
+    def infer_shapes(self, shapes):
+        return [shapes[0]]
+
+    def reference(self, args, env):
+        w, b = (args[1], args[2]) if len(args) == 3 else (None, None)
+        return F.group_norm(args[0], self.p("num_groups"), w, b, self.p("eps")).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class LayerNormOp(TensorOp):
+    """LayerNorm over the last ``normalized_ndim`` dims; optional ``weight, bias``.
+
+    %y = blade.layer_norm %x, %w, %b {normalized_ndim = 1 : i64, eps = 1.0e-05 : f64} : (!blade.tensor<[s0, s1, 768], f32>, !blade.tensor<[768], f32>, !blade.tensor<[768], f32>) -> !blade.tensor<[s0, s1, 768], f32>
+    """
+
+    name = "blade.layer_norm"
+    CATEGORY: ClassVar[str] = "norm"
+    input = operand_def(TensorType)
+    affine = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    normalized_ndim = prop_def(IntegerAttr)
+    eps = prop_def(FloatAttr)
+    traits = traits_def(Pure())
+
+    def verify_(self):
+        super().verify_()
+        if len(self.affine) not in (0, 2):
+            raise VerifyException("blade.layer_norm takes weight and bias together or neither")
+
+    def infer_shapes(self, shapes):
+        return [shapes[0]]
+
+    def reference(self, args, env):
+        x = args[0]
+        n = self.p("normalized_ndim")
+        w, b = (args[1], args[2]) if len(args) == 3 else (None, None)
+        return F.layer_norm(x, tuple(x.shape[-n:]), w, b, self.p("eps")).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class LinearOp(TensorOp):
+    """``input @ weight^T (+ bias)`` over any leading dims; weight is ``[N, K]``.
+
+    %y = blade.linear %x, %w, %b : (!blade.tensor<[s0, s1, 320], f32>, !blade.tensor<[640, 320], f32>, !blade.tensor<[640], f32>) -> !blade.tensor<[s0, s1, 640], f32>
+    """
+
+    name = "blade.linear"
+    CATEGORY: ClassVar[str] = "gemm"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        x, w = shapes[0], shapes[1]
+        if len(w) != 2:
+            raise ValueError(f"blade.linear: weight must be 2-D, got rank {len(w)}")
+        return [tuple(x[:-1]) + (w[0],)]
+
+    def reference(self, args, env):
+        return F.linear(args[0], args[1], args[2] if len(args) == 3 else None).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class MatmulOp(TensorOp):
+    """``torch.matmul`` semantics on rank >= 2 operands (batch dims broadcast).
+
+    %y = blade.matmul %a, %b : (!blade.tensor<[s0, 8, s1, 40], f32>, !blade.tensor<[s0, 8, 40, s2], f32>) -> !blade.tensor<[s0, 8, s1, s2], f32>
+    """
+
+    name = "blade.matmul"
+    CATEGORY: ClassVar[str] = "gemm"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        a, b = shapes
+        if len(a) < 2 or len(b) < 2:
+            raise ValueError("blade.matmul: operands must have rank >= 2")
+        batch = broadcast_shapes(self.name, [a[:-2], b[:-2]])
+        return [tuple(batch) + (a[-2], b[-1])]
+
+    def reference(self, args, env):
+        return torch.matmul(args[0], args[1]).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class ConvOp(TensorOp):
+    """N-d convolution, NCHW input and OIHW weight (``groups`` splits channels); optional bias.
+
+    %y = blade.conv %x, %w, %b {stride = array<i64: 1, 1>, padding = array<i64: 1, 1>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (!blade.tensor<[s0, 4, s1, s2], f32>, !blade.tensor<[320, 4, 3, 3], f32>, !blade.tensor<[320], f32>) -> !blade.tensor<[s0, 320, s1, s2], f32>
+    """
+
+    name = "blade.conv"
+    CATEGORY: ClassVar[str] = "conv"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    stride = prop_def(DenseArrayBase)
+    padding = prop_def(DenseArrayBase)
+    dilation = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        x, w = shapes[0], shapes[1]
+        nsp = len(w) - 2
+        if len(x) != nsp + 2:
+            raise ValueError(f"blade.conv: input rank {len(x)} does not match weight rank {len(w)}")
+        stride, pad, dil = self.p("stride"), self.p("padding"), self.p("dilation")
+        spatial = []
+        for i in range(nsp):
+            eff = dil[i] * (w[2 + i] - 1) + 1
+            spatial.append(floordiv(x[2 + i] + 2 * pad[i] - eff, stride[i]) + 1)
+        return [(x[0], w[0], *spatial)]
+
+    def reference(self, args, env):
+        x, w = args[0], args[1]
+        b = args[2] if len(args) == 3 else None
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[w.dim() - 2]
+        return conv(x, w, b, self.p("stride"), self.p("padding"), self.p("dilation"),
+                    self.p("groups")).to(env.result_dtypes[0])
+
+
+@irdl_op_definition
+class AttentionOp(TensorOp):
+    """Scaled dot-product attention ``softmax(q k^T * scale + mask) v`` over ``[..., L, E]``.
+
+    %o = blade.attention %q, %k, %v {is_causal = 0 : i64} : (!blade.tensor<[s0, 8, s1, 40], f32>, !blade.tensor<[s0, 8, 77, 40], f32>, !blade.tensor<[s0, 8, 77, 40], f32>) -> !blade.tensor<[s0, 8, s1, 40], f32>
+    """
+
+    name = "blade.attention"
+    CATEGORY: ClassVar[str] = "attention"
+    query = operand_def(TensorType)
+    key = operand_def(TensorType)
+    value = operand_def(TensorType)
+    mask = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    is_causal = prop_def(IntegerAttr)
+    scale = opt_prop_def(FloatAttr)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        q, v = shapes[0], shapes[2]
+        return [tuple(q[:-1]) + (v[-1],)]
+
+    def reference(self, args, env):
+        q, k, v = args[:3]
+        mask = args[3] if len(args) == 4 else None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=bool(self.p("is_causal")),
+                                              scale=self.p("scale")).to(env.result_dtypes[0])
+
+
+STRUCTURED_OPS = [ReduceSumOp, ReduceMeanOp, ReduceMaxOp, ReduceMinOp, ArgMaxOp, SoftmaxOp, LogSoftmaxOp,
+                  GroupNormOp, LayerNormOp, LinearOp, MatmulOp, ConvOp, AttentionOp]

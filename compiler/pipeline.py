@@ -1,0 +1,109 @@
+"""The compile pipeline, in order. Read this file top to bottom to know what ``optimize`` does.
+
+    nn.Module + example inputs
+      1. capture    torch.export (or TorchScript -> torch.export)      frontend/export.py, torchscript.py
+      2. import     ATen FX graph -> blade tensor dialect             frontend/fx_importer.py
+      3. passes     canonicalize, shape-propagation,                  passes/
+                    [convert-fp16, canonicalize] when enable_fp16,
+                    cluster-supported
+      4. execute    reference executor (PyTorch ops)                  runtime/reference.py
+
+Every stage is timed into the ``CompileReport``; ``Config.dump_dir`` receives the IR after import
+and after every pass (``00-import.mlir``, ``01-canonicalize.mlir``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.export import ExportedProgram
+from xdsl.dialects.builtin import ModuleOp
+
+from blade.config import Config
+from blade.ir import ModulePass, make_context, print_module
+from blade.passes import get_pass
+from blade.report import CompileReport
+
+
+def pass_names(config: Config) -> list[str]:
+    """The pass pipeline for ``config``, by registered name."""
+    names = ["canonicalize", "shape-propagation"]
+    if config.enable_fp16:
+        names += ["convert-fp16", "canonicalize"]
+    names += ["cluster-supported"]
+    return names
+
+
+def run_passes(module: ModuleOp, names: list[str], report: CompileReport, dump_dir: str | None,
+               first_index: int = 1) -> None:
+    ctx = make_context()
+    for i, name in enumerate(names, start=first_index):
+        p: ModulePass = get_pass(name)()
+        with report.stage(name):
+            p.apply(ctx, module)
+            module.verify()
+        if dump_dir:
+            dump(module, dump_dir, f"{i:02d}-{name}")
+
+
+def dump(module: ModuleOp, dump_dir: str, stem: str) -> None:
+    os.makedirs(dump_dir, exist_ok=True)
+    with open(os.path.join(dump_dir, stem + ".mlir"), "w") as f:
+        f.write(print_module(module))
+
+
+@dataclass
+class CompiledProgram:
+    """One compiled variant: the IR plus what is needed to call it."""
+
+    module: ModuleOp
+    ep: ExportedProgram
+    import_result: Any
+    report: CompileReport
+
+
+def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
+            report: CompileReport) -> ExportedProgram:
+    from blade.frontend.export import decompose_unsupported, export_module, graph_targets, has_mutation
+    from blade.frontend.fx_importer import HANDLERS
+    from blade.frontend.torchscript import is_torchscript, torchscript_to_export
+
+    use_ts = config.frontend == "torchscript" or (
+        config.frontend == "auto" and (is_torchscript(module) or bool(allow_tracing)))
+    if use_ts:
+        report.frontend = "torchscript"
+        with report.stage("capture (torchscript)"):
+            ep = torchscript_to_export(module, args, kwargs, trace=not is_torchscript(module))
+    else:
+        report.frontend = "torch.export"
+        with report.stage("capture (torch.export)"):
+            ep = export_module(module, args, kwargs, config)
+    from blade.frontend import aten_table  # noqa: F401 - fills HANDLERS
+
+    unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
+    if unknown or has_mutation(ep):
+        with report.stage("decompose unsupported"):
+            ep = decompose_unsupported(ep, unknown, force=has_mutation(ep))
+    return ep
+
+
+def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
+                    allow_tracing: bool | None = None, label: str | None = None) -> CompiledProgram:
+    from blade.frontend.fx_importer import import_program
+
+    report = CompileReport(label or type(module).__name__, config=config.describe(), verbose=config.verbose)
+    ep = capture(module, args, kwargs, config, allow_tracing, report)
+    ranges = {(name, d): rng for name, dims in config.dim_ranges.items() for d, rng in dims.items()}
+    with report.stage("import"):
+        result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
+        result.module.verify()
+    report.unsupported = result.unsupported
+    report.notes += result.notes
+    if config.dump_dir:
+        dump(result.module, config.dump_dir, "00-import")
+    run_passes(result.module, pass_names(config), report, config.dump_dir)
+    report.module = result.module
+    return CompiledProgram(result.module, ep, result, report)

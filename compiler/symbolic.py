@@ -1,0 +1,394 @@
+"""Symbolic shapes: the one service that owns every tensor dimension in Blade.
+
+Every input dimension is an integer or an expression over named symbols (``s0``, ``s1``, ...);
+every other dimension is an expression over those symbols. Expressions are sympy objects built
+from integer, positive symbols with ``+``, ``*``, ``floor(a/b)`` (printed ``floordiv``),
+``ceiling(a/b)`` (``ceildiv``), ``Mod`` (``mod``), ``Max`` and ``Min``. Sympy keeps them in a
+canonical form, so two dims that are equal by construction compare equal structurally
+(``(8*s1 - 1) floordiv 2 + 1`` and ``4*s1`` are the same object).
+
+Two kinds of answers, kept apart on purpose
+-------------------------------------------
+*Statically known* answers (``known_equal``, ``known_divisible``, ``known_bounds``,
+``known_ge``) are proved from the expressions and the symbol ranges alone. They never add a
+runtime check; ``False`` means "not provable", not "false". Fusion legality, layout and memory
+planning may only use these.
+
+*Guarded* answers (``SymbolTable.require``) are assumptions the compiler makes about the input
+sizes that it cannot prove (``s0 <= 63``, ``Eq(s2, s0)``). Each one becomes a ``Guard`` recorded
+in the symbol table; the compiled module evaluates every guard from the input sizes before it
+runs, and a call that breaks one is routed to another compiled variant (never silently run).
+Guards coming from the frontend (torch.export's shape environment) are recorded the same way.
+
+Runtime evaluation of an expression never touches sympy: ``compile_expr`` turns it into a tiny
+Python function of the symbol values (and ``to_python_source`` gives the source, which is also
+the form a C++ runtime can evaluate).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable, Iterable, Mapping
+
+import sympy
+
+Expr = sympy.Expr
+INF = math.inf
+
+
+class ShapeError(ValueError):
+    """A shape fact was violated or an expression cannot be handled."""
+
+
+def make_symbol(name: str) -> sympy.Symbol:
+    """The one way to create a dimension symbol: integer and positive (dims are >= 1)."""
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def as_expr(value: int | Expr) -> Expr:
+    if isinstance(value, bool):
+        raise ShapeError(f"a dimension cannot be a bool: {value!r}")
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, sympy.Expr):
+        return value
+    raise ShapeError(f"not a dimension expression: {value!r} ({type(value).__name__})")
+
+
+def floordiv(a: int | Expr, b: int | Expr) -> Expr:
+    return sympy.floor(as_expr(a) / as_expr(b))
+
+
+def ceildiv(a: int | Expr, b: int | Expr) -> Expr:
+    return sympy.ceiling(as_expr(a) / as_expr(b))
+
+
+def is_static(dim: int | Expr) -> bool:
+    return isinstance(dim, int) or (isinstance(dim, sympy.Expr) and dim.is_Integer)
+
+
+def static_value(dim: int | Expr) -> int | None:
+    if isinstance(dim, int):
+        return dim
+    if isinstance(dim, sympy.Expr) and dim.is_Integer:
+        return int(dim)
+    return None
+
+
+def product(dims: Iterable[int | Expr]) -> Expr:
+    out: Expr = sympy.Integer(1)
+    for d in dims:
+        out = out * as_expr(d)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Statically known facts (never add a runtime check)
+# --------------------------------------------------------------------------------------------
+
+
+def known_equal(a: int | Expr, b: int | Expr) -> bool:
+    """True when ``a == b`` for every value of the symbols (structural, after canonicalisation)."""
+    diff = sympy.expand(as_expr(a) - as_expr(b))
+    return diff == 0
+
+
+def known_divisible(a: int | Expr, k: int | Expr) -> bool:
+    """True when ``a`` is a multiple of ``k`` for every value of the symbols."""
+    q = as_expr(a) / as_expr(k)
+    return bool(q.is_integer)
+
+
+Bounds = tuple[float, float]
+
+
+def known_bounds(expr: int | Expr, ranges: Mapping[sympy.Symbol, Bounds] | None = None) -> Bounds:
+    """Interval bounds of ``expr`` given symbol ranges (default ``[1, inf)``); may be loose."""
+    return _bounds(as_expr(expr), ranges or {})
+
+
+def known_ge(a: int | Expr, b: int | Expr, ranges: Mapping[sympy.Symbol, Bounds] | None = None) -> bool:
+    lo, _ = known_bounds(sympy.expand(as_expr(a) - as_expr(b)), ranges)
+    return lo >= 0
+
+
+def _mul_bounds(x: Bounds, y: Bounds) -> Bounds:
+    prods = []
+    for p in x:
+        for q in y:
+            if (p == 0 and abs(q) == INF) or (q == 0 and abs(p) == INF):
+                prods.append(0.0)
+            else:
+                prods.append(p * q)
+    return min(prods), max(prods)
+
+
+def _bounds(e: Expr, ranges: Mapping[sympy.Symbol, Bounds]) -> Bounds:
+    if e.is_Integer or e.is_Rational:
+        v = float(e)
+        return v, v
+    if e.is_Symbol:
+        return ranges.get(e, (1.0, INF))
+    if e.is_Add:
+        lo, hi = 0.0, 0.0
+        for t in e.args:
+            a, b = _bounds(t, ranges)
+            lo, hi = lo + a, hi + b
+        return lo, hi
+    if e.is_Mul:
+        acc: Bounds = (1.0, 1.0)
+        for t in e.args:
+            acc = _mul_bounds(acc, _bounds(t, ranges))
+        return acc
+    if e.is_Pow and e.exp.is_Integer and int(e.exp) > 0:
+        acc = (1.0, 1.0)
+        base = _bounds(e.base, ranges)
+        for _ in range(int(e.exp)):
+            acc = _mul_bounds(acc, base)
+        return acc
+    if isinstance(e, sympy.floor):
+        lo, hi = _bounds(e.args[0], ranges)
+        return (math.floor(lo) if lo != -INF else -INF), (math.floor(hi) if hi != INF else INF)
+    if isinstance(e, sympy.ceiling):
+        lo, hi = _bounds(e.args[0], ranges)
+        return (math.ceil(lo) if lo != -INF else -INF), (math.ceil(hi) if hi != INF else INF)
+    if isinstance(e, sympy.Mod):
+        _, bhi = _bounds(e.args[1], ranges)
+        return 0.0, max(bhi - 1, 0.0)
+    if isinstance(e, (sympy.Max, sympy.Min)):
+        bs = [_bounds(a, ranges) for a in e.args]
+        f = max if isinstance(e, sympy.Max) else min
+        return f(b[0] for b in bs), f(b[1] for b in bs)
+    return -INF, INF
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime evaluation (no sympy on the hot path)
+# --------------------------------------------------------------------------------------------
+
+
+def to_python_source(e: Expr) -> str:
+    """Integer-exact Python source of ``e`` (symbols appear by name)."""
+    if e.is_Integer:
+        return str(int(e))
+    if e.is_Symbol:
+        return e.name
+    if e.is_Add:
+        return "(" + " + ".join(to_python_source(a) for a in e.args) + ")"
+    if e.is_Mul:
+        num, den = sympy.fraction(e)
+        if den != 1:
+            return f"({to_python_source(num)} // {to_python_source(den)})"
+        return "(" + " * ".join(to_python_source(a) for a in e.args) + ")"
+    if e.is_Pow and e.exp.is_Integer and int(e.exp) > 0:
+        return "(" + " * ".join([to_python_source(e.base)] * int(e.exp)) + ")"
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        n, d = to_python_source(sympy.expand(num)), to_python_source(den)
+        return f"({n} // {d})" if isinstance(e, sympy.floor) else f"(-((-{n}) // {d}))"
+    if isinstance(e, sympy.Mod):
+        return f"({to_python_source(e.args[0])} % {to_python_source(e.args[1])})"
+    if isinstance(e, (sympy.Max, sympy.Min)):
+        fn = "max" if isinstance(e, sympy.Max) else "min"
+        return f"{fn}(" + ", ".join(to_python_source(a) for a in e.args) + ")"
+    if isinstance(e, sympy.Rel):
+        ops = {sympy.Eq: "==", sympy.Ne: "!=", sympy.Lt: "<", sympy.Le: "<=", sympy.Gt: ">", sympy.Ge: ">="}
+        return f"({to_python_source(e.lhs)} {ops[type(e)]} {to_python_source(e.rhs)})"
+    if isinstance(e, (sympy.And, sympy.Or)):
+        j = " and " if isinstance(e, sympy.And) else " or "
+        return "(" + j.join(to_python_source(a) for a in e.args) + ")"
+    if isinstance(e, sympy.Not):
+        return f"(not {to_python_source(e.args[0])})"
+    if e is sympy.true or e is sympy.false:
+        return str(bool(e))
+    raise ShapeError(f"cannot evaluate dimension expression {e} (unsupported {type(e).__name__})")
+
+
+@lru_cache(maxsize=None)
+def compile_expr(e: Expr) -> Callable[[Mapping[str, int]], int]:
+    """A fast evaluator ``f(values_by_symbol_name) -> int`` for ``e``."""
+    names = sorted(s.name for s in e.free_symbols)
+    src = to_python_source(e)
+    args = ", ".join(names)
+    code = f"lambda {args}: {src}" if names else f"lambda: {src}"
+    fn = eval(code, {"max": max, "min": min})  # noqa: S307 - source generated above, integers only
+    if not names:
+        value = fn()
+        return lambda values: value
+    return lambda values: fn(*[values[n] for n in names])
+
+
+def evaluate(e: int | Expr, values: Mapping[str, int]) -> int:
+    if isinstance(e, int):
+        return e
+    return int(compile_expr(e)(values))
+
+
+# --------------------------------------------------------------------------------------------
+# The symbol table of one module
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SymbolInfo:
+    """One symbol: its range (``hi=None`` is unbounded) and where its value comes from."""
+
+    name: str
+    lo: int = 1
+    hi: int | None = None
+    origin: str = ""
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return make_symbol(self.name)
+
+
+@dataclass
+class Guard:
+    """An assumption on input sizes checked at call time. ``cond`` is a sympy boolean."""
+
+    cond: sympy.Basic
+    reason: str = ""
+
+    def holds(self, values: Mapping[str, int]) -> bool:
+        return bool(compile_expr(self.cond)(values))
+
+
+@dataclass
+class SymbolTable:
+    """Symbols of a module with their ranges, plus the guards the compiled code relies on."""
+
+    symbols: dict[str, SymbolInfo] = field(default_factory=dict)
+    guards: list[Guard] = field(default_factory=list)
+
+    def add(self, info: SymbolInfo) -> sympy.Symbol:
+        if info.name in self.symbols:
+            raise ShapeError(f"symbol {info.name} defined twice")
+        self.symbols[info.name] = info
+        return info.symbol
+
+    def fresh(self, origin: str = "", lo: int = 1, hi: int | None = None) -> sympy.Symbol:
+        i = len(self.symbols)
+        while f"s{i}" in self.symbols:
+            i += 1
+        return self.add(SymbolInfo(f"s{i}", lo, hi, origin))
+
+    def ranges(self) -> dict[sympy.Symbol, Bounds]:
+        return {
+            info.symbol: (float(info.lo), INF if info.hi is None else float(info.hi))
+            for info in self.symbols.values()
+        }
+
+    # statically known, using this table's ranges -------------------------------------------
+    def bounds(self, e: int | Expr) -> Bounds:
+        return known_bounds(e, self.ranges())
+
+    def known_ge(self, a: int | Expr, b: int | Expr) -> bool:
+        return known_ge(a, b, self.ranges())
+
+    def known_true(self, cond: sympy.Basic) -> bool | None:
+        """True/False when ``cond`` is decided by structure and ranges, else None."""
+        if cond is sympy.true or cond is sympy.false:
+            return bool(cond)
+        if isinstance(cond, sympy.Rel):
+            diff = sympy.expand(cond.lhs - cond.rhs)
+            lo, hi = self.bounds(diff)
+            if isinstance(cond, sympy.Eq):
+                if diff == 0:
+                    return True
+                return False if (lo > 0 or hi < 0) else None
+            if isinstance(cond, sympy.Ne):
+                if diff == 0:
+                    return False
+                return True if (lo > 0 or hi < 0) else None
+            if isinstance(cond, (sympy.Ge, sympy.Gt)):
+                strict = isinstance(cond, sympy.Gt)
+                if lo > 0 or (lo >= 0 and not strict):
+                    return True
+                if hi < 0 or (hi <= 0 and strict):
+                    return False
+                return None
+            if isinstance(cond, (sympy.Le, sympy.Lt)):
+                strict = isinstance(cond, sympy.Lt)
+                if hi < 0 or (hi <= 0 and not strict):
+                    return True
+                if lo > 0 or (lo >= 0 and strict):
+                    return False
+                return None
+        if isinstance(cond, sympy.And):
+            parts = [self.known_true(a) for a in cond.args]
+            if any(p is False for p in parts):
+                return False
+            return True if all(p is True for p in parts) else None
+        return None
+
+    # guarded ----------------------------------------------------------------------------
+    def require(self, cond: sympy.Basic, reason: str) -> None:
+        """Assume ``cond`` holds for every call; record a runtime guard unless it is provable.
+
+        Raises ``ShapeError`` when ``cond`` is provably false.
+        """
+        known = self.known_true(cond)
+        if known is True:
+            return
+        if known is False:
+            raise ShapeError(f"shape condition {cond} is false for every input ({reason})")
+        if not any(g.cond == cond for g in self.guards):
+            self.guards.append(Guard(cond, reason))
+
+    def failed_guards(self, values: Mapping[str, int]) -> list[Guard]:
+        out = []
+        for name, info in self.symbols.items():
+            v = values.get(name)
+            if v is None:
+                continue
+            if v < info.lo or (info.hi is not None and v > info.hi):
+                out.append(Guard(sympy.And(info.symbol >= info.lo, info.symbol <= (info.hi or v)),
+                                 f"range of {name}"))
+        out.extend(g for g in self.guards if not g.holds(values))
+        return out
+
+
+def bind_symbols(
+    dims_per_input: list[tuple[str, tuple[Expr, ...]]], sizes_per_input: list[tuple[int, ...]]
+) -> dict[str, int]:
+    """Solve symbol values from concrete input sizes.
+
+    Each input dim is an integer, a symbol or ``k*symbol``; anything else is checked after the
+    simple dims are bound. Raises ``ShapeError`` naming the input and the dim on a mismatch.
+    """
+    values: dict[str, int] = {}
+    deferred: list[tuple[str, int, Expr, int]] = []
+    for (name, dims), sizes in zip(dims_per_input, sizes_per_input):
+        if len(dims) != len(sizes):
+            raise ShapeError(f"input '{name}' has rank {len(sizes)}, compiled for rank {len(dims)}"
+                             f" with dims {list(dims)}")
+        for i, (d, n) in enumerate(zip(dims, sizes)):
+            if d.is_Integer:
+                if int(d) != n:
+                    raise ShapeError(f"input '{name}' dim {i} is {n}; this program was compiled "
+                                     f"for exactly {int(d)} (mark the dim dynamic to vary it)")
+                continue
+            coeff, rest = d.as_coeff_Mul()
+            if rest.is_Symbol and coeff.is_Integer and int(coeff) > 0:
+                k = int(coeff)
+                if n % k:
+                    raise ShapeError(f"input '{name}' dim {i} is {n}; it must be a multiple of {k} "
+                                     f"(compiled as {d})")
+                v = n // k
+                old = values.setdefault(rest.name, v)
+                if old != v:
+                    raise ShapeError(f"input '{name}' dim {i} is {n}, but {rest.name} = {old} from an "
+                                     f"earlier input requires {k * old}")
+            else:
+                deferred.append((name, i, d, n))
+    for name, i, d, n in deferred:
+        missing = {s.name for s in d.free_symbols} - values.keys()
+        if missing:
+            raise ShapeError(f"input '{name}' dim {i} ({d}) uses symbols {sorted(missing)} that no "
+                             "simple input dim determines")
+        if evaluate(d, values) != n:
+            raise ShapeError(f"input '{name}' dim {i} is {n}; expected {d} = {evaluate(d, values)}")
+    return values

@@ -1,0 +1,607 @@
+"""The ATen-op mapping table: how each ATen overload becomes ``blade`` ops.
+
+A handler receives the import context, the FX node and the node's raw arguments, and returns the
+SSA value(s) of the node (or a dim expression for size arithmetic). Result types always come from
+the node's FakeTensor metadata (``ctx.out_type()``). A handler raises ``NotLowered`` for a use it
+does not cover (a transposed convolution, dropout in training mode...); the node then runs in
+eager PyTorch and the import report says why.
+
+Ops that only move metadata (``contiguous``, ``clone``, ``dropout`` in eval, ``detach``) map to
+their input; views (``view``, ``unsqueeze``, ``flatten``...) all become ``blade.reshape``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import sympy
+import torch
+import torch.fx
+
+from blade.dialects import data_movement as dm
+from blade.dialects import elementwise as ew
+from blade.dialects import structured as st
+from blade.dialects.types import (
+    DimsAttr,
+    StringAttr,
+    float_attr,
+    int_attr,
+    ints_attr,
+    tensor_type,
+)
+from blade.frontend.fx_importer import ImportCtx, NotLowered, handles
+from blade.symbolic import ShapeError, as_expr
+
+# ---------------------------------------------------------------------------------------------
+# size arithmetic and assertions: evaluated symbolically, never ops
+# ---------------------------------------------------------------------------------------------
+
+_SIZE_ARITHMETIC = (
+    operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod, operator.truediv,
+    operator.neg, operator.pow, operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
+    operator.ge, torch.sym_max, torch.sym_min, torch.sym_float, torch.sym_int, math.ceil, math.floor,
+    "sym_size.int", "sym_numel.default", "sym_stride.int", "sym_storage_offset.default",
+)
+
+
+@handles(*_SIZE_ARITHMETIC)
+def _size_arithmetic(ctx: ImportCtx, node, *args, **kwargs):
+    val = node.meta.get("val")
+    if isinstance(val, (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return ctx.mapping.convert(val) if not isinstance(val, float) else val
+    raise NotLowered(f"size arithmetic {node.target} without a symbolic value")
+
+
+@handles("_assert_scalar.default")
+def _assert_scalar(ctx: ImportCtx, node, cond, msg=None):
+    c = ctx.scalar(cond)
+    if isinstance(c, (bool, int)):
+        if not c:
+            raise ShapeError(f"assertion always fails: {msg}")
+        return None
+    ctx.mapping.table.require(c, f"runtime assertion: {msg}")
+    return None
+
+
+@handles("_local_scalar_dense.default")
+def _local_scalar_dense(ctx: ImportCtx, node, t):
+    if t not in ctx.known_scalars:
+        raise ShapeError("a size computed from tensor data (item()/int(tensor)) is data-dependent; "
+                         "Blade compiles shape-static data flow only")
+    expr = ctx.known_scalars[t]
+    val = node.meta.get("val")
+    if isinstance(val, torch.SymInt) and val.node.expr.is_Symbol:
+        ctx.mapping.unbacked[val.node.expr] = expr
+    return expr
+
+
+@handles("_assert_tensor_metadata.default", "sym_constrain_range_for_size.default",
+         "sym_constrain_range.default")
+def _no_value(ctx, node, *args, **kwargs):
+    return None
+
+
+@handles(operator.getitem)
+def _getitem(ctx: ImportCtx, node, seq, index):
+    v = ctx.env[seq]
+    if isinstance(v, (list, tuple)):
+        return v[index]
+    raise NotLowered("getitem on a non-sequence value")
+
+
+# ---------------------------------------------------------------------------------------------
+# identity-like
+# ---------------------------------------------------------------------------------------------
+
+
+def _same_or_cast(ctx: ImportCtx, x):
+    v = ctx.value(x)
+    out = ctx.out_type()
+    if v.type == out:
+        return v
+    if v.type.shape == out.shape:
+        return ctx.emit(ew.CastOp, [v], out)
+    return ctx.emit(dm.ReshapeOp, [v], out) if v.type.element_type == out.element_type else \
+        ctx.emit(ew.CastOp, [ctx.emit(dm.ReshapeOp, [v], out.with_element_type(v.type.element_type))], out)
+
+
+@handles("contiguous.default", "clone.default", "alias.default", "detach.default",
+         "lift_fresh_copy.default", "to.dtype", "to.dtype_layout", "to.device", "to.other",
+         "_to_copy.default", "type_as.default", "_unsafe_view.default")
+def _identity_or_cast(ctx: ImportCtx, node, x, *args, **kwargs):
+    if node.target is torch.ops.aten._unsafe_view.default:
+        return ctx.emit(dm.ReshapeOp, [ctx.value(x)], ctx.out_type())
+    result = _same_or_cast(ctx, x)
+    if x in ctx.known_scalars:
+        ctx.known_scalars[node] = ctx.known_scalars[x]
+    return result
+
+
+@handles("dropout.default")
+def _dropout(ctx: ImportCtx, node, x, p, train):
+    if train and p > 0:
+        raise NotLowered("dropout in training mode is random; call model.eval() before optimize")
+    return ctx.value(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# views and layout
+# ---------------------------------------------------------------------------------------------
+
+
+@handles("view.default", "reshape.default", "unsqueeze.default", "squeeze.dim", "squeeze.dims",
+         "squeeze.default", "flatten.using_ints", "unflatten.int", "view.dtype")
+def _reshape(ctx: ImportCtx, node, x, *args, **kwargs):
+    if node.target is getattr(torch.ops.aten.view, "dtype", None):
+        raise NotLowered("reinterpreting bits as another dtype is not supported")
+    v = ctx.value(x)
+    out = ctx.out_type()
+    return v if v.type == out else ctx.emit(dm.ReshapeOp, [v], out)
+
+
+@handles("expand.default", "expand_as.default", "broadcast_to.default")
+def _expand(ctx: ImportCtx, node, x, *args, **kwargs):
+    v = ctx.value(x)
+    out = ctx.out_type()
+    return v if v.type == out else ctx.emit(dm.ExpandOp, [v], out)
+
+
+@handles("permute.default")
+def _permute(ctx: ImportCtx, node, x, dims):
+    v = ctx.value(x)
+    rank = v.type.rank
+    return ctx.emit(dm.PermuteOp, [v], ctx.out_type(), perm=ints_attr([d % rank for d in dims]))
+
+
+@handles("transpose.int", "swapaxes.default")
+def _transpose(ctx: ImportCtx, node, x, d0, d1):
+    v = ctx.value(x)
+    rank = v.type.rank
+    perm = list(range(rank))
+    a, b = d0 % rank, d1 % rank
+    perm[a], perm[b] = perm[b], perm[a]
+    return ctx.emit(dm.PermuteOp, [v], ctx.out_type(), perm=ints_attr(perm))
+
+
+@handles("t.default")
+def _t(ctx: ImportCtx, node, x):
+    v = ctx.value(x)
+    if v.type.rank < 2:
+        return v
+    return ctx.emit(dm.PermuteOp, [v], ctx.out_type(), perm=ints_attr([1, 0]))
+
+
+def _normalize_index(e: sympy.Expr, size: sympy.Expr) -> sympy.Expr:
+    if e.is_Integer and int(e) < 0:
+        return size + e
+    return e
+
+
+def _slice(ctx: ImportCtx, v, dim: int, start: sympy.Expr, length_type, step: int = 1):
+    return ctx.emit(dm.SliceOp, [v], length_type, dim=int_attr(dim), start=DimsAttr.from_dims([start]),
+                    step=int_attr(step))
+
+
+@handles("slice.Tensor")
+def _slice_tensor(ctx: ImportCtx, node, x, dim=0, start=None, end=None, step=1):
+    v = ctx.value(x)
+    out = ctx.out_type()
+    d = dim % v.type.rank
+    size = v.type.shape[d]
+    s = sympy.Integer(0) if start is None else _normalize_index(ctx.sym(start), size)
+    if s.is_Integer and size is not None and size.is_Integer:
+        s = sympy.Integer(max(0, min(int(s), int(size))))
+    if v.type == out and s == 0 and step == 1:
+        return v
+    return _slice(ctx, v, d, s, out, int(step))
+
+
+@handles("select.int")
+def _select(ctx: ImportCtx, node, x, dim, index):
+    v = ctx.value(x)
+    d = dim % v.type.rank
+    s = _normalize_index(ctx.sym(index), v.type.shape[d])
+    shape = list(v.type.shape)
+    shape[d] = sympy.Integer(1)
+    sl = _slice(ctx, v, d, s, v.type.with_shape(shape))
+    return ctx.emit(dm.ReshapeOp, [sl], ctx.out_type())
+
+
+@handles("narrow.default")
+def _narrow(ctx: ImportCtx, node, x, dim, start, length):
+    v = ctx.value(x)
+    d = dim % v.type.rank
+    return _slice(ctx, v, d, _normalize_index(ctx.sym(start), v.type.shape[d]), ctx.out_type())
+
+
+@handles("chunk.default", "split.Tensor", "split_with_sizes.default", "unbind.int")
+def _split(ctx: ImportCtx, node, x, *args, **kwargs):
+    v = ctx.value(x)
+    outs = node.meta["val"]
+    if node.target is torch.ops.aten.unbind.int:
+        dim = (args[0] if args else kwargs.get("dim", 0)) % v.type.rank
+    elif node.target is torch.ops.aten.chunk.default:
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % v.type.rank
+    else:
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % v.type.rank
+    results, start = [], sympy.Integer(0)
+    for o in outs:
+        t = ctx.type_of(o)
+        if node.target is torch.ops.aten.unbind.int:
+            shape = list(v.type.shape)
+            shape[dim] = sympy.Integer(1)
+            piece = _slice(ctx, v, dim, start, v.type.with_shape(shape))
+            results.append(ctx.emit(dm.ReshapeOp, [piece], t))
+            start = start + 1
+        else:
+            results.append(_slice(ctx, v, dim, start, t))
+            start = start + t.shape[dim]
+    return results
+
+
+@handles("cat.default", "concat.default")
+def _cat(ctx: ImportCtx, node, tensors, dim=0):
+    vals = [ctx.value(t) for t in tensors]
+    vals = [v for v in vals if not (v.type.rank == 1 and v.type.shape[0] == 0)]
+    if len(vals) == 1:
+        return _same_or_cast(ctx, tensors[0])
+    return ctx.emit(dm.ConcatOp, vals, ctx.out_type(), dim=int_attr(dim % ctx.out_type().rank))
+
+
+@handles("stack.default")
+def _stack(ctx: ImportCtx, node, tensors, dim=0):
+    out = ctx.out_type()
+    d = dim % out.rank
+    pieces = []
+    for t in tensors:
+        v = ctx.value(t)
+        shape = list(v.type.shape)
+        shape.insert(d, sympy.Integer(1))
+        pieces.append(ctx.emit(dm.ReshapeOp, [v], v.type.with_shape(shape)))
+    return ctx.emit(dm.ConcatOp, pieces, out, dim=int_attr(d))
+
+
+@handles("constant_pad_nd.default", "pad.default")
+def _pad(ctx: ImportCtx, node, x, pad, *args, **kwargs):
+    mode = kwargs.get("mode", args[0] if node.target is torch.ops.aten.pad.default and args else "constant")
+    if mode != "constant":
+        raise NotLowered(f"padding mode '{mode}' is not supported (constant only)")
+    value = kwargs.get("value", args[-1] if args and node.target is torch.ops.aten.constant_pad_nd.default else 0)
+    if any(p < 0 for p in pad):
+        raise NotLowered("negative padding (cropping) is not supported")
+    return ctx.emit(dm.PadOp, [ctx.value(x)], ctx.out_type(), pads=ints_attr(pad),
+                    value=float_attr(float(value or 0.0)))
+
+
+@handles("upsample_nearest2d.vec", "upsample_nearest2d.default", "upsample_nearest1d.vec",
+         "upsample_nearest3d.vec")
+def _upsample_nearest(ctx: ImportCtx, node, x, output_size=None, *args, **kwargs):
+    scales = [a for a in list(args) + list(kwargs.values()) if a is not None]
+    flat = []
+    for s in scales:
+        flat.extend(s if isinstance(s, (list, tuple)) else [s])
+    if output_size is None and any(float(s) != int(s) for s in flat):
+        raise NotLowered(f"nearest upsampling by non-integer scale factors {flat}")
+    return ctx.emit(dm.UpsampleOp, [ctx.value(x)], ctx.out_type(), mode=StringAttr("nearest"))
+
+
+@handles("embedding.default")
+def _embedding(ctx: ImportCtx, node, weight, indices, *args, **kwargs):
+    return ctx.emit(dm.EmbeddingOp, [ctx.value(weight), ctx.value(indices)], ctx.out_type())
+
+
+@handles("index.Tensor")
+def _index(ctx: ImportCtx, node, x, indices):
+    dims = [i for i, t in enumerate(indices) if t is not None]
+    vals = [ctx.value(indices[i]) for i in dims]
+    if any(v.type.element_type != tensor_type([], torch.int64).element_type for v in vals):
+        raise NotLowered("boolean-mask indexing has a data-dependent result size")
+    return ctx.emit(dm.IndexOp, [ctx.value(x), *vals], ctx.out_type(), indexed=ints_attr(dims))
+
+
+@handles("index_select.default")
+def _index_select(ctx: ImportCtx, node, x, dim, index):
+    v = ctx.value(x)
+    return ctx.emit(dm.IndexOp, [v, ctx.value(index)], ctx.out_type(), indexed=ints_attr([dim % v.type.rank]))
+
+
+# ---------------------------------------------------------------------------------------------
+# elementwise
+# ---------------------------------------------------------------------------------------------
+
+_UNARY = {
+    "neg.default": ew.NegOp, "exp.default": ew.ExpOp, "log.default": ew.LogOp, "sqrt.default": ew.SqrtOp,
+    "rsqrt.default": ew.RsqrtOp, "sin.default": ew.SinOp, "cos.default": ew.CosOp, "tanh.default": ew.TanhOp,
+    "sigmoid.default": ew.SigmoidOp, "silu.default": ew.SiluOp, "relu.default": ew.ReluOp,
+    "abs.default": ew.AbsOp, "erf.default": ew.ErfOp, "reciprocal.default": ew.ReciprocalOp,
+    "logical_not.default": ew.LogicalNotOp,
+}
+
+
+def _make_unary(op_cls):
+    def handler(ctx: ImportCtx, node, x):
+        return ctx.emit(op_cls, [ctx.value(x)], ctx.out_type())
+
+    return handler
+
+
+for _name, _cls in _UNARY.items():
+    handles(_name)(_make_unary(_cls))
+
+
+@handles("bitwise_not.default")
+def _bitwise_not(ctx: ImportCtx, node, x):
+    v = ctx.value(x)
+    if ctx.out_type().dtype != torch.bool:
+        raise NotLowered("bitwise_not on integers is not supported (booleans only)")
+    return ctx.emit(ew.LogicalNotOp, [v], ctx.out_type())
+
+
+@handles("gelu.default")
+def _gelu(ctx: ImportCtx, node, x, approximate="none"):
+    return ctx.emit(ew.GeluOp, [ctx.value(x)], ctx.out_type(), approximate=StringAttr(approximate))
+
+
+def _is_node(a) -> bool:
+    return isinstance(a, torch.fx.Node)
+
+
+def _known_scalar(ctx: ImportCtx, a):
+    if _is_node(a):
+        return ctx.known_scalars.get(a)
+    return as_expr(a) if isinstance(a, int) and not isinstance(a, bool) else None
+
+
+_BINARY = {
+    "add": (ew.AddOp, operator.add), "sub": (ew.SubOp, operator.sub), "mul": (ew.MulOp, operator.mul),
+    "div": (ew.DivOp, None), "maximum": (ew.MaximumOp, None), "minimum": (ew.MinimumOp, None),
+    "eq": (ew.EqOp, None), "ne": (ew.NeOp, None), "lt": (ew.LtOp, None), "le": (ew.LeOp, None),
+    "gt": (ew.GtOp, None), "ge": (ew.GeOp, None), "logical_and": (ew.LogicalAndOp, None),
+    "logical_or": (ew.LogicalOrOp, None), "remainder": (ew.RemainderOp, None),
+    "floor_divide": (ew.FloorDivOp, lambda a, b: sympy.floor(a / b)), "pow": (ew.PowOp, None),
+    "bitwise_and": (ew.LogicalAndOp, None), "bitwise_or": (ew.LogicalOrOp, None),
+}
+
+
+def _make_binary(op_cls, sym_fn, reverse=False):
+    def handler(ctx: ImportCtx, node, a, b, *, alpha=1, rounding_mode=None):
+        if reverse:
+            a, b = b, a
+        out = ctx.out_type()
+        if op_cls in (ew.LogicalAndOp, ew.LogicalOrOp) and out.dtype != torch.bool:
+            raise NotLowered("bitwise ops on integers are not supported (booleans only)")
+        cls = op_cls
+        if rounding_mode == "floor":
+            cls = ew.FloorDivOp
+        elif rounding_mode is not None:
+            raise NotLowered(f"division with rounding_mode='{rounding_mode}'")
+        lhs, rhs = ctx.value(a), ctx.value(b)
+        if alpha != 1:
+            rhs = ctx.emit(ew.MulOp, [rhs, ctx.constant(alpha)], rhs.type)
+        ka, kb = _known_scalar(ctx, a), _known_scalar(ctx, b)
+        if sym_fn is not None and alpha == 1 and ka is not None and kb is not None:
+            ctx.known_scalars[node] = sym_fn(ka, kb)
+        return ctx.emit(cls, [lhs, rhs], out)
+
+    return handler
+
+
+for _name, (_cls, _fn) in _BINARY.items():
+    for _overload in ("Tensor", "Scalar", "default", "Tensor_Tensor", "Tensor_Scalar", "Scalar_Tensor",
+                      "Tensor_mode", "Scalar_mode", "self"):
+        handles(f"{_name}.{_overload}")(_make_binary(_cls, _fn))
+handles("rsub.Scalar", "rsub.Tensor")(_make_binary(ew.SubOp, None, reverse=True))
+
+
+@handles("where.self", "where.ScalarSelf", "where.ScalarOther", "where.Scalar")
+def _where(ctx: ImportCtx, node, cond, a, b):
+    out = ctx.out_type()
+    av = ctx.value(a) if _is_node(a) else ctx.constant(a, out.dtype)
+    bv = ctx.value(b) if _is_node(b) else ctx.constant(b, out.dtype)
+    return ctx.emit(ew.WhereOp, [ctx.value(cond), av, bv], out)
+
+
+@handles("masked_fill.Scalar", "masked_fill.Tensor")
+def _masked_fill(ctx: ImportCtx, node, x, mask, value):
+    out = ctx.out_type()
+    fill = ctx.value(value) if _is_node(value) else ctx.constant(value, out.dtype)
+    return ctx.emit(ew.WhereOp, [ctx.value(mask), fill, ctx.value(x)], out)
+
+
+@handles("clamp.default", "clamp_min.default", "clamp_max.default")
+def _clamp(ctx: ImportCtx, node, x, lo=None, hi=None):
+    out = ctx.out_type()
+    v = ctx.value(x)
+    if node.target is torch.ops.aten.clamp_max.default:
+        lo, hi = None, lo
+    if lo is not None:
+        v = ctx.emit(ew.MaximumOp, [v, ctx.constant(lo, out.dtype)], out)
+    if hi is not None:
+        v = ctx.emit(ew.MinimumOp, [v, ctx.constant(hi, out.dtype)], out)
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# reductions, norms, contractions
+# ---------------------------------------------------------------------------------------------
+
+
+def _reduction(op_cls):
+    def handler(ctx: ImportCtx, node, x, dim=None, keepdim=False, *, dtype=None):
+        v = ctx.value(x)
+        dims = list(range(v.type.rank)) if dim is None or dim == [] else (
+            [dim] if isinstance(dim, int) else list(dim))
+        return ctx.emit(op_cls, [v], ctx.out_type(), dims=ints_attr(dims), keepdim=int_attr(keepdim))
+
+    return handler
+
+
+handles("sum.dim_IntList", "sum.default")(_reduction(st.ReduceSumOp))
+handles("mean.dim", "mean.default")(_reduction(st.ReduceMeanOp))
+handles("amax.default")(_reduction(st.ReduceMaxOp))
+handles("amin.default")(_reduction(st.ReduceMinOp))
+
+
+@handles("argmax.default")
+def _argmax(ctx: ImportCtx, node, x, dim=None, keepdim=False):
+    if dim is None:
+        raise NotLowered("argmax over the flattened tensor")
+    return ctx.emit(st.ArgMaxOp, [ctx.value(x)], ctx.out_type(), dims=ints_attr([dim]), keepdim=int_attr(keepdim))
+
+
+@handles("softmax.int", "_softmax.default", "log_softmax.int", "_log_softmax.default")
+def _softmax(ctx: ImportCtx, node, x, dim, *args, **kwargs):
+    cls = st.LogSoftmaxOp if "log" in node.target._opname else st.SoftmaxOp
+    return ctx.emit(cls, [ctx.value(x)], ctx.out_type(), dim=int_attr(dim))
+
+
+def _affine(ctx: ImportCtx, weight, bias, channels_type):
+    if weight is None and bias is None:
+        return []
+    w = ctx.value(weight) if weight is not None else ctx.emit(dm.FullOp, [], channels_type, value=float_attr(1.0))
+    b = ctx.value(bias) if bias is not None else ctx.emit(dm.FullOp, [], channels_type, value=float_attr(0.0))
+    return [w, b]
+
+
+@handles("group_norm.default")
+def _group_norm(ctx: ImportCtx, node, x, num_groups, weight=None, bias=None, eps=1e-5, cudnn_enabled=True):
+    v = ctx.value(x)
+    affine = _affine(ctx, weight, bias, v.type.with_shape([v.type.shape[1]]))
+    return ctx.emit(st.GroupNormOp, [v, *affine], ctx.out_type(), num_groups=int_attr(num_groups),
+                    eps=float_attr(eps))
+
+
+@handles("layer_norm.default")
+def _layer_norm(ctx: ImportCtx, node, x, normalized_shape, weight=None, bias=None, eps=1e-5, cudnn_enable=True):
+    v = ctx.value(x)
+    n = len(normalized_shape)
+    affine = _affine(ctx, weight, bias, v.type.with_shape(list(v.type.shape[-n:])))
+    return ctx.emit(st.LayerNormOp, [v, *affine], ctx.out_type(), normalized_ndim=int_attr(n),
+                    eps=float_attr(eps))
+
+
+@handles("linear.default")
+def _linear(ctx: ImportCtx, node, x, weight, bias=None):
+    ops = [ctx.value(x), ctx.value(weight)] + ([ctx.value(bias)] if bias is not None else [])
+    return ctx.emit(st.LinearOp, ops, ctx.out_type())
+
+
+@handles("mm.default", "bmm.default", "matmul.default")
+def _matmul(ctx: ImportCtx, node, a, b):
+    av, bv = ctx.value(a), ctx.value(b)
+    if av.type.rank < 2 or bv.type.rank < 2:
+        raise NotLowered("matmul with a 1-D operand")
+    return ctx.emit(st.MatmulOp, [av, bv], ctx.out_type())
+
+
+@handles("addmm.default", "baddbmm.default")
+def _addmm(ctx: ImportCtx, node, bias, a, b, *, beta=1, alpha=1):
+    out = ctx.out_type()
+    prod = ctx.emit(st.MatmulOp, [ctx.value(a), ctx.value(b)], out)
+    if alpha != 1:
+        prod = ctx.emit(ew.MulOp, [prod, ctx.constant(alpha)], out)
+    if beta == 0:
+        return prod
+    bv = ctx.value(bias)
+    if beta != 1:
+        bv = ctx.emit(ew.MulOp, [bv, ctx.constant(beta)], bv.type)
+    return ctx.emit(ew.AddOp, [prod, bv], out)
+
+
+def _per_dim(v, n):
+    return list(v) * n if len(v) == 1 else list(v)
+
+
+def _conv(ctx: ImportCtx, x, weight, bias, stride, padding, dilation, groups):
+    xv, wv = ctx.value(x), ctx.value(weight)
+    nsp = wv.type.rank - 2
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = [0] * nsp
+        else:
+            k = [int(d) for d in wv.type.shape[2:]]
+            dil = _per_dim(dilation, nsp)
+            if any((dil[i] * (k[i] - 1)) % 2 for i in range(nsp)) or any(s != 1 for s in _per_dim(stride, nsp)):
+                raise NotLowered("padding='same' with asymmetric padding")
+            padding = [dil[i] * (k[i] - 1) // 2 for i in range(nsp)]
+    ops = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
+    return ctx.emit(st.ConvOp, ops, ctx.out_type(), stride=ints_attr(_per_dim(stride, nsp)),
+                    padding=ints_attr(_per_dim(padding, nsp)), dilation=ints_attr(_per_dim(dilation, nsp)),
+                    groups=int_attr(groups))
+
+
+@handles("conv1d.default", "conv2d.default", "conv3d.default", "conv1d.padding", "conv2d.padding",
+         "conv3d.padding")
+def _convnd(ctx: ImportCtx, node, x, weight, bias=None, stride=(1,), padding=(0,), dilation=(1,), groups=1):
+    return _conv(ctx, x, weight, bias, stride, padding, dilation, groups)
+
+
+@handles("convolution.default")
+def _convolution(ctx: ImportCtx, node, x, weight, bias, stride, padding, dilation, transposed,
+                 output_padding, groups):
+    if transposed:
+        raise NotLowered("transposed convolution is not supported yet")
+    return _conv(ctx, x, weight, bias, stride, padding, dilation, groups)
+
+
+@handles("scaled_dot_product_attention.default")
+def _sdpa(ctx: ImportCtx, node, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None,
+          enable_gqa=False):
+    if dropout_p:
+        raise NotLowered("attention dropout is random; call model.eval() before optimize")
+    if enable_gqa:
+        raise NotLowered("grouped-query attention (enable_gqa=True)")
+    ops = [ctx.value(q), ctx.value(k), ctx.value(v)] + ([ctx.value(attn_mask)] if attn_mask is not None else [])
+    return ctx.emit(st.AttentionOp, ops, ctx.out_type(), is_causal=int_attr(bool(is_causal)),
+                    scale=None if scale is None else float_attr(scale))
+
+
+# ---------------------------------------------------------------------------------------------
+# tensor sources
+# ---------------------------------------------------------------------------------------------
+
+
+@handles("arange.default", "arange.start", "arange.start_step")
+def _arange(ctx: ImportCtx, node, *args, **kwargs):
+    nums = [ctx.scalar(a) for a in args]
+    if node.target is torch.ops.aten.arange.default:
+        start, step = 0, 1
+    else:
+        start, step = nums[0], (nums[2] if len(nums) > 2 else kwargs.get("step", 1))
+    if not isinstance(start, (int, float)) or not isinstance(step, (int, float)):
+        raise NotLowered("arange with a symbolic start or step")
+    return ctx.emit(dm.IotaOp, [], ctx.out_type(), start=float_attr(start), step=float_attr(step))
+
+
+@handles("full.default", "full_like.default", "new_full.default")
+def _full(ctx: ImportCtx, node, *args, **kwargs):
+    value = ctx.scalar(args[1])
+    if not isinstance(value, (int, float, bool)):
+        raise NotLowered("full with a symbolic fill value")
+    return ctx.emit(dm.FullOp, [], ctx.out_type(), value=float_attr(float(value)))
+
+
+@handles("zeros.default", "zeros_like.default", "new_zeros.default", "empty.memory_format",
+         "empty_like.default", "new_empty.default")
+def _zeros(ctx: ImportCtx, node, *args, **kwargs):
+    return ctx.emit(dm.FullOp, [], ctx.out_type(), value=float_attr(0.0))
+
+
+@handles("ones.default", "ones_like.default", "new_ones.default")
+def _ones(ctx: ImportCtx, node, *args, **kwargs):
+    return ctx.emit(dm.FullOp, [], ctx.out_type(), value=float_attr(1.0))
+
+
+@handles("scalar_tensor.default")
+def _scalar_tensor(ctx: ImportCtx, node, s, **kwargs):
+    val = ctx.scalar(s)
+    out = ctx.out_type()
+    if isinstance(val, sympy.Expr) and not val.is_Number:
+        ctx.known_scalars[node] = val
+        v = ctx.emit(dm.DimValueOp, [], tensor_type([], torch.int64), value=DimsAttr.from_dims([val]))
+        return v if out.dtype == torch.int64 else ctx.emit(ew.CastOp, [v], out)
+    if isinstance(val, (int, sympy.Integer)):
+        ctx.known_scalars[node] = as_expr(int(val))
+    return ctx.constant(float(val), out.dtype)
+

@@ -1,0 +1,354 @@
+"""Import an ``ExportedProgram`` (ATen-level FX graph) into a Blade module.
+
+Every frontend (torch.export, ``torch.compile(backend="blade")``, TorchScript) ends here, so all
+three land in the same ``blade`` tensor dialect. The importer walks the graph once:
+
+* placeholders become function arguments (user inputs) or ``blade.weight`` ops (parameters,
+  buffers, lifted constants, referenced by name);
+* each ``call_function`` node goes through the ATen table (``aten_table.py``); SymInt arithmetic
+  is evaluated symbolically and never becomes an op;
+* a node the table does not know, or that uses a dtype Blade does not compile, becomes a
+  ``blade.torch_op`` that runs in eager PyTorch, and is listed in the import report (or raises
+  ``UnsupportedOpError`` in strict mode).
+
+Result types come from the FakeTensor metadata, converted to Blade's canonical symbols; the
+verifier then checks each op's own shape rule against them.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sympy
+import torch
+import torch.fx
+import torch.utils._pytree as pytree
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+from xdsl.dialects import func
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+
+from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
+from blade.dialects.program import TorchOp, encode_call
+from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
+from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
+from blade.ir import set_input_names, write_symbol_table
+from blade.shape_syntax import format_shape
+from blade.symbolic import ShapeError
+
+#: dtypes Blade compiles; anything else (complex, float8...) runs in eager fallback
+COMPILED_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
+                   torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool}
+
+
+class UnsupportedOpError(RuntimeError):
+    """Raised in strict mode for an op Blade cannot compile (names the op, shapes and why)."""
+
+
+@dataclass
+class UnsupportedOp:
+    target: str
+    node: str
+    shapes: list[str]
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.target} (node {self.node}, inputs {', '.join(self.shapes) or '-'}): {self.reason}"
+
+
+@dataclass
+class ImportResult:
+    module: ModuleOp
+    input_names: list[str]
+    in_spec: Any
+    out_spec: Any
+    #: per flat output: ("tensor", result index) or ("const", python value)
+    outputs: list[tuple[str, Any]]
+    #: blade.weight name -> where the tensor lives: ("param"|"buffer", fqn) or ("constant", key)
+    weights: dict[str, tuple[str, str]]
+    unsupported: list[UnsupportedOp] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class NotLowered(Exception):
+    """A handler cannot lower this particular use of an op; the node falls back to eager."""
+
+
+Handler = Callable[..., Any]
+HANDLERS: dict[Any, Handler] = {}
+
+
+def handles(*targets: Any) -> Callable[[Handler], Handler]:
+    """Register a handler for ATen overloads (``"add.Tensor"``) or Python callables."""
+
+    def register(fn: Handler) -> Handler:
+        for t in targets:
+            if isinstance(t, str):
+                packet, _, overload = t.partition(".")
+                op = getattr(getattr(torch.ops.aten, packet, None), overload or "default", None)
+                if op is not None:  # overloads missing from this torch version are skipped
+                    HANDLERS[op] = fn
+            else:
+                HANDLERS[t] = fn
+        return fn
+
+    return register
+
+
+class ImportCtx:
+    """State of one import: the block being filled and what each FX node became."""
+
+    def __init__(self, mapping: SymbolMapping, block: Block, strict: bool):
+        self.mapping = mapping
+        self.block = block
+        self.strict = strict
+        self.env: dict[torch.fx.Node, Any] = {}
+        self.unsupported: list[UnsupportedOp] = []
+        #: rank-0 integer tensors whose value is a known dim expression (size arithmetic)
+        self.known_scalars: dict[torch.fx.Node, sympy.Expr] = {}
+        self.node: torch.fx.Node | None = None
+
+    # ------------------------------------------------------------------ emission
+    def emit(self, op_cls: type[Operation], operands: list[SSAValue], result: TensorType | list[TensorType],
+             **props: Attribute) -> Any:
+        results = result if isinstance(result, list) else [result]
+        op = op_cls.create(operands=operands, result_types=results,
+                           properties={k: v for k, v in props.items() if v is not None})
+        self.block.add_op(op)
+        return list(op.results) if isinstance(result, list) else op.results[0]
+
+    # ------------------------------------------------------------------ types
+    def type_of(self, val: Any) -> TensorType:
+        if not isinstance(val, torch.Tensor):
+            raise NotLowered(f"expected a tensor value, got {type(val).__name__}")
+        return tensor_type([self.mapping.convert(d) for d in val.shape], val.dtype)
+
+    def out_type(self, node: torch.fx.Node | None = None) -> TensorType:
+        node = node or self.node
+        return self.type_of(node.meta["val"])
+
+    # ------------------------------------------------------------------ operands
+    def value(self, arg: Any, dtype: torch.dtype | None = None) -> SSAValue:
+        """An SSA tensor for ``arg``: an FX node's value, or a rank-0 constant for a scalar."""
+        if isinstance(arg, torch.fx.Node):
+            v = self.env[arg]
+            if isinstance(v, SSAValue):
+                return v
+            arg = v  # a symbolic or Python scalar produced by size arithmetic
+        if isinstance(arg, sympy.Expr) and not arg.is_Integer:
+            return self.emit(DimValueOp, [], tensor_type([], torch.int64),
+                             value=_dims_attr([arg]))
+        if isinstance(arg, (bool, int, float, sympy.Expr)):
+            return self.constant(arg)
+        raise NotLowered(f"cannot use {arg!r} as a tensor operand")
+
+    def constant(self, value: Any, dtype: torch.dtype | None = None) -> SSAValue:
+        if dtype is None:  # PyTorch's wrapped-number types
+            dtype = torch.bool if isinstance(value, bool) else (
+                torch.float32 if isinstance(value, float) else torch.int64)
+        return self.emit(ConstantOp, [], tensor_type([], dtype), value=float_attr(float(value)))
+
+    def sym(self, arg: Any) -> sympy.Expr:
+        """A dimension expression for an int / SymInt argument."""
+        if isinstance(arg, torch.fx.Node):
+            if arg in self.known_scalars:
+                return self.known_scalars[arg]
+            arg = self.env[arg]
+            if isinstance(arg, SSAValue):
+                raise NotLowered("a tensor is used where a size is expected")
+        if isinstance(arg, (int, torch.SymInt)):
+            return self.mapping.convert(arg)
+        if isinstance(arg, sympy.Expr):
+            return arg
+        raise NotLowered(f"expected a size, got {arg!r}")
+
+    def syms(self, args: Any) -> list[sympy.Expr]:
+        return [self.sym(a) for a in args]
+
+    def scalar(self, arg: Any) -> Any:
+        """A Python scalar argument (float/int/bool), resolving SymInt nodes to expressions."""
+        if isinstance(arg, torch.fx.Node):
+            v = self.env[arg]
+            if isinstance(v, SSAValue):
+                raise NotLowered("a tensor is used where a Python scalar is expected")
+            return v
+        return arg
+
+    # ------------------------------------------------------------------ fallback
+    def fallback(self, node: torch.fx.Node, reason: str) -> Any:
+        target = _target_name(node.target)
+        shapes = [format_shape(self.type_of(a.meta["val"]).shape) for a in _tensor_nodes(node)
+                  if isinstance(a.meta.get("val"), torch.Tensor)]
+        entry = UnsupportedOp(target, node.name, shapes, reason)
+        if self.strict:
+            raise UnsupportedOpError(f"Blade cannot compile {entry}. Set Config(fallback='eager') to "
+                                     "run such ops in eager PyTorch instead.")
+        if not isinstance(node.target, torch._ops.OpOverload):
+            raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: only ATen ops "
+                                     "can be called from a compiled program")
+        self.unsupported.append(entry)
+        operand_nodes = _tensor_nodes(node)
+        index = {id(n): i for i, n in enumerate(operand_nodes)}
+        operands = [self.value(n) for n in operand_nodes]
+
+        def sub(a):
+            if isinstance(a, torch.fx.Node):
+                if id(a) in index:
+                    return a
+                v = self.env[a]
+                return self.mapping.convert(v) if isinstance(v, (int, torch.SymInt)) else v
+            if isinstance(a, torch.SymInt):
+                return self.mapping.convert(a)
+            return a
+
+        call = (pytree.tree_map(sub, list(node.args), is_leaf=lambda x: isinstance(x, torch.fx.Node)),
+                pytree.tree_map(sub, dict(node.kwargs), is_leaf=lambda x: isinstance(x, torch.fx.Node)))
+        template = encode_call(call, index)
+        val = node.meta["val"]
+        multi = isinstance(val, (tuple, list))
+        vals = list(val) if multi else [val]
+        if not all(isinstance(v, torch.Tensor) for v in vals):
+            raise UnsupportedOpError(f"cannot run {entry} in eager fallback: it returns non-tensors")
+        types = [self.type_of_any(v) for v in vals]
+        op = TorchOp.create(operands=operands, result_types=types, properties={
+            "target": StringAttr(target), "call": StringAttr(template), "reason": StringAttr(reason)})
+        self.block.add_op(op)
+        return list(op.results) if multi else op.results[0]
+
+    def type_of_any(self, val: torch.Tensor) -> TensorType:
+        """Like ``type_of`` but also for dtypes Blade only carries through fallback ops."""
+        shape = [self.mapping.convert(d) for d in val.shape]
+        if val.dtype.is_complex:
+            from xdsl.dialects.builtin import ComplexType, Float32Type, Float64Type
+
+            inner = Float32Type() if val.dtype == torch.complex64 else Float64Type()
+            return TensorType(shape, ComplexType(inner))
+        return tensor_type(shape, val.dtype)
+
+
+def _dims_attr(dims):
+    from blade.dialects.types import DimsAttr
+
+    return DimsAttr.from_dims(dims)
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, torch._ops.OpOverload):
+        return f"aten.{target._opname}.{target._overloadname}" if target.namespace == "aten" else \
+            f"{target.namespace}.{target._opname}.{target._overloadname}"
+    return getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
+
+
+def _tensor_nodes(node: torch.fx.Node) -> list[torch.fx.Node]:
+    out: list[torch.fx.Node] = []
+    for a in pytree.tree_leaves((node.args, node.kwargs)):
+        if isinstance(a, torch.fx.Node) and isinstance(a.meta.get("val"), torch.Tensor) and a not in out:
+            out.append(a)
+    return out
+
+
+def _uses_uncompiled_dtype(node: torch.fx.Node) -> str | None:
+    vals = [node.meta.get("val")] + [a.meta.get("val") for a in _tensor_nodes(node)]
+    for v in pytree.tree_leaves(vals):
+        if isinstance(v, torch.Tensor) and v.dtype not in COMPILED_DTYPES:
+            return f"dtype {v.dtype} is not compiled by Blade"
+    return None
+
+
+def _fake_shape_env(ep: ExportedProgram):
+    for node in ep.graph.nodes:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor) and hasattr(val, "fake_mode"):
+            return val.fake_mode.shape_env
+    return None
+
+
+def import_program(ep: ExportedProgram, *, strict: bool = False,
+                   dim_ranges: dict[tuple[str, int], tuple[int, int | None]] | None = None) -> ImportResult:
+    """Build a Blade module from ``ep``; see the module docstring for the rules."""
+    from blade.frontend import aten_table  # noqa: F401 - registers the handlers
+
+    sig = ep.graph_signature
+    specs = {spec.arg.name: spec for spec in sig.input_specs if hasattr(spec.arg, "name")}
+    placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
+    user = [n for n in placeholders if specs[n.name].kind == InputKind.USER_INPUT]
+    for n in user:
+        if not isinstance(n.meta.get("val"), torch.Tensor):
+            raise UnsupportedOpError(f"input '{n.name}' is a {type(n.meta.get('val')).__name__}; Blade "
+                                     "compiles tensor inputs only (pass Python values as constants)")
+    shape_env = _fake_shape_env(ep)
+    mapping = build_symbol_mapping(shape_env, [(n.name, tuple(n.meta["val"].shape)) for n in user],
+                                   dim_ranges or {})
+    notes = import_guards(mapping)
+
+    block = Block(arg_types=[_type_of(mapping, n.meta["val"]) for n in user])
+    ctx = ImportCtx(mapping, block, strict)
+    for n, arg in zip(user, block.args):
+        ctx.env[n] = arg
+    weights: dict[str, tuple[str, str]] = {}
+    for n in placeholders:
+        spec = specs[n.name]
+        if spec.kind == InputKind.USER_INPUT:
+            continue
+        if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
+            where = ("param" if spec.kind == InputKind.PARAMETER else "buffer", spec.target)
+        elif spec.kind == InputKind.CONSTANT_TENSOR:
+            where = ("constant", spec.target)
+        else:
+            raise UnsupportedOpError(f"input '{n.name}' of kind {spec.kind.name} is not supported")
+        weights[spec.target] = where
+        ctx.env[n] = ctx.emit(WeightOp, [], ctx.type_of(n.meta["val"]), name=StringAttr(spec.target))
+
+    output_node = None
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            continue
+        if node.op == "output":
+            output_node = node
+            break
+        if node.op != "call_function":
+            raise UnsupportedOpError(f"graph node {node.name} ({node.op}) is not supported")
+        ctx.node = node
+        ctx.env[node] = _import_node(ctx, node)
+
+    assert output_node is not None
+    user_outputs = [spec for spec in sig.output_specs]
+    if any(spec.kind != OutputKind.USER_OUTPUT for spec in user_outputs):
+        kinds = sorted({spec.kind.name for spec in user_outputs if spec.kind != OutputKind.USER_OUTPUT})
+        raise UnsupportedOpError(f"the program mutates its inputs or buffers ({', '.join(kinds)}); "
+                                 "Blade compiles side-effect-free inference programs only")
+    results: list[SSAValue] = []
+    outputs: list[tuple[str, Any]] = []
+    for a in output_node.args[0]:
+        v = ctx.env[a] if isinstance(a, torch.fx.Node) else a
+        if isinstance(v, SSAValue):
+            outputs.append(("tensor", len(results)))
+            results.append(v)
+        else:
+            outputs.append(("const", v))
+    block.add_op(func.ReturnOp(*results))
+    fn = func.FuncOp("forward", ([a.type for a in block.args], [r.type for r in results]), Region(block))
+    set_input_names(fn, [n.name for n in user])
+    module = ModuleOp([fn])
+    write_symbol_table(module, mapping.table)
+    return ImportResult(module, [n.name for n in user], ep.call_spec.in_spec, ep.call_spec.out_spec,
+                        outputs, weights, ctx.unsupported, notes)
+
+
+def _type_of(mapping: SymbolMapping, val: torch.Tensor) -> TensorType:
+    return tensor_type([mapping.convert(d) for d in val.shape], val.dtype)
+
+
+def _import_node(ctx: ImportCtx, node: torch.fx.Node) -> Any:
+    handler = HANDLERS.get(node.target)
+    if handler is None:
+        return ctx.fallback(node, f"no Blade lowering for {_target_name(node.target)}")
+    if (why := _uses_uncompiled_dtype(node)) is not None and node.target is not operator.getitem:
+        return ctx.fallback(node, why)
+    try:
+        return handler(ctx, node, *node.args, **node.kwargs)
+    except (NotLowered, ShapeError) as e:
+        return ctx.fallback(node, str(e))

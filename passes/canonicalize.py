@@ -1,0 +1,77 @@
+"""``canonicalize``: remove ops that do nothing and merge chains of views; delete dead ops.
+
+    %1 = blade.reshape %0 : (!blade.tensor<[s0, 4], f32>) -> !blade.tensor<[s0, 4], f32>   // gone
+    %2 = blade.reshape (blade.reshape %0) ...             ->  one blade.reshape of %0
+    %3 = blade.permute (blade.permute %0 {perm=p}) {q}     ->  blade.permute %0 {perm = p∘q}
+
+Importers emit ops one ATen node at a time; this pass is what makes their output tidy, and every
+other pass may rely on it having run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blade.dialects.data_movement import ExpandOp, PermuteOp, ReshapeOp, SliceOp
+from blade.dialects.elementwise import CastOp
+from blade.dialects.types import ints_attr
+from blade.ir import ModuleOp, ModulePass, PatternRewriter, RewritePattern, apply_patterns, forward_op, op_type_rewrite_pattern
+
+
+class RemoveNoOpReshape(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ReshapeOp, rewriter: PatternRewriter) -> None:
+        if op.input.type == op.result.type:
+            forward_op(rewriter, op, op.input)
+
+
+class RemoveNoOpExpand(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ExpandOp, rewriter: PatternRewriter) -> None:
+        if op.input.type == op.result.type:
+            forward_op(rewriter, op, op.input)
+
+
+class RemoveNoOpCast(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: CastOp, rewriter: PatternRewriter) -> None:
+        if op.input.type == op.result.type:
+            forward_op(rewriter, op, op.input)
+
+
+class RemoveNoOpSlice(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: SliceOp, rewriter: PatternRewriter) -> None:
+        if op.input.type == op.result.type and op.p("start")[0] == 0 and op.p("step") == 1:
+            forward_op(rewriter, op, op.input)
+
+
+class MergeReshapes(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ReshapeOp, rewriter: PatternRewriter) -> None:
+        src = op.input.owner
+        if isinstance(src, ReshapeOp):
+            rewriter.replace(op, ReshapeOp.create(operands=[src.input], result_types=[op.result.type]))
+
+
+class MergePermutes(RewritePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: PermuteOp, rewriter: PatternRewriter) -> None:
+        perm = op.p("perm")
+        if list(perm) == list(range(len(perm))):
+            forward_op(rewriter, op, op.input)
+            return
+        src = op.input.owner
+        if isinstance(src, PermuteOp):
+            inner = src.p("perm")
+            rewriter.replace(op, PermuteOp.create(operands=[src.input], result_types=[op.result.type],
+                                                  properties={"perm": ints_attr([inner[i] for i in perm])}))
+
+
+@dataclass(frozen=True)
+class Canonicalize(ModulePass):
+    name = "canonicalize"
+
+    def apply(self, ctx, op: ModuleOp) -> None:
+        apply_patterns(op, [RemoveNoOpReshape(), RemoveNoOpExpand(), RemoveNoOpCast(), RemoveNoOpSlice(),
+                            MergeReshapes(), MergePermutes()])

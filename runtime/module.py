@@ -1,0 +1,147 @@
+"""``BladeModule``: the drop-in ``nn.Module`` that ``blade.optimize`` returns.
+
+It takes the same arguments as the original module and returns the same output structure
+(diffusers/transformers output classes included, through the exported pytree specs). Each call:
+
+1. flattens the arguments and checks their structure and non-tensor values against the example;
+2. binds the dimension symbols from the input sizes and checks the variant's guards;
+3. runs the first variant whose guards hold; when none does, compiles one more variant with the
+   call's inputs as the example (logged, bounded by ``Config.max_variants``), never silently
+   running code compiled for another guard class.
+
+Weights are read from the original module at call time (no copies), so in-place updates of its
+parameters are seen. Attributes the wrapper does not have (``config``, ``dtype``...) are looked up
+on the original module.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+from blade.config import Config
+from blade.pipeline import CompiledProgram, compile_program
+from blade.runtime.reference import ReferenceExecutor
+from blade.shape_syntax import format_condition
+from blade.symbolic import ShapeError
+
+
+class GuardError(RuntimeError):
+    """A call matches no compiled variant and no more variants may be compiled."""
+
+
+@dataclass
+class Variant:
+    program: CompiledProgram
+    executor: ReferenceExecutor
+    constants: list[Any]  # non-tensor leaves of the example call, which export specialised on
+
+    def accepts(self, tensors: list[torch.Tensor], constants: list[Any]) -> tuple[dict[str, int] | None, str]:
+        if constants != self.constants:
+            return None, f"non-tensor arguments {constants} differ from the compiled {self.constants}"
+        try:
+            values = self.executor.bind(tensors)
+        except ShapeError as e:
+            return None, str(e)
+        failed = self.executor.table.failed_guards(values)
+        if failed:
+            return None, "guard " + "; ".join(f"{format_condition(g.cond)} ({g.reason})" for g in failed[:3])
+        return values, ""
+
+
+def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
+    params = dict(module.named_parameters(remove_duplicate=False))
+    buffers = dict(module.named_buffers(remove_duplicate=False))
+    ep = program.ep
+    table: dict[str, torch.Tensor] = {}
+    for name, (kind, target) in program.import_result.weights.items():
+        if kind == "param" and target in params:
+            table[name] = params[target]
+        elif kind == "buffer" and target in buffers:
+            table[name] = buffers[target]
+        elif target in ep.constants:
+            table[name] = ep.constants[target]
+        elif target in ep.state_dict:
+            table[name] = ep.state_dict[target]
+        else:
+            raise KeyError(f"weight '{name}' ({kind} {target}) not found in the module")
+
+    def lookup(name: str) -> torch.Tensor:
+        return table[name]
+
+    return lookup
+
+
+class BladeModule(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, config: Config, allow_tracing: bool | None):
+        super().__init__()
+        self.original = module
+        self._config = config
+        self._allow_tracing = allow_tracing
+        self._variants: list[Variant] = []
+
+    # ---------------------------------------------------------------- compile
+    def compile_variant(self, args: tuple, kwargs: dict) -> Variant:
+        label = f"{type(self.original).__name__}#{len(self._variants)}"
+        program = compile_program(self.original, args, kwargs, self._config, self._allow_tracing, label)
+        flat, _ = pytree.tree_flatten((args, kwargs))
+        constants = [x for x in flat if not isinstance(x, torch.Tensor)]
+        executor = ReferenceExecutor(program.module, _weight_resolver(self.original, program),
+                                     check_shapes=self._config.check_shapes)
+        variant = Variant(program, executor, constants)
+        self._variants.append(variant)
+        if self._config.verbose:
+            print(program.report.format(), file=sys.stderr, flush=True)
+        return variant
+
+    @property
+    def variants(self) -> list[Variant]:
+        return list(self._variants)
+
+    @property
+    def report(self):
+        """The compile report of the first variant."""
+        return self._variants[0].program.report
+
+    # ---------------------------------------------------------------- call
+    def forward(self, *args, **kwargs):
+        flat, spec = pytree.tree_flatten((args, kwargs))
+        tensors = [x for x in flat if isinstance(x, torch.Tensor)]
+        constants = [x for x in flat if not isinstance(x, torch.Tensor)]
+        chosen, values, reasons = None, None, []
+        for v in self._variants:
+            if spec != v.program.import_result.in_spec:
+                reasons.append("the arguments' structure differs from the example's "
+                               f"({spec} vs {v.program.import_result.in_spec})")
+                continue
+            values, why = v.accepts(tensors, constants)
+            if values is not None:
+                chosen = v
+                break
+            reasons.append(why)
+        if chosen is None:
+            if len(self._variants) >= self._config.max_variants:
+                raise GuardError(
+                    f"no compiled variant of {type(self.original).__name__} accepts input shapes "
+                    f"{[tuple(t.shape) for t in tensors]}: {'; '.join(reasons)}. "
+                    f"Raise Config.max_variants (now {self._config.max_variants}) to compile more.")
+            print(f"[blade] compiling variant {len(self._variants)} of {type(self.original).__name__} for "
+                  f"input shapes {[tuple(t.shape) for t in tensors]}: {'; '.join(reasons) or 'first call'}",
+                  file=sys.stderr, flush=True)
+            chosen = self.compile_variant(args, kwargs)
+            values = chosen.executor.bind(tensors)
+        outs = chosen.executor.run(tensors, values)
+        ir = chosen.program.import_result
+        flat_out = [outs[i] if kind == "tensor" else i for kind, i in ir.outputs]
+        return pytree.tree_unflatten(flat_out, ir.out_spec)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            original = super().__getattr__("original")
+            return getattr(original, name)
