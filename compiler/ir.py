@@ -196,3 +196,12 @@ def sync_function_type(fn: func.FuncOp) -> None:
     ret = fn.body.block.last_op
     outs = [v.type for v in ret.operands] if ret is not None else []
     fn.properties["function_type"] = FunctionType.from_lists([a.type for a in fn.body.block.args], outs)
+
+
+def parse_pass_pipeline(text: str) -> list[ModulePass]:
+    """``"canonicalize,cluster-supported"`` (with ``name{opt=value}`` options) -> pass objects."""
+    from xdsl.utils.arg_spec import parse_pipeline
+
+    from blade.passes import get_pass
+
+    return [get_pass(spec.name).from_spec(spec) for spec in parse_pipeline(text)]

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import sympy
 
-from blade.symbolic import ShapeError, make_symbol
+from blade.symbolic import ShapeError, ceildiv, floordiv, make_symbol
 
 UNKNOWN = None  # an unknown dim is represented by None in shapes
 
@@ -67,6 +67,11 @@ def _fmt(e: sympy.Expr) -> str:
             else:
                 out += " + " + _fmt(t)
         return out
+    if (e.is_Mul or e.is_Pow) and sympy.fraction(e)[1] != 1:
+        # a quotient only appears where torch divided exactly (CleanDiv); printed as floordiv
+        num, den = sympy.fraction(e)
+        num_text = f"({_fmt(num)})" if num.is_Add else _fmt(num)
+        return f"{num_text} floordiv {_paren(den)}"
     if e.is_Mul:
         coeff, rest = e.as_coeff_Mul()
         if coeff.is_Number and coeff < 0:
@@ -154,9 +159,9 @@ def _parse_term(src: TokenSource) -> sympy.Expr:
         if src.accept("*"):
             acc = acc * _parse_unary(src)
         elif src.accept_keyword("floordiv"):
-            acc = sympy.floor(acc / _parse_unary(src))
+            acc = floordiv(acc, _parse_unary(src))
         elif src.accept_keyword("ceildiv"):
-            acc = sympy.ceiling(acc / _parse_unary(src))
+            acc = ceildiv(acc, _parse_unary(src))
         elif src.accept_keyword("mod"):
             acc = sympy.Mod(acc, _parse_unary(src))
         else:

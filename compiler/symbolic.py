@@ -58,11 +58,37 @@ def as_expr(value: int | Expr) -> Expr:
 
 
 def floordiv(a: int | Expr, b: int | Expr) -> Expr:
-    return sympy.floor(as_expr(a) / as_expr(b))
+    return canonical(sympy.floor(as_expr(a) / as_expr(b)))
 
 
 def ceildiv(a: int | Expr, b: int | Expr) -> Expr:
-    return sympy.ceiling(as_expr(a) / as_expr(b))
+    return canonical(sympy.ceiling(as_expr(a) / as_expr(b)))
+
+
+def canonical(e: Expr) -> Expr:
+    """Sympy's canonical form plus the integer-division identities it does not apply:
+    ``(y floordiv a + c) floordiv b == (y + c*a) floordiv (a*b)`` for positive integers ``a, b``
+    and an integer ``c`` (the same for ``ceildiv``). Downsampling twice by 2 and once by 4 then
+    give the same expression."""
+    if not isinstance(e, sympy.Basic) or not e.has(sympy.floor, sympy.ceiling):
+        return e
+    return e.replace(lambda x: isinstance(x, (sympy.floor, sympy.ceiling)), _merge_nested_division)
+
+
+def _merge_nested_division(f: Expr) -> Expr:
+    kind = type(f)
+    num, den = sympy.fraction(sympy.together(f.args[0]))
+    if not (den.is_Integer and int(den) > 0):
+        return f
+    num = sympy.expand(num)
+    inner = [t for t in sympy.Add.make_args(num) if isinstance(t, kind)]
+    rest = sympy.expand(num - sum(inner, sympy.Integer(0)))
+    if len(inner) != 1 or not rest.is_Integer:
+        return f
+    inum, iden = sympy.fraction(sympy.together(inner[0].args[0]))
+    if not (iden.is_Integer and int(iden) > 0):
+        return f
+    return kind((sympy.expand(inum) + rest * iden) / (iden * den))
 
 
 def is_static(dim: int | Expr) -> bool:
@@ -162,6 +188,25 @@ def _bounds(e: Expr, ranges: Mapping[sympy.Symbol, Bounds]) -> Bounds:
         f = max if isinstance(e, sympy.Max) else min
         return f(b[0] for b in bs), f(b[1] for b in bs)
     return -INF, INF
+
+
+def normalize_condition(cond: sympy.Basic) -> sympy.Basic:
+    """Make a guard printable in dim syntax: float constants become exact rationals, and a
+    relation with fractional coefficients is scaled by their common denominator
+    (``2.5*s0 <= s1`` becomes ``5*s0 - 2*s1 <= 0``)."""
+    floats = {f: sympy.Rational(str(f)) for f in cond.atoms(sympy.Float)}
+    if floats:
+        cond = cond.xreplace(floats)
+    if isinstance(cond, (sympy.And, sympy.Or)):
+        return cond.func(*[normalize_condition(a) for a in cond.args])
+    if not isinstance(cond, sympy.Rel):
+        return cond
+    diff = sympy.expand(cond.lhs - cond.rhs)
+    dens = [t.as_coeff_Mul()[0].q for t in sympy.Add.make_args(diff) if t.as_coeff_Mul()[0].is_Rational]
+    scale = math.lcm(*dens) if dens else 1
+    if scale == 1:
+        return cond
+    return cond.func(sympy.expand(diff * scale), 0)
 
 
 # --------------------------------------------------------------------------------------------

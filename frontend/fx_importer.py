@@ -212,22 +212,11 @@ class ImportCtx:
         vals = list(val) if multi else [val]
         if not all(isinstance(v, torch.Tensor) for v in vals):
             raise UnsupportedOpError(f"cannot run {entry} in eager fallback: it returns non-tensors")
-        types = [self.type_of_any(v) for v in vals]
+        types = [self.type_of(v) for v in vals]
         op = TorchOp.create(operands=operands, result_types=types, properties={
             "target": StringAttr(target), "call": StringAttr(template), "reason": StringAttr(reason)})
         self.block.add_op(op)
         return list(op.results) if multi else op.results[0]
-
-    def type_of_any(self, val: torch.Tensor) -> TensorType:
-        """Like ``type_of`` but also for dtypes Blade only carries through fallback ops."""
-        shape = [self.mapping.convert(d) for d in val.shape]
-        if val.dtype.is_complex:
-            from xdsl.dialects.builtin import ComplexType, Float32Type, Float64Type
-
-            inner = Float32Type() if val.dtype == torch.complex64 else Float64Type()
-            return TensorType(shape, ComplexType(inner))
-        return tensor_type(shape, val.dtype)
-
 
 def _dims_attr(dims):
     from blade.dialects.types import DimsAttr

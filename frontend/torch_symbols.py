@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 
-from blade.symbolic import ShapeError, SymbolInfo, SymbolTable
+from blade.symbolic import ShapeError, SymbolTable, canonical, normalize_condition
 
 # torch.utils._sympy.functions names -> how to rebuild them with plain sympy
 _BINARY = {
@@ -66,13 +66,15 @@ class SymbolMapping:
         hit = self._cache.get(e)
         if hit is not None:
             return hit
-        out = self._convert(e)
+        out = canonical(self._convert(e))
         self._cache[e] = out
         return out
 
     def _convert(self, e) -> sympy.Expr:
         if self.shape_env is not None:
             e = self.shape_env.replace(e)
+        if e is sympy.true or e is sympy.false:
+            return e
         if e.is_Integer or e.is_Rational or e.is_Float:
             return e
         if e.is_Symbol:
@@ -167,6 +169,7 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
         except ShapeError as e:
             notes.append(f"ignored guard {g.expr}: {e}")
             continue
+        cond = normalize_condition(cond)
         if cond is sympy.true:
             continue
         if cond is sympy.false:

@@ -39,9 +39,24 @@ class ClusterSupported(ModulePass):
             return  # already clustered
         level: dict[Operation, int] = {}
         for o in body:
-            producers = [v.owner for v in o.operands if isinstance(v.owner, Operation)]
+            if _is_source(o):
+                continue
+            producers = [v.owner for v in o.operands if isinstance(v.owner, Operation) and v.owner in level]
             base = max((level[p] for p in producers), default=0)
             level[o] = base + 1 if isinstance(o, TorchOp) else base
+        # Sources (weights, constants) have no inputs: each cluster that reads one gets its own copy,
+        # so clusters do not pass weights to each other.
+        for o in body:
+            if _is_source(o):
+                body_levels = sorted({_needed_level(u.operation, level) for u in o.results[0].uses})
+                level[o] = body_levels[0] if body_levels else 0
+                for lv in body_levels[1:]:
+                    clone = o.clone()
+                    block.insert_op_after(clone, o)
+                    level[clone] = lv
+                    o.results[0].replace_uses_with_if(
+                        clone.results[0], lambda use, lv=lv: _needed_level(use.operation, level) == lv)
+                    body.insert(body.index(o) + 1, clone)
         top = max(level.values(), default=0)
         ret = block.last_op
         for lv in range(top + 1):
@@ -54,6 +69,19 @@ class ClusterSupported(ModulePass):
                 o.detach()
                 nxt = _cluster_of_level(block, level[o]) or ret
                 block.insert_op_before(o, nxt)
+
+
+def _needed_level(user: Operation, level: dict[Operation, int]) -> int:
+    """The cluster level a value must be produced in to reach ``user`` (fallbacks of level L run
+    before cluster L, so they read from level L - 1)."""
+    if isinstance(user, TorchOp):
+        return level[user] - 1
+    return level.get(user, 0)
+
+
+def _is_source(op: Operation) -> bool:
+    """An op with no operands and one result that is not a fallback (weight, constant, iota...)."""
+    return not op.operands and len(op.results) == 1 and not isinstance(op, TorchOp)
 
 
 def _first_fallback_above(body, level, lv):

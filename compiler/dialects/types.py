@@ -17,6 +17,7 @@ import sympy
 import torch
 from xdsl.dialects.builtin import (
     BFloat16Type,
+    ComplexType,
     DenseArrayBase,
     Float16Type,
     Float32Type,
@@ -157,6 +158,9 @@ _TORCH_TO_XDSL = {
     torch.int8: IntegerType(8),
     torch.uint8: IntegerType(8, Signedness.UNSIGNED),
     torch.bool: IntegerType(1),
+    # complex values only flow between eager-fallback ops; no compiled op accepts them
+    torch.complex64: ComplexType(Float32Type()),
+    torch.complex128: ComplexType(Float64Type()),
 }
 _XDSL_TO_TORCH = {v: k for k, v in _TORCH_TO_XDSL.items()}
 
