@@ -383,16 +383,19 @@ class SymbolTable:
         if not any(g.cond == cond for g in self.guards):
             self.guards.append(Guard(cond, reason))
 
-    def failed_guards(self, values: Mapping[str, int]) -> list[Guard]:
+    def guard_failures(self, values: Mapping[str, int]) -> list[str]:
+        """Why ``values`` are outside this table's guard class (empty when every guard holds)."""
+        from blade.shape_syntax import format_condition
+
         out = []
         for name, info in self.symbols.items():
             v = values.get(name)
-            if v is None:
-                continue
-            if v < info.lo or (info.hi is not None and v > info.hi):
-                out.append(Guard(sympy.And(info.symbol >= info.lo, info.symbol <= (info.hi or v)),
-                                 f"range of {name}"))
-        out.extend(g for g in self.guards if not g.holds(values))
+            if v is not None and (v < info.lo or (info.hi is not None and v > info.hi)):
+                hi = "inf" if info.hi is None else info.hi
+                out.append(f"{name} = {v} is outside [{info.lo}, {hi}] ({info.origin})")
+        for g in self.guards:
+            if not g.holds(values):
+                out.append(f"{format_condition(g.cond)} is false" + (f" ({g.reason})" if g.reason else ""))
         return out
 
 

@@ -262,16 +262,22 @@ def _stack(ctx: ImportCtx, node, tensors, dim=0):
     return ctx.emit(dm.ConcatOp, pieces, out, dim=int_attr(d))
 
 
-@handles("constant_pad_nd.default", "pad.default")
-def _pad(ctx: ImportCtx, node, x, pad, *args, **kwargs):
-    mode = kwargs.get("mode", args[0] if node.target is torch.ops.aten.pad.default and args else "constant")
+@handles("constant_pad_nd.default")
+def _constant_pad(ctx: ImportCtx, node, x, pad, value=0):
+    return _emit_pad(ctx, x, pad, value)
+
+
+@handles("pad.default")
+def _pad(ctx: ImportCtx, node, x, pad, mode="constant", value=None):
     if mode != "constant":
         raise NotLowered(f"padding mode '{mode}' is not supported (constant only)")
-    value = kwargs.get("value", args[-1] if args and node.target is torch.ops.aten.constant_pad_nd.default else 0)
+    return _emit_pad(ctx, x, pad, value or 0.0)
+
+
+def _emit_pad(ctx: ImportCtx, x, pad, value):
     if any(p < 0 for p in pad):
         raise NotLowered("negative padding (cropping) is not supported")
-    return ctx.emit(dm.PadOp, [ctx.value(x)], ctx.out_type(), pads=ints_attr(pad),
-                    value=float_attr(float(value or 0.0)))
+    return ctx.emit(dm.PadOp, [ctx.value(x)], ctx.out_type(), pads=ints_attr(pad), value=float_attr(float(value)))
 
 
 @handles("upsample_nearest2d.vec", "upsample_nearest2d.default", "upsample_nearest1d.vec",
@@ -311,7 +317,8 @@ def _index_select(ctx: ImportCtx, node, x, dim, index):
 # ---------------------------------------------------------------------------------------------
 
 _UNARY = {
-    "neg.default": ew.NegOp, "exp.default": ew.ExpOp, "log.default": ew.LogOp, "sqrt.default": ew.SqrtOp,
+    "neg.default": ew.NegOp, "exp.default": ew.ExpOp, "log.default": ew.LogOp, "log1p.default": ew.Log1pOp, "expm1.default": ew.Expm1Op,
+    "sqrt.default": ew.SqrtOp,
     "rsqrt.default": ew.RsqrtOp, "sin.default": ew.SinOp, "cos.default": ew.CosOp, "tanh.default": ew.TanhOp,
     "sigmoid.default": ew.SigmoidOp, "silu.default": ew.SiluOp, "relu.default": ew.ReluOp,
     "abs.default": ew.AbsOp, "erf.default": ew.ErfOp, "reciprocal.default": ew.ReciprocalOp,

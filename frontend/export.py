@@ -51,8 +51,8 @@ def _spec_for(name: str, value: Any, config: Config) -> Any:
         pinned = set(config.static_dims.get(key, ()))
         out = {}
         for i in range(v.dim()):
-            if i in pinned or config.dynamic == "none":
-                continue
+            if i in pinned or config.dynamic == "none" or v.shape[i] == 0:
+                continue  # pinned by the user, or a zero-size dim (kept static)
             lo, hi = config.dim_ranges.get(key, {}).get(i, (None, None))
             out[i] = Dim.AUTO(min=lo, max=hi) if (lo is not None or hi is not None) else Dim.AUTO
         return out or None

@@ -263,11 +263,13 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     sig = ep.graph_signature
     specs = {spec.arg.name: spec for spec in sig.input_specs if hasattr(spec.arg, "name")}
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
-    user = [n for n in placeholders if specs[n.name].kind == InputKind.USER_INPUT]
-    for n in user:
-        if not isinstance(n.meta.get("val"), torch.Tensor):
-            raise UnsupportedOpError(f"input '{n.name}' is a {type(n.meta.get('val')).__name__}; Blade "
-                                     "compiles tensor inputs only (pass Python values as constants)")
+    user_all = [n for n in placeholders if specs[n.name].kind == InputKind.USER_INPUT]
+    user = [n for n in user_all if isinstance(n.meta.get("val"), torch.Tensor)]
+    for n in user_all:  # Python scalars are specialised (the module recompiles when they change)
+        val = n.meta.get("val")
+        if not isinstance(val, (torch.Tensor, int, float, bool, type(None))):
+            raise UnsupportedOpError(f"input '{n.name}' is a {type(val).__name__}; Blade compiles tensor "
+                                     "inputs, and Python int/float/bool values as constants")
     shape_env = _fake_shape_env(ep)
     mapping = build_symbol_mapping(shape_env, [(n.name, tuple(n.meta["val"].shape)) for n in user],
                                    dim_ranges or {})
@@ -277,6 +279,9 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     ctx = ImportCtx(mapping, block, strict)
     for n, arg in zip(user, block.args):
         ctx.env[n] = arg
+    for n in user_all:
+        if n not in ctx.env:
+            ctx.env[n] = n.meta.get("val")
     weights: dict[str, tuple[str, str]] = {}
     for n in placeholders:
         spec = specs[n.name]

@@ -121,25 +121,14 @@ def build_symbol_mapping(
             if not expr.is_Symbol or expr in mapping.subs:
                 continue
             k = divisible.get(expr, 1)
-            lo, hi = _torch_range(shape_env, expr)
-            user = ranges.get((name, i))
-            if user is not None:
-                ulo, uhi = user
-                lo = max(lo, ulo)
-                hi = uhi if hi is None else (hi if uhi is None else min(hi, uhi))
+            # Ranges come from the user (Config.dim_ranges), never from torch's var_to_range:
+            # torch narrows those as a side effect of guards Blade drops (layout-only ones).
+            lo, hi = ranges.get((name, i), (1, None))
+            lo = 1 if lo is None else lo
             origin = f"{name}.size({i})" + (f" / {k}" if k > 1 else "")
             sym = table.fresh(origin, lo=max(1, -(-lo // k)), hi=None if hi is None else hi // k)
             mapping.subs[expr] = k * sym if k > 1 else sym
     return mapping
-
-
-def _torch_range(shape_env, sym) -> tuple[int, int | None]:
-    if shape_env is None or sym not in shape_env.var_to_range:
-        return 1, None
-    vr = shape_env.var_to_range[sym]
-    lo = int(vr.lower) if isinstance(vr.lower, sympy.Integer) else 1
-    hi = int(vr.upper) if isinstance(vr.upper, sympy.Integer) else None
-    return max(lo, 1), hi
 
 
 def _where(sloc) -> str:

@@ -33,7 +33,7 @@ from blade.dialects.data_movement import ConstantOp, FullOp, IotaOp, WeightOp
 from blade.dialects.elementwise import CastOp
 from blade.dialects.program import ClusterOp, TorchOp, YieldOp
 from blade.dialects.types import TensorType
-from blade.ir import ModuleOp, ModulePass, entry_function, set_value_type, sync_function_type
+from blade.ir import InsertPoint, ModuleOp, ModulePass, Rewriter, entry_function, set_value_type, sync_function_type
 
 F32, F16 = Float32Type(), Float16Type()
 
@@ -44,6 +44,15 @@ def _elem(v: SSAValue):
 
 def _non_scalar(v: SSAValue) -> bool:
     return isinstance(v.type, TensorType) and v.type.rank > 0
+
+
+def _cast_all_uses(v: SSAValue, to, where: InsertPoint) -> None:
+    """Insert ``cast(v)`` at ``where`` and make every existing user of ``v`` read the cast."""
+    users = {u.operation for u in v.uses}
+    cast = CastOp.create(operands=[v], result_types=[v.type.with_element_type(to)])
+    Rewriter.insert_op(cast, where)
+    for user in users:
+        user.operands = [cast.results[0] if o is v else o for o in user.operands]
 
 
 def _cast_before(op: Operation, v: SSAValue, to) -> SSAValue:
@@ -62,9 +71,7 @@ class ConvertFp16(ModulePass):
         orig_outputs = list(fn.function_type.outputs.data)
         for arg in block.args:
             if _elem(arg) == F32 and _non_scalar(arg):
-                cast = CastOp.create(operands=[arg], result_types=[arg.type.with_element_type(F16)])
-                arg.replace_all_uses_with(cast.results[0])
-                block.insert_op_before(cast, block.first_op)
+                _cast_all_uses(arg, F16, InsertPoint.at_start(block))
         _convert_block(block)
         ret = block.last_op
         assert isinstance(ret, func.ReturnOp)
@@ -87,11 +94,7 @@ def _convert_block(block: Block) -> None:
         if isinstance(op, WeightOp):
             r = op.results[0]
             if _elem(r) == F32 and _non_scalar(r):
-                users = {u.operation for u in r.uses}
-                cast = CastOp.create(operands=[r], result_types=[r.type.with_element_type(F16)])
-                block.insert_op_after(cast, op)
-                for user in users:
-                    user.operands = [cast.results[0] if o is r else o for o in user.operands]
+                _cast_all_uses(r, F16, InsertPoint.after(op))
             continue
         if isinstance(op, (ConstantOp, IotaOp, FullOp, CastOp)):
             continue

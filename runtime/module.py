@@ -26,7 +26,6 @@ import torch.utils._pytree as pytree
 from blade.config import Config
 from blade.pipeline import CompiledProgram, compile_program
 from blade.runtime.reference import ReferenceExecutor
-from blade.shape_syntax import format_condition
 from blade.symbolic import ShapeError
 
 
@@ -47,9 +46,9 @@ class Variant:
             values = self.executor.bind(tensors)
         except ShapeError as e:
             return None, str(e)
-        failed = self.executor.table.failed_guards(values)
+        failed = self.executor.table.guard_failures(values)
         if failed:
-            return None, "guard " + "; ".join(f"{format_condition(g.cond)} ({g.reason})" for g in failed[:3])
+            return None, "; ".join(failed[:3])
         return values, ""
 
 

@@ -47,6 +47,8 @@ def _unary(op_name: str, fn: Callable, doc: str) -> type[UnaryElementwiseOp]:
 
 NegOp = _unary("blade.neg", torch.neg, "``-x``.\n\n    %y = blade.neg %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
 ExpOp = _unary("blade.exp", torch.exp, "``e**x``.\n\n    %y = blade.exp %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+Log1pOp = _unary("blade.log1p", torch.log1p, "``log(1 + x)``.\n\n    %y = blade.log1p %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+Expm1Op = _unary("blade.expm1", torch.expm1, "``exp(x) - 1``.\n\n    %y = blade.expm1 %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
 LogOp = _unary("blade.log", torch.log, "Natural log.\n\n    %y = blade.log %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
 SqrtOp = _unary("blade.sqrt", torch.sqrt, "Square root.\n\n    %y = blade.sqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
 RsqrtOp = _unary("blade.rsqrt", torch.rsqrt, "``1/sqrt(x)``.\n\n    %y = blade.rsqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
@@ -145,7 +147,7 @@ class WhereOp(TensorOp):
         return torch.where(args[0], args[1], args[2]).to(env.result_dtypes[0])
 
 
-UNARY_OPS = [NegOp, ExpOp, LogOp, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp, SigmoidOp, SiluOp, ReluOp,
+UNARY_OPS = [NegOp, ExpOp, LogOp, Log1pOp, Expm1Op, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp, SigmoidOp, SiluOp, ReluOp,
              AbsOp, ErfOp, ReciprocalOp, LogicalNotOp, CastOp, GeluOp]
 BINARY_OPS = [AddOp, SubOp, MulOp, DivOp, FloorDivOp, RemainderOp, PowOp, MaximumOp, MinimumOp,
               EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, LogicalAndOp, LogicalOrOp]

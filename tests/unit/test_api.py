@@ -1,0 +1,153 @@
+"""The public API: Config, drop-in module behaviour, guard classes and variants, frontends."""
+
+import pytest
+import torch
+
+import blade
+from blade.runtime.module import GuardError
+from tests.unit.op_matrix import Attention, ConvBlock
+
+
+def test_config_context_manager_and_validation():
+    assert blade.Config.current().enable_fp16 is False
+    with blade.Config(enable_fp16=True, verbose=False) as cfg:
+        assert blade.Config.current() is cfg
+        with blade.Config(dump_dir="x"):
+            assert blade.Config.current().dump_dir == "x"
+        assert blade.Config.current() is cfg
+    assert blade.Config.current().enable_fp16 is False
+    with pytest.raises(ValueError, match="fallback"):
+        blade.Config(fallback="maybe")
+    cfg = blade.Config()
+    cfg.enable_fp16 = True  # torch_blade-style attribute setting
+    assert "enable_fp16=True" in cfg.describe()
+
+
+def test_blade_optimize_alias_and_training_mode_error():
+    assert blade.blade_optimize is blade.optimize
+    with pytest.raises(ValueError, match="training mode"):
+        blade.optimize(ConvBlock(), (torch.randn(1, 4, 8, 8),))
+
+
+class Branchy(torch.nn.Module):
+    """Python control flow on a size: export specialises it into a guard."""
+
+    def forward(self, x):
+        if x.shape[1] % 2 == 0:
+            return x * 2
+        return x - 1
+
+
+def test_call_outside_the_guard_class_compiles_one_more_variant(capfd):
+    model = Branchy().eval()
+    opt = blade.optimize(model, (torch.randn(2, 4),))
+    torch.testing.assert_close(opt(torch.ones(3, 6)), torch.full((3, 6), 2.0))
+    assert len(opt.variants) == 1
+    torch.testing.assert_close(opt(torch.ones(3, 5)), torch.zeros(3, 5))
+    assert len(opt.variants) == 2
+    assert "compiling variant 1" in capfd.readouterr().err
+    torch.testing.assert_close(opt(torch.ones(1, 7)), torch.zeros(1, 7))
+    assert len(opt.variants) == 2  # odd widths reuse variant 1
+
+
+def test_max_variants_bounds_recompiles():
+    opt = blade.optimize(Branchy().eval(), (torch.randn(2, 4),), config=blade.Config(max_variants=1))
+    with pytest.raises(GuardError, match="max_variants"):
+        opt(torch.ones(2, 5))
+
+
+def test_static_dims_and_ranges():
+    model = Attention().eval()
+    cfg = blade.Config(static_dims={"x": [0]}, dim_ranges={"x": {1: (2, 32)}})
+    opt = blade.optimize(model, (torch.randn(2, 9, 16),), config=cfg)
+    from blade.ir import read_symbol_table
+    table = read_symbol_table(opt.report.module)
+    (info,) = table.symbols.values()
+    assert (info.lo, info.hi) == (2, 32)
+    x = torch.randn(2, 31, 16)
+    torch.testing.assert_close(opt(x), model(x))
+    opt(torch.randn(2, 40, 16))  # outside the range: compiles another variant
+    assert len(opt.variants) == 2
+
+
+def test_drop_in_attributes_and_output_structure():
+    class WithOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = {"name": "demo"}
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x, scale: float = 2.0):
+            return {"y": self.lin(x) * scale, "pair": (x, x + 1)}
+
+    model = WithOutput().eval()
+    opt = blade.optimize(model, (torch.randn(3, 4),), model_kwargs={"scale": 3.0})
+    assert opt.config == {"name": "demo"}
+    x = torch.randn(5, 4)
+    out = opt(x, scale=3.0)
+    torch.testing.assert_close(out["y"], model(x, 3.0)["y"])
+    torch.testing.assert_close(out["pair"][1], x + 1)
+
+
+def test_in_place_weight_updates_are_seen():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+    opt = blade.optimize(model, (torch.randn(2, 4),))
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)  # e.g. fusing a LoRA into the weights
+    torch.testing.assert_close(opt(x), model(x))
+
+
+def test_fp16_conversion_keeps_caller_dtypes_and_accuracy():
+    model = ConvBlock().eval()
+    opt = blade.optimize(model, (torch.randn(2, 4, 9, 9),), config=blade.Config(enable_fp16=True))
+    x = torch.randn(3, 4, 11, 7)
+    out = opt(x)
+    assert out.dtype == torch.float32
+    ref = model(x)
+    half = model.half()(x.half()).float()
+    model.float()
+    err_blade = (out - ref).abs().max().item()
+    err_eager = (half - ref).abs().max().item()
+    assert err_blade <= 2 * err_eager + 1e-6
+
+
+def test_torchscript_tracing_frontend():
+    model = ConvBlock().eval()
+    opt = blade.optimize(model, (torch.randn(2, 4, 10, 10),), allow_tracing=True)
+    assert opt.report.frontend == "torchscript"
+    for shape in [(1, 4, 7, 13), (3, 4, 16, 5)]:
+        x = torch.randn(*shape)
+        torch.testing.assert_close(opt(x), model(x))
+    assert len(opt.variants) == 1
+
+
+def test_ready_script_module():
+    model = ConvBlock().eval()
+    traced = torch.jit.trace(model, (torch.randn(2, 4, 10, 10),))
+    opt = blade.optimize(traced, (torch.randn(2, 4, 10, 10),))
+    assert opt.report.frontend == "torchscript"
+    x = torch.randn(1, 4, 9, 12)
+    torch.testing.assert_close(opt(x), model(x))
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval())
+    opt = blade.optimize(scripted, (torch.randn(2, 4),))
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(opt(x), scripted(x))
+
+
+def test_scripted_loops_get_a_clear_error():
+    with pytest.raises(RuntimeError, match="prim::Loop.*torch.export frontend"):
+        blade.optimize(torch.jit.script(ConvBlock().eval()), (torch.randn(2, 4, 10, 10),))
+
+
+def test_torch_compile_backend(capfd):
+    torch._dynamo.reset()
+    model = Attention().eval()
+    compiled = torch.compile(model, backend="blade")
+    with torch.no_grad():
+        for shape in [(2, 5, 16), (3, 7, 16), (2, 11, 16), (4, 3, 16)]:
+            x = torch.randn(*shape)
+            torch.testing.assert_close(compiled(x), model(x))
+    # Dynamo re-traces once (its automatic-dynamic step); Blade compiles each graph once
+    assert "compiling variant" not in capfd.readouterr().err
+    torch._dynamo.reset()
