@@ -58,6 +58,23 @@ class Config:
     #: predicts (slow; for tests and debugging).
     check_shapes: bool = False
 
+    #: How compiled programs run. ``"auto"``: generated Triton kernels plus PyTorch library ops on
+    #: CUDA, the reference executor (PyTorch ops only) elsewhere; ``"kernels"`` forces generated
+    #: kernels (on a CPU this needs ``TRITON_INTERPRET=1`` and runs them in Triton's interpreter);
+    #: ``"reference"`` never runs generated kernels.
+    executor: Literal["auto", "kernels", "reference"] = "auto"
+
+    #: On CUDA, capture one CUDA graph per input-shape signature and replay it (at most
+    #: ``max_cuda_graphs`` are kept, least recently used first out).
+    cuda_graphs: bool = True
+    max_cuda_graphs: int = 8
+
+    #: Where generated kernel sources and cubins are cached (default ``~/.cache/blade``).
+    kernel_cache_dir: str | None = None
+
+    #: Parallel kernel compile jobs (default: one per CPU core).
+    compile_jobs: int | None = None
+
     # ----------------------------------------------------------------- context manager
     def __enter__(self) -> Config:
         stack = getattr(_STACK, "configs", None)
@@ -88,5 +105,7 @@ class Config:
             raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
         if self.frontend not in ("auto", "export", "torchscript"):
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
+        if self.executor not in ("auto", "kernels", "reference"):
+            raise ValueError(f"Config.executor must be 'auto', 'kernels' or 'reference', not {self.executor!r}")
         if self.max_variants < 1:
             raise ValueError("Config.max_variants must be at least 1")

@@ -5,8 +5,11 @@
       2. import     ATen FX graph -> blade tensor dialect             frontend/fx_importer.py
       3. passes     canonicalize, shape-propagation,                  passes/
                     [convert-fp16, canonicalize] when enable_fp16,
-                    cluster-supported
-      4. execute    reference executor (PyTorch ops)                  runtime/reference.py
+                    cluster-supported, layout-nhwc, canonicalize, fuse-stitch
+      4. codegen    one Triton kernel per blade.fused group,          codegen/emit.py
+                    compiled ahead of time to cubins (cached)        codegen/aot.py
+      5. execute    generated kernels + PyTorch library ops (CUDA)    runtime/triton_executor.py
+                    or the reference executor (PyTorch ops)          runtime/reference.py
 
 Every stage is timed into the ``CompileReport``; ``Config.dump_dir`` receives the IR after import
 and after every pass (``00-import.mlir``, ``01-canonicalize.mlir``, ...).
@@ -33,7 +36,7 @@ def pass_names(config: Config) -> list[str]:
     names = ["canonicalize", "shape-propagation"]
     if config.enable_fp16:
         names += ["convert-fp16", "canonicalize"]
-    names += ["cluster-supported"]
+    names += ["cluster-supported", "layout-nhwc", "canonicalize", "fuse-stitch"]
     return names
 
 
@@ -63,6 +66,7 @@ class CompiledProgram:
     ep: ExportedProgram
     import_result: Any
     report: CompileReport
+    launch_stats: Any = None
 
 
 def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
@@ -107,3 +111,47 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
     run_passes(result.module, pass_names(config), report, config.dump_dir)
     report.module = result.module
     return CompiledProgram(result.module, ep, result, report)
+
+
+def executor_kind(config: Config, device: torch.device) -> str:
+    if config.executor == "auto":
+        return "kernels" if device.type == "cuda" else "reference"
+    return config.executor
+
+
+def build_kernels(program: CompiledProgram, config: Config, device: torch.device) -> dict:
+    """Generate and compile one kernel per ``blade.fused`` group; returns launchers by group id."""
+    import sys
+
+    from blade.codegen.aot import CompiledPlan, compile_plans, load_interpreted
+    from blade.codegen.emit import plan_kernel
+    from blade.dialects.kernel import FusedOp
+    from blade.ir import walk_ops
+    from blade.runtime.launch import KernelLauncher, LaunchStats
+
+    report = program.report
+    with report.stage("codegen"):
+        fused = [op for op in walk_ops(program.module) if isinstance(op, FusedOp)]
+        plans = {op.p("id"): plan_kernel(op) for op in fused}
+    unique = {p.name: p for p in plans.values()}
+    report.notes.append(f"{len(fused)} fused groups, {len(unique)} distinct kernels, "
+                        f"{sum(len(p.variants) for p in unique.values())} compiled variants")
+    stats = LaunchStats()
+    program.launch_stats = stats
+    if device.type != "cuda":
+        return {i: KernelLauncher.interpreted(p, load_interpreted(p, config.kernel_cache_dir), stats)
+                for i, p in plans.items()}
+    major, minor = torch.cuda.get_device_capability(device)
+
+    def progress(done, total, seconds):
+        if config.verbose or (seconds > 5 and done in (total // 2, total)):
+            print(f"[blade] {report.model}: compiled {done}/{total} kernels ({seconds:.1f} s)",
+                  file=sys.stderr, flush=True)
+
+    with report.stage("compile kernels"):
+        compiled = compile_plans(list(unique.values()), target=("cuda", major * 10 + minor, 32),
+                                 root=config.kernel_cache_dir, jobs=config.compile_jobs, load=True,
+                                 progress=progress)
+    by_name = {cp.plan.name: cp for cp in compiled}
+    launchers_by_name = {name: KernelLauncher(cp, stats=stats) for name, cp in by_name.items()}
+    return {i: launchers_by_name[p.name] for i, p in plans.items()}

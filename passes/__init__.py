@@ -35,12 +35,26 @@ def _cluster_supported():
     return ClusterSupported
 
 
+def _layout_nhwc():
+    from blade.passes.layout_nhwc import LayoutNhwc
+
+    return LayoutNhwc
+
+
+def _fuse_stitch():
+    from blade.passes.fuse_stitch import FuseStitch
+
+    return FuseStitch
+
+
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "canonicalize": _canonicalize,
         "shape-propagation": _shape_propagation,
         "convert-fp16": _convert_fp16,
         "cluster-supported": _cluster_supported,
+        "layout-nhwc": _layout_nhwc,
+        "fuse-stitch": _fuse_stitch,
     }
 
 

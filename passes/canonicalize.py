@@ -3,6 +3,7 @@
     %1 = blade.reshape %0 : (!blade.tensor<[s0, 4], f32>) -> !blade.tensor<[s0, 4], f32>   // gone
     %2 = blade.reshape (blade.reshape %0) ...             ->  one blade.reshape of %0
     %3 = blade.permute (blade.permute %0 {perm=p}) {q}     ->  blade.permute %0 {perm = p∘q}
+    %4 = blade.div %x, (blade.constant 1.0)                ->  %x
 
 Importers emit ops one ATen node at a time; this pass is what makes their output tidy, and every
 other pass may rely on it having run.
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blade.dialects.data_movement import ExpandOp, PermuteOp, ReshapeOp, SliceOp
-from blade.dialects.elementwise import CastOp
+from blade.dialects.data_movement import ConstantOp, ExpandOp, PermuteOp, ReshapeOp, SliceOp
+from blade.dialects.elementwise import BinaryElementwiseOp, CastOp, DivOp, MulOp
 from blade.dialects.types import ints_attr
 from blade.ir import ModuleOp, ModulePass, PatternRewriter, RewritePattern, apply_patterns, forward_op, op_type_rewrite_pattern
 
@@ -46,6 +47,29 @@ class RemoveNoOpSlice(RewritePattern):
             forward_op(rewriter, op, op.input)
 
 
+class RemoveMulDivByOne(RewritePattern):
+    """``x * 1`` and ``x / 1`` (diffusers' ``output_scale_factor = 1.0``) are ``x``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: BinaryElementwiseOp, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, (MulOp, DivOp)) or op.lhs.type != op.result.type:
+            return
+        c = op.rhs.owner
+        if isinstance(c, ConstantOp) and c.p("value") == 1.0:
+            forward_op(rewriter, op, op.lhs)
+
+
+class PermuteOfUnitDimsIsReshape(RewritePattern):
+    """A permute that only moves size-1 dims keeps the element order: it is a reshape."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: PermuteOp, rewriter: PatternRewriter) -> None:
+        shape = op.input.type.shape
+        moved = [i for i in op.p("perm") if shape[i] != 1]
+        if moved == sorted(moved):
+            rewriter.replace(op, ReshapeOp.create(operands=[op.input], result_types=[op.result.type]))
+
+
 class MergeReshapes(RewritePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: ReshapeOp, rewriter: PatternRewriter) -> None:
@@ -74,4 +98,4 @@ class Canonicalize(ModulePass):
 
     def apply(self, ctx, op: ModuleOp) -> None:
         apply_patterns(op, [RemoveNoOpReshape(), RemoveNoOpExpand(), RemoveNoOpCast(), RemoveNoOpSlice(),
-                            MergeReshapes(), MergePermutes()])
+                            RemoveMulDivByOne(), PermuteOfUnitDimsIsReshape(), MergeReshapes(), MergePermutes()])

@@ -24,8 +24,9 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.config import Config
-from blade.pipeline import CompiledProgram, compile_program
+from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.runtime.reference import ReferenceExecutor
+from blade.runtime.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
 
 
@@ -89,8 +90,13 @@ class BladeModule(torch.nn.Module):
         program = compile_program(self.original, args, kwargs, self._config, self._allow_tracing, label)
         flat, _ = pytree.tree_flatten((args, kwargs))
         constants = [x for x in flat if not isinstance(x, torch.Tensor)]
-        executor = ReferenceExecutor(program.module, _weight_resolver(self.original, program),
-                                     check_shapes=self._config.check_shapes)
+        weights = _weight_resolver(self.original, program)
+        device = next((x.device for x in flat if isinstance(x, torch.Tensor)), torch.device("cpu"))
+        if executor_kind(self._config, device) == "kernels":
+            launchers = build_kernels(program, self._config, device)
+            executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes)
+        else:
+            executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
         variant = Variant(program, executor, constants)
         self._variants.append(variant)
         if self._config.verbose:

@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Block, SSAValue
 
 from blade.dialects.base import ExecEnv, TensorOp
+from blade.dialects.kernel import FusedOp
 from blade.dialects.program import ClusterOp, YieldOp
 from blade.dialects.types import TensorType
 from blade.ir import entry_function, input_names, read_symbol_table
@@ -66,6 +67,8 @@ class ReferenceExecutor:
             if isinstance(op, ClusterOp):
                 inner = dict(zip(op.body.block.args, (env[v] for v in op.inputs)))
                 outs = self._run_block(op.body.block, inner, symbols, device)
+            elif isinstance(op, FusedOp):
+                outs = self.run_fused(op, [env[v] for v in op.inputs], symbols, device)
             elif isinstance(op, TensorOp):
                 outs = self._run_op(op, [env[v] for v in op.operands], symbols, device)
             else:
@@ -75,6 +78,11 @@ class ReferenceExecutor:
             for v in last_use.get(i, ()):
                 env.pop(v, None)
         raise ExecutionError("block has no terminator")
+
+    def run_fused(self, op: FusedOp, args: list[torch.Tensor], symbols: dict[str, int], device) -> list[torch.Tensor]:
+        """A fusion group, by its member ops (subclasses launch the generated kernel instead)."""
+        inner = dict(zip(op.body.block.args, args))
+        return self._run_block(op.body.block, inner, symbols, device)
 
     def _run_op(self, op: TensorOp, args: list[torch.Tensor], symbols, device) -> list[torch.Tensor]:
         types = [r.type for r in op.results]

@@ -198,9 +198,13 @@ class UpsampleOp(TensorOp):
     input = operand_def(TensorType)
     result = result_def(TensorType)
     mode = prop_def(StringAttr)
+    layout = opt_prop_def(StringAttr)
     traits = traits_def(Pure())
 
     def reference(self, args, env):
+        if self.p("layout", "nchw") == "nhwc":  # [N, *spatial, C]
+            y = F.interpolate(args[0].movedim(-1, 1), size=env.result_shapes[0][1:-1], mode=self.p("mode"))
+            return y.movedim(1, -1)
         return F.interpolate(args[0], size=env.result_shapes[0][2:], mode=self.p("mode"))
 
 

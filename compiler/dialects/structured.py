@@ -13,7 +13,7 @@ from typing import ClassVar
 import sympy
 import torch
 import torch.nn.functional as F
-from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr
+from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr
 from xdsl.irdl import irdl_op_definition, operand_def, opt_prop_def, prop_def, result_def, traits_def, var_operand_def
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
@@ -164,7 +164,13 @@ class GroupNormOp(TensorOp):
     result = result_def(TensorType)
     num_groups = prop_def(IntegerAttr)
     eps = prop_def(FloatAttr)
+    layout = opt_prop_def(StringAttr)
     traits = traits_def(Pure())
+
+    @property
+    def channels_last(self) -> bool:
+        """``layout = "nhwc"``: channels are the last dim (``[N, *spatial, C]``)."""
+        return self.p("layout", "nchw") == "nhwc"
 
     def verify_(self):
         super().verify_()
@@ -175,8 +181,10 @@ class GroupNormOp(TensorOp):
         return [shapes[0]]
 
     def reference(self, args, env):
+        x = args[0].movedim(-1, 1) if self.channels_last else args[0]
         w, b = (args[1], args[2]) if len(args) == 3 else (None, None)
-        return F.group_norm(args[0], self.p("num_groups"), w, b, self.p("eps")).to(env.result_dtypes[0])
+        y = F.group_norm(x, self.p("num_groups"), w, b, self.p("eps"))
+        return (y.movedim(1, -1) if self.channels_last else y).to(env.result_dtypes[0])
 
 
 @irdl_op_definition
@@ -277,7 +285,13 @@ class ConvOp(TensorOp):
     padding = prop_def(DenseArrayBase)
     dilation = prop_def(DenseArrayBase)
     groups = prop_def(IntegerAttr)
+    layout = opt_prop_def(StringAttr)
     traits = traits_def(Pure())
+
+    @property
+    def channels_last(self) -> bool:
+        """``layout = "nhwc"``: input and result are ``[N, *spatial, C]`` (weight stays OIHW)."""
+        return self.p("layout", "nchw") == "nhwc"
 
     def infer_shapes(self, shapes):
         x, w = shapes[0], shapes[1]
@@ -285,18 +299,23 @@ class ConvOp(TensorOp):
         if len(x) != nsp + 2:
             raise ValueError(f"blade.conv: input rank {len(x)} does not match weight rank {len(w)}")
         stride, pad, dil = self.p("stride"), self.p("padding"), self.p("dilation")
+        in_spatial = x[1:-1] if self.channels_last else x[2:]
         spatial = []
         for i in range(nsp):
             eff = dil[i] * (w[2 + i] - 1) + 1
-            spatial.append(floordiv(x[2 + i] + 2 * pad[i] - eff, stride[i]) + 1)
-        return [(x[0], w[0], *spatial)]
+            spatial.append(floordiv(in_spatial[i] + 2 * pad[i] - eff, stride[i]) + 1)
+        return [(x[0], *spatial, w[0])] if self.channels_last else [(x[0], w[0], *spatial)]
 
     def reference(self, args, env):
         x, w = args[0], args[1]
         b = args[2] if len(args) == 3 else None
         conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[w.dim() - 2]
-        return conv(x, w, b, self.p("stride"), self.p("padding"), self.p("dilation"),
-                    self.p("groups")).to(env.result_dtypes[0])
+        if self.channels_last:
+            x = x.movedim(-1, 1)
+        y = conv(x, w, b, self.p("stride"), self.p("padding"), self.p("dilation"), self.p("groups"))
+        if self.channels_last:
+            y = y.movedim(1, -1)
+        return y.to(env.result_dtypes[0])
 
 
 @irdl_op_definition

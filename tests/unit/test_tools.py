@@ -14,8 +14,11 @@ def test_dump_dir_gets_ir_after_every_pass(tmp_path):
     blade.optimize(ConvBlock().eval(), (torch.randn(2, 4, 8, 8),), config=blade.Config(dump_dir=str(tmp_path)))
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["00-import.mlir", "01-canonicalize.mlir", "02-shape-propagation.mlir",
-                     "03-cluster-supported.mlir"]
+                     "03-cluster-supported.mlir", "04-layout-nhwc.mlir", "05-canonicalize.mlir",
+                     "06-fuse-stitch.mlir"]
     assert "blade.cluster" in (tmp_path / "03-cluster-supported.mlir").read_text()
+    assert 'layout = "nhwc"' in (tmp_path / "04-layout-nhwc.mlir").read_text()
+    assert 'ops = "group_norm+silu"' in (tmp_path / "06-fuse-stitch.mlir").read_text()
     assert "blade.group_norm" in (tmp_path / "00-import.mlir").read_text()
 
 

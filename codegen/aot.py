@@ -1,0 +1,149 @@
+"""Ahead-of-time compilation of generated kernels to cubins, cached on disk by content hash.
+
+Each plan's source is written to ``<cache>/src/<name>.py`` (the name ends in the hash of the
+source) and every variant is compiled with ``triton.compile`` for the target GPU, in parallel
+worker processes. Triton's own cache, pointed at ``<cache>/triton``, keys the cubins by source,
+constants, options and compiler version, so a second compile of the same model, or a new process,
+finds them on disk. Compilation never happens at call time: a new input shape only picks a
+precompiled variant.
+
+On a machine without a GPU the target is explicit (``GPUTarget("cuda", 90, 32)`` for sm_90), so CI
+proves that every kernel compiles. ``load_interpreted`` imports the same source under Triton's CPU
+interpreter for tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blade.codegen.emit import KernelPlan, Variant
+
+DEFAULT_CACHE = Path(os.path.expanduser("~")) / ".cache" / "blade"
+
+
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    return Path(root) if root else DEFAULT_CACHE
+
+
+def write_source(plan: KernelPlan, root: Path) -> Path:
+    path = root / "src" / f"{plan.name}.py"
+    if not path.exists() or path.read_text() != plan.source:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(plan.source)
+        tmp.replace(path)
+    return path
+
+
+def import_source(path: Path):
+    """Import a generated kernel module (once per process)."""
+    name = f"blade_kernel_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _attrs(plan: KernelPlan, variant: Variant) -> dict:
+    """Divisibility hints of the aligned variant: pointers, K and row strides are multiples of 16."""
+    if not variant.aligned:
+        return {}
+    sig = plan.signature(variant.kernel)
+    return {(i,): [["tt.divisibility", 16]] for i, (name, ty) in enumerate(sig.items())
+            if ty.startswith("*") or name == "K" or name.startswith("s")}
+
+
+def _compile_one(job: tuple[str, str, dict, dict, dict, int, tuple, str]) -> tuple[str, float]:
+    path, kernel, signature, constexprs, attrs, num_warps, target, tcache = job
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    triton.knobs.cache.dir = tcache
+    module = import_source(Path(path))
+    t0 = time.perf_counter()
+    src = ASTSource(getattr(module, kernel), signature, constexprs=constexprs, attrs=attrs)
+    triton.compile(src, target=GPUTarget(*target), options={"num_warps": num_warps})
+    return kernel, time.perf_counter() - t0
+
+
+@dataclass
+class CompiledPlan:
+    """A plan with its compiled variants (``None`` entries until loaded on a GPU)."""
+
+    plan: KernelPlan
+    kernels: dict[int, Any] = field(default_factory=dict)  # variant index -> CompiledKernel
+
+
+def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda", 90, 32),
+                  root: str | os.PathLike | None = None, jobs: int | None = None, load: bool = False,
+                  progress=None) -> list[CompiledPlan]:
+    """Compile every variant of every plan for ``target``; identical kernels are compiled once.
+
+    ``load=True`` also returns launchable ``CompiledKernel`` objects (needs the target GPU).
+    ``progress(done, total, seconds)`` is called as compiles finish.
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    root = cache_dir(root)
+    tcache = str(root / "triton")
+    jobs_by_key: dict[tuple, tuple] = {}
+    for plan in plans:
+        path = write_source(plan, root)
+        for v in plan.variants:
+            sig = plan.signature(v.kernel)
+            consts = {k: v.constexprs[k] for k in plan.constexpr_names(v.kernel)}
+            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps)
+            jobs_by_key[key] = (str(path), v.kernel, sig, consts, _attrs(plan, v), v.num_warps, tuple(target), tcache)
+    todo = list(jobs_by_key.values())
+    t0 = time.perf_counter()
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            for n, _ in enumerate(pool.map(_compile_one, todo), start=1):
+                if progress:
+                    progress(n, len(todo), time.perf_counter() - t0)
+    else:
+        for n, job in enumerate(todo, start=1):
+            _compile_one(job)
+            if progress:
+                progress(n, len(todo), time.perf_counter() - t0)
+    out = []
+    triton.knobs.cache.dir = tcache
+    for plan in plans:
+        cp = CompiledPlan(plan)
+        if load:
+            module = import_source(write_source(plan, root))
+            for i, v in enumerate(plan.variants):
+                consts = {k: v.constexprs[k] for k in plan.constexpr_names(v.kernel)}
+                src = ASTSource(getattr(module, v.kernel), plan.signature(v.kernel), constexprs=consts,
+                                attrs=_attrs(plan, v))
+                cp.kernels[i] = triton.compile(src, target=GPUTarget(*target), options={"num_warps": v.num_warps})
+        out.append(cp)
+    return out
+
+
+def load_interpreted(plan: KernelPlan, root: str | os.PathLike | None = None):
+    """The plan's module with its kernels under Triton's CPU interpreter.
+
+    Triton decides at import whether it interprets, so the process must have started with
+    ``TRITON_INTERPRET=1`` (the interpreter tests run in such a subprocess)."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("running generated kernels on the CPU needs TRITON_INTERPRET=1 set before "
+                           "triton is imported (start the process with it)")
+    return import_source(write_source(plan, cache_dir(root)))

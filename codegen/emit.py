@@ -1,0 +1,395 @@
+"""Triton source for a ``blade.fused`` group, with every size a runtime argument.
+
+Three templates, chosen by the group's ``kind``:
+
+* ``pointwise``: the iteration space is the group's output shape flattened to ``[M, K]`` (``K``
+  the last dim, contiguous). A program computes a ``[BLOCK_M, BLOCK_K]`` tile: each input is read
+  through its own strides (broadcast dims have none), the group's ops run in registers, every
+  output is written once.
+* ``row_norm``: LayerNorm or softmax over the last dim with its prologue and epilogue; a program
+  holds ``BLOCK_M`` whole rows (``BLOCK_K >= K``).
+* ``group_norm``: NHWC GroupNorm in two launches. ``*_stats`` gives each (image, chunk of pixels)
+  program a running per-channel mean/M2 (Chan's merge, numerically like Welford), reduces them
+  to per-group partials, and the last program of each image (an atomic ticket) merges the chunks
+  into mean and 1/std. ``*_apply`` is the pointwise template with the normalisation, the affine
+  and the epilogue (SiLU, ...) fused.
+
+One compiled kernel serves every shape: block sizes are the only compile-time constants, and a
+few variants are compiled per kernel (tile width by the channel count, and an *aligned* variant
+that promises 16-byte aligned pointers and strides so loads vectorise), picked at launch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from xdsl.ir import SSAValue
+
+from blade.codegen.expressions import POINTER, STORAGE, compute_type, constant_literal, expression, storage
+from blade.dialects.data_movement import ConstantOp
+from blade.dialects.kernel import FusedOp
+from blade.dialects.structured import GroupNormOp, LayerNormOp, SoftmaxOp
+from blade.dialects.types import TensorType
+from blade.symbolic import static_value
+
+TILE_ELEMENTS = 4096
+
+
+@dataclass
+class InputSpec:
+    """How one kernel input is read, relative to the iteration space ``[D0, ..., D(r-2), K]``."""
+
+    dtype: str
+    row_dims: list[int]  # row dims along which the input varies (a runtime stride each)
+    last: str            # "contig": varies along K with stride 1; "bcast": constant along K
+
+
+@dataclass
+class Variant:
+    kernel: str                 # entry point name in the source
+    constexprs: dict[str, int]
+    aligned: bool
+    num_warps: int = 4
+
+
+@dataclass
+class KernelPlan:
+    """A generated kernel: its source, how to call it, and which variants to compile."""
+
+    name: str
+    kind: str
+    label: str
+    source: str
+    rank: int
+    inputs: list[InputSpec]
+    outputs: list[str]              # storage dtype of each output
+    variants: list[Variant] = field(default_factory=list)
+    static_k: int | None = None
+    num_groups: int = 0
+    eps: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+    def signature(self, kernel: str) -> dict[str, str]:
+        """Triton signature (argument name -> type) of entry point ``kernel``."""
+        sig: dict[str, str] = {}
+        for i, spec in enumerate(self.inputs):
+            sig[f"in{i}"] = POINTER[spec.dtype]
+        if kernel.endswith("_stats"):
+            sig.update({"partial": "*fp32", "stats": "*fp32", "counter": "*i32"})
+        else:
+            for j, dt in enumerate(self.outputs):
+                sig[f"out{j}"] = POINTER[dt]
+            if self.kind == "group_norm":
+                sig["stats"] = "*fp32"
+        sig.update({"M": "i64", "K": "i64"})
+        for d in self.needed_row_dims():
+            sig[f"D{d}"] = "i64"
+        for i, spec in enumerate(self.inputs):
+            for d in spec.row_dims:
+                sig[f"s{i}_{d}"] = "i64"
+        if self.kind == "group_norm":
+            sig["P"] = "i64"
+            if kernel.endswith("_stats"):
+                sig.update({"nchunks": "i64", "rows_per_chunk": "i64", "eps": "fp32"})
+        for c in self.constexpr_names(kernel):
+            sig[c] = "constexpr"
+        return sig
+
+    def constexpr_names(self, kernel: str) -> list[str]:
+        if self.kind == "group_norm":
+            return ["G", "CPG", "GP", "BLOCK_M", "BLOCK_K"] if kernel.endswith("_stats") else \
+                ["G", "CPG", "BLOCK_M", "BLOCK_K"]
+        return ["BLOCK_M", "BLOCK_K"]
+
+    def needed_row_dims(self) -> list[int]:
+        dims = sorted({d for s in self.inputs for d in s.row_dims})
+        return list(range(min(dims), self.rank - 1)) if dims else []
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def anchor_of(op: FusedOp):
+    return next((o for o in op.body_ops() if isinstance(o, (GroupNormOp, LayerNormOp, SoftmaxOp))), None)
+
+
+def iteration_space(op: FusedOp) -> TensorType:
+    """The type whose shape every output of the group has (the kernel's ``[..., K]`` space)."""
+    anchor = anchor_of(op)
+    return anchor.out_type if anchor is not None else op.body_ops()[-1].results[0].type
+
+
+def plan_kernel(op: FusedOp) -> KernelPlan:
+    kind = op.p("kind")
+    anchor = anchor_of(op)
+    space = iteration_space(op)
+    rank = space.rank
+    inputs = [_input_spec(a.type, space) for a in op.body.block.args]
+    outputs = [storage(v.type) for v in op.outputs]
+    plan = KernelPlan("", kind, op.p("ops"), "", rank, inputs, outputs)
+    plan.static_k = static_value(space.shape[-1])
+    if isinstance(anchor, GroupNormOp):
+        plan.num_groups, plan.eps = anchor.p("num_groups"), anchor.p("eps")
+    elif isinstance(anchor, LayerNormOp):
+        plan.eps = anchor.p("eps")
+    src = _Source(op, plan, anchor).render()
+    digest = hashlib.sha256(src.encode()).hexdigest()[:10]
+    short = "_".join(dict.fromkeys(n.replace("_", "") for n in plan.label.split("+")))[:40]
+    plan.name = f"{kind}_{short}_{digest}"
+    plan.source = src.replace("KNAME", plan.name)
+    plan.variants = _variants(plan)
+    return plan
+
+
+def _input_spec(t: TensorType, space: TensorType) -> InputSpec:
+    r, ri = space.rank, t.rank
+    row_dims = []
+    for d in range(r - 1):
+        j = d - (r - ri)
+        if j >= 0 and not (t.shape[j] == 1 and space.shape[d] != 1):
+            row_dims.append(d)
+    j = ri - 1
+    last = "contig" if (ri >= 1 and not (t.shape[j] == 1 and space.shape[r - 1] != 1)) else "bcast"
+    return InputSpec(storage(t), row_dims, last)
+
+
+def _variants(plan: KernelPlan) -> list[Variant]:
+    k = plan.static_k
+    aligned_options = [False] if (k is not None and k % 16) else [True, False]
+    out = []
+    if plan.kind == "pointwise":
+        widths = [_pointwise_block_k(k)] if k is not None else [32, 256]
+        for bk in widths:
+            for al in aligned_options:
+                out.append(Variant(plan.name, {"BLOCK_M": max(1, TILE_ELEMENTS // bk), "BLOCK_K": bk}, al))
+    elif plan.kind == "row_norm":
+        bk = next_pow2(k)
+        for al in aligned_options:
+            out.append(Variant(plan.name, {"BLOCK_M": max(1, TILE_ELEMENTS // bk), "BLOCK_K": bk}, al,
+                               num_warps=4 if bk <= 1024 else 8))
+    else:  # group_norm
+        g = plan.num_groups
+        bk_stats = next_pow2(k)
+        stats_consts = {"G": g, "CPG": k // g, "GP": next_pow2(g), "BLOCK_M": max(1, 2 * TILE_ELEMENTS // bk_stats),
+                        "BLOCK_K": bk_stats}
+        bk = _pointwise_block_k(k)
+        apply_consts = {"G": g, "CPG": k // g, "BLOCK_M": max(1, TILE_ELEMENTS // bk), "BLOCK_K": bk}
+        for al in aligned_options:
+            out.append(Variant(plan.name + "_stats", stats_consts, al, num_warps=4 if bk_stats <= 1024 else 8))
+            out.append(Variant(plan.name + "_apply", apply_consts, al))
+    return out
+
+
+def _pointwise_block_k(k: int | None) -> int:
+    """Tile width along K: the largest power of two <= 256 dividing K (no masked lanes) when K is
+    a multiple of 16, else K rounded up to a power of two (capped at 256)."""
+    if k is None:
+        return 256
+    if k % 16 == 0:
+        bk = 256
+        while k % bk:
+            bk //= 2
+        return bk
+    return min(256, next_pow2(k))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """Renders the Triton module text of one plan."""
+
+    def __init__(self, op: FusedOp, plan: KernelPlan, anchor):
+        self.op, self.plan, self.anchor = op, plan, anchor
+        self.body = op.body_ops()
+
+    def render(self) -> str:
+        p = self.plan
+        head = [
+            f'"""Generated by Blade for a fused group: {p.label} ({p.kind}).',
+            "",
+            "Every size is a runtime argument; BLOCK_* are the only compile-time constants.",
+            '"""',
+            "import triton",
+            "import triton.language as tl",
+            "",
+        ]
+        if p.kind == "group_norm":
+            return "\n".join(head + self._kernel("KNAME_stats", stats=True) + [""] + self._kernel("KNAME_apply")) + "\n"
+        return "\n".join(head + self._kernel("KNAME")) + "\n"
+
+    # ------------------------------------------------------------------ pieces
+    def _kernel(self, name: str, stats: bool = False) -> list[str]:
+        p = self.plan
+        sig = p.signature(name.replace("KNAME", "k"))
+        args = [f"{a}: tl.constexpr" if t == "constexpr" else a for a, t in sig.items()]
+        lines = ["@triton.jit", f"def {name}({', '.join(args)}):", f"    # fused: {p.label}"]
+        if stats:
+            lines += self._stats_body()
+        else:
+            lines += self._tile_prelude(full_rows=p.kind == "row_norm")
+            lines += self._compute(upto=None)
+            lines += self._stores()
+        return lines
+
+    def _tile_prelude(self, full_rows: bool) -> list[str]:
+        out = ["    pid_m = tl.program_id(0)"]
+        out.append("    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)")
+        if full_rows:
+            out.append("    rk = tl.arange(0, BLOCK_K)")
+        else:
+            out.append("    rk = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)")
+        out += ["    mask_m = rm < M", "    mask_k = rk < K", "    mask = mask_m[:, None] & mask_k[None, :]"]
+        return out
+
+    def _row_coords(self) -> list[str]:
+        dims = self.plan.needed_row_dims()
+        if not dims:
+            return []
+        out = ["    rem = rm.to(tl.int64)"]
+        for d in reversed(range(dims[0] + 1, self.plan.rank - 1)):
+            out.append(f"    c{d} = rem % D{d}")
+            out.append(f"    rem = rem // D{d}")
+        out.append(f"    c{dims[0]} = rem")
+        return out
+
+    def _loads(self) -> list[str]:
+        out = self._row_coords()
+        for i, spec in enumerate(self.plan.inputs):
+            ct = STORAGE[spec.dtype][1]
+            roff = " + ".join(f"c{d} * s{i}_{d}" for d in spec.row_dims)
+            if spec.last == "bcast" and not spec.row_dims:
+                out.append(f"    x{i} = tl.load(in{i}).to({ct})")
+            elif spec.last == "bcast":
+                out.append(f"    x{i} = tl.load(in{i} + ({roff}), mask=mask_m, other=0).to({ct})[:, None]")
+            elif not spec.row_dims:
+                out.append(f"    x{i} = tl.load(in{i} + rk, mask=mask_k, other=0).to({ct})[None, :]")
+            else:
+                out.append(f"    x{i} = tl.load(in{i} + ({roff})[:, None] + rk[None, :], mask=mask, other=0).to({ct})")
+        return out
+
+    def _compute(self, upto) -> list[str]:
+        """Load inputs and compute the group's ops (up to the anchor's input if ``upto``)."""
+        out = self._loads()
+        self.names: dict[SSAValue, str] = {a: f"x{i}" for i, a in enumerate(self.op.body.block.args)}
+        self.consts: dict[SSAValue, str] = {}
+        for k, o in enumerate(self.body):
+            if isinstance(o, ConstantOp):
+                self.consts[o.results[0]] = constant_literal(o)
+                self.names[o.results[0]] = constant_literal(o)
+                continue
+            if o is upto:
+                return out
+            if o is self.anchor:
+                out += self._anchor(o, f"v{k}")
+            else:
+                args = [self.names[v] for v in o.operands]
+                consts = {i: float(self.consts[v]) if self.consts[v] not in ("True", "False") else self.consts[v]
+                          for i, v in enumerate(o.operands) if v in self.consts}
+                expr = expression(o, args, [v.type for v in o.operands], consts)
+                out.append(f"    v{k} = {expr}")
+            self.names[o.results[0]] = f"v{k}"
+        return out
+
+    def _anchor(self, o, name: str) -> list[str]:
+        x = self.names[o.operands[0]]
+        if isinstance(o, SoftmaxOp):
+            return [f"    xm = tl.where(mask, {x}, float('-inf'))",
+                    "    mx = tl.max(xm, axis=1)",
+                    "    ex = tl.where(mask, tl.exp(xm - mx[:, None]), 0.0)",
+                    f"    {name} = ex / tl.sum(ex, axis=1)[:, None]"]
+        if isinstance(o, LayerNormOp):
+            out = [f"    xz = tl.where(mask, {x}, 0.0)",
+                   "    mean = tl.sum(xz, axis=1) / K",
+                   f"    xc = tl.where(mask, {x} - mean[:, None], 0.0)",
+                   "    var = tl.sum(xc * xc, axis=1) / K",
+                   f"    {name} = xc * tl.rsqrt(var + {self.plan.eps!r})[:, None]"]
+        else:  # GroupNorm apply: statistics come from the stats launch
+            out = ["    img = (rm // P).to(tl.int64)",
+                   "    grp = rk // CPG",
+                   "    sidx = (img[:, None] * G + grp[None, :]) * 2",
+                   "    mean = tl.load(stats + sidx, mask=mask, other=0.0)",
+                   "    rstd = tl.load(stats + sidx + 1, mask=mask, other=0.0)",
+                   f"    {name} = ({x} - mean) * rstd"]
+        if len(o.operands) == 3:
+            w, b = self.names[o.operands[1]], self.names[o.operands[2]]
+            out.append(f"    {name} = {name} * {w} + {b}")
+        return out
+
+    def _stores(self) -> list[str]:
+        out = ["    orow = rm.to(tl.int64) * K"]
+        ret = self.op.body.block.last_op
+        for j, v in enumerate(ret.operands):
+            st = STORAGE[storage(v.type)][0]
+            val = self.names[v]
+            if val in self.consts.values() or not val.startswith(("v", "x")):
+                val = f"tl.full([BLOCK_M, BLOCK_K], {val}, {compute_type(v.type)})"
+            out.append(f"    tl.store(out{j} + orow[:, None] + rk[None, :], {val}.to({st}), mask=mask)")
+        return out
+
+    def _stats_body(self) -> list[str]:
+        out = ["    img = tl.program_id(0)", "    chunk = tl.program_id(1)",
+               "    rk = tl.arange(0, BLOCK_K)", "    mask_k = rk < K",
+               "    row0 = img * P + chunk * rows_per_chunk",
+               "    row_end = tl.minimum(row0 + rows_per_chunk, (img + 1) * P)",
+               "    acc_mean = tl.zeros([BLOCK_K], dtype=tl.float32)",
+               "    acc_m2 = tl.zeros([BLOCK_K], dtype=tl.float32)",
+               "    cnt = 0.0",
+               "    for start in range(row0, row_end, BLOCK_M):",
+               "        rm = start + tl.arange(0, BLOCK_M)",
+               "        mask_m = rm < row_end",
+               "        mask = mask_m[:, None] & mask_k[None, :]"]
+        compute = self._compute(upto=self.anchor)
+        out += ["    " + line for line in compute]
+        x = self.names[self.anchor.operands[0]]
+        out += [f"        xz = tl.where(mask, {x}, 0.0)",
+                "        bn = tl.sum(mask_m.to(tl.float32), axis=0)",
+                "        bmean = tl.sum(xz, axis=0) / bn",
+                f"        dv = tl.where(mask, {x} - bmean[None, :], 0.0)",
+                "        bm2 = tl.sum(dv * dv, axis=0)",
+                "        tot = cnt + bn",
+                "        delta = bmean - acc_mean",
+                "        acc_mean = acc_mean + delta * (bn / tot)",
+                "        acc_m2 = acc_m2 + bm2 + delta * delta * (cnt * bn / tot)",
+                "        cnt = tot",
+                "    # per-group partials of this chunk (the parallel-axis theorem over its channels)",
+                "    for g in range(0, G):",
+                "        in_g = ((rk // CPG) == g) & mask_k",
+                "        gmean = tl.sum(tl.where(in_g, acc_mean, 0.0), axis=0) / CPG",
+                "        dg = acc_mean - gmean",
+                "        gm2 = tl.sum(tl.where(in_g, acc_m2 + cnt * dg * dg, 0.0), axis=0)",
+                "        base = ((img * nchunks + chunk) * G + g) * 2",
+                "        tl.store(partial + base, gmean)",
+                "        tl.store(partial + base + 1, gm2)",
+                "    tl.debug_barrier()",
+                "    ticket = tl.atomic_add(counter + img, 1, sem='acq_rel')",
+                "    if ticket == nchunks - 1:",
+                "        # the last program of this image merges every chunk (Chan) into mean, 1/std",
+                "        rg = tl.arange(0, GP)",
+                "        mask_g = rg < G",
+                "        m = tl.zeros([GP], dtype=tl.float32)",
+                "        m2 = tl.zeros([GP], dtype=tl.float32)",
+                "        c = 0.0",
+                "        for ch in range(0, nchunks):",
+                "            n_c = (tl.minimum(rows_per_chunk, P - ch * rows_per_chunk) * CPG).to(tl.float32)",
+                "            base = ((img * nchunks + ch) * G + rg) * 2",
+                "            pm = tl.load(partial + base, mask=mask_g, other=0.0, cache_modifier='.cg')",
+                "            pm2 = tl.load(partial + base + 1, mask=mask_g, other=0.0, cache_modifier='.cg')",
+                "            tot = c + n_c",
+                "            delta = pm - m",
+                "            m = m + delta * (n_c / tot)",
+                "            m2 = m2 + pm2 + delta * delta * (c * n_c / tot)",
+                "            c = tot",
+                "        rstd = tl.rsqrt(m2 / c + eps)",
+                "        tl.store(stats + (img * G + rg) * 2, m, mask=mask_g)",
+                "        tl.store(stats + (img * G + rg) * 2 + 1, rstd, mask=mask_g)",
+                "        tl.atomic_xchg(counter + img, 0)"]
+        return out

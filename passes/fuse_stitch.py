@@ -1,0 +1,242 @@
+"""``fuse-stitch``: group memory-bound ops into ``blade.fused`` kernels (AStitch-style).
+
+Policy, applied inside each cluster in program order:
+
+1. *Stitch/input fusion around a reduction anchor.* An anchor is a ``group_norm`` in NHWC layout
+   (channels static, divisible by the group count), a ``layer_norm`` over the last dim, or a
+   ``softmax`` over the last dim (the reduced size static and at most 16384). The group takes
+
+   - the elementwise producers of the anchor's input that have the same shape (a residual add, a
+     time-embedding bias); such a producer read elsewhere too becomes an extra kernel output, so
+     the sum is written once, by the kernel that also normalises it;
+   - the chain of elementwise consumers of the anchor's result with that shape (SiLU, a scale).
+
+       %h = add %conv, %temb ; %n = group_norm %h ; %y = silu %n     ->  one kernel (kind group_norm)
+       %h = add %attn, %res  ; %n = layer_norm %h                    ->  one kernel, outputs %h, %n
+
+2. *Loop fusion.* Other elementwise ops join the group of an elementwise producer with the same
+   result shape (one iteration space, operands broadcast into it); otherwise they start one.
+
+       %a = slice %p (view) ; %g = slice %p (view) ; %y = mul %a, (gelu %g)   ->  one kernel (GEGLU)
+
+3. *Boundaries.* Library ops (conv, linear, matmul, attention, embedding), views (reshape,
+   permute, slice, expand: executed as strided views, read by kernels through their strides),
+   data movement (concat, pad, upsample) and eager fallbacks are never inside a group. A group
+   whose input comes straight from a conv/linear/matmul is marked ``blade.epilogue_of`` for the
+   later GEMM-epilogue fusion.
+
+Legality uses statically known shape facts only (``known_equal`` on symbolic dims); a group is
+placed at its last member, so every value it writes must be read only after that point.
+Rank-0 constants read by a group are copied into it (they become literals in the kernel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
+from xdsl.ir import Block, Operation, Region, SSAValue
+
+from blade.dialects.data_movement import ConstantOp
+from blade.dialects.elementwise import BinaryElementwiseOp, UnaryElementwiseOp, WhereOp
+from blade.dialects.kernel import FusedOp
+from blade.dialects.program import ClusterOp, YieldOp
+from blade.dialects.structured import AttentionOp, ConvOp, GroupNormOp, LayerNormOp, LinearOp, MatmulOp, SoftmaxOp
+from blade.dialects.types import TensorType
+from blade.ir import ModuleOp, ModulePass, entry_function
+from blade.symbolic import known_equal, static_value
+
+MAX_ROW = 16384          # largest reduced row a row_norm kernel holds in registers
+MAX_CHANNELS = 4096      # largest channel count of a group_norm kernel tile
+_COMPILED_FLOATS = ("f16", "bf16", "f32")
+EPILOGUE_SOURCES = (ConvOp, LinearOp, MatmulOp, AttentionOp)
+
+
+def same_shape(a: TensorType, b: TensorType) -> bool:
+    return a.rank == b.rank and all(x is not None and y is not None and known_equal(x, y)
+                                    for x, y in zip(a.shape, b.shape))
+
+
+def is_fusible_elementwise(op: Operation) -> bool:
+    if not isinstance(op, (UnaryElementwiseOp, BinaryElementwiseOp, WhereOp)):
+        return False
+    types = [v.type for v in (*op.operands, *op.results)]
+    if not all(isinstance(t, TensorType) for t in types):
+        return False
+    if op.results[0].type.rank == 0:
+        return False  # scalar arithmetic stays with PyTorch
+    return all(_kernel_dtype_ok(t) for t in types)
+
+
+def _kernel_dtype_ok(t: TensorType) -> bool:
+    name = str(t.element_type)
+    return name in _COMPILED_FLOATS or name in ("i64", "i32", "i1")
+
+
+def anchor_kind(op: Operation) -> str | None:
+    if isinstance(op, GroupNormOp) and op.channels_last and op.in_type(0).rank >= 3:
+        c = static_value(op.in_type(0).shape[-1])
+        g = op.p("num_groups")
+        if c is not None and c % g == 0 and c <= MAX_CHANNELS and _kernel_dtype_ok(op.in_type(0)):
+            return "group_norm"
+    if isinstance(op, LayerNormOp) and op.p("normalized_ndim") == 1:
+        k = static_value(op.in_type(0).shape[-1])
+        if k is not None and k <= MAX_ROW and _kernel_dtype_ok(op.in_type(0)):
+            return "row_norm"
+    if isinstance(op, SoftmaxOp) and op.p("dim") in (-1, op.in_type(0).rank - 1):
+        k = static_value(op.in_type(0).shape[-1])
+        if k is not None and k <= MAX_ROW and _kernel_dtype_ok(op.in_type(0)):
+            return "row_norm"
+    return None
+
+
+@dataclass
+class Group:
+    kind: str
+    members: list[Operation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FuseStitch(ModulePass):
+    name = "fuse-stitch"
+
+    def apply(self, ctx, op: ModuleOp) -> None:
+        fn = entry_function(op)
+        blocks = [o.body.block for o in fn.body.block.ops if isinstance(o, ClusterOp)] or [fn.body.block]
+        next_id = 0
+        for block in blocks:
+            for group in plan_groups(block):
+                _materialize(block, group, next_id)
+                next_id += 1
+
+
+def plan_groups(block: Block) -> list[Group]:
+    ops = [o for o in block.ops if not isinstance(o, YieldOp) and o.name != "func.return"]
+    index = {o: i for i, o in enumerate(ops)}
+    owner: dict[Operation, Group] = {}
+    groups: list[Group] = []
+
+    def external_users_after(members: list[Operation], position: int) -> bool:
+        for m in members:
+            for r in m.results:
+                for use in r.uses:
+                    u = use.operation
+                    if u not in members and index.get(u, len(ops)) <= position:
+                        return False
+        return True
+
+    # 1. reduction anchors with their prologue and epilogue
+    for op in ops:
+        kind = anchor_kind(op)
+        if kind is None or op in owner:
+            continue
+        members = [op]
+        in_type = op.operands[0].type
+        stack = [op.operands[0]]
+        while stack:
+            p = stack.pop().owner
+            if not isinstance(p, Operation) or p in owner or p in members or not is_fusible_elementwise(p):
+                continue
+            if not same_shape(p.results[0].type, in_type) or not external_users_after([p], index[op]):
+                continue
+            members.append(p)
+            stack.extend(p.operands)
+        last = op
+        while True:
+            users = [u.operation for u in last.results[0].uses]
+            if len(users) != 1:
+                break
+            c = users[0]
+            if c in owner or not is_fusible_elementwise(c) or not same_shape(c.results[0].type, op.results[0].type):
+                break
+            if not external_users_after(members + [c], index[c]):
+                break
+            members.append(c)
+            last = c
+        g = Group(kind, sorted(members, key=index.__getitem__))
+        groups.append(g)
+        for m in members:
+            owner[m] = g
+
+    # 2. loop fusion of the remaining elementwise ops: join (and merge) the pointwise groups of
+    #    every same-shape elementwise producer
+    for op in ops:
+        if op in owner or not is_fusible_elementwise(op):
+            continue
+        candidates: list[Group] = []
+        for v in op.operands:
+            p = v.owner
+            g = owner.get(p) if isinstance(p, Operation) else None
+            if g is not None and g.kind == "pointwise" and g not in candidates \
+                    and same_shape(p.results[0].type, op.results[0].type):
+                candidates.append(g)
+        merged: list[Operation] = []
+        chosen: list[Group] = []
+        for g in candidates:
+            if external_users_after(merged + g.members + [op], index[op]):
+                merged += g.members
+                chosen.append(g)
+        if chosen:
+            target = chosen[0]
+            for g in chosen[1:]:
+                groups.remove(g)
+                for m in g.members:
+                    owner[m] = target
+            target.members = sorted(merged, key=index.__getitem__)
+        else:
+            target = Group("pointwise")
+            groups.append(target)
+        target.members.append(op)
+        owner[op] = target
+    return groups
+
+
+def _label(group: Group) -> str:
+    return "+".join(m.name.removeprefix("blade.") for m in group.members)
+
+
+def _materialize(block: Block, group: Group, group_id: int) -> None:
+    members = group.members
+    inside = set(members)
+    last = members[-1]
+    inputs: list[SSAValue] = []
+    constants: list[Operation] = []
+    for m in members:
+        for v in m.operands:
+            p = v.owner
+            if p in inside or v in inputs:
+                continue
+            if isinstance(p, ConstantOp) and p.out_type.rank == 0:
+                if p not in constants:
+                    constants.append(p)
+                continue
+            inputs.append(v)
+    outputs = [r for m in members for r in m.results if any(u.operation not in inside for u in r.uses)]
+    anchor = last.next_op  # the group goes where its last member was
+    body = Block(arg_types=[v.type for v in inputs])
+    remap: dict[SSAValue, SSAValue] = dict(zip(inputs, body.args))
+    for c in constants:
+        clone = c.clone()
+        body.add_op(clone)
+        remap[c.results[0]] = clone.results[0]
+    for m in members:
+        m.detach()
+        body.add_op(m)
+        m.operands = [remap.get(v, v) for v in m.operands]
+    body.add_op(YieldOp.create(operands=outputs))
+    sources = sorted({v.owner.name for v in inputs if isinstance(v.owner, EPILOGUE_SOURCES)})
+    attrs = {"blade.epilogue_of": ArrayAttr([StringAttr(s) for s in sources])} if sources else {}
+    fused = FusedOp.create(
+        operands=inputs, result_types=[v.type for v in outputs], regions=[Region(body)], attributes=attrs,
+        properties={"kind": StringAttr(group.kind), "id": IntegerAttr(group_id, i64),
+                    "ops": StringAttr(_label(group))})
+    if anchor is None:
+        block.add_op(fused)
+    else:
+        block.insert_op_before(fused, anchor)
+    for v, r in zip(outputs, fused.results):
+        v.replace_uses_with_if(r, lambda use: use.operation.parent_op() is not fused)
+    for c in constants:
+        if not c.results[0].uses:
+            c.detach()
+            c.erase()

@@ -1,0 +1,148 @@
+"""Launching generated kernels: argument packing, variant choice and grids from runtime sizes.
+
+A ``KernelLauncher`` turns concrete tensors into the arguments a plan's signature asks for (data
+pointers, ``M``, ``K``, the row sizes and each input's row strides), picks the precompiled variant
+(tile width by ``K``; the *aligned* variant when every pointer, ``K`` and stride is a multiple of
+16) and launches. It never compiles: on a GPU it calls ``CompiledKernel`` objects compiled ahead of
+time; on a CPU (tests) it calls the same source under Triton's interpreter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from blade.codegen.aot import CompiledPlan
+from blade.codegen.emit import KernelPlan
+
+_TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "i64": torch.int64,
+                "i32": torch.int32, "i1": torch.bool}
+
+
+class LaunchStats:
+    """Counters a benchmark or test can read: launches and copies made to satisfy a layout."""
+
+    def __init__(self):
+        self.launches = 0
+        self.layout_copies = 0
+
+
+class KernelLauncher:
+    def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
+        self.plan: KernelPlan = compiled.plan if compiled is not None else None
+        self.compiled = compiled
+        self.module = interpreted_module
+        self.stats = stats or LaunchStats()
+        self._counters: dict[torch.device, torch.Tensor] = {}
+        self._sm_count: dict[torch.device, int] = {}
+
+    @classmethod
+    def interpreted(cls, plan: KernelPlan, module, stats: LaunchStats | None = None) -> KernelLauncher:
+        launcher = cls(CompiledPlan(plan), module, stats)
+        return launcher
+
+    # ------------------------------------------------------------------ entry point
+    def __call__(self, inputs: list[torch.Tensor], space: tuple[int, ...]) -> list[torch.Tensor]:
+        plan = self.plan
+        device = next((t.device for t in inputs if t.dim() > 0), inputs[0].device)
+        r = len(space)
+        k = space[-1] if r else 1
+        rows = space[:-1]
+        m = math.prod(rows)
+        tensors, strides = [], {}
+        for i, (spec, t) in enumerate(zip(plan.inputs, inputs)):
+            if t.device != device:
+                t = t.to(device)
+            if spec.last == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
+                t = t.contiguous()
+                self.stats.layout_copies += 1
+            for d in spec.row_dims:
+                strides[f"s{i}_{d}"] = t.stride(d - (r - t.dim()))
+            tensors.append(t)
+        outputs = [torch.empty(space, dtype=_TORCH_DTYPE[dt], device=device) for dt in plan.outputs]
+        scalars = {"M": m, "K": k, **{f"D{d}": rows[d] for d in plan.needed_row_dims()}, **strides}
+        aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in strides.items())
+                   and all(t.data_ptr() % 16 == 0 for t in tensors + outputs))
+        if plan.kind == "group_norm":
+            self._group_norm(tensors, outputs, scalars, space, aligned, device)
+        else:
+            ptrs = {f"in{i}": t for i, t in enumerate(tensors)} | {f"out{j}": o for j, o in enumerate(outputs)}
+            v = self._pick(plan.name, k, aligned)
+            c = plan.variants[v].constexprs
+            grid = (triton_cdiv(m, c["BLOCK_M"]), 1 if plan.kind == "row_norm" else triton_cdiv(k, c["BLOCK_K"]), 1)
+            self._launch(v, grid, ptrs | scalars)
+        return outputs
+
+    # ------------------------------------------------------------------ kinds
+    def _group_norm(self, tensors, outputs, scalars, space, aligned, device) -> None:
+        plan = self.plan
+        n = space[0]
+        p = math.prod(space[1:-1])
+        g = plan.num_groups
+        vs = self._pick(plan.name + "_stats", scalars["K"], aligned)
+        block_m = plan.variants[vs].constexprs["BLOCK_M"]
+        target_programs = 2 * self._sms(device)
+        per_image = max(1, math.ceil(target_programs / max(n, 1)))
+        rows_per_chunk = max(block_m, math.ceil(p / per_image))
+        rows_per_chunk = triton_cdiv(rows_per_chunk, block_m) * block_m
+        nchunks = triton_cdiv(p, rows_per_chunk)
+        partial = torch.empty(n * nchunks * g * 2, dtype=torch.float32, device=device)
+        stats = torch.empty(n * g * 2, dtype=torch.float32, device=device)
+        counter = self._counter(device, n)
+        ins = {f"in{i}": t for i, t in enumerate(tensors)}
+        self._launch(vs, (n, nchunks, 1), ins | {"partial": partial, "stats": stats, "counter": counter} | scalars
+                     | {"P": p, "nchunks": nchunks, "rows_per_chunk": rows_per_chunk, "eps": plan.eps})
+        va = self._pick(plan.name + "_apply", scalars["K"], aligned)
+        c = plan.variants[va].constexprs
+        outs = {f"out{j}": o for j, o in enumerate(outputs)}
+        grid = (triton_cdiv(scalars["M"], c["BLOCK_M"]), triton_cdiv(scalars["K"], c["BLOCK_K"]), 1)
+        self._launch(va, grid, ins | outs | {"stats": stats} | scalars | {"P": p})
+
+    # ------------------------------------------------------------------ helpers
+    def _pick(self, kernel: str, k: int, aligned: bool) -> int:
+        """Index of the variant of ``kernel`` for this ``K`` and alignment."""
+        best = None
+        for i, v in enumerate(self.plan.variants):
+            if v.kernel != kernel or (v.aligned and not aligned):
+                continue
+            width_ok = self.plan.static_k is not None or (v.constexprs["BLOCK_K"] == (32 if k < 128 else 256))
+            if not width_ok:
+                continue
+            if best is None or (v.aligned and not self.plan.variants[best].aligned):
+                best = i
+        if best is None:
+            raise RuntimeError(f"no compiled variant of {kernel} for K={k}")
+        return best
+
+    def _launch(self, index: int, grid: tuple[int, int, int], named: dict) -> None:
+        plan = self.plan
+        v = plan.variants[index]
+        sig = plan.signature(v.kernel)
+        args = [v.constexprs[name] if ty == "constexpr" else named[name] for name, ty in sig.items()]
+        self.stats.launches += 1
+        if self.module is not None:  # CPU interpreter (TRITON_INTERPRET=1 in this process)
+            fn = getattr(self.module, v.kernel)
+            plain = [named[name] for name, ty in sig.items() if ty != "constexpr"]
+            consts = {name: v.constexprs[name] for name, ty in sig.items() if ty == "constexpr"}
+            fn[grid](*plain, **consts)
+            return
+        self.compiled.kernels[index][grid](*args)
+
+    def _sms(self, device: torch.device) -> int:
+        if device not in self._sm_count:
+            self._sm_count[device] = (torch.cuda.get_device_properties(device).multi_processor_count
+                                      if device.type == "cuda" else 4)
+        return self._sm_count[device]
+
+    def _counter(self, device: torch.device, n: int) -> torch.Tensor:
+        """Per-image tickets of the GroupNorm stats launch; the last program resets its ticket."""
+        c = self._counters.get(device)
+        if c is None or c.numel() < n:
+            c = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
+            self._counters[device] = c
+        return c
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)

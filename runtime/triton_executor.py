@@ -1,0 +1,63 @@
+"""The kernel executor: runs a compiled program with Blade's generated kernels for every fused
+group and PyTorch for library ops (convolution, GEMM, attention) and views.
+
+It is the Python-level executor that proves fusion on the GPU before the C++ runtime exists: it
+walks the same IR as the reference executor (``ReferenceExecutor``), so anything it does not
+launch itself is executed by the same reference semantics. Channels-last convolutions get their
+weights converted to channels-last once (cached until the weight changes in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from xdsl.dialects.builtin import ModuleOp
+
+from blade.codegen.emit import iteration_space
+from blade.dialects.data_movement import WeightOp
+from blade.dialects.kernel import FusedOp
+from blade.dialects.structured import ConvOp
+from blade.runtime.launch import KernelLauncher
+from blade.runtime.reference import ReferenceExecutor
+from blade.symbolic import evaluate
+
+
+class KernelExecutor(ReferenceExecutor):
+    def __init__(self, module: ModuleOp, weights: Callable[[str], torch.Tensor],
+                 launchers: dict[int, KernelLauncher], check_shapes: bool = False):
+        super().__init__(module, weights, check_shapes)
+        self.launchers = launchers
+        self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
+
+    def run_fused(self, op: FusedOp, args, symbols, device):
+        launcher = self.launchers.get(op.p("id"))
+        if launcher is None:
+            return super().run_fused(op, args, symbols, device)
+        space = tuple(evaluate(d, symbols) for d in iteration_space(op).shape)
+        outs = launcher(args, space)
+        if self.check_shapes:
+            for o, r in zip(outs, op.results):
+                expect = tuple(evaluate(d, symbols) for d in r.type.shape)
+                if tuple(o.shape) != expect:
+                    raise RuntimeError(f"kernel {launcher.plan.name} wrote {tuple(o.shape)}, expected {expect}")
+        return outs
+
+    def _run_op(self, op, args, symbols, device):
+        if isinstance(op, ConvOp) and op.channels_last and args[0].is_cuda and op.in_type(1).rank == 4:
+            return [self._conv_nhwc(op, args)]
+        return super()._run_op(op, args, symbols, device)
+
+    def _conv_nhwc(self, op: ConvOp, args: list[torch.Tensor]) -> torch.Tensor:
+        x, w = args[0], args[1]
+        bias = args[2] if len(args) == 3 else None
+        if isinstance(op.operands[1].owner, WeightOp):
+            key = id(op)
+            hit = self._cl_weights.get(key)
+            if hit is None or hit[0] != w._version or hit[1] is not w:
+                hit = (w._version, w, w.contiguous(memory_format=torch.channels_last))
+                self._cl_weights[key] = hit
+            w = hit[2]
+        y = F.conv2d(x.movedim(-1, 1), w, bias, op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
+        return y.movedim(1, -1)
