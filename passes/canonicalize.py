@@ -5,7 +5,7 @@
     %3 = blade.permute (blade.permute %0 {perm=p}) {q}     ->  blade.permute %0 {perm = p∘q}
     %4 = blade.div %x, (blade.constant 1.0)                ->  %x
 
-Importers emit ops one ATen node at a time; this pass is what makes their output tidy, and every
+Identical pure ops are merged (common-subexpression elimination). Importers emit ops one ATen node at a time; this pass is what makes their output tidy, and every
 other pass may rely on it having run.
 """
 
@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from blade.dialects.data_movement import ConstantOp, ExpandOp, PermuteOp, ReshapeOp, SliceOp
 from blade.dialects.elementwise import BinaryElementwiseOp, CastOp, DivOp, MulOp
 from blade.dialects.types import ints_attr
-from blade.ir import ModuleOp, ModulePass, PatternRewriter, RewritePattern, apply_patterns, forward_op, op_type_rewrite_pattern
+from xdsl.ir import Operation
+from xdsl.traits import Pure
+
+from blade.ir import (ModuleOp, ModulePass, PatternRewriter, RewritePattern, apply_patterns, forward_op,
+                      op_type_rewrite_pattern, walk_ops)
 
 
 class RemoveNoOpReshape(RewritePattern):
@@ -92,10 +96,33 @@ class MergePermutes(RewritePattern):
                                                   properties={"perm": ints_attr([inner[i] for i in perm])}))
 
 
+def eliminate_common_subexpressions(module: ModuleOp) -> None:
+    """Pure ops with the same name, operands, properties and result types compute the same value
+    (diffusers applies ``silu(temb)`` once per ResNet block: 23 identical kernels)."""
+    for region_op in [module, *walk_ops(module)]:
+        for region in region_op.regions:
+            for block in region.blocks:
+                seen: dict[tuple, Operation] = {}
+                for op in list(block.ops):
+                    if not op.has_trait(Pure) or op.regions or not op.results:
+                        continue
+                    key = (op.name, tuple(op.operands), tuple(sorted((k, str(v)) for k, v in op.properties.items())),
+                           tuple(r.type for r in op.results))
+                    prev = seen.get(key)
+                    if prev is None:
+                        seen[key] = op
+                        continue
+                    for old, new in zip(op.results, prev.results):
+                        old.replace_all_uses_with(new)
+                    op.detach()
+                    op.erase()
+
+
 @dataclass(frozen=True)
 class Canonicalize(ModulePass):
     name = "canonicalize"
 
     def apply(self, ctx, op: ModuleOp) -> None:
+        eliminate_common_subexpressions(op)
         apply_patterns(op, [RemoveNoOpReshape(), RemoveNoOpExpand(), RemoveNoOpCast(), RemoveNoOpSlice(),
                             RemoveMulDivByOne(), PermuteOfUnitDimsIsReshape(), MergeReshapes(), MergePermutes()])

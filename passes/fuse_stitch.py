@@ -137,7 +137,7 @@ def plan_groups(block: Block) -> list[Group]:
             p = stack.pop().owner
             if not isinstance(p, Operation) or p in owner or p in members or not is_fusible_elementwise(p):
                 continue
-            if not same_shape(p.results[0].type, in_type) or not external_users_after([p], index[op]):
+            if not same_shape(p.results[0].type, in_type) or not external_users_after(members + [p], index[op]):
                 continue
             members.append(p)
             stack.extend(p.operands)

@@ -13,8 +13,9 @@ nobody reads are deleted, and ``permute(0, 2, 3, 1)`` of such a value is the NHW
     %c  = blade.conv %xt, %w {layout = "nhwc"}                : [s0, H, W, 320]
     %n  = blade.group_norm %c, ... {layout = "nhwc"}          : [s0, H, W, 320]
 
-Policy: an elementwise op switches to NHWC when one of its rank-4 operands is already NHWC (so
-chains unrelated to convolutions keep their layout); lower-rank operands broadcast from the right
+Policy: every rank-4 ``group_norm`` runs NHWC (its fused kernel needs channels last; it almost
+always sits between convolutions). An elementwise op switches to NHWC when one of its rank-4
+operands is already NHWC (so chains unrelated to convolutions keep their layout); lower-rank operands broadcast from the right
 (``[C, 1, 1]`` biases) are re-shaped to their NHWC broadcast form. Only rank-4 values are
 touched. Runs inside each cluster (layouts never cross an eager-fallback op).
 """
@@ -101,7 +102,7 @@ class _Rewriter:
         for op in list(self.block.ops):
             if isinstance(op, ConvOp) and op.in_type(1).rank == 4 and not op.channels_last:
                 self.conv(op)
-            elif isinstance(op, GroupNormOp) and op.in_type(0).rank == 4 and op.input in self.twin:
+            elif isinstance(op, GroupNormOp) and op.in_type(0).rank == 4 and not op.channels_last:
                 self.group_norm(op)
             elif isinstance(op, (UnaryElementwiseOp, BinaryElementwiseOp, WhereOp)) and self._goes_nhwc(op):
                 self.elementwise(op)
@@ -114,6 +115,8 @@ class _Rewriter:
                 op.results[0].replace_all_uses_with(self.twin[op.input])
                 op.detach()
                 op.erase()
+            elif isinstance(op, PermuteOp) and tuple(op.p("perm")) == TO_NCHW:
+                self.twin[op.results[0]] = op.input  # an NHWC value viewed as NCHW
 
     def _goes_nhwc(self, op: Operation) -> bool:
         return op.results[0].type.rank == 4 and any(
@@ -131,7 +134,7 @@ class _Rewriter:
     def group_norm(self, op: GroupNormOp) -> None:
         props = dict(op.properties)
         props["layout"] = StringAttr("nhwc")
-        self.simple(op, [self.twin[op.input], *op.operands[1:]], props)
+        self.simple(op, [self.nhwc(op.input, op), *op.operands[1:]], props)
 
     def elementwise(self, op: Operation) -> None:
         operands = [self.broadcast_operand(v, op) for v in op.operands]

@@ -17,7 +17,8 @@ on the original module.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,10 +36,19 @@ class GuardError(RuntimeError):
 
 
 @dataclass
+class _Graph:
+    graph: Any
+    inputs: list[torch.Tensor]
+    outputs: list[torch.Tensor]
+
+
+@dataclass
 class Variant:
     program: CompiledProgram
     executor: ReferenceExecutor
     constants: list[Any]  # non-tensor leaves of the example call, which export specialised on
+    graphs: OrderedDict = field(default_factory=OrderedDict)  # shape signature -> _Graph
+    graphs_failed: bool = False
 
     def accepts(self, tensors: list[torch.Tensor], constants: list[Any]) -> tuple[dict[str, int] | None, str]:
         if constants != self.constants:
@@ -139,10 +149,54 @@ class BladeModule(torch.nn.Module):
                   file=sys.stderr, flush=True)
             chosen = self.compile_variant(args, kwargs)
             values = chosen.executor.bind(tensors)
-        outs = chosen.executor.run(tensors, values)
+        if self._use_graphs(chosen, tensors):
+            outs = self._run_graph(chosen, tensors, values)
+        else:
+            outs = chosen.executor.run(tensors, values)
         ir = chosen.program.import_result
         flat_out = [outs[i] if kind == "tensor" else i for kind, i in ir.outputs]
         return pytree.tree_unflatten(flat_out, ir.out_spec)
+
+    # ---------------------------------------------------------------- CUDA graphs
+    def _use_graphs(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
+        return (self._config.cuda_graphs and not variant.graphs_failed and isinstance(variant.executor, KernelExecutor)
+                and bool(tensors) and all(t.is_cuda for t in tensors)
+                and not torch.cuda.is_current_stream_capturing())
+
+    def _run_graph(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
+        """One CUDA graph per input-shape signature: captured at the first call, replayed after."""
+        key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+        entry = variant.graphs.get(key)
+        if entry is None:
+            try:
+                entry = self._capture(variant, tensors, values)
+            except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
+                variant.graphs_failed = True
+                print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
+                      file=sys.stderr, flush=True)
+                return variant.executor.run(tensors, values)
+            variant.graphs[key] = entry
+            while len(variant.graphs) > self._config.max_cuda_graphs:
+                variant.graphs.popitem(last=False)
+        else:
+            variant.graphs.move_to_end(key)
+        for static, t in zip(entry.inputs, tensors):
+            static.copy_(t)
+        variant.executor.refresh_prepared_weights()
+        entry.graph.replay()
+        return [o.clone() for o in entry.outputs]
+
+    def _capture(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> _Graph:
+        static = [t.clone() for t in tensors]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up: library handles, prepared weights, workspaces
+            variant.executor.run(static, values)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = variant.executor.run(static, values)
+        return _Graph(graph, static, outputs)
 
     def __getattr__(self, name: str):
         try:

@@ -31,6 +31,14 @@ class KernelExecutor(ReferenceExecutor):
         self.launchers = launchers
         self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
+    def refresh_prepared_weights(self) -> None:
+        """Copy in-place weight updates into the prepared (channels-last) copies, keeping their
+        addresses: a captured CUDA graph reads the prepared copies."""
+        for key, (version, w, prepared) in list(self._cl_weights.items()):
+            if w._version != version:
+                prepared.copy_(w)
+                self._cl_weights[key] = (w._version, w, prepared)
+
     def run_fused(self, op: FusedOp, args, symbols, device):
         launcher = self.launchers.get(op.p("id"))
         if launcher is None:
@@ -55,9 +63,11 @@ class KernelExecutor(ReferenceExecutor):
         if isinstance(op.operands[1].owner, WeightOp):
             key = id(op)
             hit = self._cl_weights.get(key)
-            if hit is None or hit[0] != w._version or hit[1] is not w:
+            if hit is None or hit[1] is not w:
                 hit = (w._version, w, w.contiguous(memory_format=torch.channels_last))
                 self._cl_weights[key] = hit
-            w = hit[2]
+            elif hit[0] != w._version:
+                self.refresh_prepared_weights()
+            w = self._cl_weights[key][2]
         y = F.conv2d(x.movedim(-1, 1), w, bias, op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
         return y.movedim(1, -1)

@@ -1,7 +1,13 @@
 """Shared pytest setup: the ``gpu`` marker skips without CUDA; model fixtures are built once."""
 
+import os
+
 import pytest
 import torch
+
+# Generated kernels run on the CPU only under Triton's interpreter, which must be switched on
+# before triton is imported: tests/kernels runs in its own process (tests/test_kernels_interpreted.py).
+collect_ignore = [] if os.environ.get("TRITON_INTERPRET") == "1" else ["kernels"]
 
 
 def pytest_collection_modifyitems(config, items):
