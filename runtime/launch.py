@@ -61,6 +61,8 @@ class KernelLauncher:
                 strides[f"s{i}_{d}"] = t.stride(d - (r - t.dim()))
             tensors.append(t)
         outputs = [torch.empty(space, dtype=_TORCH_DTYPE[dt], device=device) for dt in plan.outputs]
+        if m == 0 or k == 0:
+            return outputs  # empty result: nothing to launch
         scalars = {"M": m, "K": k, **{f"D{d}": rows[d] for d in plan.needed_row_dims()}, **strides}
         aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in strides.items())
                    and all(t.data_ptr() % 16 == 0 for t in tensors + outputs))

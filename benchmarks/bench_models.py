@@ -1,0 +1,123 @@
+"""SD 1.5 components, fp16, side by side: eager PyTorch, torch.compile (reduce-overhead: CUDA graphs,
+static shapes, recompiles per shape) and Blade (one compile for every shape, CUDA graph per shape).
+
+Prints ms per call, compile time, peak memory, and the GPU time of Blade's generated kernels per
+call (the memory-bound work; library ops run through PyTorch until GEMM/conv selection lands).
+
+    python benchmarks/bench_models.py --models vae,unet,clip [--no-compile] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import bar_plot, environment, kernel_ms, print_table, save_json, wall_ms  # noqa: E402
+
+import blade  # noqa: E402
+from blade import models  # noqa: E402
+
+SHAPES = {
+    "vae": [(1, 512, 512), (1, 768, 768)],
+    "unet": [(2, 512, 512), (2, 768, 768), (1, 512, 512)],
+    "clip": [(2, 77), (1, 77)],
+}
+BLADE_KERNEL_PREFIXES = ("pointwise_", "row_norm_", "group_norm_")
+
+
+def _build(name: str):
+    if name == "vae":
+        return models.vae_decoder(torch.float16, "cuda"), lambda s: models.vae_inputs(*s, dtype=torch.float16, device="cuda")
+    if name == "unet":
+        return models.unet(torch.float16, "cuda"), lambda s: models.unet_inputs(*s, dtype=torch.float16, device="cuda")
+    return models.clip_text_encoder(torch.float16, "cuda"), lambda s: models.clip_inputs(*s, device="cuda")
+
+
+def _out(x):
+    for attr in ("sample", "last_hidden_state"):
+        if hasattr(x, attr):
+            return getattr(x, attr)
+    return x
+
+
+def bench_model(name: str, with_compile: bool, rows: list, records: list) -> None:
+    model, make = _build(name)
+    shapes = SHAPES[name]
+    torch.backends.cuda.matmul.allow_tf32 = True
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        opt = blade.optimize(model, make(shapes[0]))
+        blade_compile = time.perf_counter() - t0
+        compiled = None
+        if with_compile:
+            torch._dynamo.reset()
+            import torch._inductor.config as ic
+
+            ic.conv_1x1_as_mm = True
+            compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+        for i, shape in enumerate(shapes):
+            inputs = make(shape)
+            torch.cuda.reset_peak_memory_stats()
+            t_eager = wall_ms(lambda: model(*inputs))
+            mem_eager = torch.cuda.max_memory_allocated() / 2**30
+            torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            _out(opt(*inputs))
+            torch.cuda.synchronize()
+            first_blade = time.perf_counter() - t0
+            t_blade = wall_ms(lambda: opt(*inputs))
+            mem_blade = torch.cuda.max_memory_allocated() / 2**30
+            t_kern, n_kern = kernel_ms(lambda: opt(*inputs), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
+            t_comp = first_comp = mem_comp = float("nan")
+            if compiled is not None:
+                torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
+                _out(compiled(*inputs)).clone()
+                torch.cuda.synchronize()
+                first_comp = time.perf_counter() - t0
+                t_comp = wall_ms(lambda: _out(compiled(*inputs)))
+                mem_comp = torch.cuda.max_memory_allocated() / 2**30
+            label = f"{name} " + "x".join(str(v) for v in shape)
+            rows.append([label, t_eager, t_comp, t_blade, t_kern, int(n_kern),
+                         f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.1f}", f"{first_comp:.1f}",
+                         f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}"])
+            records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
+                                blade_kernel_ms=t_kern, blade_kernels=n_kern, blade_compile_s=blade_compile,
+                                blade_first_call_s=first_blade, compile_first_call_s=first_comp,
+                                peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,
+                                variants=len(opt.variants)))
+    del model, opt, compiled
+    torch.cuda.empty_cache()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="vae,clip,unet")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--out", default=".")
+    args = ap.parse_args()
+    env = environment()
+    rows, records = [], []
+    for name in args.models.split(","):
+        bench_model(name, not args.no_compile, rows, records)
+    text = print_table(
+        f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}); "
+        "compile s: Blade once (+first call of a new shape), torch.compile per shape; peak GiB eager/compile/blade",
+        ["workload", "eager", "compile", "blade", "blade kernels ms", "kernels", "blade compile s",
+         "compile s", "peak GiB"], rows)
+    os.makedirs(args.out, exist_ok=True)
+    save_json(os.path.join(args.out, "models.json"), {"env": env, "rows": records})
+    with open(os.path.join(args.out, "models.txt"), "w") as f:
+        f.write(text + "\n")
+    bar_plot(os.path.join(args.out, "models.png"), "SD 1.5 fp16 ms per call (lower is better)",
+             [r["workload"] for r in records],
+             {k: [r[f"{k}_ms"] for r in records] for k in ("eager", "compile", "blade")}, "ms")
+
+
+if __name__ == "__main__":
+    main()
