@@ -14,15 +14,14 @@ interpreter for tests.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blade.codegen.compile_worker import compile_job, import_kernel_module
 from blade.codegen.emit import KernelPlan, Variant
 
 DEFAULT_CACHE = Path(os.path.expanduser("~")) / ".cache" / "blade"
@@ -44,14 +43,7 @@ def write_source(plan: KernelPlan, root: Path) -> Path:
 
 def import_source(path: Path):
     """Import a generated kernel module (once per process)."""
-    name = f"blade_kernel_{path.stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_kernel_module(path)
 
 
 def _attrs(plan: KernelPlan, variant: Variant) -> dict:
@@ -61,20 +53,6 @@ def _attrs(plan: KernelPlan, variant: Variant) -> dict:
     sig = plan.signature(variant.kernel)
     return {(i,): [["tt.divisibility", 16]] for i, (name, ty) in enumerate(sig.items())
             if ty.startswith("*") or name == "K" or name.startswith("s")}
-
-
-def _compile_one(job: tuple[str, str, dict, dict, dict, int, tuple, str]) -> tuple[str, float]:
-    path, kernel, signature, constexprs, attrs, num_warps, target, tcache = job
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    triton.knobs.cache.dir = tcache
-    module = import_source(Path(path))
-    t0 = time.perf_counter()
-    src = ASTSource(getattr(module, kernel), signature, constexprs=constexprs, attrs=attrs)
-    triton.compile(src, target=GPUTarget(*target), options={"num_warps": num_warps})
-    return kernel, time.perf_counter() - t0
 
 
 @dataclass
@@ -109,18 +87,18 @@ def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda
             jobs_by_key[key] = (str(path), v.kernel, sig, consts, _attrs(plan, v), v.num_warps, tuple(target), tcache)
     todo = list(jobs_by_key.values())
     t0 = time.perf_counter()
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-    if workers > 1 and len(todo) > 1:
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(todo) // 2))
+    if workers > 1:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for n, _ in enumerate(pool.map(_compile_one, todo), start=1):
+            for n, _ in enumerate(pool.map(compile_job, todo), start=1):
                 if progress:
                     progress(n, len(todo), time.perf_counter() - t0)
     else:
         for n, job in enumerate(todo, start=1):
-            _compile_one(job)
+            compile_job(job)
             if progress:
                 progress(n, len(todo), time.perf_counter() - t0)
     out = []

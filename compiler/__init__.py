@@ -26,14 +26,7 @@ def optimize(module, model_inputs=(), allow_tracing=None, config=None, model_kwa
 
 blade_optimize = optimize
 
-
-def _register_dynamo_backend() -> None:
-    """Make ``torch.compile(model, backend="blade")`` work once ``blade`` is imported."""
-    from blade.frontend.dynamo_backend import register
-
-    register()
-
-
-_register_dynamo_backend()
+# torch.compile(model, backend="blade") finds the backend through the ``torch_dynamo_backends``
+# entry point declared in pyproject.toml; importing blade does not import torch.
 
 __all__ = ["Config", "optimize", "blade_optimize", "__version__"]

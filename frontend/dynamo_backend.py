@@ -1,4 +1,5 @@
-"""``torch.compile(model, backend="blade")``: Blade as a TorchDynamo backend.
+"""``torch.compile(model, backend="blade")``: Blade as a TorchDynamo backend (registered through
+the ``torch_dynamo_backends`` entry point in pyproject.toml).
 
 Dynamo hands the backend an FX graph of torch-level calls plus example inputs; Blade exports
 that graph with its usual dynamic-shape policy and compiles it like any module, so it lands in the
@@ -49,10 +50,3 @@ class _IntInputsAsTensors(torch.nn.Module):
     def forward(self, *args):
         real = [a.shape[0] if i in self.int_positions else a for i, a in enumerate(args)]
         return self.gm(*real)
-
-
-def register() -> None:
-    from torch._dynamo.backends.registry import _BACKENDS, register_backend
-
-    if "blade" not in _BACKENDS:
-        register_backend(name="blade")(blade_backend)

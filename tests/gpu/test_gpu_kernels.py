@@ -17,9 +17,14 @@ DEV = "cuda"
 
 
 def _bar(out, ref16, ref32):
+    """Blade's error against the float32 reference is at most twice eager's at the same precision
+    (for float32 itself, where eager is the reference: within TF32 convolution noise)."""
     err = (out.float() - ref32).abs().max().item()
     eager = (ref16.float() - ref32).abs().max().item()
-    assert err <= 2 * eager + 1e-6, f"blade error {err:.3e} vs eager fp16 {eager:.3e}"
+    if out.dtype == torch.float32:
+        assert err <= 1e-3 * ref32.abs().max().item(), f"blade fp32 error {err:.3e}"
+        return
+    assert err <= 2 * eager + 1e-6, f"blade error {err:.3e} vs eager {out.dtype} {eager:.3e}"
 
 
 class GnSilu(torch.nn.Module):
