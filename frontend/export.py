@@ -60,8 +60,26 @@ def _spec_for(name: str, value: Any, config: Config) -> Any:
     return pytree.tree_map_with_path(leaf, value)
 
 
+def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Example inputs that share storage would be traced as one tensor (``f(x, x)`` becomes a
+    program that reads its first argument twice); give each input its own copy."""
+    seen: set[int] = set()
+
+    def fresh(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        key = t.untyped_storage().data_ptr() if t.numel() else id(t)
+        if key in seen:
+            return t.clone()
+        seen.add(key)
+        return t
+
+    return pytree.tree_map(fresh, (args, kwargs))
+
+
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
     """torch.export with Blade's policy; raises a clear error naming the failing construct."""
+    args, kwargs = _unalias(args, kwargs)
     dyn = dynamic_shapes_for(module, args, kwargs, config)
     try:
         with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):

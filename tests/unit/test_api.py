@@ -151,3 +151,14 @@ def test_torch_compile_backend(capfd):
     # Dynamo re-traces once (its automatic-dynamic step); Blade compiles each graph once
     assert "compiling variant" not in capfd.readouterr().err
     torch._dynamo.reset()
+
+
+def test_aliased_example_inputs_are_not_traced_as_one():
+    class Diff(torch.nn.Module):
+        def forward(self, x, y):
+            return x - y
+
+    t = torch.randn(2, 3)
+    opt = blade.optimize(Diff().eval(), (t, t))
+    x, y = torch.randn(4, 3), torch.randn(4, 3)
+    torch.testing.assert_close(opt(x, y), x - y)
