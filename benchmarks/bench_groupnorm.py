@@ -66,8 +66,8 @@ def main() -> None:
             t_cl, k_cl = kernel_ms(eager_cl)
             t_c, k_c = kernel_ms(comp)
             t_b, k_b = kernel_ms(bl)
-        gb = 2 * x_nchw.numel() * 2 / 1e9  # read once + write once, fp16
-        rows.append([label, t_e, t_cl, t_c, t_b, f"{t_e / t_b:.2f}x", f"{t_c / t_b:.2f}x", f"{gb / t_b:.0f}",
+        gb = 2 * x_nchw.numel() * 2 / 1e9  # bytes of one read + one write, fp16, in GB
+        rows.append([label, t_e, t_cl, t_c, t_b, f"{t_e / t_b:.2f}x", f"{t_c / t_b:.2f}x", f"{gb / (t_b / 1e3):.0f}",
                      f"{k_e:.0f}/{k_c:.0f}/{k_b:.0f}", f"{err:.1e}"])
         data["rows"].append(dict(shape=label, eager_ms=t_e, eager_cl_ms=t_cl, compile_ms=t_c, blade_ms=t_b, max_err=err))
     text = print_table(f"GroupNorm+SiLU fp16, GPU kernel ms per call ({env['device']}, torch {env['torch']}, "

@@ -34,6 +34,8 @@ from blade.dialects.types import TensorType
 from blade.symbolic import static_value
 
 TILE_ELEMENTS = 4096
+GN_STATS_WIDTH = 128   # channels a GroupNorm statistics program covers (whole groups)
+GN_MAX_CHUNKS = 128    # most pixel chunks per (image, group block); the merge holds them all
 
 
 @dataclass
@@ -101,8 +103,8 @@ class KernelPlan:
 
     def constexpr_names(self, kernel: str) -> list[str]:
         if self.kind == "group_norm":
-            return ["G", "CPG", "GP", "BLOCK_M", "BLOCK_K"] if kernel.endswith("_stats") else \
-                ["G", "CPG", "BLOCK_M", "BLOCK_K"]
+            return ["G", "CPG", "GB", "GBP", "CHMAX", "BLOCK_M", "BLOCK_K"] if kernel.endswith("_stats") else \
+                ["G", "CPG", "SINGLE_IMAGE", "BLOCK_M", "BLOCK_K"]
         return ["BLOCK_M", "BLOCK_K"]
 
     def needed_row_dims(self) -> list[int]:
@@ -177,14 +179,18 @@ def _variants(plan: KernelPlan) -> list[Variant]:
                                num_warps=4 if bk <= 1024 else 8))
     else:  # group_norm
         g = plan.num_groups
-        bk_stats = next_pow2(k)
-        stats_consts = {"G": g, "CPG": k // g, "GP": next_pow2(g), "BLOCK_M": max(1, 2 * TILE_ELEMENTS // bk_stats),
-                        "BLOCK_K": bk_stats}
+        cpg = k // g
+        gb = max(d for d in range(1, g + 1) if g % d == 0 and (d == 1 or d * cpg <= GN_STATS_WIDTH))
+        bk_stats = next_pow2(gb * cpg)
+        stats_consts = {"G": g, "CPG": cpg, "GB": gb, "GBP": next_pow2(gb), "CHMAX": GN_MAX_CHUNKS,
+                        "BLOCK_M": max(1, TILE_ELEMENTS // bk_stats), "BLOCK_K": bk_stats}
         bk = _pointwise_block_k(k)
-        apply_consts = {"G": g, "CPG": k // g, "BLOCK_M": max(1, TILE_ELEMENTS // bk), "BLOCK_K": bk}
         for al in aligned_options:
-            out.append(Variant(plan.name + "_stats", stats_consts, al, num_warps=4 if bk_stats <= 1024 else 8))
-            out.append(Variant(plan.name + "_apply", apply_consts, al))
+            out.append(Variant(plan.name + "_stats", stats_consts, al))
+            for single in (1, 0):
+                apply_consts = {"G": g, "CPG": cpg, "SINGLE_IMAGE": single,
+                                "BLOCK_M": max(1, TILE_ELEMENTS // bk), "BLOCK_K": bk}
+                out.append(Variant(plan.name + "_apply", apply_consts, al))
     return out
 
 
@@ -313,12 +319,20 @@ class _Source:
                    "    var = tl.sum(xc * xc, axis=1) / K",
                    f"    {name} = xc * tl.rsqrt(var + {self.plan.eps!r})[:, None]"]
         else:  # GroupNorm apply: statistics come from the stats launch
-            out = ["    img = (rm // P).to(tl.int64)",
-                   "    grp = rk // CPG",
-                   "    sidx = (img[:, None] * G + grp[None, :]) * 2",
-                   "    mean = tl.load(stats + sidx, mask=mask, other=0.0)",
-                   "    rstd = tl.load(stats + sidx + 1, mask=mask, other=0.0)",
-                   f"    {name} = ({x} - mean) * rstd"]
+            w, b = (self.names[o.operands[1]], self.names[o.operands[2]]) if len(o.operands) == 3 else ("1.0", "0.0")
+            return ["    grp = rk // CPG",
+                    "    if SINGLE_IMAGE:  # every row of the tile is in one image: per-column scale/shift",
+                    "        img0 = (pid_m * BLOCK_M) // P",
+                    "        sidx = (img0 * G + grp) * 2",
+                    "        mean = tl.load(stats + sidx, mask=mask_k, other=0.0)[None, :]",
+                    "        rstd = tl.load(stats + sidx + 1, mask=mask_k, other=0.0)[None, :]",
+                    "    else:",
+                    "        img = (rm // P).to(tl.int64)",
+                    "        sidx = (img[:, None] * G + grp[None, :]) * 2",
+                    "        mean = tl.load(stats + sidx, mask=mask, other=0.0)",
+                    "        rstd = tl.load(stats + sidx + 1, mask=mask, other=0.0)",
+                    f"    scale = rstd * {w}",
+                    f"    {name} = {x} * scale + ({b} - mean * scale)"]
         if len(o.operands) == 3:
             w, b = self.names[o.operands[1]], self.names[o.operands[2]]
             out.append(f"    {name} = {name} * {w} + {b}")
@@ -336,13 +350,19 @@ class _Source:
         return out
 
     def _stats_body(self) -> list[str]:
-        out = ["    img = tl.program_id(0)", "    chunk = tl.program_id(1)",
-               "    rk = tl.arange(0, BLOCK_K)", "    mask_k = rk < K",
+        out = ["    GBLK: tl.constexpr = G // GB",
+               "    img = tl.program_id(0) // GBLK",
+               "    gblk = tl.program_id(0) % GBLK",
+               "    chunk = tl.program_id(1)",
+               "    lane = tl.arange(0, BLOCK_K)",
+               "    rk = gblk * (GB * CPG) + lane",
+               "    mask_k = lane < GB * CPG",
                "    row0 = img * P + chunk * rows_per_chunk",
                "    row_end = tl.minimum(row0 + rows_per_chunk, (img + 1) * P)",
-               "    acc_mean = tl.zeros([BLOCK_K], dtype=tl.float32)",
-               "    acc_m2 = tl.zeros([BLOCK_K], dtype=tl.float32)",
-               "    cnt = 0.0",
+               "    acc1 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
+               "    acc2 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
+               "    # per-lane sums over the chunk (short fp32 sums); the M2 of chunks and channels is then",
+               "    # merged exactly with the parallel-axis theorem",
                "    for start in range(row0, row_end, BLOCK_M):",
                "        rm = start + tl.arange(0, BLOCK_M)",
                "        mask_m = rm < row_end",
@@ -350,46 +370,43 @@ class _Source:
         compute = self._compute(upto=self.anchor)
         out += ["    " + line for line in compute]
         x = self.names[self.anchor.operands[0]]
-        out += [f"        xz = tl.where(mask, {x}, 0.0)",
-                "        bn = tl.sum(mask_m.to(tl.float32), axis=0)",
-                "        bmean = tl.sum(xz, axis=0) / bn",
-                f"        dv = tl.where(mask, {x} - bmean[None, :], 0.0)",
-                "        bm2 = tl.sum(dv * dv, axis=0)",
-                "        tot = cnt + bn",
-                "        delta = bmean - acc_mean",
-                "        acc_mean = acc_mean + delta * (bn / tot)",
-                "        acc_m2 = acc_m2 + bm2 + delta * delta * (cnt * bn / tot)",
-                "        cnt = tot",
-                "    # per-group partials of this chunk (the parallel-axis theorem over its channels)",
-                "    for g in range(0, G):",
-                "        in_g = ((rk // CPG) == g) & mask_k",
-                "        gmean = tl.sum(tl.where(in_g, acc_mean, 0.0), axis=0) / CPG",
-                "        dg = acc_mean - gmean",
-                "        gm2 = tl.sum(tl.where(in_g, acc_m2 + cnt * dg * dg, 0.0), axis=0)",
-                "        base = ((img * nchunks + chunk) * G + g) * 2",
-                "        tl.store(partial + base, gmean)",
-                "        tl.store(partial + base + 1, gm2)",
+        out += [f"        xs = tl.where(mask, {x}, 0.0)",
+                "        acc1 += xs",
+                "        acc2 += xs * xs",
+                "    n = (row_end - row0).to(tl.float32)",
+                "    s1 = tl.sum(acc1, axis=0)",
+                "    s2 = tl.sum(acc2, axis=0)",
+                "    mean_c = s1 / n",
+                "    m2_c = tl.maximum(s2 - s1 * mean_c, 0.0)",
+                "    # channels -> groups (whole groups per program), parallel-axis theorem",
+                "    rg = tl.arange(0, GBP)",
+                "    onehot = ((lane[None, :] // CPG) == rg[:, None]) & mask_k[None, :]",
+                "    gmean = tl.sum(tl.where(onehot, mean_c[None, :], 0.0), axis=1) / CPG",
+                "    dev = mean_c[None, :] - gmean[:, None]",
+                "    gm2 = tl.sum(tl.where(onehot, m2_c[None, :] + n * dev * dev, 0.0), axis=1)",
+                "    mask_g = rg < GB",
+                "    gidx = gblk * GB + rg",
+                "    base = ((img * nchunks + chunk) * G + gidx) * 2",
+                "    tl.store(partial + base, gmean, mask=mask_g)",
+                "    tl.store(partial + base + 1, gm2, mask=mask_g)",
                 "    tl.debug_barrier()",
-                "    ticket = tl.atomic_add(counter + img, 1, sem='acq_rel')",
+                "    ticket = tl.atomic_add(counter + img * GBLK + gblk, 1, sem='acq_rel')",
                 "    if ticket == nchunks - 1:",
-                "        # the last program of this image merges every chunk (Chan) into mean, 1/std",
-                "        rg = tl.arange(0, GP)",
-                "        mask_g = rg < G",
-                "        m = tl.zeros([GP], dtype=tl.float32)",
-                "        m2 = tl.zeros([GP], dtype=tl.float32)",
-                "        c = 0.0",
-                "        for ch in range(0, nchunks):",
-                "            n_c = (tl.minimum(rows_per_chunk, P - ch * rows_per_chunk) * CPG).to(tl.float32)",
-                "            base = ((img * nchunks + ch) * G + rg) * 2",
-                "            pm = tl.load(partial + base, mask=mask_g, other=0.0, cache_modifier='.cg')",
-                "            pm2 = tl.load(partial + base + 1, mask=mask_g, other=0.0, cache_modifier='.cg')",
-                "            tot = c + n_c",
-                "            delta = pm - m",
-                "            m = m + delta * (n_c / tot)",
-                "            m2 = m2 + pm2 + delta * delta * (c * n_c / tot)",
-                "            c = tot",
-                "        rstd = tl.rsqrt(m2 / c + eps)",
-                "        tl.store(stats + (img * G + rg) * 2, m, mask=mask_g)",
-                "        tl.store(stats + (img * G + rg) * 2 + 1, rstd, mask=mask_g)",
-                "        tl.atomic_xchg(counter + img, 0)"]
+                "        # the last chunk of this (image, group block) merges all chunks into mean, 1/std",
+                "        rc = tl.arange(0, CHMAX)",
+                "        mask_c = rc < nchunks",
+                "        cnt = (tl.minimum(rows_per_chunk, P - rc * rows_per_chunk) * CPG).to(tl.float32)",
+                "        cnt = tl.where(mask_c, cnt, 0.0)",
+                "        both = mask_c[:, None] & mask_g[None, :]",
+                "        pidx = ((img * nchunks + rc[:, None]) * G + gidx[None, :]) * 2",
+                "        pm = tl.load(partial + pidx, mask=both, other=0.0, cache_modifier='.cg')",
+                "        pm2 = tl.load(partial + pidx + 1, mask=both, other=0.0, cache_modifier='.cg')",
+                "        total = tl.sum(cnt, axis=0)",
+                "        mean = tl.sum(pm * cnt[:, None], axis=0) / total",
+                "        dm = pm - mean[None, :]",
+                "        m2 = tl.sum(tl.where(both, pm2 + cnt[:, None] * dm * dm, 0.0), axis=0)",
+                "        rstd = tl.rsqrt(m2 / total + eps)",
+                "        tl.store(stats + (img * G + gidx) * 2, mean, mask=mask_g)",
+                "        tl.store(stats + (img * G + gidx) * 2 + 1, rstd, mask=mask_g)",
+                "        tl.atomic_xchg(counter + img * GBLK + gblk, 0)"]
         return out

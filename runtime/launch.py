@@ -83,33 +83,36 @@ class KernelLauncher:
         p = math.prod(space[1:-1])
         g = plan.num_groups
         vs = self._pick(plan.name + "_stats", scalars["K"], aligned)
-        block_m = plan.variants[vs].constexprs["BLOCK_M"]
-        target_programs = 2 * self._sms(device)
-        per_image = max(1, math.ceil(target_programs / max(n, 1)))
-        rows_per_chunk = max(block_m, math.ceil(p / per_image))
-        rows_per_chunk = triton_cdiv(rows_per_chunk, block_m) * block_m
+        c = plan.variants[vs].constexprs
+        block_m, gblk = c["BLOCK_M"], g // c["GB"]
+        # enough programs to fill the GPU twice, at most CHMAX chunks per (image, group block)
+        per_column = max(1, math.ceil(2 * self._sms(device) / max(n * gblk, 1)))
+        nchunks = min(c["CHMAX"], per_column, triton_cdiv(p, block_m))
+        rows_per_chunk = triton_cdiv(triton_cdiv(p, nchunks), block_m) * block_m
         nchunks = triton_cdiv(p, rows_per_chunk)
         partial = torch.empty(n * nchunks * g * 2, dtype=torch.float32, device=device)
         stats = torch.empty(n * g * 2, dtype=torch.float32, device=device)
-        counter = self._counter(device, n)
+        counter = self._counter(device, n * gblk)
         ins = {f"in{i}": t for i, t in enumerate(tensors)}
-        self._launch(vs, (n, nchunks, 1), ins | {"partial": partial, "stats": stats, "counter": counter} | scalars
-                     | {"P": p, "nchunks": nchunks, "rows_per_chunk": rows_per_chunk, "eps": plan.eps})
-        va = self._pick(plan.name + "_apply", scalars["K"], aligned)
+        self._launch(vs, (n * gblk, nchunks, 1), ins | {"partial": partial, "stats": stats, "counter": counter}
+                     | scalars | {"P": p, "nchunks": nchunks, "rows_per_chunk": rows_per_chunk, "eps": plan.eps})
+        va = self._pick(plan.name + "_apply", scalars["K"], aligned, single_image=None, p=p)
         c = plan.variants[va].constexprs
         outs = {f"out{j}": o for j, o in enumerate(outputs)}
         grid = (triton_cdiv(scalars["M"], c["BLOCK_M"]), triton_cdiv(scalars["K"], c["BLOCK_K"]), 1)
         self._launch(va, grid, ins | outs | {"stats": stats} | scalars | {"P": p})
 
     # ------------------------------------------------------------------ helpers
-    def _pick(self, kernel: str, k: int, aligned: bool) -> int:
-        """Index of the variant of ``kernel`` for this ``K`` and alignment."""
+    def _pick(self, kernel: str, k: int, aligned: bool, single_image=None, p: int = 0) -> int:
+        """Index of the variant of ``kernel`` for this ``K``, alignment and (GroupNorm apply) whether
+        every tile lies inside one image (``P`` a multiple of the tile height)."""
         best = None
         for i, v in enumerate(self.plan.variants):
             if v.kernel != kernel or (v.aligned and not aligned):
                 continue
-            width_ok = self.plan.static_k is not None or (v.constexprs["BLOCK_K"] == (32 if k < 128 else 256))
-            if not width_ok:
+            if self.plan.static_k is None and v.constexprs["BLOCK_K"] != (32 if k < 128 else 256):
+                continue
+            if "SINGLE_IMAGE" in v.constexprs and v.constexprs["SINGLE_IMAGE"] != int(p % v.constexprs["BLOCK_M"] == 0):
                 continue
             if best is None or (v.aligned and not self.plan.variants[best].aligned):
                 best = i

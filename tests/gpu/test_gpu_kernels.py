@@ -94,7 +94,8 @@ def test_new_shapes_never_compile(monkeypatch):
     assert len(opt.variants) == 1
 
 
-def test_cuda_graph_per_shape_and_weight_updates():
+def test_cuda_graph_per_shape_and_weight_updates(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # exact fp32 convs on both sides
     m = GnSilu(32, 8).to(DEV).eval()
     opt = blade.optimize(m, (torch.randn(2, 32, 8, 8, device=DEV), torch.randn(2, 32, device=DEV)))
     x, bias = torch.randn(2, 32, 8, 8, device=DEV), torch.randn(2, 32, device=DEV)
@@ -103,7 +104,9 @@ def test_cuda_graph_per_shape_and_weight_updates():
     with torch.no_grad():
         m.conv.weight.mul_(0.5)  # seen by the captured graph (prepared copies are refreshed)
     torch.testing.assert_close(opt(x, bias), m(x, bias), atol=1e-4, rtol=1e-4)
-    assert len(opt.variants[0].graphs) == 1
+    x2, bias2 = torch.randn(3, 32, 5, 7, device=DEV), torch.randn(3, 32, device=DEV)
+    torch.testing.assert_close(opt(x2, bias2), m(x2, bias2), atol=1e-4, rtol=1e-4)
+    assert len(opt.variants[0].graphs) == 2
 
 
 @pytest.fixture(scope="module")
