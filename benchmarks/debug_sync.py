@@ -28,8 +28,8 @@ def main() -> None:
     real_launch = launch.KernelLauncher._launch
 
     def checked_launch(self, index, grid, named):
-        real_launch(self, index, grid, named)
         try:
+            real_launch(self, index, grid, named)
             torch.cuda.synchronize()
         except Exception:
             v = self.plan.variants[index]
