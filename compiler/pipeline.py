@@ -133,8 +133,13 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
     with report.stage("codegen"):
         fused = [op for op in walk_ops(program.module) if isinstance(op, FusedOp)]
         plans = {op.p("id"): plan_kernel(op) for op in fused}
-    unique = {p.name: p for p in plans.values()}
-    report.notes.append(f"{len(fused)} fused groups, {len(unique)} distinct kernels, "
+    # one launcher per distinct (source, variants): groups with the same source but another static
+    # channel count have other compile-time constants
+    def config_key(p):
+        return p.name + repr([(v.kernel, sorted(v.constexprs.items()), v.aligned) for v in p.variants])
+
+    unique = {config_key(p): p for p in plans.values()}
+    report.notes.append(f"{len(fused)} fused groups, {len({p.name for p in plans.values()})} distinct kernels, "
                         f"{sum(len(p.variants) for p in unique.values())} compiled variants")
     stats = LaunchStats()
     program.launch_stats = stats
@@ -152,6 +157,5 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
         compiled = compile_plans(list(unique.values()), target=("cuda", major * 10 + minor, 32),
                                  root=config.kernel_cache_dir, jobs=config.compile_jobs, load=True,
                                  progress=progress)
-    by_name = {cp.plan.name: cp for cp in compiled}
-    launchers_by_name = {name: KernelLauncher(cp, stats=stats) for name, cp in by_name.items()}
-    return {i: launchers_by_name[p.name] for i, p in plans.items()}
+    launchers = {config_key(cp.plan): KernelLauncher(cp, stats=stats) for cp in compiled}
+    return {i: launchers[config_key(p)] for i, p in plans.items()}
