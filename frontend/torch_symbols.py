@@ -111,6 +111,7 @@ def build_symbol_mapping(
             a, b = m.args
             if a.is_Symbol and b.is_Integer:
                 divisible[a] = math.lcm(divisible.get(a, 1), int(b))
+    fixed = _fixed_values(shape_env)
     for name, shape in inputs:
         for i, d in enumerate(shape):
             if not isinstance(d, torch.SymInt):
@@ -118,6 +119,9 @@ def build_symbol_mapping(
             expr = d.node.expr
             if shape_env is not None:
                 expr = shape_env.replace(expr)
+            if expr in fixed:  # export pinned this dim to one value (a guard or a [v, v] range)
+                mapping.subs[expr] = sympy.Integer(fixed[expr])
+                continue
             if not expr.is_Symbol or expr in mapping.subs:
                 continue
             k = divisible.get(expr, 1)
@@ -129,6 +133,25 @@ def build_symbol_mapping(
             sym = table.fresh(origin, lo=max(1, -(-lo // k)), hi=None if hi is None else hi // k)
             mapping.subs[expr] = k * sym if k > 1 else sym
     return mapping
+
+
+def _fixed_values(shape_env) -> dict[sympy.Symbol, int]:
+    """Symbols torch.export pinned to a single value: ``Eq(s, c)`` guards and ``[c, c]`` ranges."""
+    fixed: dict[sympy.Symbol, int] = {}
+    if shape_env is None:
+        return fixed
+    for sym, vr in shape_env.var_to_range.items():
+        if isinstance(vr.lower, sympy.Integer) and vr.lower == vr.upper:
+            fixed[sym] = int(vr.lower)
+    for g in shape_env.guards:
+        e = g.expr
+        if isinstance(e, sympy.Eq):
+            a, b = e.args
+            if a.is_Symbol and b.is_Integer:
+                fixed[a] = int(b)
+            elif b.is_Symbol and a.is_Integer:
+                fixed[b] = int(a)
+    return fixed
 
 
 def _where(sloc) -> str:

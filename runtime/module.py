@@ -147,8 +147,16 @@ class BladeModule(torch.nn.Module):
             print(f"[blade] compiling variant {len(self._variants)} of {type(self.original).__name__} for "
                   f"input shapes {[tuple(t.shape) for t in tensors]}: {'; '.join(reasons) or 'first call'}",
                   file=sys.stderr, flush=True)
-            chosen = self.compile_variant(args, kwargs)
-            values = chosen.executor.bind(tensors)
+            try:
+                chosen = self.compile_variant(args, kwargs)
+                values = chosen.executor.bind(tensors)
+            except Exception as e:  # noqa: BLE001 - the call still gets a correct (eager) answer
+                if self._config.fallback == "strict":
+                    raise
+                print(f"[blade] ERROR: compiling a variant of {type(self.original).__name__} for input shapes "
+                      f"{[tuple(t.shape) for t in tensors]} failed ({type(e).__name__}: {str(e)[:500]}); "
+                      "this call runs the original module in eager PyTorch", file=sys.stderr, flush=True)
+                return self.original(*args, **kwargs)
         if self._use_graphs(chosen, tensors):
             outs = self._run_graph(chosen, tensors, values)
         else:
