@@ -99,12 +99,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="vae,clip,unet")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--compile-models", default=None,
+                    help="run torch.compile only for these models (its UNet compile takes minutes per shape)")
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     env = environment()
     rows, records = [], []
+    compile_for = set(args.compile_models.split(",")) if args.compile_models else set(args.models.split(","))
     for name in args.models.split(","):
-        bench_model(name, not args.no_compile, rows, records)
+        bench_model(name, not args.no_compile and name in compile_for, rows, records)
     text = print_table(
         f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}); "
         "compile s: Blade once (+first call of a new shape), torch.compile per shape; peak GiB eager/compile/blade",
