@@ -119,6 +119,12 @@ def executor_kind(config: Config, device: torch.device) -> str:
     return config.executor
 
 
+def kernel_config_key(plan) -> str:
+    """Launchers are shared per distinct (source, variants): two groups with one source but another
+    static channel count have other compile-time constants and need their own."""
+    return plan.name + repr([(v.kernel, sorted(v.constexprs.items()), v.aligned) for v in plan.variants])
+
+
 def build_kernels(program: CompiledProgram, config: Config, device: torch.device) -> dict:
     """Generate and compile one kernel per ``blade.fused`` group; returns launchers by group id."""
     import sys
@@ -133,11 +139,7 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
     with report.stage("codegen"):
         fused = [op for op in walk_ops(program.module) if isinstance(op, FusedOp)]
         plans = {op.p("id"): plan_kernel(op) for op in fused}
-    # one launcher per distinct (source, variants): groups with the same source but another static
-    # channel count have other compile-time constants
-    def config_key(p):
-        return p.name + repr([(v.kernel, sorted(v.constexprs.items()), v.aligned) for v in p.variants])
-
+    config_key = kernel_config_key
     unique = {config_key(p): p for p in plans.values()}
     report.notes.append(f"{len(fused)} fused groups, {len({p.name for p in plans.values()})} distinct kernels, "
                         f"{sum(len(p.variants) for p in unique.values())} compiled variants")
