@@ -21,12 +21,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import sympy
 import torch
 import torch.utils._pytree as pytree
 
 from blade.config import Config
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.runtime.reference import ReferenceExecutor
+from blade.runtime.shape_program import ShapeProgram
 from blade.runtime.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
 
@@ -49,6 +51,7 @@ class Variant:
     constants: list[Any]  # non-tensor leaves of the example call, which export specialised on
     graphs: OrderedDict = field(default_factory=OrderedDict)  # shape signature -> _Graph
     graphs_failed: bool = False
+    _guards: Any = None
 
     def accepts(self, tensors: list[torch.Tensor], constants: list[Any]) -> tuple[dict[str, int] | None, str]:
         if constants != self.constants:
@@ -57,10 +60,24 @@ class Variant:
             values = self.executor.bind(tensors)
         except ShapeError as e:
             return None, str(e)
-        failed = self.executor.table.guard_failures(values)
-        if failed:
-            return None, "; ".join(failed[:3])
-        return values, ""
+        if all(self.guard_program.run_named(values)):
+            return values, ""
+        failed = self.executor.table.guard_failures(values)  # slow path: say which guard failed
+        return None, "; ".join(failed[:3])
+
+    @property
+    def guard_program(self) -> ShapeProgram:
+        """Every range and guard of the variant as one shape program (native when built)."""
+        if self._guards is None:
+            table = self.executor.table
+            conds = []
+            for info in table.symbols.values():
+                conds.append(sympy.Ge(info.symbol, info.lo))
+                if info.hi is not None:
+                    conds.append(sympy.Le(info.symbol, info.hi))
+            conds += [g.cond for g in table.guards]
+            self._guards = ShapeProgram(conds, list(table.symbols))
+        return self._guards
 
 
 def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
