@@ -36,6 +36,7 @@ from blade.symbolic import static_value
 TILE_ELEMENTS = 4096
 GN_STATS_WIDTH = 128   # channels a GroupNorm statistics program covers (whole groups)
 GN_MAX_CHUNKS = 128    # most pixel chunks per (image, group block); the merge holds them all
+GN_STATS_TILE = 4096   # elements of one statistics tile ([BLOCK_M, BLOCK_K])
 
 
 @dataclass
@@ -183,7 +184,7 @@ def _variants(plan: KernelPlan) -> list[Variant]:
         gb = max(d for d in range(1, g + 1) if g % d == 0 and (d == 1 or d * cpg <= GN_STATS_WIDTH))
         bk_stats = next_pow2(gb * cpg)
         stats_consts = {"G": g, "CPG": cpg, "GB": gb, "GBP": next_pow2(gb), "CHMAX": GN_MAX_CHUNKS,
-                        "BLOCK_M": max(1, TILE_ELEMENTS // bk_stats), "BLOCK_K": bk_stats}
+                        "BLOCK_M": max(1, GN_STATS_TILE // bk_stats), "BLOCK_K": bk_stats}
         bk = _pointwise_block_k(k)
         for al in aligned_options:
             out.append(Variant(plan.name + "_stats", stats_consts, al))

@@ -29,6 +29,9 @@ class LaunchStats:
 
 
 class KernelLauncher:
+    #: GroupNorm statistics programs per multiprocessor (chunks are sized to reach it)
+    gn_programs_per_sm = 2
+
     def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
         self.plan: KernelPlan = compiled.plan if compiled is not None else None
         self.compiled = compiled
@@ -86,7 +89,7 @@ class KernelLauncher:
         c = plan.variants[vs].constexprs
         block_m, gblk = c["BLOCK_M"], g // c["GB"]
         # enough programs to fill the GPU twice, at most CHMAX chunks per (image, group block)
-        per_column = max(1, math.ceil(2 * self._sms(device) / max(n * gblk, 1)))
+        per_column = max(1, math.ceil(self.gn_programs_per_sm * self._sms(device) / max(n * gblk, 1)))
         nchunks = min(c["CHMAX"], per_column, triton_cdiv(p, block_m))
         rows_per_chunk = triton_cdiv(triton_cdiv(p, nchunks), block_m) * block_m
         nchunks = triton_cdiv(p, rows_per_chunk)
