@@ -102,22 +102,28 @@ def main() -> None:
     ap.add_argument("--compile-models", default=None,
                     help="run torch.compile only for these models (its UNet compile takes minutes per shape)")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="set torch.backends.cudnn.benchmark for eager and torch.compile too (Blade times its "
+                         "convolution algorithms either way: Config.conv_algorithm_search)")
     args = ap.parse_args()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     env = environment()
     rows, records = [], []
     compile_for = set(args.compile_models.split(",")) if args.compile_models else set(args.models.split(","))
     for name in args.models.split(","):
         bench_model(name, not args.no_compile and name in compile_for, rows, records)
     text = print_table(
-        f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}); "
+        f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}"
+        f"{', cudnn.benchmark on for all' if args.cudnn_benchmark else ''}); "
         "compile s: Blade once (+first call of a new shape), torch.compile per shape; peak GiB eager/compile/blade",
         ["workload", "eager", "compile", "blade", "blade kernels ms", "kernels", "blade compile s",
          "compile s", "peak GiB"], rows)
     os.makedirs(args.out, exist_ok=True)
-    save_json(os.path.join(args.out, "models.json"), {"env": env, "rows": records})
-    with open(os.path.join(args.out, "models.txt"), "w") as f:
+    stem = "models_cudnn_benchmark" if args.cudnn_benchmark else "models"
+    save_json(os.path.join(args.out, f"{stem}.json"), {"env": env, "cudnn_benchmark": args.cudnn_benchmark, "rows": records})
+    with open(os.path.join(args.out, f"{stem}.txt"), "w") as f:
         f.write(text + "\n")
-    bar_plot(os.path.join(args.out, "models.png"), "SD 1.5 fp16 ms per call (lower is better)",
+    bar_plot(os.path.join(args.out, f"{stem}.png"), "SD 1.5 fp16 ms per call (lower is better)",
              [r["workload"] for r in records],
              {k: [r[f"{k}_ms"] for r in records] for k in ("eager", "compile", "blade")}, "ms")
 

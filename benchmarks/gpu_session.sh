@@ -2,7 +2,11 @@
 # Everything one GPU session runs, in one call: install Blade on the (offline) GPU host, run the
 # GPU tests and the benchmarks, and leave logs, tables and plots under $OUT.
 #
-#   bash benchmarks/gpu_session.sh [tests|groupnorm|models|all] [extra args for bench_models.py]
+#   bash benchmarks/gpu_session.sh STAGES [extra args for bench_models.py]
+#
+# STAGES is a comma-separated list of: tests, groupnorm, models, models-cudnn (bench_models.py with
+# cudnn.benchmark on for eager and torch.compile too), profile (Blade's vs Inductor's generated
+# kernels in one UNet step), profile-vae, or all (tests,groupnorm,models).
 #
 # Needs the wheels from ../shared/tools/device-wheels.sh (plus lazy-importer) in .whl/.
 set -uo pipefail
@@ -19,15 +23,32 @@ fi
 python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+[ "$stage" = all ] && stage=tests,groupnorm,models
+has() { [[ ",$stage," == *",$1,"* ]]; }
 rc=0
-if [ "$stage" = tests ] || [ "$stage" = all ]; then
-  python3 -m pytest -q -x -p no:cacheprovider tests/gpu "$@" 2>&1 | tee "$OUT/gpu_tests.log" | tail -40
+if has tests; then
+  python3 -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$OUT/gpu_tests.log" | tail -40
   rc=${PIPESTATUS[0]}
 fi
-if [ "$stage" = groupnorm ] || [ "$stage" = all ]; then
+if has groupnorm; then
   python3 benchmarks/bench_groupnorm.py --out "$OUT" 2>&1 | tee "$OUT/bench_groupnorm.log" | grep -v "^W[0-9]" | tail -20
 fi
-if [ "$stage" = models ] || [ "$stage" = all ]; then
+if has models; then
   python3 benchmarks/bench_models.py --out "$OUT" "$@" 2>&1 | tee "$OUT/bench_models.log" | grep -v "^W[0-9]" | tail -25
 fi
+if has models-cudnn; then
+  python3 benchmarks/bench_models.py --cudnn-benchmark --out "$OUT" "$@" 2>&1 | tee "$OUT/bench_models_cudnn.log" \
+    | grep -v "^W[0-9]" | tail -25
+fi
+if has profile; then
+  python3 benchmarks/profile_blade_kernels.py --inductor --json "$OUT/profile_unet.json" 2x512x512 2>&1 \
+    | tee "$OUT/profile_unet.log" | grep -v "^W[0-9]" | tail -60
+fi
+if has profile-vae; then
+  python3 benchmarks/profile_blade_kernels.py --model vae --inductor --json "$OUT/profile_vae.json" 1x512x512 2>&1 \
+    | tee "$OUT/profile_vae.log" | grep -v "^W[0-9]" | tail -60
+fi
+# the device tool fetches only a few files: pack everything into one archive
+(cd "$OUT" && tar czf /tmp/blade-results.tgz --exclude install.log . && find . -mindepth 1 -delete \
+  && mv /tmp/blade-results.tgz results.tgz)
 exit $rc

@@ -1,13 +1,23 @@
-"""Where the GPU time of Blade's generated kernels goes in one SD 1.5 UNet step (fp16): time and
-launch count per kernel, largest first.
+"""Where the GPU time of generated kernels goes in one SD 1.5 step (fp16): Blade's kernels, and
+with ``--inductor`` also torch.compile's generated Triton kernels for the same model and shape,
+side by side in one run. Time and launch count per kernel, largest first.
 
-    python benchmarks/profile_blade_kernels.py [BATCHxHEIGHTxWIDTH]
+    python benchmarks/profile_blade_kernels.py [--model unet|vae] [--inductor] [BATCHxHEIGHTxWIDTH]
+
+Generated kernels are Blade's (names start with ``pointwise_``, ``row_norm_``, ``group_norm_``) and
+Inductor's (names start with ``triton_``). Everything else (cuBLAS, cuDNN, attention, copies) is
+reported as one "library and other" sum. Note that a category split by substring (as in
+``../shared/bench/profile_unet.py``) files Inductor kernels named ``*_fused_convolution_*`` under
+"conv": counting every ``triton_`` kernel is the like-for-like comparison with Blade's kernels.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
-import sys
+import json
+import os
+import re
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -15,36 +25,87 @@ from torch.profiler import ProfilerActivity, profile
 import blade
 from blade import models
 
-PREFIXES = ("pointwise_", "row_norm_", "group_norm_")
+BLADE_PREFIXES = ("pointwise_", "row_norm_", "group_norm_")
+
+
+def _profile(fn) -> list:
+    with torch.no_grad():
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+    return [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def _blade_key(name: str) -> str:
+    base = name.rsplit("_", 2)[0] if name.endswith(("_stats", "_apply", "_coop")) else name.rsplit("_", 1)[0]
+    for suffix in ("_stats", "_apply", "_coop"):
+        if name.endswith(suffix):
+            return base + suffix
+    return base
+
+
+def _inductor_key(name: str) -> str:
+    return re.sub(r"_\d+$", "", name)
+
+
+def summarize(label: str, events, generated, key) -> dict:
+    by_name, count = collections.Counter(), collections.Counter()
+    others, other_count = collections.Counter(), collections.Counter()
+    for e in events:
+        if generated(e.name):
+            k = key(e.name)
+            by_name[k] += e.device_time
+            count[k] += 1
+        else:
+            others[e.name[:90]] += e.device_time
+            other_count[e.name[:90]] += 1
+    other = sum(others.values())
+    total = sum(by_name.values())
+    print(f"{label}: generated kernels {total / 1000:.3f} ms in {sum(count.values())} launches; "
+          f"library and other kernels {other / 1000:.3f} ms")
+    for name, us in by_name.most_common(25):
+        print(f"  {us / 1000:7.3f} ms  {count[name]:4d}x  {us / count[name]:6.1f} us each  {name[:100]}")
+    print("  library and other kernels, largest:")
+    for name, us in others.most_common(12):
+        print(f"  {us / 1000:7.3f} ms  {other_count[name]:4d}x  {us / other_count[name]:6.1f} us each  {name}")
+    return {"generated_ms": total / 1000, "launches": sum(count.values()), "other_ms": other / 1000,
+            "top": [[n, us / 1000, count[n]] for n, us in by_name.most_common(25)],
+            "top_other": [[n, us / 1000, other_count[n]] for n, us in others.most_common(25)]}
 
 
 def main() -> None:
-    b, h, w = (int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "2x512x512").split("x"))
-    model = models.unet(torch.float16, "cuda")
-    inputs = models.unet_inputs(b, h, w, dtype=torch.float16, device="cuda")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("shape", nargs="?", default="2x512x512")
+    ap.add_argument("--model", choices=["unet", "vae"], default="unet")
+    ap.add_argument("--inductor", action="store_true", help="also profile torch.compile (reduce-overhead)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    b, h, w = (int(v) for v in args.shape.split("x"))
+    if args.model == "unet":
+        model = models.unet(torch.float16, "cuda")
+        inputs = models.unet_inputs(b, h, w, dtype=torch.float16, device="cuda")
+    else:
+        model = models.vae_decoder(torch.float16, "cuda")
+        inputs = models.vae_inputs(b, h, w, dtype=torch.float16, device="cuda")
+    result = {"model": args.model, "shape": args.shape}
     with torch.no_grad():
         opt = blade.optimize(model, inputs)
-        for _ in range(3):
-            opt(*inputs)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            opt(*inputs)
-            torch.cuda.synchronize()
-    by_name, count = collections.Counter(), collections.Counter()
-    other = 0.0
-    for e in prof.events():
-        if e.device_type != torch.autograd.DeviceType.CUDA:
-            continue
-        if e.name.startswith(PREFIXES):
-            key = e.name.rsplit("_", 2)[0] + ("_stats" if e.name.endswith("_stats") else "_apply" if e.name.endswith("_apply") else "")
-            by_name[key] += e.device_time
-            count[key] += 1
-        else:
-            other += e.device_time
-    total = sum(by_name.values())
-    print(f"Blade kernels: {total / 1000:.3f} ms in {sum(count.values())} launches; other kernels {other / 1000:.3f} ms")
-    for name, us in by_name.most_common(25):
-        print(f"  {us / 1000:7.3f} ms  {count[name]:4d}x  {us / count[name]:6.1f} us each  {name}")
+    result["blade"] = summarize(f"Blade {args.model} {args.shape}", _profile(lambda: opt(*inputs)),
+                                lambda n: n.startswith(BLADE_PREFIXES), _blade_key)
+    if args.inductor:
+        import torch._inductor.config as ic
+        ic.conv_1x1_as_mm = True
+        cl = model.to(memory_format=torch.channels_last)
+        compiled = torch.compile(cl, mode="reduce-overhead", fullgraph=True)
+        result["inductor"] = summarize(f"torch.compile {args.model} {args.shape}", _profile(lambda: compiled(*inputs)),
+                                       lambda n: n.startswith("triton_"), _inductor_key)
+    if args.json:
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,14 @@ def _attrs(plan: KernelPlan, variant: Variant) -> dict:
             if ty.startswith("*") or name == "K" or name.startswith("s")}
 
 
+def _options(variant: Variant) -> dict:
+    """Triton compile options of a variant (a cooperative grid is a launch attribute baked in)."""
+    options = {"num_warps": variant.num_warps}
+    if variant.cooperative:
+        options["launch_cooperative_grid"] = True
+    return options
+
+
 @dataclass
 class CompiledPlan:
     """A plan with its compiled variants (``None`` entries until loaded on a GPU)."""
@@ -83,8 +91,8 @@ def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda
         for v in plan.variants:
             sig = plan.signature(v.kernel)
             consts = {k: v.constexprs[k] for k in plan.constexpr_names(v.kernel)}
-            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps)
-            jobs_by_key[key] = (str(path), v.kernel, sig, consts, _attrs(plan, v), v.num_warps, tuple(target), tcache)
+            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps, v.cooperative)
+            jobs_by_key[key] = (str(path), v.kernel, sig, consts, _attrs(plan, v), _options(v), tuple(target), tcache)
     todo = list(jobs_by_key.values())
     t0 = time.perf_counter()
     workers = max(1, min(jobs or os.cpu_count() or 1, len(todo) // 2))
@@ -111,7 +119,7 @@ def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda
                 consts = {k: v.constexprs[k] for k in plan.constexpr_names(v.kernel)}
                 src = ASTSource(getattr(module, v.kernel), plan.signature(v.kernel), constexprs=consts,
                                 attrs=_attrs(plan, v))
-                cp.kernels[i] = triton.compile(src, target=GPUTarget(*target), options={"num_warps": v.num_warps})
+                cp.kernels[i] = triton.compile(src, target=GPUTarget(*target), options=_options(v))
         out.append(cp)
     return out
 

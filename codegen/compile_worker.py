@@ -22,8 +22,8 @@ def import_kernel_module(path: Path):
 
 
 def compile_job(job: tuple) -> tuple[str, float]:
-    """``(source path, kernel, signature, constexprs, attrs, num_warps, target, triton cache dir)``."""
-    path, kernel, signature, constexprs, attrs, num_warps, target, tcache = job
+    """``(source path, kernel, signature, constexprs, attrs, options, target, triton cache dir)``."""
+    path, kernel, signature, constexprs, attrs, options, target, tcache = job
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -32,5 +32,5 @@ def compile_job(job: tuple) -> tuple[str, float]:
     module = import_kernel_module(Path(path))
     t0 = time.perf_counter()
     src = ASTSource(getattr(module, kernel), signature, constexprs=constexprs, attrs=attrs)
-    triton.compile(src, target=GPUTarget(*target), options={"num_warps": num_warps})
+    triton.compile(src, target=GPUTarget(*target), options=options)
     return kernel, time.perf_counter() - t0

@@ -5,14 +5,22 @@ Three templates, chosen by the group's ``kind``:
 * ``pointwise``: the iteration space is the group's output shape flattened to ``[M, K]`` (``K``
   the last dim, contiguous). A program computes a ``[BLOCK_M, BLOCK_K]`` tile: each input is read
   through its own strides (broadcast dims have none), the group's ops run in registers, every
-  output is written once.
+  output is written once. A group that ends in a nearest upsample iterates over the upsampled
+  output and reads its inputs at ``(h // fh, w // fw)``.
 * ``row_norm``: LayerNorm or softmax over the last dim with its prologue and epilogue; a program
   holds ``BLOCK_M`` whole rows (``BLOCK_K >= K``).
-* ``group_norm``: NHWC GroupNorm in two launches. ``*_stats`` gives each (image, chunk of pixels)
-  program a running per-channel mean/M2 (Chan's merge, numerically like Welford), reduces them
-  to per-group partials, and the last program of each image (an atomic ticket) merges the chunks
-  into mean and 1/std. ``*_apply`` is the pointwise template with the normalisation, the affine
-  and the epilogue (SiLU, ...) fused.
+* ``group_norm``: NHWC GroupNorm, two schedules picked at launch by the size of a group:
+
+  - *one launch* (``*_coop``, activations that fit in L2): a cooperative grid (every program
+    resident at once, guaranteed by a cooperative launch) of (image, group block, chunk of pixels)
+    programs. Each sums its chunk (pass 1) and publishes per-group partials; a grid barrier per
+    (image, group block) (an arrival counter) waits for the block's chunks; every program then
+    merges the partials itself into mean and 1/std and re-reads its chunk (L2-resident) to
+    normalise and write (pass 2). A departure counter resets the counters for the next launch.
+  - *two launches* (large activations): ``*_stats`` gives each (image, chunk of pixels) program
+    per-channel sums, reduces them to per-group partials (parallel-axis theorem), and the last
+    program of each image (an atomic ticket) merges the chunks into mean and 1/std. ``*_apply``
+    is the pointwise template with the normalisation, the affine and the epilogue fused.
 
 One compiled kernel serves every shape: block sizes are the only compile-time constants, and a
 few variants are compiled per kernel (tile width by the channel count, and an *aligned* variant
@@ -27,10 +35,11 @@ from dataclasses import dataclass, field
 from xdsl.ir import SSAValue
 
 from blade.codegen.expressions import POINTER, STORAGE, compute_type, constant_literal, expression, storage
-from blade.dialects.data_movement import ConstantOp
+from blade.dialects.data_movement import ConstantOp, UpsampleOp
 from blade.dialects.kernel import FusedOp
 from blade.dialects.structured import GroupNormOp, LayerNormOp, SoftmaxOp
 from blade.dialects.types import TensorType
+from blade.passes.fuse_stitch import upsample_factors
 from blade.symbolic import static_value
 
 TILE_ELEMENTS = 4096
@@ -46,6 +55,7 @@ class InputSpec:
     dtype: str
     row_dims: list[int]  # row dims along which the input varies (a runtime stride each)
     last: str            # "contig": varies along K with stride 1; "bcast": constant along K
+    row_div: dict[int, int] = field(default_factory=dict)  # dim -> factor: read at coordinate // factor
 
 
 @dataclass
@@ -54,6 +64,7 @@ class Variant:
     constexprs: dict[str, int]
     aligned: bool
     num_warps: int = 4
+    cooperative: bool = False   # launched as a cooperative grid (all programs resident at once)
 
 
 @dataclass
@@ -81,13 +92,15 @@ class KernelPlan:
         sig: dict[str, str] = {}
         for i, spec in enumerate(self.inputs):
             sig[f"in{i}"] = POINTER[spec.dtype]
-        if kernel.endswith("_stats"):
-            sig.update({"partial": "*fp32", "stats": "*fp32", "counter": "*i32"})
-        else:
+        if not kernel.endswith("_stats"):
             for j, dt in enumerate(self.outputs):
                 sig[f"out{j}"] = POINTER[dt]
-            if self.kind == "group_norm":
-                sig["stats"] = "*fp32"
+        if kernel.endswith("_stats"):
+            sig.update({"partial": "*fp32", "stats": "*fp32", "counter": "*i32"})
+        elif kernel.endswith("_coop"):
+            sig.update({"partial": "*fp32", "counter": "*i32"})
+        elif kernel.endswith("_apply"):
+            sig["stats"] = "*fp32"
         sig.update({"M": "i64", "K": "i64"})
         for d in self.needed_row_dims():
             sig[f"D{d}"] = "i64"
@@ -96,7 +109,7 @@ class KernelPlan:
                 sig[f"s{i}_{d}"] = "i64"
         if self.kind == "group_norm":
             sig["P"] = "i64"
-            if kernel.endswith("_stats"):
+            if kernel.endswith(("_stats", "_coop")):
                 sig.update({"nchunks": "i64", "rows_per_chunk": "i64", "eps": "fp32"})
         for c in self.constexpr_names(kernel):
             sig[c] = "constexpr"
@@ -104,8 +117,9 @@ class KernelPlan:
 
     def constexpr_names(self, kernel: str) -> list[str]:
         if self.kind == "group_norm":
-            return ["G", "CPG", "GB", "GBP", "CHMAX", "BLOCK_M", "BLOCK_K"] if kernel.endswith("_stats") else \
-                ["G", "CPG", "SINGLE_IMAGE", "BLOCK_M", "BLOCK_K"]
+            if kernel.endswith(("_stats", "_coop")):
+                return ["G", "CPG", "GB", "GBP", "CHMAX", "BLOCK_M", "BLOCK_K"]
+            return ["G", "CPG", "SINGLE_IMAGE", "BLOCK_M", "BLOCK_K"]
         return ["BLOCK_M", "BLOCK_K"]
 
     def needed_row_dims(self) -> list[int]:
@@ -135,7 +149,14 @@ def plan_kernel(op: FusedOp) -> KernelPlan:
     anchor = anchor_of(op)
     space = iteration_space(op)
     rank = space.rank
-    inputs = [_input_spec(a.type, space) for a in op.body.block.args]
+    ups = next((o for o in op.body_ops() if isinstance(o, UpsampleOp)), None)
+    if ups is not None:  # inputs live at the upsample's input resolution: read at (h // fh, w // fw)
+        factors = dict(zip((1, 2), upsample_factors(ups)))
+        inputs = [_input_spec(a.type, ups.in_type(0)) for a in op.body.block.args]
+        for spec in inputs:
+            spec.row_div = {d: f for d, f in factors.items() if d in spec.row_dims and f != 1}
+    else:
+        inputs = [_input_spec(a.type, space) for a in op.body.block.args]
     outputs = [storage(v.type) for v in op.outputs]
     plan = KernelPlan("", kind, op.p("ops"), "", rank, inputs, outputs)
     plan.static_k = static_value(space.shape[-1])
@@ -187,6 +208,7 @@ def _variants(plan: KernelPlan) -> list[Variant]:
                         "BLOCK_M": max(1, GN_STATS_TILE // bk_stats), "BLOCK_K": bk_stats}
         bk = _pointwise_block_k(k)
         for al in aligned_options:
+            out.append(Variant(plan.name + "_coop", stats_consts, al, cooperative=True))
             out.append(Variant(plan.name + "_stats", stats_consts, al))
             for single in (1, 0):
                 apply_consts = {"G": g, "CPG": cpg, "SINGLE_IMAGE": single,
@@ -230,17 +252,22 @@ class _Source:
             "",
         ]
         if p.kind == "group_norm":
-            return "\n".join(head + self._kernel("KNAME_stats", stats=True) + [""] + self._kernel("KNAME_apply")) + "\n"
+            kernels = [self._kernel("KNAME_coop", mode="coop"), self._kernel("KNAME_stats", mode="stats"),
+                       self._kernel("KNAME_apply")]
+            return "\n".join(head + kernels[0] + [""] + kernels[1] + [""] + kernels[2]) + "\n"
         return "\n".join(head + self._kernel("KNAME")) + "\n"
 
     # ------------------------------------------------------------------ pieces
-    def _kernel(self, name: str, stats: bool = False) -> list[str]:
+    def _kernel(self, name: str, mode: str = "") -> list[str]:
         p = self.plan
         sig = p.signature(name.replace("KNAME", "k"))
         args = [f"{a}: tl.constexpr" if t == "constexpr" else a for a, t in sig.items()]
         lines = ["@triton.jit", f"def {name}({', '.join(args)}):", f"    # fused: {p.label}"]
-        if stats:
+        self.mode = mode
+        if mode == "stats":
             lines += self._stats_body()
+        elif mode == "coop":
+            lines += self._coop_body()
         else:
             lines += self._tile_prelude(full_rows=p.kind == "row_norm")
             lines += self._compute(upto=None)
@@ -272,7 +299,8 @@ class _Source:
         out = self._row_coords()
         for i, spec in enumerate(self.plan.inputs):
             ct = STORAGE[spec.dtype][1]
-            roff = " + ".join(f"c{d} * s{i}_{d}" for d in spec.row_dims)
+            roff = " + ".join(f"(c{d} // {spec.row_div[d]}) * s{i}_{d}" if d in spec.row_div else f"c{d} * s{i}_{d}"
+                              for d in spec.row_dims)
             if spec.last == "bcast" and not spec.row_dims:
                 out.append(f"    x{i} = tl.load(in{i}).to({ct})")
             elif spec.last == "bcast":
@@ -295,6 +323,9 @@ class _Source:
                 continue
             if o is upto:
                 return out
+            if isinstance(o, UpsampleOp):  # inputs are already read at the upsampled coordinates
+                self.names[o.results[0]] = self.names[o.operands[0]]
+                continue
             if o is self.anchor:
                 out += self._anchor(o, f"v{k}")
             else:
@@ -319,8 +350,11 @@ class _Source:
                    f"    xc = tl.where(mask, {x} - mean[:, None], 0.0)",
                    "    var = tl.sum(xc * xc, axis=1) / K",
                    f"    {name} = xc * tl.rsqrt(var + {self.plan.eps!r})[:, None]"]
-        else:  # GroupNorm apply: statistics come from the stats launch
+        else:  # GroupNorm apply: statistics come from the stats launch (or the coop kernel's merge)
             w, b = (self.names[o.operands[1]], self.names[o.operands[2]]) if len(o.operands) == 3 else ("1.0", "0.0")
+            if self.mode == "coop":
+                return [f"    scale = lane_rstd[None, :] * {w}",
+                        f"    {name} = {x} * scale + ({b} - lane_mean[None, :] * scale)"]
             return ["    grp = rk // CPG",
                     "    if SINGLE_IMAGE:  # every row of the tile is in one image: per-column scale/shift",
                     "        img0 = (pid_m * BLOCK_M) // P",
@@ -350,64 +384,117 @@ class _Source:
             out.append(f"    tl.store(out{j} + orow[:, None] + rk[None, :], {val}.to({st}), mask=mask)")
         return out
 
-    def _stats_body(self) -> list[str]:
-        out = ["    GBLK: tl.constexpr = G // GB",
-               "    img = tl.program_id(0) // GBLK",
-               "    gblk = tl.program_id(0) % GBLK",
-               "    chunk = tl.program_id(1)",
-               "    lane = tl.arange(0, BLOCK_K)",
-               "    rk = gblk * (GB * CPG) + lane",
-               "    mask_k = lane < GB * CPG",
-               "    row0 = img * P + chunk * rows_per_chunk",
-               "    row_end = tl.minimum(row0 + rows_per_chunk, (img + 1) * P)",
-               "    acc1 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
+    def _group_block_prelude(self) -> list[str]:
+        """Program -> (image, block of GB whole groups); ``rk`` are the block's channels."""
+        return ["    GBLK: tl.constexpr = G // GB",
+                "    img = tl.program_id(0) // GBLK",
+                "    gblk = tl.program_id(0) % GBLK",
+                "    lane = tl.arange(0, BLOCK_K)",
+                "    rk = gblk * (GB * CPG) + lane",
+                "    mask_k = lane < GB * CPG"]
+
+    def _lane_sums_to_groups(self) -> list[str]:
+        """Per-lane sums ``acc1``/``acc2`` over ``n`` pixels -> per-group mean ``gmean`` and M2
+        ``gm2`` (per-channel M2 merged exactly with the parallel-axis theorem)."""
+        return ["    s1 = tl.sum(acc1, axis=0)",
+                "    s2 = tl.sum(acc2, axis=0)",
+                "    mean_c = s1 / n",
+                "    m2_c = tl.maximum(s2 - s1 * mean_c, 0.0)",
+                "    rg = tl.arange(0, GBP)",
+                "    onehot = ((lane[None, :] // CPG) == rg[:, None]) & mask_k[None, :]",
+                "    gmean = tl.sum(tl.where(onehot, mean_c[None, :], 0.0), axis=1) / CPG",
+                "    dev = mean_c[None, :] - gmean[:, None]",
+                "    gm2 = tl.sum(tl.where(onehot, m2_c[None, :] + n * dev * dev, 0.0), axis=1)"]
+
+    def _sum_loop(self, row0: str, row_end: str) -> list[str]:
+        """Per-lane sum and sum of squares of the anchor's input over rows ``[row0, row_end)``."""
+        out = ["    acc1 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
                "    acc2 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
-               "    # per-lane sums over the chunk (short fp32 sums); the M2 of chunks and channels is then",
-               "    # merged exactly with the parallel-axis theorem",
-               "    for start in range(row0, row_end, BLOCK_M):",
+               f"    for start in range({row0}, {row_end}, BLOCK_M):",
                "        rm = start + tl.arange(0, BLOCK_M)",
-               "        mask_m = rm < row_end",
+               f"        mask_m = rm < {row_end}",
                "        mask = mask_m[:, None] & mask_k[None, :]"]
         compute = self._compute(upto=self.anchor)
         out += ["    " + line for line in compute]
         x = self.names[self.anchor.operands[0]]
         out += [f"        xs = tl.where(mask, {x}, 0.0)",
                 "        acc1 += xs",
-                "        acc2 += xs * xs",
-                "    n = (row_end - row0).to(tl.float32)",
-                "    s1 = tl.sum(acc1, axis=0)",
-                "    s2 = tl.sum(acc2, axis=0)",
-                "    mean_c = s1 / n",
-                "    m2_c = tl.maximum(s2 - s1 * mean_c, 0.0)",
-                "    # channels -> groups (whole groups per program), parallel-axis theorem",
-                "    rg = tl.arange(0, GBP)",
-                "    onehot = ((lane[None, :] // CPG) == rg[:, None]) & mask_k[None, :]",
-                "    gmean = tl.sum(tl.where(onehot, mean_c[None, :], 0.0), axis=1) / CPG",
-                "    dev = mean_c[None, :] - gmean[:, None]",
-                "    gm2 = tl.sum(tl.where(onehot, m2_c[None, :] + n * dev * dev, 0.0), axis=1)",
-                "    mask_g = rg < GB",
+                "        acc2 += xs * xs"]
+        return out
+
+    def _chunk_sums(self) -> list[str]:
+        """Pass 1 of a (image, group block, chunk) program: per-group mean and M2 of its chunk."""
+        out = ["    chunk = tl.program_id(1)",
+               "    row0 = img * P + chunk * rows_per_chunk",
+               "    row_end = tl.minimum(row0 + rows_per_chunk, (img + 1) * P)",
+               "    # per-lane sums over the chunk (short fp32 sums); the M2 of chunks and channels is then",
+               "    # merged exactly with the parallel-axis theorem"]
+        out += self._sum_loop("row0", "row_end")
+        out += ["    n = (row_end - row0).to(tl.float32)"]
+        out += self._lane_sums_to_groups()
+        out += ["    mask_g = rg < GB",
                 "    gidx = gblk * GB + rg",
                 "    base = ((img * nchunks + chunk) * G + gidx) * 2",
                 "    tl.store(partial + base, gmean, mask=mask_g)",
                 "    tl.store(partial + base + 1, gm2, mask=mask_g)",
-                "    tl.debug_barrier()",
-                "    ticket = tl.atomic_add(counter + img * GBLK + gblk, 1, sem='acq_rel')",
+                "    tl.debug_barrier()"]
+        return out
+
+    @staticmethod
+    def _merge_chunks(indent: str) -> list[str]:
+        """Every chunk's partials of this (image, group block) -> per-group ``mean`` and ``rstd``."""
+        lines = ["rc = tl.arange(0, CHMAX)",
+                 "mask_c = rc < nchunks",
+                 "cnt = (tl.minimum(rows_per_chunk, P - rc * rows_per_chunk) * CPG).to(tl.float32)",
+                 "cnt = tl.where(mask_c, cnt, 0.0)",
+                 "both = mask_c[:, None] & mask_g[None, :]",
+                 "pidx = ((img * nchunks + rc[:, None]) * G + gidx[None, :]) * 2",
+                 "pm = tl.load(partial + pidx, mask=both, other=0.0, cache_modifier='.cg')",
+                 "pm2 = tl.load(partial + pidx + 1, mask=both, other=0.0, cache_modifier='.cg')",
+                 "total = tl.sum(cnt, axis=0)",
+                 "mean = tl.sum(pm * cnt[:, None], axis=0) / total",
+                 "dm = pm - mean[None, :]",
+                 "m2 = tl.sum(tl.where(both, pm2 + cnt[:, None] * dm * dm, 0.0), axis=0)",
+                 "rstd = tl.rsqrt(m2 / total + eps)"]
+        return [indent + line for line in lines]
+
+    def _coop_body(self) -> list[str]:
+        out = self._group_block_prelude() + self._chunk_sums()
+        out += ["    if nchunks == 1:  # the program holds its whole group block: no barrier, no merge",
+                "        mean = gmean",
+                "        rstd = tl.rsqrt(gm2 / (n * CPG) + eps)",
+                "    else:",
+                "        # grid barrier of this (image, group block): wait until every chunk has published",
+                "        slot = (img * GBLK + gblk) * 2",
+                "        tl.atomic_add(counter + slot, 1, sem='release')",
+                "        arrived = tl.load(counter + slot, volatile=True)",
+                "        while arrived < nchunks:",
+                "            arrived = tl.load(counter + slot, volatile=True)",
+                "        tl.atomic_add(counter + slot, 0, sem='acquire')  # order the partials' loads after it"]
+        out += self._merge_chunks("        ")
+        out += ["        # the last program to leave resets both counters for the next launch",
+                "        left = tl.atomic_add(counter + slot + 1, 1, sem='acq_rel')",
+                "        if left == nchunks - 1:",
+                "            tl.atomic_xchg(counter + slot, 0)",
+                "            tl.atomic_xchg(counter + slot + 1, 0)",
+                "    lane_mean = tl.sum(tl.where(onehot, mean[:, None], 0.0), axis=0)",
+                "    lane_rstd = tl.sum(tl.where(onehot, rstd[:, None], 0.0), axis=0)",
+                "    # pass 2: re-read the chunk (L2-resident), normalise, run the epilogue, write",
+                "    for start in range(row0, row_end, BLOCK_M):",
+                "        rm = start + tl.arange(0, BLOCK_M)",
+                "        mask_m = rm < row_end",
+                "        mask = mask_m[:, None] & mask_k[None, :]"]
+        body = self._compute(upto=None) + self._stores()
+        out += ["    " + line for line in body]
+        return out
+
+    def _stats_body(self) -> list[str]:
+        out = self._group_block_prelude() + self._chunk_sums()
+        out += ["    ticket = tl.atomic_add(counter + img * GBLK + gblk, 1, sem='acq_rel')",
                 "    if ticket == nchunks - 1:",
-                "        # the last chunk of this (image, group block) merges all chunks into mean, 1/std",
-                "        rc = tl.arange(0, CHMAX)",
-                "        mask_c = rc < nchunks",
-                "        cnt = (tl.minimum(rows_per_chunk, P - rc * rows_per_chunk) * CPG).to(tl.float32)",
-                "        cnt = tl.where(mask_c, cnt, 0.0)",
-                "        both = mask_c[:, None] & mask_g[None, :]",
-                "        pidx = ((img * nchunks + rc[:, None]) * G + gidx[None, :]) * 2",
-                "        pm = tl.load(partial + pidx, mask=both, other=0.0, cache_modifier='.cg')",
-                "        pm2 = tl.load(partial + pidx + 1, mask=both, other=0.0, cache_modifier='.cg')",
-                "        total = tl.sum(cnt, axis=0)",
-                "        mean = tl.sum(pm * cnt[:, None], axis=0) / total",
-                "        dm = pm - mean[None, :]",
-                "        m2 = tl.sum(tl.where(both, pm2 + cnt[:, None] * dm * dm, 0.0), axis=0)",
-                "        rstd = tl.rsqrt(m2 / total + eps)",
-                "        tl.store(stats + (img * G + gidx) * 2, mean, mask=mask_g)",
+                "        # the last chunk of this (image, group block) merges all chunks into mean, 1/std"]
+        out += self._merge_chunks("        ")
+        out += ["        tl.store(stats + (img * G + gidx) * 2, mean, mask=mask_g)",
                 "        tl.store(stats + (img * G + gidx) * 2 + 1, rstd, mask=mask_g)",
                 "        tl.atomic_xchg(counter + img * GBLK + gblk, 0)"]
         return out

@@ -69,6 +69,11 @@ class Config:
     cuda_graphs: bool = True
     max_cuda_graphs: int = 8
 
+    #: Let cuDNN time its convolution algorithms for each new convolution shape on the first call
+    #: of that shape (the CUDA-graph warm-up run) and keep the fastest; off: cuDNN's heuristic pick.
+    #: Only Blade's own convolution calls are affected, not ``torch.backends.cudnn.benchmark``.
+    conv_algorithm_search: bool = True
+
     #: Where generated kernel sources and cubins are cached (default ``~/.cache/blade``).
     kernel_cache_dir: str | None = None
 

@@ -10,6 +10,7 @@ time; on a CPU (tests) it calls the same source under Triton's interpreter.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import torch
 
@@ -26,11 +27,22 @@ class LaunchStats:
     def __init__(self):
         self.launches = 0
         self.layout_copies = 0
+        self.by_kernel: Counter[str] = Counter()  # entry point name -> launches
 
 
 class KernelLauncher:
     #: GroupNorm statistics programs per multiprocessor (chunks are sized to reach it)
     gn_programs_per_sm = 2
+    #: GroupNorm in one launch, one program per (image, group block), when that block has at most
+    #: this many elements (pixels x channels): small activations, where a second launch and the
+    #: cross-program merge cost more than the data
+    gn_single_program_max_elements = 8192
+    #: GroupNorm in one cooperative launch split into chunks (grid barrier) when the activation has
+    #: at most this many elements; 0 = never chosen automatically (measured slower than two
+    #: launches on H100, see docs/performance.md); above both limits, statistics + apply launches
+    gn_one_launch_max_elements = 0
+    #: "auto" (by the sizes above), "one" (one launch, chunked to fill the GPU) or "two"
+    gn_schedule = "auto"
 
     def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
         self.plan: KernelPlan = compiled.plan if compiled is not None else None
@@ -39,6 +51,7 @@ class KernelLauncher:
         self.stats = stats or LaunchStats()
         self._counters: dict[torch.device, torch.Tensor] = {}
         self._sm_count: dict[torch.device, int] = {}
+        self._resident: dict[int, int] = {}
 
     @classmethod
     def interpreted(cls, plan: KernelPlan, module, stats: LaunchStats | None = None) -> KernelLauncher:
@@ -85,6 +98,27 @@ class KernelLauncher:
         n = space[0]
         p = math.prod(space[1:-1])
         g = plan.num_groups
+        ins = {f"in{i}": t for i, t in enumerate(tensors)}
+        outs = {f"out{j}": o for j, o in enumerate(outputs)}
+        vc = self._pick(plan.name + "_coop", scalars["K"], aligned, required=False)
+        one = vc is not None and self._one_launch(n * p * scalars["K"], p * plan.variants[vc].constexprs["GB"]
+                                                  * plan.variants[vc].constexprs["CPG"])
+        if one:
+            c = plan.variants[vc].constexprs
+            block_m, gblk = c["BLOCK_M"], g // c["GB"]
+            capacity = self._resident_programs(vc, device)
+            if n * gblk <= capacity:
+                # every program must be resident at once (the launch is cooperative); under the CPU
+                # interpreter programs run one after another, so each takes a whole image there
+                per_column = capacity // (n * gblk) if self.module is None and one == "chunked" else 1
+                nchunks = min(c["CHMAX"], per_column, triton_cdiv(p, block_m))
+                rows_per_chunk = triton_cdiv(triton_cdiv(p, nchunks), block_m) * block_m
+                nchunks = triton_cdiv(p, rows_per_chunk)
+                partial = torch.empty(n * nchunks * g * 2, dtype=torch.float32, device=device)
+                counter = self._counter(device, 2 * n * gblk)
+                self._launch(vc, (n * gblk, nchunks, 1), ins | outs | {"partial": partial, "counter": counter}
+                             | scalars | {"P": p, "nchunks": nchunks, "rows_per_chunk": rows_per_chunk, "eps": plan.eps})
+                return
         vs = self._pick(plan.name + "_stats", scalars["K"], aligned)
         c = plan.variants[vs].constexprs
         block_m, gblk = c["BLOCK_M"], g // c["GB"]
@@ -96,17 +130,40 @@ class KernelLauncher:
         partial = torch.empty(n * nchunks * g * 2, dtype=torch.float32, device=device)
         stats = torch.empty(n * g * 2, dtype=torch.float32, device=device)
         counter = self._counter(device, n * gblk)
-        ins = {f"in{i}": t for i, t in enumerate(tensors)}
         self._launch(vs, (n * gblk, nchunks, 1), ins | {"partial": partial, "stats": stats, "counter": counter}
                      | scalars | {"P": p, "nchunks": nchunks, "rows_per_chunk": rows_per_chunk, "eps": plan.eps})
         va = self._pick(plan.name + "_apply", scalars["K"], aligned, single_image=None, p=p)
         c = plan.variants[va].constexprs
-        outs = {f"out{j}": o for j, o in enumerate(outputs)}
         grid = (triton_cdiv(scalars["M"], c["BLOCK_M"]), triton_cdiv(scalars["K"], c["BLOCK_K"]), 1)
         self._launch(va, grid, ins | outs | {"stats": stats} | scalars | {"P": p})
 
+    def _one_launch(self, elements: int, block_elements: int) -> str | None:
+        """GroupNorm schedule: ``"single"`` (one launch, a program per group block), ``"chunked"``
+        (one cooperative launch, group blocks split over programs) or ``None`` (two launches)."""
+        if self.gn_schedule != "auto":
+            return "chunked" if self.gn_schedule == "one" else None
+        if block_elements <= self.gn_single_program_max_elements:
+            return "single"
+        return "chunked" if elements <= self.gn_one_launch_max_elements else None
+
+    def _resident_programs(self, index: int, device: torch.device) -> int:
+        """How many programs of variant ``index`` the GPU holds at once (registers and warps per SM;
+        the cooperative launch itself refuses a grid above the true limit rather than hang)."""
+        if self.module is not None:
+            return 1 << 30
+        if index not in self._resident:
+            kernel = self.compiled.kernels[index]
+            kernel._init_handles()  # loads the cubin: register count known from here on
+            warps = self.plan.variants[index].num_warps
+            regs = max(1, kernel.n_regs or 255)
+            by_regs = 65536 // (((regs * 32 + 255) // 256) * 256 * warps)
+            by_smem = (200 * 1024) // max(1, kernel.metadata.shared)
+            self._resident[index] = self._sms(device) * max(1, min(by_regs, by_smem, 64 // warps, 4))
+        return self._resident[index]
+
     # ------------------------------------------------------------------ helpers
-    def _pick(self, kernel: str, k: int, aligned: bool, single_image=None, p: int = 0) -> int:
+    def _pick(self, kernel: str, k: int, aligned: bool, single_image=None, p: int = 0,
+              required: bool = True) -> int | None:
         """Index of the variant of ``kernel`` for this ``K``, alignment and (GroupNorm apply) whether
         every tile lies inside one image (``P`` a multiple of the tile height)."""
         best = None
@@ -119,7 +176,7 @@ class KernelLauncher:
                 continue
             if best is None or (v.aligned and not self.plan.variants[best].aligned):
                 best = i
-        if best is None:
+        if best is None and required:
             raise RuntimeError(f"no compiled variant of {kernel} for K={k}")
         return best
 
@@ -129,6 +186,7 @@ class KernelLauncher:
         sig = plan.signature(v.kernel)
         args = [v.constexprs[name] if ty == "constexpr" else named[name] for name, ty in sig.items()]
         self.stats.launches += 1
+        self.stats.by_kernel[v.kernel] += 1
         if self.module is not None:  # CPU interpreter (TRITON_INTERPRET=1 in this process)
             fn = getattr(self.module, v.kernel)
             plain = [named[name] for name, ty in sig.items() if ty != "constexpr"]

@@ -121,7 +121,8 @@ class BladeModule(torch.nn.Module):
         device = next((x.device for x in flat if isinstance(x, torch.Tensor)), torch.device("cpu"))
         if executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
-            executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes)
+            executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
+                                      conv_algorithm_search=self._config.conv_algorithm_search)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
         variant = Variant(program, executor, constants)

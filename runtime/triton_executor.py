@@ -4,7 +4,8 @@ group and PyTorch for library ops (convolution, GEMM, attention) and views.
 It is the Python-level executor that proves fusion on the GPU before the C++ runtime exists: it
 walks the same IR as the reference executor (``ReferenceExecutor``), so anything it does not
 launch itself is executed by the same reference semantics. Channels-last convolutions get their
-weights converted to channels-last once (cached until the weight changes in place).
+weights converted to channels-last once (cached until the weight changes in place), and with
+``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from blade.symbolic import evaluate
 
 class KernelExecutor(ReferenceExecutor):
     def __init__(self, module: ModuleOp, weights: Callable[[str], torch.Tensor],
-                 launchers: dict[int, KernelLauncher], check_shapes: bool = False):
+                 launchers: dict[int, KernelLauncher], check_shapes: bool = False,
+                 conv_algorithm_search: bool = False):
         super().__init__(module, weights, check_shapes)
         self.launchers = launchers
+        self.conv_algorithm_search = conv_algorithm_search
         self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     def refresh_prepared_weights(self) -> None:
@@ -69,5 +72,10 @@ class KernelExecutor(ReferenceExecutor):
             elif hit[0] != w._version:
                 self.refresh_prepared_weights()
             w = self._cl_weights[key][2]
-        y = F.conv2d(x.movedim(-1, 1), w, bias, op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
+        saved = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = self.conv_algorithm_search  # timed once per shape, then cached
+        try:
+            y = F.conv2d(x.movedim(-1, 1), w, bias, op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
+        finally:
+            torch.backends.cudnn.benchmark = saved
         return y.movedim(1, -1)

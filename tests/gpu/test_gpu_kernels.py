@@ -49,9 +49,12 @@ class LnSoftGeglu(torch.nn.Module):
         return torch.softmax(a * F.gelu(g), dim=-1), h
 
 
+@pytest.mark.parametrize("schedule", ["one", "two"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("c,g", [(320, 32), (20, 5)])
-def test_group_norm_kernels(dtype, c, g):
+def test_group_norm_kernels(dtype, c, g, schedule, monkeypatch):
+    from blade.runtime.launch import KernelLauncher
+    monkeypatch.setattr(KernelLauncher, "gn_schedule", schedule)
     torch.manual_seed(c)
     m32 = GnSilu(c, g).to(DEV).eval()
     m = GnSilu(c, g).to(DEV, dtype).eval()
@@ -62,7 +65,8 @@ def test_group_norm_kernels(dtype, c, g):
         bias = torch.randn(b, c, device=DEV, dtype=dtype)
         with torch.no_grad():
             _bar(opt(x, bias), m(x, bias), m32(x.float(), bias.float()))
-    assert opt.variants[0].program.launch_stats.launches > 0
+    ran = opt.variants[0].program.launch_stats.by_kernel
+    assert any(k.endswith("_coop" if schedule == "one" else "_stats") for k in ran), dict(ran)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])

@@ -27,6 +27,14 @@ def _run(model, make, sizes, atol=1e-4):
     return opt
 
 
+def _assert_gn_schedule(opt, schedule):
+    """The forced GroupNorm schedule is the one that ran."""
+    names = opt.variants[0].program.launch_stats.by_kernel
+    fused = sum(v for k, v in names.items() if k.endswith("_coop"))
+    stats = sum(v for k, v in names.items() if k.endswith("_stats"))
+    assert (fused > 0 and stats == 0) if schedule == "one" else (stats > 0 and fused == 0), dict(names)
+
+
 class ResnetLike(torch.nn.Module):
     """conv -> (+ broadcast time bias) -> GroupNorm -> SiLU -> conv, + residual: the UNet pattern."""
 
@@ -42,17 +50,49 @@ class ResnetLike(torch.nn.Module):
         return x + self.conv2(F.silu(self.norm(h)))
 
 
-def test_group_norm_with_prologue_and_epilogue():
+@pytest.fixture(params=["one", "two"])
+def gn_schedule(request, monkeypatch):
+    """Run a GroupNorm test with each schedule forced: one launch, and statistics + apply."""
+    from blade.runtime.launch import KernelLauncher
+    monkeypatch.setattr(KernelLauncher, "gn_schedule", request.param)
+    return request.param
+
+
+def test_group_norm_with_prologue_and_epilogue(gn_schedule):
     opt = _run(ResnetLike(), lambda b, h, w: (torch.randn(b, 24, h, w), torch.randn(b, 8)),
                [(2, 9, 13), (1, 5, 1), (3, 17, 4)])
+    _assert_gn_schedule(opt, gn_schedule)
     labels = [op.p("ops") for op in opt.report.module.walk() if op.name == "blade.fused"]
-    assert "add+group_norm+silu" in labels
+    assert "add+add+group_norm+silu" in labels  # conv bias + time embedding, norm, SiLU: one kernel
 
 
-def test_group_norm_many_chunks_and_odd_channels():
+def test_group_norm_many_chunks_and_odd_channels(gn_schedule):
     # 20 channels in 5 groups (4 per group), enough pixels that each image is split into chunks
-    _run(ResnetLike(c=20, groups=5), lambda b, h, w: (torch.randn(b, 20, h, w), torch.randn(b, 8)),
-         [(2, 40, 37), (3, 3, 3)])
+    opt = _run(ResnetLike(c=20, groups=5), lambda b, h, w: (torch.randn(b, 20, h, w), torch.randn(b, 8)),
+               [(2, 40, 37), (3, 3, 3)])
+    _assert_gn_schedule(opt, gn_schedule)
+
+
+class ResidualUpsample(torch.nn.Module):
+    """conv + residual, then nearest 2x upsample and a conv: the SD up-block ending."""
+
+    def __init__(self, c=12):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.out = torch.nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        h = x + self.conv(x)
+        return self.out(F.interpolate(h, scale_factor=2.0, mode="nearest")), F.interpolate(x, scale_factor=2.0)
+
+
+def test_upsample_fuses_into_the_residual_kernel():
+    opt = _run(ResidualUpsample(), lambda b, h, w: (torch.randn(b, 12, h, w),), [(2, 5, 7), (1, 1, 3), (3, 9, 4)])
+    labels = [op.p("ops") for op in opt.report.module.walk() if op.name == "blade.fused"]
+    assert "add+add+upsample" in labels, labels   # conv bias, residual, upsample: one kernel
+    assert "upsample" in labels, labels           # an upsample of a plain input: a kernel by itself
+    assert not any(op.name == "blade.upsample" for op in opt.report.module.walk()
+                   if op.parent_op() is None or op.parent_op().name != "blade.fused"), "an upsample left to PyTorch"
 
 
 def test_conv_block():

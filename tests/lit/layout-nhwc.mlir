@@ -41,13 +41,16 @@ builtin.module {
 // CHECK:      %[[X:.*]] = blade.permute %{{.*}} {perm = array<i64: 0, 2, 3, 1>} : {{.*}} -> !blade.tensor<[s0, s1, s2, 32], f32>
 // CHECK-NEXT: %[[N1:.*]] = blade.group_norm %[[X]], {{.*}}layout = "nhwc"
 // CHECK-NEXT: %[[A1:.*]] = blade.silu %[[N1]] : (!blade.tensor<[s0, s1, s2, 32], f32>)
-// CHECK-NEXT: %[[C1:.*]] = blade.conv %[[A1]], {{.*}}layout = "nhwc"{{.*}} -> !blade.tensor<[s0, s1, s2, 32], f32>
+// The conv bias is a separate add (it fuses into the next kernel instead of costing cuDNN a pass):
+// CHECK-NEXT: %[[C1:.*]] = blade.conv %[[A1]], %{{[0-9]+}} {{.*}}layout = "nhwc"{{.*}} : (!blade.tensor<[s0, s1, s2, 32], f32>, !blade.tensor<[32, 32, 3, 3], f32>) -> !blade.tensor<[s0, s1, s2, 32], f32>
+// CHECK-NEXT: %[[B1:.*]] = blade.add %[[C1]], %{{[0-9]+}} : (!blade.tensor<[s0, s1, s2, 32], f32>, !blade.tensor<[32], f32>)
 // CHECK-NOT:  blade.permute
 // CHECK:      %[[T:.*]] = blade.reshape %{{.*}} : (!blade.tensor<[s0, 32], f32>) -> !blade.tensor<[s0, 1, 1, 32], f32>
-// CHECK-NEXT: %[[H:.*]] = blade.add %[[C1]], %[[T]] : {{.*}} -> !blade.tensor<[s0, s1, s2, 32], f32>
+// CHECK-NEXT: %[[H:.*]] = blade.add %[[B1]], %[[T]] : {{.*}} -> !blade.tensor<[s0, s1, s2, 32], f32>
 // CHECK-NEXT: blade.group_norm %[[H]], {{.*}}layout = "nhwc"
 // CHECK-NOT:  blade.permute
 // CHECK:      %[[C2:.*]] = blade.conv {{.*}}layout = "nhwc"
-// CHECK-NEXT: %[[R:.*]] = blade.add %[[X]], %[[C2]]
+// CHECK-NEXT: %[[B2:.*]] = blade.add %[[C2]], %{{[0-9]+}} : (!blade.tensor<[s0, s1, s2, 32], f32>, !blade.tensor<[32], f32>)
+// CHECK-NEXT: %[[R:.*]] = blade.add %[[X]], %[[B2]]
 // CHECK-NEXT: %[[OUT:.*]] = blade.permute %[[R]] {perm = array<i64: 0, 3, 1, 2>}
 // CHECK-NEXT: blade.yield %[[OUT]]

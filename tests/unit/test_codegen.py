@@ -18,8 +18,10 @@ def test_group_norm_source_is_readable_and_size_free():
     plans = _plans(ResnetLike(c=24, groups=4), torch.randn(2, 24, 6, 5), torch.randn(2, 8))
     gn = next(p for p in plans if p.kind == "group_norm")
     src = gn.source
-    assert "# fused: add+group_norm+silu" in src
+    assert "# fused: add+add+group_norm+silu" in src  # conv bias + time embedding, norm, SiLU
     assert "def " + gn.name + "_stats(" in src and "def " + gn.name + "_apply(" in src
+    assert "def " + gn.name + "_coop(" in src  # the one-launch schedule
+    assert any(v.cooperative for v in gn.variants if v.kernel.endswith("_coop"))
     assert "tl.atomic_add(counter" in src and "tl.sigmoid" in src
     assert "24" not in src.replace(gn.name, "")  # the channel count is a runtime argument / constant
 

@@ -18,7 +18,7 @@ def test_dump_dir_gets_ir_after_every_pass(tmp_path):
                      "06-fuse-stitch.mlir"]
     assert "blade.cluster" in (tmp_path / "03-cluster-supported.mlir").read_text()
     assert 'layout = "nhwc"' in (tmp_path / "04-layout-nhwc.mlir").read_text()
-    assert 'ops = "group_norm+silu"' in (tmp_path / "06-fuse-stitch.mlir").read_text()
+    assert 'ops = "add+group_norm+silu"' in (tmp_path / "06-fuse-stitch.mlir").read_text()
     assert "blade.group_norm" in (tmp_path / "00-import.mlir").read_text()
 
 
