@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/gpu_session.sh STAGES [extra args for bench_models.py]
 #
-# STAGES is a comma-separated list of: tests, groupnorm, models, models-cudnn (bench_models.py with
+# STAGES is a comma-separated list of: tests, groupnorm, sweep (GroupNorm tuning), models, models-cudnn (bench_models.py with
 # cudnn.benchmark on for eager and torch.compile too), profile (Blade's vs Inductor's generated
 # kernels in one UNet step), profile-vae, or all (tests,groupnorm,models).
 #
@@ -32,6 +32,9 @@ if has tests; then
 fi
 if has groupnorm; then
   python3 benchmarks/bench_groupnorm.py --out "$OUT" 2>&1 | tee "$OUT/bench_groupnorm.log" | grep -v "^W[0-9]" | tail -20
+fi
+if has sweep; then
+  python3 benchmarks/sweep_groupnorm.py --out "$OUT" 2>&1 | tee "$OUT/sweep_groupnorm.log" | grep -v "^W[0-9]" | tail -30
 fi
 if has models; then
   python3 benchmarks/bench_models.py --out "$OUT" "$@" 2>&1 | tee "$OUT/bench_models.log" | grep -v "^W[0-9]" | tail -25

@@ -40,8 +40,8 @@ def _profile(fn) -> list:
 
 
 def _blade_key(name: str) -> str:
-    base = name.rsplit("_", 2)[0] if name.endswith(("_stats", "_apply", "_coop")) else name.rsplit("_", 1)[0]
-    for suffix in ("_stats", "_apply", "_coop"):
+    base = name.rsplit("_", 2)[0] if name.endswith(("_stats", "_apply", "_res")) else name.rsplit("_", 1)[0]
+    for suffix in ("_stats", "_apply", "_res"):
         if name.endswith(suffix):
             return base + suffix
     return base

@@ -1,11 +1,15 @@
-"""Tuning sweep for the GroupNorm statistics launch: tile size x programs per SM, kernel time of
-GroupNorm+SiLU (both launches) at the SD 1.5 shapes. Prints one row per configuration.
+"""Tuning sweeps for the two GroupNorm schedules, kernel time of GroupNorm+SiLU at the SD 1.5
+shapes (one row per configuration, ``-`` where a schedule does not apply):
 
-    python benchmarks/sweep_groupnorm.py
+* one launch (``*_res``): the (tile elements, warps) of the register-resident variants;
+* two launches (``*_stats`` + ``*_apply``): statistics tile size x statistics programs per SM.
+
+    python benchmarks/sweep_groupnorm.py [--out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -19,26 +23,68 @@ import blade  # noqa: E402
 from blade.codegen import emit  # noqa: E402
 from blade.runtime.launch import KernelLauncher  # noqa: E402
 
+RESIDENT = {
+    "4/8/16 warps": ((4096, 4), (16384, 8), (32768, 16)),
+    "8/16/32 warps": ((4096, 8), (16384, 16), (32768, 32)),
+    "2/4/8 warps": ((4096, 2), (16384, 4), (32768, 8)),
+    "4/8 warps, 8192 tile": ((4096, 4), (8192, 8), (16384, 8)),
+}
+
+
+def _inputs():
+    out = {}
+    for label, n, c, h, w in SHAPES:
+        out[label] = (GnSiluNhwc(c).cuda().half().eval(),
+                      torch.randn(n, c, h, w, device="cuda", dtype=torch.float16)
+                      .contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1))
+    return out
+
+
+def _time(opts, inputs, schedule):
+    row = []
+    KernelLauncher.gn_schedule = schedule
+    with torch.no_grad():
+        for k, (m, x) in inputs.items():
+            opts[k](x)
+            ran = opts[k].variants[0].program.launch_stats.by_kernel
+            ok = any(n.endswith("_res") for n in ran) == (schedule == "one")
+            row.append(kernel_ms(lambda: opts[k](x))[0] if ok else "-")
+            ran.clear()
+    KernelLauncher.gn_schedule = "auto"
+    return row
+
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    inputs = _inputs()
+    cfg = blade.Config(cuda_graphs=False)
+    texts = []
     rows = []
-    inputs = {}
-    for label, n, c, h, w in SHAPES:
-        inputs[label] = (GnSiluNhwc(c).cuda().half().eval(),
-                         torch.randn(n, c, h, w, device="cuda", dtype=torch.float16)
-                         .contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1))
+    default = emit.GN_RESIDENT_TILES
+    for name, tiles in RESIDENT.items():
+        emit.GN_RESIDENT_TILES = tiles
+        opts = {k: blade.optimize(m, (x,), config=cfg) for k, (m, x) in inputs.items()}
+        rows.append([name] + _time(opts, inputs, "one"))
+    emit.GN_RESIDENT_TILES = default
+    texts.append(print_table("GroupNorm+SiLU kernel ms, one launch, by resident tiles (elements, warps)",
+                             ["resident tiles"] + [s[0] for s in SHAPES], rows))
+    rows = []
+    default = emit.GN_STATS_TILE
     for tile in (2048, 4096, 8192):
         emit.GN_STATS_TILE = tile
-        opts = {k: blade.optimize(m, (x,), config=blade.Config(cuda_graphs=False)) for k, (m, x) in inputs.items()}
-        for pps in (1, 2, 4, 8):
+        opts = {k: blade.optimize(m, (x,), config=cfg) for k, (m, x) in inputs.items()}
+        for pps in (1, 2, 4):
             KernelLauncher.gn_programs_per_sm = pps
-            row = [tile, pps]
-            with torch.no_grad():
-                for k, (m, x) in inputs.items():
-                    row.append(kernel_ms(lambda: opts[k](x))[0])
-            rows.append(row)
-    print_table("GroupNorm+SiLU kernel ms by statistics tile and programs per SM",
-                ["tile", "prog/SM"] + [s[0] for s in SHAPES], rows)
+            rows.append([tile, pps] + _time(opts, inputs, "two"))
+    KernelLauncher.gn_programs_per_sm = 2
+    emit.GN_STATS_TILE = default
+    texts.append(print_table("GroupNorm+SiLU kernel ms, two launches, by statistics tile and programs per SM",
+                             ["tile", "prog/SM"] + [s[0] for s in SHAPES], rows))
+    if args.out:
+        with open(os.path.join(args.out, "sweep_groupnorm.txt"), "w") as f:
+            f.write("\n\n".join(texts) + "\n")
 
 
 if __name__ == "__main__":

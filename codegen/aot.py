@@ -52,15 +52,12 @@ def _attrs(plan: KernelPlan, variant: Variant) -> dict:
         return {}
     sig = plan.signature(variant.kernel)
     return {(i,): [["tt.divisibility", 16]] for i, (name, ty) in enumerate(sig.items())
-            if ty.startswith("*") or name == "K" or name.startswith("s")}
+            if ty.startswith("*") or name == "K" or name.startswith(("s", "rs"))}
 
 
 def _options(variant: Variant) -> dict:
-    """Triton compile options of a variant (a cooperative grid is a launch attribute baked in)."""
-    options = {"num_warps": variant.num_warps}
-    if variant.cooperative:
-        options["launch_cooperative_grid"] = True
-    return options
+    """Triton compile options of a variant."""
+    return {"num_warps": variant.num_warps}
 
 
 @dataclass
@@ -91,7 +88,7 @@ def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda
         for v in plan.variants:
             sig = plan.signature(v.kernel)
             consts = {k: v.constexprs[k] for k in plan.constexpr_names(v.kernel)}
-            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps, v.cooperative)
+            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps)
             jobs_by_key[key] = (str(path), v.kernel, sig, consts, _attrs(plan, v), _options(v), tuple(target), tcache)
     todo = list(jobs_by_key.values())
     t0 = time.perf_counter()

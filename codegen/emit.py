@@ -11,16 +11,23 @@ Three templates, chosen by the group's ``kind``:
   holds ``BLOCK_M`` whole rows (``BLOCK_K >= K``).
 * ``group_norm``: NHWC GroupNorm, two schedules picked at launch by the size of a group:
 
-  - *one launch* (``*_coop``, activations that fit in L2): a cooperative grid (every program
-    resident at once, guaranteed by a cooperative launch) of (image, group block, chunk of pixels)
-    programs. Each sums its chunk (pass 1) and publishes per-group partials; a grid barrier per
-    (image, group block) (an arrival counter) waits for the block's chunks; every program then
-    merges the partials itself into mean and 1/std and re-reads its chunk (L2-resident) to
-    normalise and write (pass 2). A departure counter resets the counters for the next launch.
-  - *two launches* (large activations): ``*_stats`` gives each (image, chunk of pixels) program
-    per-channel sums, reduces them to per-group partials (parallel-axis theorem), and the last
-    program of each image (an atomic ticket) merges the chunks into mean and 1/std. ``*_apply``
-    is the pointwise template with the normalisation, the affine and the epilogue fused.
+  - *one launch* (``*_res``, small groups): one program per (image, group) holds the whole group
+    in registers (a ``[BLOCK_M, BLOCK_K]`` tile with ``BLOCK_M >= pixels``): it loads once, computes
+    the mean and then the centred variance from registers (exact two-pass), normalises, runs the
+    epilogue and writes. A few tile sizes are compiled; the launcher picks the smallest that fits.
+  - *two launches* (large groups): ``*_stats`` gives each (image, group block, chunk of pixels)
+    program per-channel sums, reduces them to per-group partials (parallel-axis theorem), and the
+    last program of each (image, group block) (an atomic ticket) merges the chunks into mean and
+    1/std. ``*_apply`` is the pointwise template with the normalisation, the affine and the
+    epilogue fused.
+
+Row addressing: a kernel iterates over rows ``rm`` (every dim but the last, flattened) and reads
+each input at ``row offset + k``. When every input's row dims are one contiguous range that the
+launcher can collapse into a single stride (the normal case: NHWC activations, GEMM outputs and
+their column slices, per-image vectors), the row offset is ``((rm // a) % b) * rs`` with only the
+division/modulo that input needs (*linear* addressing, int32 index math). Groups that read through
+a nearest upsample, or inputs broadcast along a non-contiguous set of dims, use per-dim
+coordinates (*coords* addressing).
 
 One compiled kernel serves every shape: block sizes are the only compile-time constants, and a
 few variants are compiled per kernel (tile width by the channel count, and an *aligned* variant
@@ -46,6 +53,9 @@ TILE_ELEMENTS = 4096
 GN_STATS_WIDTH = 128   # channels a GroupNorm statistics program covers (whole groups)
 GN_MAX_CHUNKS = 128    # most pixel chunks per (image, group block); the merge holds them all
 GN_STATS_TILE = 4096   # elements of one statistics tile ([BLOCK_M, BLOCK_K])
+#: one-launch GroupNorm: (tile elements, warps) of the compiled register-resident variants; a
+#: group of P pixels runs in one program when P fits the tile's BLOCK_M
+GN_RESIDENT_TILES = ((4096, 4), (16384, 8), (32768, 16))
 
 
 @dataclass
@@ -56,6 +66,9 @@ class InputSpec:
     row_dims: list[int]  # row dims along which the input varies (a runtime stride each)
     last: str            # "contig": varies along K with stride 1; "bcast": constant along K
     row_div: dict[int, int] = field(default_factory=dict)  # dim -> factor: read at coordinate // factor
+    #: linear addressing: which part of the row index the input varies along: "none", "full" (every
+    #: row dim), "prefix" (leading dims: rm // a), "suffix" (trailing dims: rm % b), "middle" (both)
+    form: str = "none"
 
 
 @dataclass
@@ -64,7 +77,6 @@ class Variant:
     constexprs: dict[str, int]
     aligned: bool
     num_warps: int = 4
-    cooperative: bool = False   # launched as a cooperative grid (all programs resident at once)
 
 
 @dataclass
@@ -82,6 +94,7 @@ class KernelPlan:
     static_k: int | None = None
     num_groups: int = 0
     eps: float = 0.0
+    addressing: str = "linear"      # "linear" or "coords" (see the module docstring)
 
     @property
     def key(self) -> str:
@@ -97,28 +110,44 @@ class KernelPlan:
                 sig[f"out{j}"] = POINTER[dt]
         if kernel.endswith("_stats"):
             sig.update({"partial": "*fp32", "stats": "*fp32", "counter": "*i32"})
-        elif kernel.endswith("_coop"):
-            sig.update({"partial": "*fp32", "counter": "*i32"})
         elif kernel.endswith("_apply"):
             sig["stats"] = "*fp32"
-        sig.update({"M": "i64", "K": "i64"})
-        for d in self.needed_row_dims():
-            sig[f"D{d}"] = "i64"
-        for i, spec in enumerate(self.inputs):
-            for d in spec.row_dims:
-                sig[f"s{i}_{d}"] = "i64"
+        sig.update({"M": "i32", "K": "i64"})
+        sig.update(self.address_args())
         if self.kind == "group_norm":
-            sig["P"] = "i64"
-            if kernel.endswith(("_stats", "_coop")):
-                sig.update({"nchunks": "i64", "rows_per_chunk": "i64", "eps": "fp32"})
+            sig["P"] = "i32"
+            if kernel.endswith("_stats"):
+                sig.update({"nchunks": "i32", "rows_per_chunk": "i32", "eps": "fp32"})
         for c in self.constexpr_names(kernel):
             sig[c] = "constexpr"
         return sig
 
+    def address_args(self) -> dict[str, str]:
+        """Runtime arguments that locate each input's rows (see the module docstring)."""
+        args: dict[str, str] = {}
+        if self.addressing == "coords":
+            for d in self.needed_row_dims():
+                args[f"D{d}"] = "i32"
+            for i, spec in enumerate(self.inputs):
+                for d in spec.row_dims:
+                    args[f"s{i}_{d}"] = "i64"
+            return args
+        for i, spec in enumerate(self.inputs):
+            if spec.form == "none":
+                continue
+            args[f"rs{i}"] = "i64"
+            if spec.form in ("prefix", "middle"):
+                args[f"a{i}"] = "i32"
+            if spec.form in ("suffix", "middle"):
+                args[f"b{i}"] = "i32"
+        return args
+
     def constexpr_names(self, kernel: str) -> list[str]:
         if self.kind == "group_norm":
-            if kernel.endswith(("_stats", "_coop")):
+            if kernel.endswith("_stats"):
                 return ["G", "CPG", "GB", "GBP", "CHMAX", "BLOCK_M", "BLOCK_K"]
+            if kernel.endswith("_res"):
+                return ["G", "CPG", "BLOCK_M", "BLOCK_K"]
             return ["G", "CPG", "SINGLE_IMAGE", "BLOCK_M", "BLOCK_K"]
         return ["BLOCK_M", "BLOCK_K"]
 
@@ -159,6 +188,8 @@ def plan_kernel(op: FusedOp) -> KernelPlan:
         inputs = [_input_spec(a.type, space) for a in op.body.block.args]
     outputs = [storage(v.type) for v in op.outputs]
     plan = KernelPlan("", kind, op.p("ops"), "", rank, inputs, outputs)
+    if ups is not None or any(s.form == "coords" for s in inputs):
+        plan.addressing = "coords"
     plan.static_k = static_value(space.shape[-1])
     if isinstance(anchor, GroupNormOp):
         plan.num_groups, plan.eps = anchor.p("num_groups"), anchor.p("eps")
@@ -182,7 +213,18 @@ def _input_spec(t: TensorType, space: TensorType) -> InputSpec:
             row_dims.append(d)
     j = ri - 1
     last = "contig" if (ri >= 1 and not (t.shape[j] == 1 and space.shape[r - 1] != 1)) else "bcast"
-    return InputSpec(storage(t), row_dims, last)
+    return InputSpec(storage(t), row_dims, last, form=_row_form(row_dims, r - 1))
+
+
+def _row_form(row_dims: list[int], nrows: int) -> str:
+    """How an input's row offset follows from the flat row index (``coords``: it does not)."""
+    if not row_dims:
+        return "none"
+    lo, hi = row_dims[0], row_dims[-1]
+    if row_dims != list(range(lo, hi + 1)):
+        return "coords"
+    return {(True, True): "full", (True, False): "prefix", (False, True): "suffix"}.get(
+        (lo == 0, hi == nrows - 1), "middle")
 
 
 def _variants(plan: KernelPlan) -> list[Variant]:
@@ -207,8 +249,11 @@ def _variants(plan: KernelPlan) -> list[Variant]:
         stats_consts = {"G": g, "CPG": cpg, "GB": gb, "GBP": next_pow2(gb), "CHMAX": GN_MAX_CHUNKS,
                         "BLOCK_M": max(1, GN_STATS_TILE // bk_stats), "BLOCK_K": bk_stats}
         bk = _pointwise_block_k(k)
+        bk_res = next_pow2(cpg)
         for al in aligned_options:
-            out.append(Variant(plan.name + "_coop", stats_consts, al, cooperative=True))
+            for tile, warps in GN_RESIDENT_TILES:
+                out.append(Variant(plan.name + "_res", {"G": g, "CPG": cpg, "BLOCK_M": max(1, tile // bk_res),
+                                                        "BLOCK_K": bk_res}, al, num_warps=warps))
             out.append(Variant(plan.name + "_stats", stats_consts, al))
             for single in (1, 0):
                 apply_consts = {"G": g, "CPG": cpg, "SINGLE_IMAGE": single,
@@ -252,7 +297,7 @@ class _Source:
             "",
         ]
         if p.kind == "group_norm":
-            kernels = [self._kernel("KNAME_coop", mode="coop"), self._kernel("KNAME_stats", mode="stats"),
+            kernels = [self._kernel("KNAME_res", mode="res"), self._kernel("KNAME_stats", mode="stats"),
                        self._kernel("KNAME_apply")]
             return "\n".join(head + kernels[0] + [""] + kernels[1] + [""] + kernels[2]) + "\n"
         return "\n".join(head + self._kernel("KNAME")) + "\n"
@@ -266,8 +311,10 @@ class _Source:
         self.mode = mode
         if mode == "stats":
             lines += self._stats_body()
-        elif mode == "coop":
-            lines += self._coop_body()
+        elif mode == "res":
+            lines += self._resident_prelude()
+            lines += self._compute(upto=None)
+            lines += self._stores()
         else:
             lines += self._tile_prelude(full_rows=p.kind == "row_norm")
             lines += self._compute(upto=None)
@@ -284,31 +331,40 @@ class _Source:
         out += ["    mask_m = rm < M", "    mask_k = rk < K", "    mask = mask_m[:, None] & mask_k[None, :]"]
         return out
 
-    def _row_coords(self) -> list[str]:
-        dims = self.plan.needed_row_dims()
-        if not dims:
-            return []
-        out = ["    rem = rm.to(tl.int64)"]
-        for d in reversed(range(dims[0] + 1, self.plan.rank - 1)):
-            out.append(f"    c{d} = rem % D{d}")
-            out.append(f"    rem = rem // D{d}")
-        out.append(f"    c{dims[0]} = rem")
-        return out
+    def _row_offsets(self) -> list[str]:
+        """``o{i}``: the element offset of each input's row, from the flat row index ``rm``."""
+        p = self.plan
+        if p.addressing == "coords":
+            dims = p.needed_row_dims()
+            out = []
+            if dims:
+                out.append("    rem = rm")
+                for d in reversed(range(dims[0] + 1, p.rank - 1)):
+                    out.append(f"    c{d} = rem % D{d}")
+                    out.append(f"    rem = rem // D{d}")
+                out.append(f"    c{dims[0]} = rem")
+            for i, spec in enumerate(p.inputs):
+                if spec.row_dims:
+                    terms = [f"(c{d} // {spec.row_div[d]})" if d in spec.row_div else f"c{d}" for d in spec.row_dims]
+                    out.append(f"    o{i} = " + " + ".join(f"{t}.to(tl.int64) * s{i}_{d}"
+                                                          for t, d in zip(terms, spec.row_dims)))
+            return out
+        index = {"full": "rm", "prefix": "(rm // a{i})", "suffix": "(rm % b{i})", "middle": "((rm // a{i}) % b{i})"}
+        return [f"    o{i} = {index[spec.form].format(i=i)}.to(tl.int64) * rs{i}"
+                for i, spec in enumerate(p.inputs) if spec.form != "none"]
 
     def _loads(self) -> list[str]:
-        out = self._row_coords()
+        out = self._row_offsets()
         for i, spec in enumerate(self.plan.inputs):
             ct = STORAGE[spec.dtype][1]
-            roff = " + ".join(f"(c{d} // {spec.row_div[d]}) * s{i}_{d}" if d in spec.row_div else f"c{d} * s{i}_{d}"
-                              for d in spec.row_dims)
             if spec.last == "bcast" and not spec.row_dims:
                 out.append(f"    x{i} = tl.load(in{i}).to({ct})")
             elif spec.last == "bcast":
-                out.append(f"    x{i} = tl.load(in{i} + ({roff}), mask=mask_m, other=0).to({ct})[:, None]")
+                out.append(f"    x{i} = tl.load(in{i} + o{i}, mask=mask_m, other=0).to({ct})[:, None]")
             elif not spec.row_dims:
                 out.append(f"    x{i} = tl.load(in{i} + rk, mask=mask_k, other=0).to({ct})[None, :]")
             else:
-                out.append(f"    x{i} = tl.load(in{i} + ({roff})[:, None] + rk[None, :], mask=mask, other=0).to({ct})")
+                out.append(f"    x{i} = tl.load(in{i} + o{i}[:, None] + rk[None, :], mask=mask, other=0).to({ct})")
         return out
 
     def _compute(self, upto) -> list[str]:
@@ -350,11 +406,16 @@ class _Source:
                    f"    xc = tl.where(mask, {x} - mean[:, None], 0.0)",
                    "    var = tl.sum(xc * xc, axis=1) / K",
                    f"    {name} = xc * tl.rsqrt(var + {self.plan.eps!r})[:, None]"]
-        else:  # GroupNorm apply: statistics come from the stats launch (or the coop kernel's merge)
+        else:  # GroupNorm apply: statistics come from the stats launch
             w, b = (self.names[o.operands[1]], self.names[o.operands[2]]) if len(o.operands) == 3 else ("1.0", "0.0")
-            if self.mode == "coop":
-                return [f"    scale = lane_rstd[None, :] * {w}",
-                        f"    {name} = {x} * scale + ({b} - lane_mean[None, :] * scale)"]
+            if self.mode == "res":  # the whole group is in registers: exact two-pass statistics
+                return [f"    xz = tl.where(mask, {x}, 0.0)",
+                        "    count = (P * CPG).to(tl.float32)",
+                        "    mean = tl.sum(tl.sum(xz, axis=1), axis=0) / count",
+                        f"    xc = tl.where(mask, {x} - mean, 0.0)",
+                        f"    rstd = tl.rsqrt(tl.sum(tl.sum(xc * xc, axis=1), axis=0) / count + {self.plan.eps!r})",
+                        f"    scale = rstd * {w}",
+                        f"    {name} = {x} * scale + ({b} - mean * scale)"]
             return ["    grp = rk // CPG",
                     "    if SINGLE_IMAGE:  # every row of the tile is in one image: per-column scale/shift",
                     "        img0 = (pid_m * BLOCK_M) // P",
@@ -392,6 +453,16 @@ class _Source:
                 "    lane = tl.arange(0, BLOCK_K)",
                 "    rk = gblk * (GB * CPG) + lane",
                 "    mask_k = lane < GB * CPG"]
+
+    def _resident_prelude(self) -> list[str]:
+        """Program -> (image, group); the tile holds all ``P`` pixels of the group's channels."""
+        return ["    img = tl.program_id(0) // G",
+                "    lane = tl.arange(0, BLOCK_K)",
+                "    rk = (tl.program_id(0) % G) * CPG + lane",
+                "    mask_k = lane < CPG",
+                "    rm = img * P + tl.arange(0, BLOCK_M)",
+                "    mask_m = rm < (img + 1) * P",
+                "    mask = mask_m[:, None] & mask_k[None, :]"]
 
     def _lane_sums_to_groups(self) -> list[str]:
         """Per-lane sums ``acc1``/``acc2`` over ``n`` pixels -> per-group mean ``gmean`` and M2
@@ -457,36 +528,6 @@ class _Source:
                  "m2 = tl.sum(tl.where(both, pm2 + cnt[:, None] * dm * dm, 0.0), axis=0)",
                  "rstd = tl.rsqrt(m2 / total + eps)"]
         return [indent + line for line in lines]
-
-    def _coop_body(self) -> list[str]:
-        out = self._group_block_prelude() + self._chunk_sums()
-        out += ["    if nchunks == 1:  # the program holds its whole group block: no barrier, no merge",
-                "        mean = gmean",
-                "        rstd = tl.rsqrt(gm2 / (n * CPG) + eps)",
-                "    else:",
-                "        # grid barrier of this (image, group block): wait until every chunk has published",
-                "        slot = (img * GBLK + gblk) * 2",
-                "        tl.atomic_add(counter + slot, 1, sem='release')",
-                "        arrived = tl.load(counter + slot, volatile=True)",
-                "        while arrived < nchunks:",
-                "            arrived = tl.load(counter + slot, volatile=True)",
-                "        tl.atomic_add(counter + slot, 0, sem='acquire')  # order the partials' loads after it"]
-        out += self._merge_chunks("        ")
-        out += ["        # the last program to leave resets both counters for the next launch",
-                "        left = tl.atomic_add(counter + slot + 1, 1, sem='acq_rel')",
-                "        if left == nchunks - 1:",
-                "            tl.atomic_xchg(counter + slot, 0)",
-                "            tl.atomic_xchg(counter + slot + 1, 0)",
-                "    lane_mean = tl.sum(tl.where(onehot, mean[:, None], 0.0), axis=0)",
-                "    lane_rstd = tl.sum(tl.where(onehot, rstd[:, None], 0.0), axis=0)",
-                "    # pass 2: re-read the chunk (L2-resident), normalise, run the epilogue, write",
-                "    for start in range(row0, row_end, BLOCK_M):",
-                "        rm = start + tl.arange(0, BLOCK_M)",
-                "        mask_m = rm < row_end",
-                "        mask = mask_m[:, None] & mask_k[None, :]"]
-        body = self._compute(upto=None) + self._stores()
-        out += ["    " + line for line in body]
-        return out
 
     def _stats_body(self) -> list[str]:
         out = self._group_block_prelude() + self._chunk_sums()

@@ -33,15 +33,9 @@ class LaunchStats:
 class KernelLauncher:
     #: GroupNorm statistics programs per multiprocessor (chunks are sized to reach it)
     gn_programs_per_sm = 2
-    #: GroupNorm in one launch, one program per (image, group block), when that block has at most
-    #: this many elements (pixels x channels): small activations, where a second launch and the
-    #: cross-program merge cost more than the data
-    gn_single_program_max_elements = 8192
-    #: GroupNorm in one cooperative launch split into chunks (grid barrier) when the activation has
-    #: at most this many elements; 0 = never chosen automatically (measured slower than two
-    #: launches on H100, see docs/performance.md); above both limits, statistics + apply launches
-    gn_one_launch_max_elements = 0
-    #: "auto" (by the sizes above), "one" (one launch, chunked to fill the GPU) or "two"
+    #: "auto": one launch (a register-resident program per group) when a group's pixels fit the
+    #: largest compiled resident tile, else statistics + apply; "one" forces the one-launch kernel
+    #: wherever it fits; "two" forces statistics + apply
     gn_schedule = "auto"
 
     def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
@@ -51,7 +45,6 @@ class KernelLauncher:
         self.stats = stats or LaunchStats()
         self._counters: dict[torch.device, torch.Tensor] = {}
         self._sm_count: dict[torch.device, int] = {}
-        self._resident: dict[int, int] = {}
 
     @classmethod
     def interpreted(cls, plan: KernelPlan, module, stats: LaunchStats | None = None) -> KernelLauncher:
@@ -66,21 +59,20 @@ class KernelLauncher:
         k = space[-1] if r else 1
         rows = space[:-1]
         m = math.prod(rows)
-        tensors, strides = [], {}
-        for i, (spec, t) in enumerate(zip(plan.inputs, inputs)):
+        if m >= 2**31:
+            raise RuntimeError(f"{plan.name} ({plan.label}): {m} rows in shape {tuple(space)}; generated kernels "
+                               "index rows in int32 (at most 2**31 - 1 rows)")
+        tensors = []
+        for t in inputs:
             if t.device != device:
                 t = t.to(device)
-            if spec.last == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
-                t = t.contiguous()
-                self.stats.layout_copies += 1
-            for d in spec.row_dims:
-                strides[f"s{i}_{d}"] = t.stride(d - (r - t.dim()))
             tensors.append(t)
+        tensors, address = self._address(tensors, space)
         outputs = [torch.empty(space, dtype=_TORCH_DTYPE[dt], device=device) for dt in plan.outputs]
         if m == 0 or k == 0:
             return outputs  # empty result: nothing to launch
-        scalars = {"M": m, "K": k, **{f"D{d}": rows[d] for d in plan.needed_row_dims()}, **strides}
-        aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in strides.items())
+        scalars = {"M": m, "K": k, **address}
+        aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in address.items() if n.startswith(("s", "rs")))
                    and all(t.data_ptr() % 16 == 0 for t in tensors + outputs))
         if plan.kind == "group_norm":
             self._group_norm(tensors, outputs, scalars, space, aligned, device)
@@ -92,6 +84,42 @@ class KernelLauncher:
             self._launch(v, grid, ptrs | scalars)
         return outputs
 
+    def _address(self, tensors: list[torch.Tensor], space: tuple[int, ...]) -> tuple[list[torch.Tensor], dict]:
+        """The address arguments of the plan's row addressing (``KernelPlan.address_args``).
+
+        Linear addressing needs each input's row dims to collapse into one stride; an input whose
+        strides do not (a permuted view) is copied contiguous first and counted in
+        ``stats.layout_copies``."""
+        plan = self.plan
+        r = len(space)
+        rows = space[:-1]
+        out: dict[str, int] = {}
+        result = []
+        for i, (spec, t) in enumerate(zip(plan.inputs, tensors)):
+            if spec.last == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
+                t = t.contiguous()
+                self.stats.layout_copies += 1
+            dims = [d - (r - t.dim()) for d in spec.row_dims]
+            if plan.addressing == "coords":
+                for d, j in zip(spec.row_dims, dims):
+                    out[f"s{i}_{d}"] = t.stride(j)
+            elif spec.row_dims:
+                stride = _collapsed_stride(t, dims)
+                if stride is None:
+                    t = t.contiguous()
+                    self.stats.layout_copies += 1
+                    stride = _collapsed_stride(t, dims)
+                out[f"rs{i}"] = stride
+                lo, hi = spec.row_dims[0], spec.row_dims[-1]
+                if spec.form in ("prefix", "middle"):
+                    out[f"a{i}"] = math.prod(rows[hi + 1:])
+                if spec.form in ("suffix", "middle"):
+                    out[f"b{i}"] = math.prod(rows[lo:hi + 1])
+            result.append(t)
+        if plan.addressing == "coords":
+            out.update({f"D{d}": rows[d] for d in plan.needed_row_dims()})
+        return result, out
+
     # ------------------------------------------------------------------ kinds
     def _group_norm(self, tensors, outputs, scalars, space, aligned, device) -> None:
         plan = self.plan
@@ -100,24 +128,10 @@ class KernelLauncher:
         g = plan.num_groups
         ins = {f"in{i}": t for i, t in enumerate(tensors)}
         outs = {f"out{j}": o for j, o in enumerate(outputs)}
-        vc = self._pick(plan.name + "_coop", scalars["K"], aligned, required=False)
-        one = vc is not None and self._one_launch(n * p * scalars["K"], p * plan.variants[vc].constexprs["GB"]
-                                                  * plan.variants[vc].constexprs["CPG"])
-        if one:
-            c = plan.variants[vc].constexprs
-            block_m, gblk = c["BLOCK_M"], g // c["GB"]
-            capacity = self._resident_programs(vc, device)
-            if n * gblk <= capacity:
-                # every program must be resident at once (the launch is cooperative); under the CPU
-                # interpreter programs run one after another, so each takes a whole image there
-                per_column = capacity // (n * gblk) if self.module is None and one == "chunked" else 1
-                nchunks = min(c["CHMAX"], per_column, triton_cdiv(p, block_m))
-                rows_per_chunk = triton_cdiv(triton_cdiv(p, nchunks), block_m) * block_m
-                nchunks = triton_cdiv(p, rows_per_chunk)
-                partial = torch.empty(n * nchunks * g * 2, dtype=torch.float32, device=device)
-                counter = self._counter(device, 2 * n * gblk)
-                self._launch(vc, (n * gblk, nchunks, 1), ins | outs | {"partial": partial, "counter": counter}
-                             | scalars | {"P": p, "nchunks": nchunks, "rows_per_chunk": rows_per_chunk, "eps": plan.eps})
+        if self.gn_schedule != "two":
+            vr = self._pick_resident(p, aligned)
+            if vr is not None:
+                self._launch(vr, (n * g, 1, 1), ins | outs | scalars | {"P": p})
                 return
         vs = self._pick(plan.name + "_stats", scalars["K"], aligned)
         c = plan.variants[vs].constexprs
@@ -137,29 +151,15 @@ class KernelLauncher:
         grid = (triton_cdiv(scalars["M"], c["BLOCK_M"]), triton_cdiv(scalars["K"], c["BLOCK_K"]), 1)
         self._launch(va, grid, ins | outs | {"stats": stats} | scalars | {"P": p})
 
-    def _one_launch(self, elements: int, block_elements: int) -> str | None:
-        """GroupNorm schedule: ``"single"`` (one launch, a program per group block), ``"chunked"``
-        (one cooperative launch, group blocks split over programs) or ``None`` (two launches)."""
-        if self.gn_schedule != "auto":
-            return "chunked" if self.gn_schedule == "one" else None
-        if block_elements <= self.gn_single_program_max_elements:
-            return "single"
-        return "chunked" if elements <= self.gn_one_launch_max_elements else None
-
-    def _resident_programs(self, index: int, device: torch.device) -> int:
-        """How many programs of variant ``index`` the GPU holds at once (registers and warps per SM;
-        the cooperative launch itself refuses a grid above the true limit rather than hang)."""
-        if self.module is not None:
-            return 1 << 30
-        if index not in self._resident:
-            kernel = self.compiled.kernels[index]
-            kernel._init_handles()  # loads the cubin: register count known from here on
-            warps = self.plan.variants[index].num_warps
-            regs = max(1, kernel.n_regs or 255)
-            by_regs = 65536 // (((regs * 32 + 255) // 256) * 256 * warps)
-            by_smem = (200 * 1024) // max(1, kernel.metadata.shared)
-            self._resident[index] = self._sms(device) * max(1, min(by_regs, by_smem, 64 // warps, 4))
-        return self._resident[index]
+    def _pick_resident(self, p: int, aligned: bool) -> int | None:
+        """The smallest register-resident GroupNorm variant whose tile holds ``p`` pixels."""
+        best = None
+        for i, v in enumerate(self.plan.variants):
+            if v.kernel.endswith("_res") and (aligned or not v.aligned) and v.constexprs["BLOCK_M"] >= p:
+                if best is None or (v.constexprs["BLOCK_M"], not v.aligned) < (
+                        self.plan.variants[best].constexprs["BLOCK_M"], not self.plan.variants[best].aligned):
+                    best = i
+        return best
 
     # ------------------------------------------------------------------ helpers
     def _pick(self, kernel: str, k: int, aligned: bool, single_image=None, p: int = 0,
@@ -208,6 +208,18 @@ class KernelLauncher:
             c = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
             self._counters[device] = c
         return c
+
+
+def _collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
+    """The one stride that addresses the (consecutive) dims ``dims`` of ``t`` as a flat index, or
+    ``None`` when they do not collapse. Size-1 dims are ignored (their stride is arbitrary)."""
+    live = [j for j in dims if t.shape[j] != 1]
+    if not live:
+        return 0
+    for a, b in zip(live, live[1:]):
+        if t.stride(a) != t.stride(b) * t.shape[b]:
+            return None
+    return t.stride(live[-1])
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -66,7 +66,7 @@ def test_group_norm_kernels(dtype, c, g, schedule, monkeypatch):
         with torch.no_grad():
             _bar(opt(x, bias), m(x, bias), m32(x.float(), bias.float()))
     ran = opt.variants[0].program.launch_stats.by_kernel
-    assert any(k.endswith("_coop" if schedule == "one" else "_stats") for k in ran), dict(ran)
+    assert any(k.endswith("_res" if schedule == "one" else "_stats") for k in ran), dict(ran)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])

@@ -30,7 +30,7 @@ def _run(model, make, sizes, atol=1e-4):
 def _assert_gn_schedule(opt, schedule):
     """The forced GroupNorm schedule is the one that ran."""
     names = opt.variants[0].program.launch_stats.by_kernel
-    fused = sum(v for k, v in names.items() if k.endswith("_coop"))
+    fused = sum(v for k, v in names.items() if k.endswith("_res"))
     stats = sum(v for k, v in names.items() if k.endswith("_stats"))
     assert (fused > 0 and stats == 0) if schedule == "one" else (stats > 0 and fused == 0), dict(names)
 
