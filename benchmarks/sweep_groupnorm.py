@@ -2,9 +2,10 @@
 shapes (one row per configuration, ``-`` where a schedule does not apply):
 
 * one launch (``*_res``): the (tile elements, warps) of the register-resident variants;
-* two launches (``*_stats`` + ``*_apply``): statistics tile size x statistics programs per SM.
+* two launches (``*_stats`` + ``*_apply``, forced at every shape): statistics programs per SM,
+  statistics tiles per loop step x programs per SM, each launch timed on its own.
 
-    python benchmarks/sweep_groupnorm.py [--out DIR]
+    python benchmarks/sweep_groupnorm.py [--resident] [--out DIR]
 """
 
 from __future__ import annotations
@@ -57,31 +58,43 @@ def _time(opts, inputs, schedule):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
+    ap.add_argument("--unroll", default="1,4,8", help="statistics tiles per loop step to try (a compile each)")
+    ap.add_argument("--resident", action="store_true", help="also sweep the one-launch tiles (a compile each)")
     args = ap.parse_args()
     inputs = _inputs()
     cfg = blade.Config(cuda_graphs=False)
     texts = []
+    if args.resident:
+        rows = []
+        default = emit.GN_RESIDENT_TILES
+        for name, tiles in RESIDENT.items():
+            emit.GN_RESIDENT_TILES = tiles
+            opts = {k: blade.optimize(m, (x,), config=cfg) for k, (m, x) in inputs.items()}
+            rows.append([name] + _time(opts, inputs, "one"))
+        emit.GN_RESIDENT_TILES = default
+        texts.append(print_table("GroupNorm+SiLU kernel ms, one launch, by resident tiles (elements, warps)",
+                                 ["resident tiles"] + [s[0] for s in SHAPES], rows))
     rows = []
-    default = emit.GN_RESIDENT_TILES
-    for name, tiles in RESIDENT.items():
-        emit.GN_RESIDENT_TILES = tiles
+    default = emit.GN_STATS_UNROLL
+    for unroll in (int(u) for u in args.unroll.split(",")):
+        emit.GN_STATS_UNROLL = unroll
         opts = {k: blade.optimize(m, (x,), config=cfg) for k, (m, x) in inputs.items()}
-        rows.append([name] + _time(opts, inputs, "one"))
-    emit.GN_RESIDENT_TILES = default
-    texts.append(print_table("GroupNorm+SiLU kernel ms, one launch, by resident tiles (elements, warps)",
-                             ["resident tiles"] + [s[0] for s in SHAPES], rows))
-    rows = []
-    default = emit.GN_STATS_TILE
-    for tile in (2048, 4096, 8192):
-        emit.GN_STATS_TILE = tile
-        opts = {k: blade.optimize(m, (x,), config=cfg) for k, (m, x) in inputs.items()}
+        KernelLauncher.gn_schedule = "two"
         for pps in (1, 2, 4):
             KernelLauncher.gn_programs_per_sm = pps
-            rows.append([tile, pps] + _time(opts, inputs, "two"))
+            row = [unroll, pps]
+            with torch.no_grad():
+                for k, (m, x) in inputs.items():
+                    stats = kernel_ms(lambda: opts[k](x), name_filter=lambda n: n.endswith("_stats"))[0]
+                    apply = kernel_ms(lambda: opts[k](x), name_filter=lambda n: n.endswith("_apply"))[0]
+                    row.append(f"{stats:.3f}+{apply:.3f}")
+            rows.append(row)
+    emit.GN_STATS_UNROLL = default
     KernelLauncher.gn_programs_per_sm = 2
-    emit.GN_STATS_TILE = default
-    texts.append(print_table("GroupNorm+SiLU kernel ms, two launches, by statistics tile and programs per SM",
-                             ["tile", "prog/SM"] + [s[0] for s in SHAPES], rows))
+    KernelLauncher.gn_schedule = "auto"
+    texts.append(print_table(f"GroupNorm+SiLU kernel ms, two launches (statistics + apply), statistics tile "
+                             f"{emit.GN_STATS_TILE}, by tiles per loop step and statistics programs per SM",
+                             ["unroll", "prog/SM"] + [s[0] for s in SHAPES], rows))
     if args.out:
         with open(os.path.join(args.out, "sweep_groupnorm.txt"), "w") as f:
             f.write("\n\n".join(texts) + "\n")

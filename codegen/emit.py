@@ -53,6 +53,7 @@ TILE_ELEMENTS = 4096
 GN_STATS_WIDTH = 128   # channels a GroupNorm statistics program covers (whole groups)
 GN_MAX_CHUNKS = 128    # most pixel chunks per (image, group block); the merge holds them all
 GN_STATS_TILE = 4096   # elements of one statistics tile ([BLOCK_M, BLOCK_K])
+GN_STATS_UNROLL = 4    # statistics tiles loaded per loop step (bytes in flight per program)
 #: one-launch GroupNorm: (tile elements, warps) of the compiled register-resident variants; a
 #: group of P pixels runs in one program when P fits the tile's BLOCK_M
 GN_RESIDENT_TILES = ((4096, 4), (16384, 8), (32768, 16))
@@ -145,7 +146,7 @@ class KernelPlan:
     def constexpr_names(self, kernel: str) -> list[str]:
         if self.kind == "group_norm":
             if kernel.endswith("_stats"):
-                return ["G", "CPG", "GB", "GBP", "CHMAX", "BLOCK_M", "BLOCK_K"]
+                return ["G", "CPG", "GB", "GBP", "CHMAX", "UNROLL", "BLOCK_M", "BLOCK_K"]
             if kernel.endswith("_res"):
                 return ["G", "CPG", "BLOCK_M", "BLOCK_K"]
             return ["G", "CPG", "SINGLE_IMAGE", "BLOCK_M", "BLOCK_K"]
@@ -247,7 +248,7 @@ def _variants(plan: KernelPlan) -> list[Variant]:
         gb = max(d for d in range(1, g + 1) if g % d == 0 and (d == 1 or d * cpg <= GN_STATS_WIDTH))
         bk_stats = next_pow2(gb * cpg)
         stats_consts = {"G": g, "CPG": cpg, "GB": gb, "GBP": next_pow2(gb), "CHMAX": GN_MAX_CHUNKS,
-                        "BLOCK_M": max(1, GN_STATS_TILE // bk_stats), "BLOCK_K": bk_stats}
+                        "UNROLL": GN_STATS_UNROLL, "BLOCK_M": max(1, GN_STATS_TILE // bk_stats), "BLOCK_K": bk_stats}
         bk = _pointwise_block_k(k)
         bk_res = next_pow2(cpg)
         for al in aligned_options:
@@ -481,16 +482,18 @@ class _Source:
         """Per-lane sum and sum of squares of the anchor's input over rows ``[row0, row_end)``."""
         out = ["    acc1 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
                "    acc2 = tl.zeros([BLOCK_M, BLOCK_K], dtype=tl.float32)",
-               f"    for start in range({row0}, {row_end}, BLOCK_M):",
-               "        rm = start + tl.arange(0, BLOCK_M)",
-               f"        mask_m = rm < {row_end}",
-               "        mask = mask_m[:, None] & mask_k[None, :]"]
+               "    # UNROLL independent tiles per step: their loads are in flight together",
+               f"    for start in range({row0}, {row_end}, BLOCK_M * UNROLL):",
+               "        for u in tl.static_range(UNROLL):",
+               "            rm = start + u * BLOCK_M + tl.arange(0, BLOCK_M)",
+               f"            mask_m = rm < {row_end}",
+               "            mask = mask_m[:, None] & mask_k[None, :]"]
         compute = self._compute(upto=self.anchor)
-        out += ["    " + line for line in compute]
+        out += ["        " + line for line in compute]
         x = self.names[self.anchor.operands[0]]
-        out += [f"        xs = tl.where(mask, {x}, 0.0)",
-                "        acc1 += xs",
-                "        acc2 += xs * xs"]
+        out += [f"            xs = tl.where(mask, {x}, 0.0)",
+                "            acc1 += xs",
+                "            acc2 += xs * xs"]
         return out
 
     def _chunk_sums(self) -> list[str]:

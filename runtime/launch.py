@@ -33,6 +33,8 @@ class LaunchStats:
 class KernelLauncher:
     #: GroupNorm statistics programs per multiprocessor (chunks are sized to reach it)
     gn_programs_per_sm = 2
+    #: GroupNorm statistics loop steps (UNROLL tiles each) a chunk has at least
+    gn_min_steps = 2
     #: "auto": one launch (a register-resident program per group) when a group's pixels fit the
     #: largest compiled resident tile, else statistics + apply; "one" forces the one-launch kernel
     #: wherever it fits; "two" forces statistics + apply
@@ -135,10 +137,11 @@ class KernelLauncher:
                 return
         vs = self._pick(plan.name + "_stats", scalars["K"], aligned)
         c = plan.variants[vs].constexprs
-        block_m, gblk = c["BLOCK_M"], g // c["GB"]
-        # enough programs to fill the GPU twice, at most CHMAX chunks per (image, group block)
+        block_m, gblk = c["BLOCK_M"] * c["UNROLL"], g // c["GB"]  # chunks are whole loop steps
+        # enough programs to fill the GPU twice, at most CHMAX chunks per (image, group block), and
+        # at least gn_min_steps loop steps per chunk (a program's fixed cost: merge, atomics)
         per_column = max(1, math.ceil(self.gn_programs_per_sm * self._sms(device) / max(n * gblk, 1)))
-        nchunks = min(c["CHMAX"], per_column, triton_cdiv(p, block_m))
+        nchunks = max(1, min(c["CHMAX"], per_column, triton_cdiv(p, block_m * self.gn_min_steps)))
         rows_per_chunk = triton_cdiv(triton_cdiv(p, nchunks), block_m) * block_m
         nchunks = triton_cdiv(p, rows_per_chunk)
         partial = torch.empty(n * nchunks * g * 2, dtype=torch.float32, device=device)
