@@ -1,8 +1,7 @@
 """GroupNorm+SiLU at the SD 1.5 UNet and VAE shapes: eager (NCHW and channels-last),
 torch.compile and Blade's fused NHWC kernel, GPU kernel time per call (fp16). Blade's column is the
-schedule it picks at launch; its three GroupNorm schedules are also timed forced: register-resident
-(one program per group, where the group fits), looping (one program per group, any size) and
-statistics + apply (two launches).
+schedule it picks at launch; the one-launch (where a group fits one program) and two-launch
+schedules are also timed forced.
 
     python benchmarks/bench_groupnorm.py [--out DIR]
 """
@@ -72,23 +71,21 @@ def main() -> None:
             t_b, k_b = kernel_ms(bl)  # the schedule Blade picks (auto)
             forced = {}
             ran = opt.variants[0].program.launch_stats.by_kernel
-            for schedule in ("one", "loop", "two"):
+            for schedule in ("one", "two"):
                 KernelLauncher.gn_schedule = schedule
                 ran.clear()
                 err = max(err, (bl().float() - ref).abs().max().item())
-                fits = schedule != "one" or any(k.endswith("_res") for k in ran)
+                fits = schedule == "two" or any(k.endswith("_res") for k in ran)
                 forced[schedule] = kernel_ms(bl)[0] if fits else float("nan")  # one launch: small groups only
             KernelLauncher.gn_schedule = "auto"
         gb = 2 * x_nchw.numel() * 2 / 1e9  # bytes of one read + one write, fp16, in GB
-        rows.append([label, t_e, t_cl, t_c, t_b, forced["one"], forced["loop"], forced["two"], f"{t_e / t_b:.2f}x", f"{t_c / t_b:.2f}x", f"{gb / (t_b / 1e3):.0f}",
+        rows.append([label, t_e, t_cl, t_c, t_b, forced["one"], forced["two"], f"{t_e / t_b:.2f}x", f"{t_c / t_b:.2f}x", f"{gb / (t_b / 1e3):.0f}",
                      f"{k_e:.0f}/{k_c:.0f}/{k_b:.0f}", f"{err:.1e}"])
         data["rows"].append(dict(shape=label, eager_ms=t_e, eager_cl_ms=t_cl, compile_ms=t_c, blade_ms=t_b,
-                                 blade_one_launch_ms=forced["one"], blade_loop_ms=forced["loop"],
-                                 blade_two_launch_ms=forced["two"], max_err=err))
+                                 blade_one_launch_ms=forced["one"], blade_two_launch_ms=forced["two"], max_err=err))
     text = print_table(f"GroupNorm+SiLU fp16, GPU kernel ms per call ({env['device']}, torch {env['torch']}, "
                        f"triton {env['triton']}, {env['date']})",
-                       ["shape", "eager", "eager CL", "compile", "blade", "blade resident", "blade loop", "blade 2-launch",
-                        "vs eager", "vs compile",
+                       ["shape", "eager", "eager CL", "compile", "blade", "blade 1-launch", "blade 2-launch", "vs eager", "vs compile",
                         "blade GB/s (1R+1W)", "kernels e/c/b", "max err"], rows)
     os.makedirs(args.out, exist_ok=True)
     save_json(os.path.join(args.out, "groupnorm.json"), data)

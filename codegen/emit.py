@@ -57,8 +57,6 @@ GN_STATS_UNROLL = 4    # statistics tiles loaded per loop step (bytes in flight 
 #: one-launch GroupNorm: (tile elements, warps) of the compiled register-resident variants; a
 #: group of P pixels runs in one program when P fits the tile's BLOCK_M
 GN_RESIDENT_TILES = ((4096, 4), (16384, 8), (32768, 16))
-#: one-launch GroupNorm for larger groups (``*_loop``): (tile elements, warps, tiles per step)
-GN_LOOP_TILE = (4096, 8, 4)
 
 
 @dataclass
@@ -121,8 +119,6 @@ class KernelPlan:
             sig["P"] = "i32"
             if kernel.endswith("_stats"):
                 sig.update({"nchunks": "i32", "rows_per_chunk": "i32", "eps": "fp32"})
-            elif kernel.endswith("_loop"):
-                sig["eps"] = "fp32"
         for c in self.constexpr_names(kernel):
             sig[c] = "constexpr"
         return sig
@@ -153,8 +149,6 @@ class KernelPlan:
                 return ["G", "CPG", "GB", "GBP", "CHMAX", "UNROLL", "BLOCK_M", "BLOCK_K"]
             if kernel.endswith("_res"):
                 return ["G", "CPG", "BLOCK_M", "BLOCK_K"]
-            if kernel.endswith("_loop"):
-                return ["G", "CPG", "UNROLL", "BLOCK_M", "BLOCK_K"]
             return ["G", "CPG", "SINGLE_IMAGE", "BLOCK_M", "BLOCK_K"]
         return ["BLOCK_M", "BLOCK_K"]
 
@@ -261,10 +255,6 @@ def _variants(plan: KernelPlan) -> list[Variant]:
             for tile, warps in GN_RESIDENT_TILES:
                 out.append(Variant(plan.name + "_res", {"G": g, "CPG": cpg, "BLOCK_M": max(1, tile // bk_res),
                                                         "BLOCK_K": bk_res}, al, num_warps=warps))
-            tile, warps, unroll = GN_LOOP_TILE
-            out.append(Variant(plan.name + "_loop", {"G": g, "CPG": cpg, "UNROLL": unroll,
-                                                     "BLOCK_M": max(1, tile // bk_res), "BLOCK_K": bk_res},
-                               al, num_warps=warps))
             out.append(Variant(plan.name + "_stats", stats_consts, al))
             for single in (1, 0):
                 apply_consts = {"G": g, "CPG": cpg, "SINGLE_IMAGE": single,
@@ -308,9 +298,9 @@ class _Source:
             "",
         ]
         if p.kind == "group_norm":
-            kernels = [self._kernel("KNAME_res", mode="res"), self._kernel("KNAME_loop", mode="loop"),
-                       self._kernel("KNAME_stats", mode="stats"), self._kernel("KNAME_apply")]
-            return "\n\n".join("\n".join(k) for k in [head] + kernels) + "\n"
+            kernels = [self._kernel("KNAME_res", mode="res"), self._kernel("KNAME_stats", mode="stats"),
+                       self._kernel("KNAME_apply")]
+            return "\n".join(head + kernels[0] + [""] + kernels[1] + [""] + kernels[2]) + "\n"
         return "\n".join(head + self._kernel("KNAME")) + "\n"
 
     # ------------------------------------------------------------------ pieces
@@ -326,8 +316,6 @@ class _Source:
             lines += self._resident_prelude()
             lines += self._compute(upto=None)
             lines += self._stores()
-        elif mode == "loop":
-            lines += self._loop_body()
         else:
             lines += self._tile_prelude(full_rows=p.kind == "row_norm")
             lines += self._compute(upto=None)
@@ -421,9 +409,6 @@ class _Source:
                    f"    {name} = xc * tl.rsqrt(var + {self.plan.eps!r})[:, None]"]
         else:  # GroupNorm apply: statistics come from the stats launch
             w, b = (self.names[o.operands[1]], self.names[o.operands[2]]) if len(o.operands) == 3 else ("1.0", "0.0")
-            if self.mode == "loop":  # mean and 1/std of the group were computed by pass 1
-                return [f"    scale = rstd * {w}",
-                        f"    {name} = {x} * scale + ({b} - mean * scale)"]
             if self.mode == "res":  # the whole group is in registers: exact two-pass statistics
                 return [f"    xz = tl.where(mask, {x}, 0.0)",
                         "    count = (P * CPG).to(tl.float32)",
@@ -479,33 +464,6 @@ class _Source:
                 "    rm = img * P + tl.arange(0, BLOCK_M)",
                 "    mask_m = rm < (img + 1) * P",
                 "    mask = mask_m[:, None] & mask_k[None, :]"]
-
-    def _loop_body(self) -> list[str]:
-        """One program per (image, group) over all its pixels: pass 1 sums (DRAM), pass 2 re-reads
-        (L1/L2-resident), normalises, runs the epilogue and writes."""
-        out = ["    img = tl.program_id(0) // G",
-               "    lane = tl.arange(0, BLOCK_K)",
-               "    rk = (tl.program_id(0) % G) * CPG + lane",
-               "    mask_k = lane < CPG",
-               "    row0 = img * P",
-               "    row_end = row0 + P"]
-        out += self._sum_loop("row0", "row_end")
-        out += ["    n = P.to(tl.float32)",
-                "    s1 = tl.sum(acc1, axis=0)",
-                "    s2 = tl.sum(acc2, axis=0)",
-                "    mean_c = s1 / n",
-                "    m2_c = tl.maximum(s2 - s1 * mean_c, 0.0)",
-                "    mean = tl.sum(tl.where(mask_k, mean_c, 0.0), axis=0) / CPG",
-                "    dev = mean_c - mean",
-                "    m2 = tl.sum(tl.where(mask_k, m2_c + n * dev * dev, 0.0), axis=0)",
-                "    rstd = tl.rsqrt(m2 / (n * CPG) + eps)",
-                "    for start in range(row0, row_end, BLOCK_M):",
-                "        rm = start + tl.arange(0, BLOCK_M)",
-                "        mask_m = rm < row_end",
-                "        mask = mask_m[:, None] & mask_k[None, :]"]
-        body = self._compute(upto=None) + self._stores()
-        out += ["    " + line for line in body]
-        return out
 
     def _lane_sums_to_groups(self) -> list[str]:
         """Per-lane sums ``acc1``/``acc2`` over ``n`` pixels -> per-group mean ``gmean`` and M2

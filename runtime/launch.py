@@ -35,13 +35,9 @@ class KernelLauncher:
     gn_programs_per_sm = 2
     #: GroupNorm statistics loop steps (UNROLL tiles each) a chunk has at least
     gn_min_steps = 2
-    #: GroupNorm groups of at most this many elements (pixels x channels of a group) that do not
-    #: fit a register-resident program run as one looping program per group (``*_loop``)
-    gn_loop_max_elements = 0
     #: "auto": one launch (a register-resident program per group) when a group's pixels fit the
-    #: largest compiled resident tile, else the looping program up to ``gn_loop_max_elements``,
-    #: else statistics + apply; "one" forces the resident kernel wherever it fits; "loop" the
-    #: looping program; "two" statistics + apply
+    #: largest compiled resident tile, else statistics + apply; "one" forces the one-launch kernel
+    #: wherever it fits; "two" forces statistics + apply
     gn_schedule = "auto"
 
     def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
@@ -134,16 +130,11 @@ class KernelLauncher:
         g = plan.num_groups
         ins = {f"in{i}": t for i, t in enumerate(tensors)}
         outs = {f"out{j}": o for j, o in enumerate(outputs)}
-        if self.gn_schedule in ("auto", "one"):
+        if self.gn_schedule != "two":
             vr = self._pick_resident(p, aligned)
             if vr is not None:
                 self._launch(vr, (n * g, 1, 1), ins | outs | scalars | {"P": p})
                 return
-        if self.gn_schedule == "loop" or (self.gn_schedule == "auto" and
-                                          p * (scalars["K"] // g) <= self.gn_loop_max_elements):
-            vl = self._pick(plan.name + "_loop", scalars["K"], aligned)
-            self._launch(vl, (n * g, 1, 1), ins | outs | scalars | {"P": p, "eps": plan.eps})
-            return
         vs = self._pick(plan.name + "_stats", scalars["K"], aligned)
         c = plan.variants[vs].constexprs
         block_m, gblk = c["BLOCK_M"] * c["UNROLL"], g // c["GB"]  # chunks are whole loop steps
