@@ -164,3 +164,55 @@ def test_vae_decoder_with_generated_kernels():
         with torch.no_grad():
             out, ref = opt(z), model(z)
         assert (out - ref).abs().max().item() / ref.abs().max().item() < 1e-4
+
+
+class LinearBroadcasts(torch.nn.Module):
+    """Inputs that vary along every row dim, a leading one, a trailing range and a middle one:
+    each is one collapsed row stride (linear addressing)."""
+
+    def forward(self, x, per_image, per_position, per_middle):
+        # x [B, T, U, C]; per_image [B, C] -> [B, 1, 1, C]; per_position [T, U, C];
+        # per_middle [T, C] -> [1, T, 1, C]
+        return torch.tanh(x * 0.5 + per_image[:, None, None]) * per_position - per_middle[None, :, None]
+
+
+class CoordBroadcasts(torch.nn.Module):
+    """An input broadcast along a non-contiguous set of row dims ([B, 1, U, C]) and a transposed
+    view: per-dim coordinates, or a copy to a collapsible layout."""
+
+    def forward(self, x, gapped, swapped):
+        return x * gapped[:, None] + swapped.transpose(1, 2)  # gapped [B, U, C] -> [B, 1, U, C]
+
+
+def _addressing(opt):
+    from blade.codegen.emit import plan_kernel
+    from blade.dialects.kernel import FusedOp
+
+    return [plan_kernel(op).addressing for op in opt.report.module.walk() if isinstance(op, FusedOp)]
+
+
+def test_linear_row_addressing_forms():
+    opt = _run(LinearBroadcasts(),
+               lambda b, t, u, c: (torch.randn(b, t, u, c), torch.randn(b, c), torch.randn(t, u, c),
+                                   torch.randn(t, c)),
+               [(2, 5, 3, 7), (1, 1, 4, 16), (3, 6, 1, 9)])
+    assert _addressing(opt) == ["linear"]
+    from blade.codegen.emit import plan_kernel
+
+    plan = plan_kernel(next(op for op in opt.report.module.walk() if op.name == "blade.fused"))
+    assert sorted(s.form for s in plan.inputs) == ["full", "middle", "prefix", "suffix"]
+    # a view whose row dims do not collapse into one stride is copied first, and counted
+    x = torch.randn(2, 3, 5, 7).transpose(1, 2)
+    args = (x, torch.randn(2, 7), torch.randn(5, 3, 7), torch.randn(5, 7))
+    stats = opt.variants[0].program.launch_stats
+    before = stats.layout_copies
+    with torch.no_grad():
+        torch.testing.assert_close(opt(*args), LinearBroadcasts()(*args), atol=1e-4, rtol=1e-4)
+    assert stats.layout_copies == before + 1
+
+
+def test_coordinate_addressing_and_uncollapsible_views():
+    opt = _run(CoordBroadcasts(),
+               lambda b, t, u, c: (torch.randn(b, t, u, c), torch.randn(b, u, c), torch.randn(b, u, t, c)),
+               [(2, 5, 3, 7), (1, 1, 4, 16), (3, 6, 2, 9)])
+    assert "coords" in _addressing(opt)
