@@ -10,6 +10,7 @@ call (the memory-bound work; library ops run through PyTorch until GEMM/conv sel
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -45,43 +46,54 @@ def _out(x):
     return x
 
 
+def _peak(fn) -> tuple[float, float]:
+    """(seconds of the call, peak GiB allocated during it)."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0, torch.cuda.max_memory_allocated() / 2**30
+
+
 def bench_model(name: str, with_compile: bool, rows: list, records: list) -> None:
+    """Eager for every shape, then torch.compile for every shape (its graphs freed afterwards), then
+    Blade: each system's peak memory holds only its own buffers, and Blade (which re-lays-out the
+    convolution weights in place, ``Config.convert_weights_in_place``) runs last."""
     model, make = _build(name)
     shapes = SHAPES[name]
     torch.backends.cuda.matmul.allow_tf32 = True
+    inputs = [make(s) for s in shapes]
+    nan = float("nan")
+    eager, comp = {}, {}
     with torch.no_grad():
-        t0 = time.perf_counter()
-        opt = blade.optimize(model, make(shapes[0]))
-        blade_compile = time.perf_counter() - t0
-        compiled = None
+        for i, x in enumerate(inputs):
+            _, mem = _peak(lambda: model(*x))
+            eager[i] = (wall_ms(lambda: model(*x)), mem)
         if with_compile:
             torch._dynamo.reset()
             import torch._inductor.config as ic
 
             ic.conv_1x1_as_mm = True
             compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
-        for i, shape in enumerate(shapes):
-            inputs = make(shape)
-            torch.cuda.reset_peak_memory_stats()
-            t_eager = wall_ms(lambda: model(*inputs))
-            mem_eager = torch.cuda.max_memory_allocated() / 2**30
-            torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
-            _out(opt(*inputs))
-            torch.cuda.synchronize()
-            first_blade = time.perf_counter() - t0
-            t_blade = wall_ms(lambda: opt(*inputs))
-            mem_blade = torch.cuda.max_memory_allocated() / 2**30
-            t_kern, n_kern = kernel_ms(lambda: opt(*inputs), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
-            t_comp = first_comp = mem_comp = float("nan")
-            if compiled is not None:
-                torch.cuda.reset_peak_memory_stats()
-                t0 = time.perf_counter()
-                _out(compiled(*inputs)).clone()
-                torch.cuda.synchronize()
-                first_comp = time.perf_counter() - t0
-                t_comp = wall_ms(lambda: _out(compiled(*inputs)))
-                mem_comp = torch.cuda.max_memory_allocated() / 2**30
+            for i, x in enumerate(inputs):
+                first, mem = _peak(lambda: _out(compiled(*x)).clone())
+                comp[i] = (wall_ms(lambda: _out(compiled(*x))), first, mem)
+            del compiled
+            torch._dynamo.reset()
+            gc.collect()
+            torch.cuda.empty_cache()
+        t0 = time.perf_counter()
+        opt = blade.optimize(model, inputs[0])
+        blade_compile = time.perf_counter() - t0
+        for i, (shape, x) in enumerate(zip(shapes, inputs)):
+            first_blade, mem_blade = _peak(lambda: _out(opt(*x)))
+            t_blade = wall_ms(lambda: opt(*x))
+            _, mem_blade2 = _peak(lambda: opt(*x))
+            mem_blade = max(mem_blade, mem_blade2)
+            t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
+            t_eager, mem_eager = eager[i]
+            t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
             label = f"{name} " + "x".join(str(v) for v in shape)
             rows.append([label, t_eager, t_comp, t_blade, t_kern, int(n_kern),
                          f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.1f}", f"{first_comp:.1f}",
@@ -91,7 +103,8 @@ def bench_model(name: str, with_compile: bool, rows: list, records: list) -> Non
                                 blade_first_call_s=first_blade, compile_first_call_s=first_comp,
                                 peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,
                                 variants=len(opt.variants)))
-    del model, opt, compiled
+    del model, opt
+    gc.collect()
     torch.cuda.empty_cache()
 
 

@@ -122,7 +122,8 @@ class BladeModule(torch.nn.Module):
         if executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
-                                      conv_algorithm_search=self._config.conv_algorithm_search)
+                                      conv_algorithm_search=self._config.conv_algorithm_search,
+                                      convert_weights_in_place=self._config.convert_weights_in_place)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
         variant = Variant(program, executor, constants)

@@ -3,9 +3,10 @@ group and PyTorch for library ops (convolution, GEMM, attention) and views.
 
 It is the Python-level executor that proves fusion on the GPU before the C++ runtime exists: it
 walks the same IR as the reference executor (``ReferenceExecutor``), so anything it does not
-launch itself is executed by the same reference semantics. Channels-last convolutions get their
-weights converted to channels-last once (cached until the weight changes in place), and with
-``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape.
+launch itself is executed by the same reference semantics. Channels-last convolutions need
+channels-last weights: with ``convert_weights_in_place`` the module's parameters are re-laid-out
+once (no second copy), else a channels-last copy is kept (refreshed when the weight changes in
+place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from blade.symbolic import evaluate
 class KernelExecutor(ReferenceExecutor):
     def __init__(self, module: ModuleOp, weights: Callable[[str], torch.Tensor],
                  launchers: dict[int, KernelLauncher], check_shapes: bool = False,
-                 conv_algorithm_search: bool = False):
+                 conv_algorithm_search: bool = False, convert_weights_in_place: bool = False):
         super().__init__(module, weights, check_shapes)
         self.launchers = launchers
         self.conv_algorithm_search = conv_algorithm_search
+        self.convert_weights_in_place = convert_weights_in_place
         self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     def refresh_prepared_weights(self) -> None:
@@ -63,7 +65,11 @@ class KernelExecutor(ReferenceExecutor):
     def _conv_nhwc(self, op: ConvOp, args: list[torch.Tensor]) -> torch.Tensor:
         x, w = args[0], args[1]
         bias = args[2] if len(args) == 3 else None
-        if isinstance(op.operands[1].owner, WeightOp):
+        if isinstance(op.operands[1].owner, WeightOp) and self.convert_weights_in_place:
+            if not w.is_contiguous(memory_format=torch.channels_last):
+                with torch.no_grad():  # the parameter object stays; its storage is re-laid-out
+                    w.data = w.data.contiguous(memory_format=torch.channels_last)
+        elif isinstance(op.operands[1].owner, WeightOp):
             key = id(op)
             hit = self._cl_weights.get(key)
             if hit is None or hit[1] is not w:

@@ -98,12 +98,17 @@ def test_new_shapes_never_compile(monkeypatch):
     assert len(opt.variants) == 1
 
 
-def test_cuda_graph_per_shape_and_weight_updates(monkeypatch):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_cuda_graph_per_shape_and_weight_updates(monkeypatch, in_place):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # exact fp32 convs on both sides
     m = GnSilu(32, 8).to(DEV).eval()
-    opt = blade.optimize(m, (torch.randn(2, 32, 8, 8, device=DEV), torch.randn(2, 32, device=DEV)))
+    opt = blade.optimize(m, (torch.randn(2, 32, 8, 8, device=DEV), torch.randn(2, 32, device=DEV)),
+                         config=blade.Config(convert_weights_in_place=in_place))
     x, bias = torch.randn(2, 32, 8, 8, device=DEV), torch.randn(2, 32, device=DEV)
     torch.testing.assert_close(opt(x, bias), m(x, bias), atol=1e-4, rtol=1e-4)
+    # the convolution weight is re-laid-out in place (no copy kept), or left alone and copied
+    assert m.conv.weight.is_contiguous(memory_format=torch.channels_last) == in_place
+    assert (len(opt.variants[0].executor._cl_weights) == 0) == in_place
     torch.testing.assert_close(opt(x, bias), m(x, bias), atol=1e-4, rtol=1e-4)  # replay
     with torch.no_grad():
         m.conv.weight.mul_(0.5)  # seen by the captured graph (prepared copies are refreshed)
