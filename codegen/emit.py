@@ -16,10 +16,12 @@ Three templates, chosen by the group's ``kind``:
     the mean and then the centred variance from registers (exact two-pass), normalises, runs the
     epilogue and writes. A few tile sizes are compiled; the launcher picks the smallest that fits.
   - *two launches* (large groups): ``*_stats`` gives each (image, group block, chunk of pixels)
-    program per-channel sums, reduces them to per-group partials (parallel-axis theorem), and the
-    last program of each (image, group block) (an atomic ticket) merges the chunks into mean and
-    1/std. ``*_apply`` is the pointwise template with the normalisation, the affine and the
-    epilogue fused.
+    program per-channel sums (``UNROLL`` tiles per loop step, so their loads are in flight
+    together), reduces them to per-group partials (parallel-axis theorem), and the last program
+    of each (image, group block) (an atomic ticket) merges the chunks into mean and 1/std.
+    ``*_apply`` is the pointwise template with the normalisation, the affine and the epilogue
+    fused. (A looping one-program-per-group kernel and a cooperative-grid kernel were measured
+    slower than this pair: ``docs/performance.md``.)
 
 Row addressing: a kernel iterates over rows ``rm`` (every dim but the last, flattened) and reads
 each input at ``row offset + k``. When every input's row dims are one contiguous range that the
