@@ -21,7 +21,7 @@ Three templates, chosen by the group's ``kind``:
     of each (image, group block) (an atomic ticket) merges the chunks into mean and 1/std.
     ``*_apply`` is the pointwise template with the normalisation, the affine and the epilogue
     fused. (A looping one-program-per-group kernel and a cooperative-grid kernel were measured
-    slower than this pair: ``docs/performance.md``.)
+    no faster than this pair: ``docs/performance.md``.)
 
 Row addressing: a kernel iterates over rows ``rm`` (every dim but the last, flattened) and reads
 each input at ``row offset + k``. When every input's row dims are one contiguous range that the
