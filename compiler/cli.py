@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -29,6 +30,13 @@ def _build(model: str, dtype, device):
     if model == "clip":
         return models.clip_text_encoder(dtype, device), lambda s, seed: models.clip_inputs(*s, device=device, seed=seed)
     raise ValueError(f"unknown model {model!r}")
+
+
+def _label(model: str, shape: tuple) -> str:
+    """A demo shape in words: ``batch 2, 512x512 px`` (height x width) or ``batch 2, 77 tokens``."""
+    if model == "clip":
+        return f"batch {shape[0]}, {shape[1]} tokens"
+    return f"batch {shape[0]}, {shape[1]}x{shape[2]} px (height x width)"
 
 
 def _first_tensor(out):
@@ -57,13 +65,21 @@ def demo(args) -> int:
     t0 = time.perf_counter()
     model, make_inputs = _build(args.model, dtype, device)
     print(f"built the model in {time.perf_counter() - t0:.1f} s")
-    cfg = blade.Config(verbose=args.verbose, dump_dir=args.dump_dir)
+    # verbose: every compile stage prints as it starts and ends (export alone takes 10-60 s), and
+    # the compile report follows
+    cfg = blade.Config(verbose=not args.quiet, dump_dir=args.dump_dir)
+    print(f"optimizing for {_label(args.model, shapes[0])} ...", flush=True)
     with cfg, torch.no_grad():
         t0 = time.perf_counter()
         opt = blade.optimize(model, make_inputs(shapes[0], 0))
         compile_s = time.perf_counter() - t0
-    print(opt.report.format())
+    if args.quiet:
+        print(opt.report.format())
     print(f"optimize took {compile_s:.1f} s (one compile for every shape below)")
+    if args.dump_dir:
+        dumps = sorted(os.listdir(args.dump_dir))
+        print(f"IR after import and after every pass: {os.path.abspath(args.dump_dir)}/ "
+              f"({dumps[0]} ... {dumps[-1]}, {len(dumps)} files)")
     ok = True
     ref_model = None
     for i, shape in enumerate(shapes):
@@ -88,7 +104,7 @@ def demo(args) -> int:
                 passed = err < 1e-4
                 detail = f"max abs err / output scale {err:.2e}"
         ok &= passed
-        print(f"  shape {shape}: output {tuple(out.shape)}, {detail} -> {'OK' if passed else 'MISMATCH'}; "
+        print(f"  {_label(args.model, shape)}: output {tuple(out.shape)}, {detail} -> {'OK' if passed else 'MISMATCH'}; "
               f"blade {t_blade * 1e3:.0f} ms, eager {t_eager * 1e3:.0f} ms (reference executor, not tuned)")
     print(f"variants compiled: {len(opt.variants)}")
     print("result:", "all shapes match eager" if ok else "MISMATCH")
@@ -98,10 +114,14 @@ def demo(args) -> int:
 def inspect(args) -> int:
     import collections
 
-    from blade.ir import entry_function, parse_module, read_symbol_table, walk_ops
+    from blade.ir import IRFileError, entry_function, parse_module, read_ir_file, read_symbol_table, walk_ops
     from blade.shape_syntax import format_condition, format_shape
 
-    module = parse_module(open(args.file).read(), args.file)
+    try:
+        module = parse_module(read_ir_file(args.file), args.file)
+    except IRFileError as e:
+        print(f"blade inspect: error: {e}", file=sys.stderr)
+        return 1
     table = read_symbol_table(module)
     print(f"{args.file}:")
     print(f"symbols ({len(table.symbols)}):")
@@ -129,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--device", default="auto", help="cpu, cuda or auto")
     d.add_argument("--fp32", action="store_true", help="on CUDA, run in fp32 instead of fp16")
     d.add_argument("--dump-dir", default=None, help="write the IR after every pass here")
-    d.add_argument("-v", "--verbose", action="store_true", help="progress output while compiling")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress output while compiling")
     i = sub.add_parser("inspect", help="print symbols, guards and op counts of an IR file")
     i.add_argument("file")
     args = ap.parse_args(argv)

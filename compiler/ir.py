@@ -7,6 +7,7 @@ version is pinned in ``pyproject.toml``) touches this file and the dialect defin
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator, Sequence
 
 import sympy
@@ -17,6 +18,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import ParseError, VerifyException
 
 from blade.dialects import BLADE
 from blade.dialects.program import GuardOp, SymbolOp
@@ -26,7 +28,7 @@ from blade.symbolic import Guard, SymbolInfo, SymbolTable
 
 __all__ = [
     "Block", "InsertPoint", "ModuleOp", "Operation", "Region", "Rewriter", "SSAValue", "func",
-    "make_context", "parse_module", "print_module", "entry_function", "read_symbol_table",
+    "make_context", "parse_module", "read_ir_file", "IRFileError", "print_module", "entry_function", "read_symbol_table",
     "write_symbol_table", "walk_ops", "new_module", "replace_all_uses", "erase_op",
 ]
 
@@ -39,9 +41,33 @@ def make_context() -> Context:
     return ctx
 
 
+class IRFileError(ValueError):
+    """An IR file that cannot be read, parsed or verified; the message is one line
+    (``file:line:col: what is wrong``), for command-line tools to print without a traceback."""
+
+
+def read_ir_file(path: str) -> str:
+    """The text of an IR file (``-`` is stdin), or ``IRFileError`` saying why it cannot be read."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise IRFileError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from e
+
+
 def parse_module(text: str, name: str = "<input>") -> ModuleOp:
-    module = Parser(make_context(), text, name).parse_module()
-    module.verify()
+    """Parse and verify a module; a malformed or invalid one raises ``IRFileError``."""
+    try:
+        module = Parser(make_context(), text, name).parse_module()
+    except ParseError as e:
+        file, line, col = e.span.get_location()
+        raise IRFileError(f"{file}:{line}:{col}: {e.msg}") from e
+    try:
+        module.verify()
+    except VerifyException as e:
+        raise IRFileError(f"{name}: invalid IR: {str(e).strip().splitlines()[0]}") from e
     return module
 
 

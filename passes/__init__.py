@@ -7,8 +7,10 @@ Imports are lazy so that listing passes costs nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from blade.ir import ModulePass
+if TYPE_CHECKING:  # listing passes imports no IR (and so no torch)
+    from blade.ir import ModulePass
 
 
 def _canonicalize():
@@ -56,6 +58,26 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "layout-nhwc": _layout_nhwc,
         "fuse-stitch": _fuse_stitch,
     }
+
+
+#: One sentence per pass for ``blade-opt --list-passes`` (kept here so listing imports nothing).
+SUMMARIES = {
+    "canonicalize": "Removes ops that do nothing, merges chains of views and permutes, and deletes dead ops.",
+    "shape-propagation": "Gives every value's dims as expressions of the input symbols and checks each op's "
+                         "shape rule.",
+    "convert-fp16": "Runs a float32 program in float16 the way eager PyTorch runs model.half(), keeping "
+                    "norm statistics and softmax in float32.",
+    "cluster-supported": "Groups the ops Blade compiles into blade.cluster regions, with eager-fallback ops "
+                         "between them.",
+    "layout-nhwc": "Runs convolutions and the memory-bound ops around them channels-last, so no transpose is "
+                   "left between a convolution and its norm.",
+    "fuse-stitch": "Groups memory-bound ops (GroupNorm+SiLU, LayerNorm, softmax, GEGLU, elementwise chains) "
+                   "into blade.fused kernels.",
+}
+
+
+def pass_summary(name: str) -> str:
+    return SUMMARIES[name]
 
 
 def get_pass(name: str) -> type[ModulePass]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from blade.ir import make_context, parse_module, parse_pass_pipeline, print_module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,16 +27,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.list_passes:
-        from blade.passes import get_all_passes
+        from blade.passes import get_all_passes, pass_summary
 
-        for name, load in sorted(get_all_passes().items()):
-            doc = (load().__module__ and sys.modules[load().__module__].__doc__ or "").strip().split("\n")[0]
-            print(f"{name:24s} {doc}")
+        for name in sorted(get_all_passes()):
+            print(f"{name:20s} {pass_summary(name)}")
         return 0
 
-    text = sys.stdin.read() if args.input == "-" else open(args.input).read()
+    # imported here: --list-passes and --help need none of the IR (the dialects import torch)
+    from blade.ir import IRFileError, make_context, parse_module, parse_pass_pipeline, print_module, read_ir_file
+
     try:
-        module = parse_module(text, args.input)
+        module = parse_module(read_ir_file(args.input), args.input)
+    except IRFileError as e:
+        sys.stderr.write(f"blade-opt: error: {e}\n")
+        return 1
+    try:
         ctx = make_context()
         for p in parse_pass_pipeline(args.passes) if args.passes else []:
             p.apply(ctx, module)

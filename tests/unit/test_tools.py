@@ -43,3 +43,29 @@ def test_blade_opt_reports_unknown_pass(tmp_path, capsys):
 def test_python_m_blade_help():
     proc = subprocess.run([sys.executable, "-m", "blade", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "demo" in proc.stdout and "inspect" in proc.stdout
+
+
+def test_command_line_errors_are_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "bad.mlir"
+    bad.write_text("garbage {\n")
+    invalid = tmp_path / "invalid.mlir"
+    invalid.write_text('builtin.module {\n  "blade.symbol"() : () -> ()\n}\n')
+    cases = [(["blade.tools.blade_opt", str(tmp_path / "missing.mlir")], "cannot read"),
+             (["blade.tools.blade_opt", str(bad)], f"{bad}:1:"),
+             (["blade.tools.blade_opt", str(invalid)], "invalid IR"),
+             (["blade", "inspect", str(tmp_path / "missing.mlir")], "cannot read"),
+             (["blade", "inspect", str(bad)], f"{bad}:1:")]
+    for argv, expect in cases:
+        proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True)
+        assert proc.returncode == 1, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert expect in proc.stderr, proc.stderr
+
+
+def test_list_passes_prints_sentences_without_importing_torch():
+    code = ("import sys; from blade.tools.blade_opt import main; main(['--list-passes']); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) >= 6 and all(line.rstrip().endswith(".") for line in lines), lines
