@@ -12,11 +12,22 @@ which the high-level ops it implements itself (``conv2d``, ``linear``, ``group_n
 still whole. Only when the graph holds ops Blade has no lowering for, or in-place ops, does it
 run ``run_decompositions`` with a table restricted to those ops (functionalising the graph), so
 the cost of a full core-ATen decomposition is never paid for models Blade covers.
+
+torch.export is not thread-safe: while it traces, it swaps a module's parameters for fake tensors
+and patches process-wide state. Two captures at once leave a module with fake parameters, so every
+capture (export, tracing, decomposition) holds ``CAPTURE_LOCK``.
+
+A capture that fails raises ``CaptureError`` naming the construct: for data-dependent control flow
+(``if x.sum() > 0:``) the file, line and code, with the one rewrite that keeps the answer right
+(``torch.cond``). Tracing instead would record one branch and answer wrongly for inputs that take
+the other, so Blade never advises it.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
+import threading
 from typing import Any
 
 import torch
@@ -25,6 +36,13 @@ import torch.utils._pytree as pytree
 from torch.export import Dim, ExportedProgram
 
 from blade.config import Config
+
+#: Held by every torch.export / torch.jit.trace / run_decompositions call of Blade.
+CAPTURE_LOCK = threading.RLock()
+
+
+class CaptureError(RuntimeError):
+    """torch.export (or tracing) could not capture the model; the message names the construct."""
 
 
 def dynamic_shapes_for(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> dict[str, Any]:
@@ -78,18 +96,38 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
-    """torch.export with Blade's policy; raises a clear error naming the failing construct."""
+    """torch.export with Blade's policy; raises ``CaptureError`` naming the failing construct."""
     args, kwargs = _unalias(args, kwargs)
     dyn = dynamic_shapes_for(module, args, kwargs, config)
     try:
-        with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
+        with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
             return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
-        raise RuntimeError(
-            f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
-            "Blade needs an exportable forward. If the model branches on tensor values, pin the "
-            "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
-            "with torch.jit.trace instead.") from e
+        raise CaptureError(explain_export_failure(type(module).__name__, e)) from e
+
+
+_USER_FRAME = re.compile(r'The following call raised this error:\s*File "([^"]+)", line (\d+), in (\S+)\s*\n\s*(.*)')
+
+
+def explain_export_failure(model: str, e: BaseException) -> str:
+    """One paragraph: what torch.export refused, where, and what the user can do."""
+    text = str(e)
+    where = ""
+    m = _USER_FRAME.search(text)
+    if m:
+        where = f" at {m.group(1)}:{m.group(2)} in {m.group(3)} (`{m.group(4).strip()}`)"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)
+    data_dependent = (type(e).__name__ in ("GuardOnDataDependentSymNode", "DataDependentOutputException",
+                                           "DynamicOutputShapeException")
+                      or "data-dependent" in text or "data dependent" in text)
+    if data_dependent:
+        return (f"data-dependent control flow or output size{where} ({type(e).__name__}): the program "
+                "depends on tensor values. Rewrite a branch on a tensor value with torch.cond(pred, true_fn, "
+                "false_fn, operands) so both branches are compiled (tracing would record one branch and "
+                "answer wrongly for the other)")
+    return (f"torch.export could not capture {model}{where}: {type(e).__name__}: {first}. Blade needs a "
+            "forward that torch.export accepts (see the torch.export documentation for the construct "
+            "named); shape-dependent branches can be pinned with Config(static_dims=...)")
 
 
 def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: bool = False) -> ExportedProgram:
@@ -102,7 +140,7 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
     keep = {op: table[op] for op in list(table.keys()) if op in unsupported_targets}
     if not keep and not force:
         return ep
-    with fx_config.patch(backed_size_oblivious=True):
+    with CAPTURE_LOCK, fx_config.patch(backed_size_oblivious=True):
         return ep.run_decompositions(keep)
 
 
