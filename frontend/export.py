@@ -109,6 +109,23 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
 _USER_FRAME = re.compile(r'The following call raised this error:\s*File "([^"]+)", line (\d+), in (\S+)\s*\n\s*(.*)')
 
 
+def _user_frame(e: BaseException) -> str:
+    """`` at file:line in function (`code`)`` of the innermost traceback frame outside PyTorch and
+    Blade, or ''."""
+    import os
+    import traceback
+
+    import importlib
+
+    packages = ("torch", "blade", "blade.frontend", "blade.runtime", "blade.passes", "blade.codegen")
+    skip = tuple(os.path.dirname(importlib.import_module(p).__file__) + os.sep for p in packages)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(skip)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {f.filename}:{f.lineno} in {f.name} (`{(f.line or '').strip()}`)"
+
+
 def explain_export_failure(model: str, e: BaseException) -> str:
     """One paragraph: what torch.export refused, where, and what the user can do."""
     text = str(e)
@@ -120,6 +137,11 @@ def explain_export_failure(model: str, e: BaseException) -> str:
     data_dependent = (type(e).__name__ in ("GuardOnDataDependentSymNode", "DataDependentOutputException",
                                            "DynamicOutputShapeException")
                       or "data-dependent" in text or "data dependent" in text)
+    if not where:
+        where = _user_frame(e)
+    if type(e).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException"):
+        return (f"{first}{where} returns a Python value or a size that depends on tensor values "
+                f"({type(e).__name__}); torch.export cannot capture it, so Blade cannot compile this model")
     if data_dependent:
         return (f"data-dependent control flow or output size{where} ({type(e).__name__}): the program "
                 "depends on tensor values. Rewrite a branch on a tensor value with torch.cond(pred, true_fn, "
@@ -150,3 +172,26 @@ def graph_targets(ep: ExportedProgram) -> set:
 
 def has_mutation(ep: ExportedProgram) -> bool:
     return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable for t in graph_targets(ep))
+
+
+def program_fingerprint(ep: ExportedProgram) -> tuple:
+    """Everything of a captured program that compiling it depends on: the graph (ops, arguments,
+    tensor types), its signature, the dim ranges and the guards. Two captures with equal
+    fingerprints compile to the same code and differ at most in the pytree structure of their
+    inputs and outputs (``return_dict=True`` vs ``False``). A non-tensor input is burned into the
+    graph where it matters, so its placeholder's value is not part of the fingerprint."""
+    nodes = []
+    shape_env = None
+    for n in ep.graph.nodes:
+        val = n.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            shape_env = shape_env or getattr(getattr(val, "fake_mode", None), "shape_env", None)
+            typ = f"{tuple(val.shape)}:{val.dtype}"
+        elif n.op == "placeholder":
+            typ = "constant"
+        else:
+            typ = repr(val)
+        nodes.append((n.op, str(n.target), str(n.args), str(n.kwargs), typ))
+    guards = tuple(str(g.expr) for g in shape_env.guards) if shape_env is not None else ()
+    return (tuple(nodes), str(ep.graph_signature), str(sorted((str(k), str(v)) for k, v in ep.range_constraints.items())),
+            guards)

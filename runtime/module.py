@@ -26,6 +26,7 @@ on the original module; ``training`` is the original's.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections import OrderedDict
@@ -278,8 +279,12 @@ class BladeModule(torch.nn.Module):
             if any(signature == s for s in self._eager_signatures):
                 return None, None
             reasons = reasons + more
+            twin = self._same_program_variant(args, kwargs, tensors, signature)
+            if twin is not None:
+                return twin
             shapes = [tuple(t.shape) for t in tensors]
-            if len(self._variants) >= self._config.max_variants:
+            compiled = len({id(v.executor) for v in self._variants})  # variants sharing code count once
+            if compiled >= self._config.max_variants:
                 raise GuardError(
                     f"no compiled variant of {self.name} accepts input shapes {shapes}: {'; '.join(reasons)}. "
                     f"Raise Config.max_variants (now {self._config.max_variants}) to compile more.")
@@ -306,6 +311,44 @@ class BladeModule(torch.nn.Module):
                       file=sys.stderr, flush=True)
                 return None, None
             return variant, values
+
+    def _same_program_variant(self, args, kwargs, tensors, signature) -> tuple[Variant, dict] | None:
+        """A variant for a call that differs from a compiled one only in non-tensor arguments
+        which do not change the program, e.g. ``return_dict=False`` (a tuple instead of an output
+        class) or an argument passed that equals the default: the call is captured again (a
+        capture only, no passes or kernels) and, when the captured program is the compiled one,
+        that variant's code serves the call with the new input and output structure."""
+        from blade.frontend.export import program_fingerprint
+        from blade.pipeline import capture
+        from blade.report import CompileReport
+
+        for v in tuple(self._variants):
+            if (v.signature.spec, v.signature.tensors, v.signature.training) != (
+                    signature.spec, signature.tensors, signature.training):
+                continue
+            try:
+                values = v.executor.bind(tensors)
+            except ShapeError:
+                continue
+            if not all(v.guard_program.run_named(values)):
+                continue
+            try:
+                with self._gate.compile():
+                    ep = capture(self.original, args, kwargs, self._config, self._allow_tracing,
+                                 CompileReport(self.name, verbose=self._config.verbose))
+            except Exception:  # noqa: BLE001 - the full compile that follows reports the failure
+                return None
+            if program_fingerprint(ep) != program_fingerprint(v.program.ep):
+                return None
+            ir = dataclasses.replace(v.program.import_result, in_spec=ep.call_spec.in_spec,
+                                     out_spec=ep.call_spec.out_spec)
+            twin = Variant(dataclasses.replace(v.program, ep=ep, import_result=ir), v.executor, signature)
+            self._variants.append(twin)
+            print(f"[blade] {self.name}: non-tensor arguments {[c for _, c in signature.constants]} give the "
+                  f"program already compiled as variant {self._variants.index(v)}; reusing its code",
+                  file=sys.stderr, flush=True)
+            return twin, values
+        return None
 
     def _run_eager(self, args: tuple, kwargs: dict):
         with self._gate.eager_run():
