@@ -16,8 +16,8 @@ It takes the same arguments as the original module and returns the same output s
 
 Thread safety: calls may come from several threads. Compiles of one module are serialised (the
 others wait, then find the new variant); torch.export swaps a module's parameters for fake tensors
-while it traces, so eager runs of the original wait for a running compile of it (``_ModuleGate``),
-and ``frontend/export.py`` serialises captures process-wide.
+while it traces, so eager runs of the original wait for a running compile of it (``_ModuleGate``,
+one per original module), and captures are serialised process-wide (``CAPTURE_LOCK``).
 
 Weights are read from the original module at call time (no copies), so in-place updates of its
 parameters are seen. Attributes the wrapper does not have (``config``, ``dtype``...) are looked up
@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.config import Config
+from blade.frontend.export import CAPTURE_LOCK
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
 from blade.runtime.reference import ReferenceExecutor
@@ -155,6 +157,19 @@ class _ModuleGate:
                 self._cond.notify_all()
 
 
+_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def _gate_for(module: torch.nn.Module) -> _ModuleGate:
+    """One gate per original module, shared by every ``BladeModule`` wrapping it."""
+    with _GATES_LOCK:
+        gate = _GATES.get(module)
+        if gate is None:
+            gate = _GATES[module] = _ModuleGate()
+        return gate
+
+
 class BladeModule(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, config: Config, allow_tracing: bool | None):
         super().__init__()
@@ -167,7 +182,7 @@ class BladeModule(torch.nn.Module):
         # refused the call it was compiled for
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
-        self._gate = _ModuleGate()
+        self._gate = _gate_for(module)
 
     @property
     def training(self) -> bool:  # the original's mode is the truth (train()/eval() recurse into it)
@@ -206,7 +221,11 @@ class BladeModule(torch.nn.Module):
         """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``)."""
         tensors, _, signature = flatten_call(args, kwargs, self.original.training)
         label = f"{self.name}#{len(self._variants)}"
-        with self._gate.compile():
+        # The capture, and the import and passes that still read its fake tensors, run alone in
+        # the process (torch.export is not thread-safe) and while no eager run of the module is
+        # in flight (export swaps its parameters). The gate is taken first: an eager run may call
+        # another optimized module that needs CAPTURE_LOCK to compile.
+        with self._gate.compile(), CAPTURE_LOCK:
             program = compile_program(self.original, args, kwargs, self._config, self._allow_tracing, label)
             weights = _weight_resolver(self.original, program)
         if program.import_result.in_spec is not None and program.import_result.in_spec != signature.spec:
@@ -250,10 +269,13 @@ class BladeModule(torch.nn.Module):
             chosen, values = self._compile_for_call(cargs, ckwargs, tensors, signature, reasons)
             if chosen is None:
                 return self._run_eager(args, kwargs)
-        if self._use_graphs(chosen, tensors):
-            outs = self._run_graph(chosen, tensors, values)
-        else:
-            outs = chosen.executor.run(tensors, values)
+        try:
+            if self._use_graphs(chosen, tensors):
+                outs = self._run_graph(chosen, tensors, values)
+            else:
+                outs = chosen.executor.run(tensors, values)
+        except Exception as e:  # noqa: BLE001 - answered as eager answers (which may be the same error)
+            return self._answer_after_failed_run(chosen, tensors, e, args, kwargs)
         ir = chosen.program.import_result
         flat_out = [outs[i] if kind == "tensor" else i for kind, i in ir.outputs]
         return pytree.tree_unflatten(flat_out, ir.out_spec)
@@ -271,6 +293,8 @@ class BladeModule(torch.nn.Module):
     def _compile_for_call(self, args, kwargs, tensors, signature, reasons) -> tuple[Variant | None, dict | None]:
         """A variant for this call, compiled now (once per signature, whichever thread asks first),
         or ``(None, None)``: the call runs eagerly."""
+        if any(signature == s for s in tuple(self._eager_signatures)):
+            return None, None  # without waiting for a compile another thread may be running
         with self._compile_lock:
             seen = len(reasons)
             chosen, values, more = self._select(tensors, signature, self._variants[seen:])
@@ -333,7 +357,7 @@ class BladeModule(torch.nn.Module):
             if not all(v.guard_program.run_named(values)):
                 continue
             try:
-                with self._gate.compile():
+                with self._gate.compile(), CAPTURE_LOCK:
                     ep = capture(self.original, args, kwargs, self._config, self._allow_tracing,
                                  CompileReport(self.name, verbose=self._config.verbose))
             except Exception:  # noqa: BLE001 - the full compile that follows reports the failure
@@ -349,6 +373,19 @@ class BladeModule(torch.nn.Module):
                   file=sys.stderr, flush=True)
             return twin, values
         return None
+
+    def _answer_after_failed_run(self, variant: Variant, tensors, error: Exception, args, kwargs):
+        """A compiled program raised. Compiled programs have no side effects, so the call is run
+        eagerly: where eager raises too (float64 into float32 weights...), the user gets eager's
+        own error; where it does not, the failure was Blade's and is reported loudly."""
+        try:
+            result = self._run_eager(args, kwargs)
+        except Exception:
+            raise  # eager's error, as the original module would have raised it
+        print(f"[blade] INTERNAL ERROR: variant {self._variants.index(variant)} of {self.name} failed on inputs "
+              f"{describe_inputs(tensors)} ({_one_line(error)}); this call was answered by the original module "
+              "in eager PyTorch. Please report this with the model and the shapes.", file=sys.stderr, flush=True)
+        return result
 
     def _run_eager(self, args: tuple, kwargs: dict):
         with self._gate.eager_run():
