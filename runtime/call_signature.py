@@ -35,14 +35,16 @@ def forward_signature(module: torch.nn.Module) -> inspect.Signature | None:
         return None
 
 
-def bind_call(sig: inspect.Signature | None, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def bind_call(sig: inspect.Signature | None, args: tuple, kwargs: dict,
+              fill_defaults: bool = True) -> tuple[tuple, dict]:
     """The canonical ``(args, kwargs)`` of a call; raises ``TypeError`` as Python's call would
-    for a wrong number or name of arguments."""
+    for a wrong number or name of arguments. ``fill_defaults=False`` (the TorchScript frontend,
+    which traces tensors only) binds without adding defaults the call left out."""
     if sig is None:
         return tuple(args), dict(kwargs)
     bound = sig.bind(*args, **kwargs)
     for name, param in sig.parameters.items():
-        if name in bound.arguments or param.default is inspect.Parameter.empty:
+        if not fill_defaults or name in bound.arguments or param.default is inspect.Parameter.empty:
             continue
         if isinstance(param.default, _PLAIN_DEFAULTS):
             bound.arguments[name] = param.default

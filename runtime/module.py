@@ -178,6 +178,11 @@ class BladeModule(torch.nn.Module):
         self._allow_tracing = allow_tracing
         self._variants: list[Variant] = []
         self._forward_signature = forward_signature(module)
+        from blade.frontend.torchscript import is_torchscript
+
+        # the TorchScript frontend traces tensor arguments only: defaults are not filled in there
+        self._fill_defaults = not (config.frontend == "torchscript" or (
+            config.frontend == "auto" and (is_torchscript(module) or bool(allow_tracing))))
         # signatures answered eagerly for good: their compile failed, or produced a variant that
         # refused the call it was compiled for
         self._eager_signatures: list[CallSignature] = []
@@ -204,7 +209,7 @@ class BladeModule(torch.nn.Module):
         """The compile ``blade.optimize`` does with the example inputs. A failure (the model
         cannot be captured, ...) makes the module run in eager PyTorch, with a one-line message,
         unless ``Config(fallback="strict")``."""
-        args, kwargs = bind_call(self._forward_signature, args, kwargs)
+        args, kwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
         tensors, _, signature = flatten_call(args, kwargs, self.original.training)
         with self._compile_lock:
             try:
@@ -260,7 +265,7 @@ class BladeModule(torch.nn.Module):
     # ---------------------------------------------------------------- call
     def forward(self, *args, **kwargs):
         try:
-            cargs, ckwargs = bind_call(self._forward_signature, args, kwargs)
+            cargs, ckwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
         except TypeError:
             return self._run_eager(args, kwargs)  # raises eager's own TypeError
         tensors, _, signature = flatten_call(cargs, ckwargs, self.original.training)
