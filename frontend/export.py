@@ -174,24 +174,51 @@ def has_mutation(ep: ExportedProgram) -> bool:
     return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable for t in graph_targets(ep))
 
 
-def program_fingerprint(ep: ExportedProgram) -> tuple:
-    """Everything of a captured program that compiling it depends on: the graph (ops, arguments,
-    tensor types), its signature, the dim ranges and the guards. Two captures with equal
-    fingerprints compile to the same code and differ at most in the pytree structure of their
-    inputs and outputs (``return_dict=True`` vs ``False``). A non-tensor input is burned into the
-    graph where it matters, so its placeholder's value is not part of the fingerprint."""
+def same_program(a: ExportedProgram, b: ExportedProgram) -> bool:
+    """Whether two captures compile to the same code: equal graphs (ops, arguments, tensor types,
+    the bodies of subgraphs such as ``torch.cond`` branches), signatures, dim ranges and guards,
+    and equal lifted constants. They may differ in the pytree structure of their inputs and
+    outputs (``return_dict=True`` vs ``False``). A non-tensor input is burned into the graph where
+    it matters, so its placeholder's value is not compared."""
+    if _fingerprint(a) != _fingerprint(b) or a.constants.keys() != b.constants.keys():
+        return False
+    for key, x in a.constants.items():
+        y = b.constants[key]
+        if isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor):
+            return False
+        if isinstance(x, torch.Tensor):
+            if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
+                return False
+        elif x is not y:
+            return False
+    return True
+
+
+def _fingerprint(ep: ExportedProgram) -> tuple:
+    shape_envs: list = []
+    nodes = _graph_fingerprint(ep.graph_module, shape_envs)
+    guards = tuple(str(g.expr) for g in shape_envs[0].guards) if shape_envs else ()
+    return (nodes, str(ep.graph_signature), str(sorted((str(k), str(v)) for k, v in ep.range_constraints.items())),
+            guards)
+
+
+def _graph_fingerprint(gm: torch.fx.GraphModule, shape_envs: list) -> tuple:
     nodes = []
-    shape_env = None
-    for n in ep.graph.nodes:
+    for n in gm.graph.nodes:
         val = n.meta.get("val")
         if isinstance(val, torch.Tensor):
-            shape_env = shape_env or getattr(getattr(val, "fake_mode", None), "shape_env", None)
+            env = getattr(getattr(val, "fake_mode", None), "shape_env", None)
+            if env is not None and not shape_envs:
+                shape_envs.append(env)
             typ = f"{tuple(val.shape)}:{val.dtype}"
         elif n.op == "placeholder":
             typ = "constant"
         else:
             typ = repr(val)
-        nodes.append((n.op, str(n.target), str(n.args), str(n.kwargs), typ))
-    guards = tuple(str(g.expr) for g in shape_env.guards) if shape_env is not None else ()
-    return (tuple(nodes), str(ep.graph_signature), str(sorted((str(k), str(v)) for k, v in ep.range_constraints.items())),
-            guards)
+        body = ()
+        if n.op == "get_attr":
+            sub = getattr(gm, str(n.target), None)
+            if isinstance(sub, torch.fx.GraphModule):
+                body = _graph_fingerprint(sub, shape_envs)
+        nodes.append((n.op, str(n.target), str(n.args), str(n.kwargs), typ, body))
+    return tuple(nodes)

@@ -347,7 +347,7 @@ class BladeModule(torch.nn.Module):
         class) or an argument passed that equals the default: the call is captured again (a
         capture only, no passes or kernels) and, when the captured program is the compiled one,
         that variant's code serves the call with the new input and output structure."""
-        from blade.frontend.export import program_fingerprint
+        from blade.frontend.export import same_program
         from blade.pipeline import capture
         from blade.report import CompileReport
 
@@ -367,7 +367,7 @@ class BladeModule(torch.nn.Module):
                                  CompileReport(self.name, verbose=self._config.verbose))
             except Exception:  # noqa: BLE001 - the full compile that follows reports the failure
                 return None
-            if program_fingerprint(ep) != program_fingerprint(v.program.ep):
+            if not same_program(ep, v.program.ep):
                 return None
             ir = dataclasses.replace(v.program.import_result, in_spec=ep.call_spec.in_spec,
                                      out_spec=ep.call_spec.out_spec)

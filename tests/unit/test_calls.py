@@ -289,3 +289,18 @@ def test_mode_switch_after_optimize_follows_the_original():
     model.eval()
     assert not opt.training
     torch.testing.assert_close(opt(x), model(x))
+
+
+def test_non_tensor_argument_reuse_compares_lifted_constants():
+    class Scaled(torch.nn.Module):
+        def forward(self, x, scale: float = 2.0, return_dict: bool = True):
+            y = x * torch.tensor(scale)  # a lifted constant: the graph is the same for every scale
+            return {"y": y} if return_dict else (y,)
+
+    model = Scaled().eval()
+    opt = blade.optimize(model, (torch.randn(2, 3),))
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(opt(x, return_dict=False)[0], x * 2)
+    assert compiled_count(opt) == 1
+    torch.testing.assert_close(opt(x, 3.0)["y"], x * 3)  # another constant value: its own code
+    assert compiled_count(opt) == 2
