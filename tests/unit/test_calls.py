@@ -223,7 +223,10 @@ class SignBranch(torch.nn.Module):
 
 def test_data_dependent_branch_runs_eagerly_and_advice_never_misleads(capfd):
     model = SignBranch().eval()
+    before = {n: (p, p.detach().clone()) for n, p in model.named_parameters()}
     opt = blade.optimize(model, (torch.ones(2, 3),))
+    for n, p in model.named_parameters():  # the failed capture left the module as it was
+        assert p is before[n][0] and type(p) is torch.nn.Parameter and torch.equal(p, before[n][1])
     err = capfd.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("[blade]")]
     assert len(lines) == 1
