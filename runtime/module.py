@@ -373,8 +373,10 @@ class BladeModule(torch.nn.Module):
                                      out_spec=ep.call_spec.out_spec)
             twin = Variant(dataclasses.replace(v.program, ep=ep, import_result=ir), v.executor, signature)
             self._variants.append(twin)
-            print(f"[blade] {self.name}: non-tensor arguments {[c for _, c in signature.constants]} give the "
-                  f"program already compiled as variant {self._variants.index(v)}; reusing its code",
+            changed = ", ".join(f"{old!r} -> {new!r}" for (_, new), (_, old) in
+                                zip(signature.constants, v.signature.constants) if (type(new), new) != (type(old), old))
+            print(f"[blade] {self.name}: with non-tensor arguments changed ({changed}) the captured program is "
+                  f"the one compiled as variant {self._variants.index(v)}; reusing its code",
                   file=sys.stderr, flush=True)
             return twin, values
         return None
