@@ -440,7 +440,9 @@ class BladeModule(torch.nn.Module):
             variant.executor.run(static, values)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: CUDA calls other threads make meanwhile (their own calls of this module,
+        # allocations) neither break this capture nor fail themselves
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outputs = variant.executor.run(static, values)
         return _Graph(graph, static, outputs)
 
