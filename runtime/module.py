@@ -384,7 +384,10 @@ class BladeModule(torch.nn.Module):
     def _answer_after_failed_run(self, variant: Variant, tensors, error: Exception, args, kwargs):
         """A compiled program raised. Compiled programs have no side effects, so the call is run
         eagerly: where eager raises too (float64 into float32 weights...), the user gets eager's
-        own error; where it does not, the failure was Blade's and is reported loudly."""
+        own error; where it does not, the failure was Blade's and is reported loudly.
+        ``Config(fallback="strict")`` raises the compiled program's error instead."""
+        if self._config.fallback == "strict":
+            raise error
         try:
             result = self._run_eager(args, kwargs)
         except Exception:
