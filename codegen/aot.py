@@ -4,7 +4,8 @@ Each plan's source is written to ``<cache>/src/<name>.py`` (the name ends in the
 source) and every variant is compiled with ``triton.compile`` for the target GPU, in parallel
 worker processes. Triton's own cache, pointed at ``<cache>/triton``, keys the cubins by source,
 constants, options and compiler version, so a second compile of the same model, or a new process,
-finds them on disk. Compilation never happens at call time: a new input shape only picks a
+finds them on disk. The workers are plain subprocesses (``CompileWorkers``; see
+``compile_worker.py`` for why not a ``multiprocessing`` pool): they never run the user's script. Compilation never happens at call time: a new input shape only picks a
 precompiled variant.
 
 On a machine without a GPU the target is explicit (``GPUTarget("cuda", 90, 32)`` for sm_90), so CI
@@ -15,12 +16,17 @@ interpreter for tests.
 from __future__ import annotations
 
 import os
+import pickle
+import queue
+import subprocess
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blade.codegen import compile_worker
 from blade.codegen.compile_worker import compile_job, import_kernel_module
 from blade.codegen.emit import KernelPlan, Variant
 
@@ -60,6 +66,74 @@ def _options(variant: Variant) -> dict:
     return {"num_warps": variant.num_warps}
 
 
+class CompileWorkers:
+    """``n`` worker subprocesses (``compile_worker.serve``), each fed one job at a time.
+
+    Started with ``python -P`` (the current directory is not put on ``sys.path``) on the worker
+    file itself, so neither the user's ``__main__`` nor a module of theirs that happens to share
+    a name is ever imported; ``PYTHONPATH`` carries this process's ``sys.path`` so the worker
+    finds the same Triton."""
+
+    _BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('blade_compile_worker', sys.argv[1]); "
+             "m = u.module_from_spec(s); s.loader.exec_module(m); m.serve()")
+
+    def __init__(self, n: int):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self._procs = [subprocess.Popen([sys.executable, "-P", "-c", self._BOOT, compile_worker.__file__],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                       for _ in range(n)]
+        self._idle: queue.Queue = queue.Queue()
+        for p in self._procs:
+            self._idle.put(p)
+
+    def _call(self, job: tuple):
+        proc = self._idle.get()
+        try:
+            compile_worker.write_frame(proc.stdin, pickle.dumps(job))
+            frame = compile_worker.read_frame(proc.stdout)
+        finally:
+            self._idle.put(proc)
+        if frame is None:
+            raise RuntimeError(f"a kernel compile worker exited (code {proc.poll()}) while compiling "
+                               f"{job[1]} from {job[0]}; its error output is above")
+        status, value = pickle.loads(frame)
+        if status != "ok":
+            raise RuntimeError(f"compiling kernel {job[1]} from {job[0]} failed: {value}")
+        return value
+
+    def run(self, jobs: list[tuple]):
+        """Compile every job; yields results as they finish (raises the first failure)."""
+        with ThreadPoolExecutor(len(self._procs)) as threads:
+            futures = [threads.submit(self._call, job) for job in jobs]
+            try:
+                for f in as_completed(futures):
+                    yield f.result()
+            finally:
+                for f in futures:
+                    f.cancel()
+
+    def close(self) -> None:
+        for p in self._procs:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        for p in self._procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+
+    def __enter__(self) -> CompileWorkers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass
 class CompiledPlan:
     """A plan with its compiled variants (``None`` entries until loaded on a GPU)."""
@@ -94,11 +168,8 @@ def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda
     t0 = time.perf_counter()
     workers = max(1, min(jobs or os.cpu_count() or 1, len(todo) // 2))
     if workers > 1:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            for n, _ in enumerate(pool.map(compile_job, todo), start=1):
+        with CompileWorkers(workers) as pool:
+            for n, _ in enumerate(pool.run(todo), start=1):
                 if progress:
                     progress(n, len(todo), time.perf_counter() - t0)
     else:

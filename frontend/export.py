@@ -12,11 +12,22 @@ which the high-level ops it implements itself (``conv2d``, ``linear``, ``group_n
 still whole. Only when the graph holds ops Blade has no lowering for, or in-place ops, does it
 run ``run_decompositions`` with a table restricted to those ops (functionalising the graph), so
 the cost of a full core-ATen decomposition is never paid for models Blade covers.
+
+torch.export is not thread-safe: while it traces, it swaps a module's parameters for fake tensors
+and patches process-wide state. Two captures at once leave a module with fake parameters, so every
+capture (export, tracing, decomposition) holds ``CAPTURE_LOCK``.
+
+A capture that fails raises ``CaptureError`` naming the construct: for data-dependent control flow
+(``if x.sum() > 0:``) the file, line and code, with the one rewrite that keeps the answer right
+(``torch.cond``). Tracing instead would record one branch and answer wrongly for inputs that take
+the other, so Blade never advises it.
 """
 
 from __future__ import annotations
 
 import inspect
+import re
+import threading
 from typing import Any
 
 import torch
@@ -25,6 +36,13 @@ import torch.utils._pytree as pytree
 from torch.export import Dim, ExportedProgram
 
 from blade.config import Config
+
+#: Held by every torch.export / torch.jit.trace / run_decompositions call of Blade.
+CAPTURE_LOCK = threading.RLock()
+
+
+class CaptureError(RuntimeError):
+    """torch.export (or tracing) could not capture the model; the message names the construct."""
 
 
 def dynamic_shapes_for(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> dict[str, Any]:
@@ -78,18 +96,60 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
-    """torch.export with Blade's policy; raises a clear error naming the failing construct."""
+    """torch.export with Blade's policy; raises ``CaptureError`` naming the failing construct."""
     args, kwargs = _unalias(args, kwargs)
     dyn = dynamic_shapes_for(module, args, kwargs, config)
     try:
-        with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
+        with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
             return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
-        raise RuntimeError(
-            f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
-            "Blade needs an exportable forward. If the model branches on tensor values, pin the "
-            "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
-            "with torch.jit.trace instead.") from e
+        raise CaptureError(explain_export_failure(type(module).__name__, e)) from e
+
+
+_USER_FRAME = re.compile(r'The following call raised this error:\s*File "([^"]+)", line (\d+), in (\S+)\s*\n\s*(.*)')
+
+
+def _user_frame(e: BaseException) -> str:
+    """`` at file:line in function (`code`)`` of the innermost traceback frame outside PyTorch and
+    Blade, or ''."""
+    import os
+    import traceback
+
+    import importlib
+
+    packages = ("torch", "blade", "blade.frontend", "blade.runtime", "blade.passes", "blade.codegen")
+    skip = tuple(os.path.dirname(importlib.import_module(p).__file__) + os.sep for p in packages)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(skip)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {f.filename}:{f.lineno} in {f.name} (`{(f.line or '').strip()}`)"
+
+
+def explain_export_failure(model: str, e: BaseException) -> str:
+    """One paragraph: what torch.export refused, where, and what the user can do."""
+    text = str(e)
+    where = ""
+    m = _USER_FRAME.search(text)
+    if m:
+        where = f" at {m.group(1)}:{m.group(2)} in {m.group(3)} (`{m.group(4).strip()}`)"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(e).__name__)
+    data_dependent = (type(e).__name__ in ("GuardOnDataDependentSymNode", "DataDependentOutputException",
+                                           "DynamicOutputShapeException")
+                      or "data-dependent" in text or "data dependent" in text)
+    if not where:
+        where = _user_frame(e)
+    if type(e).__name__ in ("DataDependentOutputException", "DynamicOutputShapeException"):
+        return (f"{first}{where} returns a Python value or a size that depends on tensor values "
+                f"({type(e).__name__}); torch.export cannot capture it, so Blade cannot compile this model")
+    if data_dependent:
+        return (f"data-dependent control flow or output size{where} ({type(e).__name__}): the program "
+                "depends on tensor values. Rewrite a branch on a tensor value with torch.cond(pred, true_fn, "
+                "false_fn, operands) so both branches are compiled (tracing would record one branch and "
+                "answer wrongly for the other)")
+    return (f"torch.export could not capture {model}{where}: {type(e).__name__}: {first}. Blade needs a "
+            "forward that torch.export accepts (see the torch.export documentation for the construct "
+            "named); shape-dependent branches can be pinned with Config(static_dims=...)")
 
 
 def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: bool = False) -> ExportedProgram:
@@ -102,7 +162,7 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
     keep = {op: table[op] for op in list(table.keys()) if op in unsupported_targets}
     if not keep and not force:
         return ep
-    with fx_config.patch(backed_size_oblivious=True):
+    with CAPTURE_LOCK, fx_config.patch(backed_size_oblivious=True):
         return ep.run_decompositions(keep)
 
 
@@ -112,3 +172,53 @@ def graph_targets(ep: ExportedProgram) -> set:
 
 def has_mutation(ep: ExportedProgram) -> bool:
     return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable for t in graph_targets(ep))
+
+
+def same_program(a: ExportedProgram, b: ExportedProgram) -> bool:
+    """Whether two captures compile to the same code: equal graphs (ops, arguments, tensor types,
+    the bodies of subgraphs such as ``torch.cond`` branches), signatures, dim ranges and guards,
+    and equal lifted constants. They may differ in the pytree structure of their inputs and
+    outputs (``return_dict=True`` vs ``False``). A non-tensor input is burned into the graph where
+    it matters, so its placeholder's value is not compared."""
+    if _fingerprint(a) != _fingerprint(b) or a.constants.keys() != b.constants.keys():
+        return False
+    for key, x in a.constants.items():
+        y = b.constants[key]
+        if isinstance(x, torch.Tensor) != isinstance(y, torch.Tensor):
+            return False
+        if isinstance(x, torch.Tensor):
+            if x.dtype != y.dtype or x.shape != y.shape or not torch.equal(x, y):
+                return False
+        elif x is not y:
+            return False
+    return True
+
+
+def _fingerprint(ep: ExportedProgram) -> tuple:
+    shape_envs: list = []
+    nodes = _graph_fingerprint(ep.graph_module, shape_envs)
+    guards = tuple(str(g.expr) for g in shape_envs[0].guards) if shape_envs else ()
+    return (nodes, str(ep.graph_signature), str(sorted((str(k), str(v)) for k, v in ep.range_constraints.items())),
+            guards)
+
+
+def _graph_fingerprint(gm: torch.fx.GraphModule, shape_envs: list) -> tuple:
+    nodes = []
+    for n in gm.graph.nodes:
+        val = n.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            env = getattr(getattr(val, "fake_mode", None), "shape_env", None)
+            if env is not None and not shape_envs:
+                shape_envs.append(env)
+            typ = f"{tuple(val.shape)}:{val.dtype}"
+        elif n.op == "placeholder":
+            typ = "constant"
+        else:
+            typ = repr(val)
+        body = ()
+        if n.op == "get_attr":
+            sub = getattr(gm, str(n.target), None)
+            if isinstance(sub, torch.fx.GraphModule):
+                body = _graph_fingerprint(sub, shape_envs)
+        nodes.append((n.op, str(n.target), str(n.args), str(n.kwargs), typ, body))
+    return tuple(nodes)

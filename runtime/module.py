@@ -3,21 +3,35 @@
 It takes the same arguments as the original module and returns the same output structure
 (diffusers/transformers output classes included, through the exported pytree specs). Each call:
 
-1. flattens the arguments and checks their structure and non-tensor values against the example;
-2. binds the dimension symbols from the input sizes and checks the variant's guards;
-3. runs the first variant whose guards hold; when none does, compiles one more variant with the
-   call's inputs as the example (logged, bounded by ``Config.max_variants``), never silently
-   running code compiled for another guard class.
+1. binds the arguments to ``forward``'s signature (``runtime/call_signature.py``): positional or
+   keyword, and defaults left out or passed, reach the same variant; a wrong number or name of
+   arguments raises eager's own ``TypeError`` before anything compiles;
+2. picks the first variant whose call signature (structure, dtypes, devices, non-tensor values,
+   training flag) equals the call's and whose guards hold for its sizes;
+3. when none does, compiles one more variant with the call's inputs as the example (logged,
+   bounded by ``Config.max_variants``), never running code compiled for another guard class or
+   dtype. A compile that fails, or a fresh variant that does not accept the very call it was
+   compiled for (an internal error, reported loudly), makes that call and every later call of the
+   same signature run the original module in eager PyTorch; that signature never compiles again.
+
+Thread safety: calls may come from several threads. Compiles of one module are serialised (the
+others wait, then find the new variant); torch.export swaps a module's parameters for fake tensors
+while it traces, so eager runs of the original wait for a running compile of it (``_ModuleGate``,
+one per original module), and captures are serialised process-wide (``CAPTURE_LOCK``).
 
 Weights are read from the original module at call time (no copies), so in-place updates of its
 parameters are seen. Attributes the wrapper does not have (``config``, ``dtype``...) are looked up
-on the original module.
+on the original module; ``training`` is the original's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import threading
+import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +40,9 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.config import Config
+from blade.frontend.export import CAPTURE_LOCK
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
+from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
 from blade.runtime.reference import ReferenceExecutor
 from blade.runtime.shape_program import ShapeProgram
 from blade.runtime.triton_executor import KernelExecutor
@@ -48,14 +64,16 @@ class _Graph:
 class Variant:
     program: CompiledProgram
     executor: ReferenceExecutor
-    constants: list[Any]  # non-tensor leaves of the example call, which export specialised on
+    signature: CallSignature  # what the example call looked like, apart from its sizes
     graphs: OrderedDict = field(default_factory=OrderedDict)  # shape signature -> _Graph
     graphs_failed: bool = False
+    graph_lock: threading.Lock = field(default_factory=threading.Lock)  # one replay of the static buffers at a time
     _guards: Any = None
 
-    def accepts(self, tensors: list[torch.Tensor], constants: list[Any]) -> tuple[dict[str, int] | None, str]:
-        if constants != self.constants:
-            return None, f"non-tensor arguments {constants} differ from the compiled {self.constants}"
+    def accepts(self, tensors: list[torch.Tensor], signature: CallSignature) -> tuple[dict[str, int] | None, str]:
+        why = signature.difference(self.signature)
+        if why:
+            return None, why
         try:
             values = self.executor.bind(tensors)
         except ShapeError as e:
@@ -96,11 +114,60 @@ def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
             table[name] = ep.state_dict[target]
         else:
             raise KeyError(f"weight '{name}' ({kind} {target}) not found in the module")
+        if getattr(table[name], "fake_mode", None) is not None:  # never serve a traced placeholder
+            raise RuntimeError(f"weight '{name}' ({kind} {target}) of the module is a FakeTensor: "
+                               "the module was left mid-capture by another tracer")
 
     def lookup(name: str) -> torch.Tensor:
         return table[name]
 
     return lookup
+
+
+class _ModuleGate:
+    """Many eager runs of the original module at once, or one compile (which traces it) alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def eager_run(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def compile(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and self._readers == 0)
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def _gate_for(module: torch.nn.Module) -> _ModuleGate:
+    """One gate per original module, shared by every ``BladeModule`` wrapping it."""
+    with _GATES_LOCK:
+        gate = _GATES.get(module)
+        if gate is None:
+            gate = _GATES[module] = _ModuleGate()
+        return gate
 
 
 class BladeModule(torch.nn.Module):
@@ -110,15 +177,66 @@ class BladeModule(torch.nn.Module):
         self._config = config
         self._allow_tracing = allow_tracing
         self._variants: list[Variant] = []
+        self._forward_signature = forward_signature(module)
+        from blade.frontend.torchscript import is_torchscript
+
+        # the TorchScript frontend traces tensor arguments only: defaults are not filled in there
+        self._fill_defaults = not (config.frontend == "torchscript" or (
+            config.frontend == "auto" and (is_torchscript(module) or bool(allow_tracing))))
+        # signatures answered eagerly for good: their compile failed, or produced a variant that
+        # refused the call it was compiled for
+        self._eager_signatures: list[CallSignature] = []
+        self._compile_lock = threading.Lock()
+        self._gate = _gate_for(module)
+
+    @property
+    def training(self) -> bool:  # the original's mode is the truth (train()/eval() recurse into it)
+        original = self.__dict__.get("_modules", {}).get("original")
+        return bool(original.training) if original is not None else False
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        original = self.__dict__.get("_modules", {}).get("original")
+        if original is not None:
+            original.training = mode
+
+    @property
+    def name(self) -> str:
+        return type(self.original).__name__
 
     # ---------------------------------------------------------------- compile
+    def compile_first(self, args: tuple, kwargs: dict) -> None:
+        """The compile ``blade.optimize`` does with the example inputs. A failure (the model
+        cannot be captured, ...) makes the module run in eager PyTorch, with a one-line message,
+        unless ``Config(fallback="strict")``."""
+        args, kwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
+        tensors, _, signature = flatten_call(args, kwargs, self.original.training)
+        with self._compile_lock:
+            try:
+                self.compile_variant(args, kwargs)
+            except Exception as e:  # noqa: BLE001 - the module still answers every call (eagerly)
+                if self._config.fallback == "strict":
+                    raise
+                self._eager_signatures.append(signature)
+                print(f"[blade] {self.name} runs in eager PyTorch: it could not be compiled for inputs "
+                      f"{describe_inputs(tensors)} ({_one_line(e)}). Config(fallback=\"strict\") raises instead.",
+                      file=sys.stderr, flush=True)
+
     def compile_variant(self, args: tuple, kwargs: dict) -> Variant:
-        label = f"{type(self.original).__name__}#{len(self._variants)}"
-        program = compile_program(self.original, args, kwargs, self._config, self._allow_tracing, label)
-        flat, _ = pytree.tree_flatten((args, kwargs))
-        constants = [x for x in flat if not isinstance(x, torch.Tensor)]
-        weights = _weight_resolver(self.original, program)
-        device = next((x.device for x in flat if isinstance(x, torch.Tensor)), torch.device("cpu"))
+        """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``)."""
+        tensors, _, signature = flatten_call(args, kwargs, self.original.training)
+        label = f"{self.name}#{len(self._variants)}"
+        # The capture, and the import and passes that still read its fake tensors, run alone in
+        # the process (torch.export is not thread-safe) and while no eager run of the module is
+        # in flight (export swaps its parameters). The gate is taken first: an eager run may call
+        # another optimized module that needs CAPTURE_LOCK to compile.
+        with self._gate.compile(), CAPTURE_LOCK:
+            program = compile_program(self.original, args, kwargs, self._config, self._allow_tracing, label)
+            weights = _weight_resolver(self.original, program)
+        if program.import_result.in_spec is not None and program.import_result.in_spec != signature.spec:
+            raise RuntimeError(f"internal error: the captured program takes {program.import_result.in_spec}, "
+                               f"the call was {signature.spec}")
+        device = tensors[0].device if tensors else torch.device("cpu")
         if executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
@@ -126,7 +244,7 @@ class BladeModule(torch.nn.Module):
                                       convert_weights_in_place=self._config.convert_weights_in_place)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
-        variant = Variant(program, executor, constants)
+        variant = Variant(program, executor, signature)
         self._variants.append(variant)
         if self._config.verbose:
             print(program.report.format(), file=sys.stderr, flush=True)
@@ -139,50 +257,149 @@ class BladeModule(torch.nn.Module):
     @property
     def report(self):
         """The compile report of the first variant."""
+        if not self._variants:
+            raise RuntimeError(f"{self.name} was not compiled (it runs in eager PyTorch; the reason was "
+                               "printed when blade.optimize ran)")
         return self._variants[0].program.report
 
     # ---------------------------------------------------------------- call
     def forward(self, *args, **kwargs):
-        flat, spec = pytree.tree_flatten((args, kwargs))
-        tensors = [x for x in flat if isinstance(x, torch.Tensor)]
-        constants = [x for x in flat if not isinstance(x, torch.Tensor)]
-        chosen, values, reasons = None, None, []
-        for v in self._variants:
-            if spec != v.program.import_result.in_spec:
-                reasons.append("the arguments' structure differs from the example's "
-                               f"({spec} vs {v.program.import_result.in_spec})")
-                continue
-            values, why = v.accepts(tensors, constants)
-            if values is not None:
-                chosen = v
-                break
-            reasons.append(why)
+        try:
+            cargs, ckwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
+        except TypeError:
+            return self._run_eager(args, kwargs)  # raises eager's own TypeError
+        tensors, _, signature = flatten_call(cargs, ckwargs, self.original.training)
+        chosen, values, reasons = self._select(tensors, signature, self._variants)
         if chosen is None:
-            if len(self._variants) >= self._config.max_variants:
-                raise GuardError(
-                    f"no compiled variant of {type(self.original).__name__} accepts input shapes "
-                    f"{[tuple(t.shape) for t in tensors]}: {'; '.join(reasons)}. "
-                    f"Raise Config.max_variants (now {self._config.max_variants}) to compile more.")
-            print(f"[blade] compiling variant {len(self._variants)} of {type(self.original).__name__} for "
-                  f"input shapes {[tuple(t.shape) for t in tensors]}: {'; '.join(reasons) or 'first call'}",
-                  file=sys.stderr, flush=True)
-            try:
-                chosen = self.compile_variant(args, kwargs)
-                values = chosen.executor.bind(tensors)
-            except Exception as e:  # noqa: BLE001 - the call still gets a correct (eager) answer
-                if self._config.fallback == "strict":
-                    raise
-                print(f"[blade] ERROR: compiling a variant of {type(self.original).__name__} for input shapes "
-                      f"{[tuple(t.shape) for t in tensors]} failed ({type(e).__name__}: {str(e)[:500]}); "
-                      "this call runs the original module in eager PyTorch", file=sys.stderr, flush=True)
-                return self.original(*args, **kwargs)
-        if self._use_graphs(chosen, tensors):
-            outs = self._run_graph(chosen, tensors, values)
-        else:
-            outs = chosen.executor.run(tensors, values)
+            chosen, values = self._compile_for_call(cargs, ckwargs, tensors, signature, reasons)
+            if chosen is None:
+                return self._run_eager(args, kwargs)
+        try:
+            if self._use_graphs(chosen, tensors):
+                outs = self._run_graph(chosen, tensors, values)
+            else:
+                outs = chosen.executor.run(tensors, values)
+        except Exception as e:  # noqa: BLE001 - answered as eager answers (which may be the same error)
+            return self._answer_after_failed_run(chosen, tensors, e, args, kwargs)
         ir = chosen.program.import_result
         flat_out = [outs[i] if kind == "tensor" else i for kind, i in ir.outputs]
         return pytree.tree_unflatten(flat_out, ir.out_spec)
+
+    @staticmethod
+    def _select(tensors, signature: CallSignature, variants) -> tuple[Variant | None, dict | None, list[str]]:
+        reasons = []
+        for v in tuple(variants):  # a snapshot: another thread may append meanwhile
+            values, why = v.accepts(tensors, signature)
+            if values is not None:
+                return v, values, []
+            reasons.append(why)
+        return None, None, reasons
+
+    def _compile_for_call(self, args, kwargs, tensors, signature, reasons) -> tuple[Variant | None, dict | None]:
+        """A variant for this call, compiled now (once per signature, whichever thread asks first),
+        or ``(None, None)``: the call runs eagerly."""
+        if any(signature == s for s in tuple(self._eager_signatures)):
+            return None, None  # without waiting for a compile another thread may be running
+        with self._compile_lock:
+            seen = len(reasons)
+            chosen, values, more = self._select(tensors, signature, self._variants[seen:])
+            if chosen is not None:  # compiled by another thread while this one waited
+                return chosen, values
+            if any(signature == s for s in self._eager_signatures):
+                return None, None
+            reasons = reasons + more
+            twin = self._same_program_variant(args, kwargs, tensors, signature)
+            if twin is not None:
+                return twin
+            shapes = [tuple(t.shape) for t in tensors]
+            compiled = len({id(v.executor) for v in self._variants})  # variants sharing code count once
+            if compiled >= self._config.max_variants:
+                raise GuardError(
+                    f"no compiled variant of {self.name} accepts input shapes {shapes}: {'; '.join(reasons)}. "
+                    f"Raise Config.max_variants (now {self._config.max_variants}) to compile more.")
+            print(f"[blade] compiling variant {len(self._variants)} of {self.name} for inputs "
+                  f"{describe_inputs(tensors)}: {'; '.join(reasons) or 'first call'}", file=sys.stderr, flush=True)
+            try:
+                variant = self.compile_variant(args, kwargs)
+            except Exception as e:  # noqa: BLE001 - the call still gets a correct (eager) answer
+                if self._config.fallback == "strict":
+                    raise
+                self._eager_signatures.append(signature)
+                print(f"[blade] ERROR: compiling a variant of {self.name} for inputs {describe_inputs(tensors)} "
+                      f"failed ({_one_line(e)}); this call and later ones with the same argument structure and "
+                      "dtypes that no variant accepts run the original module in eager PyTorch",
+                      file=sys.stderr, flush=True)
+                return None, None
+            values, why = variant.accepts(tensors, signature)
+            if values is None:
+                self._eager_signatures.append(signature)
+                print(f"[blade] INTERNAL ERROR: variant {len(self._variants) - 1} of {self.name} was compiled for "
+                      f"inputs {describe_inputs(tensors)} but does not accept them ({why}). This call and later "
+                      "ones with the same argument structure and dtypes that no variant accepts run the original "
+                      "module in eager PyTorch. Please report this with the model and the shapes.",
+                      file=sys.stderr, flush=True)
+                return None, None
+            return variant, values
+
+    def _same_program_variant(self, args, kwargs, tensors, signature) -> tuple[Variant, dict] | None:
+        """A variant for a call that differs from a compiled one only in non-tensor arguments
+        which do not change the program, e.g. ``return_dict=False`` (a tuple instead of an output
+        class) or an argument passed that equals the default: the call is captured again (a
+        capture only, no passes or kernels) and, when the captured program is the compiled one,
+        that variant's code serves the call with the new input and output structure."""
+        from blade.frontend.export import same_program
+        from blade.pipeline import capture
+        from blade.report import CompileReport
+
+        for v in tuple(self._variants):
+            if (v.signature.spec, v.signature.tensors, v.signature.training) != (
+                    signature.spec, signature.tensors, signature.training):
+                continue
+            try:
+                values = v.executor.bind(tensors)
+            except ShapeError:
+                continue
+            if not all(v.guard_program.run_named(values)):
+                continue
+            try:
+                with self._gate.compile(), CAPTURE_LOCK:
+                    ep = capture(self.original, args, kwargs, self._config, self._allow_tracing,
+                                 CompileReport(self.name, verbose=self._config.verbose))
+            except Exception:  # noqa: BLE001 - the full compile that follows reports the failure
+                return None
+            if not same_program(ep, v.program.ep):
+                return None
+            ir = dataclasses.replace(v.program.import_result, in_spec=ep.call_spec.in_spec,
+                                     out_spec=ep.call_spec.out_spec)
+            twin = Variant(dataclasses.replace(v.program, ep=ep, import_result=ir), v.executor, signature)
+            self._variants.append(twin)
+            changed = ", ".join(f"{old!r} -> {new!r}" for (_, new), (_, old) in
+                                zip(signature.constants, v.signature.constants) if (type(new), new) != (type(old), old))
+            print(f"[blade] {self.name}: with non-tensor arguments changed ({changed}) the captured program is "
+                  f"the one compiled as variant {self._variants.index(v)}; reusing its code",
+                  file=sys.stderr, flush=True)
+            return twin, values
+        return None
+
+    def _answer_after_failed_run(self, variant: Variant, tensors, error: Exception, args, kwargs):
+        """A compiled program raised. Compiled programs have no side effects, so the call is run
+        eagerly: where eager raises too (float64 into float32 weights...), the user gets eager's
+        own error; where it does not, the failure was Blade's and is reported loudly.
+        ``Config(fallback="strict")`` raises the compiled program's error instead."""
+        if self._config.fallback == "strict":
+            raise error
+        try:
+            result = self._run_eager(args, kwargs)
+        except Exception:
+            raise  # eager's error, as the original module would have raised it
+        print(f"[blade] INTERNAL ERROR: variant {self._variants.index(variant)} of {self.name} failed on inputs "
+              f"{describe_inputs(tensors)} ({_one_line(error)}); this call was answered by the original module "
+              "in eager PyTorch. Please report this with the model and the shapes.", file=sys.stderr, flush=True)
+        return result
+
+    def _run_eager(self, args: tuple, kwargs: dict):
+        with self._gate.eager_run():
+            return self.original(*args, **kwargs)
 
     # ---------------------------------------------------------------- CUDA graphs
     def _use_graphs(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
@@ -191,7 +408,12 @@ class BladeModule(torch.nn.Module):
                 and not torch.cuda.is_current_stream_capturing())
 
     def _run_graph(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
-        """One CUDA graph per input-shape signature: captured at the first call, replayed after."""
+        """One CUDA graph per input-shape signature: captured at the first call, replayed after.
+        A graph reads and writes fixed buffers, so calls from several threads take turns."""
+        with variant.graph_lock:
+            return self._run_graph_locked(variant, tensors, values)
+
+    def _run_graph_locked(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
         key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
         entry = variant.graphs.get(key)
         if entry is None:
@@ -221,7 +443,9 @@ class BladeModule(torch.nn.Module):
             variant.executor.run(static, values)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: CUDA calls other threads make meanwhile (their own calls of this module,
+        # allocations) neither break this capture nor fail themselves
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outputs = variant.executor.run(static, values)
         return _Graph(graph, static, outputs)
 
@@ -231,3 +455,9 @@ class BladeModule(torch.nn.Module):
         except AttributeError:
             original = super().__getattr__("original")
             return getattr(original, name)
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line of at most 600 characters."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:600]}{'...' if len(text) > 600 else ''}"

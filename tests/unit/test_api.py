@@ -1,5 +1,7 @@
 """The public API: Config, drop-in module behaviour, guard classes and variants, frontends."""
 
+from collections import OrderedDict
+
 import pytest
 import torch
 
@@ -23,10 +25,19 @@ def test_config_context_manager_and_validation():
     assert "enable_fp16=True" in cfg.describe()
 
 
-def test_blade_optimize_alias_and_training_mode_error():
+def test_blade_optimize_alias_and_training_mode():
     assert blade.blade_optimize is blade.optimize
-    with pytest.raises(ValueError, match="training mode"):
-        blade.optimize(ConvBlock(), (torch.randn(1, 4, 8, 8),))
+    # ConvBlock has no dropout or batch norm: training mode changes nothing, so it is accepted
+    model = ConvBlock()
+    opt = blade.optimize(model, (torch.randn(1, 4, 8, 8),))
+    assert opt.training and model.training
+    x = torch.randn(2, 4, 6, 6)
+    torch.testing.assert_close(opt(x), model(x))
+    opt.eval()  # opt.training mirrors the original, both ways
+    assert not model.training and not opt.training
+    with pytest.raises(ValueError, match=r"training mode.*Dropout 'drop'.*\.eval\(\)"):
+        blade.optimize(torch.nn.Sequential(OrderedDict(lin=torch.nn.Linear(4, 4), drop=torch.nn.Dropout(0.1))),
+                       (torch.randn(2, 4),))
 
 
 class Branchy(torch.nn.Module):
@@ -135,9 +146,14 @@ def test_ready_script_module():
     torch.testing.assert_close(opt(x), scripted(x))
 
 
-def test_scripted_loops_get_a_clear_error():
+def test_scripted_loops_run_eagerly_with_a_message(capfd):
+    model = torch.jit.script(ConvBlock().eval())
     with pytest.raises(RuntimeError, match="prim::Loop.*torch.export frontend"):
-        blade.optimize(torch.jit.script(ConvBlock().eval()), (torch.randn(2, 4, 10, 10),))
+        blade.optimize(model, (torch.randn(2, 4, 10, 10),), config=blade.Config(fallback="strict"))
+    opt = blade.optimize(model, (torch.randn(2, 4, 10, 10),))
+    assert "runs in eager PyTorch" in capfd.readouterr().err
+    x = torch.randn(1, 4, 9, 12)
+    torch.testing.assert_close(opt(x), model(x))
 
 
 def test_torch_compile_backend(capfd):

@@ -1,0 +1,100 @@
+"""How a call of an optimized module is normalised and what a compiled variant must agree with.
+
+Two calls that eager PyTorch treats alike must reach the same variant: ``unet(x, t, ctx)`` and
+``unet(x, t, encoder_hidden_states=ctx)``, or ``m(x)`` and ``m(x=x)``, or a call that leaves an
+argument at its default and one that passes the default. So arguments are first bound to
+``forward``'s signature (``inspect.Signature.bind``) and defaults of plain values (``None``,
+numbers, strings, ...) are filled in; the bound arguments are then written back in one canonical
+form (positional where the signature allows, keyword otherwise), which is both what a variant is
+compiled with and what every later call is flattened as.
+
+A ``CallSignature`` is what a variant's guards cannot see but its program depends on: the pytree
+structure of the call, each tensor's dtype and device (export specialises on them: an int64 input
+to a program compiled for float32 must not be cast, it needs its own variant, exactly as eager
+computes in int64), the non-tensor leaves (export burns them in as constants) and the module's
+training flag. Sizes are not part of it; guards decide those.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+_PLAIN_DEFAULTS = (type(None), bool, int, float, str, torch.dtype, torch.device)
+
+
+def forward_signature(module: torch.nn.Module) -> inspect.Signature | None:
+    """``forward``'s signature, or None where Python cannot tell it (TorchScript methods)."""
+    try:
+        return inspect.signature(module.forward)
+    except (ValueError, TypeError):
+        return None
+
+
+def bind_call(sig: inspect.Signature | None, args: tuple, kwargs: dict,
+              fill_defaults: bool = True) -> tuple[tuple, dict]:
+    """The canonical ``(args, kwargs)`` of a call; raises ``TypeError`` as Python's call would
+    for a wrong number or name of arguments. ``fill_defaults=False`` (the TorchScript frontend,
+    which traces tensors only) binds without adding defaults the call left out."""
+    if sig is None:
+        return tuple(args), dict(kwargs)
+    bound = sig.bind(*args, **kwargs)
+    for name, param in sig.parameters.items():
+        if not fill_defaults or name in bound.arguments or param.default is inspect.Parameter.empty:
+            continue
+        if isinstance(param.default, _PLAIN_DEFAULTS):
+            bound.arguments[name] = param.default
+        # A default of another kind (an object) is left out: export would have to treat it as an
+        # input. The parameters after it then travel as keywords (BoundArguments.kwargs).
+    ordered = {name: bound.arguments[name] for name in sig.parameters if name in bound.arguments}
+    bound.arguments.clear()
+    bound.arguments.update(ordered)
+    return tuple(bound.args), dict(bound.kwargs)
+
+
+def _constant_key(value: Any) -> tuple:
+    """Non-tensor leaves compare by type and value: ``1``, ``1.0`` and ``True`` are equal in
+    Python but export specialises each differently."""
+    return (type(value), value)
+
+
+@dataclass(frozen=True)
+class CallSignature:
+    spec: Any  # pytree TreeSpec of the canonical (args, kwargs)
+    tensors: tuple  # (dtype, device) per tensor leaf, in flattening order
+    constants: tuple  # (type, value) per non-tensor leaf
+    training: bool
+
+    def difference(self, other: CallSignature) -> str:
+        """Why a variant compiled for ``other`` cannot serve a call of ``self`` ('' if it can)."""
+        if self.spec != other.spec:
+            return f"the arguments' structure differs from the compiled one ({self.spec} vs {other.spec})"
+        if self.tensors != other.tensors:
+            got = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in self.tensors]
+            want = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in other.tensors]
+            return f"input dtypes/devices {got} differ from the compiled {want}"
+        if self.constants != other.constants:
+            return (f"non-tensor arguments {[v for _, v in self.constants]} differ from the compiled "
+                    f"{[v for _, v in other.constants]}")
+        if self.training != other.training:
+            return f"the module is in {'training' if self.training else 'eval'} mode, the variant was " \
+                   f"compiled in {'training' if other.training else 'eval'} mode"
+        return ""
+
+
+def flatten_call(args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], list[Any], CallSignature]:
+    """Tensor leaves, non-tensor leaves and the signature of a canonical call."""
+    flat, spec = pytree.tree_flatten((args, kwargs))
+    tensors = [x for x in flat if isinstance(x, torch.Tensor)]
+    constants = [x for x in flat if not isinstance(x, torch.Tensor)]
+    sig = CallSignature(spec, tuple((t.dtype, t.device) for t in tensors),
+                        tuple(_constant_key(c) for c in constants), bool(training))
+    return tensors, constants, sig
+
+
+def describe_inputs(tensors: list[torch.Tensor]) -> str:
+    return "[" + ", ".join(f"{tuple(t.shape)}:{str(t.dtype).removeprefix('torch.')}" for t in tensors) + "]"

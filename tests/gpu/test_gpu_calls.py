@@ -1,0 +1,76 @@
+"""GPU tests (skipped without CUDA) of call patterns through the kernel executor: threads sharing
+CUDA graphs and compiling a variant, keyword calls, dtype variants."""
+
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import blade
+
+pytestmark = pytest.mark.gpu
+DEV = "cuda"
+
+
+class Block(torch.nn.Module):
+    def __init__(self, c=32, g=8):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.norm = torch.nn.GroupNorm(g, c)
+
+    def forward(self, x, scale=None):
+        h = F.silu(self.norm(self.conv(x))) + x
+        if x.shape[2] % 2:  # a size branch: odd heights compile a second variant
+            h = h * 0.5
+        return h
+
+
+def test_threads_share_cuda_graphs_and_compile_once(capfd):
+    model = Block().to(DEV).eval()
+    opt = blade.optimize(model, (torch.randn(2, 32, 16, 16, device=DEV),))
+    capfd.readouterr()
+    shapes = [(2, 32, 16, 16), (1, 32, 17, 9), (3, 32, 16, 12), (2, 32, 15, 15)] * 2
+    xs = [torch.randn(*s, device=DEV) for s in shapes]
+    results, errors = {}, []
+    barrier = threading.Barrier(len(xs))
+
+    def call(i):
+        barrier.wait()
+        try:
+            outs = [opt(xs[i]) for _ in range(5)]  # replays of one graph from several threads
+            torch.cuda.synchronize()
+            results[i] = outs
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with torch.no_grad():
+        for i, x in enumerate(xs):
+            ref = model(x)
+            for out in results[i]:
+                torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
+    assert capfd.readouterr().err.count("compiling variant") == 1
+    assert all(type(p) is torch.nn.Parameter for p in model.parameters())
+
+
+def test_keyword_call_and_dtype_variant_on_gpu(capfd):
+    model = Block().to(DEV).eval()
+    opt = blade.optimize(model, (torch.randn(2, 32, 8, 8, device=DEV),))
+    capfd.readouterr()
+    x = torch.randn(1, 32, 10, 6, device=DEV)
+    with torch.no_grad():
+        ref = model(x)
+    torch.testing.assert_close(opt(x=x), ref, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(opt(x, scale=None), ref, rtol=1e-2, atol=1e-2)
+    assert "compiling variant" not in capfd.readouterr().err
+    model16 = Block().to(DEV).half().eval()
+    opt16 = blade.optimize(model16, (torch.randn(2, 32, 8, 8, device=DEV, dtype=torch.float16),))
+    x32 = torch.randn(1, 32, 8, 8, device=DEV)
+    with pytest.raises(RuntimeError):  # eager refuses float32 into float16 weights; so does Blade
+        opt16(x32)

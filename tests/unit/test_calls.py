@@ -1,0 +1,309 @@
+"""Call patterns of an optimized module behave exactly as eager calls do: arguments bound to
+``forward``'s signature (positional, keyword, defaults share one variant), eager's ``TypeError``
+for a wrong call, output structure kept, a variant per dtype signature (never a silent cast), and
+the eager answer (with a one-line message) for models or calls Blade cannot compile."""
+
+import pytest
+import torch
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+import blade
+from blade.frontend.export import CaptureError
+
+
+def compiled_count(opt) -> int:
+    """Variants with their own compiled code (a variant may reuse another's)."""
+    return len({id(v.executor) for v in opt.variants})
+
+
+class TinyUNet(torch.nn.Module):
+    """diffusers' UNet calling convention: ``(sample, timestep, encoder_hidden_states, ...,
+    return_dict=True)`` returning ``UNet2DConditionOutput`` or a tuple."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 4)
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, sample, timestep, encoder_hidden_states, class_labels=None, attention_mask=None,
+                return_dict: bool = True):
+        ctx = self.proj(encoder_hidden_states).mean(1)[:, :, None, None]
+        out = self.conv(sample) * timestep + ctx
+        if class_labels is not None:
+            out = out + class_labels[:, None, None, None]
+        if not return_dict:
+            return (out,)
+        return UNet2DConditionOutput(sample=out)
+
+
+def unet_args(batch=2, h=6, w=5):
+    return torch.randn(batch, 4, h, w), torch.tensor(3.0), torch.randn(batch, 7, 8)
+
+
+def test_keyword_positional_and_default_calls_share_one_variant(capfd):
+    model = TinyUNet().eval()
+    x, t, ctx = unet_args()
+    opt = blade.optimize(model, (x, t, ctx))
+    capfd.readouterr()
+    x, t, ctx = unet_args(3, 9, 4)
+    ref = model(x, t, ctx).sample
+    for out in (opt(x, t, ctx), opt(x, t, encoder_hidden_states=ctx),
+                opt(sample=x, timestep=t, encoder_hidden_states=ctx, class_labels=None, return_dict=True),
+                opt(x, t, ctx, None, None, True)):
+        assert isinstance(out, UNet2DConditionOutput)
+        torch.testing.assert_close(out.sample, ref)
+    # the diffusers pipeline's call: keyword context, return_dict=False -> a tuple, same code
+    out = opt(x, t, encoder_hidden_states=ctx, return_dict=False)
+    assert isinstance(out, tuple) and len(out) == 1
+    torch.testing.assert_close(out[0], ref)
+    err = capfd.readouterr().err
+    assert "compiling variant" not in err
+    assert compiled_count(opt) == 1
+    # a non-tensor argument that changes the program still compiles its own variant
+    labels = torch.randn(3)
+    torch.testing.assert_close(opt(x, t, ctx, class_labels=labels).sample, model(x, t, ctx, labels).sample)
+    assert compiled_count(opt) == 2
+
+
+def test_keyword_call_after_positional_example():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+
+    class ByName(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = model
+
+        def forward(self, x):
+            return self.body(x)
+
+    opt = blade.optimize(ByName().eval(), (torch.randn(2, 4),))
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(opt(x=x), model(x))
+    torch.testing.assert_close(opt(x), model(x))
+    assert len(opt.variants) == 1
+
+
+def test_wrong_arguments_raise_eagers_type_error_before_any_compile(capfd):
+    model = TinyUNet().eval()
+    opt = blade.optimize(model, unet_args())
+    capfd.readouterr()
+    x, t, ctx = unet_args()
+    for args, kwargs in [((x, t), {}), ((x, t, ctx, None, None, True, 5), {}), ((x, t, ctx), {"colour": 1}),
+                         ((x, t, ctx), {"sample": x})]:
+        with pytest.raises(TypeError) as eager:
+            model(*args, **kwargs)
+        with pytest.raises(TypeError) as ours:
+            opt(*args, **kwargs)
+        assert str(ours.value) == str(eager.value)
+    assert len(opt.variants) == 1 and "compiling" not in capfd.readouterr().err
+
+
+def test_output_structures_are_kept():
+    class Hf(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, input_ids, return_dict=True):
+            h = self.lin(input_ids)
+            out = BaseModelOutputWithPooling(last_hidden_state=h, pooler_output=h.mean(1))
+            return out if return_dict else out.to_tuple()
+
+    class Dict(torch.nn.Module):
+        def forward(self, x):
+            return {"a": x + 1, "b": [x * 2, (x - 1,)], "n": 3}
+
+    model = Hf().eval()
+    opt = blade.optimize(model, (torch.randn(2, 5, 4),))
+    x = torch.randn(3, 7, 4)
+    out = opt(x)
+    assert isinstance(out, BaseModelOutputWithPooling) and out.hidden_states is None
+    torch.testing.assert_close(out.pooler_output, model(x).pooler_output)
+    tup = opt(x, return_dict=False)
+    assert isinstance(tup, tuple) and len(tup) == 2
+    torch.testing.assert_close(tup[0], model(x).last_hidden_state)
+    assert compiled_count(opt) == 1  # return_dict=False reuses the compiled code
+    out = blade.optimize(Dict().eval(), (torch.randn(2, 3),))(torch.ones(4, 3))
+    assert out["n"] == 3 and isinstance(out["b"][1], tuple)
+    torch.testing.assert_close(out["b"][1][0], torch.zeros(4, 3))
+
+
+# ------------------------------------------------------------------ dtypes: eager semantics
+class Affine(torch.nn.Module):
+    def forward(self, x):
+        return x * 2 + 1
+
+
+def test_int64_input_is_not_cast_to_the_compiled_float32():
+    opt = blade.optimize(Affine().eval(), (torch.randn(2, 3),))
+    x = torch.full((2, 3), 2**24 + 1, dtype=torch.int64)
+    out = opt(x)
+    assert out.dtype == torch.int64
+    assert torch.equal(out, x * 2 + 1)  # 33554435, not float32's 33554432
+    assert len(opt.variants) == 2
+    opt(torch.randn(4, 5))  # float32 still reaches the first variant
+    assert len(opt.variants) == 2
+
+
+def test_float64_input_to_a_float32_mlp_follows_eager():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)).eval()
+    opt = blade.optimize(model, (torch.randn(2, 4),))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError) as eager:
+        model(x)
+    with pytest.raises(RuntimeError) as ours:
+        opt(x)
+    assert str(ours.value) == str(eager.value)
+    model64 = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()).double().eval()
+    opt = blade.optimize(model64, (torch.randn(2, 4, dtype=torch.float64),))
+    torch.testing.assert_close(opt(x), model64(x), rtol=1e-12, atol=1e-12)
+    assert opt(x).dtype == torch.float64
+
+
+def test_float_indices_into_an_embedding_raise_like_eager_and_compile_once(capfd):
+    model = torch.nn.Embedding(10, 4).eval()
+    opt = blade.optimize(model, (torch.tensor([[1, 2, 3]]),))
+    capfd.readouterr()
+    bad = torch.tensor([[1.0, 2.0]])
+    with pytest.raises(RuntimeError) as eager:
+        model(bad)
+    for _ in range(2):
+        with pytest.raises(RuntimeError) as ours:
+            opt(bad)
+        assert str(ours.value) == str(eager.value)
+    assert capfd.readouterr().err.count("compiling variant") == 1  # the failed signature is remembered
+    ids = torch.tensor([[4, 5], [6, 7]])
+    torch.testing.assert_close(opt(ids), model(ids))
+
+
+def test_fp16_converts_only_the_compiled_float_dtype():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+    opt = blade.optimize(model, (torch.randn(2, 4),), config=blade.Config(enable_fp16=True))
+    x = torch.randn(3, 4)
+    assert opt(x).dtype == torch.float32
+    torch.testing.assert_close(opt(x), model(x), rtol=2e-2, atol=2e-2)
+    x64 = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError):  # eager raises on float64 into float32 weights; so does Blade
+        opt(x64)
+
+
+# ------------------------------------------------------------------ compiles that go wrong
+def test_variant_that_refuses_its_own_call_is_an_internal_error_answered_eagerly(capfd, monkeypatch):
+    opt = blade.optimize(Affine().eval(), (torch.randn(2, 3),))
+    compiles = []
+    real = type(opt).compile_variant
+
+    def broken_compile(self, args, kwargs):  # a variant whose signature is not the call's
+        compiles.append(1)
+        v = real(self, args, kwargs)
+        v.signature = type(v.signature)(v.signature.spec, v.signature.tensors, v.signature.constants,
+                                        not v.signature.training)
+        return v
+
+    monkeypatch.setattr(type(opt), "compile_variant", broken_compile)
+    x = torch.full((2, 3), 2**24 + 1, dtype=torch.int64)  # int64 needs a variant of its own
+    for _ in range(2):
+        assert torch.equal(opt(x), x * 2 + 1)
+    err = capfd.readouterr().err
+    assert "INTERNAL ERROR" in err and "does not accept" in err
+    assert len(compiles) == 1  # never compiled again for that signature
+
+
+class SignBranch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.lin(x) * 2
+        return x - 1
+
+
+def test_data_dependent_branch_runs_eagerly_and_advice_never_misleads(capfd):
+    model = SignBranch().eval()
+    before = {n: (p, p.detach().clone()) for n, p in model.named_parameters()}
+    opt = blade.optimize(model, (torch.ones(2, 3),))
+    for n, p in model.named_parameters():  # the failed capture left the module as it was
+        assert p is before[n][0] and type(p) is torch.nn.Parameter and torch.equal(p, before[n][1])
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("[blade]")]
+    assert len(lines) == 1
+    assert "data-dependent control flow" in lines[0] and "if x.sum() > 0:" in lines[0]
+    assert "torch.cond" in lines[0] and "allow_tracing=True" not in lines[0]
+    for x in (torch.ones(4, 3), -torch.ones(5, 3)):
+        torch.testing.assert_close(opt(x), model(x))
+    with pytest.raises(CaptureError, match="data-dependent control flow.*if x.sum"):
+        blade.optimize(model, (torch.ones(2, 3),), config=blade.Config(fallback="strict"))
+
+
+def test_tracing_a_value_dependent_branch_is_refused_not_specialised(capfd):
+    model = SignBranch().eval()
+    opt = blade.optimize(model, (torch.ones(2, 3),), allow_tracing=True)
+    assert "recorded one path through Python control flow" in capfd.readouterr().err
+    x = -torch.ones(4, 3)  # the branch the trace did not take
+    torch.testing.assert_close(opt(x), model(x))
+    with pytest.raises(CaptureError, match="Python boolean"):
+        blade.optimize(model, (torch.ones(2, 3),), allow_tracing=True, config=blade.Config(fallback="strict"))
+
+
+def test_torch_cond_model_matches_eager_on_both_branches():
+    class Cond(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3)
+
+        def forward(self, x):
+            return torch.cond(x.sum() > 0, lambda x: self.lin(x) * 2, lambda x: x - 1, (x,))
+
+    model = Cond().eval()
+    opt = blade.optimize(model, (torch.ones(2, 3),))
+    for x in (torch.ones(4, 3), -torch.ones(4, 3)):
+        torch.testing.assert_close(opt(x), model(x))
+
+
+def test_export_refusal_runs_the_module_eagerly_with_one_line(capfd):
+    class Close(torch.nn.Module):
+        def forward(self, x, y):
+            return torch.allclose(x, y), x + y
+
+    model = Close().eval()
+    opt = blade.optimize(model, (torch.ones(2, 3), torch.ones(2, 3)))
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.startswith("[blade]")]
+    assert len(lines) == 1 and "aten.allclose" in lines[0] and "runs in eager PyTorch" in lines[0]
+    same, total = opt(torch.ones(2, 3), torch.zeros(2, 3))
+    assert same is False and torch.equal(total, torch.ones(2, 3))
+    with pytest.raises(CaptureError, match="allclose"):
+        blade.optimize(model, (torch.ones(2, 3), torch.ones(2, 3)), config=blade.Config(fallback="strict"))
+
+
+def test_mode_switch_after_optimize_follows_the_original():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5)).eval()
+    opt = blade.optimize(model, (torch.randn(2, 4),))
+    assert not opt.training
+    opt.train()
+    assert model.training and opt.training
+    torch.manual_seed(1)
+    x = torch.randn(64, 4) + 3
+    out = opt(x)  # training-mode dropout: about half the values zeroed, as eager does
+    zeros = (out == 0).float().mean().item()
+    assert 0.3 < zeros < 0.7
+    model.eval()
+    assert not opt.training
+    torch.testing.assert_close(opt(x), model(x))
+
+
+def test_non_tensor_argument_reuse_compares_lifted_constants():
+    class Scaled(torch.nn.Module):
+        def forward(self, x, scale: float = 2.0, return_dict: bool = True):
+            y = x * torch.tensor(scale)  # a lifted constant: the graph is the same for every scale
+            return {"y": y} if return_dict else (y,)
+
+    model = Scaled().eval()
+    opt = blade.optimize(model, (torch.randn(2, 3),))
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(opt(x, return_dict=False)[0], x * 2)
+    assert compiled_count(opt) == 1
+    torch.testing.assert_close(opt(x, 3.0)["y"], x * 3)  # another constant value: its own code
+    assert compiled_count(opt) == 2
