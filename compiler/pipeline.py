@@ -138,7 +138,7 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
     report = program.report
     with report.stage("codegen"):
         fused = [op for op in walk_ops(program.module) if isinstance(op, FusedOp)]
-        plans = {op.p("id"): plan_kernel(op) for op in fused}
+        plans = {op.p("id"): plan_kernel(op, bounds_check=config.bounds_check) for op in fused}
     config_key = kernel_config_key
     unique = {config_key(p): p for p in plans.values()}
     report.notes.append(f"{len(fused)} fused groups, {len({p.name for p in plans.values()})} distinct kernels, "
