@@ -55,8 +55,16 @@ class KernelLauncher:
     #: wherever it fits; "two" forces statistics + apply
     gn_schedule = "auto"
 
-    def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
-        self.plan: KernelPlan = compiled.plan if compiled is not None else None
+    def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None,
+                 plan: KernelPlan | None = None):
+        """``plan``: the fused group's own plan when ``compiled`` was built from another group's
+        plan with the same source (compiled kernels are shared; addressing is not: the source
+        does not say which dims an input varies along or its rank, ``InputSpec`` does)."""
+        if plan is not None and compiled is not None and (
+                plan.source != compiled.plan.source or plan.variants != compiled.plan.variants):
+            raise ValueError(f"kernel {plan.name}: the compiled kernels given were built from other source "
+                             f"({compiled.plan.name})")
+        self.plan: KernelPlan = plan if plan is not None else (compiled.plan if compiled is not None else None)
         self.compiled = compiled
         self.module = interpreted_module
         self.stats = stats or LaunchStats()
