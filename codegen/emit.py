@@ -350,6 +350,10 @@ class _Source:
         sig = p.signature(name.replace("KNAME", "k"))
         args = [f"{a}: tl.constexpr" if t == "constexpr" else a for a, t in sig.items()]
         lines = ["@triton.jit", f"def {name}({', '.join(args)}):", f"    # fused: {p.label}"]
+        # the pointer types are not otherwise visible in the body (loads convert to the compute
+        # type): naming them here makes groups that read other dtypes other sources, so they never
+        # share compiled kernels (an f16 tensor read through an *fp32 pointer runs past its end)
+        lines.append("    # reads: " + ", ".join(f"in{i} {s.dtype}" for i, s in enumerate(p.inputs)))
         self.mode = mode
         if mode == "stats":
             lines += self._stats_body()

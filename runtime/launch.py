@@ -61,7 +61,8 @@ class KernelLauncher:
         plan with the same source (compiled kernels are shared; addressing is not: the source
         does not say which dims an input varies along or its rank, ``InputSpec`` does)."""
         if plan is not None and compiled is not None and (
-                plan.source != compiled.plan.source or plan.variants != compiled.plan.variants):
+                plan.source != compiled.plan.source or plan.variants != compiled.plan.variants
+                or any(plan.signature(v.kernel) != compiled.plan.signature(v.kernel) for v in plan.variants)):
             raise ValueError(f"kernel {plan.name}: the compiled kernels given were built from other source "
                              f"({compiled.plan.name})")
         self.plan: KernelPlan = plan if plan is not None else (compiled.plan if compiled is not None else None)

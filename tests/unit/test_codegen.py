@@ -1,5 +1,6 @@
 """Generated source and kernel planning (no GPU, no interpreter needed)."""
 
+import pytest
 import torch
 
 import blade
@@ -60,3 +61,35 @@ def test_bounds_checked_kernels_compile_for_sm90(tmp_path):
     cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
     for plan in unique.values():
         assert {v.kernel for v in plan.variants} <= cubins, plan.name
+
+
+class MixedDtypes(torch.nn.Module):
+    def forward(self, a, b, c):
+        return a + b, a + c  # f32 + f32, and f32 + f16 (promoted to f32 in the kernel)
+
+
+def test_groups_reading_other_dtypes_never_share_compiled_kernels():
+    """Loads convert to the compute type, so the body of both adds is the same; their pointer
+    types differ. Sharing one compiled kernel would read the f16 tensor through an *fp32 pointer,
+    past its end."""
+    p, q = _plans(MixedDtypes(), torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8).half())
+    assert [s.dtype for s in p.inputs] != [s.dtype for s in q.inputs]
+    assert p.name != q.name and kernel_config_key(p) != kernel_config_key(q)
+
+
+def test_one_source_for_two_ranks_gets_a_launcher_per_group():
+    """An add over [B, L, C] and one over [B, H, W, C] share a source (and compiled kernels), but
+    each group's launcher addresses its inputs by its own plan: the SD 2.x illegal memory access."""
+    from blade.codegen.aot import CompiledPlan
+    from blade.runtime.launch import KernelLauncher
+    from tests.kernels.test_addressing import LinearProjection
+
+    adds = [p for p in _plans(LinearProjection(), torch.randn(2, 8, 4, 4)) if p.label == "add"]
+    assert sorted(p.rank for p in adds) == [3, 4] and adds[0].source == adds[1].source
+    shared = CompiledPlan(adds[0])
+    launchers = [KernelLauncher(shared, plan=p) for p in adds]
+    assert [lch.plan.inputs for lch in launchers] == [p.inputs for p in adds]
+    other = next(p for p in _plans(MixedDtypes(), torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8).half())
+                 if p.inputs[1].dtype == "f16")
+    with pytest.raises(ValueError, match="built from other source"):
+        KernelLauncher(shared, plan=other)
