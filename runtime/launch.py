@@ -121,6 +121,12 @@ class KernelLauncher:
         """``t`` has the rank, sizes (1 where the plan broadcasts) and dtype the plan assumed."""
         plan = self.plan
         spec = plan.inputs[i]
+        if spec.rank > len(space) or t.dim() != spec.rank:
+            raise KernelLaunchError(
+                f"kernel {plan.name} ({plan.label}): input {i} has rank {t.dim()} (shape {tuple(t.shape)}), but "
+                f"the kernel was planned for a rank-{spec.rank} input in the rank-{len(space)} iteration space "
+                f"{tuple(space)}; launching it would read the wrong memory. This is a Blade bug: please report "
+                "it with the model; Config(executor='reference') runs the program without generated kernels")
         expect = spec.expected_shape(space)
         if tuple(t.shape) != expect:
             raise KernelLaunchError(
