@@ -3,7 +3,8 @@ UNets (``use_linear_projection``, per-block head counts, ``upcast_attention``; `
 added conditioning, two transformer layers per block) through generated kernels in fp16, with and
 without ``Config(bounds_check=True)``, at three shapes each, against eager.
 
-The fp16 bar: error against a float32 reference at most twice eager fp16's error.
+The fp16 bar: error against a float32 reference at most twice eager fp16's error. To run every
+GPU test with bounds checks compiled in: ``pytest tests/gpu --bounds-check`` (tests/conftest.py).
 """
 
 import pytest
