@@ -62,8 +62,8 @@ def _attrs(plan: KernelPlan, variant: Variant) -> dict:
 
 
 def _options(variant: Variant) -> dict:
-    """Triton compile options of a variant."""
-    return {"num_warps": variant.num_warps}
+    """Triton compile options of a variant (``debug`` keeps the bounds-check assertions)."""
+    return {"num_warps": variant.num_warps, **({"debug": True} if variant.debug else {})}
 
 
 class CompileWorkers:
@@ -162,7 +162,7 @@ def compile_plans(plans: list[KernelPlan], target: tuple[str, int, int] = ("cuda
         for v in plan.variants:
             sig = plan.signature(v.kernel)
             consts = {k: v.constexprs[k] for k in plan.constexpr_names(v.kernel)}
-            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps)
+            key = (str(path), v.kernel, tuple(sorted(consts.items())), v.aligned, v.num_warps, v.debug)
             jobs_by_key[key] = (str(path), v.kernel, sig, consts, _attrs(plan, v), _options(v), tuple(target), tcache)
     todo = list(jobs_by_key.values())
     t0 = time.perf_counter()

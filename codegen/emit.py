@@ -24,12 +24,29 @@ Three templates, chosen by the group's ``kind``:
     no faster than this pair: ``docs/performance.md``.)
 
 Row addressing: a kernel iterates over rows ``rm`` (every dim but the last, flattened) and reads
-each input at ``row offset + k``. When every input's row dims are one contiguous range that the
-launcher can collapse into a single stride (the normal case: NHWC activations, GEMM outputs and
-their column slices, per-image vectors), the row offset is ``((rm // a) % b) * rs`` with only the
-division/modulo that input needs (*linear* addressing, int32 index math). Groups that read through
-a nearest upsample, or inputs broadcast along a non-contiguous set of dims, use per-dim
-coordinates (*coords* addressing).
+each input at ``row offset + k``. When every input's row dims are one contiguous range (the normal
+case: NHWC activations, GEMM outputs and their column slices, per-image vectors), the row offset
+is ``((rm // a) % b) * rs`` with only the division/modulo that input needs (*linear* addressing,
+int32 index math). Groups that read through a nearest upsample, or inputs broadcast along a
+non-contiguous set of dims, use per-dim coordinates (*coords* addressing).
+
+What the plan assumes of each input (``InputSpec``: its rank, which dims vary with the iteration
+space and which are broadcast, size 1) is a claim about shapes only. Strides are never assumed:
+the IR types say nothing about them (a ``reshape`` or ``permute`` runs as a strided view of
+whatever its producer wrote). The launcher therefore checks every input's actual shape against
+the plan's claim (rank, every size, broadcast dims included) and proves a collapse into one row
+stride from the actual sizes and strides of every dim before it launches; an input whose dims do
+not collapse is copied contiguous (``LaunchStats.layout_copies``), and a shape that contradicts the
+plan is an error naming the kernel, the input and both shapes (``runtime/launch.py``). One source
+can serve groups whose inputs differ in rank or broadcast dims (an ``add`` over ``[B, L, C]`` and
+one over ``[B, H, W, C]``): such groups share compiled kernels but never a launcher, since the
+launcher addresses inputs by its own group's ``InputSpec``s. Input pointer types are named in the
+source (``# reads:``) because the body alone does not show them.
+
+With ``bounds_check`` (``Config.bounds_check``) every kernel also receives the element span of each
+input and output (``n{i}``, ``nout{j}``) and ``tl.device_assert``s that every offset it loads or
+stores lies in ``[0, span)``: a wrong launch then stops with the kernel's name instead of reading
+or writing other memory. The checks are part of the source, so of every cache key.
 
 One compiled kernel serves every shape: block sizes are the only compile-time constants, and a
 few variants are compiled per kernel (tile width by the channel count, and an *aligned* variant
@@ -72,6 +89,23 @@ class InputSpec:
     #: linear addressing: which part of the row index the input varies along: "none", "full" (every
     #: row dim), "prefix" (leading dims: rm // a), "suffix" (trailing dims: rm % b), "middle" (both)
     form: str = "none"
+    #: the input's rank in the IR (right-aligned to the space; missing leading dims broadcast)
+    rank: int = 0
+
+    def expected_shape(self, space: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape the plan assumes this input has in iteration space ``space``: the space's
+        size along the dims it varies with (divided by an upsample factor), 1 where it broadcasts."""
+        r = len(space)
+        out = []
+        for j in range(self.rank):
+            d = j + (r - self.rank)
+            if d == r - 1:
+                out.append(space[d] if self.last == "contig" else 1)
+            elif d in self.row_dims:
+                out.append(space[d] // self.row_div.get(d, 1))
+            else:
+                out.append(1)
+        return tuple(out)
 
 
 @dataclass
@@ -80,6 +114,7 @@ class Variant:
     constexprs: dict[str, int]
     aligned: bool
     num_warps: int = 4
+    debug: bool = False         # compiled with device assertions kept (the plan's bounds_check)
 
 
 @dataclass
@@ -98,6 +133,7 @@ class KernelPlan:
     num_groups: int = 0
     eps: float = 0.0
     addressing: str = "linear"      # "linear" or "coords" (see the module docstring)
+    bounds_check: bool = False      # device_assert every offset (see the module docstring)
 
     @property
     def key(self) -> str:
@@ -117,6 +153,10 @@ class KernelPlan:
             sig["stats"] = "*fp32"
         sig.update({"M": "i32", "K": "i64"})
         sig.update(self.address_args())
+        if self.bounds_check:  # element spans of every tensor the kernel addresses
+            sig.update({f"n{i}": "i64" for i in range(len(self.inputs))})
+            if not kernel.endswith("_stats"):
+                sig.update({f"nout{j}": "i64" for j in range(len(self.outputs))})
         if self.kind == "group_norm":
             sig["P"] = "i32"
             if kernel.endswith("_stats"):
@@ -176,7 +216,8 @@ def iteration_space(op: FusedOp) -> TensorType:
     return anchor.out_type if anchor is not None else op.body_ops()[-1].results[0].type
 
 
-def plan_kernel(op: FusedOp) -> KernelPlan:
+def plan_kernel(op: FusedOp, bounds_check: bool = False) -> KernelPlan:
+    """The kernel of one fused group; ``bounds_check`` compiles offset assertions into it."""
     kind = op.p("kind")
     anchor = anchor_of(op)
     space = iteration_space(op)
@@ -190,7 +231,7 @@ def plan_kernel(op: FusedOp) -> KernelPlan:
     else:
         inputs = [_input_spec(a.type, space) for a in op.body.block.args]
     outputs = [storage(v.type) for v in op.outputs]
-    plan = KernelPlan("", kind, op.p("ops"), "", rank, inputs, outputs)
+    plan = KernelPlan("", kind, op.p("ops"), "", rank, inputs, outputs, bounds_check=bounds_check)
     if ups is not None or any(s.form == "coords" for s in inputs):
         plan.addressing = "coords"
     plan.static_k = static_value(space.shape[-1])
@@ -204,6 +245,8 @@ def plan_kernel(op: FusedOp) -> KernelPlan:
     plan.name = f"{kind}_{short}_{digest}"
     plan.source = src.replace("KNAME", plan.name)
     plan.variants = _variants(plan)
+    for v in plan.variants:
+        v.debug = bounds_check
     return plan
 
 
@@ -216,7 +259,7 @@ def _input_spec(t: TensorType, space: TensorType) -> InputSpec:
             row_dims.append(d)
     j = ri - 1
     last = "contig" if (ri >= 1 and not (t.shape[j] == 1 and space.shape[r - 1] != 1)) else "bcast"
-    return InputSpec(storage(t), row_dims, last, form=_row_form(row_dims, r - 1))
+    return InputSpec(storage(t), row_dims, last, form=_row_form(row_dims, r - 1), rank=ri)
 
 
 def _row_form(row_dims: list[int], nrows: int) -> str:
@@ -311,6 +354,10 @@ class _Source:
         sig = p.signature(name.replace("KNAME", "k"))
         args = [f"{a}: tl.constexpr" if t == "constexpr" else a for a, t in sig.items()]
         lines = ["@triton.jit", f"def {name}({', '.join(args)}):", f"    # fused: {p.label}"]
+        # the pointer types are not otherwise visible in the body (loads convert to the compute
+        # type): naming them here makes groups that read other dtypes other sources, so they never
+        # share compiled kernels (an f16 tensor read through an *fp32 pointer runs past its end)
+        lines.append("    # reads: " + ", ".join(f"in{i} {s.dtype}" for i, s in enumerate(p.inputs)))
         self.mode = mode
         if mode == "stats":
             lines += self._stats_body()
@@ -361,14 +408,29 @@ class _Source:
         for i, spec in enumerate(self.plan.inputs):
             ct = STORAGE[spec.dtype][1]
             if spec.last == "bcast" and not spec.row_dims:
-                out.append(f"    x{i} = tl.load(in{i}).to({ct})")
+                offset, mask, load = "0", None, f"tl.load(in{i}).to({ct})"
             elif spec.last == "bcast":
-                out.append(f"    x{i} = tl.load(in{i} + o{i}, mask=mask_m, other=0).to({ct})[:, None]")
+                offset, mask = f"o{i}", "mask_m"
+                load = f"tl.load(in{i} + o{i}, mask=mask_m, other=0).to({ct})[:, None]"
             elif not spec.row_dims:
-                out.append(f"    x{i} = tl.load(in{i} + rk, mask=mask_k, other=0).to({ct})[None, :]")
+                offset, mask = "rk", "mask_k"
+                load = f"tl.load(in{i} + rk, mask=mask_k, other=0).to({ct})[None, :]"
             else:
-                out.append(f"    x{i} = tl.load(in{i} + o{i}[:, None] + rk[None, :], mask=mask, other=0).to({ct})")
+                offset, mask = f"o{i}[:, None] + rk[None, :]", "mask"
+                load = f"tl.load(in{i} + {offset}, mask=mask, other=0).to({ct})"
+            out += self._bounds_assert(offset, mask, f"n{i}", f"in{i}")
+            out.append(f"    x{i} = {load}")
         return out
+
+    def _bounds_assert(self, offset: str, mask: str | None, span: str, what: str) -> list[str]:
+        """With ``bounds_check``: assert that ``offset`` (where ``mask`` holds) lies in ``[0, span)``."""
+        if not self.plan.bounds_check:
+            return []
+        if mask is None:  # a scalar read at offset 0
+            cond = f"{span} > 0"
+        else:
+            cond = f"((({offset}) >= 0) & (({offset}) < {span})) | ({mask} == 0)"
+        return [f'    tl.device_assert({cond}, "KNAME: {what} offset outside its tensor ([0, {span}))")']
 
     def _compute(self, upto) -> list[str]:
         """Load inputs and compute the group's ops (up to the anchor's input if ``upto``)."""
@@ -445,6 +507,7 @@ class _Source:
             val = self.names[v]
             if val in self.consts.values() or not val.startswith(("v", "x")):
                 val = f"tl.full([BLOCK_M, BLOCK_K], {val}, {compute_type(v.type)})"
+            out += self._bounds_assert("orow[:, None] + rk[None, :]", "mask", f"nout{j}", f"out{j}")
             out.append(f"    tl.store(out{j} + orow[:, None] + rk[None, :], {val}.to({st}), mask=mask)")
         return out
 

@@ -58,6 +58,14 @@ class Config:
     #: predicts (slow; for tests and debugging).
     check_shapes: bool = False
 
+    #: Compile bounds checks into every generated kernel: each kernel receives the element span of
+    #: every tensor it reads or writes and ``tl.device_assert``s that each offset lies inside it,
+    #: so a wrong address stops the program naming the kernel instead of reading or writing other
+    #: memory (an illegal memory access, or worse, a silent wrong answer). Slower (extra compares,
+    #: kernels compiled in Triton's debug mode); the kernels are separate cache entries. For tests
+    #: and debugging; the launch-time shape and stride checks are always on regardless.
+    bounds_check: bool = False
+
     #: How compiled programs run. ``"auto"``: generated Triton kernels plus PyTorch library ops on
     #: CUDA, the reference executor (PyTorch ops only) elsewhere; ``"kernels"`` forces generated
     #: kernels (on a CPU this needs ``TRITON_INTERPRET=1`` and runs them in Triton's interpreter);

@@ -120,8 +120,11 @@ def executor_kind(config: Config, device: torch.device) -> str:
 
 
 def kernel_config_key(plan) -> str:
-    """Launchers are shared per distinct (source, variants): two groups with one source but another
-    static channel count have other compile-time constants and need their own."""
+    """Compiled kernels are shared per distinct (source, variants): two groups with one source but
+    another static channel count have other compile-time constants and need their own. Launchers
+    are never shared: one source can serve groups whose inputs have other ranks or broadcast dims
+    (an ``add`` over ``[B, L, C]`` and one over ``[B, H, W, C]``), and the launcher addresses each
+    input by its group's own plan."""
     return plan.name + repr([(v.kernel, sorted(v.constexprs.items()), v.aligned) for v in plan.variants])
 
 
@@ -138,15 +141,16 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
     report = program.report
     with report.stage("codegen"):
         fused = [op for op in walk_ops(program.module) if isinstance(op, FusedOp)]
-        plans = {op.p("id"): plan_kernel(op) for op in fused}
+        plans = {op.p("id"): plan_kernel(op, bounds_check=config.bounds_check) for op in fused}
     config_key = kernel_config_key
     unique = {config_key(p): p for p in plans.values()}
     report.notes.append(f"{len(fused)} fused groups, {len({p.name for p in plans.values()})} distinct kernels, "
                         f"{sum(len(p.variants) for p in unique.values())} compiled variants")
     stats = LaunchStats()
     program.launch_stats = stats
-    if device.type != "cuda":
-        return {i: KernelLauncher.interpreted(p, load_interpreted(p, config.kernel_cache_dir), stats)
+    if device.type != "cuda":  # the same sharing as on the GPU: one module per key, a launcher per group
+        modules = {key: load_interpreted(p, config.kernel_cache_dir) for key, p in unique.items()}
+        return {i: KernelLauncher(CompiledPlan(unique[config_key(p)]), modules[config_key(p)], stats, plan=p)
                 for i, p in plans.items()}
     major, minor = torch.cuda.get_device_capability(device)
 
@@ -159,5 +163,5 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
         compiled = compile_plans(list(unique.values()), target=("cuda", major * 10 + minor, 32),
                                  root=config.kernel_cache_dir, jobs=config.compile_jobs, load=True,
                                  progress=progress)
-    launchers = {config_key(cp.plan): KernelLauncher(cp, stats=stats) for cp in compiled}
-    return {i: launchers[config_key(p)] for i, p in plans.items()}
+    by_key = {config_key(cp.plan): cp for cp in compiled}
+    return {i: KernelLauncher(by_key[config_key(p)], stats=stats, plan=p) for i, p in plans.items()}

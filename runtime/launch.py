@@ -5,10 +5,20 @@ pointers, ``M``, ``K``, the row sizes and each input's row strides), picks the p
 (tile width by ``K``; the *aligned* variant when every pointer, ``K`` and stride is a multiple of
 16) and launches. It never compiles: on a GPU it calls ``CompiledKernel`` objects compiled ahead of
 time; on a CPU (tests) it calls the same source under Triton's interpreter.
+
+Nothing about an input's layout is taken on trust. Before a launch every input's rank, sizes and
+dtype are checked against what the plan assumed (``InputSpec.expected_shape``; a mismatch is a
+``KernelLaunchError`` naming the kernel, the input and both shapes), and a collapse of row dims
+into one stride is proven from the tensor's actual sizes and strides; where it does not hold the
+input is copied contiguous (counted in ``LaunchStats.layout_copies``). A plan compiled with
+``bounds_check`` additionally receives each tensor's element span and asserts every offset on the
+device (``codegen/emit.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from collections import Counter
 
@@ -19,6 +29,11 @@ from blade.codegen.emit import KernelPlan
 
 _TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "i64": torch.int64,
                 "i32": torch.int32, "i1": torch.bool}
+
+
+class KernelLaunchError(RuntimeError):
+    """A kernel was about to be launched on tensors that contradict its plan (an internal error:
+    the program's types and the tensors it computed disagree)."""
 
 
 class LaunchStats:
@@ -40,8 +55,17 @@ class KernelLauncher:
     #: wherever it fits; "two" forces statistics + apply
     gn_schedule = "auto"
 
-    def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None):
-        self.plan: KernelPlan = compiled.plan if compiled is not None else None
+    def __init__(self, compiled: CompiledPlan | None = None, interpreted_module=None, stats: LaunchStats | None = None,
+                 plan: KernelPlan | None = None):
+        """``plan``: the fused group's own plan when ``compiled`` was built from another group's
+        plan with the same source (compiled kernels are shared; addressing is not: the source
+        does not say which dims an input varies along or its rank, ``InputSpec`` does)."""
+        if plan is not None and compiled is not None and (
+                plan.source != compiled.plan.source or plan.variants != compiled.plan.variants
+                or any(plan.signature(v.kernel) != compiled.plan.signature(v.kernel) for v in plan.variants)):
+            raise ValueError(f"kernel {plan.name}: the compiled kernels given were built from other source "
+                             f"({compiled.plan.name})")
+        self.plan: KernelPlan = plan if plan is not None else (compiled.plan if compiled is not None else None)
         self.compiled = compiled
         self.module = interpreted_module
         self.stats = stats or LaunchStats()
@@ -64,16 +88,23 @@ class KernelLauncher:
         if m >= 2**31:
             raise RuntimeError(f"{plan.name} ({plan.label}): {m} rows in shape {tuple(space)}; generated kernels "
                                "index rows in int32 (at most 2**31 - 1 rows)")
+        if len(inputs) != len(plan.inputs):
+            raise KernelLaunchError(f"kernel {plan.name} ({plan.label}) takes {len(plan.inputs)} inputs, "
+                                    f"got {len(inputs)}")
         tensors = []
-        for t in inputs:
+        for i, t in enumerate(inputs):
             if t.device != device:
                 t = t.to(device)
+            self._check_input(i, t, space)
             tensors.append(t)
         tensors, address = self._address(tensors, space)
         outputs = [torch.empty(space, dtype=_TORCH_DTYPE[dt], device=device) for dt in plan.outputs]
         if m == 0 or k == 0:
             return outputs  # empty result: nothing to launch
         scalars = {"M": m, "K": k, **address}
+        if plan.bounds_check:
+            scalars.update({f"n{i}": _span(t) for i, t in enumerate(tensors)})
+            scalars.update({f"nout{j}": o.numel() for j, o in enumerate(outputs)})
         aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in address.items() if n.startswith(("s", "rs")))
                    and all(t.data_ptr() % 16 == 0 for t in tensors + outputs))
         if plan.kind == "group_norm":
@@ -86,12 +117,40 @@ class KernelLauncher:
             self._launch(v, grid, ptrs | scalars)
         return outputs
 
+    def _check_input(self, i: int, t: torch.Tensor, space: tuple[int, ...]) -> None:
+        """``t`` has the rank, sizes (1 where the plan broadcasts) and dtype the plan assumed."""
+        plan = self.plan
+        spec = plan.inputs[i]
+        if spec.rank > len(space) or t.dim() != spec.rank:
+            raise KernelLaunchError(
+                f"kernel {plan.name} ({plan.label}): input {i} has rank {t.dim()} (shape {tuple(t.shape)}), but "
+                f"the kernel was planned for a rank-{spec.rank} input in the rank-{len(space)} iteration space "
+                f"{tuple(space)}; launching it would read the wrong memory. This is a Blade bug: please report "
+                "it with the model; Config(executor='reference') runs the program without generated kernels")
+        expect = spec.expected_shape(space)
+        if tuple(t.shape) != expect:
+            raise KernelLaunchError(
+                f"kernel {plan.name} ({plan.label}): input {i} has shape {tuple(t.shape)}, but the kernel "
+                f"was planned for shape {expect} in iteration space {tuple(space)} (rank {spec.rank}, varying "
+                f"along row dims {spec.row_dims}, last dim {spec.last}); launching it would read the wrong "
+                "memory. This is a Blade bug: please report it with the model; Config(executor='reference') "
+                "runs the program without generated kernels")
+        if t.dtype != _TORCH_DTYPE[spec.dtype]:
+            raise KernelLaunchError(
+                f"kernel {plan.name} ({plan.label}): input {i} is {t.dtype}, but the kernel reads it as "
+                f"{spec.dtype}; launching it would read the wrong memory. This is a Blade bug: please report "
+                "it with the model; Config(executor='reference') runs the program without generated kernels")
+
     def _address(self, tensors: list[torch.Tensor], space: tuple[int, ...]) -> tuple[list[torch.Tensor], dict]:
         """The address arguments of the plan's row addressing (``KernelPlan.address_args``).
 
-        Linear addressing needs each input's row dims to collapse into one stride; an input whose
-        strides do not (a permuted view) is copied contiguous first and counted in
-        ``stats.layout_copies``."""
+        Shapes were checked (``_check_input``): each input has the plan's rank, and along every
+        row dim either the space's size or 1. Linear addressing needs the input's row dims to
+        collapse into one stride, which is proven here from the actual strides of every dim (a
+        size-1 dim's coordinate is always 0, so its stride does not matter); an input whose dims
+        do not collapse (a permuted or sliced view) is copied contiguous first and counted in
+        ``stats.layout_copies``. The last dim of a ``contig`` input must have stride 1, else the
+        same copy."""
         plan = self.plan
         r = len(space)
         rows = space[:-1]
@@ -101,22 +160,26 @@ class KernelLauncher:
             if spec.last == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
                 t = t.contiguous()
                 self.stats.layout_copies += 1
-            dims = [d - (r - t.dim()) for d in spec.row_dims]
+            dims = [d - (r - t.dim()) for d in spec.row_dims]  # the tensor's dims (ranks are equal-aligned)
             if plan.addressing == "coords":
                 for d, j in zip(spec.row_dims, dims):
-                    out[f"s{i}_{d}"] = t.stride(j)
+                    out[f"s{i}_{d}"] = t.stride(j) if t.shape[j] != 1 else 0
             elif spec.row_dims:
                 stride = _collapsed_stride(t, dims)
                 if stride is None:
                     t = t.contiguous()
                     self.stats.layout_copies += 1
                     stride = _collapsed_stride(t, dims)
+                    if stride is None:  # cannot happen for a contiguous tensor of the checked shape
+                        raise KernelLaunchError(f"kernel {plan.name}: input {i} of shape {tuple(t.shape)} has "
+                                                f"row dims {dims} that do not collapse even when contiguous")
                 out[f"rs{i}"] = stride
                 lo, hi = spec.row_dims[0], spec.row_dims[-1]
                 if spec.form in ("prefix", "middle"):
                     out[f"a{i}"] = math.prod(rows[hi + 1:])
                 if spec.form in ("suffix", "middle"):
                     out[f"b{i}"] = math.prod(rows[lo:hi + 1])
+                _check_linear_reach(plan, i, t, dims, stride, spec.last == "contig")
             result.append(t)
         if plan.addressing == "coords":
             out.update({f"D{d}": rows[d] for d in plan.needed_row_dims()})
@@ -194,7 +257,11 @@ class KernelLauncher:
             fn = getattr(self.module, v.kernel)
             plain = [named[name] for name, ty in sig.items() if ty != "constexpr"]
             consts = {name: v.constexprs[name] for name, ty in sig.items() if ty == "constexpr"}
-            fn[grid](*plain, **consts)
+            if plan.bounds_check:
+                with _interpreter_asserts():
+                    fn[grid](*plain, **consts)
+            else:
+                fn[grid](*plain, **consts)
             return
         self.compiled.kernels[index][grid](*args)
 
@@ -214,8 +281,13 @@ class KernelLauncher:
 
 
 def _collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
-    """The one stride that addresses the (consecutive) dims ``dims`` of ``t`` as a flat index, or
-    ``None`` when they do not collapse. Size-1 dims are ignored (their stride is arbitrary)."""
+    """The one stride that addresses the consecutive dims ``dims`` of ``t`` as a flat index
+    (``offset = flat * stride`` for every coordinate), or ``None`` when no stride does.
+
+    Exact for this tensor: consecutive dims ``a`` (outer) and ``b`` (inner) of sizes > 1 collapse
+    iff ``stride(a) == stride(b) * size(b)``. A size-1 dim is skipped: its only coordinate is 0,
+    so it adds nothing to an offset whatever its stride (PyTorch gives such dims arbitrary
+    strides)."""
     live = [j for j in dims if t.shape[j] != 1]
     if not live:
         return 0
@@ -223,6 +295,43 @@ def _collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
         if t.stride(a) != t.stride(b) * t.shape[b]:
             return None
     return t.stride(live[-1])
+
+
+@contextlib.contextmanager
+def _interpreter_asserts():
+    """Triton's interpreter skips ``tl.device_assert`` unless its builder runs in debug mode (the
+    GPU path compiles bounds-checked variants with ``debug=True`` instead)."""
+    import triton.runtime.interpreter as interp
+
+    builder = interp.interpreter_builder
+    saved = builder.options
+    builder.options = dataclasses.replace(saved, debug=True)
+    try:
+        yield
+    finally:
+        builder.options = saved
+
+
+def _span(t: torch.Tensor) -> int:
+    """Elements from ``t``'s first to one past its last element (0 when empty): every offset a
+    kernel reads from ``t``'s data pointer lies in ``[0, span)``."""
+    if t.numel() == 0:
+        return 0
+    return 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+
+
+def _check_linear_reach(plan, i: int, t: torch.Tensor, dims: list[int], stride: int, contig: bool) -> None:
+    """The largest offset linear addressing computes for input ``i`` stays inside the tensor: the
+    flat row index ranges over the product of the input's row sizes. A cheap O(rank) check that
+    turns an addressing bug into an error instead of a wild access."""
+    rows = math.prod(t.shape[j] for j in dims)
+    last = (t.shape[-1] - 1) * t.stride(-1) if contig and t.dim() > 0 else 0
+    reach = (rows - 1) * stride + last + 1 if rows and t.numel() else 0
+    if reach > _span(t):
+        raise KernelLaunchError(
+            f"kernel {plan.name} ({plan.label}): input {i} (shape {tuple(t.shape)}, strides {t.stride()}) "
+            f"would be read up to element {reach - 1} with row stride {stride}, past its last element "
+            f"{_span(t) - 1}")
 
 
 def triton_cdiv(a: int, b: int) -> int:

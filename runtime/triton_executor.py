@@ -49,6 +49,13 @@ class KernelExecutor(ReferenceExecutor):
         if launcher is None:
             return super().run_fused(op, args, symbols, device)
         space = tuple(evaluate(d, symbols) for d in iteration_space(op).shape)
+        if self.check_shapes:  # the tensors agree with the group's operand types (the launcher
+            # itself checks them against the kernel plan, always)
+            for i, (a, v) in enumerate(zip(args, op.inputs)):
+                expect = tuple(evaluate(d, symbols) for d in v.type.shape)
+                if tuple(a.shape) != expect:
+                    raise RuntimeError(f"kernel {launcher.plan.name}: input {i} is {tuple(a.shape)}, but its "
+                                       f"type evaluates to {expect}")
         outs = launcher(args, space)
         if self.check_shapes:
             for o, r in zip(outs, op.results):

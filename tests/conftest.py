@@ -10,6 +10,25 @@ import torch
 collect_ignore = [] if os.environ.get("TRITON_INTERPRET") == "1" else ["kernels"]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bounds-check", action="store_true",
+                     help="compile every generated kernel with Config(bounds_check=True) (device-side offset "
+                          "assertions), whatever Config a test passes")
+
+
+def pytest_configure(config):
+    if config.getoption("--bounds-check", default=False):
+        from blade.config import Config
+
+        original = Config.__post_init__
+
+        def checked(self):
+            original(self)
+            self.bounds_check = True
+
+        Config.__post_init__ = checked
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

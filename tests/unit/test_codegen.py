@@ -1,5 +1,6 @@
 """Generated source and kernel planning (no GPU, no interpreter needed)."""
 
+import pytest
 import torch
 
 import blade
@@ -36,3 +37,59 @@ def test_same_source_other_channels_get_their_own_launcher():
     assert kernel_config_key(a) != kernel_config_key(b)
     assert {v.constexprs["CPG"] for v in a.variants} == {6}
     assert {v.constexprs["CPG"] for v in b.variants} == {10}
+
+
+def test_bounds_checked_kernels_compile_for_sm90(tmp_path):
+    """Config(bounds_check=True) kernels (device asserts, Triton debug mode) and the same kernels
+    without checks compile to sm_90 cubins on a machine without a GPU; the checks are in the
+    source, so the two are separate cache entries."""
+    from blade.codegen.aot import compile_plans
+    from tests.kernels.test_addressing import LinearProjection
+
+    opt = blade.optimize(LinearProjection().eval(), (torch.randn(2, 8, 4, 4),))
+    opt_gn = blade.optimize(ResnetLike(c=16, groups=4).eval(), (torch.randn(2, 16, 4, 4), torch.randn(2, 8)))
+    fused = [op for o in (opt, opt_gn) for op in o.report.module.walk() if isinstance(op, FusedOp)]
+    checked = [plan_kernel(op, bounds_check=True) for op in fused]
+    plain = [plan_kernel(op) for op in fused]
+    assert all("tl.device_assert" in p.source and all(v.debug for v in p.variants) for p in checked)
+    assert all("tl.device_assert" not in p.source and not any(v.debug for v in p.variants) for p in plain)
+    assert {p.name for p in checked}.isdisjoint(p.name for p in plain)
+    gn = next(p for p in checked if p.kind == "group_norm")
+    assert "n0" in gn.signature(gn.name + "_stats") and "nout0" not in gn.signature(gn.name + "_stats")
+    unique = {kernel_config_key(p): p for p in checked + plain if p.kind != "group_norm" or p is gn}
+    compile_plans(list(unique.values()), target=("cuda", 90, 32), root=tmp_path, jobs=2)
+    cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
+    for plan in unique.values():
+        assert {v.kernel for v in plan.variants} <= cubins, plan.name
+
+
+class MixedDtypes(torch.nn.Module):
+    def forward(self, a, b, c):
+        return a + b, a + c  # f32 + f32, and f32 + f16 (promoted to f32 in the kernel)
+
+
+def test_groups_reading_other_dtypes_never_share_compiled_kernels():
+    """Loads convert to the compute type, so the body of both adds is the same; their pointer
+    types differ. Sharing one compiled kernel would read the f16 tensor through an *fp32 pointer,
+    past its end."""
+    p, q = _plans(MixedDtypes(), torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8).half())
+    assert [s.dtype for s in p.inputs] != [s.dtype for s in q.inputs]
+    assert p.name != q.name and kernel_config_key(p) != kernel_config_key(q)
+
+
+def test_one_source_for_two_ranks_gets_a_launcher_per_group():
+    """An add over [B, L, C] and one over [B, H, W, C] share a source (and compiled kernels), but
+    each group's launcher addresses its inputs by its own plan: the SD 2.x illegal memory access."""
+    from blade.codegen.aot import CompiledPlan
+    from blade.runtime.launch import KernelLauncher
+    from tests.kernels.test_addressing import LinearProjection
+
+    adds = [p for p in _plans(LinearProjection(), torch.randn(2, 8, 4, 4)) if p.label == "add"]
+    assert sorted(p.rank for p in adds) == [3, 4] and adds[0].source == adds[1].source
+    shared = CompiledPlan(adds[0])
+    launchers = [KernelLauncher(shared, plan=p) for p in adds]
+    assert [lch.plan.inputs for lch in launchers] == [p.inputs for p in adds]
+    other = next(p for p in _plans(MixedDtypes(), torch.randn(2, 8), torch.randn(2, 8), torch.randn(2, 8).half())
+                 if p.inputs[1].dtype == "f16")
+    with pytest.raises(ValueError, match="built from other source"):
+        KernelLauncher(shared, plan=other)
