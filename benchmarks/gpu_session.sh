@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_session.sh STAGES [extra args for bench_models.py]
 #
 # STAGES is a comma-separated list of: tests (all of tests/gpu), tests-bounds (the same with
-# --blade-bounds-check), zoo, fuzz, pipelines (one GPU test file each), groupnorm, sweep (GroupNorm tuning), models, models-cudnn (bench_models.py with
+# --bounds-check), zoo, fuzz, pipelines (one GPU test file each), groupnorm, sweep (GroupNorm tuning), models, models-cudnn (bench_models.py with
 # cudnn.benchmark on for eager and torch.compile too), profile (Blade's vs Inductor's generated
 # kernels in one UNet step), profile-vae, or all (tests,groupnorm,models).
 #
@@ -36,7 +36,7 @@ gpu_tests() {  # name, pytest arguments...
   python3 -m pytest -q -p no:cacheprovider -rA "$@" 2>&1 | tee "$OUT/$name.log" | grep -v "^W[0-9]" | tail -40
   local r=${PIPESTATUS[0]}; [ "$r" = 0 ] || rc=$r
 }
-has tests-bounds && gpu_tests gpu_tests_bounds tests/gpu --blade-bounds-check
+has tests-bounds && gpu_tests gpu_tests_bounds tests/gpu --bounds-check
 has zoo && gpu_tests gpu_zoo tests/gpu/test_zoo.py
 has fuzz && gpu_tests gpu_fuzz -s tests/gpu/test_unet_fuzz.py
 has pipelines && gpu_tests gpu_pipelines -s tests/gpu/test_pipelines.py
