@@ -21,21 +21,34 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 
-from blade.symbolic import ShapeError, SymbolTable, canonical, normalize_condition
+from blade.symbolic import ShapeError, SymbolTable, canonical, exact_number, make_symbol, normalize_condition
 
-# torch.utils._sympy.functions names -> how to rebuild them with plain sympy
+def _trunc(x):
+    """Truncation toward zero with floor/ceiling only: ``max(floor(x), 0) + min(ceil(x), 0)``."""
+    return sympy.Max(sympy.floor(x), 0) + sympy.Min(sympy.ceiling(x), 0)
+
+
+# torch.utils._sympy.functions names -> their exact meaning in plain sympy. True division
+# (IntTrueDiv, FloatTrueDiv) stays a rational quotient: conditions over it are compared exactly
+# (symbolic.normalize_condition), never as floor division. torch's Mod is C-style on the
+# non-negative arguments it is defined for, where it agrees with sympy's (Python-style) Mod.
 _BINARY = {
     "FloorDiv": lambda a, b: sympy.floor(a / b),
     "CeilDiv": lambda a, b: sympy.ceiling(a / b),
     "CleanDiv": lambda a, b: a / b,
     "IntTrueDiv": lambda a, b: a / b,
+    "FloatTrueDiv": lambda a, b: a / b,
     "Mod": lambda a, b: sympy.Mod(a, b),
     "PythonMod": lambda a, b: sympy.Mod(a, b),
-    "FloatTrueDiv": lambda a, b: a / b,
     "PowByNatural": lambda a, b: a ** b,
+    "FloatPow": lambda a, b: a ** b,
+    "LShift": lambda a, b: a * 2 ** b,
+    "RShift": lambda a, b: sympy.floor(a / 2 ** b),
 }
-_UNARY = {"CeilToInt": sympy.ceiling, "FloorToInt": sympy.floor, "TruncToInt": sympy.floor,
-          "ToFloat": lambda a: a, "Identity": lambda a: a}
+_UNARY = {"CeilToInt": sympy.ceiling, "FloorToInt": sympy.floor, "TruncToInt": _trunc,
+          "TruncToFloat": _trunc, "ToFloat": lambda a: a, "Identity": lambda a: a,
+          "Abs": lambda a: sympy.Max(a, -a)}
+_TERNARY = {"ModularIndexing": lambda x, d, m: sympy.Mod(sympy.floor(x / d), m)}
 
 
 def _is_conv_layout_guard(guard) -> bool:
@@ -75,7 +88,7 @@ class SymbolMapping:
             e = self.shape_env.replace(e)
         if e is sympy.true or e is sympy.false:
             return e
-        if e.is_Integer or e.is_Rational or e.is_Float:
+        if e.is_Integer or e.is_Rational:
             return e
         if e.is_Symbol:
             if e in self.subs:
@@ -84,12 +97,16 @@ class SymbolMapping:
                 return self.unbacked[e]
             raise ShapeError(f"torch symbol {e} is not determined by any input dim (a data-dependent "
                              "size); Blade cannot compile shapes that depend on tensor values")
+        if isinstance(e, sympy.Float):
+            return exact_number(e)
         name = type(e).__name__
         args = [self._convert(a) for a in e.args]
-        if name in _BINARY:
+        if name in _BINARY and len(args) == 2:
             return _BINARY[name](*args)
-        if name in _UNARY:
+        if name in _UNARY and len(args) == 1:
             return _UNARY[name](*args)
+        if name in _TERNARY and len(args) == 3:
+            return _TERNARY[name](*args)
         if name in ("Max", "Min"):
             return (sympy.Max if name == "Max" else sympy.Min)(*args)
         if isinstance(e, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Rel, sympy.And, sympy.Or, sympy.Not)):
@@ -105,12 +122,7 @@ def build_symbol_mapping(
     """Name Blade symbols for the symbolic dims of ``inputs`` (name, fake shape) in order."""
     table = SymbolTable()
     mapping = SymbolMapping(table, shape_env=shape_env)
-    divisible: dict[sympy.Symbol, int] = {}
-    if shape_env is not None:
-        for m in shape_env.divisible:
-            a, b = m.args
-            if a.is_Symbol and b.is_Integer:
-                divisible[a] = math.lcm(divisible.get(a, 1), int(b))
+    residues = _residue_facts(shape_env)
     fixed = _fixed_values(shape_env)
     for name, shape in inputs:
         for i, d in enumerate(shape):
@@ -124,15 +136,91 @@ def build_symbol_mapping(
                 continue
             if not expr.is_Symbol or expr in mapping.subs:
                 continue
-            k = divisible.get(expr, 1)
+            # a dim known to be r mod k is k*sym - c (c = (k - r) mod k, sym >= 1): downsampled and
+            # re-upsampled dims then simplify to the input dim structurally
+            k, r = residues.get(expr, (1, 0))
+            c = (k - r) % k
             # Ranges come from the user (Config.dim_ranges), never from torch's var_to_range:
             # torch narrows those as a side effect of guards Blade drops (layout-only ones).
             lo, hi = ranges.get((name, i), (1, None))
             lo = 1 if lo is None else lo
-            origin = f"{name}.size({i})" + (f" / {k}" if k > 1 else "")
-            sym = table.fresh(origin, lo=max(1, -(-lo // k)), hi=None if hi is None else hi // k)
-            mapping.subs[expr] = k * sym if k > 1 else sym
+            origin = f"{name}.size({i})"
+            if k > 1:
+                origin = f"({origin} + {c}) / {k}" if c else f"{origin} / {k}"
+            sym = table.fresh(origin, lo=max(1, -(-(lo + c) // k)), hi=None if hi is None else (hi + c) // k)
+            mapping.subs[expr] = k * sym - c if k > 1 else sym
     return mapping
+
+
+_MAX_PERIOD = 64  # residue facts with a larger modulus are kept as plain guards
+
+
+def _residue_facts(shape_env) -> dict[sympy.Symbol, tuple[int, int]]:
+    """Symbols that export proved to lie in one residue class: ``s -> (k, r)`` for ``s % k == r``.
+
+    Sources: ``shape_env.divisible`` and every ``Eq`` guard over one symbol that is equivalent to
+    a residue class, such as ``Eq(2*((s0 - 1)//2) + 2, s0)`` (a stride-2 conv followed by a 2x
+    upsample, added back to its input: ``s0`` is even). Equivalence is proved, not sampled: with
+    ``k`` the lcm of the guard's divisors, the guard is simplified symbolically at ``s = k*t + r``
+    for every ``r < k``; it is a fact only when each case simplifies to a constant True/False.
+    """
+    facts: dict[sympy.Symbol, tuple[int, int]] = {}
+    if shape_env is None:
+        return facts
+
+    def add(sym, k, r):
+        k0, r0 = facts.get(sym, (1, 0))
+        m = math.lcm(k0, k)
+        if m > _MAX_PERIOD:
+            return
+        both = [v for v in range(m) if v % k0 == r0 and v % k == r]
+        if both:  # an empty intersection is a contradiction export would have raised
+            facts[sym] = (m, both[0])
+
+    for m in shape_env.divisible:
+        a, b = m.args
+        if a.is_Symbol and b.is_Integer and int(b) > 1:
+            add(a, int(b), 0)
+    for g in shape_env.guards:
+        e = shape_env.replace(g.expr)
+        if not isinstance(e, sympy.Eq) or len(e.free_symbols) != 1:
+            continue
+        (sym,) = e.free_symbols
+        fact = _as_residue_class(e, sym)
+        if fact is not None:
+            add(sym, *fact)
+    return facts
+
+
+def _as_residue_class(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, int] | None:
+    x = make_symbol("_x")
+    try:
+        c = SymbolMapping(SymbolTable(), subs={sym: x}).convert(cond)
+    except ShapeError:
+        return None
+    dens = [sympy.Integer(1)]
+    for f in c.atoms(sympy.floor, sympy.ceiling):
+        dens.append(sympy.fraction(sympy.together(f.args[0]))[1])
+    for f in c.atoms(sympy.Mod):
+        dens.append(f.args[1])
+    if not all(isinstance(d, sympy.Integer) and d > 0 for d in dens):
+        return None
+    k = math.lcm(*(int(d) for d in dens))
+    if k == 1 or k > _MAX_PERIOD:
+        return None
+    t = make_symbol("_t")
+    holds = []
+    for r in range(k):  # x = k*t - (k - r) with t >= 1 covers exactly the x >= 1 with x % k == r
+        v = c.xreplace({x: k * t - (k - r) % k})
+        v = sympy.simplify(v) if v not in (sympy.true, sympy.false) else v
+        if v not in (sympy.true, sympy.false):
+            return None
+        holds.append(v is sympy.true)
+    for p in sorted(d for d in range(1, k + 1) if k % d == 0):  # the smallest period
+        if all(holds[r] == holds[r % p] for r in range(k)):
+            classes = [r for r in range(p) if holds[r]]
+            return (p, classes[0]) if len(classes) == 1 and p > 1 else None
+    return None
 
 
 def _fixed_values(shape_env) -> dict[sympy.Symbol, int]:
@@ -166,6 +254,11 @@ def _where(sloc) -> str:
     return ""
 
 
+def _input_determined(mapping: SymbolMapping, expr) -> bool:
+    se = mapping.shape_env
+    return all(s in mapping.subs for s in se.replace(expr).free_symbols)
+
+
 def import_guards(mapping: SymbolMapping) -> list[str]:
     """Record torch.export's guards in the symbol table; returns notes on dropped ones."""
     notes = []
@@ -177,11 +270,15 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
             notes.append(f"ignored layout-only guard {g.expr}")
             continue
         try:
-            cond = mapping.convert(g.expr)
+            cond = normalize_condition(mapping.convert(g.expr))
         except ShapeError as e:
-            notes.append(f"ignored guard {g.expr}: {e}")
-            continue
-        cond = normalize_condition(cond)
+            if not _input_determined(mapping, g.expr):
+                # over a data-dependent (unbacked) size: export asserts it inside the graph
+                notes.append(f"guard {g.expr} is over a data-dependent size; checked in the graph")
+                continue
+            raise ShapeError(f"torch.export guard {g.expr}{_where(g.sloc)} cannot be translated "
+                             f"exactly ({e}); Blade will not compile without it. Pin the dims it "
+                             "involves with Config(static_dims=...) or report the guard form") from e
         if cond is sympy.true:
             continue
         if cond is sympy.false:
