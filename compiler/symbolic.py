@@ -245,6 +245,12 @@ def _integer_parts(e: Expr) -> Expr:
     return e.func(*args)
 
 
+def is_condition(e: sympy.Basic) -> bool:
+    """A boolean (relation, connective, true/false); a ``Symbol`` is never one, though sympy
+    also lets symbols stand for booleans."""
+    return isinstance(e, (sympy.Rel, sympy.And, sympy.Or, sympy.Not, sympy.logic.boolalg.BooleanAtom))
+
+
 def normalize_condition(cond: sympy.Basic) -> sympy.Basic:
     """A guard condition in integer-only form, with its exact meaning kept.
 
@@ -356,8 +362,7 @@ def compile_expr(e: Expr) -> Callable[[Mapping[str, int]], int]:
     """A fast evaluator ``f(values_by_symbol_name) -> int`` for ``e`` (a dim or a condition;
     conditions are first put in integer-only form, so true division compares exactly)."""
     names = sorted(s.name for s in e.free_symbols)
-    src = to_python_source(normalize_condition(e) if isinstance(e, sympy.logic.boolalg.Boolean)
-                           else _integer_dim(e))
+    src = to_python_source(normalize_condition(e) if is_condition(e) else _integer_dim(e))
     args = ", ".join(names)
     code = f"lambda {args}: {src}" if names else f"lambda: {src}"
     fn = eval(code, {"max": max, "min": min})  # noqa: S307 - source generated above, integers only
