@@ -27,23 +27,25 @@ from torch.export import Dim, ExportedProgram
 from blade.config import Config
 
 
-def dynamic_shapes_for(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> dict[str, Any]:
-    """``dynamic_shapes`` for torch.export, keyed by forward's parameter names."""
+def dynamic_shapes_for(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
+                       pin_ones: bool = False) -> dict[str, Any]:
+    """``dynamic_shapes`` for torch.export, keyed by forward's parameter names; ``pin_ones`` keeps
+    every example dim of size 1 static."""
     sig = inspect.signature(module.forward)
     bound = sig.bind(*args, **kwargs)
     spec: dict[str, Any] = {}
     for name, value in bound.arguments.items():
         param = sig.parameters[name]
         if param.kind == inspect.Parameter.VAR_POSITIONAL:
-            spec[name] = tuple(_spec_for(f"{name}[{i}]", v, config) for i, v in enumerate(value))
+            spec[name] = tuple(_spec_for(f"{name}[{i}]", v, config, pin_ones) for i, v in enumerate(value))
         elif param.kind == inspect.Parameter.VAR_KEYWORD:
-            spec[name] = {k: _spec_for(k, v, config) for k, v in value.items()}
+            spec[name] = {k: _spec_for(k, v, config, pin_ones) for k, v in value.items()}
         else:
-            spec[name] = _spec_for(name, value, config)
+            spec[name] = _spec_for(name, value, config, pin_ones)
     return spec
 
 
-def _spec_for(name: str, value: Any, config: Config) -> Any:
+def _spec_for(name: str, value: Any, config: Config, pin_ones: bool = False) -> Any:
     def leaf(path, v):
         if not isinstance(v, torch.Tensor) or v.dim() == 0:
             return None
@@ -51,8 +53,8 @@ def _spec_for(name: str, value: Any, config: Config) -> Any:
         pinned = set(config.static_dims.get(key, ()))
         out = {}
         for i in range(v.dim()):
-            if i in pinned or config.dynamic == "none" or v.shape[i] == 0:
-                continue  # pinned by the user, or a zero-size dim (kept static)
+            if i in pinned or config.dynamic == "none" or v.shape[i] == 0 or (pin_ones and v.shape[i] == 1):
+                continue  # pinned by the user, a zero-size dim, or a size-1 dim (see export_module)
             lo, hi = config.dim_ranges.get(key, {}).get(i, (None, None))
             out[i] = Dim.AUTO(min=lo, max=hi) if (lo is not None or hi is not None) else Dim.AUTO
         return out or None
@@ -78,18 +80,79 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
-    """torch.export with Blade's policy; raises a clear error naming the failing construct."""
+    """torch.export with Blade's policy; raises a clear error naming the failing construct.
+
+    Size-oblivious export treats every symbolic dim as "not 1" where an op's meaning depends on
+    it, without recording a guard. For an example dim of size 2 that is what Blade wants (the
+    importer adds ``s != 1`` guards where the meaning changes, e.g. ``squeeze``), but an example
+    dim of size 1 traced that way gives a program that is wrong for the example itself
+    (``squeeze`` keeps the dim). So when the traced program has a size-1-sensitive op over a
+    symbolic dim whose example size is 1, or when export fails with size-1 example dims, export
+    runs again with every size-1 example dim static (torch's usual 0/1 specialisation).
+    """
     args, kwargs = _unalias(args, kwargs)
-    dyn = dynamic_shapes_for(module, args, kwargs, config)
     try:
-        with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
-            return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
-    except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
-        raise RuntimeError(
-            f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
-            "Blade needs an exportable forward. If the model branches on tensor values, pin the "
-            "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
-            "with torch.jit.trace instead.") from e
+        ep = _export(module, args, kwargs, dynamic_shapes_for(module, args, kwargs, config))
+    except Exception as e:  # noqa: BLE001 - retried or re-raised with context below
+        if not _has_dynamic_ones(args, kwargs, config):
+            raise _export_error(module, e) from e
+        ep = None
+    if ep is None or _size_one_sensitive(ep):
+        try:
+            ep = _export(module, args, kwargs, dynamic_shapes_for(module, args, kwargs, config, pin_ones=True))
+        except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
+            raise _export_error(module, e) from e
+    return ep
+
+
+def _export(module, args, kwargs, dyn) -> ExportedProgram:
+    with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
+        return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+
+
+def _export_error(module: torch.nn.Module, e: Exception) -> RuntimeError:
+    return RuntimeError(
+        f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
+        "Blade needs an exportable forward. If the model branches on tensor values, pin the "
+        "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
+        "with torch.jit.trace instead.")
+
+
+def _has_dynamic_ones(args: tuple, kwargs: dict, config: Config) -> bool:
+    if config.dynamic == "none":
+        return False
+    return any(isinstance(t, torch.Tensor) and 1 in t.shape for t in pytree.tree_leaves((args, kwargs)))
+
+
+# ops whose result shape depends on whether an input dim is 1 (dims they inspect: None = all)
+_SQUEEZES = {"squeeze.default", "squeeze.dim", "squeeze.dims", "squeeze_copy.default",
+             "squeeze_copy.dim", "squeeze_copy.dims"}
+
+
+def squeezed_dims(node: torch.fx.Node) -> list[int]:
+    """The input dims a squeeze node inspects (every dim for ``squeeze()``)."""
+    rank = node.args[0].meta["val"].dim()
+    if len(node.args) < 2:
+        return list(range(rank))
+    dims = node.args[1]
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    return sorted({d % rank for d in dims}) if rank else []
+
+
+def _size_one_sensitive(ep: ExportedProgram) -> bool:
+    """A squeeze over a symbolic dim whose example size is 1 (traced as if it were not 1)."""
+    for node in ep.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        name = node.target._overloadpacket.__name__ + "." + node.target._overloadname
+        if name not in _SQUEEZES:
+            continue
+        shape = node.args[0].meta["val"].shape
+        for d in squeezed_dims(node):
+            size = shape[d]
+            if isinstance(size, torch.SymInt) and size.node.hint == 1:
+                return True
+    return False
 
 
 def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: bool = False) -> ExportedProgram:
