@@ -196,3 +196,97 @@ def test_nested_connectives_round_trip():
         assert evaluate(back, named) == evaluate(cond, named)
     assert parse_condition_text("(s0 + 1) * 2 > 7 or not (s1 == 2)") == sympy.Or(
         sympy.Gt(2 * s0 + 2, 7), sympy.Ne(s1, 2))
+
+
+# ------------------------------------------------------------------------------ whole modules
+
+import blade  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def _check(m: torch.nn.Module, example: list[tuple], calls: list[list[tuple]]):
+    torch.manual_seed(0)
+    opt = blade.optimize(m, tuple(torch.randn(*s) for s in example))
+    for shapes in [example] + calls:
+        xs = [torch.randn(*s) for s in shapes]
+        want = m(*xs)
+        got = opt(*xs)
+        assert got.shape == want.shape, (shapes, got.shape, want.shape)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    return opt
+
+
+class _ConvUpResidual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return F.interpolate(self.conv(x), scale_factor=2.0, mode="nearest") + x
+
+
+def test_even_size_fact_from_export_makes_residual_verify():
+    # export proves H and W even (guard Eq(2*((s - 1)//2) + 2, s)); folded into the input dims,
+    # the upsampled dim is structurally the input dim and blade.add verifies
+    m = _ConvUpResidual().eval()
+    opt = _check(m, [(1, 2, 8, 12)], [[(2, 2, 6, 10)], [(1, 2, 2, 34)]])
+    table = opt._variants[0].executor.table
+    assert [i.origin for i in table.symbols.values()][1:] == ["x.size(2) / 2", "x.size(3) / 2"]
+    assert len(opt._variants) == 1
+
+
+class _TwoInputs(torch.nn.Module):
+    def forward(self, x, y):
+        return torch.cat([x, y], dim=1) * 2 + torch.cat([y, x], dim=1)
+
+
+def test_dims_export_unifies_share_one_symbol():
+    opt = _check(_TwoInputs().eval(), [(3, 4), (3, 5)], [[(7, 2), (7, 9)]])
+    assert len(opt._variants[0].executor.table.symbols) == 3  # batch shared, two widths
+
+
+class _BatchBranch(torch.nn.Module):
+    def forward(self, x):
+        if x.shape[0] == 1:
+            return x.sum(0) + 1
+        return x.mean(0)
+
+
+def test_branch_on_a_size_is_a_fact_and_a_guard():
+    m = _BatchBranch().eval()
+    opt = _check(m, [(1, 6)], [[(4, 6)], [(1, 3)], [(5, 2)]])
+    batch_one, other = (v.executor for v in opt._variants)
+    assert batch_one.input_dims == [("x", (1, make_symbol("s0")))]  # Eq(s0, 1): the dim is 1
+    assert [g.cond for g in other.table.guards] == [sympy.Ne(make_symbol("s0"), 1)]
+
+
+@pytest.mark.parametrize("dims", [None, 1, (1, 3)])
+def test_squeeze_compiled_without_ones_then_called_with_ones(dims):
+    class Squeeze(torch.nn.Module):
+        def forward(self, x):
+            return (x.squeeze() if dims is None else x.squeeze(dims)) * 2
+
+    m = Squeeze().eval()
+    opt = _check(m, [(5, 3, 5, 2)], [[(5, 1, 5, 1)], [(5, 1, 5, 2)], [(4, 3, 2, 2)]])
+    assert any(g.cond == sympy.Ne(make_symbol("s1"), 1) for g in opt._variants[0].executor.table.guards)
+
+
+def test_squeeze_compiled_with_ones_then_called_without():
+    class Squeeze(torch.nn.Module):
+        def forward(self, x):
+            return x.squeeze() + 1
+
+    _check(Squeeze().eval(), [(5, 1, 5, 1)], [[(5, 3, 5, 2)], [(1, 1, 1, 1)], [(2, 1, 7, 1)]])
+
+
+def test_broadcast_and_expand_with_size_one_calls():
+    class Broadcast(torch.nn.Module):
+        def forward(self, x, y):
+            return x + y * 2
+
+    class Expand(torch.nn.Module):
+        def forward(self, x, y):
+            return x.expand_as(y) - y
+
+    _check(Broadcast().eval(), [(4, 5), (4, 5)], [[(1, 5), (4, 5)], [(4, 1), (4, 5)], [(3, 5), (3, 5)]])
+    _check(Expand().eval(), [(1, 5), (4, 5)], [[(1, 5), (1, 5)], [(1, 5), (6, 5)]])
