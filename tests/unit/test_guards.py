@@ -290,3 +290,32 @@ def test_broadcast_and_expand_with_size_one_calls():
 
     _check(Broadcast().eval(), [(4, 5), (4, 5)], [[(1, 5), (4, 5)], [(4, 1), (4, 5)], [(3, 5), (3, 5)]])
     _check(Expand().eval(), [(1, 5), (4, 5)], [[(1, 5), (1, 5)], [(1, 5), (6, 5)]])
+
+
+class _UpsampleToSize(torch.nn.Module):
+    """diffusers' Upsample2D with ``output_size`` (the UNet's path for latents that are not a
+    multiple of 8): the largest of the two scale ratios, compared in true division, chooses a
+    ``contiguous()`` call. Read as floor division (``89 // 45 > 65 // 33`` is false), the guard
+    rejected the very call its variant was compiled for (the 65x89 latent on the GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = torch.nn.Conv2d(2, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        h = self.down(x)
+        output_size = x.shape[-2:]
+        scale = max([f / s for f, s in zip(output_size, h.shape[-2:])])
+        if h.numel() * scale > 2 ** 31:
+            h = h.contiguous()
+        return F.interpolate(h, size=output_size, mode="nearest") + x
+
+
+def test_odd_latent_lands_in_a_variant_that_accepts_it():
+    m = _UpsampleToSize().eval()
+    opt = _check(m, [(2, 2, 65, 89)], [[(3, 2, 65, 89)], [(1, 2, 33, 45)]])
+    assert len(opt._variants) == 1
+    guards = [format_condition(g.cond) for g in opt._variants[0].executor.table.guards]
+    assert any("floordiv" in g and ">" in g for g in guards), guards
+    # 13x7 falls on the other side of the ratio comparison: a second variant, also exact
+    _check(m, [(1, 2, 13, 7)], [[(2, 2, 65, 89)], [(1, 2, 9, 5)]])
