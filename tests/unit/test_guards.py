@@ -319,3 +319,20 @@ def test_odd_latent_lands_in_a_variant_that_accepts_it():
     assert any("floordiv" in g and ">" in g for g in guards), guards
     # 13x7 falls on the other side of the ratio comparison: a second variant, also exact
     _check(m, [(1, 2, 13, 7)], [[(2, 2, 65, 89)], [(1, 2, 9, 5)]])
+
+
+def test_residue_classes_are_proved_not_sampled():
+    from blade.frontend.torch_symbols import _as_residue_class
+    from blade.symbolic import bind_symbols
+
+    s = TORCH_SYMS[0]
+    assert _as_residue_class(sympy.Eq(2 * tf.FloorDiv(s - 1, 2) + 2, s), s) == (2, 0)  # even
+    assert _as_residue_class(sympy.Eq(2 * tf.FloorDiv(s, 2) + 1, s), s) == (2, 1)  # odd
+    assert _as_residue_class(sympy.Eq(tf.Mod(s, 8), 3), s) == (8, 3)
+    assert _as_residue_class(sympy.Eq(tf.Mod(s, 4), tf.Mod(s, 2)), s) is None  # two classes mod 4
+    assert _as_residue_class(sympy.Eq(tf.FloorDiv(s, 3), 2), s) is None  # a range, not a class
+    # an odd input dim is 2*t - 1: bound from the size, and a mismatch names the class
+    t = make_symbol("s0")
+    assert bind_symbols([("x", (2 * t - 1, sympy.Integer(3)))], [(9, 3)]) == {"s0": 5}
+    with pytest.raises(Exception, match="1 modulo 2"):
+        bind_symbols([("x", (2 * t - 1,))], [(8,)])
