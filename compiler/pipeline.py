@@ -85,6 +85,9 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
         report.frontend = "torch.export"
         with report.stage("capture (torch.export)"):
             ep = export_module(module, args, kwargs, config)
+        if torch.ops.aten.scaled_dot_product_attention.default in graph_targets(ep):
+            from blade.frontend.export import SDPA_NOTE
+            report.notes.append(SDPA_NOTE)
     from blade.frontend import aten_table  # noqa: F401 - fills HANDLERS
 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}

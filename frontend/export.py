@@ -21,8 +21,10 @@ from typing import Any
 
 import torch
 import torch.fx.experimental._config as fx_config
+import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch.export import Dim, ExportedProgram
+from torch.overrides import TorchFunctionMode
 
 from blade.config import Config
 
@@ -106,8 +108,38 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
 
 
 def _export(module, args, kwargs, dyn) -> ExportedProgram:
-    with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
+    with torch.no_grad(), fx_config.patch(backed_size_oblivious=True), AttentionBackendGuardsSuppressed():
         return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+
+
+SDPA_NOTE = ("guards from scaled_dot_product_attention's backend selection were not recorded: they "
+             "choose among flash/efficient/math kernels and output strides, never values or shapes, "
+             "and Blade lowers the op itself")
+
+
+class AttentionBackendGuardsSuppressed(TorchFunctionMode):
+    """Trace ``F.scaled_dot_product_attention`` with the shape environment's guards suppressed.
+
+    On CUDA, FakeTensor runs SDPA's C++ composite, whose backend choice (flash, memory-efficient
+    or math, and the output strides each gives) asks questions such as ``batch != 1``; each
+    answer becomes a guard, so batch 1 compiled a whole second variant of ViT/Llama/CLIP models
+    (issue 8). The graph keeps the op whole (``aten.scaled_dot_product_attention``), its output
+    shape is fixed by its schema, and every backend computes the same values, so those guards
+    cannot change what Blade compiles. Suppressed guards also add no replacement or axiom that
+    later code could rely on. Guards the model's own code asks (``if q.shape[0] != 1``) are
+    outside the call and recorded as usual.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        fake_mode = torch._guards.detect_fake_mode(args)
+        env = getattr(fake_mode, "shape_env", None)
+        if env is None:
+            return func(*args, **kwargs)
+        with env.suppress_guards():
+            return func(*args, **kwargs)
 
 
 def _export_error(module: torch.nn.Module, e: Exception) -> RuntimeError:
