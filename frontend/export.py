@@ -117,6 +117,9 @@ SDPA_NOTE = ("guards from scaled_dot_product_attention's backend selection were 
              "and Blade lowers the op itself")
 
 
+_SDPA_OP = torch.ops.aten.scaled_dot_product_attention.default
+
+
 class AttentionBackendGuardsSuppressed(TorchFunctionMode):
     """Trace ``F.scaled_dot_product_attention`` with the shape environment's guards suppressed.
 
@@ -127,12 +130,13 @@ class AttentionBackendGuardsSuppressed(TorchFunctionMode):
     shape is fixed by its schema, and every backend computes the same values, so those guards
     cannot change what Blade compiles. Suppressed guards also add no replacement or axiom that
     later code could rely on. Guards the model's own code asks (``if q.shape[0] != 1``) are
-    outside the call and recorded as usual.
+    outside the call and recorded as usual. The aten op is matched too: ``run_decompositions``
+    re-propagates the graph's nodes and would otherwise record the same guards again.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention:
+        if func is not F.scaled_dot_product_attention and func is not _SDPA_OP:
             return func(*args, **kwargs)
         fake_mode = torch._guards.detect_fake_mode(args)
         env = getattr(fake_mode, "shape_env", None)
@@ -197,7 +201,7 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
     keep = {op: table[op] for op in list(table.keys()) if op in unsupported_targets}
     if not keep and not force:
         return ep
-    with fx_config.patch(backed_size_oblivious=True):
+    with fx_config.patch(backed_size_oblivious=True), AttentionBackendGuardsSuppressed():
         return ep.run_decompositions(keep)
 
 
