@@ -336,3 +336,25 @@ def test_residue_classes_are_proved_not_sampled():
     assert bind_symbols([("x", (2 * t - 1, sympy.Integer(3)))], [(9, 3)]) == {"s0": 5}
     with pytest.raises(Exception, match="1 modulo 2"):
         bind_symbols([("x", (2 * t - 1,))], [(8,)])
+
+
+def test_guards_inside_the_attention_op_are_suppressed_in_export_and_retrace(monkeypatch):
+    # On CPU, SDPA's backend choice records no guard; the CUDA one records ``batch != 1``. The
+    # mechanism is checked with an op whose fake propagation does record one (narrow: s >= 3)
+    # standing in for the attention op.
+    import blade.frontend.export as bexport
+    from blade.config import Config
+    from blade.frontend.fx_importer import _fake_shape_env
+
+    class Narrow(torch.nn.Module):
+        def forward(self, x):
+            return torch.ops.aten.narrow.default(x, 0, 0, 3) + 1
+
+    x = torch.randn(9, 5)
+    ep = bexport.export_module(Narrow(), (x,), {}, Config())
+    assert [str(g.expr) for g in _fake_shape_env(ep).guards]  # recorded without suppression
+    monkeypatch.setattr(bexport, "_SDPA_OP", torch.ops.aten.narrow.default)
+    ep = bexport.export_module(Narrow(), (x,), {}, Config())
+    assert not _fake_shape_env(ep).guards
+    ep = bexport.decompose_unsupported(ep, set(), force=True)
+    assert not _fake_shape_env(ep).guards
