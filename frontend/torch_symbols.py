@@ -51,9 +51,15 @@ _UNARY = {"CeilToInt": sympy.ceiling, "FloorToInt": sympy.floor, "TruncToInt": _
 _TERNARY = {"ModularIndexing": lambda x, d, m: sympy.Mod(sympy.floor(x / d), m)}
 
 
-def _is_conv_layout_guard(guard) -> bool:
+def _is_layout_guard(guard) -> bool:
+    """Guards that only choose strides: FakeTensor's convolution memory-format heuristic, and
+    any guard over torch's ``IsNonOverlappingAndDenseIndicator`` (a stride property). Blade's IR
+    has value semantics, so strides never change what it computes."""
     loc = str(getattr(guard.sloc, "framework_loc", "") or "")
-    return "fake_impls.py" in loc and "conv" in loc
+    if "fake_impls.py" in loc and "conv" in loc:
+        return True
+    return any(type(f).__name__ == "IsNonOverlappingAndDenseIndicator"
+               for f in guard.expr.atoms(sympy.Function))
 
 
 @dataclass
@@ -266,7 +272,7 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
     if se is None:
         return notes
     for g in se.guards:
-        if _is_conv_layout_guard(g):
+        if _is_layout_guard(g):
             notes.append(f"ignored layout-only guard {g.expr}")
             continue
         try:
