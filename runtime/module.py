@@ -110,6 +110,7 @@ class BladeModule(torch.nn.Module):
         self._config = config
         self._allow_tracing = allow_tracing
         self._variants: list[Variant] = []
+        self._rejected: list = []  # call signatures whose own variant rejected them (see forward)
 
     # ---------------------------------------------------------------- compile
     def compile_variant(self, args: tuple, kwargs: dict) -> Variant:
@@ -166,9 +167,20 @@ class BladeModule(torch.nn.Module):
             print(f"[blade] compiling variant {len(self._variants)} of {type(self.original).__name__} for "
                   f"input shapes {[tuple(t.shape) for t in tensors]}: {'; '.join(reasons) or 'first call'}",
                   file=sys.stderr, flush=True)
+            signature = ([tuple(t.shape) for t in tensors], constants, spec)
+            if signature in self._rejected:
+                return self.original(*args, **kwargs)
             try:
                 chosen = self.compile_variant(args, kwargs)
-                values = chosen.executor.bind(tensors)
+                values, why = chosen.accepts(tensors, constants)
+                if values is None:
+                    # a bug in guard translation: never run code whose guards reject the call,
+                    # and never compile again for it (each compile would be rejected alike)
+                    self._rejected.append(signature)
+                    print(f"[blade] INTERNAL ERROR: the variant compiled for input shapes {signature[0]} "
+                          f"rejects them ({why}); this call and later ones with these shapes run the "
+                          "original module in eager PyTorch. Please report this.", file=sys.stderr, flush=True)
+                    return self.original(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - the call still gets a correct (eager) answer
                 if self._config.fallback == "strict":
                     raise

@@ -358,3 +358,20 @@ def test_guards_inside_the_attention_op_are_suppressed_in_export_and_retrace(mon
     assert not _fake_shape_env(ep).guards
     ep = bexport.decompose_unsupported(ep, set(), force=True)
     assert not _fake_shape_env(ep).guards
+
+
+def test_a_variant_that_rejects_its_own_call_answers_eagerly_once_compiled(monkeypatch, capsys):
+    from blade.runtime.module import BladeModule, Variant
+
+    m = _BatchBranch().eval()
+    opt = blade.optimize(m, (torch.randn(1, 6),))
+    compiles = []
+    real_compile = BladeModule.compile_variant
+    monkeypatch.setattr(BladeModule, "compile_variant",
+                        lambda self, a, k: compiles.append(1) or real_compile(self, a, k))
+    monkeypatch.setattr(Variant, "accepts", lambda self, t, c: (None, "forced rejection"))
+    x = torch.randn(4, 6)
+    for _ in range(2):
+        torch.testing.assert_close(opt(x), m(x))
+    assert len(compiles) == 1  # the second call did not compile again
+    assert "INTERNAL ERROR" in capsys.readouterr().err
