@@ -375,3 +375,14 @@ def test_a_variant_that_rejects_its_own_call_answers_eagerly_once_compiled(monke
         torch.testing.assert_close(opt(x), m(x))
     assert len(compiles) == 1  # the second call did not compile again
     assert "INTERNAL ERROR" in capsys.readouterr().err
+
+
+def test_a_dim_equal_to_an_expression_of_another_input():
+    class SliceAdd(torch.nn.Module):
+        def forward(self, x, y):
+            return x[:, :-1] + y  # export: y.size(1) == x.size(1) - 1
+
+    opt = _check(SliceAdd().eval(), [(2, 5), (2, 4)], [[(3, 9), (3, 8)], [(1, 2), (1, 1)]])
+    s0, s1 = make_symbol("s0"), make_symbol("s1")
+    assert opt._variants[0].executor.input_dims == [("x", (s0, s1 + 1)), ("y", (s0, s1))]
+    assert len(opt._variants) == 1
