@@ -81,7 +81,8 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return pytree.tree_map(fresh, (args, kwargs))
 
 
-def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
+def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
+                  pin_ones: bool = False) -> ExportedProgram:
     """torch.export with Blade's policy; raises a clear error naming the failing construct.
 
     Size-oblivious export treats every symbolic dim as "not 1" where an op's meaning depends on
@@ -91,14 +92,16 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     (``squeeze`` keeps the dim). So when the traced program has a size-1-sensitive op over a
     symbolic dim whose example size is 1, or when export fails with size-1 example dims, export
     runs again with every size-1 example dim static (torch's usual 0/1 specialisation).
+    ``pin_ones`` asks for that export directly (the importer could not use the other one).
     """
     args, kwargs = _unalias(args, kwargs)
-    try:
-        ep = _export(module, args, kwargs, dynamic_shapes_for(module, args, kwargs, config))
-    except Exception as e:  # noqa: BLE001 - retried or re-raised with context below
-        if not _has_dynamic_ones(args, kwargs, config):
-            raise _export_error(module, e) from e
-        ep = None
+    ep = None
+    if not pin_ones:
+        try:
+            ep = _export(module, args, kwargs, dynamic_shapes_for(module, args, kwargs, config))
+        except Exception as e:  # noqa: BLE001 - retried or re-raised with context below
+            if not has_dynamic_ones(args, kwargs, config):
+                raise _export_error(module, e) from e
     if ep is None or _size_one_sensitive(ep):
         try:
             ep = _export(module, args, kwargs, dynamic_shapes_for(module, args, kwargs, config, pin_ones=True))
@@ -154,7 +157,8 @@ def _export_error(module: torch.nn.Module, e: Exception) -> RuntimeError:
         "with torch.jit.trace instead.")
 
 
-def _has_dynamic_ones(args: tuple, kwargs: dict, config: Config) -> bool:
+def has_dynamic_ones(args: tuple, kwargs: dict, config: Config) -> bool:
+    """Whether some example dim is 1 and would be exported as a symbol."""
     if config.dynamic == "none":
         return False
     return any(isinstance(t, torch.Tensor) and 1 in t.shape for t in pytree.tree_leaves((args, kwargs)))

@@ -386,3 +386,14 @@ def test_a_dim_equal_to_an_expression_of_another_input():
     s0, s1 = make_symbol("s0"), make_symbol("s1")
     assert opt._variants[0].executor.input_dims == [("x", (s0, s1 + 1)), ("y", (s0, s1))]
     assert len(opt._variants) == 1
+
+
+def test_size_one_example_dim_that_export_dropped_is_exported_static():
+    # normalized_shape (1, 2, 3) makes x.size(0) == 1 a fact eager checks; size-oblivious export
+    # keeps the dim symbolic without relating it to the weight's, which failed verification
+    class LayerNorm(torch.nn.Module):
+        def forward(self, x, w, b):
+            return F.layer_norm(x, (1, 2, 3), w, b, 0.5)
+
+    opt = _check(LayerNorm().eval(), [(1, 2, 3)] * 3, [])
+    assert any("size-1 dims static" in n for n in opt._variants[0].program.report.notes)
