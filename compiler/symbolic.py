@@ -357,12 +357,18 @@ def _integer_dim(e: Expr) -> Expr:
     return sympy.floor(num / den, evaluate=False)
 
 
+def integer_form(e: sympy.Basic) -> sympy.Basic:
+    """``e`` (a dim or a condition) in the form integer-only evaluators compute exactly: every
+    evaluator (``compile_expr``, shape programs) goes through this."""
+    return normalize_condition(e) if is_condition(e) else _integer_dim(e)
+
+
 @lru_cache(maxsize=None)
 def compile_expr(e: Expr) -> Callable[[Mapping[str, int]], int]:
     """A fast evaluator ``f(values_by_symbol_name) -> int`` for ``e`` (a dim or a condition;
     conditions are first put in integer-only form, so true division compares exactly)."""
     names = sorted(s.name for s in e.free_symbols)
-    src = to_python_source(normalize_condition(e) if is_condition(e) else _integer_dim(e))
+    src = to_python_source(integer_form(e))
     args = ", ".join(names)
     code = f"lambda {args}: {src}" if names else f"lambda: {src}"
     fn = eval(code, {"max": max, "min": min})  # noqa: S307 - source generated above, integers only

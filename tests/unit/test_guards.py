@@ -397,3 +397,11 @@ def test_size_one_example_dim_that_export_dropped_is_exported_static():
 
     opt = _check(LayerNorm().eval(), [(1, 2, 3)] * 3, [])
     assert any("size-1 dims static" in n for n in opt._variants[0].program.report.notes)
+
+
+def test_exact_quotients_evaluate_as_one_division_everywhere():
+    s0, s1 = make_symbol("s0"), make_symbol("s1")
+    dim = s0 / 2 + s1 / 2  # torch's CleanDiv of an even sum: (3 + 5) / 2, not 3 // 2 + 5 // 2
+    program = ShapeProgram([dim, sympy.Gt(s0 / 3, s1 / 5)], ["s0", "s1"])
+    assert run_python(program.code, [3, 5]) == [4, 0]
+    assert evaluate(dim, {"s0": 3, "s1": 5}) == 4
