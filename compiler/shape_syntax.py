@@ -23,7 +23,7 @@ from typing import Protocol
 
 import sympy
 
-from blade.symbolic import ShapeError, ceildiv, floordiv, make_symbol
+from blade.symbolic import ShapeError, ceildiv, floordiv, integer_form, is_integer_valued, make_symbol
 
 UNKNOWN = None  # an unknown dim is represented by None in shapes
 
@@ -36,7 +36,12 @@ UNKNOWN = None  # an unknown dim is represented by None in shapes
 def format_dim(e: sympy.Expr | None) -> str:
     if e is None:
         return "?"
-    return _fmt(sympy.sympify(e))
+    e = sympy.sympify(e)
+    if not is_integer_valued(e):
+        # an exact quotient (torch's CleanDiv) such as s0/2 + s1/2 prints as one division,
+        # (s0 + s1) floordiv 2: term-by-term floordivs would mean something else
+        e = integer_form(e)
+    return _fmt(e)
 
 
 def format_shape(shape) -> str:
