@@ -28,6 +28,18 @@ def _trunc(x):
     return sympy.Max(sympy.floor(x), 0) + sympy.Min(sympy.ceiling(x), 0)
 
 
+def _round_half_even(x):
+    """Python's ``round(x)`` (ties to even) with integer operations only, for ``x = n/d`` with a
+    positive constant ``d``: ``r = floor(x + 1/2)``, minus one where ``x + 1/2`` is an integer
+    (``(2n + d) mod 2d == 0``) and ``r`` is odd."""
+    n, d = sympy.fraction(sympy.together(x))
+    if not (d.is_Integer and int(d) > 0):
+        raise ShapeError(f"round({x}) has a denominator {d} of unknown sign")
+    r = sympy.floor((2 * n + d) / (2 * d))
+    tie = 1 - sympy.Min(1, sympy.Mod(2 * n + d, 2 * d))
+    return r - tie * sympy.Mod(r, 2)
+
+
 # torch.utils._sympy.functions names -> their exact meaning in plain sympy. True division
 # (IntTrueDiv, FloatTrueDiv) stays a rational quotient: conditions over it are compared exactly
 # (symbolic.normalize_condition), never as floor division. torch's Mod is C-style on the
@@ -47,7 +59,7 @@ _BINARY = {
 }
 _UNARY = {"CeilToInt": sympy.ceiling, "FloorToInt": sympy.floor, "TruncToInt": _trunc,
           "TruncToFloat": _trunc, "ToFloat": lambda a: a, "Identity": lambda a: a,
-          "Abs": lambda a: sympy.Max(a, -a)}
+          "Abs": lambda a: sympy.Max(a, -a), "RoundToInt": _round_half_even}
 _TERNARY = {"ModularIndexing": lambda x, d, m: sympy.Mod(sympy.floor(x / d), m)}
 
 

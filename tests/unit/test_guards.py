@@ -56,7 +56,7 @@ def _pos(rng: random.Random, depth: int) -> sympy.Expr:
 
 def _int(rng: random.Random, depth: int) -> sympy.Expr:
     """An integer expression of either sign."""
-    choice = rng.randrange(10)
+    choice = rng.randrange(11)
     a, b = _pos(rng, depth), _pos(rng, depth)
     if choice == 0:
         return a - b
@@ -76,6 +76,8 @@ def _int(rng: random.Random, depth: int) -> sympy.Expr:
         return tf.TruncToInt(tf.FloatTrueDiv(tf.ToFloat(b - a), sympy.Float(rng.choice([2.0, 1.5, 0.25]))))
     if choice == 8:
         return tf.Max(a - b, b - 2 * a)
+    if choice == 9:
+        return tf.RoundToInt(tf.FloatTrueDiv(tf.ToFloat(a - b), sympy.Float(rng.choice([2.0, 4.0, 0.5]))))
     return a
 
 
