@@ -1,16 +1,23 @@
 """Turn torch.export's shape environment into Blade's symbol table.
 
 torch.export describes every dim with sympy expressions over its own symbols (``s30``, ``s91``)
-and functions of its own (``FloorDiv``, ``PythonMod``...), plus guards it assumed while tracing
-(``Eq(Mod(s30, 8), 0)``, ``s53 < 64``). This module:
+and functions of its own (``FloorDiv``, ``IntTrueDiv``, ``PythonMod``...), plus guards it assumed
+while tracing (``Eq(Mod(s30, 8), 0)``, ``s53 < 64``, ``IntTrueDiv(a, b) > IntTrueDiv(c, d)``).
+This module:
 
 1. names one Blade symbol per independent input dim, in input order (``s0, s1, ...``), and folds
-   divisibility facts into the input dims (``s30 % 8 == 0``  ->  the dim is ``8*s1``), so that
-   downsampled dims simplify structurally (``(8*s1 - 1) floordiv 8 + 1`` is ``s1``);
-2. converts any torch expression into a canonical Blade expression over those symbols;
-3. keeps every guard that is not provably true as a runtime guard, except the ones FakeTensor's
-   convolution memory-format heuristic adds (they only choose output strides, which Blade's
-   value-semantics IR does not have).
+   the relations export proved into the input dims: divisibility and residue classes
+   (``s30 % 8 == 0``  ->  the dim is ``8*s1``; ``Eq(2*((s - 1)//2) + 2, s)``, "s is even", from a
+   stride-2 conv upsampled back), dims pinned to a constant, and export's replacements (two dims
+   unified, a dim equal to an expression of others), so that such dims are structurally equal and
+   the verifier never rejects a valid model;
+2. converts any torch expression into a canonical Blade expression over those symbols, keeping
+   its exact meaning: true division stays a rational (conditions over it are compared exactly by
+   ``symbolic.normalize_condition``), truncation, rounding, ``Mod``/``PythonMod``, ``Min``/``Max``
+   and float constants are exact;
+3. keeps every guard that is not provably true as a runtime guard, except the ones that only
+   choose strides (FakeTensor's convolution memory-format heuristic, stride indicators), which
+   Blade's value-semantics IR does not have. A guard it cannot translate stops the compile.
 """
 
 from __future__ import annotations
@@ -285,7 +292,7 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
         return notes
     for g in se.guards:
         if _is_layout_guard(g):
-            notes.append(f"ignored layout-only guard {g.expr}")
+            notes.append(f"dropped stride-only guard {g.expr}")
             continue
         try:
             cond = normalize_condition(mapping.convert(g.expr))
