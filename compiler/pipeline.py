@@ -24,11 +24,13 @@ from typing import Any
 import torch
 from torch.export import ExportedProgram
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.exceptions import VerifyException
 
 from blade.config import Config
 from blade.ir import ModulePass, make_context, print_module
 from blade.passes import get_pass
 from blade.report import CompileReport
+from blade.symbolic import ShapeError
 
 
 def pass_names(config: Config) -> list[str]:
@@ -70,7 +72,7 @@ class CompiledProgram:
 
 
 def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
-            report: CompileReport) -> ExportedProgram:
+            report: CompileReport, pin_ones: bool = False) -> ExportedProgram:
     from blade.frontend.export import decompose_unsupported, export_module, graph_targets, has_mutation
     from blade.frontend.fx_importer import HANDLERS
     from blade.frontend.torchscript import is_torchscript, torchscript_to_export
@@ -84,7 +86,10 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
     else:
         report.frontend = "torch.export"
         with report.stage("capture (torch.export)"):
-            ep = export_module(module, args, kwargs, config)
+            ep = export_module(module, args, kwargs, config, pin_ones=pin_ones)
+        if torch.ops.aten.scaled_dot_product_attention.default in graph_targets(ep):
+            from blade.frontend.export import SDPA_NOTE
+            report.notes.append(SDPA_NOTE)
     from blade.frontend import aten_table  # noqa: F401 - fills HANDLERS
 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
@@ -101,9 +106,21 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
     report = CompileReport(label or type(module).__name__, config=config.describe(), verbose=config.verbose)
     ep = capture(module, args, kwargs, config, allow_tracing, report)
     ranges = {(name, d): rng for name, dims in config.dim_ranges.items() for d, rng in dims.items()}
-    with report.stage("import"):
-        result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
-        result.module.verify()
+    try:
+        with report.stage("import"):
+            result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
+            result.module.verify()
+    except (ShapeError, VerifyException) as e:
+        # Size-oblivious export treats an example dim of 1 as "not 1" and may drop the fact that
+        # it is 1 (layer_norm over a normalized shape with a 1 in it): export it static instead.
+        from blade.frontend.export import has_dynamic_ones
+        if report.frontend != "torch.export" or not has_dynamic_ones(args, kwargs, config):
+            raise
+        report.notes.append(f"exported again with the example's size-1 dims static ({str(e).splitlines()[0][:200]})")
+        ep = capture(module, args, kwargs, config, allow_tracing, report, pin_ones=True)
+        with report.stage("import"):
+            result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
+            result.module.verify()
     report.unsupported = result.unsupported
     report.notes += result.notes
     if config.dump_dir:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import sympy
 
-from blade.symbolic import ShapeError, ceildiv, floordiv, make_symbol
+from blade.symbolic import ShapeError, ceildiv, floordiv, integer_form, is_integer_valued, make_symbol
 
 UNKNOWN = None  # an unknown dim is represented by None in shapes
 
@@ -36,7 +36,12 @@ UNKNOWN = None  # an unknown dim is represented by None in shapes
 def format_dim(e: sympy.Expr | None) -> str:
     if e is None:
         return "?"
-    return _fmt(sympy.sympify(e))
+    e = sympy.sympify(e)
+    if not is_integer_valued(e):
+        # an exact quotient (torch's CleanDiv) such as s0/2 + s1/2 prints as one division,
+        # (s0 + s1) floordiv 2: term-by-term floordivs would mean something else
+        e = integer_form(e)
+    return _fmt(e)
 
 
 def format_shape(shape) -> str:
@@ -112,12 +117,25 @@ _REL_TEXT = {sympy.Eq: "==", sympy.Ne: "!=", sympy.Lt: "<", sympy.Le: "<=", symp
 
 
 def format_condition(cond: sympy.Basic) -> str:
-    """A guard condition: relations joined with ``and`` (stored as a string attribute)."""
-    if isinstance(cond, sympy.And):
-        return " and ".join(format_condition(a) for a in sorted(cond.args, key=sympy.default_sort_key))
+    """A guard condition (stored as a string attribute): relations of dims combined with ``and``,
+    ``or`` and ``not``; an operand of another connective is parenthesised, so the text never
+    depends on precedence rules:
+
+        s0 <= 63 and (s1 - s3 + 3 > 0 or s2 - s4 + 3 > 0)
+    """
+    if cond is sympy.true or cond is sympy.false:
+        return "true" if cond is sympy.true else "false"
+    if isinstance(cond, (sympy.And, sympy.Or)):
+        word = " and " if isinstance(cond, sympy.And) else " or "
+        parts = [format_condition(a) for a in sorted(cond.args, key=sympy.default_sort_key)]
+        return word.join(f"({p})" if isinstance(a, (sympy.And, sympy.Or, sympy.Not)) else p
+                         for a, p in zip(sorted(cond.args, key=sympy.default_sort_key), parts))
+    if isinstance(cond, sympy.Not):
+        return f"not ({format_condition(cond.args[0])})"
     if isinstance(cond, sympy.Rel):
         return f"{format_dim(cond.lhs)} {_REL_TEXT[type(cond)]} {format_dim(cond.rhs)}"
-    raise ShapeError(f"cannot print condition {cond}")
+    raise ShapeError(f"cannot print condition {cond} ({type(cond).__name__}): guards are relations "
+                     "of dims combined with and/or/not")
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,7 +151,7 @@ class TokenSource(Protocol):
     def error(self, msg: str) -> Exception: ...
 
 
-_KEYWORDS = ("floordiv", "ceildiv", "mod", "max", "min", "and")
+_KEYWORDS = ("floordiv", "ceildiv", "mod", "max", "min", "and", "or", "not", "true", "false")
 
 
 def parse_dim(src: TokenSource) -> sympy.Expr | None:
@@ -248,6 +266,12 @@ class StringTokens:
             return self._take()
         return None
 
+    def mark(self) -> int:
+        return self.pos
+
+    def reset(self, pos: int) -> None:
+        self.pos, self._peeked = pos, None
+
     def at_end(self) -> bool:
         return self.text[self.pos:].strip() == ""
 
@@ -267,18 +291,57 @@ _REL_BY_TEXT = {v: k for k, v in _REL_TEXT.items()}
 
 
 def parse_condition_text(text: str) -> sympy.Basic:
+    """Parse ``format_condition``'s text:
+
+        cond := conj ('or' conj)*
+        conj := atom ('and' atom)*
+        atom := 'not' atom | 'true' | 'false' | sum REL sum | '(' cond ')'
+    """
     src = StringTokens(text)
-    parts = []
-    while True:
-        lhs = _parse_sum(src)
-        for op in ("==", "!=", "<=", ">=", "<", ">"):
-            if src.accept(op):
-                parts.append(_REL_BY_TEXT[op](lhs, _parse_sum(src), evaluate=False))
-                break
-        else:
-            raise src.error("expected a comparison (==, !=, <, <=, >, >=)")
-        if not src.accept_keyword("and"):
-            break
+    cond = _parse_or(src)
     if not src.at_end():
         raise src.error("unexpected text after condition")
+    return cond
+
+
+def _parse_or(src: StringTokens) -> sympy.Basic:
+    parts = [_parse_and(src)]
+    while src.accept_keyword("or"):
+        parts.append(_parse_and(src))
+    return parts[0] if len(parts) == 1 else sympy.Or(*parts, evaluate=False)
+
+
+def _parse_and(src: StringTokens) -> sympy.Basic:
+    parts = [_parse_atom(src)]
+    while src.accept_keyword("and"):
+        parts.append(_parse_atom(src))
     return parts[0] if len(parts) == 1 else sympy.And(*parts, evaluate=False)
+
+
+def _parse_atom(src: StringTokens) -> sympy.Basic:
+    if src.accept_keyword("not"):
+        return sympy.Not(_parse_atom(src))
+    if src.accept_keyword("true"):
+        return sympy.true
+    if src.accept_keyword("false"):
+        return sympy.false
+    start = src.mark()
+    try:
+        return _parse_relation(src)
+    except ShapeError:
+        # '(' opens either a sum (``(s0 + 1) > 2``) or a condition (``(s0 > 1 or s1 > 2)``)
+        src.reset(start)
+        if not src.accept("("):
+            raise
+        cond = _parse_or(src)
+        if not src.accept(")"):
+            raise src.error("expected ')' after a condition") from None
+        return cond
+
+
+def _parse_relation(src: StringTokens) -> sympy.Basic:
+    lhs = _parse_sum(src)
+    for op in ("==", "!=", "<=", ">=", "<", ">"):
+        if src.accept(op):
+            return _REL_BY_TEXT[op](lhs, _parse_sum(src), evaluate=False)
+    raise src.error("expected a comparison (==, !=, <, <=, >, >=)")

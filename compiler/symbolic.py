@@ -190,23 +190,111 @@ def _bounds(e: Expr, ranges: Mapping[sympy.Symbol, Bounds]) -> Bounds:
     return -INF, INF
 
 
+def exact_number(f: sympy.Float) -> sympy.Rational:
+    """The exact value of a float constant (a double): ``0.5`` is ``1/2``. torch computes float
+    size arithmetic in doubles; with the double's exact value, integer-only evaluation agrees with
+    torch wherever the double arithmetic is exact (every dyadic constant such as ``2.0`` or ``0.5``
+    times sizes below 2**40), and elsewhere differs only where torch's result is a rounding
+    artefact."""
+    return sympy.Rational(float(f))
+
+
+def is_integer_valued(e: sympy.Basic) -> bool:
+    """True when ``e`` is built only from integers, symbols, ``+``, ``*``, positive integer powers,
+    ``floor``/``ceiling`` (of anything) and ``Mod``/``Max``/``Min`` of integer-valued arguments:
+    the expressions that integer-only evaluation (``//``, ``%``) computes exactly."""
+    if e.is_Integer or e.is_Symbol:
+        return True
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        return True
+    if e.is_Add or e.is_Mul or isinstance(e, (sympy.Mod, sympy.Max, sympy.Min)):
+        return all(is_integer_valued(a) for a in e.args)
+    if e.is_Pow:
+        return e.exp.is_Integer and int(e.exp) > 0 and is_integer_valued(e.base)
+    return False
+
+
+def _integer_parts(e: Expr) -> Expr:
+    """``e`` with every ``floor``/``ceiling``/``Mod``/``Max``/``Min`` made integer-only inside:
+    ``floor(p/q)`` keeps the quotient of two integer expressions (evaluated as ``p // q``, exact for
+    either sign of ``q``), and ``Max(a/2, b)`` becomes ``Max(a, 2*b)/2`` (a common positive constant
+    denominator moves out). A symbolic denominator inside ``Max``/``Min``/``Mod`` cannot move out
+    exactly and raises."""
+    if not isinstance(e, sympy.Basic) or e.is_Atom:
+        return e
+    args = [_integer_parts(a) for a in e.args]
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        num, den = sympy.fraction(sympy.together(args[0]))
+        num, den = _integer_parts(sympy.expand(num)), sympy.expand(den)
+        if not (is_integer_valued(num) and is_integer_valued(den)):
+            raise ShapeError(f"cannot evaluate {e} with integers: {num} / {den}")
+        return e.func(num / den)
+    if isinstance(e, (sympy.Mod, sympy.Max, sympy.Min)):
+        if all(is_integer_valued(a) for a in args):
+            return e.func(*args)
+        dens = []
+        for a in args:
+            _, den = sympy.fraction(sympy.together(a))
+            if not (den.is_Integer and int(den) > 0):
+                raise ShapeError(f"cannot evaluate {e} with integers (the denominator {den} of {a} may "
+                                 "have either sign)")
+            dens.append(int(den))
+        k = math.lcm(*dens)
+        scaled = [_integer_parts(sympy.expand(a * k)) for a in args]
+        return e.func(*scaled) / k
+    return e.func(*args)
+
+
+def is_condition(e: sympy.Basic) -> bool:
+    """A boolean (relation, connective, true/false); a ``Symbol`` is never one, though sympy
+    also lets symbols stand for booleans."""
+    return isinstance(e, (sympy.Rel, sympy.And, sympy.Or, sympy.Not, sympy.logic.boolalg.BooleanAtom))
+
+
 def normalize_condition(cond: sympy.Basic) -> sympy.Basic:
-    """Make a guard printable in dim syntax: float constants become exact rationals, and a
-    relation with fractional coefficients is scaled by their common denominator
-    (``2.5*s0 <= s1`` becomes ``5*s0 - 2*s1 <= 0``)."""
-    floats = {f: sympy.Rational(str(f)) for f in cond.atoms(sympy.Float)}
+    """A guard condition in integer-only form, with its exact meaning kept.
+
+    Float constants become their exact rational values (``exact_number``). A relation whose sides
+    are not integer-valued (true division ``a/b``, rational coefficients, ``Max`` of quotients) is
+    rewritten over one common denominator: ``p/q REL 0`` becomes ``p REL 0`` when ``q`` is known
+    positive, the flipped relation when it is known negative, and ``p*q REL 0`` otherwise (the same
+    truth value for every nonzero ``q``; ``q = 0`` is a division by zero in torch too). So
+    ``IntTrueDiv(a, b) > IntTrueDiv(c, d)`` is ``a*d > c*b`` for positive ``b``, ``d``, never
+    floor division. ``And``/``Or``/``Not`` are normalized argument by argument. The result prints
+    in dim syntax and evaluates with integer arithmetic only."""
+    floats = {f: exact_number(f) for f in cond.atoms(sympy.Float)}
     if floats:
         cond = cond.xreplace(floats)
+    return _normalize(cond)
+
+
+_FLIPPED = {sympy.Eq: sympy.Eq, sympy.Ne: sympy.Ne, sympy.Lt: sympy.Gt, sympy.Le: sympy.Ge,
+            sympy.Gt: sympy.Lt, sympy.Ge: sympy.Le}
+
+
+def _normalize(cond: sympy.Basic) -> sympy.Basic:
+    if cond is sympy.true or cond is sympy.false:
+        return cond
     if isinstance(cond, (sympy.And, sympy.Or)):
-        return cond.func(*[normalize_condition(a) for a in cond.args])
+        return cond.func(*[_normalize(a) for a in cond.args])
+    if isinstance(cond, sympy.Not):
+        return sympy.Not(_normalize(cond.args[0]))
     if not isinstance(cond, sympy.Rel):
-        return cond
-    diff = sympy.expand(cond.lhs - cond.rhs)
-    dens = [t.as_coeff_Mul()[0].q for t in sympy.Add.make_args(diff) if t.as_coeff_Mul()[0].is_Rational]
-    scale = math.lcm(*dens) if dens else 1
-    if scale == 1:
-        return cond
-    return cond.func(sympy.expand(diff * scale), 0)
+        raise ShapeError(f"not a condition: {cond} ({type(cond).__name__})")
+    lhs, rhs = _integer_parts(cond.lhs), _integer_parts(cond.rhs)
+    if is_integer_valued(lhs) and is_integer_valued(rhs):
+        return cond.func(lhs, rhs)
+    num, den = sympy.fraction(sympy.together(sympy.expand(lhs - rhs)))
+    num, den = _integer_parts(sympy.expand(num)), _integer_parts(sympy.expand(den))
+    if not (is_integer_valued(num) and is_integer_valued(den)):
+        raise ShapeError(f"cannot write the condition {cond} with integers ({num} / {den})")
+    content, num = num.as_content_primitive() if num.is_Add else (sympy.Integer(1), num)
+    rel = type(cond)
+    if (den * content).is_negative:
+        rel = _FLIPPED[rel]
+    elif not (den * content).is_positive:
+        num = sympy.expand(num * den) if rel not in (sympy.Eq, sympy.Ne) else num
+    return rel(num, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,6 +327,11 @@ def to_python_source(e: Expr) -> str:
         fn = "max" if isinstance(e, sympy.Max) else "min"
         return f"{fn}(" + ", ".join(to_python_source(a) for a in e.args) + ")"
     if isinstance(e, sympy.Rel):
+        if not (is_integer_valued(e.lhs) and is_integer_valued(e.rhs)):
+            normal = normalize_condition(e)
+            if normal == e:
+                raise ShapeError(f"cannot evaluate the condition {e} with integers")
+            return to_python_source(normal)
         ops = {sympy.Eq: "==", sympy.Ne: "!=", sympy.Lt: "<", sympy.Le: "<=", sympy.Gt: ">", sympy.Ge: ">="}
         return f"({to_python_source(e.lhs)} {ops[type(e)]} {to_python_source(e.rhs)})"
     if isinstance(e, (sympy.And, sympy.Or)):
@@ -251,11 +344,31 @@ def to_python_source(e: Expr) -> str:
     raise ShapeError(f"cannot evaluate dimension expression {e} (unsupported {type(e).__name__})")
 
 
+def _integer_dim(e: Expr) -> Expr:
+    """A dim in a form that integer evaluation computes exactly: an exact quotient such as
+    ``s0/2 + s1/2`` (torch's ``CleanDiv``) is evaluated as one floor division of its numerator."""
+    e = _integer_parts(e)
+    if is_integer_valued(e):
+        return e
+    num, den = sympy.fraction(sympy.together(e))
+    num, den = _integer_parts(sympy.expand(num)), sympy.expand(den)
+    if not (is_integer_valued(num) and is_integer_valued(den)):
+        raise ShapeError(f"dimension {e} is not integer-valued")
+    return sympy.floor(num / den, evaluate=False)
+
+
+def integer_form(e: sympy.Basic) -> sympy.Basic:
+    """``e`` (a dim or a condition) in the form integer-only evaluators compute exactly: every
+    evaluator (``compile_expr``, shape programs) goes through this."""
+    return normalize_condition(e) if is_condition(e) else _integer_dim(e)
+
+
 @lru_cache(maxsize=None)
 def compile_expr(e: Expr) -> Callable[[Mapping[str, int]], int]:
-    """A fast evaluator ``f(values_by_symbol_name) -> int`` for ``e``."""
+    """A fast evaluator ``f(values_by_symbol_name) -> int`` for ``e`` (a dim or a condition;
+    conditions are first put in integer-only form, so true division compares exactly)."""
     names = sorted(s.name for s in e.free_symbols)
-    src = to_python_source(e)
+    src = to_python_source(integer_form(e))
     args = ", ".join(names)
     code = f"lambda {args}: {src}" if names else f"lambda: {src}"
     fn = eval(code, {"max": max, "min": min})  # noqa: S307 - source generated above, integers only
@@ -362,11 +475,15 @@ class SymbolTable:
                 if lo > 0 or (lo >= 0 and strict):
                     return False
                 return None
-        if isinstance(cond, sympy.And):
+        if isinstance(cond, (sympy.And, sympy.Or)):
             parts = [self.known_true(a) for a in cond.args]
-            if any(p is False for p in parts):
-                return False
-            return True if all(p is True for p in parts) else None
+            decisive = isinstance(cond, sympy.Or)  # the value one argument decides alone
+            if any(p is decisive for p in parts):
+                return decisive
+            return (not decisive) if all(p is (not decisive) for p in parts) else None
+        if isinstance(cond, sympy.Not):
+            inner = self.known_true(cond.args[0])
+            return None if inner is None else not inner
         return None
 
     # guarded ----------------------------------------------------------------------------
@@ -375,6 +492,7 @@ class SymbolTable:
 
         Raises ``ShapeError`` when ``cond`` is provably false.
         """
+        cond = normalize_condition(cond)
         known = self.known_true(cond)
         if known is True:
             return
@@ -404,7 +522,7 @@ def bind_symbols(
 ) -> dict[str, int]:
     """Solve symbol values from concrete input sizes.
 
-    Each input dim is an integer, a symbol or ``k*symbol``; anything else is checked after the
+    Each input dim is an integer, a symbol or ``k*symbol + c``; anything else is checked after the
     simple dims are bound. Raises ``ShapeError`` naming the input and the dim on a mismatch.
     """
     values: dict[str, int] = {}
@@ -419,17 +537,19 @@ def bind_symbols(
                     raise ShapeError(f"input '{name}' dim {i} is {n}; this program was compiled "
                                      f"for exactly {int(d)} (mark the dim dynamic to vary it)")
                 continue
-            coeff, rest = d.as_coeff_Mul()
-            if rest.is_Symbol and coeff.is_Integer and int(coeff) > 0:
-                k = int(coeff)
-                if n % k:
-                    raise ShapeError(f"input '{name}' dim {i} is {n}; it must be a multiple of {k} "
+            offset, term = d.as_coeff_Add()
+            coeff, rest = term.as_coeff_Mul()
+            if rest.is_Symbol and coeff.is_Integer and int(coeff) > 0 and offset.is_Integer:
+                k, c = int(coeff), int(offset)
+                if (n - c) % k:
+                    what = f"a multiple of {k}" if c == 0 else f"{c % k} modulo {k}"
+                    raise ShapeError(f"input '{name}' dim {i} is {n}; it must be {what} "
                                      f"(compiled as {d})")
-                v = n // k
+                v = (n - c) // k
                 old = values.setdefault(rest.name, v)
                 if old != v:
                     raise ShapeError(f"input '{name}' dim {i} is {n}, but {rest.name} = {old} from an "
-                                     f"earlier input requires {k * old}")
+                                     f"earlier input requires {k * old + c}")
             else:
                 deferred.append((name, i, d, n))
     for name, i, d, n in deferred:

@@ -137,7 +137,21 @@ def _reshape(ctx: ImportCtx, node, x, *args, **kwargs):
         raise NotLowered("reinterpreting bits as another dtype is not supported")
     v = ctx.value(x)
     out = ctx.out_type()
+    if node.target._overloadpacket is torch.ops.aten.squeeze:
+        _guard_not_one(ctx, node, v)
     return v if v.type == out else ctx.emit(dm.ReshapeOp, [v], out)
+
+
+def _guard_not_one(ctx: ImportCtx, node, v) -> None:
+    """``squeeze`` keeps a symbolic dim only because export assumed it is not 1 (size-oblivious
+    tracing records no guard for that); a call where it is 1 must take another variant."""
+    from blade.frontend.export import squeezed_dims
+
+    for d in squeezed_dims(node):
+        dim = v.type.shape[d]
+        if not dim.is_Integer:
+            ctx.mapping.table.require(sympy.Ne(dim, 1), f"{node.target}: dim {d} of {v.type.shape} is kept "
+                                      "only while it is not 1")
 
 
 @handles("expand.default", "expand_as.default", "broadcast_to.default")

@@ -1,16 +1,23 @@
 """Turn torch.export's shape environment into Blade's symbol table.
 
 torch.export describes every dim with sympy expressions over its own symbols (``s30``, ``s91``)
-and functions of its own (``FloorDiv``, ``PythonMod``...), plus guards it assumed while tracing
-(``Eq(Mod(s30, 8), 0)``, ``s53 < 64``). This module:
+and functions of its own (``FloorDiv``, ``IntTrueDiv``, ``PythonMod``...), plus guards it assumed
+while tracing (``Eq(Mod(s30, 8), 0)``, ``s53 < 64``, ``IntTrueDiv(a, b) > IntTrueDiv(c, d)``).
+This module:
 
 1. names one Blade symbol per independent input dim, in input order (``s0, s1, ...``), and folds
-   divisibility facts into the input dims (``s30 % 8 == 0``  ->  the dim is ``8*s1``), so that
-   downsampled dims simplify structurally (``(8*s1 - 1) floordiv 8 + 1`` is ``s1``);
-2. converts any torch expression into a canonical Blade expression over those symbols;
-3. keeps every guard that is not provably true as a runtime guard, except the ones FakeTensor's
-   convolution memory-format heuristic adds (they only choose output strides, which Blade's
-   value-semantics IR does not have).
+   the relations export proved into the input dims: divisibility and residue classes
+   (``s30 % 8 == 0``  ->  the dim is ``8*s1``; ``Eq(2*((s - 1)//2) + 2, s)``, "s is even", from a
+   stride-2 conv upsampled back), dims pinned to a constant, and export's replacements (two dims
+   unified, a dim equal to an expression of others), so that such dims are structurally equal and
+   the verifier never rejects a valid model;
+2. converts any torch expression into a canonical Blade expression over those symbols, keeping
+   its exact meaning: true division stays a rational (conditions over it are compared exactly by
+   ``symbolic.normalize_condition``), truncation, rounding, ``Mod``/``PythonMod``, ``Min``/``Max``
+   and float constants are exact;
+3. keeps every guard that is not provably true as a runtime guard, except the ones that only
+   choose strides (FakeTensor's convolution memory-format heuristic, stride indicators), which
+   Blade's value-semantics IR does not have. A guard it cannot translate stops the compile.
 """
 
 from __future__ import annotations
@@ -21,26 +28,57 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 
-from blade.symbolic import ShapeError, SymbolTable, canonical, normalize_condition
+from blade.symbolic import ShapeError, SymbolTable, canonical, exact_number, make_symbol, normalize_condition
 
-# torch.utils._sympy.functions names -> how to rebuild them with plain sympy
+def _trunc(x):
+    """Truncation toward zero with floor/ceiling only: ``max(floor(x), 0) + min(ceil(x), 0)``."""
+    return sympy.Max(sympy.floor(x), 0) + sympy.Min(sympy.ceiling(x), 0)
+
+
+def _round_half_even(x):
+    """Python's ``round(x)`` (ties to even) with integer operations only, for ``x = n/d`` with a
+    positive constant ``d``: ``r = floor(x + 1/2)``, minus one where ``x + 1/2`` is an integer
+    (``(2n + d) mod 2d == 0``) and ``r`` is odd."""
+    n, d = sympy.fraction(sympy.together(x))
+    if not (d.is_Integer and int(d) > 0):
+        raise ShapeError(f"round({x}) has a denominator {d} of unknown sign")
+    r = sympy.floor((2 * n + d) / (2 * d))
+    tie = 1 - sympy.Min(1, sympy.Mod(2 * n + d, 2 * d))
+    return r - tie * sympy.Mod(r, 2)
+
+
+# torch.utils._sympy.functions names -> their exact meaning in plain sympy. True division
+# (IntTrueDiv, FloatTrueDiv) stays a rational quotient: conditions over it are compared exactly
+# (symbolic.normalize_condition), never as floor division. torch's Mod is C-style on the
+# non-negative arguments it is defined for, where it agrees with sympy's (Python-style) Mod.
 _BINARY = {
     "FloorDiv": lambda a, b: sympy.floor(a / b),
     "CeilDiv": lambda a, b: sympy.ceiling(a / b),
     "CleanDiv": lambda a, b: a / b,
     "IntTrueDiv": lambda a, b: a / b,
+    "FloatTrueDiv": lambda a, b: a / b,
     "Mod": lambda a, b: sympy.Mod(a, b),
     "PythonMod": lambda a, b: sympy.Mod(a, b),
-    "FloatTrueDiv": lambda a, b: a / b,
     "PowByNatural": lambda a, b: a ** b,
+    "FloatPow": lambda a, b: a ** b,
+    "LShift": lambda a, b: a * 2 ** b,
+    "RShift": lambda a, b: sympy.floor(a / 2 ** b),
 }
-_UNARY = {"CeilToInt": sympy.ceiling, "FloorToInt": sympy.floor, "TruncToInt": sympy.floor,
-          "ToFloat": lambda a: a, "Identity": lambda a: a}
+_UNARY = {"CeilToInt": sympy.ceiling, "FloorToInt": sympy.floor, "TruncToInt": _trunc,
+          "TruncToFloat": _trunc, "ToFloat": lambda a: a, "Identity": lambda a: a,
+          "Abs": lambda a: sympy.Max(a, -a), "RoundToInt": _round_half_even}
+_TERNARY = {"ModularIndexing": lambda x, d, m: sympy.Mod(sympy.floor(x / d), m)}
 
 
-def _is_conv_layout_guard(guard) -> bool:
+def _is_layout_guard(guard) -> bool:
+    """Guards that only choose strides: FakeTensor's convolution memory-format heuristic, and
+    any guard over torch's ``IsNonOverlappingAndDenseIndicator`` (a stride property). Blade's IR
+    has value semantics, so strides never change what it computes."""
     loc = str(getattr(guard.sloc, "framework_loc", "") or "")
-    return "fake_impls.py" in loc and "conv" in loc
+    if "fake_impls.py" in loc and "conv" in loc:
+        return True
+    return any(type(f).__name__ == "IsNonOverlappingAndDenseIndicator"
+               for f in guard.expr.atoms(sympy.Function))
 
 
 @dataclass
@@ -75,7 +113,7 @@ class SymbolMapping:
             e = self.shape_env.replace(e)
         if e is sympy.true or e is sympy.false:
             return e
-        if e.is_Integer or e.is_Rational or e.is_Float:
+        if e.is_Integer or e.is_Rational:
             return e
         if e.is_Symbol:
             if e in self.subs:
@@ -84,12 +122,16 @@ class SymbolMapping:
                 return self.unbacked[e]
             raise ShapeError(f"torch symbol {e} is not determined by any input dim (a data-dependent "
                              "size); Blade cannot compile shapes that depend on tensor values")
+        if isinstance(e, sympy.Float):
+            return exact_number(e)
         name = type(e).__name__
         args = [self._convert(a) for a in e.args]
-        if name in _BINARY:
+        if name in _BINARY and len(args) == 2:
             return _BINARY[name](*args)
-        if name in _UNARY:
+        if name in _UNARY and len(args) == 1:
             return _UNARY[name](*args)
+        if name in _TERNARY and len(args) == 3:
+            return _TERNARY[name](*args)
         if name in ("Max", "Min"):
             return (sympy.Max if name == "Max" else sympy.Min)(*args)
         if isinstance(e, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Rel, sympy.And, sympy.Or, sympy.Not)):
@@ -105,12 +147,7 @@ def build_symbol_mapping(
     """Name Blade symbols for the symbolic dims of ``inputs`` (name, fake shape) in order."""
     table = SymbolTable()
     mapping = SymbolMapping(table, shape_env=shape_env)
-    divisible: dict[sympy.Symbol, int] = {}
-    if shape_env is not None:
-        for m in shape_env.divisible:
-            a, b = m.args
-            if a.is_Symbol and b.is_Integer:
-                divisible[a] = math.lcm(divisible.get(a, 1), int(b))
+    residues = _residue_facts(shape_env)
     fixed = _fixed_values(shape_env)
     for name, shape in inputs:
         for i, d in enumerate(shape):
@@ -124,15 +161,91 @@ def build_symbol_mapping(
                 continue
             if not expr.is_Symbol or expr in mapping.subs:
                 continue
-            k = divisible.get(expr, 1)
+            # a dim known to be r mod k is k*sym - c (c = (k - r) mod k, sym >= 1): downsampled and
+            # re-upsampled dims then simplify to the input dim structurally
+            k, r = residues.get(expr, (1, 0))
+            c = (k - r) % k
             # Ranges come from the user (Config.dim_ranges), never from torch's var_to_range:
             # torch narrows those as a side effect of guards Blade drops (layout-only ones).
             lo, hi = ranges.get((name, i), (1, None))
             lo = 1 if lo is None else lo
-            origin = f"{name}.size({i})" + (f" / {k}" if k > 1 else "")
-            sym = table.fresh(origin, lo=max(1, -(-lo // k)), hi=None if hi is None else hi // k)
-            mapping.subs[expr] = k * sym if k > 1 else sym
+            origin = f"{name}.size({i})"
+            if k > 1:
+                origin = f"({origin} + {c}) / {k}" if c else f"{origin} / {k}"
+            sym = table.fresh(origin, lo=max(1, -(-(lo + c) // k)), hi=None if hi is None else (hi + c) // k)
+            mapping.subs[expr] = k * sym - c if k > 1 else sym
     return mapping
+
+
+_MAX_PERIOD = 64  # residue facts with a larger modulus are kept as plain guards
+
+
+def _residue_facts(shape_env) -> dict[sympy.Symbol, tuple[int, int]]:
+    """Symbols that export proved to lie in one residue class: ``s -> (k, r)`` for ``s % k == r``.
+
+    Sources: ``shape_env.divisible`` and every ``Eq`` guard over one symbol that is equivalent to
+    a residue class, such as ``Eq(2*((s0 - 1)//2) + 2, s0)`` (a stride-2 conv followed by a 2x
+    upsample, added back to its input: ``s0`` is even). Equivalence is proved, not sampled: with
+    ``k`` the lcm of the guard's divisors, the guard is simplified symbolically at ``s = k*t + r``
+    for every ``r < k``; it is a fact only when each case simplifies to a constant True/False.
+    """
+    facts: dict[sympy.Symbol, tuple[int, int]] = {}
+    if shape_env is None:
+        return facts
+
+    def add(sym, k, r):
+        k0, r0 = facts.get(sym, (1, 0))
+        m = math.lcm(k0, k)
+        if m > _MAX_PERIOD:
+            return
+        both = [v for v in range(m) if v % k0 == r0 and v % k == r]
+        if both:  # an empty intersection is a contradiction export would have raised
+            facts[sym] = (m, both[0])
+
+    for m in shape_env.divisible:
+        a, b = m.args
+        if a.is_Symbol and b.is_Integer and int(b) > 1:
+            add(a, int(b), 0)
+    for g in shape_env.guards:
+        e = shape_env.replace(g.expr)
+        if not isinstance(e, sympy.Eq) or len(e.free_symbols) != 1:
+            continue
+        (sym,) = e.free_symbols
+        fact = _as_residue_class(e, sym)
+        if fact is not None:
+            add(sym, *fact)
+    return facts
+
+
+def _as_residue_class(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, int] | None:
+    x = make_symbol("_x")
+    try:
+        c = SymbolMapping(SymbolTable(), subs={sym: x}).convert(cond)
+    except ShapeError:
+        return None
+    dens = [sympy.Integer(1)]
+    for f in c.atoms(sympy.floor, sympy.ceiling):
+        dens.append(sympy.fraction(sympy.together(f.args[0]))[1])
+    for f in c.atoms(sympy.Mod):
+        dens.append(f.args[1])
+    if not all(isinstance(d, sympy.Integer) and d > 0 for d in dens):
+        return None
+    k = math.lcm(*(int(d) for d in dens))
+    if k == 1 or k > _MAX_PERIOD:
+        return None
+    t = make_symbol("_t")
+    holds = []
+    for r in range(k):  # x = k*t - (k - r) with t >= 1 covers exactly the x >= 1 with x % k == r
+        v = c.xreplace({x: k * t - (k - r) % k})
+        v = sympy.simplify(v) if v not in (sympy.true, sympy.false) else v
+        if v not in (sympy.true, sympy.false):
+            return None
+        holds.append(v is sympy.true)
+    for p in sorted(d for d in range(1, k + 1) if k % d == 0):  # the smallest period
+        if all(holds[r] == holds[r % p] for r in range(k)):
+            classes = [r for r in range(p) if holds[r]]
+            return (p, classes[0]) if len(classes) == 1 and p > 1 else None
+    return None
 
 
 def _fixed_values(shape_env) -> dict[sympy.Symbol, int]:
@@ -166,6 +279,11 @@ def _where(sloc) -> str:
     return ""
 
 
+def _input_determined(mapping: SymbolMapping, expr) -> bool:
+    se = mapping.shape_env
+    return all(s in mapping.subs for s in se.replace(expr).free_symbols)
+
+
 def import_guards(mapping: SymbolMapping) -> list[str]:
     """Record torch.export's guards in the symbol table; returns notes on dropped ones."""
     notes = []
@@ -173,15 +291,19 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
     if se is None:
         return notes
     for g in se.guards:
-        if _is_conv_layout_guard(g):
-            notes.append(f"ignored layout-only guard {g.expr}")
+        if _is_layout_guard(g):
+            notes.append(f"dropped stride-only guard {g.expr}")
             continue
         try:
-            cond = mapping.convert(g.expr)
+            cond = normalize_condition(mapping.convert(g.expr))
         except ShapeError as e:
-            notes.append(f"ignored guard {g.expr}: {e}")
-            continue
-        cond = normalize_condition(cond)
+            if not _input_determined(mapping, g.expr):
+                # over a data-dependent (unbacked) size: export asserts it inside the graph
+                notes.append(f"guard {g.expr} is over a data-dependent size; checked in the graph")
+                continue
+            raise ShapeError(f"torch.export guard {g.expr}{_where(g.sloc)} cannot be translated "
+                             f"exactly ({e}); Blade will not compile without it. Pin the dims it "
+                             "involves with Config(static_dims=...) or report the guard form") from e
         if cond is sympy.true:
             continue
         if cond is sympy.false:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import sympy
 
-from blade.symbolic import ShapeError
+from blade.symbolic import ShapeError, integer_form
 
 CONST, SYM, ADD, SUB, MUL, FLOORDIV, CEILDIV, MOD, MAX, MIN, NEG = range(11)
 EQ, NE, LT, LE, GT, GE, AND, OR, NOT, EMIT = range(11, 21)
@@ -38,7 +38,7 @@ class ShapeProgram:
         self._index = {n: i for i, n in enumerate(self.symbols)}
         code: list[int] = []
         for e in exprs:
-            self._emit(sympy.sympify(e), code)
+            self._emit(integer_form(sympy.sympify(e)), code)
             code.append(EMIT)
         self.code = code
         self.native = native if native is not None else load_native()
