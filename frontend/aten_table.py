@@ -45,12 +45,26 @@ _SIZE_ARITHMETIC = (
 )
 
 
-@handles(*_SIZE_ARITHMETIC)
+# Python's logical operators on SymBools (``(s0 > 1) | (s1 == 3)``, ``torch.sym_not``): symbolic
+# too; a use as data becomes an exact 0/1 ``blade.dim_value`` (``ImportCtx.value``).
+_SYMBOLIC_LOGIC = (operator.or_, operator.and_, operator.xor, operator.not_, operator.invert,
+                   operator.abs, operator.pos, operator.lshift, operator.rshift, torch.sym_not,
+                   torch.sym_ite, torch.sym_sum)
+
+
+@handles(*_SIZE_ARITHMETIC, *_SYMBOLIC_LOGIC)
 def _size_arithmetic(ctx: ImportCtx, node, *args, **kwargs):
     val = node.meta.get("val")
-    if isinstance(val, (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)):
-        return ctx.mapping.convert(val) if not isinstance(val, float) else val
-    raise NotLowered(f"size arithmetic {node.target} without a symbolic value")
+    if isinstance(val, (bool, float)):  # decided while tracing: a Python constant
+        return val
+    if isinstance(val, (int, torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return ctx.mapping.convert(val)
+    raise NotLowered(f"{node.target.__name__} on {_kinds(node)}: not size arithmetic")
+
+
+def _kinds(node) -> str:
+    vals = [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in node.args]
+    return ", ".join(type(v).__name__ for v in vals) or "no arguments"
 
 
 @handles("_assert_scalar.default")
@@ -106,7 +120,7 @@ def _same_or_cast(ctx: ImportCtx, x):
         ctx.emit(ew.CastOp, [ctx.emit(dm.ReshapeOp, [v], out.with_element_type(v.type.element_type))], out)
 
 
-@handles("contiguous.default", "clone.default", "alias.default", "detach.default",
+@handles("contiguous.default", "clone.default", "alias.default", "detach.default", "detach_.default",
          "lift_fresh_copy.default", "to.dtype", "to.dtype_layout", "to.device", "to.other",
          "_to_copy.default", "type_as.default", "_unsafe_view.default")
 def _identity_or_cast(ctx: ImportCtx, node, x, *args, **kwargs):
@@ -242,10 +256,11 @@ def _split(ctx: ImportCtx, node, x, *args, **kwargs):
 
 @handles("cat.default", "concat.default")
 def _cat(ctx: ImportCtx, node, tensors, dim=0):
-    vals = [ctx.value(t) for t in tensors]
-    vals = [v for v in vals if not (v.type.rank == 1 and v.type.shape[0] == 0)]
+    # torch.cat skips 1-D empty tensors (transformers' caches start as torch.tensor([]))
+    kept = [t for t in tensors if not (ctx.value(t).type.rank == 1 and ctx.value(t).type.shape[0] == 0)]
+    vals = [ctx.value(t) for t in kept]
     if len(vals) == 1:
-        return _same_or_cast(ctx, tensors[0])
+        return _same_or_cast(ctx, kept[0])
     return ctx.emit(dm.ConcatOp, vals, ctx.out_type(), dim=int_attr(dim % ctx.out_type().rank))
 
 

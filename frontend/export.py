@@ -77,19 +77,45 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return pytree.tree_map(fresh, (args, kwargs))
 
 
+def register_output_pytrees() -> None:
+    """Teach pytree the container types models return that it does not know: transformers'
+    ``DynamicCache`` (GPT-2 and every decoder return one when ``use_cache`` is on), through
+    transformers' own registration. The compiled module then returns a ``DynamicCache`` holding
+    the same key/value tensors as eager's."""
+    import sys
+
+    if "transformers" not in sys.modules:
+        return
+    try:
+        from transformers.integrations.executorch import register_dynamic_cache_export_support
+    except ImportError:  # an older or newer transformers without it: export names the type
+        return
+    register_dynamic_cache_export_support()
+
+
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
     """torch.export with Blade's policy; raises a clear error naming the failing construct."""
     args, kwargs = _unalias(args, kwargs)
     dyn = dynamic_shapes_for(module, args, kwargs, config)
+    register_output_pytrees()
     try:
         with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
             return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
-        raise RuntimeError(
-            f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
-            "Blade needs an exportable forward. If the model branches on tensor values, pin the "
-            "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
-            "with torch.jit.trace instead.") from e
+        text = f"{type(e).__name__}: {e}"
+        if "data-dependent" in text or "data dependent" in text or "DataDependent" in text:
+            advice = ("The forward branches on tensor values (e.g. `if x.sum() > 0:`). Write the branch "
+                      "as torch.cond(pred, true_fn, false_fn, (x,)), which Blade runs in eager PyTorch "
+                      "with both branches kept; tracing (allow_tracing=True) would freeze the branch "
+                      "taken by the example and give wrong answers for other inputs.")
+        elif "in output, which is not a known type" in text:
+            advice = ("The forward returns a container pytree does not know; register it with "
+                      "torch.utils._pytree.register_pytree_node, or turn it off (use_cache=False for "
+                      "transformers caches).")
+        else:
+            advice = ("Blade needs an exportable forward. If export specialised on a size, pin that dim "
+                      "with Config(static_dims=...).")
+        raise RuntimeError(f"torch.export could not capture {type(module).__name__}: {text}\n{advice}") from e
 
 
 def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: bool = False) -> ExportedProgram:
@@ -110,5 +136,11 @@ def graph_targets(ep: ExportedProgram) -> set:
     return {n.target for n in ep.graph.nodes if n.op == "call_function"}
 
 
+#: in-place ops that change autograd metadata only, never values (imported as the identity);
+#: transformers' caches start from ``torch.tensor([])`` constants that export lifts and ``detach_``es
+METADATA_ONLY_MUTATIONS = {torch.ops.aten.detach_.default}
+
+
 def has_mutation(ep: ExportedProgram) -> bool:
-    return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable for t in graph_targets(ep))
+    return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable and t not in METADATA_ONLY_MUTATIONS
+               for t in graph_targets(ep))
