@@ -627,3 +627,63 @@ def _scalar_tensor(ctx: ImportCtx, node, s, **kwargs):
         ctx.known_scalars[node] = as_expr(int(val))
     return ctx.constant(float(val), out.dtype)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# batch norm in eval mode: an affine map per channel, emitted as elementwise ops
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_norm_eval(ctx: ImportCtx, x, weight, bias, mean, var, eps):
+    """``(x - mean) * rsqrt(var + eps) * weight + bias`` with the [C] vectors viewed as
+    [C, 1, ...] so they broadcast against [N, C, ...]."""
+    v = ctx.value(x)
+    out = ctx.type_of(ctx.node.meta["val"][0] if isinstance(ctx.node.meta["val"], (tuple, list))
+                      else ctx.node.meta["val"])
+    if v.type.rank < 2 or mean is None or var is None:
+        raise NotLowered("batch norm without running statistics or on a 1-D input")
+    stat_dtype = ctx.type_of(var.meta["val"]).dtype
+
+    def per_channel(t):
+        tv = ctx.value(t)
+        shape = [tv.type.shape[0]] + [sympy.Integer(1)] * (v.type.rank - 2)
+        return ctx.emit(dm.ReshapeOp, [tv], tv.type.with_shape(shape))
+
+    c_type = tensor_type([v.type.shape[1]] + [sympy.Integer(1)] * (v.type.rank - 2), stat_dtype)
+    scale = ctx.emit(ew.RsqrtOp, [ctx.emit(ew.AddOp, [per_channel(var), ctx.constant(float(eps))], c_type)], c_type)
+    if weight is not None:
+        scale = ctx.emit(ew.MulOp, [scale, per_channel(weight)], c_type)
+    y = ctx.emit(ew.MulOp, [ctx.emit(ew.SubOp, [v, per_channel(mean)], out), scale], out)
+    if bias is not None:
+        y = ctx.emit(ew.AddOp, [y, per_channel(bias)], out)
+    return y
+
+
+@handles("_native_batch_norm_legit_no_training.default")
+def _native_batch_norm_no_training(ctx: ImportCtx, node, x, weight, bias, mean, var, momentum, eps):
+    # (output, saved mean, saved invstd): the saved statistics are empty in eval mode
+    return [_batch_norm_eval(ctx, x, weight, bias, mean, var, eps), None, None]
+
+
+@handles("batch_norm.default")
+def _batch_norm(ctx: ImportCtx, node, x, weight, bias, mean, var, training, momentum, eps, cudnn_enabled=True):
+    if training:
+        raise NotLowered("batch norm in training mode uses batch statistics; call model.eval() before optimize")
+    return _batch_norm_eval(ctx, x, weight, bias, mean, var, eps)
+
+
+@handles("max_pool2d.default", "max_pool1d.default", "max_pool3d.default")
+def _max_pool(ctx: ImportCtx, node, *args, **kwargs):
+    # handled here (not left unknown) so that capture does not decompose the whole graph for it
+    return ctx.fallback(node, "Blade has no pooling op yet: max pooling runs in eager PyTorch")
+
+
+@handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default")
+def _adaptive_avg_pool(ctx: ImportCtx, node, x, output_size):
+    v = ctx.value(x)
+    n = len(output_size)
+    if any(int(s) != 1 for s in output_size):
+        return ctx.fallback(node, f"adaptive average pooling to {list(output_size)} (only global pooling "
+                                  "to 1 is compiled)")
+    dims = list(range(v.type.rank - n, v.type.rank))
+    return ctx.emit(st.ReduceMeanOp, [v], ctx.out_type(), dims=ints_attr(dims), keepdim=int_attr(True))
