@@ -649,14 +649,16 @@ def _batch_norm_eval(ctx: ImportCtx, x, weight, bias, mean, var, eps):
         shape = [tv.type.shape[0]] + [sympy.Integer(1)] * (v.type.rank - 2)
         return ctx.emit(dm.ReshapeOp, [tv], tv.type.with_shape(shape))
 
+    # y = x * scale + shift: the per-channel scale and shift depend on weights only, so the
+    # activation sees one multiply-add (two roundings in fp16, like a fused eager batch norm)
     c_type = tensor_type([v.type.shape[1]] + [sympy.Integer(1)] * (v.type.rank - 2), stat_dtype)
     scale = ctx.emit(ew.RsqrtOp, [ctx.emit(ew.AddOp, [per_channel(var), ctx.constant(float(eps))], c_type)], c_type)
     if weight is not None:
         scale = ctx.emit(ew.MulOp, [scale, per_channel(weight)], c_type)
-    y = ctx.emit(ew.MulOp, [ctx.emit(ew.SubOp, [v, per_channel(mean)], out), scale], out)
+    shift = ctx.emit(ew.NegOp, [ctx.emit(ew.MulOp, [per_channel(mean), scale], c_type)], c_type)
     if bias is not None:
-        y = ctx.emit(ew.AddOp, [y, per_channel(bias)], out)
-    return y
+        shift = ctx.emit(ew.AddOp, [shift, per_channel(bias)], c_type)
+    return ctx.emit(ew.AddOp, [ctx.emit(ew.MulOp, [v, scale], out), shift], out)
 
 
 @handles("_native_batch_norm_legit_no_training.default")

@@ -299,6 +299,10 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     mapping = build_symbol_mapping(shape_env, [(n.name, tuple(n.meta["val"].shape)) for n in user],
                                    dim_ranges or {})
     notes = import_guards(mapping)
+    if "DynamicCache" in str(ep.call_spec.out_spec):
+        notes.append("the output holds a transformers DynamicCache: the compiled module returns one too, "
+                     "filled with the key/value tensors the program computes (pass use_cache=False to "
+                     "skip computing and returning them)")
 
     block = Block(arg_types=[_type_of(mapping, n.meta["val"]) for n in user])
     ctx = ImportCtx(mapping, block, strict)

@@ -83,3 +83,14 @@ def test_zoo_model_matches_eager(name):
     _, opt = check_zoo_model(name, reduced=True, config=blade.Config(check_shapes=True))
     assert len(opt.variants) == VARIANTS[name], [v.program.report.format() for v in opt.variants]
     assert fallback_targets(opt) == set(FALLBACKS.get(name, {})), opt.report.format()
+
+
+@pytest.mark.parametrize("name", ["gpt2", "clip2"])
+def test_gpu_zoo_code_path_on_cpu(name):
+    """tests/gpu/test_zoo.py's check (fp16 compile, fp16 bar against fp32) with reduced configs."""
+    from tests.gpu.test_zoo import check_fp16_bar
+
+    opt = check_fp16_bar(name, "cpu", reduced=True)
+    assert len(opt.variants) == 1
+    if name == "gpt2":
+        assert any("DynamicCache" in n for n in opt.report.notes)
