@@ -32,7 +32,7 @@ from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
-from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call
+from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
 from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
 from blade.ir import set_input_names, write_symbol_table
@@ -138,7 +138,7 @@ class ImportCtx:
             if isinstance(v, SSAValue):
                 return v
             arg = v  # a symbolic or Python scalar produced by size arithmetic
-        if isinstance(arg, sympy.logic.boolalg.Boolean) and not isinstance(arg, sympy.logic.boolalg.BooleanAtom):
+        if is_condition(arg) and not isinstance(arg, sympy.logic.boolalg.BooleanAtom):
             # a SymBool (``s0 > 1 or s1 == 3``) used as data: its exact 0/1 value as a dim
             return self.emit(DimValueOp, [], tensor_type([], torch.bool), value=_dims_attr([bool_as_dim(arg)]))
         if isinstance(arg, sympy.logic.boolalg.BooleanAtom):

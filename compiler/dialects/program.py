@@ -193,6 +193,12 @@ def _import_path(path: str) -> Any:
     return importlib.import_module(path)
 
 
+def is_condition(a: Any) -> bool:
+    """A symbolic truth value (``s0 > 1``, ``And``, ``true``), not a dim (sympy symbols are
+    ``Boolean`` too, hence the ``Expr`` test)."""
+    return isinstance(a, sympy.logic.boolalg.Boolean) and not isinstance(a, sympy.Expr)
+
+
 def bool_as_dim(cond: sympy.Basic) -> sympy.Expr:
     """An integer expression equal to 1 where ``cond`` holds and 0 elsewhere, exact for integer
     symbols and written with max/min only (so it prints in dim syntax): ``a > b`` is
@@ -241,7 +247,7 @@ def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
             return a
         if isinstance(a, CallableRef):
             return {"fn": a.name}
-        if isinstance(a, sympy.logic.boolalg.Boolean):
+        if is_condition(a):
             return {"b": format_dim(bool_as_dim(a))}
         if isinstance(a, sympy.Expr):
             return int(a) if a.is_Integer else {"d": format_dim(a)}

@@ -96,3 +96,16 @@ def test_data_dependent_branch_advice_points_to_torch_cond():
         blade.optimize(IfOnData().eval(), (torch.randn(3, 4),))
     text = str(err.value)
     assert "torch.cond" in text and "allow_tracing=True) would freeze" in text
+
+
+class SizeAsData(torch.nn.Module):
+    def forward(self, x):
+        return x * x.shape[0] + (x.shape[1] > 3)
+
+
+def test_a_size_used_as_data_keeps_its_value():
+    model = SizeAsData().eval()
+    opt = blade.optimize(model, (torch.randn(2, 5),), config=blade.Config(check_shapes=True))
+    for b, n in [(3, 5), (1, 2), (4, 4)]:
+        x = torch.randn(b, n)
+        torch.testing.assert_close(opt(x), model(x))
