@@ -674,10 +674,36 @@ def _batch_norm(ctx: ImportCtx, node, x, weight, bias, mean, var, training, mome
     return _batch_norm_eval(ctx, x, weight, bias, mean, var, eps)
 
 
-@handles("max_pool2d.default", "max_pool1d.default", "max_pool3d.default")
-def _max_pool(ctx: ImportCtx, node, *args, **kwargs):
-    # handled here (not left unknown) so that capture does not decompose the whole graph for it
-    return ctx.fallback(node, "Blade has no pooling op yet: max pooling runs in eager PyTorch")
+@handles("max_pool2d.default")
+def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    """Max pooling as the maximum of ``kh * kw`` strided slices of the input padded with the
+    dtype's lowest value (ResNet's 3x3/2 stem pool: 9 slices, fused into one kernel)."""
+    v = ctx.value(x)
+    if v.type.rank != 4:
+        return ctx.fallback(node, "max pooling of an unbatched input")
+    k = _per_dim(kernel_size, 2)
+    st_ = _per_dim(stride or kernel_size, 2)
+    pad = _per_dim(padding, 2)
+    dil = _per_dim(dilation, 2)
+    if ceil_mode or any(d != 1 for d in dil) or k[0] * k[1] > 16:
+        return ctx.fallback(node, "max pooling with ceil_mode, dilation or a window over 16 elements "
+                                  "is not compiled")
+    out = ctx.out_type()
+    lowest = float(torch.finfo(out.dtype).min) if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
+    if any(pad):
+        shape = list(v.type.shape)
+        shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
+        v = ctx.emit(dm.PadOp, [v], v.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
+                     value=float_attr(lowest))
+    acc = None
+    for i in range(k[0]):
+        rows_shape = list(v.type.shape)
+        rows_shape[2] = out.shape[2]
+        rows = _slice(ctx, v, 2, sympy.Integer(i), v.type.with_shape(rows_shape), st_[0])
+        for j in range(k[1]):
+            win = _slice(ctx, rows, 3, sympy.Integer(j), out, st_[1])
+            acc = win if acc is None else ctx.emit(ew.MaximumOp, [acc, win], out)
+    return acc
 
 
 @handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default")

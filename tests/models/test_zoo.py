@@ -18,9 +18,7 @@ from blade import models
 VARIANTS = {name: 1 for name in models.ZOO}
 
 #: ops allowed to run in eager PyTorch, by model, with the reason
-FALLBACKS: dict[str, dict[str, str]] = {
-    "resnet50": {"aten.max_pool2d.default": "Blade has no pooling op yet (the stem's 3x3/2 max pool)"},
-}
+FALLBACKS: dict[str, dict[str, str]] = {}
 
 #: models that do not compile yet, with the reason (strict: fixing them makes the test fail here
 #: until the entry is removed)
