@@ -689,7 +689,7 @@ def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), d
         return ctx.fallback(node, "max pooling with ceil_mode, dilation or a window over 16 elements "
                                   "is not compiled")
     out = ctx.out_type()
-    lowest = float(torch.finfo(out.dtype).min) if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
+    lowest = float("-inf") if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
     if any(pad):
         shape = list(v.type.shape)
         shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
