@@ -220,6 +220,8 @@ class ImportCtx:
                 return sympy.Integer(a)
             if isinstance(a, SSAValue):
                 raise NotLowered("a tensor computed by Blade is nested where the fallback cannot pass it")
+            if isinstance(a, (sympy.Basic, torch.dtype, torch.device, torch.memory_format, torch.layout)):
+                return a  # (sympy symbols are callable: keep them away from the test below)
             if isinstance(a, torch.nn.Module) or (callable(a) and not isinstance(a, type)):
                 return CallableRef(callable_ref(a, label))  # a subgraph of a higher-order op, a function
             return a

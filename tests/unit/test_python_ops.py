@@ -109,3 +109,17 @@ def test_a_size_used_as_data_keeps_its_value():
     for b, n in [(3, 5), (1, 2), (4, 4)]:
         x = torch.randn(b, n)
         torch.testing.assert_close(opt(x), model(x))
+
+
+class TopHalf(torch.nn.Module):
+    def forward(self, x):
+        return torch.topk(x, x.shape[1], dim=1).values * 2  # k is a bare symbol
+
+
+def test_fallback_with_a_symbolic_size_argument():
+    model = TopHalf().eval()
+    opt = blade.optimize(model, (torch.randn(2, 6),), config=blade.Config(check_shapes=True))
+    assert [u.target for u in opt.report.unsupported] == ["aten.topk.default"]
+    for b, n in [(3, 7), (1, 2), (2, 6)]:
+        x = torch.randn(b, n)
+        torch.testing.assert_close(opt(x), model(x))
