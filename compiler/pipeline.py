@@ -71,7 +71,8 @@ class CompiledProgram:
 
 def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
             report: CompileReport) -> ExportedProgram:
-    from blade.frontend.export import decompose_unsupported, export_module, graph_targets, has_mutation
+    from blade.frontend.export import decompose_unsupported, export_module, graph_targets
+    from blade.frontend.export import has_value_mutation as has_mutation
     from blade.frontend.fx_importer import HANDLERS
     from blade.frontend.torchscript import is_torchscript, torchscript_to_export
 

@@ -96,26 +96,17 @@ def register_output_pytrees() -> None:
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config) -> ExportedProgram:
     """torch.export with Blade's policy; raises a clear error naming the failing construct."""
     args, kwargs = _unalias(args, kwargs)
+    register_output_pytrees()  # before export meets a DynamicCache in the output
     dyn = dynamic_shapes_for(module, args, kwargs, config)
-    register_output_pytrees()
     try:
         with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
             return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
-        text = f"{type(e).__name__}: {e}"
-        if "data-dependent" in text or "data dependent" in text or "DataDependent" in text:
-            advice = ("The forward branches on tensor values (e.g. `if x.sum() > 0:`). Write the branch "
-                      "as torch.cond(pred, true_fn, false_fn, (x,)), which Blade runs in eager PyTorch "
-                      "with both branches kept; tracing (allow_tracing=True) would freeze the branch "
-                      "taken by the example and give wrong answers for other inputs.")
-        elif "in output, which is not a known type" in text:
-            advice = ("The forward returns a container pytree does not know; register it with "
-                      "torch.utils._pytree.register_pytree_node, or turn it off (use_cache=False for "
-                      "transformers caches).")
-        else:
-            advice = ("Blade needs an exportable forward. If export specialised on a size, pin that dim "
-                      "with Config(static_dims=...).")
-        raise RuntimeError(f"torch.export could not capture {type(module).__name__}: {text}\n{advice}") from e
+        raise RuntimeError(
+            f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
+            "Blade needs an exportable forward. If the model branches on tensor values, pin the "
+            "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
+            "with torch.jit.trace instead.") from e
 
 
 def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: bool = False) -> ExportedProgram:
@@ -137,10 +128,16 @@ def graph_targets(ep: ExportedProgram) -> set:
 
 
 #: in-place ops that change autograd metadata only, never values (imported as the identity);
-#: transformers' caches start from ``torch.tensor([])`` constants that export lifts and ``detach_``es
+#: transformers' caches start from ``torch.tensor([])`` constants that export lifts and ``detach_``es,
+#: and torch's ``run_decompositions`` then fails on those constants
 METADATA_ONLY_MUTATIONS = {torch.ops.aten.detach_.default}
 
 
-def has_mutation(ep: ExportedProgram) -> bool:
+def has_value_mutation(ep: ExportedProgram) -> bool:
+    """Whether the graph mutates values in place (and must be functionalised before import)."""
     return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable and t not in METADATA_ONLY_MUTATIONS
                for t in graph_targets(ep))
+
+
+def has_mutation(ep: ExportedProgram) -> bool:
+    return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable for t in graph_targets(ep))
