@@ -73,7 +73,8 @@ class CompiledProgram:
 
 def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
             report: CompileReport, pin_ones: bool = False) -> ExportedProgram:
-    from blade.frontend.export import decompose_unsupported, export_module, graph_targets, has_mutation
+    from blade.frontend.export import decompose_unsupported, export_module, graph_targets
+    from blade.frontend.export import has_value_mutation
     from blade.frontend.fx_importer import HANDLERS
     from blade.frontend.torchscript import is_torchscript, torchscript_to_export
 
@@ -93,9 +94,9 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
     from blade.frontend import aten_table  # noqa: F401 - fills HANDLERS
 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
-    if unknown or has_mutation(ep):
+    if unknown or has_value_mutation(ep):
         with report.stage("decompose unsupported"):
-            ep = decompose_unsupported(ep, unknown, force=has_mutation(ep))
+            ep = decompose_unsupported(ep, unknown, force=has_value_mutation(ep))
     return ep
 
 

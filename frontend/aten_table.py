@@ -45,12 +45,26 @@ _SIZE_ARITHMETIC = (
 )
 
 
-@handles(*_SIZE_ARITHMETIC)
+# Python's logical operators on SymBools (``(s0 > 1) | (s1 == 3)``, ``torch.sym_not``): symbolic
+# too; a use as data becomes an exact 0/1 ``blade.dim_value`` (``ImportCtx.value``).
+_SYMBOLIC_LOGIC = (operator.or_, operator.and_, operator.xor, operator.not_, operator.invert,
+                   operator.abs, operator.pos, operator.lshift, operator.rshift, torch.sym_not,
+                   torch.sym_ite, torch.sym_sum)
+
+
+@handles(*_SIZE_ARITHMETIC, *_SYMBOLIC_LOGIC)
 def _size_arithmetic(ctx: ImportCtx, node, *args, **kwargs):
     val = node.meta.get("val")
-    if isinstance(val, (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)):
-        return ctx.mapping.convert(val) if not isinstance(val, float) else val
-    raise NotLowered(f"size arithmetic {node.target} without a symbolic value")
+    if isinstance(val, (bool, float)):  # decided while tracing: a Python constant
+        return val
+    if isinstance(val, (int, torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return ctx.mapping.convert(val)
+    raise NotLowered(f"{node.target.__name__} on {_kinds(node)}: not size arithmetic")
+
+
+def _kinds(node) -> str:
+    vals = [a.meta.get("val") if isinstance(a, torch.fx.Node) else a for a in node.args]
+    return ", ".join(type(v).__name__ for v in vals) or "no arguments"
 
 
 @handles("_assert_scalar.default")
@@ -106,7 +120,7 @@ def _same_or_cast(ctx: ImportCtx, x):
         ctx.emit(ew.CastOp, [ctx.emit(dm.ReshapeOp, [v], out.with_element_type(v.type.element_type))], out)
 
 
-@handles("contiguous.default", "clone.default", "alias.default", "detach.default",
+@handles("contiguous.default", "clone.default", "alias.default", "detach.default", "detach_.default",
          "lift_fresh_copy.default", "to.dtype", "to.dtype_layout", "to.device", "to.other",
          "_to_copy.default", "type_as.default", "_unsafe_view.default")
 def _identity_or_cast(ctx: ImportCtx, node, x, *args, **kwargs):
@@ -256,10 +270,11 @@ def _split(ctx: ImportCtx, node, x, *args, **kwargs):
 
 @handles("cat.default", "concat.default")
 def _cat(ctx: ImportCtx, node, tensors, dim=0):
-    vals = [ctx.value(t) for t in tensors]
-    vals = [v for v in vals if not (v.type.rank == 1 and v.type.shape[0] == 0)]
+    # torch.cat skips 1-D empty tensors (transformers' caches start as torch.tensor([]))
+    kept = [t for t in tensors if not (ctx.value(t).type.rank == 1 and ctx.value(t).type.shape[0] == 0)]
+    vals = [ctx.value(t) for t in kept]
     if len(vals) == 1:
-        return _same_or_cast(ctx, tensors[0])
+        return _same_or_cast(ctx, kept[0])
     return ctx.emit(dm.ConcatOp, vals, ctx.out_type(), dim=int_attr(dim % ctx.out_type().rank))
 
 
@@ -626,3 +641,91 @@ def _scalar_tensor(ctx: ImportCtx, node, s, **kwargs):
         ctx.known_scalars[node] = as_expr(int(val))
     return ctx.constant(float(val), out.dtype)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# batch norm in eval mode: an affine map per channel, emitted as elementwise ops
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_norm_eval(ctx: ImportCtx, x, weight, bias, mean, var, eps):
+    """``(x - mean) * rsqrt(var + eps) * weight + bias`` with the [C] vectors viewed as
+    [C, 1, ...] so they broadcast against [N, C, ...]."""
+    v = ctx.value(x)
+    out = ctx.type_of(ctx.node.meta["val"][0] if isinstance(ctx.node.meta["val"], (tuple, list))
+                      else ctx.node.meta["val"])
+    if v.type.rank < 2 or mean is None or var is None:
+        raise NotLowered("batch norm without running statistics or on a 1-D input")
+    stat_dtype = ctx.type_of(var.meta["val"]).dtype
+
+    def per_channel(t):
+        tv = ctx.value(t)
+        shape = [tv.type.shape[0]] + [sympy.Integer(1)] * (v.type.rank - 2)
+        return ctx.emit(dm.ReshapeOp, [tv], tv.type.with_shape(shape))
+
+    # y = x * scale + shift: the per-channel scale and shift depend on weights only, so the
+    # activation sees one multiply-add (two roundings in fp16, like a fused eager batch norm)
+    c_type = tensor_type([v.type.shape[1]] + [sympy.Integer(1)] * (v.type.rank - 2), stat_dtype)
+    scale = ctx.emit(ew.RsqrtOp, [ctx.emit(ew.AddOp, [per_channel(var), ctx.constant(float(eps))], c_type)], c_type)
+    if weight is not None:
+        scale = ctx.emit(ew.MulOp, [scale, per_channel(weight)], c_type)
+    shift = ctx.emit(ew.NegOp, [ctx.emit(ew.MulOp, [per_channel(mean), scale], c_type)], c_type)
+    if bias is not None:
+        shift = ctx.emit(ew.AddOp, [shift, per_channel(bias)], c_type)
+    return ctx.emit(ew.AddOp, [ctx.emit(ew.MulOp, [v, scale], out), shift], out)
+
+
+@handles("_native_batch_norm_legit_no_training.default")
+def _native_batch_norm_no_training(ctx: ImportCtx, node, x, weight, bias, mean, var, momentum, eps):
+    # (output, saved mean, saved invstd): the saved statistics are empty in eval mode
+    return [_batch_norm_eval(ctx, x, weight, bias, mean, var, eps), None, None]
+
+
+@handles("batch_norm.default")
+def _batch_norm(ctx: ImportCtx, node, x, weight, bias, mean, var, training, momentum, eps, cudnn_enabled=True):
+    if training:
+        raise NotLowered("batch norm in training mode uses batch statistics; call model.eval() before optimize")
+    return _batch_norm_eval(ctx, x, weight, bias, mean, var, eps)
+
+
+@handles("max_pool2d.default")
+def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    """Max pooling as the maximum of ``kh * kw`` strided slices of the input padded with the
+    dtype's lowest value (ResNet's 3x3/2 stem pool: 9 slices, fused into one kernel)."""
+    v = ctx.value(x)
+    if v.type.rank != 4:
+        return ctx.fallback(node, "max pooling of an unbatched input")
+    k = _per_dim(kernel_size, 2)
+    st_ = _per_dim(stride or kernel_size, 2)
+    pad = _per_dim(padding, 2)
+    dil = _per_dim(dilation, 2)
+    if ceil_mode or any(d != 1 for d in dil) or k[0] * k[1] > 16:
+        return ctx.fallback(node, "max pooling with ceil_mode, dilation or a window over 16 elements "
+                                  "is not compiled")
+    out = ctx.out_type()
+    lowest = float("-inf") if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
+    if any(pad):
+        shape = list(v.type.shape)
+        shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
+        v = ctx.emit(dm.PadOp, [v], v.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
+                     value=float_attr(lowest))
+    acc = None
+    for i in range(k[0]):
+        rows_shape = list(v.type.shape)
+        rows_shape[2] = out.shape[2]
+        rows = _slice(ctx, v, 2, sympy.Integer(i), v.type.with_shape(rows_shape), st_[0])
+        for j in range(k[1]):
+            win = _slice(ctx, rows, 3, sympy.Integer(j), out, st_[1])
+            acc = win if acc is None else ctx.emit(ew.MaximumOp, [acc, win], out)
+    return acc
+
+
+@handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default")
+def _adaptive_avg_pool(ctx: ImportCtx, node, x, output_size):
+    v = ctx.value(x)
+    n = len(output_size)
+    if any(int(s) != 1 for s in output_size):
+        return ctx.fallback(node, f"adaptive average pooling to {list(output_size)} (only global pooling "
+                                  "to 1 is compiled)")
+    dims = list(range(v.type.rank - n, v.type.rank))
+    return ctx.emit(st.ReduceMeanOp, [v], ctx.out_type(), dims=ints_attr(dims), keepdim=int_attr(True))

@@ -99,6 +99,22 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return pytree.tree_map(fresh, (args, kwargs))
 
 
+def register_output_pytrees() -> None:
+    """Teach pytree the container types models return that it does not know: transformers'
+    ``DynamicCache`` (GPT-2 and every decoder return one when ``use_cache`` is on), through
+    transformers' own registration. The compiled module then returns a ``DynamicCache`` holding
+    the same key/value tensors as eager's."""
+    import sys
+
+    if "transformers" not in sys.modules:
+        return
+    try:
+        from transformers.integrations.executorch import register_dynamic_cache_export_support
+    except ImportError:  # an older or newer transformers without it: export names the type
+        return
+    register_dynamic_cache_export_support()
+
+
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
                   pin_ones: bool = False) -> ExportedProgram:
     """torch.export with Blade's policy; raises ``CaptureError`` naming the failing construct.
@@ -113,6 +129,7 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     ``pin_ones`` asks for that export directly (the importer could not use the other one).
     """
     args, kwargs = _unalias(args, kwargs)
+    register_output_pytrees()  # before export meets a DynamicCache in the output
     ep = None
     if not pin_ones:
         try:
@@ -274,8 +291,16 @@ def graph_targets(ep: ExportedProgram) -> set:
     return {n.target for n in ep.graph.nodes if n.op == "call_function"}
 
 
-def has_mutation(ep: ExportedProgram) -> bool:
-    return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable for t in graph_targets(ep))
+#: in-place ops that change autograd metadata only, never values (imported as the identity);
+#: transformers' caches start from ``torch.tensor([])`` constants that export lifts and ``detach_``es,
+#: and torch's ``run_decompositions`` then fails on those constants
+METADATA_ONLY_MUTATIONS = {torch.ops.aten.detach_.default}
+
+
+def has_value_mutation(ep: ExportedProgram) -> bool:
+    """Whether the graph mutates values in place (and must be functionalised before import)."""
+    return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable and t not in METADATA_ONLY_MUTATIONS
+               for t in graph_targets(ep))
 
 
 def same_program(a: ExportedProgram, b: ExportedProgram) -> bool:

@@ -32,7 +32,7 @@ from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
-from blade.dialects.program import TorchOp, encode_call
+from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
 from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
 from blade.ir import set_input_names, write_symbol_table
@@ -138,6 +138,11 @@ class ImportCtx:
             if isinstance(v, SSAValue):
                 return v
             arg = v  # a symbolic or Python scalar produced by size arithmetic
+        if is_condition(arg) and not isinstance(arg, sympy.logic.boolalg.BooleanAtom):
+            # a SymBool (``s0 > 1 or s1 == 3``) used as data: its exact 0/1 value as a dim
+            return self.emit(DimValueOp, [], tensor_type([], torch.bool), value=_dims_attr([bool_as_dim(arg)]))
+        if isinstance(arg, sympy.logic.boolalg.BooleanAtom):
+            arg = bool(arg)
         if isinstance(arg, sympy.Expr) and not arg.is_Integer:
             return self.emit(DimValueOp, [], tensor_type([], torch.int64),
                              value=_dims_attr([arg]))
@@ -179,6 +184,9 @@ class ImportCtx:
 
     # ------------------------------------------------------------------ fallback
     def fallback(self, node: torch.fx.Node, reason: str) -> Any:
+        """Run ``node`` in eager PyTorch: a ``blade.torch_op`` naming its callable (an ATen op, a
+        Python operator or torch function by import path, a higher-order op, or a callable held in
+        the process's fallback registry) and a template of its arguments."""
         target = _target_name(node.target)
         shapes = [format_shape(self.type_of(a.meta["val"]).shape) for a in _tensor_nodes(node)
                   if isinstance(a.meta.get("val"), torch.Tensor)]
@@ -186,37 +194,52 @@ class ImportCtx:
         if self.strict:
             raise UnsupportedOpError(f"Blade cannot compile {entry}. Set Config(fallback='eager') to "
                                      "run such ops in eager PyTorch instead.")
-        if not isinstance(node.target, torch._ops.OpOverload):
-            raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: only ATen ops "
-                                     "can be called from a compiled program")
-        self.unsupported.append(entry)
+        val = node.meta.get("val")
+        multi = isinstance(val, (tuple, list))
+        vals = list(val) if multi else [val]
+        if not vals or not all(isinstance(v, torch.Tensor) for v in vals):
+            kinds = ", ".join(sorted({type(v).__name__ for v in vals})) or "nothing"
+            raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: it returns {kinds}, "
+                                     "and a fallback call must return tensors (Blade compiles tensor "
+                                     "programs; values computed from tensor data cannot steer sizes)")
+        callee = callable_ref(node.target)
         operand_nodes = _tensor_nodes(node)
         index = {id(n): i for i, n in enumerate(operand_nodes)}
         operands = [self.value(n) for n in operand_nodes]
 
         def sub(a):
+            label = None
             if isinstance(a, torch.fx.Node):
                 if id(a) in index:
                     return a
-                v = self.env[a]
-                return self.mapping.convert(v) if isinstance(v, (int, torch.SymInt)) else v
-            if isinstance(a, torch.SymInt):
-                return self.mapping.convert(a)
+                label = a.target if a.op == "get_attr" else None
+                a = self.env[a]
+            if isinstance(a, (torch.SymInt, torch.SymBool)):
+                a = self.mapping.convert(a)
+            if isinstance(a, int) and not isinstance(a, bool):
+                return sympy.Integer(a)
+            if isinstance(a, SSAValue):
+                raise NotLowered("a tensor computed by Blade is nested where the fallback cannot pass it")
+            if isinstance(a, (sympy.Basic, torch.dtype, torch.device, torch.memory_format, torch.layout)):
+                return a  # (sympy symbols are callable: keep them away from the test below)
+            if isinstance(a, torch.nn.Module) or (callable(a) and not isinstance(a, type)):
+                return CallableRef(callable_ref(a, label))  # a subgraph of a higher-order op, a function
             return a
 
-        call = (pytree.tree_map(sub, list(node.args), is_leaf=lambda x: isinstance(x, torch.fx.Node)),
-                pytree.tree_map(sub, dict(node.kwargs), is_leaf=lambda x: isinstance(x, torch.fx.Node)))
-        template = encode_call(call, index)
-        val = node.meta["val"]
-        multi = isinstance(val, (tuple, list))
-        vals = list(val) if multi else [val]
-        if not all(isinstance(v, torch.Tensor) for v in vals):
-            raise UnsupportedOpError(f"cannot run {entry} in eager fallback: it returns non-tensors")
+        leaf = lambda x: isinstance(x, torch.fx.Node)  # noqa: E731
+        call = (pytree.tree_map(sub, list(node.args), is_leaf=leaf),
+                pytree.tree_map(sub, dict(node.kwargs), is_leaf=leaf))
+        try:
+            template = encode_call(call, index)
+        except TypeError as e:
+            raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: {e}") from e
+        self.unsupported.append(entry)
         types = [self.type_of(v) for v in vals]
         op = TorchOp.create(operands=operands, result_types=types, properties={
-            "target": StringAttr(target), "call": StringAttr(template), "reason": StringAttr(reason)})
+            "target": StringAttr(callee), "call": StringAttr(template), "reason": StringAttr(reason)})
         self.block.add_op(op)
         return list(op.results) if multi else op.results[0]
+
 
 def _dims_attr(dims):
     from blade.dialects.types import DimsAttr
@@ -225,10 +248,14 @@ def _dims_attr(dims):
 
 
 def _target_name(target: Any) -> str:
+    """How reports name a node's callable: ``aten.add.Tensor``, ``operator.or_``, ``higher_order.cond``."""
     if isinstance(target, torch._ops.OpOverload):
-        return f"aten.{target._opname}.{target._overloadname}" if target.namespace == "aten" else \
-            f"{target.namespace}.{target._opname}.{target._overloadname}"
-    return getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
+        return f"{target.namespace}.{target._opname}.{target._overloadname}"
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return f"higher_order.{target.name()}"
+    module = (getattr(target, "__module__", None) or "").replace("_operator", "operator")
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
+    return f"{module}.{name}" if module else name
 
 
 def _tensor_nodes(node: torch.fx.Node) -> list[torch.fx.Node]:
@@ -274,6 +301,10 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     mapping = build_symbol_mapping(shape_env, [(n.name, tuple(n.meta["val"].shape)) for n in user],
                                    dim_ranges or {})
     notes = import_guards(mapping)
+    if "DynamicCache" in str(ep.call_spec.out_spec):
+        notes.append("the output holds a transformers DynamicCache: the compiled module returns one too, "
+                     "filled with the key/value tensors the program computes (pass use_cache=False to "
+                     "skip computing and returning them)")
 
     block = Block(arg_types=[_type_of(mapping, n.meta["val"]) for n in user])
     ctx = ImportCtx(mapping, block, strict)
@@ -303,6 +334,9 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
         if node.op == "output":
             output_node = node
             break
+        if node.op == "get_attr":  # a subgraph (GraphModule) of a higher-order op such as cond
+            ctx.env[node] = _get_attr(ep.graph_module, node.target)
+            continue
         if node.op != "call_function":
             raise UnsupportedOpError(f"graph node {node.name} ({node.op}) is not supported")
         ctx.node = node
@@ -334,6 +368,16 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
 
 def _type_of(mapping: SymbolMapping, val: torch.Tensor) -> TensorType:
     return tensor_type([mapping.convert(d) for d in val.shape], val.dtype)
+
+
+def _get_attr(root: torch.nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    if isinstance(obj, torch.Tensor):
+        raise UnsupportedOpError(f"graph attribute {target} is a tensor outside the graph signature; "
+                                 "Blade reads weights from the exported program's inputs only")
+    return obj
 
 
 def _import_node(ctx: ImportCtx, node: torch.fx.Node) -> Any:

@@ -11,7 +11,12 @@ A module reads top to bottom: symbols (with ranges and where their value comes f
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import json
+import math
+import weakref
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sympy
@@ -102,18 +107,148 @@ class ClusterOp(TensorOp):
 # --------------------------------------------------------------------------------------------
 # eager fallback
 # --------------------------------------------------------------------------------------------
+#
+# A fallback names its callable by a stable string, so the op prints, parses and runs:
+#
+#   aten.add.Tensor, quantized.linear.default   an operator overload, through torch.ops
+#   higher_order.cond                           a higher-order operator (torch.ops.higher_order)
+#   py:operator.or_, py:torch.sym_not           a Python callable, by import path
+#   registry:true_graph_0#3                     anything else (a higher-order op's subgraph, a
+#                                               local function): held by this process's registry,
+#                                               so such an op only runs in the process that
+#                                               imported it
+
+
+@dataclass(frozen=True)
+class CallableRef:
+    """A callable argument of a fallback call (e.g. the branches of ``cond``), by stable name."""
+
+    name: str
+
+
+_REGISTRY: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_STRONG: dict[str, Any] = {}  # callables that cannot be weakly referenced (builtins, partials)
+_COUNTER = itertools.count()
+
+
+def callable_ref(obj: Any, label: str | None = None) -> str:
+    """The stable name of ``obj`` (see the table above); registers it (named after ``label``) when
+    nothing else works."""
+    if isinstance(obj, torch._ops.OpOverload):
+        return f"{obj.namespace}.{obj._opname}.{obj._overloadname}"
+    if isinstance(obj, torch._ops.HigherOrderOperator):
+        name = f"higher_order.{obj.name()}"
+        if _resolve_path(torch.ops, name) is obj:
+            return name
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str) and "<" not in qualname:
+        path = f"{module.replace('_operator', 'operator')}.{qualname}"
+        try:
+            if _import_path(path) is obj:
+                return "py:" + path
+        except (ImportError, AttributeError):
+            pass
+    label = label or qualname or getattr(obj, "__name__", None) or type(obj).__name__
+    name = f"registry:{label.replace('<', '').replace('>', '')}#{next(_COUNTER)}"
+    try:
+        _REGISTRY[name] = obj
+    except TypeError:
+        _STRONG[name] = obj
+    return name
+
+
+def resolve_callable(name: str) -> Any:
+    """The callable ``name`` stands for (the inverse of ``callable_ref``)."""
+    if name.startswith("py:"):
+        return _import_path(name[3:])
+    if name.startswith("registry:"):
+        obj = _REGISTRY.get(name, _STRONG.get(name))
+        if obj is None:
+            raise RuntimeError(f"eager fallback callable {name} is not registered in this process: "
+                               "programs calling Python objects (higher-order op subgraphs, local "
+                               "functions) only run in the process that imported them")
+        return obj
+    return _resolve_path(torch.ops, name)
+
+
+resolve_torch_op = resolve_callable  # the name earlier versions used
+
+
+def _resolve_path(root: Any, path: str) -> Any:
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import_path(path: str) -> Any:
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # longest importable module prefix, then attributes
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        return _resolve_path(module, ".".join(parts[cut:]))
+    return importlib.import_module(path)
+
+
+def is_condition(a: Any) -> bool:
+    """A symbolic truth value (``s0 > 1``, ``And``, ``true``), not a dim (sympy symbols are
+    ``Boolean`` too, hence the ``Expr`` test)."""
+    return isinstance(a, sympy.logic.boolalg.Boolean) and not isinstance(a, sympy.Expr)
+
+
+def bool_as_dim(cond: sympy.Basic) -> sympy.Expr:
+    """An integer expression equal to 1 where ``cond`` holds and 0 elsewhere, exact for integer
+    symbols and written with max/min only (so it prints in dim syntax): ``a > b`` is
+    ``min(max(a - b, 0), 1)``, ``or`` is ``max``, ``and`` is ``min``, ``not p`` is ``1 - p``."""
+    if cond is sympy.true or cond is True:
+        return sympy.Integer(1)
+    if cond is sympy.false or cond is False:
+        return sympy.Integer(0)
+    if isinstance(cond, sympy.And):
+        return sympy.Min(*[bool_as_dim(a) for a in cond.args])
+    if isinstance(cond, sympy.Or):
+        return sympy.Max(*[bool_as_dim(a) for a in cond.args])
+    if isinstance(cond, sympy.Not):
+        return 1 - bool_as_dim(cond.args[0])
+    if isinstance(cond, sympy.Rel):
+        d = sympy.expand(cond.lhs - cond.rhs)
+        dens = [t.as_coeff_Mul()[0].q for t in sympy.Add.make_args(d) if t.as_coeff_Mul()[0].is_Rational]
+        d = sympy.expand(d * math.lcm(*dens)) if dens else d  # a positive scale keeps the sign
+        if any(not t.as_coeff_Mul()[0].is_Integer for t in sympy.Add.make_args(d)):
+            raise TypeError(f"condition {cond} is not a comparison of integers")
+        one, zero = sympy.Integer(1), sympy.Integer(0)
+        clamp = lambda e: sympy.Min(sympy.Max(e, zero), one)  # noqa: E731
+        if isinstance(cond, sympy.Gt):
+            return clamp(d)
+        if isinstance(cond, sympy.Ge):
+            return clamp(d + 1)
+        if isinstance(cond, sympy.Lt):
+            return clamp(-d)
+        if isinstance(cond, sympy.Le):
+            return clamp(1 - d)
+        ne = sympy.Min(sympy.Max(d, -d), one)
+        return ne if isinstance(cond, sympy.Ne) else 1 - ne
+    raise TypeError(f"cannot encode the condition {cond} ({type(cond).__name__}) as a value")
 
 
 def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
     """JSON template of a call's arguments; tensors become ``{"t": i}`` (operand i), symbolic
-    ints ``{"d": "<dim>"}``, dtypes ``{"dtype": "float32"}``. ``tensor_index`` maps ``id()`` of a
-    placeholder object to its operand number."""
+    ints ``{"d": "<dim>"}``, symbolic bools ``{"b": "<0/1 dim>"}``, callables ``{"fn": name}``,
+    dtypes ``{"dtype": "float32"}``. ``tensor_index`` maps ``id()`` of a placeholder object to its
+    operand number."""
 
     def enc(a):
         if id(a) in tensor_index:
             return {"t": tensor_index[id(a)]}
         if a is None or isinstance(a, (bool, int, float, str)):
             return a
+        if isinstance(a, CallableRef):
+            return {"fn": a.name}
+        if is_condition(a):
+            return {"b": format_dim(bool_as_dim(a))}
         if isinstance(a, sympy.Expr):
             return int(a) if a.is_Integer else {"d": format_dim(a)}
         if isinstance(a, torch.dtype):
@@ -142,6 +277,10 @@ def decode_call(template: str, operands: list[torch.Tensor], env: ExecEnv) -> An
                 return operands[a["t"]]
             if "d" in a:
                 return env.eval_dim(parse_dim_text(a["d"]))
+            if "b" in a:
+                return bool(env.eval_dim(parse_dim_text(a["b"])))
+            if "fn" in a:
+                return resolve_callable(a["fn"])
             if "dtype" in a:
                 return getattr(torch, a["dtype"])
             if "device" in a:
@@ -155,14 +294,6 @@ def decode_call(template: str, operands: list[torch.Tensor], env: ExecEnv) -> An
         return a
 
     return dec(json.loads(template))
-
-
-def resolve_torch_op(target: str):
-    """``"aten._fft_r2c.default"`` -> ``torch.ops.aten._fft_r2c.default``."""
-    obj: Any = torch.ops
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 @irdl_op_definition
@@ -182,8 +313,11 @@ class TorchOp(TensorOp):
 
     def reference(self, args, env):
         call_args, call_kwargs = decode_call(self.p("call"), args, env)
-        out = resolve_torch_op(self.p("target"))(*call_args, **call_kwargs)
+        out = resolve_callable(self.p("target"))(*call_args, **call_kwargs)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(outs) != len(env.result_dtypes) or not all(isinstance(o, torch.Tensor) for o in outs):
+            raise RuntimeError(f"{self.p('target')} returned {[type(o).__name__ for o in outs]}, "
+                               f"expected {len(env.result_dtypes)} tensors")
         return [o.to(dt) if o.dtype != dt else o for o, dt in zip(outs, env.result_dtypes)]
 
 
