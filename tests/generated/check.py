@@ -79,6 +79,13 @@ def _compare(net: Network, outs, refs) -> str | None:
     return None
 
 
+def _short_traceback() -> str:
+    """The innermost frames and the exception, without the IR dumps some errors carry."""
+    text = traceback.format_exc(limit=-4)
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("  \"", "  %", "  ^", "}", "  |", "  -"))]
+    return "\n".join(lines)[-3000:]
+
+
 def check(net: Network, executor: str = "reference", probes: list[int] | None = None) -> Failure | None:
     """None when Blade matches eager at every probe, else the first failure."""
     model, make = net.build()
@@ -86,7 +93,7 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
     try:
         opt = blade.optimize(model, make(**net.probes[0], seed=100), config=config_for(executor))
     except Exception:  # noqa: BLE001 - reported with the reproduction
-        return Failure("compile", 0, traceback.format_exc(limit=-6))
+        return Failure("compile", 0, _short_traceback())
     for p in probes:
         inputs = make(**net.probes[p], seed=p + 1)
         with torch.no_grad():
@@ -94,7 +101,7 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
             try:
                 outs = opt(*inputs)
             except Exception:  # noqa: BLE001
-                return Failure("crash", p, traceback.format_exc(limit=-6))
+                return Failure("crash", p, _short_traceback())
         msg = _compare(net, outs, refs)
         if msg:
             return Failure("mismatch", p, msg)
