@@ -41,8 +41,8 @@ class Failure:
         """What a shrunk network must still show to count as the same failure."""
         if self.kind == "mismatch":
             return "mismatch"
-        first = self.detail.strip().splitlines()[-1] if self.detail.strip() else ""
-        return self.kind + ":" + first.split(":")[0]
+        lines = [ln for ln in self.detail.splitlines() if ln and not ln.startswith(" ")]
+        return self.kind + ":" + (lines[0].split(":")[0] if lines else "")
 
 
 def config_for(executor: str) -> blade.Config:
@@ -80,10 +80,12 @@ def _compare(net: Network, outs, refs) -> str | None:
 
 
 def _short_traceback() -> str:
-    """The innermost frames and the exception, without the IR dumps some errors carry."""
-    text = traceback.format_exc(limit=-4)
-    lines = [ln for ln in text.splitlines() if not ln.startswith(("  \"", "  %", "  ^", "}", "  |", "  -"))]
-    return "\n".join(lines)[-3000:]
+    """The innermost frames, then the exception's first lines (some errors carry a whole IR dump)."""
+    import sys
+    exc = sys.exc_info()[1]
+    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
+    msg = "\n".join(f"{type(exc).__name__}: {exc}".splitlines()[:6])[:1500]
+    return frames + msg
 
 
 def check(net: Network, executor: str = "reference", probes: list[int] | None = None) -> Failure | None:
