@@ -137,7 +137,21 @@ def _reshape(ctx: ImportCtx, node, x, *args, **kwargs):
         raise NotLowered("reinterpreting bits as another dtype is not supported")
     v = ctx.value(x)
     out = ctx.out_type()
+    if node.target in (torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims, torch.ops.aten.squeeze.default):
+        _guard_squeezed_dims(ctx, v.type.shape, args[0] if args else None)
     return v if v.type == out else ctx.emit(dm.ReshapeOp, [v], out)
+
+
+def _guard_squeezed_dims(ctx: ImportCtx, shape, dims) -> None:
+    """Export traces ``squeeze`` size-obliviously: a symbolic dim is assumed not to be 1 and kept,
+    while eager drops it when it is 1 (another rank). Record that assumption as a guard, so that a
+    call where the dim is 1 compiles another variant instead of returning the unsqueezed shape."""
+    rank = len(shape)
+    dims = range(rank) if dims is None else ([dims] if isinstance(dims, int) else list(dims))
+    for d in dims:
+        e = shape[d % rank] if rank else None
+        if e is not None and not e.is_Integer:
+            ctx.mapping.table.require(sympy.Ne(e, 1), f"squeeze({d}) keeps a dim that is 1 in eager only")
 
 
 @handles("expand.default", "expand_as.default", "broadcast_to.default")

@@ -83,13 +83,35 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     dyn = dynamic_shapes_for(module, args, kwargs, config)
     try:
         with torch.no_grad(), fx_config.patch(backed_size_oblivious=True):
-            return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+            ep = torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+        if _squeezes_a_size_one_symbol(ep):
+            # size-oblivious tracing kept a dim that eager squeezes (its example size is 1): the
+            # graph's shapes are not eager's. Trace again with PyTorch's default 0/1
+            # specialisation, which pins size-1 dims to 1 (only models that do this pay for it)
+            with torch.no_grad():
+                ep = torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+        return ep
     except Exception as e:  # noqa: BLE001 - re-raised with the context the user needs
         raise RuntimeError(
             f"torch.export could not capture {type(module).__name__}: {type(e).__name__}: {e}\n"
             "Blade needs an exportable forward. If the model branches on tensor values, pin the "
             "dims it branches on with Config(static_dims=...), or use allow_tracing=True to trace "
             "with torch.jit.trace instead.") from e
+
+
+def _squeezes_a_size_one_symbol(ep: ExportedProgram) -> bool:
+    squeezes = (torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims, torch.ops.aten.squeeze.default)
+    for n in ep.graph.nodes:
+        if n.op != "call_function" or n.target not in squeezes:
+            continue
+        shape = n.args[0].meta["val"].shape
+        dims = range(len(shape)) if len(n.args) < 2 else (
+            [n.args[1]] if isinstance(n.args[1], int) else list(n.args[1]))
+        for d in dims:
+            size = shape[d % len(shape)] if len(shape) else None
+            if isinstance(size, torch.SymInt) and size.node.hint == 1:
+                return True
+    return False
 
 
 def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: bool = False) -> ExportedProgram:
