@@ -111,7 +111,9 @@ class Network:
         lines += ["", f"    def forward(self, {', '.join(i.name for i in self.inputs)}):"]
         lines += [f"        {b}" for b in body]
         lines += [f"        return ({', '.join(self.outputs)},)", "", ""]
-        lines += [f"def make_inputs({', '.join(syms)}, seed=0):", "    g = torch.Generator().manual_seed(seed)"]
+        # sizes of symbols no input uses any more (after shrinking) are accepted and ignored
+        lines += [f"def make_inputs({', '.join(syms)}, seed=0, **unused_sizes):",
+                  "    g = torch.Generator().manual_seed(seed)"]
         made = []
         for i in self.inputs:
             shape = "(" + ", ".join(str(t) for t in i.template) + ",)"
