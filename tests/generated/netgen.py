@@ -729,6 +729,11 @@ _OPS = [  # (op, weight)
     (op_compare, 1.5), (op_mask_use, 3), (op_bool, 1.5), (op_int, 1.5), (op_embedding, 3), (op_argmax, 0.7),
 ]
 
+_NON_FLOAT_OPS = {
+    "bool": [(op_mask_use, 5), (op_bool, 2), (op_cast, 1), (op_permute, 0.5), (op_slice, 0.5)],
+    "int64": [(op_embedding, 4), (op_compare, 2), (op_int, 1.5), (op_cast, 1), (op_reduce, 0.5), (op_slice, 0.5),
+              (op_permute, 0.5)],
+}
 
 # ------------------------------------------------------------------ families and probes
 def _sizes(rng: random.Random, lo: int, hi: int, even: bool, allow_one: bool) -> list[int]:
@@ -760,7 +765,7 @@ def _draw(seed: int) -> _Gen:
         ns, ms = _sizes(rng, 2, 24, False, True), _sizes(rng, 1, 12, False, True)
         g.probes = [{"B": b, "N": n, "M": m} for b, n, m in zip(batch, ns, ms)]
         x = None
-        if rng.random() < 0.45:
+        if rng.random() < 0.5:
             g.add_input("ids", ("B", "N"), "int64", high=_VOCAB)
         if rng.random() < 0.8 or not g.inputs:
             x = g.add_input("x", ("B", "N", rng.choice([4, 6, 8, 16])), "float32")
@@ -776,7 +781,10 @@ def _draw(seed: int) -> _Gen:
     while len(g.steps) < nsteps and tries < 200:
         tries += 1
         a = g.pick(lambda v: True, recent=3)
-        op = rng.choices(ops, weights)[0]
+        if a.dtype in _NON_FLOAT_OPS:  # integers and masks: the ops that consume them
+            op = rng.choices(*zip(*_NON_FLOAT_OPS[a.dtype]))[0]
+        else:
+            op = rng.choices(ops, weights)[0]
         res = op(g, a)
         if res is not None and any(min(d.vals) < 1 for d in res.dims):
             g.steps.pop()  # an empty tensor somewhere: not what these tests are about
