@@ -45,6 +45,10 @@ class Failure:
         return self.kind + ":" + (lines[0].split(":")[0] if lines else "")
 
 
+#: generated-kernel launches of each passing check's first variant (0 for the reference executor)
+KERNEL_LAUNCHES: list[int] = []
+
+
 def config_for(executor: str) -> blade.Config:
     return blade.Config(executor=executor, check_shapes=True, kernel_cache_dir=None)
 
@@ -107,6 +111,8 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
         msg = _compare(net, outs, refs)
         if msg:
             return Failure("mismatch", p, msg)
+    stats = opt.variants[0].program.launch_stats
+    KERNEL_LAUNCHES.append(stats.launches if stats is not None else 0)
     return None
 
 
