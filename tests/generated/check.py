@@ -15,6 +15,7 @@ Run one seed from the command line (prints the network, the outcome and, on fail
 reproduction):
 
     python -m tests.generated.check 17 [--executor kernels] [--no-shrink]
+    python -m tests.generated.check --range 300 700 --no-shrink     # bug hunting in bulk
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 import torch.utils._pytree as pytree
 
 import blade
-from tests.generated.netgen import Network, Val, generate
+from tests.generated.netgen import Network, generate
 
 
 @dataclass
@@ -218,21 +219,26 @@ def report(net: Network, failure: Failure, executor: str, shrink_budget_s: float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("seeds", type=int, nargs="+")
+    ap.add_argument("seeds", type=int, nargs="*")
+    ap.add_argument("--range", type=int, nargs=2, metavar=("FIRST", "END"), help="seeds FIRST..END-1 too")
     ap.add_argument("--executor", default="reference", choices=["reference", "kernels"])
     ap.add_argument("--no-shrink", action="store_true")
     args = ap.parse_args()
-    for seed in args.seeds:
+    seeds = list(args.seeds) + (list(range(*args.range)) if args.range else [])
+    failed = []
+    for seed in seeds:
         net = generate(seed)
         t = time.monotonic()
         f = check(net, args.executor)
         print(f"seed {seed}: {'ok' if f is None else f.kind} ({time.monotonic() - t:.2f} s)")
         if f is not None:
+            failed.append(seed)
             print(report(net, f, args.executor, 0 if args.no_shrink else 120.0))
+    print(f"{len(seeds) - len(failed)} of {len(seeds)} seeds pass" + (f"; failing: {failed}" if failed else ""))
 
 
 if __name__ == "__main__":
     main()
 
 
-__all__ = ["Failure", "Val", "check", "config_for", "report", "reproduction", "shrink"]
+__all__ = ["Failure", "check", "config_for", "report", "reproduction", "shrink"]
