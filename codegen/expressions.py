@@ -116,6 +116,15 @@ def expression(op: Operation, args: list[str], arg_types: list[TensorType], cons
         if e is None or float(e) not in table:
             raise Unsupported("pow with a non-constant or unusual exponent")
         return table[float(e)]
+    if isinstance(op, (ew.FloorDivOp, ew.RemainderOp)) and out_c in ("tl.int32", "tl.int64"):
+        # Triton's integer // and % truncate toward zero (C); PyTorch's floor_divide and
+        # remainder round toward minus infinity (Python): correct where the signs differ
+        a, b = _as(args[0], arg_types[0], out_c), _as(args[1], arg_types[1], out_c)
+        r = f"({a} % {b})"
+        fix = f"(({r} != 0) & (({r} < 0) != ({b} < 0)))"
+        if isinstance(op, ew.FloorDivOp):
+            return f"tl.where({fix}, {a} // {b} - 1, {a} // {b})"
+        return f"tl.where({fix}, {r} + {b}, {r})"
     if isinstance(op, (ew.FloorDivOp, ew.RemainderOp)):
         if out_c != "tl.float32":
             raise Unsupported("integer floor division / remainder in a kernel")

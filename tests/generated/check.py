@@ -1,0 +1,244 @@
+"""Runs a generated network through Blade and eager PyTorch, and shrinks a failing one.
+
+``check(net)`` compiles the network once, at its compile shape (probe 0), then calls it at the
+compile shape and at each check shape with fresh random inputs and compares every output with
+eager: float outputs within the network's tolerance (relative, scaled by the output's magnitude),
+integer and boolean outputs exactly, and always the same shape and dtype. Any exception from Blade
+is a failure too: with the default eager fallback, a valid PyTorch module must never crash.
+
+A failure's message is a reproduction: the seed, the network as a runnable script that compiles
+and compares at the failing shape, and the first differing output. ``shrink(net, failure)``
+removes ops and shrinks sizes while the failure (of the same kind) persists, and returns the
+smallest network and probes found.
+
+Run one seed from the command line (prints the network, the outcome and, on failure, the shrunk
+reproduction):
+
+    python -m tests.generated.check 17 [--executor kernels] [--no-shrink]
+    python -m tests.generated.check --range 300 700 --no-shrink     # bug hunting in bulk
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+from dataclasses import dataclass, replace
+
+import torch
+import torch.utils._pytree as pytree
+
+import blade
+from tests.generated.netgen import Network, generate
+
+
+@dataclass
+class Failure:
+    kind: str  # "mismatch", "crash" (an exception from Blade), "compile" (an exception from optimize)
+    probe: int  # the probe index of the failing call (0 for a compile failure)
+    detail: str
+
+    def signature(self) -> str:
+        """What a shrunk network must still show to count as the same failure."""
+        if self.kind == "mismatch":
+            return "mismatch"
+        lines = [ln for ln in self.detail.splitlines() if ln and not ln.startswith(" ")]
+        return self.kind + ":" + (lines[0].split(":")[0] if lines else "")
+
+
+#: generated-kernel launches of each passing check's first variant (0 for the reference executor)
+KERNEL_LAUNCHES: list[int] = []
+
+
+def config_for(executor: str) -> blade.Config:
+    return blade.Config(executor=executor, check_shapes=True, kernel_cache_dir=None)
+
+
+def _compare(net: Network, outs, refs) -> str | None:
+    outs, refs = pytree.tree_leaves(outs), pytree.tree_leaves(refs)
+    if len(outs) != len(refs):
+        return f"{len(outs)} outputs, eager has {len(refs)}"
+    for i, (o, r) in enumerate(zip(outs, refs)):
+        where = f"output {i} ({net.outputs[i]})"
+        if not isinstance(o, torch.Tensor):
+            return f"{where}: {type(o).__name__}, eager gives a tensor"
+        if o.shape != r.shape or o.dtype != r.dtype:
+            return f"{where}: {tuple(o.shape)} {o.dtype}, eager {tuple(r.shape)} {r.dtype}"
+        if not r.is_floating_point():
+            bad = (o != r).nonzero()
+            if len(bad):
+                at = tuple(bad[0].tolist())
+                return f"{where}: {len(bad)} of {r.numel()} elements differ, first at {at}: {o[at].item()} vs eager {r[at].item()}"
+            continue
+        tol = net.tolerance(i)
+        o32, r32 = o.float(), r.float()
+        scale = max(1.0, r32.abs().max().item()) if r.numel() else 1.0
+        err = (o32 - r32).abs()
+        limit = tol * scale + tol * r32.abs()
+        if not torch.isfinite(o32).all() or (err > limit).any():
+            bad = ((err > limit) | ~torch.isfinite(o32)).nonzero()
+            at = tuple(bad[0].tolist())
+            return (f"{where} {tuple(r.shape)} {r.dtype}: {len(bad)} of {r.numel()} elements differ, max abs error "
+                    f"{err.nan_to_num(float('inf')).max().item():.3e} (tolerance {tol:g} x {scale:.3g}); first at {at}: "
+                    f"{o32[at].item():.6g} vs eager {r32[at].item():.6g}")
+    return None
+
+
+def _short_traceback() -> str:
+    """The innermost frames, then the exception's first lines (some errors carry a whole IR dump)."""
+    import sys
+    exc = sys.exc_info()[1]
+    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-3))
+    msg = "\n".join(f"{type(exc).__name__}: {exc}".splitlines()[:6])[:1500]
+    return frames + msg
+
+
+def check(net: Network, executor: str = "reference", probes: list[int] | None = None) -> Failure | None:
+    """None when Blade matches eager at every probe, else the first failure."""
+    model, make = net.build()
+    probes = list(range(len(net.probes))) if probes is None else probes
+    try:
+        opt = blade.optimize(model, make(**net.probes[0], seed=100), config=config_for(executor))
+    except Exception:  # noqa: BLE001 - reported with the reproduction
+        return Failure("compile", 0, _short_traceback())
+    for p in probes:
+        inputs = make(**net.probes[p], seed=p + 1)
+        with torch.no_grad():
+            refs = model(*inputs)
+            try:
+                outs = opt(*inputs)
+            except Exception:  # noqa: BLE001
+                return Failure("crash", p, _short_traceback())
+        msg = _compare(net, outs, refs)
+        if msg:
+            return Failure("mismatch", p, msg)
+    stats = opt.variants[0].program.launch_stats
+    KERNEL_LAUNCHES.append(stats.launches if stats is not None else 0)
+    return None
+
+
+def reproduction(net: Network, failure: Failure, executor: str = "reference") -> str:
+    """A runnable script that shows the failure, with the failure's text as a comment."""
+    kw = lambda p: ", ".join(f"{k}={v}" for k, v in net.probes[p].items())  # noqa: E731
+    cfg = "blade.Config(executor='kernels')" if executor == "kernels" else "blade.Config()"
+    env = "# run with TRITON_INTERPRET=1 on a CPU\n" if executor == "kernels" else ""
+    lines = [f"# Blade generated-network failure ({failure.kind}), seed {net.seed}", env + net.source(),
+             "import blade", "", f"torch.manual_seed({net.seed})", "net = Net().eval()",
+             f"opt = blade.optimize(net, make_inputs({kw(0)}, seed=100), config={cfg})",
+             f"inputs = make_inputs({kw(failure.probe)}, seed={failure.probe + 1})",
+             "with torch.no_grad():", "    for o, r in zip(opt(*inputs), net(*inputs)):",
+             "        print(tuple(r.shape), r.dtype, (o.double() - r.double()).abs().max().item())",
+             "", "# " + "\n# ".join(failure.detail.strip().splitlines())]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- shrinking
+def _valid(net: Network, probes: list[int]) -> bool:
+    try:
+        model, make = net.build()
+        with torch.no_grad():
+            for p in probes:
+                for o in model(*make(**net.probes[p], seed=p + 1)):
+                    if o.numel() == 0:
+                        return False
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def shrink(net: Network, failure: Failure, executor: str = "reference", budget_s: float = 120.0):
+    """Smallest (network, failure) found that still fails the same way."""
+    deadline = time.monotonic() + budget_s
+    sig = failure.signature()
+    # keep only the compile shape and the failing shape
+    net = replace(net, probes=[net.probes[0], net.probes[failure.probe]]) if failure.probe else \
+        replace(net, probes=[net.probes[0]])
+    failure = replace(failure, probe=len(net.probes) - 1)
+    _carry_vals(net)
+
+    def still_fails(cand: Network) -> Failure | None:
+        if time.monotonic() > deadline or not cand.steps or not _valid(cand, range(len(cand.probes))):
+            return None
+        f = check(cand, executor)
+        return f if f is not None and f.signature() == sig else None
+
+    changed = True
+    while changed and time.monotonic() < deadline:
+        changed = False
+        # 1. one output at a time, earliest first: the first op whose value goes wrong
+        if len(net.outputs) > 1 or net.outputs[0] != net.steps[-1].out:
+            for step in net.steps:
+                cand = replace(net, outputs=[step.out]).without_dead_steps()
+                _carry_vals(cand, net)
+                f = still_fails(cand)
+                if f:
+                    net, failure, changed = cand, f, True
+                    break
+        # 2. bypass an op: its readers read one of its operands of the same shape and dtype instead
+        for step in list(net.steps):
+            out = net.vals[step.out]
+            for u in step.uses:
+                src = net.vals.get(u)
+                if src is None or src.dims != out.dims or src.dtype != out.dtype:
+                    continue
+                cand = net.renamed_use(step.out, u)
+                _carry_vals(cand, net)
+                f = still_fails(cand)
+                if f:
+                    net, failure, changed = cand, f, True
+                    break
+        # 3. smaller sizes (halved, or minus one), batch 1
+        for p in range(len(net.probes)):
+            for sym, v in net.probes[p].items():
+                for smaller in sorted({1, v // 2, v - 1} - {v}):
+                    if smaller < 1 or smaller >= v:
+                        continue
+                    probes = [dict(q) for q in net.probes]
+                    probes[p][sym] = smaller
+                    cand = replace(net, probes=probes)
+                    f = still_fails(cand)
+                    if f:
+                        net, failure, changed = cand, f, True
+                        break
+    return net, failure
+
+
+def _carry_vals(net: Network, src: Network | None = None) -> None:
+    src = src or net
+    net.vals = {k: v for k, v in src.vals.items()}
+
+
+def report(net: Network, failure: Failure, executor: str, shrink_budget_s: float = 120.0) -> str:
+    """The message of a failing test: the reproduction, then the shrunk reproduction."""
+    text = [reproduction(net, failure, executor)]
+    if shrink_budget_s > 0:
+        small, sfail = shrink(net, failure, executor, shrink_budget_s)
+        text += ["", "=" * 30 + " smallest still-failing network " + "=" * 30, reproduction(small, sfail, executor)]
+    return "\n".join(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("seeds", type=int, nargs="*")
+    ap.add_argument("--range", type=int, nargs=2, metavar=("FIRST", "END"), help="seeds FIRST..END-1 too")
+    ap.add_argument("--executor", default="reference", choices=["reference", "kernels"])
+    ap.add_argument("--no-shrink", action="store_true")
+    args = ap.parse_args()
+    seeds = list(args.seeds) + (list(range(*args.range)) if args.range else [])
+    failed = []
+    for seed in seeds:
+        net = generate(seed)
+        t = time.monotonic()
+        f = check(net, args.executor)
+        print(f"seed {seed}: {'ok' if f is None else f.kind} ({time.monotonic() - t:.2f} s)")
+        if f is not None:
+            failed.append(seed)
+            print(report(net, f, args.executor, 0 if args.no_shrink else 120.0))
+    print(f"{len(seeds) - len(failed)} of {len(seeds)} seeds pass" + (f"; failing: {failed}" if failed else ""))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["Failure", "check", "config_for", "report", "reproduction", "shrink"]

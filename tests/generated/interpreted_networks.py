@@ -1,0 +1,31 @@
+"""Random networks through Blade's generated Triton kernels on Triton's CPU interpreter.
+
+Not collected by the normal test run (the interpreter must be switched on before triton is
+imported): tests/generated/test_random_networks.py runs this file in a subprocess with
+``TRITON_INTERPRET=1``. Run it directly with
+
+    TRITON_INTERPRET=1 python -m pytest -q tests/generated/interpreted_networks.py
+"""
+
+import os
+
+import pytest
+
+from tests.generated.test_random_networks import INTERPRETED_SEEDS, run_seed
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("needs TRITON_INTERPRET=1 (run through test_random_networks.py)", allow_module_level=True)
+
+
+@pytest.mark.parametrize("seed", INTERPRETED_SEEDS)
+def test_kernels_executor(seed):
+    run_seed(seed, "kernels")
+
+
+def test_generated_kernels_ran():
+    """Runs after the seeds above (file order): most networks launched generated kernels (a few
+    are all library calls: a lone convolution or matmul)."""
+    from tests.generated.check import KERNEL_LAUNCHES
+
+    ran = [n for n in KERNEL_LAUNCHES if n > 0]
+    assert len(ran) >= len(KERNEL_LAUNCHES) // 2, KERNEL_LAUNCHES

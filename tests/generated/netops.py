@@ -1,0 +1,537 @@
+"""The op catalog of the random-network generator: each ``op_*`` function applies one PyTorch op
+(or a short idiom: attention, a strided conv + upsample + residual) to a value when it is valid at
+every probe, appends the step and returns the new value, or returns None where it does not apply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from tests.generated.network import NPROBES, Dim, Val
+
+if TYPE_CHECKING:
+    from tests.generated.netgen import _Gen
+
+def _idx(rank: int, d: int, s: str) -> str:
+    return "[" + ", ".join([":"] * d + [s]) + "]"
+
+
+def _bcast(a: Val, b: Val) -> tuple | None:
+    """The broadcast dims of a and b, or None (sizes must agree at every probe, or be a static 1)."""
+    n = max(a.rank, b.rank)
+    one = Dim.const(1, len(a.dims[0].vals) if a.dims else NPROBES)
+    da = (one,) * (n - a.rank) + a.dims
+    db = (one,) * (n - b.rank) + b.dims
+    out = []
+    for x, y in zip(da, db):
+        if x == y:
+            out.append(x)
+        elif x.static and x.c() == 1:
+            out.append(y)
+        elif y.static and y.c() == 1:
+            out.append(x)
+        else:
+            return None
+    return tuple(out)
+
+
+# ------------------------------------------------------------------ float elementwise
+# (template, keeps exactness, safe in float16/bfloat16)
+_UNARY = [
+    ("torch.relu({a})", True, True), ("F.silu({a})", False, True), ("F.gelu({a})", False, True),
+    ("F.gelu({a}, approximate='tanh')", False, True), ("torch.tanh({a})", False, True),
+    ("torch.sigmoid({a})", False, True), ("-{a}", True, True), ("{a}.abs()", True, True),
+    ("torch.sin({a})", False, True), ("torch.cos({a})", False, False), ("torch.exp(-{a}.abs())", False, False),
+    ("torch.log1p({a}.abs())", False, False), ("torch.sqrt({a}.abs() + 0.5)", False, False),
+    ("torch.rsqrt({a} * {a} + 1.0)", False, False), ("torch.erf({a})", False, False),
+    ("{a}.clamp(-0.5, 0.75)", True, True), ("{a}.clamp(min=0.1)", True, True),
+    ("{a} * 1.5 + 0.25", False, False),
+    ("0.5 - {a}", False, True), ("{a} / 3.0", False, False), ("{a} ** 2", False, False),
+    ("1.0 / ({a}.abs() + 1.0)", False, False), ("2.0 * {a}", True, True), ("{a} * 0.5", True, True),
+    ("{a} + 1", False, True), ("{a} * {a}.shape[-1]", False, False), ("{a} / {a}.shape[0]", False, False),
+]
+# ops without a Blade lowering: export decomposes them (a retrace costing ~1 s), so they are rare
+_DECOMPOSED_UNARY = [("F.leaky_relu({a}, 0.1)", False, False), ("F.elu({a})", False, False),
+                     ("F.hardswish({a})", False, False), ("F.softplus({a})", False, False),
+                     ("F.hardtanh({a})", True, False)]
+_BINARY = ["{a} + {b}", "{a} - {b}", "{a} * {b}", "torch.maximum({a}, {b})", "torch.minimum({a}, {b})",
+           "{a} / ({b}.abs() + 1.0)", "torch.add({a}, {b}, alpha=0.5)"]
+_EXACT_BINARY = {"torch.maximum({a}, {b})", "torch.minimum({a}, {b})"}
+
+
+def op_unary(g: _Gen, a: Val):
+    if not a.is_float:
+        return None
+    table = _DECOMPOSED_UNARY if g.rng.random() < 0.04 else _UNARY
+    t, exact, lowp_ok = g.choice([u for u in table if u[2] or a.dtype == "float32"])
+    return g.emit(t.format(a=a.name), a.dims, a.dtype, [a], exact=exact)
+
+
+def op_binary(g: _Gen, a: Val):
+    if not a.is_float:
+        return None
+    b = g.pick(lambda v: v.dtype == a.dtype and v.name != a.name and _bcast(a, v) is not None)
+    t = g.choice(_BINARY)
+    if b is None or g.rng.random() < 0.2:
+        if a.rank >= 2 and a.dims[1].static:  # a per-channel parameter, broadcast over the rest
+            shape = (a.dims[1].c(),) + (1,) * (a.rank - 2)
+            m, decls = g.module(f"torch.nn.Parameter(torch.randn{shape}.to(torch.{a.dtype}))")
+            return g.emit(t.format(a=a.name, b=f"self.{m}"), a.dims, a.dtype, [a], decls)
+        d = g.rng.randrange(a.rank) if a.rank else None
+        if d is None:
+            return None
+        red = f"{a.name}.mean(dim={d}, keepdim=True)"  # a broadcast partner: a reduction of a itself
+        return g.emit(t.format(a=a.name, b=red) if g.rng.random() < 0.5 else t.format(a=red, b=a.name),
+                      a.dims, a.dtype, [a])
+    return g.emit(t.format(a=a.name, b=b.name), _bcast(a, b), a.dtype, [a, b], exact=t in _EXACT_BINARY)
+
+
+def op_reduce(g: _Gen, a: Val):
+    if a.dtype == "bool" or a.rank == 0:
+        return None
+    fn = g.choice(["sum", "mean", "amax", "amin"] if a.is_float else ["sum", "amax"])
+    if fn == "mean" and not a.is_float:
+        return None
+    if a.rank >= 2 and g.rng.random() < 0.3:
+        dims = sorted(g.rng.sample(range(a.rank), 2))
+    else:
+        dims = [g.rng.randrange(a.rank)]
+    keep = g.rng.random() < 0.5
+    if a.rank == 1 and not keep:
+        return None  # keep tensors of rank >= 1
+    dspec = dims[0] - a.rank if len(dims) == 1 and g.rng.random() < 0.5 else tuple(dims) if len(dims) > 1 else dims[0]
+    out = [Dim.const(1) if i in dims else d for i, d in enumerate(a.dims) if keep or i not in dims]
+    dtype = "int64" if a.dtype == "int64" else a.dtype
+    return g.emit(f"{a.name}.{fn}(dim={dspec}, keepdim={keep})", out, dtype, [a], exact=fn in ("amax", "amin"))
+
+
+def op_softmax(g: _Gen, a: Val):
+    if not a.is_float or a.rank == 0:
+        return None
+    d = g.rng.randrange(a.rank) - (a.rank if g.rng.random() < 0.5 else 0)
+    t = g.choice(["torch.softmax({a}, dim={d})", "F.log_softmax({a}, dim={d})", "{a}.softmax({d})"])
+    if "log" in t and a.dtype != "float32":
+        return None
+    return g.emit(t.format(a=a.name, d=d), a.dims, a.dtype, [a])
+
+
+def op_norm(g: _Gen, a: Val):
+    if not a.is_float or a.rank < 2:
+        return None
+    kind = g.rng.choices(["layer", "group", "batch"], [0.4, 0.4, 0.2])[0]
+    dt = f"torch.{a.dtype}"
+    if kind == "layer" and a.dims[-1].static:
+        c = a.dims[-1].c()
+        if g.rng.random() < 0.5:
+            return g.emit(f"F.layer_norm({a.name}, ({c},))", a.dims, a.dtype, [a])
+        m, decls = g.module(f"torch.nn.LayerNorm({c}, elementwise_affine={g.rng.random() < 0.7}).to({dt})",
+                            ("torch.nn.init.normal_({m}.weight) if {m}.weight is not None else None",))
+        return g.emit(f"self.{m}({a.name})", a.dims, a.dtype, [a], decls)
+    if kind == "group" and a.dims[1].static and a.rank >= 3:
+        c = a.dims[1].c()
+        groups = g.choice([k for k in range(1, c + 1) if c % k == 0])
+        if g.rng.random() < 0.3:
+            return g.emit(f"F.group_norm({a.name}, {groups})", a.dims, a.dtype, [a])
+        m, decls = g.module(f"torch.nn.GroupNorm({groups}, {c}).to({dt})", ("torch.nn.init.normal_({m}.weight)",))
+        return g.emit(f"self.{m}({a.name})", a.dims, a.dtype, [a], decls)
+    if kind == "batch" and a.dims[1].static and a.rank in (2, 3, 4):
+        c = a.dims[1].c()
+        cls = "BatchNorm2d" if a.rank == 4 else "BatchNorm1d"
+        m, decls = g.module(f"torch.nn.{cls}({c}).to({dt}).eval()",
+                            ("{m}.running_mean.uniform_(-1.0, 1.0)", "{m}.running_var.uniform_(0.5, 2.0)",
+                             "torch.nn.init.normal_({m}.weight)"))
+        return g.emit(f"self.{m}({a.name})", a.dims, a.dtype, [a], decls)
+    return None
+
+
+# ------------------------------------------------------------------ views and data movement
+def op_permute(g: _Gen, a: Val):
+    if a.rank < 2:
+        return None
+    if g.rng.random() < 0.5:
+        i, j = g.rng.sample(range(a.rank), 2)
+        dims = list(a.dims)
+        dims[i], dims[j] = dims[j], dims[i]
+        return g.emit(f"{a.name}.transpose({i}, {j - a.rank if g.rng.random() < 0.3 else j})", dims, a.dtype, [a],
+                      exact=True)
+    perm = list(range(a.rank))
+    while perm == sorted(perm):
+        g.rng.shuffle(perm)
+    tail = ".contiguous()" if g.rng.random() < 0.3 else ""
+    return g.emit(f"{a.name}.permute({', '.join(map(str, perm))}){tail}", [a.dims[p] for p in perm], a.dtype, [a],
+                  exact=True)
+
+
+def op_reshape(g: _Gen, a: Val):
+    kind = g.choice(["flatten", "unflatten", "unsqueeze", "squeeze", "reshape_batch"])
+    if kind == "flatten" and a.rank >= 2:
+        i = g.rng.randrange(a.rank - 1)
+        x, y = a.dims[i], a.dims[i + 1]
+        merged = Dim(tuple(p * q for p, q in zip(x.vals, y.vals)), x.static and y.static)
+        return g.emit(f"{a.name}.flatten({i}, {i + 1})", a.dims[:i] + (merged,) + a.dims[i + 2:], a.dtype, [a],
+                      exact=True)
+    if kind == "unflatten":
+        cands = [i for i, d in enumerate(a.dims) if d.static and d.c() >= 4 and d.c() % 2 == 0]
+        if not cands:
+            return None
+        i = g.choice(cands)
+        c = a.dims[i].c()
+        f = g.choice([k for k in range(2, c) if c % k == 0])
+        return g.emit(f"{a.name}.unflatten({i}, ({f}, {c // f}))",
+                      a.dims[:i] + (Dim.const(f), Dim.const(c // f)) + a.dims[i + 1:], a.dtype, [a], exact=True)
+    if kind == "unsqueeze" and a.rank <= 4:
+        i = g.rng.randrange(a.rank + 1)
+        return g.emit(f"{a.name}.unsqueeze({i})", a.dims[:i] + (Dim.const(1),) + a.dims[i:], a.dtype, [a], exact=True)
+    if kind == "squeeze":
+        ones = [i for i, d in enumerate(a.dims) if d.static and d.c() == 1]
+        if not ones or a.rank == 1:
+            return None
+        i = g.choice(ones)
+        return g.emit(f"{a.name}.squeeze({i})", a.dims[:i] + a.dims[i + 1:], a.dtype, [a], exact=True)
+    if kind == "reshape_batch" and a.rank >= 3:
+        rest = a.dims[1:]
+        merged = Dim(tuple(math.prod(d.vals[p] for d in rest) for p in range(len(a.dims[0].vals))),
+                     all(d.static for d in rest))
+        return g.emit(f"{a.name}.reshape({a.name}.shape[0], -1)", (a.dims[0], merged), a.dtype, [a], exact=True)
+    return None
+
+
+_SLICES = [  # (index, size at n, minimum n)
+    ("1:", lambda n: n - 1, 2), (":-1", lambda n: n - 1, 2), ("::2", lambda n: (n + 1) // 2, 1),
+    ("1::2", lambda n: n // 2, 2), (":1", lambda n: 1, 1), ("-2:", lambda n: 2, 2), ("1:-1", lambda n: n - 2, 3),
+]
+
+
+def op_slice(g: _Gen, a: Val):
+    if a.rank == 0:
+        return None
+    d = g.rng.randrange(a.rank)
+    dim = a.dims[d]
+    s, size, least = g.choice(_SLICES)
+    if dim.min() < least:
+        return None
+    new = Dim.const(size(dim.vals[0])) if (dim.static or s in (":1", "-2:")) else dim.map(size)
+    if g.rng.random() < 0.2 and s == ":1":  # select: drops the dim
+        return g.emit(f"{a.name}.select({d}, {g.choice([0, -1])})", a.dims[:d] + a.dims[d + 1:], a.dtype, [a],
+                      exact=True)
+    if g.rng.random() < 0.2 and s in ("1:", "1:-1"):
+        return g.emit(f"{a.name}.narrow({d}, 1, {a.name}.shape[{d}] - {1 if s == '1:' else 2})",
+                      a.dims[:d] + (new,) + a.dims[d + 1:], a.dtype, [a], exact=True)
+    return g.emit(f"{a.name}{_idx(a.rank, d, s)}", a.dims[:d] + (new,) + a.dims[d + 1:], a.dtype, [a], exact=True)
+
+
+def op_cat(g: _Gen, a: Val):
+    if a.rank == 0:
+        return None
+    d = g.rng.randrange(a.rank)
+
+    def fits(v):
+        return v.dtype == a.dtype and v.rank == a.rank and all(x == y for i, (x, y) in enumerate(zip(v.dims, a.dims))
+                                                                if i != d)
+    b = g.pick(fits)
+    stack = g.rng.random() < 0.2
+    if stack:
+        if b is None or b.dims != a.dims:
+            b = a
+        return g.emit(f"torch.stack([{a.name}, {b.name}], dim={d})", a.dims[:d] + (Dim.const(2),) + a.dims[d:],
+                      a.dtype, [a, b], exact=True)
+    if b is None:
+        b = a
+    bd = b.dims[d]
+    other = f"{b.name}" if b is not a else g.choice([a.name, f"{a.name}{_idx(a.rank, d, ':1')}"])
+    if other.endswith(":1]"):
+        bd = Dim.const(1)
+    cat = Dim(tuple(x + y for x, y in zip(a.dims[d].vals, bd.vals)), a.dims[d].static and bd.static)
+    parts = [a.name, other] if g.rng.random() < 0.5 else [other, a.name]
+    return g.emit(f"torch.cat([{', '.join(parts)}], dim={d})", a.dims[:d] + (cat,) + a.dims[d + 1:], a.dtype,
+                  [a] + ([b] if b is not a else []), exact=True)
+
+
+def op_pad(g: _Gen, a: Val):
+    if a.rank < 2 or not a.is_float:
+        return None
+    n = 1 if a.rank < 3 or g.rng.random() < 0.5 else 2
+    pads = [g.rng.randrange(3) for _ in range(2 * n)]
+    dims = list(a.dims)
+    for k in range(n):
+        dims[a.rank - 1 - k] = dims[a.rank - 1 - k].map(lambda v, k=k: v + pads[2 * k] + pads[2 * k + 1])
+    return g.emit(f"F.pad({a.name}, {tuple(pads)}, value={g.choice([0.0, -1.0, 0.5])})", dims, a.dtype, [a],
+                  exact=True)
+
+
+def op_expand(g: _Gen, a: Val):
+    ones = [i for i, d in enumerate(a.dims) if d.static and d.c() == 1]
+    if not ones:
+        return None
+    i = g.choice(ones)
+    k = g.choice([2, 3, 5])
+    args = ["-1"] * a.rank
+    args[i] = str(k)
+    return g.emit(f"{a.name}.expand({', '.join(args)})", a.dims[:i] + (Dim.const(k),) + a.dims[i + 1:], a.dtype, [a],
+                  exact=True)
+
+
+def op_chunk(g: _Gen, a: Val):
+    cands = [i for i, d in enumerate(a.dims) if d.static and d.c() % 2 == 0 and d.c() >= 2]
+    if not cands:
+        return None
+    i = g.choice(cands)
+    return g.emit(f"{a.name}.chunk(2, dim={i})[{g.choice([0, 1])}]",
+                  a.dims[:i] + (Dim.const(a.dims[i].c() // 2),) + a.dims[i + 1:], a.dtype, [a], exact=True)
+
+
+def op_cast(g: _Gen, a: Val):
+    if a.dtype == "float32":
+        to = g.choice(["float16", "bfloat16"])
+        return g.emit(f"{a.name}.clamp(-8.0, 8.0).to(torch.{to})", a.dims, to, [a], exact=a.exact)
+    if a.is_float:
+        return g.emit(f"{a.name}.float()", a.dims, "float32", [a], exact=a.exact)
+    if a.dtype in ("int64", "bool"):
+        return g.emit(f"{a.name}.to(torch.float32)", a.dims, "float32", [a], exact=True)
+    return None
+
+
+# ------------------------------------------------------------------ images (N, C, H, W) and sequences
+def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def op_conv(g: _Gen, a: Val):
+    if not a.is_float or a.rank not in (3, 4) or not a.dims[1].static or any(d.static for d in a.dims[2:]):
+        return None
+    c = a.dims[1].c()
+    co = g.choice([2, 3, 4, 6, 8, 12])
+    k, s, dil = g.choice([1, 2, 3, 3]), g.choice([1, 1, 2]), g.choice([1, 1, 1, 2])
+    p = g.choice([0, 1]) if k > 1 else 0
+    groups = g.choice([x for x in (1, 1, 2, c) if c % x == 0 and co % x == 0])
+    if groups == c and c > 1:
+        co = c * g.choice([1, 2])
+    spatial = [d.map(lambda n: _conv_out(n, k, s, p, dil)) for d in a.dims[2:]]
+    if any(d.min() < 1 for d in spatial):
+        return None
+    pad = f"padding={p}"
+    if s == 1 and (dil * (k - 1)) % 2 == 0 and g.rng.random() < 0.2:
+        pad = "padding='same'"
+        spatial = list(a.dims[2:])
+    cls = "Conv2d" if a.rank == 4 else "Conv1d"
+    m, decls = g.module(f"torch.nn.{cls}({c}, {co}, {k}, stride={s}, {pad}, dilation={dil}, groups={groups}, "
+                        f"bias={g.rng.random() < 0.8}).to(torch.{a.dtype})")
+    return g.emit(f"self.{m}({a.name})", (a.dims[0], Dim.const(co), *spatial), a.dtype, [a], decls)
+
+
+def op_upsample(g: _Gen, a: Val):
+    if not a.is_float or a.rank != 4:
+        return None
+    t = g.choice(["F.interpolate({a}, scale_factor=2.0, mode='nearest')", "F.interpolate({a}, scale_factor=2)",
+                  "F.interpolate({a}, scale_factor=(1, 2), mode='nearest')"])
+    dims = list(a.dims)
+    if "(1, 2)" not in t:
+        dims[2] = dims[2].map(lambda n: 2 * n)
+    dims[3] = dims[3].map(lambda n: 2 * n)
+    return g.emit(t.format(a=a.name), dims, a.dtype, [a], exact=True)
+
+
+def op_pool(g: _Gen, a: Val):
+    if not a.is_float or a.rank != 4:
+        return None
+    kind = g.choice(["max2", "avg3", "max3", "adaptive"])
+    if kind == "adaptive":
+        return g.emit(f"F.adaptive_avg_pool2d({a.name}, 1)", a.dims[:2] + (Dim.const(1),) * 2, a.dtype, [a])
+    k, s, p, t = {"max2": (2, 2, 0, "F.max_pool2d({a}, 2)"), "avg3": (3, 2, 1, "F.avg_pool2d({a}, 3, stride=2, padding=1)"),
+                  "max3": (3, 1, 1, "F.max_pool2d({a}, 3, stride=1, padding=1)")}[kind]
+    spatial = [d.map(lambda n: _conv_out(n, k, s, p, 1)) for d in a.dims[2:]]
+    if any(d.min() < 1 for d in spatial):
+        return None
+    return g.emit(t.format(a=a.name), a.dims[:2] + tuple(spatial), a.dtype, [a], exact=kind != "avg3")
+
+
+def op_down_up_residual(g: _Gen, a: Val):
+    """conv stride 2, nearest 2x upsample, add the input: valid only for even sizes (issue 8's row)."""
+    if not a.is_float or a.rank != 4 or not a.dims[1].static or any(v % 2 for d in a.dims[2:] for v in d.vals):
+        return None
+    c = a.dims[1].c()
+    m, decls = g.module(f"torch.nn.Conv2d({c}, {c}, 3, stride=2, padding=1).to(torch.{a.dtype})")
+    return g.emit(f"F.interpolate(self.{m}({a.name}), scale_factor=2.0, mode='nearest') + {a.name}", a.dims,
+                  a.dtype, [a], decls)
+
+
+def op_image_to_seq(g: _Gen, a: Val):
+    if a.rank != 4 or not a.dims[1].static:
+        return None
+    hw = Dim(tuple(x * y for x, y in zip(a.dims[2].vals, a.dims[3].vals)), a.dims[2].static and a.dims[3].static)
+    if g.rng.random() < 0.5:
+        return g.emit(f"{a.name}.flatten(2).transpose(1, 2)", (a.dims[0], hw, a.dims[1]), a.dtype, [a], exact=True)
+    return g.emit(f"{a.name}.permute(0, 2, 3, 1).reshape({a.name}.shape[0], -1, {a.dims[1].c()})",
+                  (a.dims[0], hw, a.dims[1]), a.dtype, [a], exact=True)
+
+
+def op_seq_to_image(g: _Gen, a: Val):
+    """[B, H*W, C] back to [B, C, H, W], sizes read from an image value (the linear-projection path)."""
+    if a.rank != 3 or not a.dims[2].static:
+        return None
+    img = g.pick(lambda v: v.rank == 4 and v.dims[0] == a.dims[0]
+                 and tuple(x * y for x, y in zip(v.dims[2].vals, v.dims[3].vals)) == a.dims[1].vals)
+    if img is None:
+        return None
+    c = a.dims[2].c()
+    dims = (a.dims[0], a.dims[2], img.dims[2], img.dims[3])
+    if g.rng.random() < 0.5:
+        return g.emit(f"{a.name}.reshape({img.name}.shape[0], {img.name}.shape[2], {img.name}.shape[3], {c})"
+                      ".permute(0, 3, 1, 2)", dims, a.dtype, [a, img], exact=a.exact)
+    return g.emit(f"{a.name}.transpose(1, 2).reshape(-1, {c}, {img.name}.shape[2], {img.name}.shape[3])", dims,
+                  a.dtype, [a, img], exact=a.exact)
+
+
+def op_linear(g: _Gen, a: Val):
+    if not a.is_float or a.rank < 2 or not a.dims[-1].static:
+        return None
+    c = a.dims[-1].c()
+    co = g.choice([3, 4, 8, 12, 16])
+    dt = f"torch.{a.dtype}"
+    kind = g.choice(["linear", "linear", "param", "addmm"])
+    if kind == "addmm" and a.rank == 2:
+        m, decls = g.module(f"torch.nn.Parameter(torch.randn({c}, {co}).to({dt}) / {c ** 0.5:.4f})")
+        b, bdecls = g.module(f"torch.nn.Parameter(torch.randn({co}).to({dt}))")
+        return g.emit(f"torch.addmm(self.{b}, {a.name}, self.{m})", (a.dims[0], Dim.const(co)), a.dtype, [a],
+                      decls + bdecls)
+    if kind == "param":
+        m, decls = g.module(f"torch.nn.Parameter(torch.randn({c}, {co}).to({dt}) / {c ** 0.5:.4f})")
+        return g.emit(f"{a.name} @ self.{m}", a.dims[:-1] + (Dim.const(co),), a.dtype, [a], decls)
+    m, decls = g.module(f"torch.nn.Linear({c}, {co}, bias={g.rng.random() < 0.8}).to({dt})")
+    return g.emit(f"self.{m}({a.name})", a.dims[:-1] + (Dim.const(co),), a.dtype, [a], decls)
+
+
+def op_attention(g: _Gen, a: Val):
+    if not a.is_float or a.rank != 3 or not a.dims[2].static:
+        return None
+    c = a.dims[2].c()
+    heads = g.choice([h for h in (1, 2, 4) if c % h == 0])
+    kv = g.pick(lambda v: v.dtype == a.dtype and v.rank == 3 and v.dims[0] == a.dims[0] and v.dims[2].static) \
+        if g.rng.random() < 0.4 else a
+    kv = kv or a
+    ckv = kv.dims[2].c()
+    dt = f"torch.{a.dtype}"
+    names = [g.fresh("m") for _ in range(3)]
+    decls = [f"self.{names[0]} = torch.nn.Linear({c}, {c}).to({dt})"] + \
+            [f"self.{n} = torch.nn.Linear({ckv}, {c}).to({dt})" for n in names[1:]]
+    split = f".unflatten(-1, ({heads}, {c // heads})).transpose(1, 2)"
+    q, k, v = (g.fresh("t") for _ in range(3))
+    pre = [f"{q} = self.{names[0]}({a.name}){split}", f"{k} = self.{names[1]}({kv.name}){split}",
+           f"{v} = self.{names[2]}({kv.name}){split}"]
+    causal = kv is a and g.rng.random() < 0.3
+    if g.rng.random() < 0.6:
+        att = f"F.scaled_dot_product_attention({q}, {k}, {v}{', is_causal=True' if causal else ''})"
+    else:
+        att = f"torch.softmax({q} @ {k}.transpose(-1, -2) * {(c // heads) ** -0.5:.6f}, dim=-1) @ {v}"
+    return g.emit(f"({att}).transpose(1, 2).flatten(2)", a.dims, a.dtype, [a] + ([kv] if kv is not a else []),
+                  decls, pre)
+
+
+def op_bmm(g: _Gen, a: Val):
+    if not a.is_float or a.rank != 3:
+        return None
+    b = g.pick(lambda v: v.dtype == a.dtype and v.rank == 3 and v.dims[0] == a.dims[0] and v.dims[2] == a.dims[2])
+    b = b or a
+    t = g.choice(["torch.bmm({a}, {b}.transpose(1, 2))", "{a} @ {b}.transpose(-1, -2)",
+                  "torch.matmul({a}, {b}.permute(0, 2, 1))"])
+    out = g.emit(t.format(a=a.name, b=b.name), (a.dims[0], a.dims[1], b.dims[1]), a.dtype, [a, b] if b is not a else [a])
+    return out
+
+
+def op_sym_scalar(g: _Gen, a: Val):
+    """Position-like sources built from a size: arange, a causal mask from comparisons."""
+    if a.rank < 2 or a.dims[-1].static:
+        return None
+    n = f"{a.name}.shape[-1]"
+    if a.is_float and g.rng.random() < 0.5:
+        return g.emit(f"{a.name} + torch.arange({n}, dtype=torch.{a.dtype}) * 0.25", a.dims, a.dtype, [a])
+    if g.rng.random() < 0.5 and a.rank >= 2 and a.dims[-2] == a.dims[-1]:
+        mask = f"torch.arange({n})[None, :] > torch.arange({n})[:, None]"
+        if a.is_float:
+            return g.emit(f"{a.name}.masked_fill({mask}, -1.0)", a.dims, a.dtype, [a])
+    return g.emit(f"torch.arange({n})", (a.dims[-1],), "int64", [a], exact=True)
+
+
+# ------------------------------------------------------------------ integers, booleans, masks
+def op_compare(g: _Gen, a: Val):
+    if not a.exact or a.dtype == "bool":
+        return None
+    if a.dtype == "int64":
+        t = g.choice(["{a} > 3", "{a} == 2", "{a} <= 5", "{a} != 0"])
+    else:
+        t = g.choice(["{a} > 0", "{a} < 0.25", "{a} >= -0.5"])
+    b = g.pick(lambda v: v.exact and v.dtype == a.dtype and v.name != a.name and _bcast(a, v) is not None)
+    if b is not None and g.rng.random() < 0.4:
+        return g.emit(f"{a.name} > {b.name}", _bcast(a, b), "bool", [a, b], exact=True)
+    return g.emit(t.format(a=a.name), a.dims, "bool", [a], exact=True)
+
+
+def op_mask_use(g: _Gen, m: Val):
+    """where / masked_fill with a boolean mask, broadcast against a float value."""
+    if m.dtype != "bool":
+        return None
+    for extra in range(0, 3):
+        mm = Val(m.name + "[..., None]" * extra, m.dims + (Dim.const(1),) * extra, "bool", True)
+        a = g.pick(lambda v, mm=mm: v.is_float and _bcast(mm, v) == v.dims)
+        if a is not None:
+            break
+    else:
+        return None
+    t = g.choice(["torch.where({m}, {a}, 0.0)", "{a}.masked_fill({m}, -1.0)", "torch.where({m}, {a}, -{a})",
+                  "torch.where({m}, 1.0, {a})"])
+    return g.emit(t.format(m=mm.name, a=a.name), a.dims, a.dtype, [m, a], exact=a.exact)
+
+
+def op_bool(g: _Gen, m: Val):
+    if m.dtype != "bool":
+        return None
+    other = g.pick(lambda v: v.dtype == "bool" and v.name != m.name and _bcast(m, v) is not None)
+    if other is not None and g.rng.random() < 0.6:
+        t = g.choice(["{a} & {b}", "{a} | {b}", "torch.logical_and({a}, {b})", "torch.logical_or({a}, {b})"])
+        return g.emit(t.format(a=m.name, b=other.name), _bcast(m, other), "bool", [m, other], exact=True)
+    t, dt = g.choice([("~{a}", "bool"), ("torch.logical_not({a})", "bool"), ("{a}.long()", "int64"),
+                      ("{a}.sum(dim=-1)", "int64")])
+    dims = m.dims[:-1] if "sum" in t else m.dims
+    if "sum" in t and m.rank < 2:
+        return None
+    return g.emit(t.format(a=m.name), dims, dt, [m], exact=True)
+
+
+def op_int(g: _Gen, a: Val):
+    if a.dtype != "int64":
+        return None
+    t = g.choice(["{a} % 3", "{a} * 2 + 1", "{a} // 2", "{a} - 4", "torch.remainder({a} + 7, 5)"])
+    return g.emit(t.format(a=a.name), a.dims, "int64", [a], exact=True)
+
+
+def op_embedding(g: _Gen, a: Val):
+    if a.dtype != "int64" or a.name[0] != "i":  # only the raw ids input: indices stay in range
+        return None
+    c = g.choice([4, 8, 12])
+    m, decls = g.module(f"torch.nn.Embedding({VOCAB}, {c})")
+    return g.emit(f"self.{m}({a.name})", a.dims + (Dim.const(c),), "float32", [a], decls)
+
+
+def op_argmax(g: _Gen, a: Val):
+    if not a.exact or not a.is_float or a.rank == 0:
+        return None
+    d = g.rng.randrange(a.rank)
+    return g.emit(f"{a.name}.argmax(dim={d})", a.dims[:d] + a.dims[d + 1:], "int64", [a], exact=True)
+
+
+VOCAB = 10
+_OPS = [  # (op, weight)
+    (op_unary, 8), (op_binary, 8), (op_reduce, 3), (op_softmax, 2), (op_norm, 3), (op_permute, 3),
+    (op_reshape, 3), (op_slice, 4), (op_cat, 3), (op_pad, 1), (op_expand, 1), (op_chunk, 1), (op_cast, 1.5),
+    (op_conv, 6), (op_upsample, 2), (op_pool, 1.2), (op_down_up_residual, 2), (op_image_to_seq, 1.5),
+    (op_seq_to_image, 3), (op_linear, 4), (op_attention, 2), (op_bmm, 1.5), (op_sym_scalar, 1),
+    (op_compare, 1.5), (op_mask_use, 3), (op_bool, 1.5), (op_int, 1.5), (op_embedding, 3), (op_argmax, 0.7),
+]
+
+_NON_FLOAT_OPS = {
+    "bool": [(op_mask_use, 5), (op_bool, 2), (op_cast, 1), (op_permute, 0.5), (op_slice, 0.5)],
+    "int64": [(op_embedding, 4), (op_compare, 2), (op_int, 1.5), (op_cast, 1), (op_reduce, 0.5), (op_slice, 0.5),
+              (op_permute, 0.5)],
+}
+
