@@ -181,7 +181,8 @@ class BladeModule(torch.nn.Module):
         else:
             outs = chosen.executor.run(tensors, values)
         ir = chosen.program.import_result
-        flat_out = [outs[i] if kind == "tensor" else i for kind, i in ir.outputs]
+        flat_out = [outs[i] if kind == "tensor" else outs[i].item() if kind == "scalar" else i
+                    for kind, i in ir.outputs]
         return pytree.tree_unflatten(flat_out, ir.out_spec)
 
     # ---------------------------------------------------------------- CUDA graphs

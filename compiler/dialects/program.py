@@ -183,7 +183,8 @@ class TorchOp(TensorOp):
     def reference(self, args, env):
         call_args, call_kwargs = decode_call(self.p("call"), args, env)
         out = resolve_torch_op(self.p("target"))(*call_args, **call_kwargs)
-        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        outs = list(out) if isinstance(out, (tuple, list)) else ([] if out is None else [out])
+        outs = [o if isinstance(o, torch.Tensor) else torch.tensor(o, device=env.device) for o in outs]  # item()
         return [o.to(dt) if o.dtype != dt else o for o, dt in zip(outs, env.result_dtypes)]
 
 
