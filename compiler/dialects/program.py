@@ -115,7 +115,11 @@ def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
         if a is None or isinstance(a, (bool, int, float, str)):
             return a
         if isinstance(a, sympy.Expr):
-            return int(a) if a.is_Integer else {"d": format_dim(a)}
+            if a.is_Integer:
+                return int(a)
+            if a.is_number or a.has(sympy.Float):  # a float computed from sizes (SymFloat): eps * max(m, n)
+                return {"f": sympy.srepr(a)}
+            return {"d": format_dim(a)}
         if isinstance(a, torch.dtype):
             return {"dtype": str(a).removeprefix("torch.")}
         if isinstance(a, torch.device):
@@ -142,6 +146,9 @@ def decode_call(template: str, operands: list[torch.Tensor], env: ExecEnv) -> An
                 return operands[a["t"]]
             if "d" in a:
                 return env.eval_dim(parse_dim_text(a["d"]))
+            if "f" in a:
+                e = sympy.sympify(a["f"])
+                return float(e.subs({s: env.symbols[s.name] for s in e.free_symbols}))
             if "dtype" in a:
                 return getattr(torch, a["dtype"])
             if "device" in a:

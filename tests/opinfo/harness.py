@@ -120,6 +120,10 @@ def _run_eager(mod, ts, seed=0):
         return mod(*_clone(ts))
 
 
+#: (rtol, atol) by dtype: the compiled program may reassociate reductions and fuse elementwise ops
+TOLERANCE = {torch.float32: (1e-4, 1e-5), torch.float16: (1e-2, 1e-2), torch.bfloat16: (3e-2, 3e-2)}
+
+
 def compare(op: str, got, want) -> str | None:
     """None when ``got`` matches eager's ``want``; else what differs."""
     g_leaves, g_spec = pytree.tree_flatten(got)
@@ -141,7 +145,9 @@ def compare(op: str, got, want) -> str | None:
                         return f"output {i}: mean {gm:.4g}, eager's {wm:.4g} (std {ws:.3g})"
                 continue
             try:
-                torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5, equal_nan=True, check_stride=False)
+                rtol, atol = TOLERANCE.get(w.dtype, (1e-4, 1e-5))
+                torch.testing.assert_close(g, w, rtol=rtol, atol=atol, equal_nan=True, check_stride=False,
+                                           check_device=False)
             except AssertionError as e:
                 return f"output {i}: " + " ".join(str(e).split())[:300]
         elif isinstance(w, float) and isinstance(g, (float, int)):
@@ -152,19 +158,24 @@ def compare(op: str, got, want) -> str | None:
     return None
 
 
-def size_one_variant(mod, ts) -> list[torch.Tensor] | None:
-    """The inputs with one dim (aligned from the right across all inputs) narrowed to 1, for the
-    first such dim eager accepts; None when the sample has no room for one."""
+def size_one_variant(mod, ts, random: bool) -> list[torch.Tensor] | None:
+    """The inputs with one dim narrowed to 1 in the highest-rank inputs (lower-rank ones, often
+    weights or broadcast operands, keep their sizes), for the first dim, from the right, that eager
+    accepts and computes deterministically; None when the sample has no room for one."""
     rank = max((t.dim() for t in ts), default=0)
     for back in range(1, rank + 1):
-        sizes = {t.shape[-back] for t in ts if t.dim() >= back}
+        main = [t for t in ts if t.dim() == rank]
+        sizes = {t.shape[-back] for t in main}
         if len(sizes) != 1 or next(iter(sizes)) <= 1:
             continue
-        cand = [t.narrow(t.dim() - back, 0, 1).clone() if t.dim() >= back else t for t in ts]
+        cand = [t.narrow(t.dim() - back, 0, 1).clone() if t.dim() == rank else t for t in ts]
         try:
-            _run_eager(mod, cand)
+            first = _run_eager(mod, cand)
+            again = _run_eager(mod, cand)
         except Exception:  # noqa: BLE001 - eager refuses: not a valid size-1 input for this op
             continue
+        if not random and compare("", first, again) is not None:
+            continue  # eager reads memory it should not (an input it does not check): no test
         return cand
     return None
 
@@ -207,7 +218,7 @@ def run_op(op, config_kwargs: dict | None = None, dtype=torch.float32, device="c
             out.fallbacks = [u.target for u in opt.report.unsupported]
             cases = [("sample", tensors_of(s)) for s in same]
             stage = "size-1 variant"
-            one = size_one_variant(mod, ts)
+            one = size_one_variant(mod, ts, name in RANDOM_OPS)
             if one is not None:
                 cases.append(("size-1 variant", one))
             for label, args in cases:
