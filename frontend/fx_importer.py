@@ -138,6 +138,9 @@ class ImportCtx:
             v = self.env[arg]
             if isinstance(v, SSAValue):
                 return v
+            if isinstance(arg.meta.get("val"), torch.SymFloat) and isinstance(v, sympy.Expr) and not v.is_number:
+                # blade.dim_value holds integers; the op runs eagerly with the float (size / 3)
+                raise NotLowered(f"a float computed from sizes ({v}) is used as a tensor operand")
             arg = v  # a symbolic or Python scalar produced by size arithmetic
         if isinstance(arg, sympy.Expr) and not arg.is_Integer:
             return self.emit(DimValueOp, [], tensor_type([], torch.int64),

@@ -117,7 +117,7 @@ def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
         if isinstance(a, sympy.Expr):
             if a.is_Integer:
                 return int(a)
-            if a.is_number or a.has(sympy.Float):  # a float computed from sizes (SymFloat): eps * max(m, n)
+            if a.is_integer is not True:  # a float computed from sizes (SymFloat): s / 3, eps * max(m, n)
                 return {"f": sympy.srepr(a)}
             return {"d": format_dim(a)}
         if isinstance(a, torch.dtype):
