@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch.export import ExportedProgram
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.exceptions import VerifyException
 
 from blade.config import Config
 from blade.ir import ModulePass, make_context, print_module
@@ -45,9 +46,13 @@ def run_passes(module: ModuleOp, names: list[str], report: CompileReport, dump_d
     ctx = make_context()
     for i, name in enumerate(names, start=first_index):
         p: ModulePass = get_pass(name)()
-        with report.stage(name):
-            p.apply(ctx, module)
-            module.verify()
+        try:
+            with report.stage(name):
+                p.apply(ctx, module)
+                module.verify()
+        except Exception as e:
+            e.add_note(f"in pass '{name}'")
+            raise
         if dump_dir:
             dump(module, dump_dir, f"{i:02d}-{name}")
 
@@ -94,6 +99,35 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
     return ep
 
 
+class CompileError(RuntimeError):
+    """A compile stage failed inside Blade (after capture): names the stage, the node or pass, the
+    input shapes and what the user can do. The internal error is chained as ``__cause__``."""
+
+
+#: Error types raised by Blade's own code (shape service, verifier, lowering bugs); they never reach
+#: the user as such, only wrapped in ``CompileError``.
+INTERNAL_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError, AttributeError, AssertionError,
+                   NotImplementedError, VerifyException)
+
+
+def _shapes(args: tuple, kwargs: dict) -> str:
+    import torch.utils._pytree as pytree
+
+    return ", ".join(f"{tuple(t.shape)}:{str(t.dtype).removeprefix('torch.')}"
+                     for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)) or "-"
+
+
+def _compile_error(model: str, stage: str, e: BaseException, args: tuple, kwargs: dict) -> CompileError:
+    notes = "; ".join(getattr(e, "__notes__", []) or [])
+    msg = " ".join(str(e).split())[:600]
+    return CompileError(
+        f"Blade failed to compile {model} in stage '{stage}' ({type(e).__name__}: {msg})"
+        f"{'; ' + notes if notes else ''}; example input shapes [{_shapes(args, kwargs)}]. This is a "
+        "Blade limitation or bug: please report this message. Meanwhile run the module in eager "
+        "PyTorch, or pin the dims involved with Config(static_dims=...) (often enough when the failure "
+        "is about a shape condition).")
+
+
 def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
                     allow_tracing: bool | None = None, label: str | None = None) -> CompiledProgram:
     from blade.frontend.fx_importer import import_program
@@ -101,14 +135,19 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
     report = CompileReport(label or type(module).__name__, config=config.describe(), verbose=config.verbose)
     ep = capture(module, args, kwargs, config, allow_tracing, report)
     ranges = {(name, d): rng for name, dims in config.dim_ranges.items() for d, rng in dims.items()}
-    with report.stage("import"):
-        result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
-        result.module.verify()
-    report.unsupported = result.unsupported
-    report.notes += result.notes
-    if config.dump_dir:
-        dump(result.module, config.dump_dir, "00-import")
-    run_passes(result.module, pass_names(config), report, config.dump_dir)
+    stage = "import"
+    try:
+        with report.stage("import"):
+            result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
+            result.module.verify()
+        report.unsupported = result.unsupported
+        report.notes += result.notes
+        if config.dump_dir:
+            dump(result.module, config.dump_dir, "00-import")
+        stage = "passes"
+        run_passes(result.module, pass_names(config), report, config.dump_dir)
+    except INTERNAL_ERRORS as e:
+        raise _compile_error(report.model, stage, e, args, kwargs) from e
     report.module = result.module
     return CompiledProgram(result.module, ep, result, report)
 

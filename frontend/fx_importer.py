@@ -222,6 +222,16 @@ class ImportCtx:
         self.block.add_op(op)
         return list(op.results) if multi else op.results[0]
 
+def _input_shapes(ctx: ImportCtx, node) -> list[str]:
+    out = []
+    for a in _tensor_nodes(node):
+        try:
+            out.append(format_shape(ctx.type_of(a.meta["val"]).shape))
+        except Exception:  # noqa: BLE001 - only for an error message
+            out.append(str(tuple(a.meta["val"].shape)))
+    return out
+
+
 def _dims_attr(dims):
     from blade.dialects.types import DimsAttr
 
@@ -313,7 +323,12 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
         if node.op != "call_function":
             raise UnsupportedOpError(f"graph node {node.name} ({node.op}) is not supported")
         ctx.node = node
-        ctx.env[node] = _import_node(ctx, node)
+        try:
+            ctx.env[node] = _import_node(ctx, node)
+        except Exception as e:
+            e.add_note(f"while importing node {node.name} ({_target_name(node.target)}) with inputs "
+                       f"[{', '.join(_input_shapes(ctx, node))}]")
+            raise
 
     assert output_node is not None
     kept = [(a, spec) for a, spec in zip(output_node.args[0], sig.output_specs) if spec.kind != OutputKind.TOKEN]
