@@ -110,3 +110,25 @@ def effect_call(node):
 
 def is_with_effects(target) -> bool:
     return target is getattr(torch.ops.higher_order, "with_effects", None)
+
+
+def scalar_as_symbol(ctx, node) -> sympy.Symbol | None:
+    """``item()`` of an integer tensor whose value is used as a size (``tensor_split`` by tensor
+    indices): the item runs eagerly and its value becomes a data-dependent symbol, bound when that
+    op has run, so the sizes computed from it compile like any other. None when the result is not
+    a plain unbacked SymInt."""
+    from xdsl.dialects.builtin import StringAttr
+
+    val = node.meta.get("val")
+    if not isinstance(val, torch.SymInt):
+        return None
+    expr = val.node.expr
+    if ctx.mapping.shape_env is not None:
+        expr = ctx.mapping.shape_env.replace(expr)
+    if not expr.is_Symbol or expr not in _unbacked(expr) or expr in ctx.mapping.unbacked:
+        return None
+    value = ctx.fallback(node, "a value read from tensor data (item()) runs in eager PyTorch")
+    sym = ctx.mapping.table.fresh(f"{DATA_DEPENDENT}: value of {node.name}", lo=0)
+    value.owner.properties["binds"] = StringAttr(sym.name)
+    ctx.mapping.unbacked[expr] = sym
+    return sym

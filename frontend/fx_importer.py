@@ -341,6 +341,8 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     outputs: list[tuple[str, Any]] = []
     for a, _ in kept:
         v = ctx.env[a] if isinstance(a, torch.fx.Node) else a
+        if isinstance(v, sympy.Expr) and not v.is_number and isinstance(a, torch.fx.Node):
+            v = ctx.value(a)  # a size returned to the caller: computed at run time, not a constant
         if isinstance(v, SSAValue):
             # a Python number computed in eager (item()) travels as a rank-0 tensor
             scalar = isinstance(a, torch.fx.Node) and is_scalar_result(a.meta.get("val"))

@@ -105,6 +105,8 @@ class ReferenceExecutor:
         outs = out if isinstance(out, list) else [out]
         if binds:  # data-dependent sizes: their symbols take the values the eager op produced
             bind_data_dependent(types, outs, symbols, self.data_dependent)
+            if "binds" in op.properties:
+                symbols[op.properties["binds"].data] = int(outs[0].item())
             shapes = [tuple(evaluate(d, symbols) for d in t.shape) for t in types]
         if self.check_shapes:
             for t, shape, ty in zip(outs, shapes, types):

@@ -186,6 +186,8 @@ class TorchOp(TensorOp):
     target = prop_def(StringAttr)
     call = prop_def(StringAttr)
     reason = opt_prop_def(StringAttr)
+    #: a data-dependent symbol whose value is this op's rank-0 result (``item()`` used as a size)
+    binds = opt_prop_def(StringAttr)
 
     def reference(self, args, env):
         call_args, call_kwargs = decode_call(self.p("call"), args, env)
