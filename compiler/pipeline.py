@@ -95,7 +95,13 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
     if unknown or has_mutation(ep):
         with report.stage("decompose unsupported"):
-            ep = decompose_unsupported(ep, unknown, force=has_mutation(ep))
+            try:
+                ep = decompose_unsupported(ep, unknown, force=has_mutation(ep))
+            except Exception as e:  # noqa: BLE001 - e.g. a decomposition that guards on tensor data
+                # the ops stay whole and run in eager PyTorch (the importer's fallback)
+                names = ", ".join(sorted(str(t) for t in unknown))[:300]
+                report.notes.append(f"decomposing {names} failed ({type(e).__name__}); they run in eager PyTorch")
+                ep = decompose_unsupported(ep, set(), force=has_mutation(ep))
     return ep
 
 
