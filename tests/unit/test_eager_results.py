@@ -90,3 +90,19 @@ def test_internal_error_names_stage_and_shapes(monkeypatch):
     monkeypatch.setattr(Canonicalize, "apply", broken)
     with pytest.raises(CompileError, match=r"ZeroDivisionError.*canonicalize.*\(2, 3\):float32"):
         blade.optimize(Item().eval(), (torch.randn(2, 3),))
+
+
+class SliceByValue(torch.nn.Module):
+    def forward(self, x, n):
+        return x.exp()[: n.sum().item()] * 2
+
+
+def test_item_used_as_a_size_binds_a_symbol():
+    from blade.ir import parse_module, print_module
+
+    x, n = torch.randn(6, 3), torch.tensor([1, 2])
+    opt = _check(SliceByValue(), (x, n), [(x, torch.tensor([2, 2])), (x, torch.tensor([0, 1])),
+                                          (torch.randn(9, 2), torch.tensor([4, 4]))])
+    text = print_module(opt.report.module)
+    assert 'binds = "' in text and "data-dependent: value of" in text
+    assert print_module(parse_module(text)) == text
