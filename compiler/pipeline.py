@@ -47,9 +47,13 @@ def run_passes(module: ModuleOp, names: list[str], report: CompileReport, dump_d
     ctx = make_context()
     for i, name in enumerate(names, start=first_index):
         p: ModulePass = get_pass(name)()
-        with report.stage(name):
-            p.apply(ctx, module)
-            module.verify()
+        try:
+            with report.stage(name):
+                p.apply(ctx, module)
+                module.verify()
+        except Exception as e:
+            e.add_note(f"in pass '{name}'")
+            raise
         if dump_dir:
             dump(module, dump_dir, f"{i:02d}-{name}")
 
@@ -96,8 +100,43 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
     if unknown or has_value_mutation(ep):
         with report.stage("decompose unsupported"):
-            ep = decompose_unsupported(ep, unknown, force=has_value_mutation(ep))
+            try:
+                ep = decompose_unsupported(ep, unknown, force=has_value_mutation(ep))
+            except Exception as e:  # noqa: BLE001 - e.g. a decomposition that guards on tensor data
+                # the ops stay whole and run in eager PyTorch (the importer's fallback)
+                names = ", ".join(sorted(str(t) for t in unknown))[:300]
+                report.notes.append(f"decomposing {names} failed ({type(e).__name__}); they run in eager PyTorch")
+                ep = decompose_unsupported(ep, set(), force=has_value_mutation(ep))
     return ep
+
+
+class CompileError(RuntimeError):
+    """A compile stage failed inside Blade (after capture): names the stage, the node or pass, the
+    input shapes and what the user can do. The internal error is chained as ``__cause__``."""
+
+
+#: Error types raised by Blade's own code (shape service, verifier, lowering bugs); they never reach
+#: the user as such, only wrapped in ``CompileError``.
+INTERNAL_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError, AttributeError, AssertionError,
+                   NotImplementedError, VerifyException)
+
+
+def _shapes(args: tuple, kwargs: dict) -> str:
+    import torch.utils._pytree as pytree
+
+    return ", ".join(f"{tuple(t.shape)}:{str(t.dtype).removeprefix('torch.')}"
+                     for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)) or "-"
+
+
+def _compile_error(model: str, stage: str, e: BaseException, args: tuple, kwargs: dict) -> CompileError:
+    notes = "; ".join(getattr(e, "__notes__", []) or [])
+    msg = " ".join(str(e).split())[:600]
+    return CompileError(
+        f"Blade failed to compile {model} in stage '{stage}' ({type(e).__name__}: {msg})"
+        f"{'; ' + notes if notes else ''}; example input shapes [{_shapes(args, kwargs)}]. This is a "
+        "Blade limitation or bug: please report this message. Meanwhile run the module in eager "
+        "PyTorch, or pin the dims involved with Config(static_dims=...) (often enough when the failure "
+        "is about a shape condition).")
 
 
 def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
@@ -107,26 +146,32 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
     report = CompileReport(label or type(module).__name__, config=config.describe(), verbose=config.verbose)
     ep = capture(module, args, kwargs, config, allow_tracing, report)
     ranges = {(name, d): rng for name, dims in config.dim_ranges.items() for d, rng in dims.items()}
+    stage = "import"
     try:
-        with report.stage("import"):
-            result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
-            result.module.verify()
-    except (ShapeError, VerifyException) as e:
-        # Size-oblivious export treats an example dim of 1 as "not 1" and may drop the fact that
-        # it is 1 (layer_norm over a normalized shape with a 1 in it): export it static instead.
-        from blade.frontend.export import has_dynamic_ones
-        if report.frontend != "torch.export" or not has_dynamic_ones(args, kwargs, config):
-            raise
-        report.notes.append(f"exported again with the example's size-1 dims static ({str(e).splitlines()[0][:200]})")
-        ep = capture(module, args, kwargs, config, allow_tracing, report, pin_ones=True)
-        with report.stage("import"):
-            result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
-            result.module.verify()
-    report.unsupported = result.unsupported
-    report.notes += result.notes
-    if config.dump_dir:
-        dump(result.module, config.dump_dir, "00-import")
-    run_passes(result.module, pass_names(config), report, config.dump_dir)
+        try:
+            with report.stage("import"):
+                result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
+                result.module.verify()
+        except (ShapeError, VerifyException) as e:
+            # Size-oblivious export treats an example dim of 1 as "not 1" and may drop the fact that
+            # it is 1 (layer_norm over a normalized shape with a 1 in it): export it static instead.
+            from blade.frontend.export import has_dynamic_ones
+            if report.frontend != "torch.export" or not has_dynamic_ones(args, kwargs, config):
+                raise
+            report.notes.append(f"exported again with the example's size-1 dims static "
+                                f"({str(e).splitlines()[0][:200]})")
+            ep = capture(module, args, kwargs, config, allow_tracing, report, pin_ones=True)
+            with report.stage("import"):
+                result = import_program(ep, strict=config.fallback == "strict", dim_ranges=ranges)
+                result.module.verify()
+        report.unsupported = result.unsupported
+        report.notes += result.notes
+        if config.dump_dir:
+            dump(result.module, config.dump_dir, "00-import")
+        stage = "passes"
+        run_passes(result.module, pass_names(config), report, config.dump_dir)
+    except INTERNAL_ERRORS as e:
+        raise _compile_error(report.model, stage, e, args, kwargs) from e
     report.module = result.module
     return CompiledProgram(result.module, ep, result, report)
 

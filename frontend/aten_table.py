@@ -30,6 +30,7 @@ from blade.dialects.types import (
     ints_attr,
     tensor_type,
 )
+from blade.frontend.eager_results import mentions_data_dependent, scalar_as_symbol
 from blade.frontend.fx_importer import ImportCtx, NotLowered, handles
 from blade.symbolic import ShapeError, as_expr
 
@@ -74,12 +75,16 @@ def _assert_scalar(ctx: ImportCtx, node, cond, msg=None):
         if not c:
             raise ShapeError(f"assertion always fails: {msg}")
         return None
+    if mentions_data_dependent(ctx.mapping.table, c):
+        return None  # checked by the eager op that produces the size (see eager_results.py)
     ctx.mapping.table.require(c, f"runtime assertion: {msg}")
     return None
 
 
 @handles("_local_scalar_dense.default")
 def _local_scalar_dense(ctx: ImportCtx, node, t):
+    if t not in ctx.known_scalars and (sym := scalar_as_symbol(ctx, node)) is not None:
+        return sym
     if t not in ctx.known_scalars:
         raise ShapeError("a size computed from tensor data (item()/int(tensor)) is data-dependent; "
                          "Blade compiles shape-static data flow only")

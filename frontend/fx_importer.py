@@ -34,6 +34,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
 from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
 from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
+from blade.frontend.eager_results import effect_call, is_scalar_result, is_with_effects, result_type
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
 from blade.ir import set_input_names, write_symbol_table
 from blade.shape_syntax import format_shape
@@ -137,6 +138,9 @@ class ImportCtx:
             v = self.env[arg]
             if isinstance(v, SSAValue):
                 return v
+            if isinstance(arg.meta.get("val"), torch.SymFloat) and isinstance(v, sympy.Expr) and not v.is_number:
+                # blade.dim_value holds integers; the op runs eagerly with the float (size / 3)
+                raise NotLowered(f"a float computed from sizes ({v}) is used as a tensor operand")
             arg = v  # a symbolic or Python scalar produced by size arithmetic
         if is_condition(arg) and not isinstance(arg, sympy.logic.boolalg.BooleanAtom):
             # a SymBool (``s0 > 1 or s1 == 3``) used as data: its exact 0/1 value as a dim
@@ -197,11 +201,10 @@ class ImportCtx:
         val = node.meta.get("val")
         multi = isinstance(val, (tuple, list))
         vals = list(val) if multi else [val]
-        if not vals or not all(isinstance(v, torch.Tensor) for v in vals):
+        if not vals or not all(isinstance(v, torch.Tensor) or is_scalar_result(v) for v in vals):
             kinds = ", ".join(sorted({type(v).__name__ for v in vals})) or "nothing"
             raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: it returns {kinds}, "
-                                     "and a fallback call must return tensors (Blade compiles tensor "
-                                     "programs; values computed from tensor data cannot steer sizes)")
+                                     "and a fallback call must return tensors or Python numbers")
         callee = callable_ref(node.target)
         operand_nodes = _tensor_nodes(node)
         index = {id(n): i for i, n in enumerate(operand_nodes)}
@@ -234,11 +237,20 @@ class ImportCtx:
         except TypeError as e:
             raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: {e}") from e
         self.unsupported.append(entry)
-        types = [self.type_of(v) for v in vals]
+        types = [result_type(self, v, target, i) for i, v in enumerate(vals)]
         op = TorchOp.create(operands=operands, result_types=types, properties={
             "target": StringAttr(callee), "call": StringAttr(template), "reason": StringAttr(reason)})
         self.block.add_op(op)
         return list(op.results) if multi else op.results[0]
+
+def _input_shapes(ctx: ImportCtx, node) -> list[str]:
+    out = []
+    for a in _tensor_nodes(node):
+        try:
+            out.append(format_shape(ctx.type_of(a.meta["val"]).shape))
+        except Exception:  # noqa: BLE001 - only for an error message
+            out.append(str(tuple(a.meta["val"].shape)))
+    return out
 
 
 def _dims_attr(dims):
@@ -322,6 +334,9 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
             where = ("param" if spec.kind == InputKind.PARAMETER else "buffer", spec.target)
         elif spec.kind == InputKind.CONSTANT_TENSOR:
             where = ("constant", spec.target)
+        elif spec.kind == InputKind.TOKEN:  # effect ordering only: see eager_results.py
+            ctx.env[n] = None
+            continue
         else:
             raise UnsupportedOpError(f"input '{n.name}' of kind {spec.kind.name} is not supported")
         weights[spec.target] = where
@@ -340,20 +355,30 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
         if node.op != "call_function":
             raise UnsupportedOpError(f"graph node {node.name} ({node.op}) is not supported")
         ctx.node = node
-        ctx.env[node] = _import_node(ctx, node)
+        try:
+            ctx.env[node] = _import_node(ctx, node)
+        except Exception as e:
+            e.add_note(f"while importing node {node.name} ({_target_name(node.target)}) with inputs "
+                       f"[{', '.join(_input_shapes(ctx, node))}]")
+            raise
 
     assert output_node is not None
-    user_outputs = [spec for spec in sig.output_specs]
+    kept = [(a, spec) for a, spec in zip(output_node.args[0], sig.output_specs) if spec.kind != OutputKind.TOKEN]
+    user_outputs = [spec for _, spec in kept]
     if any(spec.kind != OutputKind.USER_OUTPUT for spec in user_outputs):
         kinds = sorted({spec.kind.name for spec in user_outputs if spec.kind != OutputKind.USER_OUTPUT})
         raise UnsupportedOpError(f"the program mutates its inputs or buffers ({', '.join(kinds)}); "
                                  "Blade compiles side-effect-free inference programs only")
     results: list[SSAValue] = []
     outputs: list[tuple[str, Any]] = []
-    for a in output_node.args[0]:
+    for a, _ in kept:
         v = ctx.env[a] if isinstance(a, torch.fx.Node) else a
+        if isinstance(v, sympy.Expr) and not v.is_number and isinstance(a, torch.fx.Node):
+            v = ctx.value(a)  # a size returned to the caller: computed at run time, not a constant
         if isinstance(v, SSAValue):
-            outputs.append(("tensor", len(results)))
+            # a Python number computed in eager (item()) travels as a rank-0 tensor
+            scalar = isinstance(a, torch.fx.Node) and is_scalar_result(a.meta.get("val"))
+            outputs.append(("scalar" if scalar else "tensor", len(results)))
             results.append(v)
         else:
             outputs.append(("const", v))
@@ -381,12 +406,52 @@ def _get_attr(root: torch.nn.Module, target: str) -> Any:
 
 
 def _import_node(ctx: ImportCtx, node: torch.fx.Node) -> Any:
+    if is_with_effects(node.target):
+        return _import_with_effects(ctx, node)
     handler = HANDLERS.get(node.target)
     if handler is None:
         return ctx.fallback(node, f"no Blade lowering for {_target_name(node.target)}")
     if (why := _uses_uncompiled_dtype(node)) is not None and node.target is not operator.getitem:
         return ctx.fallback(node, why)
+    mark = ctx.block.last_op
     try:
-        return handler(ctx, node, *node.args, **node.kwargs)
+        out = handler(ctx, node, *node.args, **node.kwargs)
+        _verify_new_ops(ctx.block, mark)
+        return out
     except (NotLowered, ShapeError) as e:
+        _discard_new_ops(ctx.block, mark)
         return ctx.fallback(node, str(e))
+    except UnsupportedOpError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a lowering bug must not reach the user: run the op eagerly
+        _discard_new_ops(ctx.block, mark)
+        return ctx.fallback(node, f"Blade's lowering failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
+
+
+def _new_ops(block: Block, mark: Operation | None) -> list[Operation]:
+    ops = list(block.ops)
+    return ops[ops.index(mark) + 1:] if mark is not None else ops
+
+
+def _verify_new_ops(block: Block, mark: Operation | None) -> None:
+    """Check the ops a handler emitted at once, so a wrong lowering falls back to eager for this
+    node instead of failing the whole module's verification later."""
+    for op in _new_ops(block, mark):
+        op.verify()
+
+
+def _discard_new_ops(block: Block, mark: Operation | None) -> None:
+    for op in reversed(_new_ops(block, mark)):
+        if not any(r.uses for r in op.results):
+            block.erase_op(op)
+
+
+def _import_with_effects(ctx: ImportCtx, node: torch.fx.Node) -> list[Any]:
+    """``with_effects(token, op, *args)``: ``op`` runs in eager fallback; the token is dropped
+    (the program keeps graph order). Returns the token slot as None, then the op's results."""
+    view = effect_call(node)
+    results = ctx.fallback(view, "an op with effects (torch.export effect token) runs in eager PyTorch")
+    results = iter(results if isinstance(results, list) else [results])
+    val = node.meta.get("val")
+    rest = list(val[1:]) if isinstance(val, (tuple, list)) else []
+    return [None] + [None if v is None else next(results) for v in rest]

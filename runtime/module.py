@@ -282,7 +282,8 @@ class BladeModule(torch.nn.Module):
         except Exception as e:  # noqa: BLE001 - answered as eager answers (which may be the same error)
             return self._answer_after_failed_run(chosen, tensors, e, args, kwargs)
         ir = chosen.program.import_result
-        flat_out = [outs[i] if kind == "tensor" else i for kind, i in ir.outputs]
+        flat_out = [outs[i] if kind == "tensor" else outs[i].item() if kind == "scalar" else i
+                    for kind, i in ir.outputs]
         return pytree.tree_unflatten(flat_out, ir.out_spec)
 
     @staticmethod

@@ -22,7 +22,8 @@ from xdsl.ir import Block, SSAValue
 
 from blade.dialects.base import ExecEnv, TensorOp
 from blade.dialects.kernel import FusedOp
-from blade.dialects.program import ClusterOp, YieldOp
+from blade.dialects.program import ClusterOp, TorchOp, YieldOp
+from blade.frontend.eager_results import bind_data_dependent, data_dependent_names
 from blade.dialects.types import TensorType
 from blade.ir import entry_function, input_names, read_symbol_table
 from blade.shape_syntax import format_shape
@@ -43,12 +44,17 @@ class ReferenceExecutor:
         self.names = input_names(self.fn)
         self.input_dims = [(n, a.type.shape) for n, a in zip(self.names, self.fn.body.block.args)]
         self._last_use = {id(b): _last_uses(b) for b in _blocks(self.fn.body.block)}
+        #: symbols read from an eager op's results at run time (nonzero, unique...): eager_results.py
+        self.data_dependent = data_dependent_names(self.table)
 
     def bind(self, inputs: Sequence[torch.Tensor]) -> dict[str, int]:
         if len(inputs) != len(self.input_dims):
             raise ShapeError(f"expected {len(self.input_dims)} tensor inputs ({', '.join(self.names)}), "
                              f"got {len(inputs)}")
-        return bind_symbols(self.input_dims, [tuple(t.shape) for t in inputs])
+        values = bind_symbols(self.input_dims, [tuple(t.shape) for t in inputs])
+        for name in self.data_dependent:  # no value until the op that produces it has run
+            values.setdefault(name, 0)
+        return values
 
     def run(self, inputs: Sequence[torch.Tensor], symbols: dict[str, int] | None = None) -> list[torch.Tensor]:
         symbols = self.bind(inputs) if symbols is None else symbols
@@ -87,6 +93,7 @@ class ReferenceExecutor:
     def _run_op(self, op: TensorOp, args: list[torch.Tensor], symbols, device) -> list[torch.Tensor]:
         types = [r.type for r in op.results]
         assert all(isinstance(t, TensorType) for t in types)
+        binds = isinstance(op, TorchOp) and self.data_dependent
         shapes = [tuple(evaluate(d, symbols) for d in t.shape) for t in types]
         env = ExecEnv(shapes, [t.dtype if _is_real(t) else None for t in types], device, symbols, self.weights)
         try:
@@ -96,6 +103,11 @@ class ReferenceExecutor:
             raise ExecutionError(f"{op.name} failed on inputs [{ins}] (expected result shapes "
                                  f"{shapes}): {type(e).__name__}: {e}") from e
         outs = out if isinstance(out, list) else [out]
+        if binds:  # data-dependent sizes: their symbols take the values the eager op produced
+            bind_data_dependent(types, outs, symbols, self.data_dependent)
+            if "binds" in op.properties:
+                symbols[op.properties["binds"].data] = int(outs[0].item())
+            shapes = [tuple(evaluate(d, symbols) for d in t.shape) for t in types]
         if self.check_shapes:
             for t, shape, ty in zip(outs, shapes, types):
                 if tuple(t.shape) != shape or (_is_real(ty) and t.dtype != ty.dtype):

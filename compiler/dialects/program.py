@@ -250,7 +250,11 @@ def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
         if is_condition(a):
             return {"b": format_dim(bool_as_dim(a))}
         if isinstance(a, sympy.Expr):
-            return int(a) if a.is_Integer else {"d": format_dim(a)}
+            if a.is_Integer:
+                return int(a)
+            if a.is_integer is not True:  # a float computed from sizes (SymFloat): s / 3, eps * max(m, n)
+                return {"f": sympy.srepr(a)}
+            return {"d": format_dim(a)}
         if isinstance(a, torch.dtype):
             return {"dtype": str(a).removeprefix("torch.")}
         if isinstance(a, torch.device):
@@ -281,6 +285,9 @@ def decode_call(template: str, operands: list[torch.Tensor], env: ExecEnv) -> An
                 return bool(env.eval_dim(parse_dim_text(a["b"])))
             if "fn" in a:
                 return resolve_callable(a["fn"])
+            if "f" in a:
+                e = sympy.sympify(a["f"])
+                return float(e.subs({s: env.symbols[s.name] for s in e.free_symbols}))
             if "dtype" in a:
                 return getattr(torch, a["dtype"])
             if "device" in a:
@@ -310,14 +317,17 @@ class TorchOp(TensorOp):
     target = prop_def(StringAttr)
     call = prop_def(StringAttr)
     reason = opt_prop_def(StringAttr)
+    #: a data-dependent symbol whose value is this op's rank-0 result (``item()`` used as a size)
+    binds = opt_prop_def(StringAttr)
 
     def reference(self, args, env):
         call_args, call_kwargs = decode_call(self.p("call"), args, env)
         out = resolve_callable(self.p("target"))(*call_args, **call_kwargs)
-        outs = list(out) if isinstance(out, (tuple, list)) else [out]
-        if len(outs) != len(env.result_dtypes) or not all(isinstance(o, torch.Tensor) for o in outs):
+        outs = list(out) if isinstance(out, (tuple, list)) else ([] if out is None else [out])
+        if not all(isinstance(o, (torch.Tensor, bool, int, float)) for o in outs) or len(outs) != len(env.result_dtypes):
             raise RuntimeError(f"{self.p('target')} returned {[type(o).__name__ for o in outs]}, "
                                f"expected {len(env.result_dtypes)} tensors")
+        outs = [o if isinstance(o, torch.Tensor) else torch.tensor(o, device=env.device) for o in outs]  # item()
         return [o.to(dt) if o.dtype != dt else o for o, dt in zip(outs, env.result_dtypes)]
 
 
