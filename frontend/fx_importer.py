@@ -201,7 +201,7 @@ class ImportCtx:
         val = node.meta.get("val")
         multi = isinstance(val, (tuple, list))
         vals = list(val) if multi else [val]
-        if not vals or not all(isinstance(v, torch.Tensor) or is_scalar_result(v) for v in vals):
+        if not all(isinstance(v, torch.Tensor) or is_scalar_result(v) for v in vals):  # [] for effect ops
             kinds = ", ".join(sorted({type(v).__name__ for v in vals})) or "nothing"
             raise UnsupportedOpError(f"cannot run {entry} in eager fallback either: it returns {kinds}, "
                                      "and a fallback call must return tensors or Python numbers")

@@ -5,8 +5,8 @@ Two calls that eager PyTorch treats alike must reach the same variant: ``unet(x,
 argument at its default and one that passes the default. So arguments are first bound to
 ``forward``'s signature (``inspect.Signature.bind``) and defaults of plain values (``None``,
 numbers, strings, ...) are filled in; the bound arguments are then written back in one canonical
-form (positional where the signature allows, keyword otherwise), which is both what a variant is
-compiled with and what every later call is flattened as.
+form (required parameters positionally, those with defaults by keyword: see ``bind_call``), which
+is both what a variant is compiled with and what every later call is flattened as.
 
 A ``CallSignature`` is what a variant's guards cannot see but its program depends on: the pytree
 structure of the call, each tensor's dtype and device (export specialises on them: an int64 input
@@ -39,7 +39,13 @@ def bind_call(sig: inspect.Signature | None, args: tuple, kwargs: dict,
               fill_defaults: bool = True) -> tuple[tuple, dict]:
     """The canonical ``(args, kwargs)`` of a call; raises ``TypeError`` as Python's call would
     for a wrong number or name of arguments. ``fill_defaults=False`` (the TorchScript frontend,
-    which traces tensors only) binds without adding defaults the call left out."""
+    which traces tensors only) binds without adding defaults the call left out.
+
+    Canonical form: required parameters positionally, parameters with a default by keyword
+    (positional-only ones and those before a bound ``*args`` stay positional). Keywords for
+    defaults matter: wrappers such as transformers' ``merge_with_config_defaults`` inject their own
+    keyword for an option (``use_cache``) the caller did not pass, so passing that option
+    positionally would give it twice."""
     if sig is None:
         return tuple(args), dict(kwargs)
     bound = sig.bind(*args, **kwargs)
@@ -49,11 +55,32 @@ def bind_call(sig: inspect.Signature | None, args: tuple, kwargs: dict,
         if isinstance(param.default, _PLAIN_DEFAULTS):
             bound.arguments[name] = param.default
         # A default of another kind (an object) is left out: export would have to treat it as an
-        # input. The parameters after it then travel as keywords (BoundArguments.kwargs).
-    ordered = {name: bound.arguments[name] for name in sig.parameters if name in bound.arguments}
-    bound.arguments.clear()
-    bound.arguments.update(ordered)
-    return tuple(bound.args), dict(bound.kwargs)
+        # input.
+    params = list(sig.parameters.values())
+    var_pos = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    out_args: list = []
+    out_kwargs: dict = {}
+    keywords = False  # once one parameter goes by keyword, every later one must too
+    for i, p in enumerate(params):
+        if p.name not in bound.arguments:
+            if p.kind is not inspect.Parameter.VAR_POSITIONAL:
+                keywords = keywords or p.kind is not inspect.Parameter.POSITIONAL_ONLY
+            continue
+        value = bound.arguments[p.name]
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            out_args.extend(value)
+        elif p.kind is inspect.Parameter.VAR_KEYWORD:
+            out_kwargs.update(value)
+        elif p.kind is inspect.Parameter.KEYWORD_ONLY:
+            out_kwargs[p.name] = value
+        elif p.kind is inspect.Parameter.POSITIONAL_ONLY or (var_pos is not None and i < var_pos):
+            out_args.append(value)
+        elif keywords or p.default is not inspect.Parameter.empty:
+            keywords = True
+            out_kwargs[p.name] = value
+        else:
+            out_args.append(value)
+    return tuple(out_args), out_kwargs
 
 
 def _constant_key(value: Any) -> tuple:
