@@ -25,24 +25,10 @@ from tests.generated.netgen import generate
 CPU_SEEDS = range(300)
 INTERPRETED_SEEDS = range(1000, 1040)
 
-# Bugs found by this generator and not fixed on this branch, each named with a minimal
-# reproduction (all are compile-time errors, none a wrong answer). Remove a seed when its fix
-# lands; a seed listed here that passes is harmless but hides nothing.
-RELATION_NOT_USED = (
-    "export-established dim relation unused by the verifier: "
-    "F.interpolate(conv_stride2(x), scale_factor=2) + x with an even H fails "
-    "'blade.add: cannot broadcast dims 2*floor(s1/2 - 1/2) + 2 and s1' (issue 8, guards)")
-CHUNK_RELATION_NOT_USED = (
-    "export-established dim relation unused by the verifier: t.chunk(2, dim=1)[0] + p (p of size 2, "
-    "t of width 4) fails 'blade.add: cannot broadcast dims floor(s1/2) and 2' (guards)")
-OR_GUARD = (
-    "guard with Or unsupported: x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, 4) fails 'ShapeError: cannot "
-    "print condition Eq(s0*s1*s2*s3, 4*s0) | Eq(s0*(Mod(s1*s2*s3, 4)), 0)' (guards: torch_symbols/shape_syntax)")
-KNOWN_BUGS: dict[int, str] = {
-    6: RELATION_NOT_USED, 12: RELATION_NOT_USED, 138: RELATION_NOT_USED, 151: RELATION_NOT_USED,
-    244: RELATION_NOT_USED, 112: CHUNK_RELATION_NOT_USED, 200: CHUNK_RELATION_NOT_USED,
-    14: OR_GUARD, 79: OR_GUARD, 184: OR_GUARD,
-}
+# Bugs found by this generator and not fixed yet, seed -> the bug's name and a minimal
+# reproduction; a listed seed is skipped with that name. Empty: the relation and or-guard bugs the
+# generator found (seeds 6, 12, 14, 79, 112, 138, 151, 184, 200, 244) are fixed.
+KNOWN_BUGS: dict[int, str] = {}
 
 _shrunk = {"count": 0}  # shrinking costs up to a minute: only the first failures of a run shrink
 
