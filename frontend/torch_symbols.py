@@ -308,5 +308,45 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
             continue
         if cond is sympy.false:
             raise ShapeError(f"torch.export guard {g.expr} is false for the example inputs' symbols")
+        if (solved := _defining_equality(mapping, cond)) is not None:
+            notes.append(_eliminate(mapping, *solved, f"torch.export: {g.expr}" + _where(g.sloc)))
+            continue
         mapping.table.require(cond, f"torch.export: {g.expr}" + _where(g.sloc))
     return notes
+
+
+def _defining_equality(mapping: SymbolMapping, cond) -> tuple[sympy.Symbol, sympy.Expr] | None:
+    """``(s, e)`` when ``cond`` is ``Eq(s, e)`` for a Blade symbol ``s`` that ``e`` does not use.
+
+    torch.export states a relation between two inputs' sizes that it cannot solve for one symbol
+    as a guard, e.g. ControlNet's latent and conditioning image: ``Eq(s1, (s4 - 1) floordiv 8 + 1)``.
+    Such a guard is a definition, and a fact every later shape question must see (the residual
+    add of the two paths needs ``s1`` and ``(s4 - 1) floordiv 8 + 1`` to be the same dim). Of two
+    plain symbols the later one is defined by the earlier one."""
+    if not isinstance(cond, sympy.Eq):
+        return None
+    table = mapping.table.symbols
+    sides = [(a, b) for a, b in (cond.args, cond.args[::-1]) if a.is_Symbol and a.name in table
+             and a not in b.free_symbols and all(x.name in table for x in b.free_symbols)]
+    if not sides:
+        return None
+    if len(sides) == 2:  # s_i == s_j: keep the earlier symbol
+        order = list(table)
+        return max(sides, key=lambda ab: order.index(ab[0].name))
+    return sides[0]
+
+
+def _eliminate(mapping: SymbolMapping, sym: sympy.Symbol, expr: sympy.Expr, reason: str) -> str:
+    """Replace ``sym`` by ``expr`` everywhere (input dims, recorded guards) and drop it from the
+    table; its range becomes guards on ``expr``."""
+    info = mapping.table.symbols.pop(sym.name)
+    for k, v in list(mapping.subs.items()):
+        mapping.subs[k] = canonical(v.xreplace({sym: expr}))
+    mapping._cache.clear()
+    mapping.table.guards = [type(g)(normalize_condition(g.cond.xreplace({sym: expr})), g.reason)
+                            for g in mapping.table.guards]
+    mapping.table.guards = [g for g in mapping.table.guards if g.cond is not sympy.true]
+    mapping.table.require(sympy.Ge(expr, info.lo), f"range of {info.origin} ({reason})")
+    if info.hi is not None:
+        mapping.table.require(sympy.Le(expr, info.hi), f"range of {info.origin} ({reason})")
+    return f"{info.origin} is {expr} by {reason}: one symbol fewer"

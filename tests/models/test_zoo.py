@@ -22,11 +22,7 @@ FALLBACKS: dict[str, dict[str, str]] = {}
 
 #: models that do not compile yet, with the reason (strict: fixing them makes the test fail here
 #: until the entry is removed)
-BROKEN = {
-    "controlnet": "the conditioning image's size is tied to the latent's by a torch.export guard "
-                  "(latent == (image - 1) // 8 + 1); the verifier does not use guard equalities as "
-                  "facts yet, so the residual add fails verification (issue 8, item 2)",
-}
+BROKEN: dict[str, str] = {}  # model -> why it cannot pass yet (strict xfail)
 
 
 def flat_outputs(out):
@@ -94,10 +90,9 @@ def test_gpu_zoo_code_path_on_cpu(name):
         assert any("DynamicCache" in n for n in opt.report.notes)
 
 
-@pytest.mark.xfail(strict=True, reason="BERT called with input_ids alone slices its token-type buffer, and "
-                   "export guards on 'Eq(s1, Min(512, s1)) | Eq(Min(512, s1), 1)': guards with 'or' do not "
-                   "print in dim syntax yet (issue 8, item 2)")
 def test_bert_with_input_ids_only():
+    """BERT called with input_ids alone slices its token-type buffer; export guards on
+    'Eq(s1, Min(512, s1)) | Eq(Min(512, s1), 1)' (a disjunction)."""
     model = models.bert(reduced=True)
     (ids,), _ = models.ZOO["bert"].inputs((2, 7), reduced=True)
     opt = blade.optimize(model, (ids,))
