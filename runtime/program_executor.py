@@ -96,7 +96,7 @@ class ProgramExecutor:
         self.program = program
         self.weights = weights.__getitem__ if isinstance(weights, Mapping) else weights
         self.providers = dict(PROVIDERS if providers is None else providers)
-        self.native = native if native is not None else shape_eval.load_native()
+        self.native = shape_eval.load_native() if native is None else native  # False: Python only
         self._plans: dict[tuple[int, ...], tuple[list[int], int]] = {}
         self._constants: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._kernels: dict[str, _KernelRunner] = {}
@@ -121,7 +121,7 @@ class ProgramExecutor:
         if any(s is None for s in symbols):
             missing = [p.symbols[i] for i, s in enumerate(symbols) if s is None]
             raise ProgramShapeError(f"symbols {missing} are not determined by any input dim")
-        slots = shape_eval.run(p.shape_code, symbols, self.native)
+        slots = shape_eval.run(p.shape_code, symbols, self.native or False)
         failed = [c["message"] for c in p.checks if not slots[c["slot"]]]
         if failed:
             sizes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(p.input_names, inputs))
@@ -138,7 +138,12 @@ class ProgramExecutor:
         sizes = tuple(slots[b.nbytes] for b in self.program.buffers)
         plan = self._plans.get(sizes)
         if plan is None:
-            plan = first_fit([(n, b.first, b.last) for n, b in zip(sizes, self.program.buffers)])
+            bufs = [(n, b.first, b.last) for n, b in zip(sizes, self.program.buffers)]
+            if self.native and hasattr(self.native, "first_fit"):  # the C++ core, same plan
+                offsets, total = self.native.first_fit(bufs, ARENA_ALIGN)
+                plan = (list(offsets), total)
+            else:
+                plan = first_fit(bufs)
             self._plans[sizes] = plan
         return plan
 

@@ -55,9 +55,9 @@ def run_python(code: Sequence[int], values: Sequence[int]) -> list[int]:
 
 
 def run(code: Sequence[int], values: Sequence[int], native=None) -> list[int]:
-    """Evaluate with the native evaluator when given (or built), else in Python."""
-    native = native if native is not None else load_native()
-    if native is not None:
+    """Evaluate with ``native`` (None: the built module if any; False: Python only)."""
+    native = load_native() if native is None else native
+    if native:
         return native.run_shape_program(list(code), list(values))
     return run_python(code, values)
 
