@@ -38,10 +38,9 @@ from blade.dialects.types import DimsAttr, TensorType, attr_value
 from blade.ir import entry_function, input_names, read_symbol_table
 from blade.runtime.program import Buffer, KernelRole, Program, Step, StepKind, Value, ValueKind, environment
 from blade.runtime.shape_program import ShapeProgram
-from blade.shape_syntax import format_dim, parse_dim_text
+from blade.shape_syntax import format_condition, format_dim, parse_dim_text
 from blade.symbolic import ceildiv, product
 
-ARENA_ALIGN = 256        # bytes; every arena buffer starts at a multiple (vector loads, cuBLAS)
 MAX_KERNEL_ROWS = 2**31  # generated kernels index rows in int32
 VIEW_OPS = {ReshapeOp: "reshape", PermuteOp: "permute", ExpandOp: "expand", SliceOp: "slice"}
 
@@ -68,14 +67,22 @@ class _Slots:
 
 def lower_program(compiled) -> Program:
     """``compiled``: a ``pipeline.CompiledProgram`` (module after the pass pipeline, export, weights)."""
-    return _Lowering(compiled).run()
+    return lower_module(compiled.module, dict(compiled.import_result.weights), dict(compiled.ep.constants))
+
+
+def lower_module(module, weights: dict[str, tuple[str, str]] | None = None,
+                 constants: dict[str, torch.Tensor] | None = None) -> Program:
+    """Lower an optimized module. ``weights``: weight name -> (``"param"``, ``"buffer"`` or
+    ``"constant"``, export target), as the frontend records it (absent names are parameters of
+    that name); ``constants``: the export's lifted constant tensors by target (stored as blobs)."""
+    return _Lowering(module, weights or {}, constants or {}).run()
 
 
 class _Lowering:
-    def __init__(self, compiled):
-        self.module = compiled.module
-        self.ep = compiled.ep
-        self.weight_table: dict[str, tuple[str, str]] = dict(compiled.import_result.weights)
+    def __init__(self, module, weights: dict[str, tuple[str, str]], constants: dict[str, torch.Tensor]):
+        self.module = module
+        self.constants = constants
+        self.weight_table = weights
         self.table = read_symbol_table(self.module)
         self.slots = _Slots(list(self.table.symbols))
         self.values: list[Value] = []
@@ -118,12 +125,14 @@ class _Lowering:
         checks = []
         for info in self.table.symbols.values():
             s = info.symbol
-            checks.append({"slot": self.slots(sympy.Ge(s, info.lo)), "message": f"{info.name} >= {info.lo} ({info.origin})"})
+            checks.append({"slot": self.slots(sympy.Ge(s, info.lo)),
+                           "message": f"{info.name} >= {info.lo} ({info.origin})"})
             if info.hi is not None:
                 checks.append({"slot": self.slots(sympy.Le(s, info.hi)),
                                "message": f"{info.name} <= {info.hi} ({info.origin})"})
         for g in self.table.guards:
-            checks.append({"slot": self.slots(g.cond), "message": f"guard {g.cond}" + (f" ({g.reason})" if g.reason else "")})
+            why = f" ({g.reason})" if g.reason else ""
+            checks.append({"slot": self.slots(g.cond), "message": f"guard {format_condition(g.cond)}{why}"})
         self.program.checks = checks + self.program.checks
 
     # ------------------------------------------------------------------ values
@@ -192,7 +201,7 @@ class _Lowering:
             self.ids[op.results[0]] = self._value(op.out_type, ValueKind.WEIGHT, name=name)
             self.program.weights[name] = {"kind": kind, "target": target}
             return
-        t = self.ep.constants.get(target) if kind == "constant" else None
+        t = self.constants.get(target) if kind == "constant" else None
         if t is None:
             raise LoweringError(f"weight '{name}' ({kind} {target}) is neither a parameter, a buffer nor a "
                                 "lifted constant of the export")
@@ -224,9 +233,10 @@ class _Lowering:
         key = self._kernel(plan)
         space = self._shape(iteration_space(op), f"blade.fused {plan.label}")
         m, k = product(space[:-1]), (space[-1] if space else sympy.Integer(1))
-        self.program.checks.append({"slot": self.slots(sympy.Lt(m, MAX_KERNEL_ROWS)),
-                                    "message": f"kernel {plan.name} ({plan.label}): rows {format_dim(m)} < 2**31 "
-                                               "(generated kernels index rows in int32)"})
+        rows_ok = self.slots(sympy.Lt(m, MAX_KERNEL_ROWS))
+        if all(c["slot"] != rows_ok for c in self.program.checks):
+            self.program.checks.append({"slot": rows_ok, "message": f"kernel {plan.name} ({plan.label}): rows "
+                                        f"{format_dim(m)} < 2**31 (generated kernels index rows in int32)"})
         attrs: dict[str, Any] = {"space": [self.slots(d) for d in space], "M": self.slots(m), "K": self.slots(k)}
         if plan.kind == "group_norm":
             attrs["P"] = self.slots(product(space[1:-1]))

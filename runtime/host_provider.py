@@ -86,8 +86,10 @@ def _iota(a, out):
 _OPS: dict[str, Callable] = {
     "gelu": lambda a, i, o: F.gelu(i[0], approximate=a.get("approximate", "none")),
     "where": lambda a, i, o: torch.where(i[0], i[1], i[2]),
-    "reduce_sum": lambda a, i, o: torch.sum(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"]), dtype=o[0].dtype),
-    "reduce_mean": lambda a, i, o: torch.mean(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"]), dtype=o[0].dtype),
+    "reduce_sum": lambda a, i, o: torch.sum(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"]),
+                                            dtype=o[0].dtype),
+    "reduce_mean": lambda a, i, o: torch.mean(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"]),
+                                              dtype=o[0].dtype),
     "reduce_max": lambda a, i, o: torch.amax(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"])),
     "reduce_min": lambda a, i, o: torch.amin(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"])),
     "argmax": lambda a, i, o: torch.argmax(i[0], dim=_reduced(a, i[0])[0], keepdim=bool(a["keepdim"])),
@@ -100,7 +102,8 @@ _OPS: dict[str, Callable] = {
     "matmul": lambda a, i, o: torch.matmul(i[0], i[1]),
     "conv": lambda a, i, o: _conv(a, *i),
     "attention": lambda a, i, o: F.scaled_dot_product_attention(
-        i[0], i[1], i[2], attn_mask=i[3] if len(i) == 4 else None, is_causal=bool(a["is_causal"]), scale=a.get("scale")),
+        i[0], i[1], i[2], attn_mask=i[3] if len(i) == 4 else None, is_causal=bool(a["is_causal"]),
+        scale=a.get("scale")),
     "concat": lambda a, i, o: torch.cat(i, dim=a["dim"]),
     "pad": lambda a, i, o: F.pad(i[0], list(a["pads"]), value=a["value"]),
     "upsample": lambda a, i, o: _upsample(a, i[0], o[0]),

@@ -106,7 +106,8 @@ class ProgramExecutor:
         """Every slot's value for these inputs, after checking them."""
         p = self.program
         if len(inputs) != len(p.input_names):
-            raise ProgramShapeError(f"expected {len(p.input_names)} inputs ({', '.join(p.input_names)}), got {len(inputs)}")
+            raise ProgramShapeError(f"expected {len(p.input_names)} inputs ({', '.join(p.input_names)}), "
+                                    f"got {len(inputs)}")
         symbols: list[int | None] = [None] * len(p.symbols)
         for b in p.bindings:
             t = inputs[b["input"]]

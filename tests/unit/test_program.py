@@ -15,7 +15,11 @@ import torch
 import torch.utils._pytree as pytree
 
 import blade
-from blade.lower_program import lower_program
+from blade.ir import make_context, parse_module, walk_ops
+from blade.lower_program import lower_module, lower_program
+from blade.passes import get_pass
+from blade.dialects.data_movement import WeightOp
+from blade.runtime.reference import ReferenceExecutor
 from blade.runtime.host_provider import ProviderError, torch_provider
 from blade.runtime.program import Program, ProgramFormatError, environment
 from blade.runtime.program_executor import (
@@ -48,6 +52,28 @@ def _compile(name):
         opt = blade.optimize(model, make(*SIZES[0]), config=blade.Config(executor="reference"))
         _compiled[name] = (model, opt, lower_program(opt.variants[0].program))
     return _compiled[name]
+
+
+LIT_BLOCK = os.path.join(ROOT, "tests", "lit", "Inputs", "transformer-block.mlir")
+#: (batch, s1, s2, s3) of the lit transformer block (guards: s1*s2 != 1, s2 != 1)
+LIT_SIZES = [(2, 4, 6, 5), (1, 3, 5, 7), (3, 8, 8, 2)]
+
+
+def _lit_block():
+    """The diffusers transformer block of the lit tests after layout and fusion, lowered, with
+    random weights, and its reference executor."""
+    if "lit" not in _compiled:
+        with open(LIT_BLOCK) as f:
+            module = parse_module(f.read(), LIT_BLOCK)
+        ctx = make_context()
+        for name in ("layout-nhwc", "canonicalize", "fuse-stitch"):
+            get_pass(name)().apply(ctx, module)
+        module.verify()
+        torch.manual_seed(0)
+        weights = {op.p("name"): torch.randn(tuple(int(d) for d in op.out_type.shape)) * 0.2
+                   for op in walk_ops(module) if isinstance(op, WeightOp)}
+        _compiled["lit"] = (lower_module(module), weights, ReferenceExecutor(module, weights.__getitem__))
+    return _compiled["lit"]
 
 
 def _leaves(x):
@@ -85,7 +111,7 @@ CHILD = textwrap.dedent("""
 
 
 def test_programs_run_in_a_fresh_process(tmp_path):
-    """Every op_matrix model (and an eager fallback): lower, save, load in a process with
+    """Every op_matrix model, an eager fallback and the lit transformer block: lower, save, load in a process with
     TRITON_INTERPRET=1 and no compiler import, run at three shapes, compare with the reference
     executor (BladeModule on CPU)."""
     for name in ALL_CASES:
@@ -99,11 +125,20 @@ def test_programs_run_in_a_fresh_process(tmp_path):
             with torch.no_grad():
                 calls.append((inputs, _leaves(opt(*inputs))))
         torch.save(calls, d / "calls.pt")
+    prog, weights, ref = _lit_block()
+    d = tmp_path / "lit_transformer_block"
+    prog.save(d / "program")
+    torch.save(weights, d / "state.pt")
+    calls = []
+    for b, s1, s2, s3 in LIT_SIZES:
+        inputs = [torch.randn(b, 32, s1, s2), torch.randn(b, s3, 24)]
+        calls.append((inputs, ref.run(inputs)))
+    torch.save(calls, d / "calls.pt")
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), json.dumps(FORBIDDEN)],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     assert proc.returncode == 0 and "ALL OK" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-6000:]
-    assert proc.stdout.count(" ok") == len(ALL_CASES)
+    assert proc.stdout.count(" ok") == len(ALL_CASES) + 1
 
 
 def test_program_steps_and_tables_are_data():
@@ -190,6 +225,16 @@ def test_load_refuses_another_environment_and_corruption(tmp_path):
     blob.write_bytes(blob.read_bytes() + b"x")
     with pytest.raises(ProgramFormatError, match="does not match its hash"):
         Program.load(tmp_path / "q")
+
+
+def test_guards_are_checked_from_the_shape_program():
+    prog, weights, _ = _lit_block()
+    assert any("guard" in c["message"] for c in prog.checks)
+    ex = ProgramExecutor(prog, weights)
+    with pytest.raises(ProgramShapeError, match=r"violate: guard .*s2 != 1"):
+        ex.run([torch.randn(2, 32, 4, 1), torch.randn(2, 5, 24)])
+    with pytest.raises(ProgramShapeError, match=r"input 'encoder_hidden_states' has shape \(3, 5, 24\)"):
+        ex.run([torch.randn(2, 32, 4, 4), torch.randn(3, 5, 24)])
 
 
 def test_shape_errors_name_the_input():
