@@ -39,9 +39,10 @@ from blade.ir import entry_function, input_names, read_symbol_table
 from blade.runtime.program import Buffer, KernelRole, Program, Step, StepKind, Value, ValueKind, environment
 from blade.runtime.shape_program import ShapeProgram
 from blade.shape_syntax import format_condition, format_dim, parse_dim_text
-from blade.symbolic import ceildiv, product
+from blade.symbolic import ceildiv, make_symbol, product
 
 MAX_KERNEL_ROWS = 2**31  # generated kernels index rows in int32
+SM_COUNT = "sm_count"    # device symbol: multiprocessors of the GPU (the executor supplies it)
 VIEW_OPS = {ReshapeOp: "reshape", PermuteOp: "permute", ExpandOp: "expand", SliceOp: "slice"}
 
 
@@ -105,7 +106,9 @@ class _Lowering:
         p.outputs = outs
         self._checks()
         self._plan_buffers()
-        sp = ShapeProgram(self.slots.exprs, p.symbols)
+        used = set().union(*(e.free_symbols for e in self.slots.exprs)) if self.slots.exprs else set()
+        p.device_symbols = [SM_COUNT] if any(x.name == SM_COUNT for x in used) else []
+        sp = ShapeProgram(self.slots.exprs, p.symbols + p.device_symbols)
         p.shape_code, p.nslots = sp.code, len(self.slots.exprs)
         p.values, p.steps, p.kernels = self.values, self.steps, self.kernels
         p.meta = environment(gpu_arch=None)
@@ -240,8 +243,17 @@ class _Lowering:
         attrs: dict[str, Any] = {"space": [self.slots(d) for d in space], "M": self.slots(m), "K": self.slots(k)}
         if plan.kind == "group_norm":
             attrs["P"] = self.slots(product(space[1:-1]))
+        table = self._table(plan, space, m, k)
+        if plan.kind == "group_norm":  # the two-launch schedule's workspaces live in the arena
+            two = table[-1]
+            attrs["scratch"] = [self._scratch(two.pop("partial_elems")), self._scratch(two.pop("stats_elems"))]
         self._step(StepKind.LAUNCH, key, [self.ids[v] for v in op.inputs], self._results(op), attrs=attrs,
-                   table=self._table(plan, space, m, k))
+                   table=table)
+
+    def _scratch(self, elems) -> int:
+        """An fp32 workspace of one launch step (an arena value live during that step only)."""
+        self.values.append(Value(ValueKind.ARENA.value, "float32", [self.slots(elems)]))
+        return len(self.values) - 1
 
     def _kernel(self, plan: KernelPlan) -> str:
         data = {"name": plan.name, "kind": plan.kind, "label": plan.label, "rank": plan.rank,
@@ -280,8 +292,40 @@ class _Lowering:
             v = plan.variants[i]
             rows.append({"variant": i, "when": self.slots(sympy.Le(p, v.constexprs["BLOCK_M"])), "aligned": v.aligned,
                          "grid": [self.slots(space[0] * plan.num_groups), self.slots(1), self.slots(1)]})
-        rows.append({"variant": None, "when": None, "aligned": False, "schedule": "two_launch", "grid": []})
+        rows.append(self._two_launch(plan, space, m, k, order))
         return rows
+
+    def _two_launch(self, plan: KernelPlan, space: tuple, m, k, order: list[int]) -> dict[str, Any]:
+        """GroupNorm statistics + apply (groups too large for registers), as launch.py sizes it:
+        enough (image, group block, chunk) programs to fill the GPU twice (``sm_count`` is a
+        device symbol of the shape program), at most CHMAX chunks, at least two loop steps each."""
+        n, p, g = space[0], product(space[1:-1]), plan.num_groups
+        sms = make_symbol(SM_COUNT)
+        stats, apply, sizes = [], [], set()
+        for i in order:
+            v = plan.variants[i]
+            c = v.constexprs
+            if v.kernel.endswith("_stats"):
+                block_m, gblk = c["BLOCK_M"] * c["UNROLL"], g // c["GB"]
+                per_column = _ceil(2 * sms, n * gblk)
+                first = sympy.Max(1, sympy.Min(c["CHMAX"], per_column, _ceil(p, 2 * block_m)))
+                rows_per_chunk = _ceil(_ceil(p, first), block_m) * block_m
+                nchunks = _ceil(p, rows_per_chunk)
+                sizes.add(nchunks)
+                stats.append({"variant": i, "when": None, "aligned": v.aligned,
+                              "grid": [self.slots(n * gblk), self.slots(nchunks), self.slots(1)],
+                              "nchunks": self.slots(nchunks), "rows_per_chunk": self.slots(rows_per_chunk),
+                              "counters": self.slots(n * gblk)})
+            elif v.kernel.endswith("_apply"):
+                bm, bk = c["BLOCK_M"], c["BLOCK_K"]
+                single = sympy.Eq(sympy.Mod(p, bm), 0)  # every tile inside one image
+                apply.append({"variant": i, "when": self.slots(single if c["SINGLE_IMAGE"] else sympy.Not(single)),
+                              "aligned": v.aligned, "grid": [self.slots(ceildiv(m, bm)), self.slots(ceildiv(k, bk)),
+                                                             self.slots(1)]})
+        if len(sizes) != 1:
+            raise LoweringError(f"kernel {plan.name}: GroupNorm statistics variants chunk differently")
+        return {"variant": None, "when": None, "aligned": False, "schedule": "two_launch", "grid": [],
+                "stats": stats, "apply": apply, "partial_elems": n * sizes.pop() * g * 2, "stats_elems": n * g * 2}
 
     # ------------------------------------------------------------------ buffers
     def _plan_buffers(self) -> None:
@@ -298,9 +342,9 @@ class _Lowering:
         first: dict[int, int] = {}
         last: dict[int, int] = {}
         for i, s in enumerate(self.steps):
-            for v in s.outputs:
+            for v in s.outputs + s.attrs.get("scratch", []):
                 first.setdefault(base.get(v, v), i)
-            for v in s.inputs:
+            for v in s.inputs + s.attrs.get("scratch", []):
                 last[base.get(v, v)] = i
         buffers = []
         for v, val in enumerate(self.values):
@@ -311,6 +355,12 @@ class _Lowering:
             val.buffer = len(buffers)
             buffers.append(Buffer(v, self.slots(nbytes), first[v], last.get(v, first[v])))
         self.program.buffers = buffers
+
+
+def _ceil(a, b) -> sympy.Expr:
+    """``ceil(a / b)`` for positive ``b`` that may hold symbols (kept as one ceiling, which the
+    shape program evaluates as an integer ceiling division)."""
+    return sympy.ceiling(sympy.Mul(a, sympy.Pow(b, -1, evaluate=False), evaluate=False), evaluate=False)
 
 
 def _role(plan: KernelPlan, entry: str) -> KernelRole:

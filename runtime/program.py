@@ -8,6 +8,7 @@ never the other way round, and this file imports nothing but the standard librar
 A Program holds
 
 * ``symbols`` and ``bindings``: how each size symbol is read from an input dim (``dim = coeff * s``);
+  ``device_symbols``: further shape-program inputs the executor reads from the device (``sm_count``);
 * one shape program (``shape_code``, the bytecode of ``runtime/shape_eval.py``) that emits every
   *slot*: each dim of each value, every buffer size, launch grid, launch scalar, variant
   predicate and check; everything else refers to slots by index;
@@ -111,6 +112,8 @@ class Program:
     outputs: list[int]
     kernels: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"kind", "target"}
+    #: shape-program inputs after ``symbols`` that the executor takes from the device ("sm_count")
+    device_symbols: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -176,7 +179,7 @@ class Program:
             shape_code=body["shape_code"], nslots=body["nslots"], checks=body["checks"],
             values=[Value(**v) for v in body["values"]], buffers=[Buffer(**b) for b in body["buffers"]],
             steps=[Step(**s) for s in body["steps"]], outputs=body["outputs"], kernels=body["kernels"],
-            weights=body["weights"], meta=meta, blobs=blobs)
+            weights=body["weights"], device_symbols=body["device_symbols"], meta=meta, blobs=blobs)
         stored = body["meta"].get("content_hash")
         if stored is not None and stored != prog.content_hash():
             raise ProgramFormatError(f"{file}: content hash {stored[:12]}... does not match the file's content "

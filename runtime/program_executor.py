@@ -100,6 +100,7 @@ class ProgramExecutor:
         self._plans: dict[tuple[int, ...], tuple[list[int], int]] = {}
         self._constants: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._kernels: dict[str, _KernelRunner] = {}
+        self._sms: dict[torch.device, int] = {}
 
     # ------------------------------------------------------------------ sizes
     def evaluate(self, inputs: Sequence[torch.Tensor]) -> list[int]:
@@ -122,7 +123,9 @@ class ProgramExecutor:
         if any(s is None for s in symbols):
             missing = [p.symbols[i] for i, s in enumerate(symbols) if s is None]
             raise ProgramShapeError(f"symbols {missing} are not determined by any input dim")
-        slots = shape_eval.run(p.shape_code, symbols, self.native or False)
+        device = next((t.device for t in inputs), torch.device("cpu"))
+        slots = shape_eval.run(p.shape_code, symbols + [self._device_symbol(n, device) for n in p.device_symbols],
+                               self.native or False)
         failed = [c["message"] for c in p.checks if not slots[c["slot"]]]
         if failed:
             sizes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(p.input_names, inputs))
@@ -134,6 +137,15 @@ class ProgramExecutor:
                 raise ProgramShapeError(f"input '{p.input_names[i]}' has shape {tuple(t.shape)}; with "
                                         f"{dict(zip(p.symbols, symbols))} the Program expects {want}")
         return slots
+
+    def _device_symbol(self, name: str, device: torch.device) -> int:
+        if name == "sm_count":  # the CPU interpreter stands in for a small GPU (as launch.py does)
+            if device.type != "cuda":
+                return 4
+            if device not in self._sms:
+                self._sms[device] = torch.cuda.get_device_properties(device).multi_processor_count
+            return self._sms[device]
+        raise ProgramRunError(f"unknown device symbol {name!r} (this executor knows sm_count)")
 
     def arena_plan(self, slots: list[int]) -> tuple[list[int], int]:
         sizes = tuple(slots[b.nbytes] for b in self.program.buffers)
@@ -208,7 +220,7 @@ class ProgramExecutor:
             runner = self._kernels.get(step.op)
             if runner is None:
                 runner = self._kernels[step.op] = _KernelRunner(step.op, self.program)
-            runner(step, ins, outs, slots)
+            runner(step, ins, outs, slots, [env[v] for v in step.attrs.get("scratch", [])])
         else:
             raise ProgramRunError(f"unknown step kind {step.kind!r}")
 
@@ -283,8 +295,10 @@ class _KernelRunner:
         self.data = program.kernels[key]
         self.source = program.blobs[self.data["source"]].decode()
         self._module = None
+        self._counters: dict[torch.device, torch.Tensor] = {}
 
-    def __call__(self, step, ins: list[torch.Tensor], outs: list[torch.Tensor], slots: list[int]) -> None:
+    def __call__(self, step, ins: list[torch.Tensor], outs: list[torch.Tensor], slots: list[int],
+                 scratch: list[torch.Tensor]) -> None:
         a = step.attrs
         space = tuple(slots[d] for d in a["space"])
         m, k = slots[a["M"]], slots[a["K"]]
@@ -293,22 +307,45 @@ class _KernelRunner:
         tensors, address = self._address(ins, space)
         aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in address.items() if n.startswith(("s", "rs")))
                    and all(t.data_ptr() % 16 == 0 for t in tensors + outs))
-        row = next((r for r in step.table if (r["when"] is None or slots[r["when"]]) and (aligned or not r["aligned"])),
-                   None)
-        if row is None:
-            raise ProgramRunError(f"kernel {self.data['name']} ({self.data['label']}): no variant in its table fits "
-                                  f"K={k}, space {space}, aligned={aligned}")
-        if row["variant"] is None:
-            raise ProgramRunError(f"kernel {self.data['name']} ({self.data['label']}): the {row.get('schedule')} "
-                                  f"schedule (GroupNorm groups of {slots[a['P']]} pixels, more than the largest "
-                                  "register-resident tile) is not implemented by the Program executor yet")
+        row = self._row(step.table, slots, aligned, k, space)
         named: dict[str, Any] = {"M": m, "K": k, **address}
         if "P" in a:
             named["P"] = slots[a["P"]]
-        named |= {f"in{i}": t for i, t in enumerate(tensors)} | {f"out{j}": o for j, o in enumerate(outs)}
+        ins_named = {f"in{i}": t for i, t in enumerate(tensors)}
+        outs_named = {f"out{j}": o for j, o in enumerate(outs)}
+        if row.get("schedule") == "two_launch":  # GroupNorm statistics, then normalise + epilogue
+            partial, stats = scratch
+            srow = self._row(row["stats"], slots, aligned, k, space)
+            counters = slots[srow["counters"]]
+            counter = self._counter(partial.device, counters)
+            self._launch(self.data["variants"][srow["variant"]], tuple(slots[g] for g in srow["grid"]),
+                         ins_named | named | {"partial": partial, "stats": stats, "counter": counter,
+                                             "nchunks": slots[srow["nchunks"]],
+                                             "rows_per_chunk": slots[srow["rows_per_chunk"]], "eps": self.data["eps"]},
+                         tensors + [partial, stats, counter])
+            arow = self._row(row["apply"], slots, aligned, k, space)
+            self._launch(self.data["variants"][arow["variant"]], tuple(slots[g] for g in arow["grid"]),
+                         ins_named | outs_named | named | {"stats": stats}, tensors + outs + [stats])
+            return
         variant = self.data["variants"][row["variant"]]
         grid = tuple(slots[g] for g in row["grid"])
-        self._launch(variant, grid, named, tensors + outs)
+        self._launch(variant, grid, ins_named | outs_named | named, tensors + outs)
+
+    def _row(self, table, slots, aligned: bool, k: int, space) -> dict[str, Any]:
+        """The first row of a variant table whose predicate holds and whose alignment is met."""
+        for r in table:
+            if (r["when"] is None or slots[r["when"]]) and (aligned or not r["aligned"]):
+                return r
+        raise ProgramRunError(f"kernel {self.data['name']} ({self.data['label']}): no variant in its table fits "
+                              f"K={k}, space {space}, aligned={aligned}")
+
+    def _counter(self, device: torch.device, n: int) -> torch.Tensor:
+        """Per-(image, group block) tickets of the GroupNorm statistics launch: zero between calls
+        (the last program of each resets its ticket), so they persist with the executor."""
+        c = self._counters.get(device)
+        if c is None or c.numel() < n:
+            c = self._counters[device] = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
+        return c
 
     def _launch(self, variant, grid, named, tensors) -> None:
         if any(t.is_cuda for t in tensors):
