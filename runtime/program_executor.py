@@ -12,6 +12,7 @@ Per call:
 3. place the arena buffers by first fit over their live ranges (computed at compile time; the
    sizes of this call decide the offsets, cached per distinct size vector) in one allocation;
    program outputs get their own allocations, so a later call never overwrites a result;
+   (1-3 are one native call, ``CallPlanner.prepare``, when the C++ core is built)
 4. run the steps: views, ``library_call`` through the provider registry (one calling convention:
    ``provider(op, attrs, inputs, outputs)``), ``fallback_call`` into ``torch.ops``, and
    ``launch`` of generated kernels, the variant picked from the step's table.
@@ -101,6 +102,7 @@ class ProgramExecutor:
         self._constants: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._kernels: dict[str, _KernelRunner] = {}
         self._sms: dict[torch.device, int] = {}
+        self._planner = None  # the native CallPlanner, made on first use when the core is built
 
     # ------------------------------------------------------------------ sizes
     def evaluate(self, inputs: Sequence[torch.Tensor]) -> list[int]:
@@ -160,12 +162,34 @@ class ProgramExecutor:
             self._plans[sizes] = plan
         return plan
 
+    def prepare(self, inputs: Sequence[torch.Tensor], device: torch.device) -> tuple[list[int], list[int], int]:
+        """(slots, arena offsets, arena bytes) of a call: in one native call when the C++ core is
+        built (``CallPlanner``), else in Python. The native path reports only where a call fails;
+        the Python checks then say why."""
+        p = self.program
+        if self._planner is None and self.native and hasattr(self.native, "CallPlanner"):
+            inputs_dims = [v.dims for v in sorted((v for v in p.values if v.kind == ValueKind.INPUT.value),
+                                                  key=lambda v: v.index)]
+            self._planner = self.native.CallPlanner(
+                len(p.symbols), [(b["symbol"], b["input"], b["dim"], b["coeff"]) for b in p.bindings],
+                p.shape_code, [c["slot"] for c in p.checks], inputs_dims, [b.nbytes for b in p.buffers],
+                [(b.first, b.last) for b in p.buffers], ARENA_ALIGN)
+        if self._planner is not None:
+            r = self._planner.prepare([list(t.shape) for t in inputs],
+                                      [self._device_symbol(n, device) for n in p.device_symbols])
+            if r.ok:
+                return list(r.slots), list(r.offsets), r.total
+            self.evaluate(inputs)  # raises naming the input, dim or check
+            raise ProgramRunError(f"the native call planner refused inputs {[tuple(t.shape) for t in inputs]} that "
+                                  "the Python checks accept (a bug: please report it)")
+        slots = self.evaluate(inputs)
+        return (slots, *self.arena_plan(slots))
+
     # ------------------------------------------------------------------ call
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         p = self.program
-        slots = self.evaluate(inputs)
         device = next((t.device for t in inputs), torch.device("cpu"))
-        offsets, total = self.arena_plan(slots)
+        slots, offsets, total = self.prepare(inputs, device)
         arena = torch.empty(total, dtype=torch.uint8, device=device)
         env: list[torch.Tensor | None] = [None] * len(p.values)
         for i, v in enumerate(p.values):

@@ -125,4 +125,70 @@ ArenaPlan first_fit(const std::vector<ArenaBuffer>& buffers, int64_t align) {
   return plan;
 }
 
+CallPlanner::CallPlanner(int64_t num_symbols, std::vector<Binding> bindings, std::vector<int64_t> code,
+                         std::vector<int64_t> check_slots, std::vector<std::vector<int64_t>> input_dim_slots,
+                         std::vector<int64_t> buffer_size_slots, std::vector<ArenaBuffer> buffer_ranges,
+                         int64_t align)
+    : num_symbols_(num_symbols), bindings_(std::move(bindings)), code_(std::move(code)),
+      check_slots_(std::move(check_slots)), input_dim_slots_(std::move(input_dim_slots)),
+      buffer_size_slots_(std::move(buffer_size_slots)), buffer_ranges_(std::move(buffer_ranges)), align_(align) {
+  if (buffer_size_slots_.size() != buffer_ranges_.size())
+    throw std::invalid_argument("CallPlanner: one size slot per buffer");
+}
+
+PreparedCall CallPlanner::prepare(const std::vector<std::vector<int64_t>>& input_shapes,
+                                  const std::vector<int64_t>& device_values) {
+  PreparedCall r;
+  if (input_shapes.size() != input_dim_slots_.size()) {
+    r.bad_input = static_cast<int64_t>(std::min(input_shapes.size(), input_dim_slots_.size()));
+    return r;
+  }
+  for (size_t i = 0; i < input_shapes.size(); ++i) {
+    if (input_shapes[i].size() != input_dim_slots_[i].size()) {
+      r.bad_input = static_cast<int64_t>(i);
+      return r;
+    }
+  }
+  std::vector<int64_t> symbols(num_symbols_, 0);
+  std::vector<bool> bound(num_symbols_, false);
+  for (const Binding& b : bindings_) {
+    const int64_t n = input_shapes.at(b.input).at(b.dim);
+    if (b.coeff <= 0 || n % b.coeff != 0) {
+      r.bad_input = b.input;
+      return r;
+    }
+    if (!bound.at(b.symbol)) {
+      symbols[b.symbol] = n / b.coeff;
+      bound[b.symbol] = true;
+    }
+  }
+  for (int64_t s = 0; s < num_symbols_; ++s)
+    if (!bound[s]) throw std::runtime_error("CallPlanner: symbol " + std::to_string(s) + " has no binding");
+  symbols.insert(symbols.end(), device_values.begin(), device_values.end());
+  r.slots = run_shape_program(code_, symbols);
+  for (size_t c = 0; c < check_slots_.size(); ++c)
+    if (r.slots.at(check_slots_[c]) == 0) r.failed_checks.push_back(static_cast<int64_t>(c));
+  if (!r.failed_checks.empty()) return r;
+  for (size_t i = 0; i < input_shapes.size(); ++i) {
+    for (size_t d = 0; d < input_shapes[i].size(); ++d) {
+      if (input_shapes[i][d] != r.slots.at(input_dim_slots_[i][d])) {
+        r.bad_input = static_cast<int64_t>(i);
+        return r;
+      }
+    }
+  }
+  std::vector<int64_t> sizes(buffer_size_slots_.size());
+  for (size_t b = 0; b < sizes.size(); ++b) sizes[b] = r.slots.at(buffer_size_slots_[b]);
+  auto hit = plans_.find(sizes);
+  if (hit == plans_.end()) {
+    std::vector<ArenaBuffer> bufs = buffer_ranges_;
+    for (size_t b = 0; b < bufs.size(); ++b) bufs[b].nbytes = sizes[b];
+    hit = plans_.emplace(sizes, first_fit(bufs, align_)).first;
+  }
+  r.offsets = hit->second.offsets;
+  r.total = hit->second.total;
+  r.ok = true;
+  return r;
+}
+
 }  // namespace blade

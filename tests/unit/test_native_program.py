@@ -12,8 +12,7 @@ import sys
 import pytest
 import torch
 
-from blade.runtime import shape_eval
-from blade.runtime.program_executor import ProgramExecutor, first_fit, module_weights
+from blade.runtime.program_executor import ProgramExecutor, ProgramShapeError, first_fit, module_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,14 +54,29 @@ def test_native_first_fit_equals_python(build):
 
 
 def test_program_runs_its_shape_program_and_plan_natively(build):
-    from tests.unit.test_program import _compile
+    """The native per-call prelude (CallPlanner) gives the Python executor's slots and arena plan,
+    and a call it refuses gets the Python checks' message."""
+    from tests.unit.test_program import LIT_SIZES, _compile, _lit_block
 
     native = build[1]
-    model, opt, prog = _compile("attention")
-    py = ProgramExecutor(prog, module_weights(prog, model), native=False)  # Python only
-    nat = ProgramExecutor(prog, module_weights(prog, model), native=native)
-    for b, n in [(2, 12), (1, 7), (3, 17)]:
-        x = torch.randn(b, n, 16)
-        slots = nat.evaluate([x])
-        assert slots == py.evaluate([x]) == shape_eval.run_python(prog.shape_code, [b, n])
-        assert nat.arena_plan(slots) == py.arena_plan(slots)
+    cases = [("attention", lambda b, n: [torch.randn(b, n, 16)]),
+             ("conv_block", lambda b, n: [torch.randn(b, 4, n, n + 3)])]  # conv_block: sm_count symbol
+    for name, make in cases:
+        model, opt, prog = _compile(name)
+        py = ProgramExecutor(prog, module_weights(prog, model), native=False)  # Python only
+        nat = ProgramExecutor(prog, module_weights(prog, model), native=native)
+        for b, n in [(2, 12), (1, 7), (3, 17), (1, 128)]:
+            x = make(b, n)
+            slots = py.evaluate(x)
+            assert nat.prepare(x, x[0].device) == (slots, *py.arena_plan(slots))
+        assert nat._planner is not None and py._planner is None
+    prog, weights, _ = _lit_block()
+    nat = ProgramExecutor(prog, weights, native=native)
+    b, s1, s2, s3 = LIT_SIZES[0]
+    nat.prepare([torch.randn(b, 32, s1, s2), torch.randn(b, s3, 24)], torch.device("cpu"))
+    with pytest.raises(ProgramShapeError, match=r"violate: guard s2 != 1"):
+        nat.run([torch.randn(2, 32, 4, 1), torch.randn(2, 5, 24)])
+    with pytest.raises(ProgramShapeError, match=r"input 'hidden_states' has shape \(2, 31, 4, 4\)"):
+        nat.run([torch.randn(2, 31, 4, 4), torch.randn(2, 5, 24)])
+    with pytest.raises(ProgramShapeError, match="expected 2 inputs"):
+        nat.run([torch.randn(2, 32, 4, 4)])

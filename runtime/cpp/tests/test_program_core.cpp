@@ -73,11 +73,31 @@ void test_first_fit() {
   }
 }
 
+void test_call_planner() {
+  // one input [2*s0, 3]; slots: 0 = 2*s0, 1 = 3, 2 = s0 <= 8 (check), 3 = s0 * 12 (buffer bytes),
+  // 4 = device symbol + 1
+  const std::vector<int64_t> code = {C, 2, S, 0, MUL, EMIT, C, 3, EMIT, S, 0, C, 8, 14, EMIT,
+                                     S, 0, C, 12, MUL, EMIT, S, 1, C, 1, ADD, EMIT};
+  blade::CallPlanner planner(1, {{0, 0, 0, 2}}, code, {2}, {{0, 1}}, {3, 3}, {{0, 0, 1}, {0, 1, 2}}, 256);
+  auto r = planner.prepare({{10, 3}}, {132});
+  check(r.ok && r.slots == std::vector<int64_t>({10, 3, 1, 60, 133}), "planner slots");
+  check(r.offsets == std::vector<int64_t>({0, 256}) && r.total == 316, "planner arena");
+  r = planner.prepare({{18, 3}}, {4});
+  check(!r.ok && r.failed_checks == std::vector<int64_t>({0}), "planner reports the failed check");
+  r = planner.prepare({{7, 3}}, {4});
+  check(!r.ok && r.bad_input == 0, "odd size is not a multiple of the coefficient");
+  r = planner.prepare({{10, 4}}, {4});
+  check(!r.ok && r.bad_input == 0, "static dim mismatch");
+  r = planner.prepare({{10}}, {4});
+  check(!r.ok && r.bad_input == 0, "rank mismatch");
+}
+
 }  // namespace
 
 int main() {
   test_shape_program();
   test_first_fit();
+  test_call_planner();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
     return EXIT_FAILURE;
