@@ -144,15 +144,15 @@ class _Lowering:
             raise LoweringError(f"{what}: type {t} has unknown dims; the Program needs every dim as an expression")
         return tuple(sympy.sympify(d) for d in t.shape)
 
-    def _value(self, t: TensorType, kind: ValueKind, **kw) -> int:
-        dims = [self.slots(d) for d in self._shape(t, kind.value)]
+    def _value(self, t: TensorType, kind: ValueKind, what: str = "", **kw) -> int:
+        dims = [self.slots(d) for d in self._shape(t, what or kind.value)]
         self.values.append(Value(kind.value, str(t.dtype).removeprefix("torch."), dims, **kw))
         return len(self.values) - 1
 
     def _results(self, op, kind: ValueKind = ValueKind.ARENA) -> list[int]:
         ids = []
         for r in op.results:
-            ids.append(self._value(r.type, kind))
+            ids.append(self._value(r.type, kind, what=f"result of {op.name}"))
             self.ids[r] = ids[-1]
         return ids
 
