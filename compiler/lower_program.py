@@ -193,7 +193,10 @@ class _Lowering:
             if isinstance(a, DimsAttr):
                 out[name] = [{"slot": self.slots(d)} for d in a.data]
                 continue
-            v = attr_value(a)
+            try:
+                v = attr_value(a)
+            except TypeError as e:
+                raise LoweringError(f"{op.name}: property '{name}' ({a}) has no plain-data form in a Program") from e
             out[name] = list(v) if isinstance(v, tuple) else v
         return out
 

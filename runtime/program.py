@@ -3,7 +3,8 @@
 The compiler's last step (``blade.lower_program``) turns one compiled variant into a ``Program``;
 the runtime (``runtime/program_executor.py``, later the C++ executor) only ever sees this. The
 format lives in ``runtime/`` because the runtime owns what it consumes: the compiler imports it,
-never the other way round, and this file imports nothing but the standard library.
+never the other way round, and this file imports nothing but the standard library (torch only
+lazily, for its version in the metadata).
 
 A Program holds
 
