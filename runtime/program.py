@@ -15,7 +15,8 @@ A Program holds
   predicate and check; everything else refers to slots by index;
 * ``checks``: slots that must be non-zero (symbol ranges, guards, input dims that are expressions);
 * ``values``: every tensor the steps read or write (dtype, dims as slots, and where it lives:
-  an input, a weight by name, a constant blob, an arena buffer, an output buffer, a view);
+  an input, a weight by name, a constant blob, an arena buffer, an output buffer, a view); the
+  first ``len(input_names)`` values are the inputs, in order;
 * ``buffers``: the liveness plan (first and last step) and the byte size slot of each arena buffer;
 * ``steps``: flat ``launch`` / ``library_call`` / ``fallback_call`` / ``view`` records;
 * ``kernels``: generated kernels by content hash: source blob, entry points, signatures, variants;

@@ -111,11 +111,14 @@ class ProgramExecutor:
         if len(inputs) != len(p.input_names):
             raise ProgramShapeError(f"expected {len(p.input_names)} inputs ({', '.join(p.input_names)}), "
                                     f"got {len(inputs)}")
+        for i, t in enumerate(inputs):
+            rank = len(p.values[i].dims)
+            if t.dim() != rank:
+                raise ProgramShapeError(f"input '{p.input_names[i]}' has shape {tuple(t.shape)}; the Program "
+                                        f"expects rank {rank}")
         symbols: list[int | None] = [None] * len(p.symbols)
         for b in p.bindings:
             t = inputs[b["input"]]
-            if b["dim"] >= t.dim():
-                continue  # the rank check below names it
             n = t.shape[b["dim"]]
             if n % b["coeff"]:
                 raise ProgramShapeError(f"input '{p.input_names[b['input']]}' dim {b['dim']} is {n}; it must be a "

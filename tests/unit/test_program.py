@@ -264,8 +264,8 @@ def test_unimplemented_paths_raise_clearly():
 
 
 def test_runtime_imports_no_compiler_module():
-    code = ("import sys, json; import blade.runtime.program_executor, blade.runtime.host_provider; "
-            "print(json.dumps(sorted(sys.modules)))")
+    code = ("import sys, json; import blade.runtime.program_executor, blade.runtime.host_provider, "
+            "blade.runtime.program_module, blade.artifact; print(json.dumps(sorted(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr
@@ -310,3 +310,64 @@ def test_lowering_names_what_it_cannot_lower():
     }"""
     with pytest.raises(LoweringError, match=r"result of blade.reshape: type .*\[\?, 4\].* unknown dims"):
         lower_module(parse_module(text))
+
+
+ARTIFACT_CHILD = textwrap.dedent("""
+    import json, sys
+    import torch
+    import torch.utils._pytree as pytree
+    from blade.artifact import load
+    from tests.unit.op_matrix import CASES
+    root, forbidden = sys.argv[1], json.loads(sys.argv[2])
+    for name in ("reductions", "attention"):
+        model = CASES[name][0]().eval()
+        model.load_state_dict(torch.load(f"{root}/{name}.pt", weights_only=True))
+        loaded = load(f"{root}/{name}", model)
+        for inputs, expected in torch.load(f"{root}/{name}.calls.pt", weights_only=True):
+            with torch.no_grad():
+                out = loaded(*inputs)
+            assert type(out) is type(expected), (name, type(out), type(expected))
+            for o, e in zip(pytree.tree_leaves(out), pytree.tree_leaves(expected)):
+                torch.testing.assert_close(o, e, rtol=1e-5, atol=1e-5)
+        print(name, "ok", flush=True)
+    bad = sorted(m for m in sys.modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+    assert not bad, "loading an artifact imported compiler modules: " + ", ".join(bad)
+    print("ALL OK")
+""")
+
+
+def test_saved_module_loads_in_a_fresh_process(tmp_path):
+    """blade.artifact.save of a BladeModule, blade.artifact.load in a process without the compiler:
+    same outputs, same output structure, weights read from the user's module."""
+    from blade.artifact import save
+
+    for name in ("reductions", "attention"):
+        model, opt, _ = _compile(name)
+        assert len(save(opt, tmp_path / name)) == len(opt.variants)
+        torch.save(model.state_dict(), tmp_path / f"{name}.pt")
+        calls = []
+        for b, n in SIZES:
+            inputs = list(ALL_CASES[name][1](b, n))
+            with torch.no_grad():
+                calls.append((inputs, opt(*inputs)))
+        torch.save(calls, tmp_path / f"{name}.calls.pt")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", ARTIFACT_CHILD, str(tmp_path), json.dumps(FORBIDDEN)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0 and "ALL OK" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-6000:]
+
+
+def test_loaded_module_refuses_calls_no_variant_accepts(tmp_path):
+    from blade.artifact import load, save
+
+    model, opt, _ = _compile("shapes")
+    save(opt, tmp_path / "m")
+    loaded = load(tmp_path / "m", model)
+    x = torch.randn(2, 3, 9)
+    torch.testing.assert_close(loaded(x), opt(x))  # a library-only Program runs without the interpreter
+    with pytest.raises(ProgramShapeError, match=r"variant 0: call signature .*float64"):
+        loaded(x.double())
+    with pytest.raises(ProgramShapeError, match=r"variant 0: input 'x' has shape \(2, 9\); .* rank 3"):
+        loaded(torch.randn(2, 9))
+    with pytest.raises(ProgramFormatError, match="saved from a Shapes, not a Geglu"):
+        load(tmp_path / "m", CASES["geglu"][0]())
