@@ -91,7 +91,8 @@ class ProgramModule(torch.nn.Module):
                                 + " | ".join(reasons))
 
 
-def load_module(path: str | os.PathLike, module: torch.nn.Module, expect: dict[str, Any] | None = None) -> ProgramModule:
+def load_module(path: str | os.PathLike, module: torch.nn.Module,
+                expect: dict[str, Any] | None = None) -> ProgramModule:
     """Load an artifact written by ``blade.artifact.save``; ``module`` provides the weights."""
     file = os.path.join(path, MANIFEST)
     try:
