@@ -337,8 +337,8 @@ ARTIFACT_CHILD = textwrap.dedent("""
 
 
 def test_saved_module_loads_in_a_fresh_process(tmp_path):
-    """blade.artifact.save of a BladeModule, blade.artifact.load in a process without the compiler:
-    same outputs, same output structure, weights read from the user's module."""
+    """blade.artifact.save of a BladeModule, blade.artifact.load in two processes at once without
+    the compiler: same outputs, same output structure, weights read from the user's module."""
     from blade.artifact import save
 
     for name in ("reductions", "attention"):
@@ -352,9 +352,13 @@ def test_saved_module_loads_in_a_fresh_process(tmp_path):
                 calls.append((inputs, opt(*inputs)))
         torch.save(calls, tmp_path / f"{name}.calls.pt")
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-c", ARTIFACT_CHILD, str(tmp_path), json.dumps(FORBIDDEN)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
-    assert proc.returncode == 0 and "ALL OK" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-6000:]
+    # two processes serve the same artifact at once
+    procs = [subprocess.Popen([sys.executable, "-c", ARTIFACT_CHILD, str(tmp_path), json.dumps(FORBIDDEN)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+             for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "ALL OK" in out, out[-4000:] + err[-6000:]
 
 
 def test_loaded_module_refuses_calls_no_variant_accepts(tmp_path):
