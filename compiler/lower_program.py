@@ -110,6 +110,7 @@ class _Lowering:
         p.device_symbols = [SM_COUNT] if any(x.name == SM_COUNT for x in used) else []
         sp = ShapeProgram(self.slots.exprs, p.symbols + p.device_symbols)
         p.shape_code, p.nslots = sp.code, len(self.slots.exprs)
+        p.slot_text = [_text(e) for e in self.slots.exprs]
         p.values, p.steps, p.kernels = self.values, self.steps, self.kernels
         p.meta = environment(gpu_arch=None)
         return p
@@ -358,6 +359,16 @@ class _Lowering:
             val.buffer = len(buffers)
             buffers.append(Buffer(v, self.slots(nbytes), first[v], last.get(v, first[v])))
         self.program.buffers = buffers
+
+
+def _text(e) -> str:
+    """A slot's expression in Blade's dim syntax (for people: ``Program.describe``, errors)."""
+    try:
+        if isinstance(e, (sympy.logic.boolalg.BooleanAtom, sympy.logic.boolalg.Boolean)):
+            return format_condition(e) if not isinstance(e, sympy.logic.boolalg.BooleanAtom) else str(e).lower()
+        return format_dim(e)
+    except Exception:  # noqa: BLE001 - a form the dim syntax cannot print: sympy's own text
+        return str(e)
 
 
 def _ceil(a, b) -> sympy.Expr:

@@ -116,8 +116,30 @@ class Program:
     weights: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {"kind", "target"}
     #: shape-program inputs after ``symbols`` that the executor takes from the device ("sm_count")
     device_symbols: list[str] = field(default_factory=list)
+    #: each slot's expression as text (for people; the executor never reads it)
+    slot_text: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     blobs: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ reading
+    def describe(self) -> str:
+        """The Program as text: inputs, checks, then one line per step with its values' shapes."""
+        def dims(v: int) -> str:
+            val = self.values[v]
+            shape = ", ".join(self.slot_text[d] if self.slot_text else f"#{d}" for d in val.dims)
+            where = val.name if val.kind == ValueKind.WEIGHT.value else val.kind
+            return f"%{v}<[{shape}], {val.dtype}, {where}>"
+
+        lines = [f"program({', '.join(f'{n}: {dims(i)}' for i, n in enumerate(self.input_names))})"]
+        lines += [f"  check {c['message']}" for c in self.checks]
+        for i, s in enumerate(self.steps):
+            what = {"launch": f"launch {self.kernels[s.op]['name']}" if s.op in self.kernels else "launch",
+                    "library_call": f"library_call {s.provider}.{s.op}"}.get(s.kind, f"{s.kind} {s.op}")
+            args = ", ".join(f"%{v}" for v in s.inputs)
+            lines.append(f"  {i}: {', '.join(dims(v) for v in s.outputs)} = {what}({args})")
+        lines.append(f"  return {', '.join(f'%{v}' for v in self.outputs)}")
+        lines.append(f"  arena: {len(self.buffers)} buffers; kernels: {len(self.kernels)}")
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------ blobs
     def add_blob(self, data: bytes) -> str:
@@ -181,7 +203,8 @@ class Program:
             shape_code=body["shape_code"], nslots=body["nslots"], checks=body["checks"],
             values=[Value(**v) for v in body["values"]], buffers=[Buffer(**b) for b in body["buffers"]],
             steps=[Step(**s) for s in body["steps"]], outputs=body["outputs"], kernels=body["kernels"],
-            weights=body["weights"], device_symbols=body["device_symbols"], meta=meta, blobs=blobs)
+            weights=body["weights"], device_symbols=body["device_symbols"], slot_text=body["slot_text"], meta=meta,
+            blobs=blobs)
         stored = body["meta"].get("content_hash")
         if stored is not None and stored != prog.content_hash():
             raise ProgramFormatError(f"{file}: content hash {stored[:12]}... does not match the file's content "

@@ -35,7 +35,7 @@ import torch
 
 from blade.runtime import shape_eval
 from blade.runtime.host_provider import Provider, torch_provider
-from blade.runtime.program import Program, StepKind, ValueKind
+from blade.runtime.program import KernelRole, Program, StepKind, ValueKind
 
 #: provider name -> implementation; providers share ``Provider``'s calling convention
 PROVIDERS: dict[str, Provider] = {"torch": torch_provider}
@@ -342,7 +342,7 @@ class _KernelRunner:
         outs_named = {f"out{j}": o for j, o in enumerate(outs)}
         if row.get("schedule") == "two_launch":  # GroupNorm statistics, then normalise + epilogue
             partial, stats = scratch
-            srow = self._row(row["stats"], slots, aligned, k, space)
+            srow = self._row(row["stats"], slots, aligned, k, space, role=KernelRole.GN_STATS.value)
             counters = slots[srow["counters"]]
             counter = self._counter(partial.device, counters)
             self._launch(self.data["variants"][srow["variant"]], tuple(slots[g] for g in srow["grid"]),
@@ -350,7 +350,7 @@ class _KernelRunner:
                                              "nchunks": slots[srow["nchunks"]],
                                              "rows_per_chunk": slots[srow["rows_per_chunk"]], "eps": self.data["eps"]},
                          tensors + [partial, stats, counter])
-            arow = self._row(row["apply"], slots, aligned, k, space)
+            arow = self._row(row["apply"], slots, aligned, k, space, role=KernelRole.GN_APPLY.value)
             self._launch(self.data["variants"][arow["variant"]], tuple(slots[g] for g in arow["grid"]),
                          ins_named | outs_named | named | {"stats": stats}, tensors + outs + [stats])
             return
@@ -358,10 +358,14 @@ class _KernelRunner:
         grid = tuple(slots[g] for g in row["grid"])
         self._launch(variant, grid, ins_named | outs_named | named, tensors + outs)
 
-    def _row(self, table, slots, aligned: bool, k: int, space) -> dict[str, Any]:
-        """The first row of a variant table whose predicate holds and whose alignment is met."""
+    def _row(self, table, slots, aligned: bool, k: int, space, role: str | None = None) -> dict[str, Any]:
+        """The first row of a variant table whose predicate holds and whose alignment is met (and,
+        when given, whose variant has ``role``)."""
         for r in table:
             if (r["when"] is None or slots[r["when"]]) and (aligned or not r["aligned"]):
+                if role is not None and self.data["variants"][r["variant"]]["role"] != role:
+                    raise ProgramRunError(f"kernel {self.data['name']}: a {role} row names a "
+                                          f"{self.data['variants'][r['variant']]['role']} variant (malformed Program)")
                 return r
         raise ProgramRunError(f"kernel {self.data['name']} ({self.data['label']}): no variant in its table fits "
                               f"K={k}, space {space}, aligned={aligned}")

@@ -164,6 +164,9 @@ def test_program_steps_and_tables_are_data():
     out_root = prog.steps[-1].inputs[0]
     assert prog.values[out_root].kind == "output" and all(b.value != out_root for b in prog.buffers)
     json.dumps(prog.to_json())  # plain data throughout
+    text = prog.describe()
+    assert "= library_call torch.conv(%7, %1)" in text and "launch group_norm_" in text
+    assert "[s0, (s1 - 1) floordiv 2 + 1, (s2 - 1) floordiv 2 + 1, 8], float32, output>" in text
 
 
 def test_library_only_program_in_process_with_registry():
