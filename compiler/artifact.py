@@ -9,9 +9,9 @@ the format and the loader). No pickle: JSON and content-hashed blobs. ``load`` i
 compiler module (this file imports the compiler only inside ``save``), so a serving process
 needs neither xDSL nor Triton's compiler; its versions are checked against the artifact's.
 
-Not done yet: cubins for GPU launches (Programs carry kernel sources; the C++ executor will load
-compiled cubins), so a loaded module runs its generated kernels only on CPU tensors under
-``TRITON_INTERPRET=1``; ``BladeModule`` itself does not run Programs yet.
+Not done yet: launching the stored cubins (``save(..., target=("cuda", 90, 32))`` stores them; the
+C++ executor will launch them through the driver API), so a loaded module runs its generated
+kernels only on CPU tensors under ``TRITON_INTERPRET=1``; ``BladeModule`` does not run Programs yet.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import torch.utils._pytree as pytree
 from blade.runtime.program_module import MANIFEST, MANIFEST_FORMAT, ProgramModule, load_module, signature_key
 
 
-def save(module, path: str | os.PathLike) -> list[str]:
+def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = None) -> list[str]:
     """Write every compiled variant of ``module`` (a ``BladeModule``) to the directory ``path``;
-    returns the Programs' content hashes."""
+    returns the Programs' content hashes. ``target`` (``("cuda", 90, 32)``): also store every
+    kernel variant's cubin for that GPU (compiled here, with or without a GPU)."""
     from blade.lower_program import lower_program
 
     variants = getattr(module, "variants", None)
@@ -43,7 +44,9 @@ def save(module, path: str | os.PathLike) -> list[str]:
             if kind != "tensor" and not isinstance(value, (type(None), bool, int, float, str)):
                 raise ValueError(f"output constant {value!r} of variant {i} cannot be saved (not a JSON value)")
         d = f"variant-{i}"
-        hashes.append(lower_program(v.program).save(os.path.join(path, d)))
+        config = module.__dict__.get("_config")  # the BladeModule's own (never the wrapped module's)
+        program = lower_program(v.program, target=target, cache_dir=config.kernel_cache_dir if config else None)
+        hashes.append(program.save(os.path.join(path, d)))
         entries.append({"dir": d, "signature": signature_key(v.signature),
                         "outputs": [[kind, value] for kind, value in ir.outputs],
                         "out_spec": pytree.treespec_dumps(ir.out_spec)})

@@ -66,17 +66,42 @@ class _Slots:
         return self.index[e]
 
 
-def lower_program(compiled) -> Program:
-    """``compiled``: a ``pipeline.CompiledProgram`` (module after the pass pipeline, export, weights)."""
-    return lower_module(compiled.module, dict(compiled.import_result.weights), dict(compiled.ep.constants))
+def lower_program(compiled, target: tuple[str, int, int] | None = None, cache_dir: str | None = None) -> Program:
+    """``compiled``: a ``pipeline.CompiledProgram`` (module after the pass pipeline, export, weights).
+    ``target`` (e.g. ``("cuda", 90, 32)``): also compile every kernel variant to a cubin for it."""
+    return lower_module(compiled.module, dict(compiled.import_result.weights), dict(compiled.ep.constants),
+                        target=target, cache_dir=cache_dir)
 
 
 def lower_module(module, weights: dict[str, tuple[str, str]] | None = None,
-                 constants: dict[str, torch.Tensor] | None = None) -> Program:
+                 constants: dict[str, torch.Tensor] | None = None, target: tuple[str, int, int] | None = None,
+                 cache_dir: str | None = None) -> Program:
     """Lower an optimized module. ``weights``: weight name -> (``"param"``, ``"buffer"`` or
     ``"constant"``, export target), as the frontend records it (absent names are parameters of
-    that name); ``constants``: the export's lifted constant tensors by target (stored as blobs)."""
-    return _Lowering(module, weights or {}, constants or {}).run()
+    that name); ``constants``: the export's lifted constant tensors by target (stored as blobs);
+    ``target``: compile the kernels to cubins for that GPU (``codegen/aot.py``; works on a machine
+    without one), stored as blobs beside the sources, the artifact then being for that arch."""
+    lowering = _Lowering(module, weights or {}, constants or {})
+    program = lowering.run()
+    if target is not None:
+        _attach_cubins(program, lowering.plans, target, cache_dir)
+    return program
+
+
+def _attach_cubins(program: Program, plans: dict[str, KernelPlan], target: tuple[str, int, int],
+                   cache_dir: str | None) -> None:
+    """Every variant's cubin and launch metadata (``kernels[key]["cubins"][variant]``)."""
+    from blade.codegen.aot import compile_plans
+
+    compiled = compile_plans(list(plans.values()), target=target, root=cache_dir, load=True)
+    for (key, _), cp in zip(plans.items(), compiled):
+        cubins = {}
+        for i, kernel in cp.kernels.items():
+            md = kernel.metadata
+            cubins[str(i)] = {"blob": program.add_blob(kernel.asm["cubin"]), "entry": md.name,
+                              "shared": md.shared, "num_warps": md.num_warps}
+        program.kernels[key]["cubins"] = cubins
+    program.meta["gpu_arch"] = f"sm_{target[1]}"
 
 
 class _Lowering:
@@ -90,6 +115,7 @@ class _Lowering:
         self.ids: dict[SSAValue, int] = {}
         self.steps: list[Step] = []
         self.kernels: dict[str, dict[str, Any]] = {}
+        self.plans: dict[str, KernelPlan] = {}
         self.program = Program([], [], [], [], 0, [], [], [], [], [])
 
     # ------------------------------------------------------------------ driver
@@ -112,7 +138,7 @@ class _Lowering:
         p.shape_code, p.nslots = sp.code, len(self.slots.exprs)
         p.slot_text = [_text(e) for e in self.slots.exprs]
         p.values, p.steps, p.kernels = self.values, self.steps, self.kernels
-        p.meta = environment(gpu_arch=None)
+        p.meta = dict(environment(), gpu_arch=None)  # a host artifact until cubins are attached
         return p
 
     def _bindings(self, i: int, t: TensorType) -> list[dict[str, int]]:
@@ -270,6 +296,7 @@ class _Lowering:
         data["source"] = self.program.add_blob(plan.source.encode())
         key = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]  # content hash
         self.kernels[key] = data
+        self.plans[key] = plan
         return key
 
     def _table(self, plan: KernelPlan, space: tuple, m, k) -> list[dict[str, Any]]:

@@ -230,9 +230,13 @@ def _version(dist: str) -> str | None:
 
 
 def environment(gpu_arch: str | None = None) -> dict[str, Any]:
-    """What an artifact records about the process that made it (and is compared with on load)."""
+    """What an artifact records about the process that made it (and is compared with on load);
+    ``gpu_arch`` defaults to the current CUDA device's (``sm_90``), None without one."""
     import torch
 
+    if gpu_arch is None and torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        gpu_arch = f"sm_{major}{minor}"
     return {"blade": _version("blade"), "torch": torch.__version__.split("+")[0], "triton": _version("triton"),
             "gpu_arch": gpu_arch}
 

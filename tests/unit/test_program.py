@@ -378,3 +378,21 @@ def test_loaded_module_refuses_calls_no_variant_accepts(tmp_path):
         loaded(torch.randn(2, 9))
     with pytest.raises(ProgramFormatError, match="saved from a Shapes, not a Geglu"):
         load(tmp_path / "m", CASES["geglu"][0]())
+
+
+def test_artifact_with_cubins_is_for_one_gpu_arch(tmp_path, monkeypatch):
+    """save(..., target=sm_90) stores every kernel variant's cubin (compiled on this CPU machine);
+    load refuses the artifact for another GPU arch, naming it."""
+    from blade.artifact import load, save
+
+    model, opt, _ = _compile("geglu")
+    monkeypatch.setattr(opt._config, "kernel_cache_dir", str(tmp_path / "cache"))
+    save(opt, tmp_path / "m", target=("cuda", 90, 32))
+    prog = Program.load(tmp_path / "m" / "variant-0")
+    assert prog.meta["gpu_arch"] == "sm_90"
+    ((key, kernel),) = prog.kernels.items()
+    assert sorted(kernel["cubins"]) == [str(i) for i in range(len(kernel["variants"]))]
+    for c in kernel["cubins"].values():
+        assert prog.blobs[c["blob"]][:4] == b"\x7fELF" and c["entry"] == kernel["name"]
+    with pytest.raises(ProgramFormatError, match=r"gpu_arch: artifact 'sm_90', this process 'sm_80'"):
+        load(tmp_path / "m", model, expect=dict(environment(), gpu_arch="sm_80"))
