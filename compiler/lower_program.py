@@ -11,6 +11,12 @@ expression of one ``ShapeProgram``; steps refer to them by slot index. Launch po
 here, as data: a launch's ``table`` lists the variants in order of preference with the slot that
 must hold for each and its grid; the runtime takes the first row that holds.
 
+GroupNorm's two schedules are both in the table: register-resident rows (by the group's pixel
+count) and a two-launch row (statistics + apply) whose chunking depends on the GPU's
+multiprocessor count, a *device symbol* of the shape program, and whose workspaces are arena
+values live during that step. With a ``target`` every kernel variant is also compiled to a cubin
+(``codegen/aot.py``) stored beside its source.
+
 Lowered so far: ``blade.fused`` groups (``launch``), views (``reshape``, ``permute``, ``expand``,
 ``slice``), every other tensor op of the dialect as a ``library_call`` of the ``torch`` provider,
 and ``blade.torch_op`` as a ``fallback_call``. An op outside that set raises ``LoweringError``
