@@ -16,20 +16,12 @@ from collections.abc import Sequence
 
 import sympy
 
+from blade.runtime.shape_eval import (  # noqa: F401 - re-exported: the evaluator lives there
+    ADD, AND, CEILDIV, CONST, EMIT, EQ, FLOORDIV, GE, GT, LE, LT, MAX, MIN, MOD, MUL, NE, NEG, NOT, OR, SUB, SYM,
+    load_native, run_python)
 from blade.symbolic import ShapeError, integer_form
 
-CONST, SYM, ADD, SUB, MUL, FLOORDIV, CEILDIV, MOD, MAX, MIN, NEG = range(11)
-EQ, NE, LT, LE, GT, GE, AND, OR, NOT, EMIT = range(11, 21)
 _REL = {sympy.Eq: EQ, sympy.Ne: NE, sympy.Lt: LT, sympy.Le: LE, sympy.Gt: GT, sympy.Ge: GE}
-
-
-def load_native():
-    """The native evaluator module, or None when it was not built."""
-    try:
-        from blade.runtime import _native  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _native
 
 
 class ShapeProgram:
@@ -104,42 +96,3 @@ class ShapeProgram:
         for a in args[1:]:
             self._emit(a, code)
             code.append(op)
-
-
-def run_python(code: Sequence[int], values: Sequence[int]) -> list[int]:
-    """The reference evaluator (the native one must agree with it)."""
-    stack: list[int] = []
-    out: list[int] = []
-    pc = 0
-    n = len(code)
-    while pc < n:
-        op = code[pc]
-        if op == CONST:
-            stack.append(code[pc + 1])
-            pc += 2
-            continue
-        if op == SYM:
-            stack.append(values[code[pc + 1]])
-            pc += 2
-            continue
-        pc += 1
-        if op == EMIT:
-            out.append(stack.pop())
-        elif op == NEG:
-            stack.append(-stack.pop())
-        elif op == NOT:
-            stack.append(int(stack.pop() == 0))
-        else:
-            b, a = stack.pop(), stack.pop()
-            stack.append(_BINARY[op](a, b))
-    return out
-
-
-_BINARY = {
-    ADD: lambda a, b: a + b, SUB: lambda a, b: a - b, MUL: lambda a, b: a * b,
-    FLOORDIV: lambda a, b: a // b, CEILDIV: lambda a, b: -((-a) // b), MOD: lambda a, b: a % b,
-    MAX: max, MIN: min, EQ: lambda a, b: int(a == b), NE: lambda a, b: int(a != b),
-    LT: lambda a, b: int(a < b), LE: lambda a, b: int(a <= b), GT: lambda a, b: int(a > b),
-    GE: lambda a, b: int(a >= b), AND: lambda a, b: int(bool(a) and bool(b)),
-    OR: lambda a, b: int(bool(a) or bool(b)),
-}

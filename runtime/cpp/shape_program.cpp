@@ -1,101 +1,56 @@
-// Blade runtime, native part: evaluates shape programs (dimension expressions and guards)
-// from input sizes without touching Python objects per operation.
-//
-// A shape program is a flat int64 bytecode for a stack machine, produced by
-// blade/runtime/shape_program.py from canonical sympy expressions. Integer semantics follow
-// Python (floor division and modulo round toward negative infinity), so the native and the
-// Python evaluator agree bit for bit; tests check that against sympy.
+// Blade runtime, native part: the Python binding of the runtime core (program_core.h):
+// shape-program evaluation (guards, sizes, grids from input dims without touching Python objects
+// per operation), the arena planner and the per-call planner of a Program.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
-#include <string>
+#include <tuple>
 #include <vector>
+
+#include "program_core.h"
 
 namespace py = pybind11;
 
-namespace {
-
-enum Op : int64_t {
-  kConst = 0, kSym = 1, kAdd = 2, kSub = 3, kMul = 4, kFloorDiv = 5, kCeilDiv = 6, kMod = 7,
-  kMax = 8, kMin = 9, kNeg = 10, kEq = 11, kNe = 12, kLt = 13, kLe = 14, kGt = 15, kGe = 16,
-  kAnd = 17, kOr = 18, kNot = 19, kEmit = 20,
-};
-
-int64_t floor_div(int64_t a, int64_t b) {
-  if (b == 0) throw std::domain_error("shape program: division by zero");
-  int64_t q = a / b;
-  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
-  return q;
-}
-
-int64_t floor_mod(int64_t a, int64_t b) { return a - floor_div(a, b) * b; }
-
-std::vector<int64_t> run(const std::vector<int64_t>& code, const std::vector<int64_t>& symbols) {
-  std::vector<int64_t> stack, out;
-  stack.reserve(32);
-  auto pop = [&stack]() {
-    if (stack.empty()) throw std::runtime_error("shape program: stack underflow");
-    int64_t v = stack.back();
-    stack.pop_back();
-    return v;
-  };
-  for (size_t pc = 0; pc < code.size(); ++pc) {
-    const int64_t op = code[pc];
-    if (op == kConst) {
-      stack.push_back(code.at(++pc));
-      continue;
-    }
-    if (op == kSym) {
-      const int64_t i = code.at(++pc);
-      if (i < 0 || static_cast<size_t>(i) >= symbols.size())
-        throw std::out_of_range("shape program: symbol index " + std::to_string(i) + " out of range");
-      stack.push_back(symbols[i]);
-      continue;
-    }
-    if (op == kEmit) {
-      out.push_back(pop());
-      continue;
-    }
-    if (op == kNeg || op == kNot) {
-      const int64_t a = pop();
-      stack.push_back(op == kNeg ? -a : (a == 0));
-      continue;
-    }
-    const int64_t b = pop();
-    const int64_t a = pop();
-    int64_t r = 0;
-    switch (op) {
-      case kAdd: r = a + b; break;
-      case kSub: r = a - b; break;
-      case kMul: r = a * b; break;
-      case kFloorDiv: r = floor_div(a, b); break;
-      case kCeilDiv: r = -floor_div(-a, b); break;
-      case kMod: r = floor_mod(a, b); break;
-      case kMax: r = std::max(a, b); break;
-      case kMin: r = std::min(a, b); break;
-      case kEq: r = a == b; break;
-      case kNe: r = a != b; break;
-      case kLt: r = a < b; break;
-      case kLe: r = a <= b; break;
-      case kGt: r = a > b; break;
-      case kGe: r = a >= b; break;
-      case kAnd: r = (a != 0) && (b != 0); break;
-      case kOr: r = (a != 0) || (b != 0); break;
-      default: throw std::runtime_error("shape program: unknown opcode " + std::to_string(op));
-    }
-    stack.push_back(r);
-  }
-  if (!stack.empty()) throw std::runtime_error("shape program: values left on the stack");
-  return out;
-}
-
-}  // namespace
-
 PYBIND11_MODULE(_native, m) {
-  m.doc() = "Blade runtime, native part: shape-program evaluation";
-  m.def("run_shape_program", &run, py::arg("code"), py::arg("symbols"),
+  m.doc() = "Blade runtime, native part: shape-program evaluation and the arena planner";
+  m.def("run_shape_program", &blade::run_shape_program, py::arg("code"), py::arg("symbols"),
         "Evaluate a shape program; returns the emitted values in order.");
+  m.def(
+      "first_fit",
+      [](const std::vector<std::tuple<int64_t, int64_t, int64_t>>& buffers, int64_t align) {
+        std::vector<blade::ArenaBuffer> in;
+        in.reserve(buffers.size());
+        for (const auto& [n, first, last] : buffers) in.push_back({n, first, last});
+        blade::ArenaPlan plan = blade::first_fit(in, align);
+        return std::make_pair(plan.offsets, plan.total);
+      },
+      py::arg("buffers"), py::arg("align"),
+      "Arena offsets for (nbytes, first, last) buffers; returns (offsets, total bytes).");
+
+  py::class_<blade::PreparedCall>(m, "PreparedCall")
+      .def_readonly("ok", &blade::PreparedCall::ok)
+      .def_readonly("slots", &blade::PreparedCall::slots)
+      .def_readonly("offsets", &blade::PreparedCall::offsets)
+      .def_readonly("total", &blade::PreparedCall::total)
+      .def_readonly("failed_checks", &blade::PreparedCall::failed_checks)
+      .def_readonly("bad_input", &blade::PreparedCall::bad_input);
+  py::class_<blade::CallPlanner>(m, "CallPlanner")
+      .def(py::init([](int64_t num_symbols, const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>& bindings,
+                       std::vector<int64_t> code, std::vector<int64_t> check_slots,
+                       std::vector<std::vector<int64_t>> input_dim_slots, std::vector<int64_t> buffer_size_slots,
+                       const std::vector<std::tuple<int64_t, int64_t>>& buffer_ranges, int64_t align) {
+             std::vector<blade::Binding> bs;
+             for (const auto& [s, i, d, c] : bindings) bs.push_back({s, i, d, c});
+             std::vector<blade::ArenaBuffer> ranges;
+             for (const auto& [first, last] : buffer_ranges) ranges.push_back({0, first, last});
+             return blade::CallPlanner(num_symbols, std::move(bs), std::move(code), std::move(check_slots),
+                                       std::move(input_dim_slots), std::move(buffer_size_slots), std::move(ranges),
+                                       align);
+           }),
+           py::arg("num_symbols"), py::arg("bindings"), py::arg("code"), py::arg("check_slots"),
+           py::arg("input_dim_slots"), py::arg("buffer_size_slots"), py::arg("buffer_ranges"), py::arg("align"))
+      .def("prepare", &blade::CallPlanner::prepare, py::arg("input_shapes"), py::arg("device_values"),
+           "Bind symbols, evaluate the shape program, check, place the arena: one call.");
 }

@@ -1,0 +1,63 @@
+"""Saving an optimized module as an artifact, and loading it back without the compiler.
+
+    blade.artifact.save(opt, "unet.blade")              # every compiled variant, as Programs
+    m = blade.artifact.load("unet.blade", unet)          # weights: the user's module, by name
+
+``save`` lowers each compiled variant of a ``BladeModule`` to a ``Program``
+(``blade.lower_program``) and writes them with a manifest (``runtime/program_module.py`` holds
+the format and the loader). No pickle: JSON and content-hashed blobs. ``load`` imports no
+compiler module (this file imports the compiler only inside ``save``), so a serving process
+needs neither xDSL nor Triton's compiler; its versions are checked against the artifact's.
+
+Not done yet: launching the stored cubins (``save(..., target=("cuda", 90, 32))`` stores them; the
+C++ executor will launch them through the driver API), so a loaded module runs its generated
+kernels only on CPU tensors under ``TRITON_INTERPRET=1``; ``BladeModule`` does not run Programs yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch.utils._pytree as pytree
+
+from blade.runtime.program_module import MANIFEST, MANIFEST_FORMAT, ProgramModule, load_module, signature_key
+
+
+def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = None) -> list[str]:
+    """Write every compiled variant of ``module`` (a ``BladeModule``) to the directory ``path``;
+    returns the Programs' content hashes. ``target`` (``("cuda", 90, 32)``): also store every
+    kernel variant's cubin for that GPU (compiled here, with or without a GPU)."""
+    from blade.lower_program import lower_program
+
+    variants = getattr(module, "variants", None)
+    if not variants:
+        raise ValueError(f"{type(module).__name__} has no compiled variant to save (call blade.optimize, and "
+                         "call the module once per shape class it should serve)")
+    os.makedirs(path, exist_ok=True)
+    entries: list[dict[str, Any]] = []
+    hashes = []
+    for i, v in enumerate(variants):
+        ir = v.program.import_result
+        for kind, value in ir.outputs:
+            if kind != "tensor" and not isinstance(value, (type(None), bool, int, float, str)):
+                raise ValueError(f"output constant {value!r} of variant {i} cannot be saved (not a JSON value)")
+        d = f"variant-{i}"
+        config = module.__dict__.get("_config")  # the BladeModule's own (never the wrapped module's)
+        program = lower_program(v.program, target=target, cache_dir=config.kernel_cache_dir if config else None)
+        hashes.append(program.save(os.path.join(path, d)))
+        entries.append({"dir": d, "signature": signature_key(v.signature),
+                        "outputs": [[kind, value] for kind, value in ir.outputs],
+                        "out_spec": pytree.treespec_dumps(ir.out_spec)})
+    manifest = {"format": MANIFEST_FORMAT, "module": type(module.original).__name__, "variants": entries}
+    tmp = os.path.join(path, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, os.path.join(path, MANIFEST))
+    return hashes
+
+
+def load(path: str | os.PathLike, module, expect: dict[str, Any] | None = None) -> ProgramModule:
+    """The saved module at ``path``, reading its weights from ``module`` (see the module docstring)."""
+    return load_module(path, module, expect=expect)

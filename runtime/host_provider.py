@@ -1,0 +1,134 @@
+"""The ``torch`` library provider: every ``library_call`` of a Program computed with PyTorch ops.
+
+Providers share one type-erased calling convention (``Provider`` below): an op name, its
+attributes as plain data (run-time sizes already resolved to ints), the input tensors and the
+output tensors to write. The executor has placed the outputs (arena or output allocations); a
+provider never allocates what it returns. This one computes with torch and copies into the
+outputs, so it runs anywhere torch does: on CPU it lets CI run whole Programs, on a GPU it is the
+baseline that cuBLASLt / cuDNN / attention providers replace op by op.
+
+The semantics are those of the dialect's reference hooks (``compiler/dialects``), restated here
+because the runtime imports no compiler module; ``tests/unit/test_program.py`` holds both to the
+reference executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+
+class Provider(Protocol):
+    def __call__(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor],
+                 outputs: list[torch.Tensor]) -> None: ...
+
+
+class ProviderError(RuntimeError):
+    """A provider does not implement an op (or a form of it)."""
+
+
+_UNARY: dict[str, Callable] = {
+    "neg": torch.neg, "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1,
+    "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid, "silu": F.silu, "relu": torch.relu, "abs": torch.abs, "erf": torch.erf,
+    "reciprocal": torch.reciprocal, "logical_not": torch.logical_not, "cast": lambda x: x,
+}
+_BINARY: dict[str, Callable] = {
+    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+    "floor_div": lambda a, b: torch.div(a, b, rounding_mode="floor"), "remainder": torch.remainder,
+    "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum, "eq": torch.eq, "ne": torch.ne,
+    "lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+}
+
+
+def _reduced(attrs, x) -> list[int]:
+    return sorted({d % max(x.dim(), 1) for d in attrs["dims"]})
+
+
+def _conv(a, x, w, b=None):
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[w.dim() - 2]
+    nhwc = a.get("layout", "nchw") == "nhwc"
+    y = conv(x.movedim(-1, 1) if nhwc else x, w, b, a["stride"], a["padding"], a["dilation"], a["groups"])
+    return y.movedim(1, -1) if nhwc else y
+
+
+def _group_norm(a, x, w=None, b=None):
+    nhwc = a.get("layout", "nchw") == "nhwc"
+    y = F.group_norm(x.movedim(-1, 1) if nhwc else x, a["num_groups"], w, b, a["eps"])
+    return y.movedim(1, -1) if nhwc else y
+
+
+def _upsample(a, x, out):
+    if a.get("layout", "nchw") == "nhwc":
+        return F.interpolate(x.movedim(-1, 1), size=tuple(out.shape[1:-1]), mode=a["mode"]).movedim(1, -1)
+    return F.interpolate(x, size=tuple(out.shape[2:]), mode=a["mode"])
+
+
+def _index(a, x, *idx):
+    slots: list[torch.Tensor | None] = [None] * (max(a["indexed"]) + 1)
+    for d, t in zip(a["indexed"], idx):
+        slots[d] = t
+    return torch.ops.aten.index.Tensor(x, slots)
+
+
+def _iota(a, out):
+    start, step = a["start"], a["step"]
+    if not out.dtype.is_floating_point:
+        start, step = int(start), int(step)
+    return torch.arange(out.shape[0], device=out.device, dtype=out.dtype) * step + start
+
+
+#: op -> fn(attrs, inputs, outputs) -> result tensor(s) (copied into the outputs by ``torch_provider``)
+_OPS: dict[str, Callable] = {
+    "gelu": lambda a, i, o: F.gelu(i[0], approximate=a.get("approximate", "none")),
+    "where": lambda a, i, o: torch.where(i[0], i[1], i[2]),
+    "reduce_sum": lambda a, i, o: torch.sum(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"]),
+                                            dtype=o[0].dtype),
+    "reduce_mean": lambda a, i, o: torch.mean(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"]),
+                                              dtype=o[0].dtype),
+    "reduce_max": lambda a, i, o: torch.amax(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"])),
+    "reduce_min": lambda a, i, o: torch.amin(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"])),
+    "argmax": lambda a, i, o: torch.argmax(i[0], dim=_reduced(a, i[0])[0], keepdim=bool(a["keepdim"])),
+    "softmax": lambda a, i, o: torch.softmax(i[0], dim=a["dim"]),
+    "log_softmax": lambda a, i, o: torch.log_softmax(i[0], dim=a["dim"]),
+    "group_norm": lambda a, i, o: _group_norm(a, *i),
+    "layer_norm": lambda a, i, o: F.layer_norm(i[0], tuple(i[0].shape[-a["normalized_ndim"]:]),
+                                               i[1] if len(i) == 3 else None, i[2] if len(i) == 3 else None, a["eps"]),
+    "linear": lambda a, i, o: F.linear(i[0], i[1], i[2] if len(i) == 3 else None),
+    "matmul": lambda a, i, o: torch.matmul(i[0], i[1]),
+    "conv": lambda a, i, o: _conv(a, *i),
+    "attention": lambda a, i, o: F.scaled_dot_product_attention(
+        i[0], i[1], i[2], attn_mask=i[3] if len(i) == 4 else None, is_causal=bool(a["is_causal"]),
+        scale=a.get("scale")),
+    "concat": lambda a, i, o: torch.cat(i, dim=a["dim"]),
+    "pad": lambda a, i, o: F.pad(i[0], list(a["pads"]), value=a["value"]),
+    "upsample": lambda a, i, o: _upsample(a, i[0], o[0]),
+    "embedding": lambda a, i, o: F.embedding(i[1], i[0]),
+    "index": lambda a, i, o: _index(a, *i),
+    "iota": lambda a, i, o: _iota(a, o[0]),
+    "full": lambda a, i, o: torch.full(tuple(o[0].shape), a["value"], dtype=o[0].dtype, device=o[0].device),
+    "constant": lambda a, i, o: torch.tensor(a["value"], dtype=o[0].dtype, device=o[0].device),
+    "dim_value": lambda a, i, o: torch.tensor(a["value"][0], dtype=o[0].dtype, device=o[0].device),
+}
+
+
+def torch_provider(op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> None:
+    if op in _UNARY:
+        result = _UNARY[op](inputs[0])
+    elif op in _BINARY:
+        result = _BINARY[op](inputs[0], inputs[1])
+    elif op in _OPS:
+        result = _OPS[op](attrs, inputs, outputs)
+    else:
+        raise ProviderError(f"the torch provider does not implement '{op}' (inputs "
+                            f"{[tuple(t.shape) for t in inputs]}); add it to runtime/host_provider.py")
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    for out, r in zip(outputs, results):
+        if tuple(r.shape) != tuple(out.shape):
+            raise ProviderError(f"torch provider '{op}': computed shape {tuple(r.shape)}, the Program planned "
+                                f"{tuple(out.shape)}")
+        out.copy_(r)

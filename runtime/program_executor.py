@@ -1,0 +1,448 @@
+"""Runs a ``Program`` (``runtime/program.py``) in Python: the reference for the C++ executor.
+
+It imports nothing from the compiler, codegen, the dialects or xDSL: only torch, the Program
+format, the shape-program evaluator (``runtime/shape_eval.py``, native when built) and the
+providers. ``tests/unit/test_program.py`` checks that rule.
+
+Per call:
+
+1. bind the size symbols from the inputs' dims (``Program.bindings``), evaluate the shape program
+   once: every dim, buffer size, grid, launch scalar and variant predicate;
+2. check the checks (ranges, guards, int32 row limits) and that every input dim equals its slot;
+3. place the arena buffers by first fit over their live ranges (computed at compile time; the
+   sizes of this call decide the offsets, cached per distinct size vector) in one allocation;
+   program outputs get their own allocations, so a later call never overwrites a result;
+   (1-3 are one native call, ``CallPlanner.prepare``, when the C++ core is built)
+4. run the steps: views, ``library_call`` through the provider registry (one calling convention:
+   ``provider(op, attrs, inputs, outputs)``), ``fallback_call`` into ``torch.ops``, and
+   ``launch`` of generated kernels, the variant picked from the step's table.
+
+Generated kernels run here only on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``
+set before triton is imported); launching cubins through the CUDA driver is the C++ executor's
+job and not implemented yet, so a CUDA launch raises saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from blade.runtime import shape_eval
+from blade.runtime.host_provider import Provider, torch_provider
+from blade.runtime.program import KernelRole, Program, StepKind, ValueKind
+
+#: provider name -> implementation; providers share ``Provider``'s calling convention
+PROVIDERS: dict[str, Provider] = {"torch": torch_provider}
+ARENA_ALIGN = 256
+
+
+def register_provider(name: str, provider: Provider) -> None:
+    PROVIDERS[name] = provider
+
+
+class ProgramShapeError(ValueError):
+    """The inputs' sizes do not fit the Program (a dim, a range or a guard)."""
+
+
+class ProgramRunError(RuntimeError):
+    """A step failed, or needs something this executor does not do (yet)."""
+
+
+def first_fit(buffers: Sequence[tuple[int, int, int]], align: int = ARENA_ALIGN) -> tuple[list[int], int]:
+    """Offsets for ``(nbytes, first, last)`` buffers: each at the lowest aligned offset that
+    overlaps no buffer live at the same time (closed step ranges). Returns (offsets, arena size)."""
+    order = sorted(range(len(buffers)), key=lambda i: (buffers[i][1], -buffers[i][0], i))
+    offsets = [0] * len(buffers)
+    placed: list[int] = []
+    total = 0
+    for i in order:
+        size, first, last = buffers[i]
+        if size == 0:
+            continue
+        busy = sorted((offsets[j], offsets[j] + buffers[j][0]) for j in placed
+                      if not (buffers[j][2] < first or last < buffers[j][1]))
+        off = 0
+        for lo, hi in busy:
+            if off + size <= lo:
+                break
+            off = max(off, -(-hi // align) * align)
+        offsets[i] = off
+        placed.append(i)
+        total = max(total, off + size)
+    return offsets, total
+
+
+def module_weights(program: Program, module: torch.nn.Module) -> Callable[[str], torch.Tensor]:
+    """Resolve a Program's weights on the user's module by their export target (never copied)."""
+    params = dict(module.named_parameters(remove_duplicate=False))
+    buffers = dict(module.named_buffers(remove_duplicate=False))
+    table = {}
+    for name, ref in program.weights.items():
+        src = params if ref["kind"] == "param" else buffers
+        if ref["target"] not in src:
+            raise KeyError(f"weight '{name}' ({ref['kind']} {ref['target']}) is not in {type(module).__name__}")
+        table[name] = src[ref["target"]]
+    return table.__getitem__
+
+
+class ProgramExecutor:
+    def __init__(self, program: Program, weights: Callable[[str], torch.Tensor] | Mapping[str, torch.Tensor],
+                 providers: Mapping[str, Provider] | None = None, native=None):
+        self.program = program
+        self.weights = weights.__getitem__ if isinstance(weights, Mapping) else weights
+        self.providers = dict(PROVIDERS if providers is None else providers)
+        self.native = shape_eval.load_native() if native is None else native  # False: Python only
+        self._plans: dict[tuple[int, ...], tuple[list[int], int]] = {}
+        self._constants: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._kernels: dict[str, _KernelRunner] = {}
+        self._sms: dict[torch.device, int] = {}
+        self._planner = None  # the native CallPlanner, made on first use when the core is built
+
+    # ------------------------------------------------------------------ sizes
+    def evaluate(self, inputs: Sequence[torch.Tensor]) -> list[int]:
+        """Every slot's value for these inputs, after checking them."""
+        p = self.program
+        if len(inputs) != len(p.input_names):
+            raise ProgramShapeError(f"expected {len(p.input_names)} inputs ({', '.join(p.input_names)}), "
+                                    f"got {len(inputs)}")
+        for i, t in enumerate(inputs):
+            rank = len(p.values[i].dims)
+            if t.dim() != rank:
+                raise ProgramShapeError(f"input '{p.input_names[i]}' has shape {tuple(t.shape)}; the Program "
+                                        f"expects rank {rank}")
+        symbols: list[int | None] = [None] * len(p.symbols)
+        for b in p.bindings:
+            t = inputs[b["input"]]
+            n = t.shape[b["dim"]]
+            if n % b["coeff"]:
+                raise ProgramShapeError(f"input '{p.input_names[b['input']]}' dim {b['dim']} is {n}; it must be a "
+                                        f"multiple of {b['coeff']}")
+            if symbols[b["symbol"]] is None:
+                symbols[b["symbol"]] = n // b["coeff"]
+        if any(s is None for s in symbols):
+            missing = [p.symbols[i] for i, s in enumerate(symbols) if s is None]
+            raise ProgramShapeError(f"symbols {missing} are not determined by any input dim")
+        device = next((t.device for t in inputs), torch.device("cpu"))
+        slots = shape_eval.run(p.shape_code, symbols + [self._device_symbol(n, device) for n in p.device_symbols],
+                               self.native or False)
+        failed = [c["message"] for c in p.checks if not slots[c["slot"]]]
+        if failed:
+            sizes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(p.input_names, inputs))
+            raise ProgramShapeError(f"inputs {sizes} violate: " + "; ".join(failed))
+        for i, t in enumerate(inputs):
+            v = p.values[i]
+            want = tuple(slots[d] for d in v.dims)
+            if tuple(t.shape) != want:
+                raise ProgramShapeError(f"input '{p.input_names[i]}' has shape {tuple(t.shape)}; with "
+                                        f"{dict(zip(p.symbols, symbols))} the Program expects {want}")
+        return slots
+
+    def _device_symbol(self, name: str, device: torch.device) -> int:
+        if name == "sm_count":  # the CPU interpreter stands in for a small GPU (as launch.py does)
+            if device.type != "cuda":
+                return 4
+            if device not in self._sms:
+                self._sms[device] = torch.cuda.get_device_properties(device).multi_processor_count
+            return self._sms[device]
+        raise ProgramRunError(f"unknown device symbol {name!r} (this executor knows sm_count)")
+
+    def arena_plan(self, slots: list[int]) -> tuple[list[int], int]:
+        sizes = tuple(slots[b.nbytes] for b in self.program.buffers)
+        plan = self._plans.get(sizes)
+        if plan is None:
+            bufs = [(n, b.first, b.last) for n, b in zip(sizes, self.program.buffers)]
+            if self.native and hasattr(self.native, "first_fit"):  # the C++ core, same plan
+                offsets, total = self.native.first_fit(bufs, ARENA_ALIGN)
+                plan = (list(offsets), total)
+            else:
+                plan = first_fit(bufs)
+            self._plans[sizes] = plan
+        return plan
+
+    def prepare(self, inputs: Sequence[torch.Tensor], device: torch.device) -> tuple[list[int], list[int], int]:
+        """(slots, arena offsets, arena bytes) of a call: in one native call when the C++ core is
+        built (``CallPlanner``), else in Python. The native path reports only where a call fails;
+        the Python checks then say why."""
+        p = self.program
+        if self._planner is None and self.native and hasattr(self.native, "CallPlanner"):
+            inputs_dims = [v.dims for v in sorted((v for v in p.values if v.kind == ValueKind.INPUT.value),
+                                                  key=lambda v: v.index)]
+            self._planner = self.native.CallPlanner(
+                len(p.symbols), [(b["symbol"], b["input"], b["dim"], b["coeff"]) for b in p.bindings],
+                p.shape_code, [c["slot"] for c in p.checks], inputs_dims, [b.nbytes for b in p.buffers],
+                [(b.first, b.last) for b in p.buffers], ARENA_ALIGN)
+        if self._planner is not None:
+            r = self._planner.prepare([list(t.shape) for t in inputs],
+                                      [self._device_symbol(n, device) for n in p.device_symbols])
+            if r.ok:
+                return list(r.slots), list(r.offsets), r.total
+            self.evaluate(inputs)  # raises naming the input, dim or check
+            raise ProgramRunError(f"the native call planner refused inputs {[tuple(t.shape) for t in inputs]} that "
+                                  "the Python checks accept (a bug: please report it)")
+        slots = self.evaluate(inputs)
+        return (slots, *self.arena_plan(slots))
+
+    # ------------------------------------------------------------------ call
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        p = self.program
+        device = next((t.device for t in inputs), torch.device("cpu"))
+        slots, offsets, total = self.prepare(inputs, device)
+        arena = torch.empty(total, dtype=torch.uint8, device=device)
+        env: list[torch.Tensor | None] = [None] * len(p.values)
+        for i, v in enumerate(p.values):
+            shape = tuple(slots[d] for d in v.dims)
+            dtype = getattr(torch, v.dtype)
+            if v.kind == ValueKind.INPUT.value:
+                t = inputs[v.index]
+                env[i] = t if t.dtype == dtype else t.to(dtype)
+            elif v.kind == ValueKind.WEIGHT.value:
+                env[i] = self.weights(v.name)
+            elif v.kind == ValueKind.CONSTANT.value:
+                env[i] = self._constant(i, shape, dtype, device)
+            elif v.kind == ValueKind.OUTPUT.value:
+                env[i] = torch.empty(shape, dtype=dtype, device=device)
+            elif v.kind == ValueKind.ARENA.value:
+                off, n = offsets[v.buffer], slots[p.buffers[v.buffer].nbytes]
+                env[i] = arena[off:off + n].view(dtype).view(shape)
+        for index, step in enumerate(p.steps):
+            try:
+                self._step(step, env, slots)
+            except (ProgramRunError, ProgramShapeError):
+                raise
+            except Exception as e:  # noqa: BLE001 - re-raised naming the step and its shapes
+                shapes = [tuple(env[v].shape) for v in step.inputs]
+                raise ProgramRunError(f"step {index} ({step.kind} {step.op}) failed on inputs {shapes}: "
+                                      f"{type(e).__name__}: {e}") from e
+        return [env[o] for o in p.outputs]
+
+    def _constant(self, i: int, shape, dtype, device) -> torch.Tensor:
+        key = (i, device)
+        if key not in self._constants:
+            raw = bytearray(self.program.blobs[self.program.values[i].blob])
+            t = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+            self._constants[key] = t.view(dtype).reshape(shape).to(device)
+        return self._constants[key]
+
+    def _step(self, step, env, slots) -> None:
+        ins = [env[v] for v in step.inputs]
+        if step.kind == StepKind.VIEW.value:
+            env[step.outputs[0]] = self._view(step, ins[0], slots)
+            return
+        outs = [env[v] for v in step.outputs]
+        if step.kind == StepKind.LIBRARY_CALL.value:
+            provider = self.providers.get(step.provider)
+            if provider is None:
+                raise ProgramRunError(f"no provider '{step.provider}' registered for {step.op} "
+                                      f"(registered: {sorted(self.providers)})")
+            provider(step.op, _resolve(step.attrs, slots), ins, outs)
+        elif step.kind == StepKind.FALLBACK_CALL.value:
+            _fallback(step, ins, outs, slots)
+        elif step.kind == StepKind.LAUNCH.value:
+            runner = self._kernels.get(step.op)
+            if runner is None:
+                runner = self._kernels[step.op] = _KernelRunner(step.op, self.program)
+            runner(step, ins, outs, slots, [env[v] for v in step.attrs.get("scratch", [])])
+        else:
+            raise ProgramRunError(f"unknown step kind {step.kind!r}")
+
+    def _view(self, step, x: torch.Tensor, slots) -> torch.Tensor:
+        a = step.attrs
+        shape = tuple(slots[d] for d in self.program.values[step.outputs[0]].dims)
+        if step.op == "permute":
+            return x.permute(a["perm"])
+        if step.op == "reshape":
+            return x.reshape(shape)  # may copy a non-viewable input (the C++ executor will need a step)
+        if step.op == "expand":
+            return x.expand(shape)
+        if step.op == "slice":
+            d = a["dim"] % x.dim()
+            start, st, n = slots[a["start"][0]["slot"]], a["step"], shape[d]
+            return torch.ops.aten.slice.Tensor(x, d, start, start + (n - 1) * st + 1 if n else start, st)
+        raise ProgramRunError(f"unknown view {step.op!r}")
+
+
+def _resolve(a: Any, slots: list[int]) -> Any:
+    if isinstance(a, list):
+        return [_resolve(x, slots) for x in a]
+    if isinstance(a, dict):
+        if set(a) == {"slot"}:
+            return slots[a["slot"]]
+        return {k: _resolve(v, slots) for k, v in a.items()}
+    return a
+
+
+def _fallback(step, ins, outs, slots) -> None:
+    def dec(a):
+        if isinstance(a, list):
+            return [dec(x) for x in a]
+        if isinstance(a, dict):
+            if "t" in a:
+                return ins[a["t"]]
+            if "slot" in a:
+                return slots[a["slot"]]
+            if "dtype" in a:
+                return getattr(torch, a["dtype"])
+            if "device" in a:
+                return outs[0].device if outs else torch.device("cpu")
+            if "memory_format" in a:
+                return getattr(torch, a["memory_format"])
+            if "layout" in a:
+                return getattr(torch, a["layout"])
+            if "kw" in a:
+                return {k: dec(v) for k, v in a["kw"].items()}
+        return a
+
+    fn: Any = torch.ops
+    for part in step.op.split("."):
+        fn = getattr(fn, part)
+    args, kwargs = dec(step.attrs["call"])
+    result = fn(*args, **kwargs)
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    for o, r in zip(outs, results):
+        o.copy_(r)
+
+
+# ---------------------------------------------------------------------------------------------
+# generated kernels
+# ---------------------------------------------------------------------------------------------
+
+
+class _KernelRunner:
+    """Launches one generated kernel of a Program from its data: the argument packing follows the
+    entry point's recorded signature, the variant and grid come from the step's table."""
+
+    def __init__(self, key: str, program: Program):
+        self.key = key
+        self.data = program.kernels[key]
+        self.source = program.blobs[self.data["source"]].decode()
+        self._module = None
+        self._counters: dict[torch.device, torch.Tensor] = {}
+
+    def __call__(self, step, ins: list[torch.Tensor], outs: list[torch.Tensor], slots: list[int],
+                 scratch: list[torch.Tensor]) -> None:
+        a = step.attrs
+        space = tuple(slots[d] for d in a["space"])
+        m, k = slots[a["M"]], slots[a["K"]]
+        if m == 0 or k == 0:
+            return  # empty result: nothing to launch
+        tensors, address = self._address(ins, space)
+        aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in address.items() if n.startswith(("s", "rs")))
+                   and all(t.data_ptr() % 16 == 0 for t in tensors + outs))
+        row = self._row(step.table, slots, aligned, k, space)
+        named: dict[str, Any] = {"M": m, "K": k, **address}
+        if "P" in a:
+            named["P"] = slots[a["P"]]
+        ins_named = {f"in{i}": t for i, t in enumerate(tensors)}
+        outs_named = {f"out{j}": o for j, o in enumerate(outs)}
+        if row.get("schedule") == "two_launch":  # GroupNorm statistics, then normalise + epilogue
+            partial, stats = scratch
+            srow = self._row(row["stats"], slots, aligned, k, space, role=KernelRole.GN_STATS.value)
+            counters = slots[srow["counters"]]
+            counter = self._counter(partial.device, counters)
+            self._launch(self.data["variants"][srow["variant"]], tuple(slots[g] for g in srow["grid"]),
+                         ins_named | named | {"partial": partial, "stats": stats, "counter": counter,
+                                             "nchunks": slots[srow["nchunks"]],
+                                             "rows_per_chunk": slots[srow["rows_per_chunk"]], "eps": self.data["eps"]},
+                         tensors + [partial, stats, counter])
+            arow = self._row(row["apply"], slots, aligned, k, space, role=KernelRole.GN_APPLY.value)
+            self._launch(self.data["variants"][arow["variant"]], tuple(slots[g] for g in arow["grid"]),
+                         ins_named | outs_named | named | {"stats": stats}, tensors + outs + [stats])
+            return
+        variant = self.data["variants"][row["variant"]]
+        grid = tuple(slots[g] for g in row["grid"])
+        self._launch(variant, grid, ins_named | outs_named | named, tensors + outs)
+
+    def _row(self, table, slots, aligned: bool, k: int, space, role: str | None = None) -> dict[str, Any]:
+        """The first row of a variant table whose predicate holds and whose alignment is met (and,
+        when given, whose variant has ``role``)."""
+        for r in table:
+            if (r["when"] is None or slots[r["when"]]) and (aligned or not r["aligned"]):
+                if role is not None and self.data["variants"][r["variant"]]["role"] != role:
+                    raise ProgramRunError(f"kernel {self.data['name']}: a {role} row names a "
+                                          f"{self.data['variants'][r['variant']]['role']} variant (malformed Program)")
+                return r
+        raise ProgramRunError(f"kernel {self.data['name']} ({self.data['label']}): no variant in its table fits "
+                              f"K={k}, space {space}, aligned={aligned}")
+
+    def _counter(self, device: torch.device, n: int) -> torch.Tensor:
+        """Per-(image, group block) tickets of the GroupNorm statistics launch: zero between calls
+        (the last program of each resets its ticket), so they persist with the executor."""
+        c = self._counters.get(device)
+        if c is None or c.numel() < n:
+            c = self._counters[device] = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
+        return c
+
+    def _launch(self, variant, grid, named, tensors) -> None:
+        if any(t.is_cuda for t in tensors):
+            raise ProgramRunError(f"kernel {self.data['name']}: launching cubins from a Program (CUDA driver "
+                                  "API, C++ executor) is not implemented yet; run this model through BladeModule")
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            raise ProgramRunError(f"kernel {self.data['name']}: generated kernels run on the CPU only under Triton's "
+                                  "interpreter; start the process with TRITON_INTERPRET=1")
+        fn = getattr(self._load(), variant["entry"])
+        plain = [named[n] for n, ty in variant["signature"] if ty != "constexpr"]
+        consts = {n: variant["constexprs"][n] for n, ty in variant["signature"] if ty == "constexpr"}
+        fn[grid](*plain, **consts)
+
+    def _load(self):
+        if self._module is None:  # triton.jit reads the source back from the file
+            folder = os.path.join(tempfile.gettempdir(), f"blade-program-kernels-{os.getuid()}")
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"k_{self.key}.py")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w") as f:
+                    f.write(self.source)
+                os.replace(tmp, path)
+            spec = importlib.util.spec_from_file_location(f"blade_program_kernel_{self.key}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self._module = module
+        return self._module
+
+    def _address(self, tensors: list[torch.Tensor], space: tuple[int, ...]) -> tuple[list[torch.Tensor], dict]:
+        """The row-addressing arguments of the kernel (``codegen/emit.py``'s module docstring)
+        from the actual strides; an input whose row dims do not collapse is copied contiguous."""
+        d = self.data
+        r = len(space)
+        rows = space[:-1]
+        out: dict[str, int] = {}
+        result = []
+        for i, (spec, t) in enumerate(zip(d["inputs"], tensors)):
+            if spec["last"] == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
+                t = t.contiguous()
+            dims = [j - (r - t.dim()) for j in spec["row_dims"]]
+            if d["addressing"] == "coords":
+                for j, jj in zip(spec["row_dims"], dims):
+                    out[f"s{i}_{j}"] = t.stride(jj)
+            elif spec["row_dims"]:
+                stride = _collapsed_stride(t, dims)
+                if stride is None:
+                    t = t.contiguous()
+                    stride = _collapsed_stride(t, dims)
+                out[f"rs{i}"] = stride
+                lo, hi = spec["row_dims"][0], spec["row_dims"][-1]
+                if spec["form"] in ("prefix", "middle"):
+                    out[f"a{i}"] = math.prod(rows[hi + 1:])
+                if spec["form"] in ("suffix", "middle"):
+                    out[f"b{i}"] = math.prod(rows[lo:hi + 1])
+            result.append(t)
+        if d["addressing"] == "coords":
+            out.update({f"D{j}": rows[j] for j in d["needed_row_dims"]})
+        return result, out
+
+
+def _collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
+    live = [j for j in dims if t.shape[j] != 1]
+    if not live:
+        return 0
+    for a, b in zip(live, live[1:]):
+        if t.stride(a) != t.stride(b) * t.shape[b]:
+            return None
+    return t.stride(live[-1])

@@ -1,0 +1,110 @@
+"""A saved compiled module, loaded without the compiler: ``load_module(path, module)``.
+
+``blade.artifact.save`` writes a directory holding one Program per compiled variant
+(``variant-<i>/``, see ``runtime/program.py``) and a manifest (``blade-module.json``) saying how a
+call reaches a variant and how the outputs are rebuilt: each variant's call signature (the
+pytree structure of the canonical call, the tensors' dtypes, the non-tensor arguments, the
+training flag) and its output structure (a JSON pytree spec plus, per output leaf, a Program
+output index or a constant). Weights are not in the artifact: the loaded module reads them from
+``module`` (the user's, by name, never copied), so in-place updates are seen.
+
+``ProgramModule.forward`` binds and flattens the call as ``BladeModule`` does
+(``runtime/call_signature.py``), takes the first variant with the same signature whose Program
+accepts the sizes (its checks and guards), runs it with ``ProgramExecutor`` and rebuilds the
+output. A call no variant accepts is refused, naming each variant's reason: a loaded artifact
+never compiles. Like the executor, this file imports no compiler module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+from blade.runtime.call_signature import CallSignature, bind_call, flatten_call, forward_signature
+from blade.runtime.program import Program, ProgramFormatError
+from blade.runtime.program_executor import ProgramExecutor, ProgramShapeError, module_weights
+
+MANIFEST = "blade-module.json"
+MANIFEST_FORMAT = 1
+
+
+def signature_key(sig: CallSignature) -> dict[str, Any]:
+    """The device-independent, JSON form of a call signature (an artifact serves any device)."""
+    constants = []
+    for kind, value in sig.constants:
+        if not isinstance(value, (type(None), bool, int, float, str)):
+            raise ProgramFormatError(f"a non-tensor argument {value!r} ({kind.__name__}) cannot be saved in an "
+                                     "artifact (only None, bool, int, float and str can)")
+        constants.append([kind.__name__, value])
+    return {"spec": pytree.treespec_dumps(sig.spec), "dtypes": [str(d).removeprefix("torch.") for d, _ in sig.tensors],
+            "constants": constants, "training": sig.training}
+
+
+class _Variant:
+    def __init__(self, entry: dict[str, Any], program: Program, module: torch.nn.Module):
+        self.key = entry["signature"]
+        self.outputs = entry["outputs"]
+        self.out_spec = pytree.treespec_loads(entry["out_spec"])
+        self.program = program
+        self.executor = ProgramExecutor(program, module_weights(program, module))
+
+
+class ProgramModule(torch.nn.Module):
+    """The drop-in module of a loaded artifact (see the module docstring)."""
+
+    def __init__(self, module: torch.nn.Module, variants: list[_Variant]):
+        super().__init__()
+        object.__setattr__(self, "original", module)  # not a submodule: its weights stay the user's
+        self.variants = variants
+        self._forward_signature = forward_signature(module)
+
+    @property
+    def training(self) -> bool:
+        return self.original.training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        pass  # the original's mode is the truth; nn.Module.__init__ sets this once
+
+    def forward(self, *args, **kwargs):
+        cargs, ckwargs = bind_call(self._forward_signature, args, kwargs)
+        tensors, _, signature = flatten_call(cargs, ckwargs, self.original.training)
+        key = signature_key(signature)
+        reasons = []
+        for i, v in enumerate(self.variants):
+            if v.key != key:
+                reasons.append(f"variant {i}: call signature {key} differs from the saved {v.key}")
+                continue
+            try:
+                outs = v.executor.run(tensors)
+            except ProgramShapeError as e:  # raised before any step runs
+                reasons.append(f"variant {i}: {e}")
+                continue
+            flat = [outs[x] if kind == "tensor" else x for kind, x in v.outputs]
+            return pytree.tree_unflatten(flat, v.out_spec)
+        raise ProgramShapeError(f"no saved variant of {type(self.original).__name__} accepts this call (a loaded "
+                                "artifact never compiles; save the module after calling it at this shape class): "
+                                + " | ".join(reasons))
+
+
+def load_module(path: str | os.PathLike, module: torch.nn.Module,
+                expect: dict[str, Any] | None = None) -> ProgramModule:
+    """Load an artifact written by ``blade.artifact.save``; ``module`` provides the weights."""
+    file = os.path.join(path, MANIFEST)
+    try:
+        with open(file) as f:
+            manifest = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProgramFormatError(f"{file}: not a saved Blade module ({e})") from e
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ProgramFormatError(f"{file}: manifest format {manifest.get('format')!r}, this Blade reads "
+                                 f"{MANIFEST_FORMAT}")
+    if manifest.get("module") != type(module).__name__:
+        raise ProgramFormatError(f"{path} was saved from a {manifest.get('module')}, not a {type(module).__name__}")
+    variants = [_Variant(e, Program.load(os.path.join(path, e["dir"]), expect=expect), module)
+                for e in manifest["variants"]]
+    return ProgramModule(module, variants)
