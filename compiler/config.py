@@ -47,8 +47,8 @@ class Config:
     #: Write the IR after every pass of a real compile to this folder (``NN-pass-name.mlir``).
     dump_dir: str | None = None
 
-    #: How many guard classes (variants) one optimized module may compile before a call outside
-    #: all of them raises instead of compiling again.
+    #: How many guard classes (variants) one optimized module may compile; a call outside all of
+    #: them then runs in eager PyTorch, with a message (``fallback="strict"``: raises ``GuardError``).
     max_variants: int = 4
 
     #: Print progress and the per-stage times of each compile.

@@ -50,7 +50,8 @@ from blade.symbolic import ShapeError
 
 
 class GuardError(RuntimeError):
-    """A call matches no compiled variant and no more variants may be compiled."""
+    """A call matches no compiled variant and no more variants may be compiled (raised in strict
+    mode; otherwise such calls run in eager PyTorch, with a message)."""
 
 
 @dataclass
@@ -187,6 +188,7 @@ class BladeModule(torch.nn.Module):
         # refused the call it was compiled for
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
+        self._said_max_variants = False
         self._gate = _gate_for(module)
 
     @property
@@ -315,9 +317,17 @@ class BladeModule(torch.nn.Module):
             shapes = [tuple(t.shape) for t in tensors]
             compiled = len({id(v.executor) for v in self._variants})  # variants sharing code count once
             if compiled >= self._config.max_variants:
-                raise GuardError(
-                    f"no compiled variant of {self.name} accepts input shapes {shapes}: {'; '.join(reasons)}. "
-                    f"Raise Config.max_variants (now {self._config.max_variants}) to compile more.")
+                message = (f"no compiled variant of {self.name} accepts input shapes {shapes}: "
+                           f"{'; '.join(reasons)[:1000]}. Raise Config.max_variants (now "
+                           f"{self._config.max_variants}) to compile more.")
+                if self._config.fallback == "strict":
+                    raise GuardError(message)
+                # a correct answer, not a crash: eager PyTorch (said once per module, it can repeat)
+                if not self._said_max_variants:
+                    self._said_max_variants = True
+                    print(f"[blade] {message} Until then such calls run in eager PyTorch.",
+                          file=sys.stderr, flush=True)
+                return None, None
             print(f"[blade] compiling variant {len(self._variants)} of {self.name} for inputs "
                   f"{describe_inputs(tensors)}: {'; '.join(reasons) or 'first call'}", file=sys.stderr, flush=True)
             try:

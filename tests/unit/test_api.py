@@ -61,10 +61,14 @@ def test_call_outside_the_guard_class_compiles_one_more_variant(capfd):
     assert len(opt.variants) == 2  # odd widths reuse variant 1
 
 
-def test_max_variants_bounds_recompiles():
+def test_max_variants_bounds_recompiles(capfd):
     opt = blade.optimize(Branchy().eval(), (torch.randn(2, 4),), config=blade.Config(max_variants=1))
+    torch.testing.assert_close(opt(torch.ones(2, 5)), torch.zeros(2, 5))  # eager's answer, no compile
+    assert len(opt.variants) == 1 and "max_variants" in capfd.readouterr().err
+    strict = blade.optimize(Branchy().eval(), (torch.randn(2, 4),),
+                            config=blade.Config(max_variants=1, fallback="strict"))
     with pytest.raises(GuardError, match="max_variants"):
-        opt(torch.ones(2, 5))
+        strict(torch.ones(2, 5))
 
 
 def test_static_dims_and_ranges():
