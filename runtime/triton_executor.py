@@ -11,6 +11,7 @@ place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
@@ -24,6 +25,9 @@ from blade.dialects.structured import ConvOp
 from blade.runtime.launch import KernelLauncher
 from blade.runtime.reference import ReferenceExecutor
 from blade.symbolic import evaluate
+
+
+_CUDNN_FLAG_LOCK = threading.Lock()
 
 
 class KernelExecutor(ReferenceExecutor):
@@ -85,6 +89,12 @@ class KernelExecutor(ReferenceExecutor):
             elif hit[0] != w._version:
                 self.refresh_prepared_weights()
             w = self._cl_weights[key][2]
+        # cudnn.benchmark is process-global: set and restored under one lock, so two threads
+        # running convolutions cannot leave the user's setting changed
+        with _CUDNN_FLAG_LOCK:
+            return self._conv_with_search_flag(op, x, w, bias)
+
+    def _conv_with_search_flag(self, op: ConvOp, x, w, bias) -> torch.Tensor:
         saved = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = self.conv_algorithm_search  # timed once per shape, then cached
         try:
