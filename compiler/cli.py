@@ -114,11 +114,11 @@ def demo(args) -> int:
 def inspect(args) -> int:
     import collections
 
-    from blade.ir import IRFileError, entry_function, parse_module, read_ir_file, read_symbol_table, walk_ops
+    from blade.ir import IRFileError, entry_function, load_ir_file, read_symbol_table, walk_ops
     from blade.shape_syntax import format_condition, format_shape
 
     try:
-        module = parse_module(read_ir_file(args.file), args.file)
+        module = load_ir_file(args.file)
     except IRFileError as e:
         print(f"blade inspect: error: {e}", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ from blade.symbolic import Guard, SymbolInfo, SymbolTable
 
 __all__ = [
     "Block", "InsertPoint", "ModuleOp", "Operation", "Region", "Rewriter", "SSAValue", "func",
-    "make_context", "parse_module", "read_ir_file", "IRFileError", "print_module", "entry_function", "read_symbol_table",
+    "make_context", "parse_module", "read_ir_file", "load_ir_file", "IRFileError", "print_module", "entry_function", "read_symbol_table",
     "write_symbol_table", "walk_ops", "new_module", "replace_all_uses", "erase_op",
 ]
 
@@ -58,17 +58,23 @@ def read_ir_file(path: str) -> str:
 
 
 def parse_module(text: str, name: str = "<input>") -> ModuleOp:
-    """Parse and verify a module; a malformed or invalid one raises ``IRFileError``."""
+    """Parse and verify a module (raises xDSL's ``ParseError`` / ``VerifyException``)."""
+    module = Parser(make_context(), text, name).parse_module()
+    module.verify()
+    return module
+
+
+def load_ir_file(path: str) -> ModuleOp:
+    """Read, parse and verify an IR file (``-``: stdin) for a command-line tool; every failure is
+    an ``IRFileError`` with a one-line message."""
+    text = read_ir_file(path)
     try:
-        module = Parser(make_context(), text, name).parse_module()
+        return parse_module(text, path)
     except ParseError as e:
         file, line, col = e.span.get_location()
         raise IRFileError(f"{file}:{line}:{col}: {e.msg}") from e
-    try:
-        module.verify()
     except VerifyException as e:
-        raise IRFileError(f"{name}: invalid IR: {str(e).strip().splitlines()[0]}") from e
-    return module
+        raise IRFileError(f"{path}: invalid IR: {str(e).strip().splitlines()[0]}") from e
 
 
 def print_module(module: Operation, generic: bool = False) -> str:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sympy
-import torch
 from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr
 from xdsl.ir import Attribute, Region
 from xdsl.irdl import IRDLOperation
@@ -35,6 +34,9 @@ from xdsl.utils.exceptions import VerifyException
 from blade.dialects.types import Dim, TensorType, attr_value
 from blade.shape_syntax import format_shape
 from blade.symbolic import known_equal
+from blade.lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use (see blade.lazy)
 
 Shape = tuple[Dim, ...]
 

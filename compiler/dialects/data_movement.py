@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import sympy
-import torch
-import torch.nn.functional as F
 from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr
 from xdsl.irdl import (
     irdl_op_definition,
@@ -32,6 +30,10 @@ from xdsl.utils.exceptions import VerifyException
 from blade.dialects.base import TensorOp, normalize_dim
 from blade.dialects.types import DimsAttr, TensorType
 from blade.symbolic import known_equal, product
+from blade.lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use (see blade.lazy)
+F = LazyModule("torch.nn.functional")
 
 
 @irdl_op_definition

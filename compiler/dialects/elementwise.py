@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from typing import Callable, ClassVar
 
-import torch
-import torch.nn.functional as F
 from xdsl.dialects.builtin import StringAttr
 from xdsl.irdl import irdl_op_definition, operand_def, opt_prop_def, result_def, traits_def
 from xdsl.traits import Pure
 
 from blade.dialects.base import ExecEnv, Shape, TensorOp, broadcast_shapes
 from blade.dialects.types import TensorType
+from blade.lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use (see blade.lazy)
+F = LazyModule("torch.nn.functional")
 
 
 class UnaryElementwiseOp(TensorOp):
@@ -45,23 +47,23 @@ def _unary(op_name: str, fn: Callable, doc: str) -> type[UnaryElementwiseOp]:
     return irdl_op_definition(cls)
 
 
-NegOp = _unary("blade.neg", torch.neg, "``-x``.\n\n    %y = blade.neg %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-ExpOp = _unary("blade.exp", torch.exp, "``e**x``.\n\n    %y = blade.exp %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-Log1pOp = _unary("blade.log1p", torch.log1p, "``log(1 + x)``.\n\n    %y = blade.log1p %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-Expm1Op = _unary("blade.expm1", torch.expm1, "``exp(x) - 1``.\n\n    %y = blade.expm1 %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-LogOp = _unary("blade.log", torch.log, "Natural log.\n\n    %y = blade.log %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-SqrtOp = _unary("blade.sqrt", torch.sqrt, "Square root.\n\n    %y = blade.sqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-RsqrtOp = _unary("blade.rsqrt", torch.rsqrt, "``1/sqrt(x)``.\n\n    %y = blade.rsqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-SinOp = _unary("blade.sin", torch.sin, "Sine.\n\n    %y = blade.sin %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-CosOp = _unary("blade.cos", torch.cos, "Cosine.\n\n    %y = blade.cos %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-TanhOp = _unary("blade.tanh", torch.tanh, "Hyperbolic tangent.\n\n    %y = blade.tanh %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-SigmoidOp = _unary("blade.sigmoid", torch.sigmoid, "Logistic sigmoid.\n\n    %y = blade.sigmoid %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-SiluOp = _unary("blade.silu", F.silu, "``x * sigmoid(x)``.\n\n    %y = blade.silu %x : (!blade.tensor<[s0], f16>) -> !blade.tensor<[s0], f16>")
-ReluOp = _unary("blade.relu", torch.relu, "``max(x, 0)``.\n\n    %y = blade.relu %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-AbsOp = _unary("blade.abs", torch.abs, "Absolute value.\n\n    %y = blade.abs %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-ErfOp = _unary("blade.erf", torch.erf, "Error function.\n\n    %y = blade.erf %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-ReciprocalOp = _unary("blade.reciprocal", torch.reciprocal, "``1/x``.\n\n    %y = blade.reciprocal %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
-LogicalNotOp = _unary("blade.logical_not", torch.logical_not, "Boolean not.\n\n    %y = blade.logical_not %x : (!blade.tensor<[s0], i1>) -> !blade.tensor<[s0], i1>")
+NegOp = _unary("blade.neg", lambda x: torch.neg(x), "``-x``.\n\n    %y = blade.neg %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+ExpOp = _unary("blade.exp", lambda x: torch.exp(x), "``e**x``.\n\n    %y = blade.exp %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+Log1pOp = _unary("blade.log1p", lambda x: torch.log1p(x), "``log(1 + x)``.\n\n    %y = blade.log1p %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+Expm1Op = _unary("blade.expm1", lambda x: torch.expm1(x), "``exp(x) - 1``.\n\n    %y = blade.expm1 %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+LogOp = _unary("blade.log", lambda x: torch.log(x), "Natural log.\n\n    %y = blade.log %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SqrtOp = _unary("blade.sqrt", lambda x: torch.sqrt(x), "Square root.\n\n    %y = blade.sqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+RsqrtOp = _unary("blade.rsqrt", lambda x: torch.rsqrt(x), "``1/sqrt(x)``.\n\n    %y = blade.rsqrt %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SinOp = _unary("blade.sin", lambda x: torch.sin(x), "Sine.\n\n    %y = blade.sin %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+CosOp = _unary("blade.cos", lambda x: torch.cos(x), "Cosine.\n\n    %y = blade.cos %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+TanhOp = _unary("blade.tanh", lambda x: torch.tanh(x), "Hyperbolic tangent.\n\n    %y = blade.tanh %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SigmoidOp = _unary("blade.sigmoid", lambda x: torch.sigmoid(x), "Logistic sigmoid.\n\n    %y = blade.sigmoid %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SiluOp = _unary("blade.silu", lambda x: F.silu(x), "``x * sigmoid(x)``.\n\n    %y = blade.silu %x : (!blade.tensor<[s0], f16>) -> !blade.tensor<[s0], f16>")
+ReluOp = _unary("blade.relu", lambda x: torch.relu(x), "``max(x, 0)``.\n\n    %y = blade.relu %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+AbsOp = _unary("blade.abs", lambda x: torch.abs(x), "Absolute value.\n\n    %y = blade.abs %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+ErfOp = _unary("blade.erf", lambda x: torch.erf(x), "Error function.\n\n    %y = blade.erf %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+ReciprocalOp = _unary("blade.reciprocal", lambda x: torch.reciprocal(x), "``1/x``.\n\n    %y = blade.reciprocal %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+LogicalNotOp = _unary("blade.logical_not", lambda x: torch.logical_not(x), "Boolean not.\n\n    %y = blade.logical_not %x : (!blade.tensor<[s0], i1>) -> !blade.tensor<[s0], i1>")
 CastOp = _unary("blade.cast", lambda x: x, "Convert to the result element type.\n\n    %y = blade.cast %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f16>")
 
 
@@ -105,24 +107,24 @@ def _binary(op_name: str, fn: Callable, doc: str) -> type[BinaryElementwiseOp]:
 
 _EX = "(!blade.tensor<[s0, 4], f32>, !blade.tensor<[4], f32>) -> !blade.tensor<[s0, 4], f32>"
 _EXB = "(!blade.tensor<[s0, 4], f32>, !blade.tensor<[], f32>) -> !blade.tensor<[s0, 4], i1>"
-AddOp = _binary("blade.add", torch.add, f"Sum.\n\n    %z = blade.add %x, %y : {_EX}")
-SubOp = _binary("blade.sub", torch.sub, f"Difference.\n\n    %z = blade.sub %x, %y : {_EX}")
-MulOp = _binary("blade.mul", torch.mul, f"Product.\n\n    %z = blade.mul %x, %y : {_EX}")
-DivOp = _binary("blade.div", torch.div, f"True division.\n\n    %z = blade.div %x, %y : {_EX}")
+AddOp = _binary("blade.add", lambda a, b: torch.add(a, b), f"Sum.\n\n    %z = blade.add %x, %y : {_EX}")
+SubOp = _binary("blade.sub", lambda a, b: torch.sub(a, b), f"Difference.\n\n    %z = blade.sub %x, %y : {_EX}")
+MulOp = _binary("blade.mul", lambda a, b: torch.mul(a, b), f"Product.\n\n    %z = blade.mul %x, %y : {_EX}")
+DivOp = _binary("blade.div", lambda a, b: torch.div(a, b), f"True division.\n\n    %z = blade.div %x, %y : {_EX}")
 FloorDivOp = _binary("blade.floor_div", lambda a, b: torch.div(a, b, rounding_mode="floor"),
                      f"Division rounded toward -inf.\n\n    %z = blade.floor_div %x, %y : {_EX}")
-RemainderOp = _binary("blade.remainder", torch.remainder, f"Python-style modulo.\n\n    %z = blade.remainder %x, %y : {_EX}")
-PowOp = _binary("blade.pow", torch.pow, f"``lhs ** rhs``.\n\n    %z = blade.pow %x, %y : {_EX}")
-MaximumOp = _binary("blade.maximum", torch.maximum, f"Elementwise max.\n\n    %z = blade.maximum %x, %y : {_EX}")
-MinimumOp = _binary("blade.minimum", torch.minimum, f"Elementwise min.\n\n    %z = blade.minimum %x, %y : {_EX}")
-EqOp = _binary("blade.eq", torch.eq, f"``lhs == rhs``.\n\n    %z = blade.eq %x, %y : {_EXB}")
-NeOp = _binary("blade.ne", torch.ne, f"``lhs != rhs``.\n\n    %z = blade.ne %x, %y : {_EXB}")
-LtOp = _binary("blade.lt", torch.lt, f"``lhs < rhs``.\n\n    %z = blade.lt %x, %y : {_EXB}")
-LeOp = _binary("blade.le", torch.le, f"``lhs <= rhs``.\n\n    %z = blade.le %x, %y : {_EXB}")
-GtOp = _binary("blade.gt", torch.gt, f"``lhs > rhs``.\n\n    %z = blade.gt %x, %y : {_EXB}")
-GeOp = _binary("blade.ge", torch.ge, f"``lhs >= rhs``.\n\n    %z = blade.ge %x, %y : {_EXB}")
-LogicalAndOp = _binary("blade.logical_and", torch.logical_and, f"Boolean and.\n\n    %z = blade.logical_and %x, %y : {_EXB}")
-LogicalOrOp = _binary("blade.logical_or", torch.logical_or, f"Boolean or.\n\n    %z = blade.logical_or %x, %y : {_EXB}")
+RemainderOp = _binary("blade.remainder", lambda a, b: torch.remainder(a, b), f"Python-style modulo.\n\n    %z = blade.remainder %x, %y : {_EX}")
+PowOp = _binary("blade.pow", lambda a, b: torch.pow(a, b), f"``lhs ** rhs``.\n\n    %z = blade.pow %x, %y : {_EX}")
+MaximumOp = _binary("blade.maximum", lambda a, b: torch.maximum(a, b), f"Elementwise max.\n\n    %z = blade.maximum %x, %y : {_EX}")
+MinimumOp = _binary("blade.minimum", lambda a, b: torch.minimum(a, b), f"Elementwise min.\n\n    %z = blade.minimum %x, %y : {_EX}")
+EqOp = _binary("blade.eq", lambda a, b: torch.eq(a, b), f"``lhs == rhs``.\n\n    %z = blade.eq %x, %y : {_EXB}")
+NeOp = _binary("blade.ne", lambda a, b: torch.ne(a, b), f"``lhs != rhs``.\n\n    %z = blade.ne %x, %y : {_EXB}")
+LtOp = _binary("blade.lt", lambda a, b: torch.lt(a, b), f"``lhs < rhs``.\n\n    %z = blade.lt %x, %y : {_EXB}")
+LeOp = _binary("blade.le", lambda a, b: torch.le(a, b), f"``lhs <= rhs``.\n\n    %z = blade.le %x, %y : {_EXB}")
+GtOp = _binary("blade.gt", lambda a, b: torch.gt(a, b), f"``lhs > rhs``.\n\n    %z = blade.gt %x, %y : {_EXB}")
+GeOp = _binary("blade.ge", lambda a, b: torch.ge(a, b), f"``lhs >= rhs``.\n\n    %z = blade.ge %x, %y : {_EXB}")
+LogicalAndOp = _binary("blade.logical_and", lambda a, b: torch.logical_and(a, b), f"Boolean and.\n\n    %z = blade.logical_and %x, %y : {_EXB}")
+LogicalOrOp = _binary("blade.logical_or", lambda a, b: torch.logical_or(a, b), f"Boolean or.\n\n    %z = blade.logical_or %x, %y : {_EXB}")
 
 
 @irdl_op_definition

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sympy
-import torch
 from xdsl.dialects.builtin import IntegerAttr, StringAttr
 from xdsl.irdl import (
     irdl_op_definition,
@@ -37,6 +36,9 @@ from xdsl.utils.exceptions import VerifyException
 from blade.dialects.base import ExecEnv, TensorOp
 from blade.dialects.types import TensorType
 from blade.shape_syntax import format_dim, parse_dim_text
+from blade.lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use (see blade.lazy)
 
 
 @irdl_op_definition

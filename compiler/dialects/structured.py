@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import sympy
-import torch
-import torch.nn.functional as F
 from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr
 from xdsl.irdl import irdl_op_definition, operand_def, opt_prop_def, prop_def, result_def, traits_def, var_operand_def
 from xdsl.traits import Pure
@@ -21,6 +19,10 @@ from xdsl.utils.exceptions import VerifyException
 from blade.dialects.base import Shape, TensorOp, broadcast_shapes, normalize_dim
 from blade.dialects.types import TensorType
 from blade.symbolic import floordiv
+from blade.lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use (see blade.lazy)
+F = LazyModule("torch.nn.functional")
 
 
 class ReductionOp(TensorOp):

@@ -11,10 +11,11 @@ so the generic form of every Blade module is valid MLIR.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 
 import sympy
-import torch
 from xdsl.dialects.builtin import (
     BFloat16Type,
     ComplexType,
@@ -36,6 +37,9 @@ from xdsl.printer import Printer
 
 from blade.shape_syntax import format_dim, parse_dim
 from blade.symbolic import as_expr
+from blade.lazy import LazyModule
+
+torch = LazyModule("torch")  # imported on first use (see blade.lazy)
 
 Dim = sympy.Expr | None  # None: unknown (before shape propagation)
 
@@ -147,34 +151,37 @@ class TensorType(ParametrizedAttribute, TypeAttribute):
 # dtypes and property helpers
 # --------------------------------------------------------------------------------------------
 
-_TORCH_TO_XDSL = {
-    torch.float32: Float32Type(),
-    torch.float16: Float16Type(),
-    torch.bfloat16: BFloat16Type(),
-    torch.float64: Float64Type(),
-    torch.int64: IntegerType(64),
-    torch.int32: IntegerType(32),
-    torch.int16: IntegerType(16),
-    torch.int8: IntegerType(8),
-    torch.uint8: IntegerType(8, Signedness.UNSIGNED),
-    torch.bool: IntegerType(1),
-    # complex values only flow between eager-fallback ops; no compiled op accepts them
-    torch.complex64: ComplexType(Float32Type()),
-    torch.complex128: ComplexType(Float64Type()),
-}
-_XDSL_TO_TORCH = {v: k for k, v in _TORCH_TO_XDSL.items()}
+@functools.cache
+def _dtype_tables() -> tuple[dict, dict]:
+    """torch dtype -> element type and back, built on first use (torch is imported lazily)."""
+    to_xdsl = {
+        torch.float32: Float32Type(),
+        torch.float16: Float16Type(),
+        torch.bfloat16: BFloat16Type(),
+        torch.float64: Float64Type(),
+        torch.int64: IntegerType(64),
+        torch.int32: IntegerType(32),
+        torch.int16: IntegerType(16),
+        torch.int8: IntegerType(8),
+        torch.uint8: IntegerType(8, Signedness.UNSIGNED),
+        torch.bool: IntegerType(1),
+        # complex values only flow between eager-fallback ops; no compiled op accepts them
+        torch.complex64: ComplexType(Float32Type()),
+        torch.complex128: ComplexType(Float64Type()),
+    }
+    return to_xdsl, {v: k for k, v in to_xdsl.items()}
 
 
 def from_torch_dtype(dtype: torch.dtype) -> Attribute:
     try:
-        return _TORCH_TO_XDSL[dtype]
+        return _dtype_tables()[0][dtype]
     except KeyError:
         raise TypeError(f"Blade has no element type for torch dtype {dtype}") from None
 
 
 def to_torch_dtype(t: Attribute) -> torch.dtype:
     try:
-        return _XDSL_TO_TORCH[t]
+        return _dtype_tables()[1][t]
     except KeyError:
         raise TypeError(f"element type {t} has no torch dtype") from None
 

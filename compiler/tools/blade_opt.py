@@ -34,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # imported here: --list-passes and --help need none of the IR (the dialects import torch)
-    from blade.ir import IRFileError, make_context, parse_module, parse_pass_pipeline, print_module, read_ir_file
+    from blade.ir import IRFileError, load_ir_file, make_context, parse_pass_pipeline, print_module
 
     try:
-        module = parse_module(read_ir_file(args.input), args.input)
+        module = load_ir_file(args.input)
     except IRFileError as e:
         sys.stderr.write(f"blade-opt: error: {e}\n")
         return 1

@@ -69,3 +69,16 @@ def test_list_passes_prints_sentences_without_importing_torch():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) >= 6 and all(line.rstrip().endswith(".") for line in lines), lines
+
+
+def test_blade_opt_runs_passes_without_importing_torch():
+    """Rewriting IR needs no torch (the dialects import it lazily): lit tests stay fast."""
+    import os
+
+    src = os.path.join(os.path.dirname(__file__), "..", "lit", "fuse-stitch.mlir")
+    code = ("import sys, io, contextlib; from blade.tools.blade_opt import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main([{src!r}, '-p', 'canonicalize,shape-propagation,layout-nhwc,fuse-stitch']) == 0\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
