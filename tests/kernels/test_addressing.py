@@ -119,7 +119,8 @@ def test_size_one_dims_at_every_position(shape):
 
 
 def test_bounds_check_passes_a_normal_model_and_catches_a_forged_stride(monkeypatch):
-    cfg = blade.Config(executor="kernels", check_shapes=True, bounds_check=True)
+    # strict: a compiled run that fails raises (by default the call is answered eagerly, loudly)
+    cfg = blade.Config(executor="kernels", check_shapes=True, bounds_check=True, fallback="strict")
     opt = _check(LinearProjection(), lambda b, h, w: (torch.randn(b, 8, h, w),), [(2, 4, 4), (1, 3, 5)], config=cfg)
     plans = _plans(opt)
     assert all("tl.device_assert" not in p.source for p in plans)
@@ -138,7 +139,8 @@ def test_bounds_check_passes_a_normal_model_and_catches_a_forged_stride(monkeypa
 
 
 def test_the_host_side_reach_check_catches_a_forged_stride(monkeypatch):
-    opt = _check(LinearProjection(), lambda b, h, w: (torch.randn(b, 8, h, w),), [(2, 4, 4)])
+    strict = blade.Config(executor="kernels", check_shapes=True, fallback="strict")  # run errors raise
+    opt = _check(LinearProjection(), lambda b, h, w: (torch.randn(b, 8, h, w),), [(2, 4, 4)], config=strict)
     real = launch._collapsed_stride
     monkeypatch.setattr(launch, "_collapsed_stride", lambda t, dims: None if real(t, dims) is None
                         else 2 * real(t, dims))
