@@ -309,9 +309,11 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
         if cond is sympy.false:
             raise ShapeError(f"torch.export guard {g.expr} is false for the example inputs' symbols")
         if (solved := _defining_equality(mapping, cond)) is not None:
-            notes.append(_eliminate(mapping, *solved, f"torch.export: {g.expr}" + _where(g.sloc)))
+            notes.append(_eliminate(mapping, *solved, "a torch.export guard" + _where(g.sloc)))
             continue
-        mapping.table.require(cond, f"torch.export: {g.expr}" + _where(g.sloc))
+        # the reason names where export asked, not its expression (torch's own symbol names
+        # mean nothing to the user; the condition itself is printed in Blade's symbols)
+        mapping.table.require(cond, "torch.export guard" + _where(g.sloc))
     return notes
 
 
@@ -349,4 +351,6 @@ def _eliminate(mapping: SymbolMapping, sym: sympy.Symbol, expr: sympy.Expr, reas
     mapping.table.require(sympy.Ge(expr, info.lo), f"range of {info.origin} ({reason})")
     if info.hi is not None:
         mapping.table.require(sympy.Le(expr, info.hi), f"range of {info.origin} ({reason})")
-    return f"{info.origin} is {expr} by {reason}: one symbol fewer"
+    from blade.shape_syntax import format_dim
+
+    return f"{info.origin} is {format_dim(expr)} by {reason}: one symbol fewer"
