@@ -130,6 +130,21 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     """
     args, kwargs = _unalias(args, kwargs)
     register_output_pytrees()  # before export meets a DynamicCache in the output
+    try:
+        return _export_size_oblivious(module, args, kwargs, config, pin_ones)
+    except CaptureError as first:
+        # A size the program computes can be 1 where a broadcast depends on it (x.chunk(2, 1)[1]
+        # of a 2-channel x has 1 channel and broadcasts against x): size-oblivious tracing assumes
+        # it is not 1 and fails. torch's usual tracing asks the question instead and records the
+        # answer as a guard, so that export is exact; it is tried once before giving up.
+        try:
+            return _export(module, args, kwargs, dynamic_shapes_for(module, args, kwargs, config),
+                           size_oblivious=False)
+        except Exception:  # noqa: BLE001 - the first error says more about the model
+            raise first from None
+
+
+def _export_size_oblivious(module, args, kwargs, config: Config, pin_ones: bool) -> ExportedProgram:
     ep = None
     if not pin_ones:
         try:
@@ -145,8 +160,8 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     return ep
 
 
-def _export(module, args, kwargs, dyn) -> ExportedProgram:
-    with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=True), \
+def _export(module, args, kwargs, dyn, size_oblivious: bool = True) -> ExportedProgram:
+    with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=size_oblivious), \
             AttentionBackendGuardsSuppressed():
         return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
 

@@ -34,7 +34,8 @@ from tests.generated.netgen import Network, generate
 
 @dataclass
 class Failure:
-    kind: str  # "mismatch", "crash" (an exception from Blade), "compile" (an exception from optimize)
+    kind: str  # "mismatch", "crash" (an exception from Blade), "compile" (an exception from optimize),
+    #            "not compiled" (optimize fell back to running the whole module eagerly)
     probe: int  # the probe index of the failing call (0 for a compile failure)
     detail: str
 
@@ -112,6 +113,9 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
         msg = _compare(net, outs, refs)
         if msg:
             return Failure("mismatch", p, msg)
+    if not opt.variants:  # capture failed: every call ran the module eagerly (correct, not compiled)
+        return Failure("not compiled", 0, "blade.optimize could not compile the network and runs it in "
+                       "eager PyTorch (see the [blade] message above)")
     stats = opt.variants[0].program.launch_stats
     KERNEL_LAUNCHES.append(stats.launches if stats is not None else 0)
     return None

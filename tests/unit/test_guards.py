@@ -436,3 +436,22 @@ def test_equality_guard_between_inputs_defines_a_symbol():
         x, img = torch.randn(b, 4, h, w), torch.randn(b, 2, 8 * h, 8 * w)
         torch.testing.assert_close(opt(x, img), m(x, img), atol=1e-5, rtol=1e-5)
     assert len(opt.variants) == 1
+
+
+class ChunkBroadcast(torch.nn.Module):
+    """With 2 channels, x.chunk(2, 1)[1] has 1 channel and broadcasts against x: size-oblivious
+    export assumes a computed size is not 1 and fails (found by the network generator, seed 2014)."""
+
+    def forward(self, x):
+        return x.chunk(2, dim=1)[1] * x
+
+
+def test_a_computed_size_of_one_that_broadcasts_is_captured_exactly():
+    m = ChunkBroadcast().eval()
+    opt = blade.optimize(m, (torch.randn(2, 2, 13, 11),), config=blade.Config(fallback="strict"))
+    for shape in [(1, 2, 3, 13), (3, 2, 17, 6)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(opt(x), m(x))
+    x = torch.randn(2, 4, 5, 5)  # 4 channels: halves of 2 do not broadcast against 4, as in eager
+    with pytest.raises(Exception):
+        m(x)
