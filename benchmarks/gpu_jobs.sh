@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Several GPU test jobs at once on the device host, in one call: one GPU with room for many
+# processes and 16 cores, while device time is the scarce thing. Each job is NAME=COMMAND; it
+# gets its own log $OUT/NAME.log; every job is cut at $JOB_LIMIT seconds (default 480) so the
+# logs still come back inside the device tool's 10-minute limit.
+#
+#   bash benchmarks/gpu_jobs.sh 'bounds=python3 -m pytest tests/gpu/test_gpu_calls.py --bounds-check' \
+#                               'zoo=python3 -m pytest tests/gpu/test_zoo.py -k bert'
+#
+# Installs Blade like benchmarks/gpu_session.sh (wheels from ../shared/tools/device-wheels.sh in
+# .whl/). Prints each job's exit status and the tail of its log; all logs are packed into
+# $OUT/results.tgz.
+set -uo pipefail
+OUT=${OUT:-/tmp/blade-out}
+LIMIT=${JOB_LIMIT:-480}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
+python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  git log -1 --format='commit %h %s' 2>/dev/null; date -u; } | tee "$OUT/gpu.txt"
+names=()
+for job in "$@"; do
+  name=${job%%=*}; cmd=${job#*=}
+  names+=("$name")
+  ( start=$(date +%s); timeout -k 10 "$LIMIT" bash -c "$cmd" > "$OUT/$name.log" 2>&1; rc=$?
+    echo "$rc $(( $(date +%s) - start ))" > "$OUT/$name.rc" ) &
+done
+wait
+rc=0
+for name in "${names[@]}"; do
+  read -r r secs < "$OUT/$name.rc"
+  echo "=== $name: exit $r after ${secs}s"
+  grep -v "^W[0-9]" "$OUT/$name.log" | grep -E "passed|failed|FAILED|ERROR|XPASS|error" | tail -12
+  [ "$r" = 0 ] || rc=$r
+done
+(cd "$OUT" && tar czf /tmp/blade-results.tgz --exclude install.log . && find . -mindepth 1 -delete \
+  && mv /tmp/blade-results.tgz results.tgz)
+exit $rc
