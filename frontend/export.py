@@ -25,7 +25,9 @@ the other, so Blade never advises it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import re
 import threading
 from typing import Any
@@ -35,6 +37,7 @@ import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch.export import Dim, ExportedProgram
+from torch.fx.experimental.symbolic_shapes import ShapeEnv
 from torch.overrides import TorchFunctionMode
 
 from blade.config import Config
@@ -162,8 +165,47 @@ def _export_size_oblivious(module, args, kwargs, config: Config, pin_ones: bool)
 
 def _export(module, args, kwargs, dyn, size_oblivious: bool = True) -> ExportedProgram:
     with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=size_oblivious), \
-            AttentionBackendGuardsSuppressed():
+            AttentionBackendGuardsSuppressed(), _guards_name_model_lines():
         return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+
+
+def _skipped_dirs() -> tuple[str, ...]:
+    """Directories whose frames are never "the model's line": PyTorch, Blade, the standard library."""
+    import importlib
+    import sysconfig
+
+    packages = ("torch", "blade", "blade.frontend", "blade.runtime", "blade.passes", "blade.codegen")
+    dirs = [os.path.dirname(importlib.import_module(p).__file__) for p in packages]
+    dirs.append(sysconfig.get_paths()["stdlib"])
+    return tuple(d + os.sep for d in dirs)
+
+
+@contextlib.contextmanager
+def _guards_name_model_lines():
+    """Record, as each guard's site, the innermost frame of the model's own code.
+
+    torch names the innermost frame outside a fixed list of its files, which for a guard asked
+    inside an op (a meta function called through ``_ops.py``) or inside Blade's own tracing
+    helpers is that file: "s0 <= 1 at _ops.py:865" says nothing. Skipping every PyTorch, Blade
+    and standard-library frame names the model line that made the call (diffusers'
+    ``upsampling.py:…``), which is what a user can act on. Held under ``CAPTURE_LOCK``."""
+    original = getattr(ShapeEnv, "_get_user_frame", None)
+    if original is None:  # another torch release: keep its own sites
+        yield
+        return
+    skip = _skipped_dirs()
+
+    def model_frame(self):
+        frame = inspect.currentframe()
+        while frame is not None and frame.f_code.co_filename.startswith(skip):
+            frame = frame.f_back
+        return frame if frame is not None else original(self)
+
+    ShapeEnv._get_user_frame = model_frame
+    try:
+        yield
+    finally:
+        ShapeEnv._get_user_frame = original
 
 
 SDPA_NOTE = ("guards from scaled_dot_product_attention's backend selection were not recorded: they "
