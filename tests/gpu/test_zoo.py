@@ -23,10 +23,7 @@ from tests.gpu.test_gpu_kernels import _bar
 
 #: models whose GPU run is expected to fail, with the reason (strict: a fix makes the test fail
 #: until the entry is removed)
-BROKEN_GPU = {
-    "controlnet": "the conditioning image's size is tied to the latent's by an export guard the "
-                  "verifier does not use yet (see tests/models/test_zoo.py BROKEN)",
-}
+BROKEN_GPU: dict[str, str] = {}
 
 
 def _tensors(out):
@@ -57,7 +54,10 @@ def check_fp16_bar(name: str, device: str, reduced: bool) -> blade.optimize:
         for o, r16, r32 in zip(outs, r16s, r32s):
             assert o.shape == r32.shape, f"{name} at {shape}: {tuple(o.shape)} vs {tuple(r32.shape)}"
             assert torch.isfinite(o).all(), f"{name} at {shape}: non-finite output"
-            _bar(o.half() if o.dtype == torch.float32 else o, r16, r32.float())
+            try:
+                _bar(o.half() if o.dtype == torch.float32 else o, r16, r32.float())
+            except AssertionError as e:
+                raise AssertionError(f"{name} at {shape}: {e}") from None
     return opt
 
 
