@@ -84,6 +84,22 @@ def print_module(module: Operation, generic: bool = False) -> str:
     return out.getvalue()
 
 
+def code_key(module: ModuleOp) -> str:
+    """The module's text without what only decides which inputs it accepts: its guards and its
+    symbols' ranges. Two programs with one code key compute the same thing the same way (the same
+    ops, fused groups, kernels and input bindings); each pipeline run proved its program correct
+    for its own guard class, so either's compiled code serves both classes."""
+    parts = []
+    for op in module.ops:
+        if isinstance(op, GuardOp):
+            continue
+        if isinstance(op, SymbolOp):
+            parts.append(f"symbol {op.p('sym_name')} = {op.p('origin', '')}\n")
+            continue
+        parts.append(print_module(op))
+    return "".join(parts)
+
+
 def new_module(ops: Sequence[Operation] = ()) -> ModuleOp:
     return ModuleOp(list(ops))
 

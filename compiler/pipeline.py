@@ -18,6 +18,7 @@ and after every pass (``00-import.mlir``, ``01-canonicalize.mlir``, ...).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,9 +223,26 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
             print(f"[blade] {report.model}: compiled {done}/{total} kernels ({seconds:.1f} s)",
                   file=sys.stderr, flush=True)
 
+    where = (device.index if device.index is not None else torch.cuda.current_device(), str(config.kernel_cache_dir))
+    with _LOADED_LOCK:
+        by_key = {key: _LOADED[(key, *where)] for key in unique if (key, *where) in _LOADED}
+    missing = [p for key, p in unique.items() if key not in by_key]
+    if by_key:
+        report.notes.append(f"{len(by_key)} of {len(unique)} kernels were already loaded by an earlier compile "
+                            "in this process (another variant or model): reused, not compiled")
     with report.stage("compile kernels"):
-        compiled = compile_plans(list(unique.values()), target=("cuda", major * 10 + minor, 32),
+        compiled = compile_plans(missing, target=("cuda", major * 10 + minor, 32),
                                  root=config.kernel_cache_dir, jobs=config.compile_jobs, load=True,
-                                 progress=progress)
-    by_key = {config_key(cp.plan): cp for cp in compiled}
+                                 progress=progress) if missing else []
+    with _LOADED_LOCK:
+        for cp in compiled:
+            _LOADED[(config_key(cp.plan), *where)] = cp
+            by_key[config_key(cp.plan)] = cp
     return {i: KernelLauncher(by_key[config_key(p)], stats=stats, plan=p) for i, p in plans.items()}
+
+
+#: Loaded kernels by (kernel_config_key, device index, cache dir), for the life of the process: a
+#: new variant or another model with the same group source launches the loaded cubin instead of
+#: compiling or loading it again (a new guard class of the SD 1.5 UNet shares nearly all kernels).
+_LOADED: dict = {}
+_LOADED_LOCK = threading.Lock()

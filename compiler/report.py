@@ -41,6 +41,15 @@ class CompileReport:
     def total_seconds(self) -> float:
         return sum(t for _, t in self.stages)
 
+    def stage_summary(self) -> str:
+        """The slow stages in one phrase, e.g. ``capture 8.1 s, compile kernels 0.0 s``: passes
+        are summed into one entry."""
+        kinds: dict[str, float] = {}
+        for name, t in self.stages:
+            key = name if name in ("capture (torch.export)", "import", "codegen", "compile kernels") else "passes"
+            kinds[key] = kinds.get(key, 0.0) + t
+        return ", ".join(f"{n.removesuffix(' (torch.export)')} {t:.1f} s" for n, t in kinds.items())
+
     def op_counts(self) -> collections.Counter:
         if self.module is None:
             return collections.Counter()

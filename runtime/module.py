@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -41,12 +42,21 @@ import torch.utils._pytree as pytree
 
 from blade.config import Config
 from blade.frontend.export import CAPTURE_LOCK
+from blade.ir import code_key
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
 from blade.runtime.reference import ReferenceExecutor
 from blade.runtime.shape_program import ShapeProgram
 from blade.runtime.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
+
+
+class _NewCode(Exception):
+    """A capture past ``Config.max_variants`` whose program is not one already compiled."""
+
+    def __init__(self, variant: "Variant"):
+        super().__init__("new program past max_variants")
+        self.variant = variant
 
 
 class GuardError(RuntimeError):
@@ -70,6 +80,8 @@ class Variant:
     graphs_failed: bool = False
     graph_lock: threading.Lock = field(default_factory=threading.Lock)  # one replay of the static buffers at a time
     _guards: Any = None
+    code_key: str = ""  # blade.ir.code_key of the program: equal keys share compiled code
+    device: Any = None  # the torch.device it runs on
 
     def accepts(self, tensors: list[torch.Tensor], signature: CallSignature) -> tuple[dict[str, int] | None, str]:
         why = signature.difference(self.signature)
@@ -189,6 +201,10 @@ class BladeModule(torch.nn.Module):
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
         self._said_max_variants = False
+        self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
+        #: guard classes captured past Config.max_variants whose program was new: they run eagerly
+        #: (their variants are kept only to recognise the class; nothing of them was compiled)
+        self._beyond_limit: list[Variant] = []
         self._gate = _gate_for(module)
 
     @property
@@ -224,8 +240,9 @@ class BladeModule(torch.nn.Module):
                       f"{describe_inputs(tensors)} ({_one_line(e)}). Config(fallback=\"strict\") raises instead.",
                       file=sys.stderr, flush=True)
 
-    def compile_variant(self, args: tuple, kwargs: dict) -> Variant:
-        """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``)."""
+    def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False) -> Variant:
+        """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``).
+        ``share_only``: keep it only if its program is an earlier variant's (else ``_NewCode``)."""
         tensors, _, signature = flatten_call(args, kwargs, self.original.training)
         label = f"{self.name}#{len(self._variants)}"
         # The capture, and the import and passes that still read its fake tensors, run alone in
@@ -239,14 +256,26 @@ class BladeModule(torch.nn.Module):
             raise RuntimeError(f"internal error: the captured program takes {program.import_result.in_spec}, "
                                f"the call was {signature.spec}")
         device = tensors[0].device if tensors else torch.device("cpu")
-        if executor_kind(self._config, device) == "kernels":
+        key = code_key(program.module)
+        # Another guard class often compiles to the very same program (diffusers' upsampling asks
+        # which of h/w grows more only to decide a .contiguous()): then the code is shared
+        same = next((i for i, v in enumerate(self._variants) if v.code_key == key and v.device == device), None)
+        if same is not None:
+            executor = self._variants[same].executor.twin(program.module, weights)
+            program.report.notes.append(f"the program is variant {same}'s but for its guards: its compiled "
+                                        "code serves this guard class too (nothing generated or compiled)")
+        elif share_only:
+            raise _NewCode(Variant(program, ReferenceExecutor(program.module, weights), signature, code_key=key,
+                                   device=device))
+        elif executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
                                       conv_algorithm_search=self._config.conv_algorithm_search,
-                                      convert_weights_in_place=self._config.convert_weights_in_place)
+                                      convert_weights_in_place=self._config.convert_weights_in_place,
+                                      prepared_weights=self._prepared_weights)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
-        variant = Variant(program, executor, signature)
+        variant = Variant(program, executor, signature, code_key=key, device=device)
         self._variants.append(variant)
         if self._config.verbose:
             print(program.report.format(), file=sys.stderr, flush=True)
@@ -315,23 +344,21 @@ class BladeModule(torch.nn.Module):
             if twin is not None:
                 return twin
             shapes = [tuple(t.shape) for t in tensors]
-            compiled = len({id(v.executor) for v in self._variants})  # variants sharing code count once
-            if compiled >= self._config.max_variants:
-                message = (f"no compiled variant of {self.name} accepts input shapes {shapes}: "
-                           f"{'; '.join(reasons)[:1000]}. Raise Config.max_variants (now "
-                           f"{self._config.max_variants}) to compile more.")
-                if self._config.fallback == "strict":
-                    raise GuardError(message)
-                # a correct answer, not a crash: eager PyTorch (said once per module, it can repeat)
-                if not self._said_max_variants:
-                    self._said_max_variants = True
-                    print(f"[blade] {message} Until then such calls run in eager PyTorch.",
-                          file=sys.stderr, flush=True)
-                return None, None
-            print(f"[blade] compiling variant {len(self._variants)} of {self.name} for inputs "
-                  f"{describe_inputs(tensors)}: {'; '.join(reasons) or 'first call'}", file=sys.stderr, flush=True)
+            compiled = len({id(v.executor.code) for v in self._variants})  # variants sharing code count once
+            share_only = compiled >= self._config.max_variants
+            if share_only and (self._select(tensors, signature, self._beyond_limit)[0] is not None
+                               or len(self._variants) + len(self._beyond_limit) >= 4 * self._config.max_variants):
+                return self._refuse_beyond_limit(shapes, reasons)
+            print(f"[blade] {'capturing' if share_only else 'compiling'} variant {len(self._variants)} of {self.name} "
+                  f"for inputs {describe_inputs(tensors)}: {'; '.join(reasons) or 'first call'}"
+                  + (f" (max_variants={self._config.max_variants} programs are compiled: it is kept only if its "
+                     "program is one of them)" if share_only else ""), file=sys.stderr, flush=True)
+            start = time.perf_counter()
             try:
-                variant = self.compile_variant(args, kwargs)
+                variant = self.compile_variant(args, kwargs, share_only=share_only)
+            except _NewCode as e:  # its guard class, remembered so the next such call runs eagerly at once
+                self._beyond_limit.append(e.variant)
+                return self._refuse_beyond_limit(shapes, reasons)
             except Exception as e:  # noqa: BLE001 - the call still gets a correct (eager) answer
                 if self._config.fallback == "strict":
                     raise
@@ -350,7 +377,24 @@ class BladeModule(torch.nn.Module):
                       "module in eager PyTorch. Please report this with the model and the shapes.",
                       file=sys.stderr, flush=True)
                 return None, None
+            shared = variant.executor.code is not variant.executor
+            print(f"[blade] {self.name}: variant {len(self._variants) - 1} ready in "
+                  f"{time.perf_counter() - start:.1f} s ({variant.program.report.stage_summary()})"
+                  + ("; it shares the compiled code of an earlier variant" if shared else ""),
+                  file=sys.stderr, flush=True)
             return variant, values
+
+    def _refuse_beyond_limit(self, shapes, reasons) -> tuple[None, None]:
+        message = (f"no compiled variant of {self.name} accepts input shapes {shapes}: "
+                   f"{'; '.join(reasons)[:1000]}. Raise Config.max_variants (now "
+                   f"{self._config.max_variants}) to compile more.")
+        if self._config.fallback == "strict":
+            raise GuardError(message)
+        # a correct answer, not a crash: eager PyTorch (said once per module, it can repeat)
+        if not self._said_max_variants:
+            self._said_max_variants = True
+            print(f"[blade] {message} Until then such calls run in eager PyTorch.", file=sys.stderr, flush=True)
+        return None, None
 
     def _same_program_variant(self, args, kwargs, tensors, signature) -> tuple[Variant, dict] | None:
         """A variant for a call that differs from a compiled one only in non-tensor arguments

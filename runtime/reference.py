@@ -46,6 +46,16 @@ class ReferenceExecutor:
         self._last_use = {id(b): _last_uses(b) for b in _blocks(self.fn.body.block)}
         #: symbols read from an eager op's results at run time (nonzero, unique...): eager_results.py
         self.data_dependent = data_dependent_names(self.table)
+        #: what identifies the compiled code: executors made by ``twin`` share it, and count as one
+        #: compiled variant (``Config.max_variants``)
+        self.code: object = self
+
+    def twin(self, module: ModuleOp, weights: Callable[[str], torch.Tensor]) -> "ReferenceExecutor":
+        """An executor for ``module``, a program identical to this one's but for its guards and
+        symbol ranges (see ``KernelExecutor.twin``)."""
+        twin = type(self)(module, weights, self.check_shapes)
+        twin.code = self.code
+        return twin
 
     def bind(self, inputs: Sequence[torch.Tensor]) -> dict[str, int]:
         if len(inputs) != len(self.input_dims):

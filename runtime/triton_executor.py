@@ -33,12 +33,25 @@ _CUDNN_FLAG_LOCK = threading.Lock()
 class KernelExecutor(ReferenceExecutor):
     def __init__(self, module: ModuleOp, weights: Callable[[str], torch.Tensor],
                  launchers: dict[int, KernelLauncher], check_shapes: bool = False,
-                 conv_algorithm_search: bool = False, convert_weights_in_place: bool = False):
+                 conv_algorithm_search: bool = False, convert_weights_in_place: bool = False,
+                 prepared_weights: dict | None = None):
         super().__init__(module, weights, check_shapes)
         self.launchers = launchers
         self.conv_algorithm_search = conv_algorithm_search
         self.convert_weights_in_place = convert_weights_in_place
-        self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
+        #: channels-last copies by id(weight), shared by every executor of one optimized module
+        #: (variants of one model use the same weights: one copy each, not one per variant)
+        self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = (
+            {} if prepared_weights is None else prepared_weights)
+
+    def twin(self, module: ModuleOp, weights: Callable[[str], torch.Tensor]) -> "KernelExecutor":
+        """An executor for ``module``, a program identical to this one's but for its guards and
+        symbol ranges: it launches the same kernels (no codegen, no compile) and reads the same
+        prepared weights; only which inputs it accepts differs."""
+        twin = KernelExecutor(module, weights, self.launchers, self.check_shapes, self.conv_algorithm_search,
+                              self.convert_weights_in_place, self._cl_weights)
+        twin.code = self.code
+        return twin
 
     def refresh_prepared_weights(self) -> None:
         """Copy in-place weight updates into the prepared (channels-last) copies, keeping their
@@ -81,7 +94,7 @@ class KernelExecutor(ReferenceExecutor):
                 with torch.no_grad():  # the parameter object stays; its storage is re-laid-out
                     w.data = w.data.contiguous(memory_format=torch.channels_last)
         elif isinstance(op.operands[1].owner, WeightOp):
-            key = id(op)
+            key = id(w)
             hit = self._cl_weights.get(key)
             if hit is None or hit[1] is not w:
                 hit = (w._version, w, w.contiguous(memory_format=torch.channels_last))

@@ -370,7 +370,7 @@ def test_a_variant_that_rejects_its_own_call_answers_eagerly_once_compiled(monke
     compiles = []
     real_compile = BladeModule.compile_variant
     monkeypatch.setattr(BladeModule, "compile_variant",
-                        lambda self, a, k: compiles.append(1) or real_compile(self, a, k))
+                        lambda self, a, k, **kw: compiles.append(1) or real_compile(self, a, k, **kw))
     monkeypatch.setattr(Variant, "accepts", lambda self, t, c: (None, "forced rejection"))
     x = torch.randn(4, 6)
     for _ in range(2):
