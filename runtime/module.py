@@ -201,6 +201,8 @@ class BladeModule(torch.nn.Module):
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
         self._said_max_variants = False
+        #: calls answered by the original module in eager PyTorch (a fallback, a refused shape...)
+        self.eager_calls = 0
         self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
         #: guard classes captured past Config.max_variants whose program was new: they run eagerly
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
@@ -453,6 +455,7 @@ class BladeModule(torch.nn.Module):
         return result
 
     def _run_eager(self, args: tuple, kwargs: dict):
+        self.eager_calls += 1
         with self._gate.eager_run():
             return self.original(*args, **kwargs)
 
