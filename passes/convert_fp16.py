@@ -6,7 +6,12 @@ Rules, applied in program order:
 1. float32 inputs and weights are cast to float16 where they enter (weights: right after their
    ``blade.weight``, so a runtime can prepare them once);
 2. an op whose non-scalar float operands mix float16 and float32 gets its float32 operands cast to
-   float16 (a float32 value meeting float16 weights is what ``x.to(weight.dtype)`` does in eager);
+   float16 (a float32 value meeting float16 weights is what ``x.to(weight.dtype)`` does in eager),
+   except elementwise ops and ``concat``, which promote as eager does: their float16 operands are
+   cast to float32. A float32 value here comes from a float32 island (rule 4), and eager keeps
+   the island float32 until it meets a weight: SDXL's ``time_ids`` embedding computes
+   ``time_ids[:, None].float() * freqs`` in float32 (an ``.float()`` that a float32 capture
+   does not even record); in float16 the sines of products near 1000 lose every digit;
 3. a float32 result becomes float16 when any non-scalar float operand is now float16;
 4. explicit casts keep their target type, sources (``iota``, ``full``) and rank-0 constants stay
    float32 (so a model's own float32 islands, like the sinusoidal timestep embedding, stay float32
@@ -29,13 +34,16 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import Float16Type, Float32Type
 from xdsl.ir import Block, Operation, SSAValue
 
-from blade.dialects.data_movement import ConstantOp, FullOp, IotaOp, WeightOp
-from blade.dialects.elementwise import CastOp
+from blade.dialects.data_movement import ConcatOp, ConstantOp, FullOp, IotaOp, WeightOp
+from blade.dialects.elementwise import ELEMENTWISE_OPS, CastOp
 from blade.dialects.program import ClusterOp, TorchOp, YieldOp
 from blade.dialects.types import TensorType
 from blade.ir import InsertPoint, ModuleOp, ModulePass, Rewriter, entry_function, set_value_type, sync_function_type
 
 F32, F16 = Float32Type(), Float16Type()
+
+#: ops that type-promote in eager PyTorch: float16 with float32 gives float32 (rule 2's exception)
+PROMOTING = tuple(ELEMENTWISE_OPS) + (ConcatOp,)
 
 
 def _elem(v: SSAValue):
@@ -101,6 +109,11 @@ def _convert_block(block: Block) -> None:
         if isinstance(op, TorchOp):
             continue  # handled below: operands restored to their original types
         floats = [v for v in op.operands if _elem(v) in (F16, F32) and _non_scalar(v)]
+        if isinstance(op, PROMOTING) and any(_elem(v) == F16 for v in floats) and any(_elem(v) == F32 for v in floats):
+            # eager's type promotion: float16 meeting a float32 island computes in float32
+            op.operands = [(_cast_before(op, v, F32) if (_elem(v) == F16 and _non_scalar(v)) else v)
+                           for v in op.operands]
+            continue
         if any(_elem(v) == F16 for v in floats):
             op.operands = [(_cast_before(op, v, F16) if (_elem(v) == F32 and _non_scalar(v)) else v)
                            for v in op.operands]
