@@ -80,6 +80,7 @@ class Variant:
     graphs_failed: bool = False
     graph_lock: threading.Lock = field(default_factory=threading.Lock)  # one replay of the static buffers at a time
     _guards: Any = None
+    _rng: bool | None = None
     code_key: str = ""  # blade.ir.code_key of the program: equal keys share compiled code
     device: Any = None  # the torch.device it runs on
 
@@ -97,6 +98,16 @@ class Variant:
         return None, "; ".join(failed[:3])
 
     @property
+    def uses_rng(self) -> bool:
+        """Whether the program draws random numbers (dropout in training, ``randn_like``...). Such
+        programs run without CUDA graphs: a graph replays the generator offsets it captured only
+        through torch's own bookkeeping, and a capture that fails midway leaves the CUDA generator
+        in capture mode ("Offset increment outside graph capture" on every later random op)."""
+        if self._rng is None:
+            self._rng = _draws_random_numbers(getattr(self.program, "ep", None))
+        return self._rng
+
+    @property
     def guard_program(self) -> ShapeProgram:
         """Every range and guard of the variant as one shape program (native when built)."""
         if self._guards is None:
@@ -109,6 +120,19 @@ class Variant:
             conds += [g.cond for g in table.guards]
             self._guards = ShapeProgram(conds, list(table.symbols))
         return self._guards
+
+
+def _draws_random_numbers(ep) -> bool:
+    if ep is None:  # no captured graph to read: assume it may
+        return True
+    for gm in ep.graph_module.modules():
+        if isinstance(gm, torch.fx.GraphModule):
+            for n in gm.graph.nodes:
+                t = n.target
+                if (n.op == "call_function" and isinstance(t, torch._ops.OpOverload)
+                        and torch.Tag.nondeterministic_seeded in t.tags):
+                    return True
+    return False
 
 
 def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
@@ -462,7 +486,7 @@ class BladeModule(torch.nn.Module):
     # ---------------------------------------------------------------- CUDA graphs
     def _use_graphs(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
         return (self._config.cuda_graphs and not variant.graphs_failed and isinstance(variant.executor, KernelExecutor)
-                and bool(tensors) and all(t.is_cuda for t in tensors)
+                and not variant.uses_rng and bool(tensors) and all(t.is_cuda for t in tensors)
                 and not torch.cuda.is_current_stream_capturing())
 
     def _run_graph(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:

@@ -184,6 +184,11 @@ def size_one_variant(mod, ts, random: bool) -> list[torch.Tensor] | None:
     """The inputs with one dim narrowed to 1 in the highest-rank inputs (lower-rank ones, often
     weights or broadcast operands, keep their sizes), for the first dim, from the right, that eager
     accepts and computes deterministically; None when the sample has no room for one."""
+    if any(t.is_cuda for t in ts) and any(not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+                                          for t in ts):
+        # integer inputs are often indices: narrowed, they point out of range, which CUDA reports
+        # as a device-side assert that ends the process's CUDA context (eager's own take/gather)
+        return None
     rank = max((t.dim() for t in ts), default=0)
     for back in range(1, rank + 1):
         main = [t for t in ts if t.dim() == rank]

@@ -182,3 +182,18 @@ def test_aliased_example_inputs_are_not_traced_as_one():
     opt = blade.optimize(Diff().eval(), (t, t))
     x, y = torch.randn(4, 3), torch.randn(4, 3)
     torch.testing.assert_close(opt(x, y), x - y)
+
+
+def test_programs_that_draw_random_numbers_are_known():
+    """They run without CUDA graphs (runtime/module.py ``Variant.uses_rng``)."""
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.randn_like(x)
+
+    class Plain(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    x = torch.randn(2, 3)
+    assert blade.optimize(Noisy(), (x,)).variants[0].uses_rng
+    assert not blade.optimize(Plain(), (x,)).variants[0].uses_rng
