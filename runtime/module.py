@@ -30,6 +30,7 @@ import dataclasses
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -522,7 +523,11 @@ class BladeModule(torch.nn.Module):
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up: library handles, prepared weights, workspaces
-            variant.executor.run(static, values)
+            if _synchronizes(lambda: variant.executor.run(static, values)):
+                # never start a capture that will fail: a failed capture leaves the CUDA generator
+                # in capture mode, and every later random op of the process fails
+                raise RuntimeError("the program synchronizes with the host (an eager op such as nonzero, "
+                                   "item or a linear-algebra check), which a CUDA graph cannot contain")
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: CUDA calls other threads make meanwhile (their own calls of this module,
@@ -537,6 +542,21 @@ class BladeModule(torch.nn.Module):
         except AttributeError:
             original = super().__getattr__("original")
             return getattr(original, name)
+
+
+def _synchronizes(run) -> bool:
+    """Whether ``run()`` makes a synchronizing CUDA call, by torch's sync debug mode. The mode is
+    process-wide: other threads' synchronizing calls meanwhile are recorded too, which only costs
+    this program its graphs (the safe direction), and their warnings are not shown."""
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return any("synchronizing" in str(w.message) for w in seen)
 
 
 def _one_line(e: BaseException) -> str:
