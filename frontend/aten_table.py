@@ -494,7 +494,10 @@ def _argmax(ctx: ImportCtx, node, x, dim=None, keepdim=False):
 @handles("softmax.int", "_softmax.default", "log_softmax.int", "_log_softmax.default")
 def _softmax(ctx: ImportCtx, node, x, dim, *args, **kwargs):
     cls = st.LogSoftmaxOp if "log" in node.target._opname else st.SoftmaxOp
-    return ctx.emit(cls, [ctx.value(x)], ctx.out_type(), dim=int_attr(dim))
+    out, v = ctx.out_type(), ctx.value(x)
+    if v.type.element_type != out.element_type:  # softmax(x, dtype=...), half_to_float: eager casts
+        v = ctx.emit(ew.CastOp, [v], v.type.with_element_type(out.element_type))  # first, then computes
+    return ctx.emit(cls, [v], out, dim=int_attr(dim))
 
 
 def _affine(ctx: ImportCtx, weight, bias, channels_type):

@@ -166,6 +166,42 @@ def compare(op: str, got, want, random: bool = False) -> str | None:
 SVD_LIKE = {"svd_lowrank", "pca_lowrank"}
 
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _within_bar(mod, args, got, want) -> bool:
+    """The project's bar for low-precision results, where eager's own rounding differs from a
+    compiled kernel's (which computes in float32 inside: ``soft_margin_loss`` overflows to inf in
+    eager float16, not in Blade): against a float64 run on the same inputs, Blade's error is at
+    most twice eager's, plus the dtype's tolerance."""
+    for high in (torch.float64, torch.float32):
+        try:
+            ref = _run_eager(mod, [t.to(high) if t.is_floating_point() else t for t in args])
+            break
+        except Exception:  # noqa: BLE001 - an op without float64 kernels: try float32
+            continue
+    else:
+        return False
+    g_leaves, w_leaves, r_leaves = (pytree.tree_leaves(x) for x in (got, want, ref))
+    if not len(g_leaves) == len(w_leaves) == len(r_leaves):
+        return False
+    for g, w, r in zip(g_leaves, w_leaves, r_leaves):
+        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
+            if compare("", g, w) is not None:
+                return False
+            continue
+        if not isinstance(g, torch.Tensor) or g.shape != w.shape or g.dtype != w.dtype:
+            return False
+        r = r.to(torch.float64).cpu()
+        err = (g.to(torch.float64).cpu() - r).abs().nan_to_num(nan=math.inf, posinf=math.inf)
+        eager = (w.to(torch.float64).cpu() - r).abs().nan_to_num(nan=math.inf, posinf=math.inf)
+        err = err.masked_fill(torch.isnan(g.cpu()) & torch.isnan(r), 0)  # NaN where the reference has one
+        rtol, atol = TOLERANCE.get(w.dtype, (1e-4, 1e-5))
+        if not bool((err <= 2 * eager + atol + rtol * r.abs()).all()):
+            return False
+    return True
+
+
 def _usv(usv):
     u, s_, v = usv
     return u @ torch.diag_embed(s_).to(u.dtype) @ v.mT
@@ -259,6 +295,8 @@ def run_op(op, config_kwargs: dict | None = None, dtype=torch.float32, device="c
                 torch.manual_seed(0)
                 got = opt(*_clone(args))
                 why = compare(name, got, want, random or (label != "sample" and _differs_by_seed(mod, args)))
+                if why is not None and dtype in LOW_PRECISION and not random and _within_bar(mod, args, got, want):
+                    why = None
                 if why is not None:
                     out.status, out.message = "wrong", f"{stage}: {why}"
                     return out
