@@ -487,7 +487,8 @@ class BladeModule(torch.nn.Module):
     # ---------------------------------------------------------------- CUDA graphs
     def _use_graphs(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
         return (self._config.cuda_graphs and not variant.graphs_failed and isinstance(variant.executor, KernelExecutor)
-                and not variant.uses_rng and bool(tensors) and all(t.is_cuda for t in tensors)
+                and not variant.uses_rng and not variant.executor.data_dependent
+                and bool(tensors) and all(t.is_cuda for t in tensors)
                 and not torch.cuda.is_current_stream_capturing())
 
     def _run_graph(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
@@ -522,8 +523,10 @@ class BladeModule(torch.nn.Module):
         static = [t.clone() for t in tensors]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up: library handles, prepared weights, workspaces
-            if _synchronizes(lambda: variant.executor.run(static, values)):
+        with torch.cuda.stream(side):  # warm-up: library handles, prepared weights, workspaces, and
+            variant.executor.run(static, values)  # one-time work that may synchronise (cuDNN search)
+            # Blade's own kernels and library calls never synchronise; eager fallback ops may
+            if variant.program.report.unsupported and _synchronizes(lambda: variant.executor.run(static, values)):
                 # never start a capture that will fail: a failed capture leaves the CUDA generator
                 # in capture mode, and every later random op of the process fails
                 raise RuntimeError("the program synchronizes with the host (an eager op such as nonzero, "
@@ -545,18 +548,24 @@ class BladeModule(torch.nn.Module):
 
 
 def _synchronizes(run) -> bool:
-    """Whether ``run()`` makes a synchronizing CUDA call, by torch's sync debug mode. The mode is
-    process-wide: other threads' synchronizing calls meanwhile are recorded too, which only costs
-    this program its graphs (the safe direction), and their warnings are not shown."""
+    """Whether ``run()`` makes a synchronizing CUDA call, by torch's sync debug mode in its "error"
+    setting (the "warn" setting reaches Python's warnings only for some call paths: an ATen op
+    called as an OpOverload, as the eager fallback calls it, prints to stderr instead). The mode is
+    process-wide: a synchronizing call another thread makes during this one run raises there; the
+    run happens once per input shape, when its CUDA graph would be captured."""
     previous = torch.cuda.get_sync_debug_mode()
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            run()
-        finally:
-            torch.cuda.set_sync_debug_mode(previous)
-    return any("synchronizing" in str(w.message) for w in seen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Synchronization debug mode is a prototype feature"
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        run()
+    except RuntimeError as e:
+        if "synchronizing" in str(e):
+            return True
+        raise
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    return False
 
 
 def _one_line(e: BaseException) -> str:
