@@ -11,19 +11,8 @@
 # .whl/). Prints each job's exit status and the tail of its log; all logs are packed into
 # $OUT/results.tgz.
 set -uo pipefail
-OUT=${OUT:-/tmp/blade-out}
 LIMIT=${JOB_LIMIT:-480}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
-  export PYTHONPATH=/tmp/site
-fi
-python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-  git log -1 --format='commit %h %s' 2>/dev/null; date -u; } | tee "$OUT/gpu.txt"
+source "$(dirname "$0")/gpu_install.sh"
 names=()
 for job in "$@"; do
   name=${job%%=*}; cmd=${job#*=}

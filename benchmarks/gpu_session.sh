@@ -13,17 +13,7 @@
 set -uo pipefail
 stage=${1:-all}
 shift || true
-OUT=${OUT:-/tmp/blade-out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
-  export PYTHONPATH=/tmp/site
-fi
-python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+source "$(dirname "$0")/gpu_install.sh"
 [ "$stage" = all ] && stage=tests,groupnorm,models
 has() { [[ ",$stage," == *",$1,"* ]]; }
 rc=0

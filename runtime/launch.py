@@ -26,6 +26,7 @@ import torch
 
 from blade.codegen.aot import CompiledPlan
 from blade.codegen.emit import KernelPlan
+from blade.runtime.strides import collapsed_stride as _collapsed_stride
 
 _TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "i64": torch.int64,
                 "i32": torch.int32, "i1": torch.bool}
@@ -278,23 +279,6 @@ class KernelLauncher:
             c = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
             self._counters[device] = c
         return c
-
-
-def _collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
-    """The one stride that addresses the consecutive dims ``dims`` of ``t`` as a flat index
-    (``offset = flat * stride`` for every coordinate), or ``None`` when no stride does.
-
-    Exact for this tensor: consecutive dims ``a`` (outer) and ``b`` (inner) of sizes > 1 collapse
-    iff ``stride(a) == stride(b) * size(b)``. A size-1 dim is skipped: its only coordinate is 0,
-    so it adds nothing to an offset whatever its stride (PyTorch gives such dims arbitrary
-    strides)."""
-    live = [j for j in dims if t.shape[j] != 1]
-    if not live:
-        return 0
-    for a, b in zip(live, live[1:]):
-        if t.stride(a) != t.stride(b) * t.shape[b]:
-            return None
-    return t.stride(live[-1])
 
 
 @contextlib.contextmanager

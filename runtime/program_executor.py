@@ -36,6 +36,7 @@ import torch
 from blade.runtime import shape_eval
 from blade.runtime.host_provider import Provider, torch_provider
 from blade.runtime.program import KernelRole, Program, StepKind, ValueKind
+from blade.runtime.strides import collapsed_stride as _collapsed_stride
 
 #: provider name -> implementation; providers share ``Provider``'s calling convention
 PROVIDERS: dict[str, Provider] = {"torch": torch_provider}
@@ -436,13 +437,3 @@ class _KernelRunner:
         if d["addressing"] == "coords":
             out.update({f"D{j}": rows[j] for j in d["needed_row_dims"]})
         return result, out
-
-
-def _collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
-    live = [j for j in dims if t.shape[j] != 1]
-    if not live:
-        return 0
-    for a, b in zip(live, live[1:]):
-        if t.stride(a) != t.stride(b) * t.shape[b]:
-            return None
-    return t.stride(live[-1])

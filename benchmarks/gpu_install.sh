@@ -1,0 +1,15 @@
+# Sourced by gpu_session.sh and gpu_jobs.sh on the (offline) GPU host: installs the wheels carried
+# in .whl/ (from ../shared/tools/device-wheels.sh) and Blade itself (building the C++ runtime),
+# logs to $OUT/install.log, and records the GPU and versions in $OUT/gpu.txt.
+OUT=${OUT:-/tmp/blade-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    > "$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+  export PYTHONPATH=/tmp/site
+fi
+python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  git log -1 --format='commit %h %s' 2>/dev/null; date -u; } | tee "$OUT/gpu.txt"

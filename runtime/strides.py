@@ -1,0 +1,24 @@
+"""Stride facts about actual tensors that both kernel launchers need (the IR-driven one in
+``launch.py`` and the Program executor, which must not import the compiler): one definition, so
+the two never prove addressing differently."""
+
+from __future__ import annotations
+
+import torch
+
+
+def collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
+    """The one stride that addresses the consecutive dims ``dims`` of ``t`` as a flat index
+    (``offset = flat * stride`` for every coordinate), or ``None`` when no stride does.
+
+    Exact for this tensor: consecutive dims ``a`` (outer) and ``b`` (inner) of sizes > 1 collapse
+    iff ``stride(a) == stride(b) * size(b)``. A size-1 dim is skipped: its only coordinate is 0,
+    so it adds nothing to an offset whatever its stride (PyTorch gives such dims arbitrary
+    strides)."""
+    live = [j for j in dims if t.shape[j] != 1]
+    if not live:
+        return 0
+    for a, b in zip(live, live[1:]):
+        if t.stride(a) != t.stride(b) * t.shape[b]:
+            return None
+    return t.stride(live[-1])
