@@ -48,6 +48,7 @@ from blade.pipeline import CompiledProgram, build_kernels, compile_program, exec
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
 from blade.runtime.reference import ReferenceExecutor
 from blade.runtime.shape_program import ShapeProgram
+from blade.runtime.structure_watch import StructureWatch
 from blade.runtime.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
 
@@ -165,10 +166,12 @@ def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
 class _ModuleGate:
     """Many eager runs of the original module at once, or one compile (which traces it) alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: torch.nn.Module) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
+        #: structure changes the user makes (not those of a capture or of the module's own forward)
+        self.watch = StructureWatch(module)
 
     @contextmanager
     def eager_run(self):
@@ -176,7 +179,8 @@ class _ModuleGate:
             self._cond.wait_for(lambda: not self._writing)
             self._readers += 1
         try:
-            yield
+            with self.watch.paused():
+                yield
         finally:
             with self._cond:
                 self._readers -= 1
@@ -188,7 +192,8 @@ class _ModuleGate:
             self._cond.wait_for(lambda: not self._writing and self._readers == 0)
             self._writing = True
         try:
-            yield
+            with self.watch.paused():  # export swaps the module's parameters and restores them
+                yield
         finally:
             with self._cond:
                 self._writing = False
@@ -204,7 +209,7 @@ def _gate_for(module: torch.nn.Module) -> _ModuleGate:
     with _GATES_LOCK:
         gate = _GATES.get(module)
         if gate is None:
-            gate = _GATES[module] = _ModuleGate()
+            gate = _GATES[module] = _ModuleGate(module)
         return gate
 
 
@@ -233,6 +238,7 @@ class BladeModule(torch.nn.Module):
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
         self._beyond_limit: list[Variant] = []
         self._gate = _gate_for(module)
+        self._structure_seen = self._gate.watch.version
 
     @property
     def training(self) -> bool:  # the original's mode is the truth (train()/eval() recurse into it)
@@ -322,6 +328,8 @@ class BladeModule(torch.nn.Module):
 
     # ---------------------------------------------------------------- call
     def forward(self, *args, **kwargs):
+        if self._gate.watch.version != self._structure_seen:
+            self._structure_changed()
         try:
             cargs, ckwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
         except TypeError:
@@ -410,6 +418,21 @@ class BladeModule(torch.nn.Module):
                   + ("; it shares the compiled code of an earlier variant" if shared else ""),
                   file=sys.stderr, flush=True)
             return variant, values
+
+    def _structure_changed(self) -> None:
+        """The user changed the module's submodules, parameters, buffers or hooks: the compiled
+        code computes the old model, so every variant is dropped and calls compile again."""
+        with self._compile_lock:
+            watch = self._gate.watch
+            if watch.version == self._structure_seen:
+                return  # another thread handled it
+            print(f"[blade] {self.name} changed since it was compiled ({watch.last_change} was set or removed): "
+                  "its compiled variants are dropped and the next call compiles again", file=sys.stderr, flush=True)
+            self._variants, self._beyond_limit, self._eager_signatures = [], [], []
+            self._prepared_weights.clear()
+            self._said_max_variants = False
+            watch.wrap(self.original)  # new submodules are watched too
+            self._structure_seen = watch.version
 
     def _refuse_beyond_limit(self, shapes, reasons) -> tuple[None, None]:
         message = (f"no compiled variant of {self.name} accepts input shapes {shapes}: "
