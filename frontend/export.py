@@ -26,6 +26,7 @@ the other, so Blade never advises it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import re
@@ -37,7 +38,7 @@ import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch.export import Dim, ExportedProgram
-from torch.fx.experimental.symbolic_shapes import ShapeEnv
+from torch.fx.experimental.symbolic_shapes import ShapeEnv, SLoc
 from torch.overrides import TorchFunctionMode
 
 from blade.config import Config
@@ -180,32 +181,51 @@ def _skipped_dirs() -> tuple[str, ...]:
     return tuple(d + os.sep for d in dirs)
 
 
+@dataclasses.dataclass(frozen=True)
+class GuardSite(SLoc):
+    """torch's guard location plus what Blade learns from the whole stack when the guard is made:
+    the model's own line, and whether FakeTensor's convolution memory-format heuristic asked it
+    (a layout-only guard, ``torch_symbols._is_layout_guard``)."""
+
+    conv_layout: bool = False
+
+
 @contextlib.contextmanager
 def _guards_name_model_lines():
-    """Record, as each guard's site, the innermost frame of the model's own code.
+    """Record, with each guard, the innermost frame of the model's own code.
 
     torch names the innermost frame outside a fixed list of its files, which for a guard asked
     inside an op (a meta function called through ``_ops.py``) or inside Blade's own tracing
     helpers is that file: "s0 <= 1 at _ops.py:865" says nothing. Skipping every PyTorch, Blade
     and standard-library frame names the model line that made the call (diffusers'
-    ``upsampling.py:…``), which is what a user can act on. Held under ``CAPTURE_LOCK``."""
-    original = getattr(ShapeEnv, "_get_user_frame", None)
+    ``resnet.py:340``), which is what a user can act on; it fills ``maybe_user_loc`` where torch
+    has none. torch's own ``framework_loc`` is kept, and whether a convolution's memory-format
+    heuristic is on the stack is recorded (on CUDA its guards surface at ``_ops.py``, so the
+    innermost frame alone cannot tell). Held under ``CAPTURE_LOCK``."""
+    original = getattr(ShapeEnv, "_get_stack_summary", None)
     if original is None:  # another torch release: keep its own sites
         yield
         return
     skip = _skipped_dirs()
 
-    def model_frame(self):
+    def summary(self, is_debug: bool = False, framework_loc=None):
+        sloc, extra = original(self, is_debug, framework_loc)
+        model, layout = None, False
         frame = inspect.currentframe()
-        while frame is not None and frame.f_code.co_filename.startswith(skip):
+        while frame is not None:
+            name = frame.f_code.co_filename
+            layout = layout or (name.endswith("fake_impls.py") and frame.f_code.co_name == "conv")
+            if model is None and not name.startswith(skip):
+                model = f"{os.path.basename(name)}:{frame.f_lineno}"
             frame = frame.f_back
-        return frame if frame is not None else original(self)
+        del frame
+        return GuardSite(sloc.framework_loc, sloc.maybe_user_loc or model, layout), extra
 
-    ShapeEnv._get_user_frame = model_frame
+    ShapeEnv._get_stack_summary = summary
     try:
         yield
     finally:
-        ShapeEnv._get_user_frame = original
+        ShapeEnv._get_stack_summary = original
 
 
 SDPA_NOTE = ("guards from scaled_dot_product_attention's backend selection were not recorded: they "
