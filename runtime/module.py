@@ -83,7 +83,7 @@ class Variant:
     graph_lock: threading.Lock = field(default_factory=threading.Lock)  # one replay of the static buffers at a time
     _guards: Any = None
     _rng: bool | None = None
-    code_key: str = ""  # blade.ir.code_key of the program: equal keys share compiled code
+    _code_key: str | None = None
     device: Any = None  # the torch.device it runs on
 
     def accepts(self, tensors: list[torch.Tensor], signature: CallSignature) -> tuple[dict[str, int] | None, str]:
@@ -98,6 +98,14 @@ class Variant:
             return values, ""
         failed = self.executor.table.guard_failures(values)  # slow path: say which guard failed
         return None, "; ".join(failed[:3])
+
+    @property
+    def code_key(self) -> str:
+        """``blade.ir.code_key`` of the program (equal keys share compiled code), printed once
+        when first compared: a large module takes a second or two to print."""
+        if self._code_key is None:
+            self._code_key = code_key(self.program.module)
+        return self._code_key
 
     @property
     def uses_rng(self) -> bool:
@@ -289,16 +297,17 @@ class BladeModule(torch.nn.Module):
             raise RuntimeError(f"internal error: the captured program takes {program.import_result.in_spec}, "
                                f"the call was {signature.spec}")
         device = tensors[0].device if tensors else torch.device("cpu")
-        key = code_key(program.module)
+        same_device = [v for v in self._variants if v.device == device]
+        key = code_key(program.module) if same_device else None
         # Another guard class often compiles to the very same program (diffusers' upsampling asks
         # which of h/w grows more only to decide a .contiguous()): then the code is shared
-        same = next((i for i, v in enumerate(self._variants) if v.code_key == key and v.device == device), None)
+        same = next((i for i, v in enumerate(self._variants) if v.device == device and v.code_key == key), None)
         if same is not None:
             executor = self._variants[same].executor.twin(program.module, weights)
             program.report.notes.append(f"the program is variant {same}'s but for its guards: its compiled "
                                         "code serves this guard class too (nothing generated or compiled)")
         elif share_only:
-            raise _NewCode(Variant(program, ReferenceExecutor(program.module, weights), signature, code_key=key,
+            raise _NewCode(Variant(program, ReferenceExecutor(program.module, weights), signature, _code_key=key,
                                    device=device))
         elif executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
@@ -308,7 +317,7 @@ class BladeModule(torch.nn.Module):
                                       prepared_weights=self._prepared_weights)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
-        variant = Variant(program, executor, signature, code_key=key, device=device)
+        variant = Variant(program, executor, signature, _code_key=key, device=device)
         self._variants.append(variant)
         if self._config.verbose:
             print(program.report.format(), file=sys.stderr, flush=True)
