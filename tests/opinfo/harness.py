@@ -254,6 +254,10 @@ def run_op(op, config_kwargs: dict | None = None, dtype=torch.float32, device="c
         samples = list(op.sample_inputs(device, dtype, requires_grad=False))
     except Exception as e:  # noqa: BLE001
         out.message = f"sample_inputs failed: {type(e).__name__}: {e}"
+        if "graph capture" in str(e) or "CUDA error" in str(e):
+            # the process's CUDA state was broken by an earlier op (a failed graph capture leaves
+            # the generator capturing): that is a Blade bug to report, not a skip
+            out.status = "error"
         return out
     base = None
     for s in samples:
