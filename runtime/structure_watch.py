@@ -40,16 +40,17 @@ class StructureWatch:
 
     def wrap(self, root: torch.nn.Module) -> None:
         """Watch every submodule of ``root`` (again after a change: new submodules join)."""
-        ref = weakref.ref(self)
         for name, m in root.named_modules(remove_duplicate=True):
             for attr in WATCHED:
                 d = m.__dict__.get(attr)
-                if d is None or getattr(d, "_blade_watch", None) is not None and d._blade_watch() is self:
+                if d is None:
                     continue
-                cls = _WatchedOrderedDict if isinstance(d, OrderedDict) else _WatchedDict
-                w = cls(d)
-                w._blade_watch, w._blade_where = ref, f"{name or type(root).__name__}.{attr.strip('_')}"
-                m.__dict__[attr] = w
+                if not isinstance(d, _Mixin):  # a submodule optimized on its own too has two watches
+                    cls = _WatchedOrderedDict if isinstance(d, OrderedDict) else _WatchedDict
+                    d = m.__dict__[attr] = cls(d)
+                    d._blade_where = f"{name or type(root).__name__}.{attr.strip('_')}"
+                if not any(r() is self for r in d._blade_watches):
+                    d._blade_watches = d._blade_watches + (weakref.ref(self),)
 
     @contextmanager
     def paused(self):
@@ -70,15 +71,16 @@ class StructureWatch:
 
 
 def _notify(d, key) -> None:
-    watch = d._blade_watch() if d._blade_watch is not None else None
-    if watch is not None:
-        watch.changed(f"{d._blade_where}[{key!r}]")
+    for ref in d._blade_watches:
+        watch = ref()
+        if watch is not None:
+            watch.changed(f"{d._blade_where}[{key!r}]")
 
 
 class _Mixin:
     """Counts every mutation; copies and pickles as the plain container."""
 
-    _blade_watch = None
+    _blade_watches: tuple = ()  # weak references to every StructureWatch of a tree holding it
     _blade_where = ""
 
     def __setitem__(self, key, value):

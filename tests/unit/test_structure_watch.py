@@ -78,3 +78,14 @@ def test_copies_are_plain_and_unwatched():
     buf = io.BytesIO()
     torch.save(m, buf)  # a watched module still saves
     assert buf.tell() > 0
+
+
+def test_a_submodule_optimized_on_its_own_is_watched_by_both():
+    m, opt = _opt()
+    sub = blade.optimize(m.a, (torch.randn(2, 8),))
+    m.a.weight = torch.nn.Parameter(torch.randn(8, 8))
+    _same(opt, m)
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(sub(x), m.a(x))
+    assert opt._gate.watch.version >= 1 and sub._gate.watch.version >= 1
