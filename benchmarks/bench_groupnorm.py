@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import bar_plot, environment, kernel_ms, print_table, save_json  # noqa: E402
 
 import blade  # noqa: E402
-from blade.runtime.launch import KernelLauncher  # noqa: E402
+from blade.executors.launch import KernelLauncher  # noqa: E402
 
 SHAPES = [  # (label, N, C, H, W)
     ("unet 64x64x320", 2, 320, 64, 64), ("unet 32x32x640", 2, 640, 32, 32),

@@ -13,7 +13,7 @@ import torch
 
 import blade
 from blade import models
-from blade.runtime import launch, triton_executor
+from blade.executors import launch, triton_executor
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import blade
 from blade import models
 from blade.codegen.emit import iteration_space
 from blade.dialects.kernel import FusedOp
-from blade.runtime.reference import ReferenceExecutor
+from blade.executors.reference import ReferenceExecutor
 from blade.symbolic import evaluate
 
 _FLOAT_BYTES = 2  # the GPU runs in fp16

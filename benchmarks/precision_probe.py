@@ -25,8 +25,8 @@ import torch.utils._pytree as pytree
 
 import blade
 from blade import models
-from blade.runtime.reference import ReferenceExecutor
-from blade.runtime.triton_executor import KernelExecutor
+from blade.executors.reference import ReferenceExecutor
+from blade.executors.triton_executor import KernelExecutor
 
 
 def _first(out) -> torch.Tensor:

@@ -22,7 +22,7 @@ from common import kernel_ms, print_table  # noqa: E402
 
 import blade  # noqa: E402
 from blade.codegen import emit  # noqa: E402
-from blade.runtime.launch import KernelLauncher  # noqa: E402
+from blade.executors.launch import KernelLauncher  # noqa: E402
 
 RESIDENT = {
     "4/8/16 warps": ((4096, 4), (16384, 8), (32768, 16)),

@@ -37,7 +37,7 @@ whatever its producer wrote). The launcher therefore checks every input's actual
 the plan's claim (rank, every size, broadcast dims included) and proves a collapse into one row
 stride from the actual sizes and strides of every dim before it launches; an input whose dims do
 not collapse is copied contiguous (``LaunchStats.layout_copies``), and a shape that contradicts the
-plan is an error naming the kernel, the input and both shapes (``runtime/launch.py``). One source
+plan is an error naming the kernel, the input and both shapes (``compiler/executors/launch.py``). One source
 can serve groups whose inputs differ in rank or broadcast dims (an ``add`` over ``[B, L, C]`` and
 one over ``[B, H, W, C]``): such groups share compiled kernels but never a launcher, since the
 launcher addresses inputs by its own group's ``InputSpec``s. Input pointer types are named in the

@@ -30,7 +30,7 @@ def optimize(module: torch.nn.Module, model_inputs: Any = (), *, allow_tracing: 
     runs in eager PyTorch with a one-line message saying why; ``Config(fallback="strict")``
     raises instead.
     """
-    from blade.runtime.module import BladeModule
+    from blade.module import BladeModule
 
     config = config or Config.current()
     if not isinstance(module, torch.nn.Module):

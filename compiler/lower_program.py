@@ -43,7 +43,7 @@ from blade.dialects.program import ClusterOp, GuardOp, SymbolOp, TorchOp, YieldO
 from blade.dialects.types import DimsAttr, TensorType, attr_value
 from blade.ir import entry_function, input_names, read_symbol_table
 from blade.runtime.program import Buffer, KernelRole, Program, Step, StepKind, Value, ValueKind, environment
-from blade.runtime.shape_program import ShapeProgram
+from blade.shape_program import ShapeProgram
 from blade.shape_syntax import format_condition, format_dim, parse_dim_text
 from blade.symbolic import ceildiv, make_symbol, product
 

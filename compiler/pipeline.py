@@ -8,8 +8,8 @@
                     cluster-supported, layout-nhwc, canonicalize, fuse-stitch
       4. codegen    one Triton kernel per blade.fused group,          codegen/emit.py
                     compiled ahead of time to cubins (cached)        codegen/aot.py
-      5. execute    generated kernels + PyTorch library ops (CUDA)    runtime/triton_executor.py
-                    or the reference executor (PyTorch ops)          runtime/reference.py
+      5. execute    generated kernels + PyTorch library ops (CUDA)    compiler/executors/triton_executor.py
+                    or the reference executor (PyTorch ops)          compiler/executors/reference.py
 
 Every stage is timed into the ``CompileReport``; ``Config.dump_dir`` receives the IR after import
 and after every pass (``00-import.mlir``, ``01-canonicalize.mlir``, ...).
@@ -200,7 +200,7 @@ def build_kernels(program: CompiledProgram, config: Config, device: torch.device
     from blade.codegen.emit import plan_kernel
     from blade.dialects.kernel import FusedOp
     from blade.ir import walk_ops
-    from blade.runtime.launch import KernelLauncher, LaunchStats
+    from blade.executors.launch import KernelLauncher, LaunchStats
 
     report = program.report
     with report.stage("codegen"):

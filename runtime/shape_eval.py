@@ -1,7 +1,7 @@
 """Evaluating shape programs without the compiler: the opcodes, the Python evaluator and the
 native one.
 
-``runtime/shape_program.py`` compiles sympy expressions into this bytecode (that needs sympy and
+``compiler/shape_program.py`` compiles sympy expressions into this bytecode (that needs sympy and
 the symbolic service, compiler-side); a runtime that only *runs* compiled programs (the Program
 executor, ``runtime/program_executor.py``) needs just this file, which imports neither sympy nor
 any compiler module. The native evaluator (``runtime/cpp/shape_program.cpp``) follows the same

@@ -53,7 +53,7 @@ class LnSoftGeglu(torch.nn.Module):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("c,g", [(320, 32), (20, 5)])
 def test_group_norm_kernels(dtype, c, g, schedule, monkeypatch):
-    from blade.runtime.launch import KernelLauncher
+    from blade.executors.launch import KernelLauncher
     monkeypatch.setattr(KernelLauncher, "gn_schedule", schedule)
     torch.manual_seed(c)
     m32 = GnSilu(c, g).to(DEV).eval()

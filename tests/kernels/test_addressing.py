@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import blade
 from blade.codegen.emit import plan_kernel
 from blade.dialects.kernel import FusedOp
-from blade.runtime import launch
+from blade.executors import launch
 
 KERNELS = blade.Config(executor="kernels", check_shapes=True)
 

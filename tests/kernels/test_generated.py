@@ -53,7 +53,7 @@ class ResnetLike(torch.nn.Module):
 @pytest.fixture(params=["one", "two"])
 def gn_schedule(request, monkeypatch):
     """Run a GroupNorm test with each schedule forced: one launch, and statistics + apply."""
-    from blade.runtime.launch import KernelLauncher
+    from blade.executors.launch import KernelLauncher
     monkeypatch.setattr(KernelLauncher, "gn_schedule", request.param)
     return request.param
 

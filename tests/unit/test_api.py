@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import blade
-from blade.runtime.module import GuardError
+from blade.module import GuardError
 from tests.unit.op_matrix import Attention, ConvBlock
 
 
@@ -185,7 +185,7 @@ def test_aliased_example_inputs_are_not_traced_as_one():
 
 
 def test_programs_that_draw_random_numbers_are_known():
-    """They run without CUDA graphs (runtime/module.py ``Variant.uses_rng``)."""
+    """They run without CUDA graphs (compiler/module.py ``Variant.uses_rng``)."""
     class Noisy(torch.nn.Module):
         def forward(self, x):
             return x + torch.randn_like(x)

@@ -81,7 +81,7 @@ def test_one_source_for_two_ranks_gets_a_launcher_per_group():
     """An add over [B, L, C] and one over [B, H, W, C] share a source (and compiled kernels), but
     each group's launcher addresses its inputs by its own plan: the SD 2.x illegal memory access."""
     from blade.codegen.aot import CompiledPlan
-    from blade.runtime.launch import KernelLauncher
+    from blade.executors.launch import KernelLauncher
     from tests.kernels.test_addressing import LinearProjection
 
     adds = [p for p in _plans(LinearProjection(), torch.randn(2, 8, 4, 4)) if p.label == "add"]

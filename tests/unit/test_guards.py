@@ -18,7 +18,7 @@ import torch
 from torch.utils._sympy import functions as tf
 
 from blade.frontend.torch_symbols import SymbolMapping
-from blade.runtime.shape_program import ShapeProgram, run_python
+from blade.shape_program import ShapeProgram, run_python
 from blade.shape_syntax import format_condition, parse_condition_text
 from blade.symbolic import SymbolTable, evaluate, make_symbol, normalize_condition
 
@@ -363,7 +363,7 @@ def test_guards_inside_the_attention_op_are_suppressed_in_export_and_retrace(mon
 
 
 def test_a_variant_that_rejects_its_own_call_answers_eagerly_once_compiled(monkeypatch, capsys):
-    from blade.runtime.module import BladeModule, Variant
+    from blade.module import BladeModule, Variant
 
     m = _BatchBranch().eval()
     opt = blade.optimize(m, (torch.randn(1, 6),))

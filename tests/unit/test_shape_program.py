@@ -10,7 +10,7 @@ import sys
 import pytest
 import sympy
 
-from blade.runtime.shape_program import ShapeProgram, run_python
+from blade.shape_program import ShapeProgram, run_python
 from blade.symbolic import ceildiv, floordiv, make_symbol
 
 s0, s1, s2 = (make_symbol(n) for n in ("s0", "s1", "s2"))

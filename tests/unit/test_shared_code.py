@@ -100,7 +100,7 @@ def test_past_the_limit_a_new_program_runs_eagerly_without_recapture(capsys, mon
         raise AssertionError("captured again")
 
     monkeypatch.setattr(pipeline, "compile_program", no_capture)
-    monkeypatch.setattr("blade.runtime.module.compile_program", no_capture)
+    monkeypatch.setattr("blade.module.compile_program", no_capture)
     x = torch.randn(2, 3, 30, 3)
     torch.testing.assert_close(opt(x), m(x))
 
@@ -108,7 +108,7 @@ def test_past_the_limit_a_new_program_runs_eagerly_without_recapture(capsys, mon
 def test_past_the_limit_strict_raises():
     m = RatioBranches()
     opt = blade.optimize(m, (torch.randn(2, 3, 2, 9),), config=blade.Config(max_variants=1, fallback="strict"))
-    from blade.runtime.module import GuardError
+    from blade.module import GuardError
 
     with pytest.raises(GuardError, match="max_variants"):
         opt(torch.randn(1, 3, 40, 2))

@@ -22,8 +22,8 @@ from blade.codegen.emit import iteration_space
 from blade.dialects.data_movement import WeightOp
 from blade.dialects.kernel import FusedOp
 from blade.dialects.structured import ConvOp
-from blade.runtime.launch import KernelLauncher
-from blade.runtime.reference import ReferenceExecutor
+from blade.executors.launch import KernelLauncher
+from blade.executors.reference import ReferenceExecutor
 from blade.symbolic import evaluate
 
 

@@ -20,7 +20,10 @@ while it traces, so eager runs of the original wait for a running compile of it 
 one per original module), and captures are serialised process-wide (``CAPTURE_LOCK``).
 
 Weights are read from the original module at call time (no copies), so in-place updates of its
-parameters are seen. Attributes the wrapper does not have (``config``, ``dtype``...) are looked up
+parameters are seen; structure changes (a replaced submodule, a new parameter, buffer or hook)
+drop the variants (``runtime/structure_watch.py``). Guard classes whose program is one already
+compiled share its code. Variants run through the IR executors of ``blade.executors`` today;
+running ``Program``s instead (the runtime side of issue 9) is not done yet. Attributes the wrapper does not have (``config``, ``dtype``...) are looked up
 on the original module; ``training`` is the original's.
 """
 
@@ -46,10 +49,10 @@ from blade.frontend.export import CAPTURE_LOCK
 from blade.ir import code_key
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
-from blade.runtime.reference import ReferenceExecutor
-from blade.runtime.shape_program import ShapeProgram
+from blade.executors.reference import ReferenceExecutor
+from blade.shape_program import ShapeProgram
 from blade.runtime.structure_watch import StructureWatch
-from blade.runtime.triton_executor import KernelExecutor
+from blade.executors.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
 
 
