@@ -51,7 +51,7 @@ from blade.pipeline import CompiledProgram, build_kernels, compile_program, exec
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
 from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
-from blade.runtime.structure_watch import StructureWatch
+from blade.runtime.structure_watch import StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
 
@@ -190,7 +190,7 @@ class _ModuleGate:
             self._cond.wait_for(lambda: not self._writing)
             self._readers += 1
         try:
-            with self.watch.paused():
+            with own_changes():
                 yield
         finally:
             with self._cond:
@@ -203,7 +203,7 @@ class _ModuleGate:
             self._cond.wait_for(lambda: not self._writing and self._readers == 0)
             self._writing = True
         try:
-            with self.watch.paused():  # export swaps the module's parameters and restores them
+            with own_changes():  # export swaps the parameters of every submodule and restores them
                 yield
         finally:
             with self._cond:
@@ -307,6 +307,7 @@ class BladeModule(torch.nn.Module):
         same = next((i for i, v in enumerate(self._variants) if v.device == device and v.code_key == key), None)
         if same is not None:
             executor = self._variants[same].executor.twin(program.module, weights)
+            program.launch_stats = self._variants[same].program.launch_stats  # the launchers count there
             program.report.notes.append(f"the program is variant {same}'s but for its guards: its compiled "
                                         "code serves this guard class too (nothing generated or compiled)")
         elif share_only:
@@ -588,6 +589,14 @@ def _synchronizes(run) -> bool:
     called as an OpOverload, as the eager fallback calls it, prints to stderr instead). The mode is
     process-wide: a synchronizing call another thread makes during this one run raises there; the
     run happens once per input shape, when its CUDA graph would be captured."""
+    with _SYNC_DEBUG_LOCK:  # the setting is process-wide: two checks at once would restore it wrongly
+        return _synchronizes_locked(run)
+
+
+_SYNC_DEBUG_LOCK = threading.Lock()
+
+
+def _synchronizes_locked(run) -> bool:
     previous = torch.cuda.get_sync_debug_mode()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Synchronization debug mode is a prototype feature"

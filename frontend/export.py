@@ -26,10 +26,10 @@ the other, so Blade never advises it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import os
 import re
+import traceback
 import threading
 from typing import Any
 
@@ -38,6 +38,7 @@ import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch.export import Dim, ExportedProgram
+from torch.fx.experimental import symbolic_shapes
 from torch.fx.experimental.symbolic_shapes import ShapeEnv, SLoc
 from torch.overrides import TorchFunctionMode
 
@@ -181,15 +182,6 @@ def _skipped_dirs() -> tuple[str, ...]:
     return tuple(d + os.sep for d in dirs)
 
 
-@dataclasses.dataclass(frozen=True)
-class GuardSite(SLoc):
-    """torch's guard location plus what Blade learns from the whole stack when the guard is made:
-    the model's own line, and whether FakeTensor's convolution memory-format heuristic asked it
-    (a layout-only guard, ``torch_symbols._is_layout_guard``)."""
-
-    conv_layout: bool = False
-
-
 @contextlib.contextmanager
 def _guards_name_model_lines():
     """Record, with each guard, the innermost frame of the model's own code.
@@ -199,27 +191,34 @@ def _guards_name_model_lines():
     helpers is that file: "s0 <= 1 at _ops.py:865" says nothing. Skipping every PyTorch, Blade
     and standard-library frame names the model line that made the call (diffusers'
     ``resnet.py:340``), which is what a user can act on; it fills ``maybe_user_loc`` where torch
-    has none. torch's own ``framework_loc`` is kept, and whether a convolution's memory-format
-    heuristic is on the stack is recorded (on CUDA its guards surface at ``_ops.py``, so the
-    innermost frame alone cannot tell). Held under ``CAPTURE_LOCK``."""
+    has none. torch's own ``framework_loc`` is kept: the layout-guard filter
+    (``torch_symbols._is_layout_guard``) reads it, and a guard is layout-only only when the
+    convolution's memory-format code asked it directly (a shape check of the convolution's meta
+    function, also under that frame, must stay a guard). Held under ``CAPTURE_LOCK``."""
     original = getattr(ShapeEnv, "_get_stack_summary", None)
-    if original is None:  # another torch release: keep its own sites
+    uninteresting_files = getattr(symbolic_shapes, "uninteresting_files", None)
+    if original is None or uninteresting_files is None:  # another torch release: keep its own sites
         yield
         return
     skip = _skipped_dirs()
 
     def summary(self, is_debug: bool = False, framework_loc=None):
+        if framework_loc is None:  # torch's own choice, made from the caller (not from this frame)
+            frame = inspect.currentframe().f_back
+            while frame is not None and frame.f_code.co_filename in uninteresting_files():
+                frame = frame.f_back
+            if frame is not None:
+                framework_loc = traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+            del frame
         sloc, extra = original(self, is_debug, framework_loc)
-        model, layout = None, False
+        if sloc.maybe_user_loc is not None:
+            return sloc, extra
         frame = inspect.currentframe()
-        while frame is not None:
-            name = frame.f_code.co_filename
-            layout = layout or (name.endswith("fake_impls.py") and frame.f_code.co_name == "conv")
-            if model is None and not name.startswith(skip):
-                model = f"{os.path.basename(name)}:{frame.f_lineno}"
+        while frame is not None and frame.f_code.co_filename.startswith(skip + ("<frozen", "<string>")):
             frame = frame.f_back
+        model = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame is not None else None
         del frame
-        return GuardSite(sloc.framework_loc, sloc.maybe_user_loc or model, layout), extra
+        return SLoc(sloc.framework_loc, model), extra
 
     ShapeEnv._get_stack_summary = summary
     try:

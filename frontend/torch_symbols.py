@@ -75,7 +75,7 @@ def _is_layout_guard(guard) -> bool:
     any guard over torch's ``IsNonOverlappingAndDenseIndicator`` (a stride property). Blade's IR
     has value semantics, so strides never change what it computes."""
     loc = str(getattr(guard.sloc, "framework_loc", "") or "")
-    if getattr(guard.sloc, "conv_layout", False) or ("fake_impls.py" in loc and "conv" in loc):
+    if "fake_impls.py" in loc and "conv" in loc:
         return True
     return any(type(f).__name__ == "IsNonOverlappingAndDenseIndicator"
                for f in guard.expr.atoms(sympy.Function))

@@ -11,63 +11,87 @@ silently compute the old model.
 ``_parameters``, ``_buffers``, ``_forward_hooks``, ``_forward_pre_hooks`` of every submodule) by
 subclasses that count every change, so a call costs one integer comparison. The containers copy
 and pickle as the plain ones (a ``deepcopy`` of the model is not watched). Changes made by
-Blade's own capture and by the module's own forward in an eager run (a rotary cache registering a
-buffer) are not counted (``paused``). Not seen: plain attributes that change behaviour without
+Blade's own capture (of any watched module: export reparametrizes every submodule) and by the
+module's own forward in an eager run (a rotary cache registering a buffer) are not counted: they
+happen in the calling thread inside ``own_changes``; other threads' changes meanwhile count. Not seen: plain attributes that change behaviour without
 touching those containers (diffusers' ``set_attn_processor`` swaps an object attribute), and
 module-global hooks; the README says to optimize after such changes.
 """
 
 from __future__ import annotations
 
+import gc
 import threading
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 WATCHED = ("_modules", "_parameters", "_buffers", "_forward_hooks", "_forward_pre_hooks")
 _MISSING = object()
+#: changes made by this thread are Blade's own (a capture reparametrizes every submodule, of
+#: every watched tree) or the module's own forward's (an eager run); other threads' still count
+_OWN = threading.local()
+
+
+@contextmanager
+def own_changes():
+    """Changes the current thread makes meanwhile are not counted by any watch."""
+    _OWN.depth = getattr(_OWN, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _OWN.depth -= 1
 
 
 class StructureWatch:
     def __init__(self, root: torch.nn.Module):
         self.version = 0
         self.last_change = ""
-        self._paused = 0
         self._lock = threading.Lock()
         self.wrap(root)
 
     def wrap(self, root: torch.nn.Module) -> None:
         """Watch every submodule of ``root`` (again after a change: new submodules join)."""
         for name, m in root.named_modules(remove_duplicate=True):
+            if isinstance(m, torch.jit.ScriptModule):  # its containers are views of the C++ module
+                continue
             for attr in WATCHED:
                 d = m.__dict__.get(attr)
-                if d is None:
+                if type(d) not in (dict, OrderedDict, _WatchedDict, _WatchedOrderedDict):
                     continue
                 if not isinstance(d, _Mixin):  # a submodule optimized on its own too has two watches
-                    cls = _WatchedOrderedDict if isinstance(d, OrderedDict) else _WatchedDict
-                    d = m.__dict__[attr] = cls(d)
-                    d._blade_where = f"{name or type(root).__name__}.{attr.strip('_')}"
+                    cls = _WatchedOrderedDict if type(d) is OrderedDict else _WatchedDict
+                    new = cls(d)
+                    new._blade_where = f"{name or type(root).__name__}.{attr.strip('_')}"
+                    _repoint_handles(d, new)
+                    d = m.__dict__[attr] = new
                 if not any(r() is self for r in d._blade_watches):
                     d._blade_watches = d._blade_watches + (weakref.ref(self),)
 
-    @contextmanager
-    def paused(self):
-        with self._lock:
-            self._paused += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._paused -= 1
-
     def changed(self, where: str) -> None:
+        if getattr(_OWN, "depth", 0):
+            return
         with self._lock:
-            if self._paused:
-                return
             self.version += 1
             self.last_change = where
+
+
+def _repoint_handles(old: dict, new: dict) -> None:
+    """Hook handles made before the watch (``h = m.register_forward_hook(f)``) hold a weak
+    reference to the hooks container; point them at its replacement, or ``h.remove()`` would
+    silently do nothing. Only containers something refers to weakly are searched."""
+    refs = weakref.getweakrefs(old)
+    if not refs:
+        return
+    for ref in refs:
+        for holder in gc.get_referrers(ref):
+            if isinstance(holder, RemovableHandle) and getattr(holder, "hooks_dict_ref", None) is ref:
+                holder.hooks_dict_ref = weakref.ref(new)
+            elif isinstance(holder, dict) and holder.get("hooks_dict_ref") is ref:
+                holder["hooks_dict_ref"] = weakref.ref(new)
 
 
 def _notify(d, key) -> None:

@@ -455,3 +455,14 @@ def test_a_computed_size_of_one_that_broadcasts_is_captured_exactly():
     x = torch.randn(2, 4, 5, 5)  # 4 channels: halves of 2 do not broadcast against 4, as in eager
     with pytest.raises(Exception):
         m(x)
+
+
+def test_convolution_shape_checks_stay_guards():
+    """Guards from a convolution's memory-format heuristic are layout-only and dropped; its shape
+    checks (the padded input at least the kernel) are not, though both run under the same fake
+    convolution: a 4x4 input to a 5x5 kernel is refused, as eager refuses it."""
+    m = torch.nn.Conv2d(3, 4, kernel_size=5).eval()
+    opt = blade.optimize(m, (torch.randn(1, 3, 16, 16),))
+    v = opt.variants[0]
+    assert v.accepts([torch.randn(1, 3, 4, 4)], v.signature)[0] is None
+    assert v.accepts([torch.randn(2, 3, 9, 7)], v.signature)[0] is not None

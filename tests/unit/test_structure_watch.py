@@ -89,3 +89,36 @@ def test_a_submodule_optimized_on_its_own_is_watched_by_both():
     with torch.no_grad():
         torch.testing.assert_close(sub(x), m.a(x))
     assert opt._gate.watch.version >= 1 and sub._gate.watch.version >= 1
+
+
+def test_hook_handles_made_before_optimize_still_remove_their_hooks():
+    torch.manual_seed(0)
+    m = Net().eval()
+    h1 = m.a.register_forward_hook(lambda mod, inp, out: out * 3)
+    h2 = m.b.register_forward_hook(lambda mod, args, kwargs, out: out + 1, with_kwargs=True)
+    opt = blade.optimize(m, (torch.randn(2, 8),))
+    _same(opt, m)
+    h1.remove()
+    h2.remove()
+    assert not m.a._forward_hooks and not m.b._forward_hooks
+    _same(opt, m)  # compiled again without the hooks, as eager now runs
+
+
+def test_script_modules_are_left_alone():
+    from blade.runtime.structure_watch import StructureWatch
+
+    s = torch.jit.script(torch.nn.BatchNorm1d(2).eval())
+    StructureWatch(s)
+    s.double()  # writes through the C++ module's own containers
+    assert s(torch.randn(3, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_nested_optimized_modules_do_not_invalidate_each_other(capfd):
+    m, opt = _opt()
+    sub = blade.optimize(m.a, (torch.randn(2, 8),))  # its capture reparametrizes m.a
+    for _ in range(3):
+        _same(opt, m)
+        x = torch.randn(3, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(sub(x), m.a(x))
+    assert "changed since it was compiled" not in capfd.readouterr().err
