@@ -71,6 +71,7 @@ class KernelLauncher:
         self.module = interpreted_module
         self.stats = stats or LaunchStats()
         self._counters: dict[torch.device, torch.Tensor] = {}
+        self._retired: list[torch.Tensor] = []  # outgrown counters (see _counter)
         self._sm_count: dict[torch.device, int] = {}
 
     @classmethod
@@ -276,6 +277,8 @@ class KernelLauncher:
         """Per-image tickets of the GroupNorm stats launch; the last program resets its ticket."""
         c = self._counters.get(device)
         if c is None or c.numel() < n:
+            if c is not None:  # a CUDA graph captured earlier still replays with the old buffer's
+                self._retired.append(c)  # address: it must outlive every such graph, so it is kept
             c = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
             self._counters[device] = c
         return c
