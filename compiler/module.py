@@ -541,6 +541,7 @@ class BladeModule(torch.nn.Module):
                 entry = self._capture(variant, tensors, values)
             except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
                 variant.graphs_failed = True
+                _end_generator_capture(tensors[0].device)
                 print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
                       file=sys.stderr, flush=True)
                 return variant.executor.run(tensors, values)
@@ -581,6 +582,21 @@ class BladeModule(torch.nn.Module):
         except AttributeError:
             original = super().__getattr__("original")
             return getattr(original, name)
+
+
+def _end_generator_capture(device: torch.device) -> None:
+    """Undo what a failed capture leaves behind. A capture that the CUDA runtime invalidates (a
+    library that synchronises by itself, as MAGMA's LU and LDL factorisations do, unseen by torch's
+    sync check) ends in ``cudaStreamEndCapture`` failing, and torch then skips the step that takes
+    the device's default random generator out of capture mode: every later random op of the
+    process fails with "Offset increment outside graph capture". A capture that succeeds runs that
+    step, so an (almost) empty one is captured and thrown away; the generator's seed and offset
+    are untouched (nothing random runs in it)."""
+    with torch.cuda.device(device):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            torch.empty(1, device=device).zero_()
+        del graph
 
 
 def _synchronizes(run) -> bool:
