@@ -143,8 +143,32 @@ def _draws_random_numbers(ep) -> bool:
             for n in gm.graph.nodes:
                 t = n.target
                 if (n.op == "call_function" and isinstance(t, torch._ops.OpOverload)
-                        and torch.Tag.nondeterministic_seeded in t.tags):
+                        and torch.Tag.nondeterministic_seeded in t.tags and not _dropout_off(n)):
                     return True
+    return False
+
+
+def _dropout_off(node: torch.fx.Node) -> bool:
+    """Whether a node of an op tagged random draws nothing: attention and dropout ops carry the tag
+    for their dropout, which a ``dropout_p`` (or ``p``) of 0 or ``train=False`` switches off. Every
+    attention call of an inference model is such a node; reading them as random kept every
+    transformer and UNet off CUDA graphs."""
+    schema = node.target._schema
+    names = [a.name for a in schema.arguments]
+
+    def arg(name: str):
+        if name in node.kwargs:
+            return node.kwargs[name]
+        i = names.index(name)
+        if i < len(node.args):
+            return node.args[i]
+        default = schema.arguments[i].default_value if schema.arguments[i].has_default_value() else None
+        return default
+
+    if "dropout_p" in names:
+        return arg("dropout_p") == 0
+    if "p" in names and "train" in names:
+        return arg("p") == 0 or arg("train") is False
     return False
 
 

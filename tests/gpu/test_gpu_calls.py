@@ -116,3 +116,31 @@ def test_programs_that_synchronize_leave_random_numbers_working(model, make):
         assert torch.randn(8, device=DEV).isfinite().all()  # raised after a failed capture
     if model is Select:  # data-dependent sizes: never captured
         assert all(not v.graphs for v in opt.variants)
+
+
+class AttentionBlock(torch.nn.Module):
+    def __init__(self, d=64, heads=4):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d)
+        self.qkv = torch.nn.Linear(d, 3 * d)
+        self.heads = heads
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+
+
+def test_attention_programs_run_in_cuda_graphs():
+    """Attention ops carry torch's "random" tag for their dropout; with dropout_p=0 they draw
+    nothing. Reading the tag alone kept every transformer and the UNet off CUDA graphs (session 6:
+    SD 1.5 UNet 62 ms per step instead of 6)."""
+    m = AttentionBlock().to(DEV).half().eval()
+    x = torch.randn(2, 77, 64, device=DEV, dtype=torch.float16)
+    opt = blade.optimize(m, (x,))
+    with torch.no_grad():
+        for n in (77, 77, 19):
+            y = torch.randn(2, n, 64, device=DEV, dtype=torch.float16)
+            torch.testing.assert_close(opt(y), m(y), atol=2e-2, rtol=2e-2)
+    assert not opt.variants[0].uses_rng
+    assert len(opt.variants[0].graphs) == 2

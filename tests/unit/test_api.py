@@ -194,6 +194,28 @@ def test_programs_that_draw_random_numbers_are_known():
         def forward(self, x):
             return x * 2
 
+    class Attention(torch.nn.Module):  # attention ops carry the random tag for their dropout
+        def __init__(self, p: float):
+            super().__init__()
+            self.p = p
+
+        def forward(self, x):
+            q = x.view(x.shape[0], 1, x.shape[1], -1)
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=self.p).flatten(1, 2)
+
+    class Dropout(torch.nn.Module):
+        def __init__(self, p: float):
+            super().__init__()
+            self.drop = torch.nn.Dropout(p)
+
+        def forward(self, x):
+            return self.drop(x) * 2
+
     x = torch.randn(2, 3)
     assert blade.optimize(Noisy(), (x,)).variants[0].uses_rng
     assert not blade.optimize(Plain(), (x,)).variants[0].uses_rng
+    seq = torch.randn(2, 5, 8)
+    assert not blade.optimize(Attention(0.0), (seq,)).variants[0].uses_rng  # every inference model
+    assert blade.optimize(Attention(0.5), (seq,)).variants[0].uses_rng
+    assert not blade.optimize(Dropout(0.5).eval(), (x,)).variants[0].uses_rng
+    assert not blade.optimize(Dropout(0.0).train(), (x,)).variants[0].uses_rng
