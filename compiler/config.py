@@ -72,10 +72,14 @@ class Config:
     #: ``"reference"`` never runs generated kernels.
     executor: Literal["auto", "kernels", "reference"] = "auto"
 
-    #: On CUDA, capture one CUDA graph per input-shape signature and replay it (at most
-    #: ``max_cuda_graphs`` are kept, least recently used first out).
+    #: On CUDA, replay a CUDA graph per input-shape signature (``runtime/graph_pool.py``): a
+    #: shape's first ``cuda_graph_after - 1`` calls run without one (a new shape pays no capture),
+    #: the next captures it; at most ``max_cuda_graphs`` graphs holding at most
+    #: ``max_cuda_graph_bytes`` of device memory are kept per module, least recently used first out.
     cuda_graphs: bool = True
     max_cuda_graphs: int = 8
+    max_cuda_graph_bytes: int | None = 2 << 30
+    cuda_graph_after: int = 2
 
     #: Let cuDNN time its convolution algorithms for each new convolution shape on the first call
     #: of that shape (the CUDA-graph warm-up run) and keep the fastest; off: cuDNN's heuristic pick.
@@ -129,3 +133,6 @@ class Config:
             raise ValueError(f"Config.executor must be 'auto', 'kernels' or 'reference', not {self.executor!r}")
         if self.max_variants < 1:
             raise ValueError("Config.max_variants must be at least 1")
+        if self.max_cuda_graphs < 0 or self.cuda_graph_after < 1:
+            raise ValueError(f"Config.max_cuda_graphs must be at least 0 (got {self.max_cuda_graphs}) and "
+                             f"Config.cuda_graph_after at least 1 (got {self.cuda_graph_after})")

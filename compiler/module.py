@@ -51,6 +51,7 @@ from blade.pipeline import CompiledProgram, build_kernels, compile_program, exec
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
 from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
+from blade.runtime.graph_pool import GraphPool
 from blade.runtime.structure_watch import StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
@@ -69,11 +70,13 @@ class GuardError(RuntimeError):
     mode; otherwise such calls run in eager PyTorch, with a message)."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity
 class _Graph:
     graph: Any
     inputs: list[torch.Tensor]
     outputs: list[torch.Tensor]
+    owner: Any = None  # the Variant whose ``graphs`` holds it
+    key: Any = None    # its input signature there
 
 
 @dataclass
@@ -274,6 +277,12 @@ class BladeModule(torch.nn.Module):
         self._beyond_limit: list[Variant] = []
         self._gate = _gate_for(module)
         self._structure_seen = self._gate.watch.version
+        self._graph_pool_lock = threading.Lock()
+        self._graph_pool = self._new_graph_pool()
+
+    def _new_graph_pool(self) -> GraphPool:
+        c = self._config
+        return GraphPool(c.max_cuda_graphs, c.max_cuda_graph_bytes, capture_after=c.cuda_graph_after)
 
     @property
     def training(self) -> bool:  # the original's mode is the truth (train()/eval() recurse into it)
@@ -466,6 +475,8 @@ class BladeModule(torch.nn.Module):
             print(f"[blade] {self.name} changed since it was compiled ({watch.last_change} was set or removed): "
                   "its compiled variants are dropped and the next call compiles again", file=sys.stderr, flush=True)
             self._variants, self._beyond_limit, self._eager_signatures = [], [], []
+            with self._graph_pool_lock:
+                self._graph_pool = self._new_graph_pool()
             self._prepared_weights.clear()
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
@@ -552,35 +563,52 @@ class BladeModule(torch.nn.Module):
                 and not torch.cuda.is_current_stream_capturing())
 
     def _run_graph(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
-        """One CUDA graph per input-shape signature: captured at the first call, replayed after.
-        A graph reads and writes fixed buffers, so calls from several threads take turns."""
+        """A CUDA graph per input-shape signature, by the module's graph pool (``runtime/graph_pool.py``):
+        a shape's first call runs without one, a repeated shape is captured and replayed after,
+        the pool is bounded in count and bytes. A graph reads and writes fixed buffers, so calls
+        from several threads take turns."""
+        shape_key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
+        key = (id(variant), shape_key)
+        pool = self._graph_pool
+        with self._graph_pool_lock:
+            entry = pool.get(key)
+            capture = entry is None and pool.wants(key)
+        if entry is None and not capture:
+            return variant.executor.run(tensors, values)
         with variant.graph_lock:
-            return self._run_graph_locked(variant, tensors, values)
+            if entry is None:
+                with self._graph_pool_lock:
+                    entry = pool.get(key)  # another thread may have captured it meanwhile
+            if entry is None:
+                try:
+                    entry, nbytes = self._capture(variant, tensors, values)
+                except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
+                    variant.graphs_failed = True
+                    _end_generator_capture(tensors[0].device)
+                    print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
+                          file=sys.stderr, flush=True)
+                    return variant.executor.run(tensors, values)
+                entry.owner, entry.key = variant, shape_key
+                with self._graph_pool_lock:
+                    evicted = pool.add(key, entry, nbytes)
+                    variant.graphs[shape_key] = entry
+                    for old in evicted:
+                        old.owner.graphs.pop(old.key, None)
+                if any(old is entry for old in evicted):  # over the byte bound alone
+                    return variant.executor.run(tensors, values)
+            return self._replay(variant, entry, tensors)
 
-    def _run_graph_locked(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
-        key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
-        entry = variant.graphs.get(key)
-        if entry is None:
-            try:
-                entry = self._capture(variant, tensors, values)
-            except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
-                variant.graphs_failed = True
-                _end_generator_capture(tensors[0].device)
-                print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
-                      file=sys.stderr, flush=True)
-                return variant.executor.run(tensors, values)
-            variant.graphs[key] = entry
-            while len(variant.graphs) > self._config.max_cuda_graphs:
-                variant.graphs.popitem(last=False)
-        else:
-            variant.graphs.move_to_end(key)
+    def _replay(self, variant: Variant, entry: _Graph, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         for static, t in zip(entry.inputs, tensors):
             static.copy_(t)
         variant.executor.refresh_prepared_weights()
         entry.graph.replay()
         return [o.clone() for o in entry.outputs]
 
-    def _capture(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> _Graph:
+    def _capture(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> tuple[_Graph, int]:
+        """Capture the program at these inputs; returns the graph and the device bytes it holds
+        (its static inputs plus what the device reserved during the capture: the graph's private
+        memory pool; other threads' allocations meanwhile count too, an overestimate)."""
         static = [t.clone() for t in tensors]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -594,11 +622,14 @@ class BladeModule(torch.nn.Module):
                                    "item or a linear-algebra check), which a CUDA graph cannot contain")
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        device = tensors[0].device
+        reserved = torch.cuda.memory_reserved(device)
         # thread_local: CUDA calls other threads make meanwhile (their own calls of this module,
         # allocations) neither break this capture nor fail themselves
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outputs = variant.executor.run(static, values)
-        return _Graph(graph, static, outputs)
+        nbytes = max(0, torch.cuda.memory_reserved(device) - reserved) + sum(t.nbytes for t in static)
+        return _Graph(graph, static, outputs), nbytes
 
     def __getattr__(self, name: str):
         try:

@@ -139,8 +139,29 @@ def test_attention_programs_run_in_cuda_graphs():
     x = torch.randn(2, 77, 64, device=DEV, dtype=torch.float16)
     opt = blade.optimize(m, (x,))
     with torch.no_grad():
-        for n in (77, 77, 19):
+        for n in (77, 77, 19, 19, 77):
             y = torch.randn(2, n, 64, device=DEV, dtype=torch.float16)
             torch.testing.assert_close(opt(y), m(y), atol=2e-2, rtol=2e-2)
     assert not opt.variants[0].uses_rng
     assert len(opt.variants[0].graphs) == 2
+
+
+def test_graph_pool_stays_within_its_bounds():
+    """50 calls over 30 shapes (issue 9): a shape's first call captures nothing, a repeated one is
+    captured, and the graphs kept never exceed the count and byte bounds; every answer is right."""
+    model = Block().to(DEV).eval()
+    cap = 256 << 20  # a small graph's private pool is a 20 MiB segment or two
+    opt = blade.optimize(model, (torch.randn(2, 32, 16, 16, device=DEV),),
+                         config=blade.Config(max_cuda_graphs=4, max_cuda_graph_bytes=cap))
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(int(torch.randint(1, 4, (1,), generator=gen)), 32, int(torch.randint(4, 40, (1,), generator=gen)) * 2,
+               int(torch.randint(4, 40, (1,), generator=gen))) for _ in range(30)]
+    calls = shapes + shapes[:20]  # 20 shapes come back once
+    pool = opt._graph_pool
+    for s in calls:
+        x = torch.randn(*s, device=DEV)
+        with torch.no_grad():
+            torch.testing.assert_close(opt(x), model(x), rtol=1e-2, atol=1e-2)
+        assert len(pool) <= 4 and pool.bytes <= cap
+        assert sum(len(v.graphs) for v in opt.variants) == len(pool)
+    assert pool.captures >= 10 and pool.evictions >= 6  # the repeated shapes were captured, old ones evicted

@@ -113,7 +113,10 @@ def test_cuda_graph_per_shape_and_weight_updates(monkeypatch, in_place):
     with torch.no_grad():
         m.conv.weight.mul_(0.5)  # seen by the captured graph (prepared copies are refreshed)
     torch.testing.assert_close(opt(x, bias), m(x, bias), atol=1e-4, rtol=1e-4)
+    assert len(opt.variants[0].graphs) == 1  # captured at the shape's second call
     x2, bias2 = torch.randn(3, 32, 5, 7, device=DEV), torch.randn(3, 32, device=DEV)
+    torch.testing.assert_close(opt(x2, bias2), m(x2, bias2), atol=1e-4, rtol=1e-4)
+    assert len(opt.variants[0].graphs) == 1  # a new shape's first call: no capture
     torch.testing.assert_close(opt(x2, bias2), m(x2, bias2), atol=1e-4, rtol=1e-4)
     assert len(opt.variants[0].graphs) == 2
 
