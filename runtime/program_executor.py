@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from blade.runtime import shape_eval
+from blade.runtime.call_args import decode_args
 from blade.runtime.host_provider import Provider, torch_provider
 from blade.runtime.program import KernelRole, Program, StepKind, ValueKind
 from blade.runtime.strides import collapsed_stride as _collapsed_stride
@@ -279,30 +280,12 @@ def _resolve(a: Any, slots: list[int]) -> Any:
 
 
 def _fallback(step, ins, outs, slots) -> None:
-    def dec(a):
-        if isinstance(a, list):
-            return [dec(x) for x in a]
-        if isinstance(a, dict):
-            if "t" in a:
-                return ins[a["t"]]
-            if "slot" in a:
-                return slots[a["slot"]]
-            if "dtype" in a:
-                return getattr(torch, a["dtype"])
-            if "device" in a:
-                return outs[0].device if outs else torch.device("cpu")
-            if "memory_format" in a:
-                return getattr(torch, a["memory_format"])
-            if "layout" in a:
-                return getattr(torch, a["layout"])
-            if "kw" in a:
-                return {k: dec(v) for k, v in a["kw"].items()}
-        return a
-
+    device = outs[0].device if outs else torch.device("cpu")
+    leaves = {"t": lambda i: ins[i], "slot": lambda i: slots[i], "device": lambda _: device}
     fn: Any = torch.ops
     for part in step.op.split("."):
         fn = getattr(fn, part)
-    args, kwargs = dec(step.attrs["call"])
+    args, kwargs = decode_args(step.attrs["call"], leaves)
     result = fn(*args, **kwargs)
     results = list(result) if isinstance(result, (list, tuple)) else [result]
     for o, r in zip(outs, results):

@@ -37,6 +37,7 @@ from blade.dialects.base import ExecEnv, TensorOp
 from blade.dialects.types import TensorType
 from blade.shape_syntax import format_dim, parse_dim_text
 from blade.lazy import LazyModule
+from blade.runtime.call_args import decode_args
 
 torch = LazyModule("torch")  # imported on first use (see blade.lazy)
 
@@ -275,34 +276,18 @@ def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
 
 
 def decode_call(template: str, operands: list[torch.Tensor], env: ExecEnv) -> Any:
-    def dec(a):
-        if isinstance(a, list):
-            return [dec(x) for x in a]
-        if isinstance(a, dict):
-            if "t" in a:
-                return operands[a["t"]]
-            if "d" in a:
-                return env.eval_dim(parse_dim_text(a["d"]))
-            if "b" in a:
-                return bool(env.eval_dim(parse_dim_text(a["b"])))
-            if "fn" in a:
-                return resolve_callable(a["fn"])
-            if "f" in a:
-                e = sympy.sympify(a["f"])
-                return float(e.subs({s: env.symbols[s.name] for s in e.free_symbols}))
-            if "dtype" in a:
-                return getattr(torch, a["dtype"])
-            if "device" in a:
-                return env.device
-            if "memory_format" in a:
-                return getattr(torch, a["memory_format"])
-            if "layout" in a:
-                return getattr(torch, a["layout"])
-            if "kw" in a:
-                return {k: dec(v) for k, v in a["kw"].items()}
-        return a
+    def real(text: str) -> float:
+        e = sympy.sympify(text)
+        return float(e.subs({s: env.symbols[s.name] for s in e.free_symbols}))
 
-    return dec(json.loads(template))
+    return decode_args(json.loads(template), {
+        "t": lambda i: operands[i],
+        "d": lambda text: env.eval_dim(parse_dim_text(text)),
+        "b": lambda text: bool(env.eval_dim(parse_dim_text(text))),
+        "fn": resolve_callable,
+        "f": real,
+        "device": lambda _: env.device,
+    })
 
 
 @irdl_op_definition
