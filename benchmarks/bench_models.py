@@ -1,10 +1,15 @@
-"""SD 1.5 components, fp16, side by side: eager PyTorch, torch.compile (reduce-overhead: CUDA graphs,
-static shapes, recompiles per shape) and Blade (one compile for every shape, CUDA graph per shape).
+"""SD 1.5 components, fp16, side by side in one process on one GPU: eager PyTorch, torch.compile
+(reduce-overhead: CUDA graphs, static shapes, recompiles per shape) and Blade (one compile for every
+shape), Blade with CUDA graphs on (a graph per repeated shape) and off.
 
-Prints ms per call, compile time, peak memory, and the GPU time of Blade's generated kernels per
-call (the memory-bound work; library ops run through PyTorch until GEMM/conv selection lands).
+Per workload: ms per call (CUDA events, median), Blade's host time per call (the time ``opt(x)``
+takes to return, without waiting for the GPU: what a launch-bound caller pays), compile time and
+the first call at a new shape, peak memory, Blade's generated-kernel GPU time, and the largest
+difference from eager's output. Rows are printed and saved as they are measured, so a run cut
+short by a time limit still leaves its numbers; ``--time-budget`` stops starting new models when
+the budget is near.
 
-    python benchmarks/bench_models.py --models vae,unet,clip [--no-compile] [--out DIR]
+    python benchmarks/bench_models.py --models vae,unet,clip [--no-compile] [--quick] [--out DIR]
 """
 
 from __future__ import annotations
@@ -56,12 +61,30 @@ def _peak(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, torch.cuda.max_memory_allocated() / 2**30
 
 
-def bench_model(name: str, with_compile: bool, rows: list, records: list) -> None:
+HEADER = ["workload", "eager", "compile", "blade", "blade no graphs", "host ms", "host ms no graphs",
+          "blade kernels ms", "kernels", "blade compile s", "compile s", "peak GiB", "max diff"]
+
+
+def host_ms(fn, iters: int = 20) -> float:
+    """Median host milliseconds until ``fn()`` returns (the GPU may still be working)."""
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+        torch.cuda.synchronize()
+    times.sort()
+    return times[len(times) // 2]
+
+
+def bench_model(name: str, with_compile: bool, quick: bool, rows: list, records: list, save) -> None:
     """Eager for every shape, then torch.compile for every shape (its graphs freed afterwards), then
     Blade: each system's peak memory holds only its own buffers, and Blade (which re-lays-out the
     convolution weights in place, ``Config.convert_weights_in_place``) runs last."""
     model, make = _build(name)
-    shapes = SHAPES[name]
+    shapes = SHAPES[name][:1] if quick else SHAPES[name]
     torch.backends.cuda.matmul.allow_tf32 = True
     inputs = [make(s) for s in shapes]
     nan = float("nan")
@@ -69,7 +92,7 @@ def bench_model(name: str, with_compile: bool, rows: list, records: list) -> Non
     with torch.no_grad():
         for i, x in enumerate(inputs):
             _, mem = _peak(lambda: model(*x))
-            eager[i] = (wall_ms(lambda: model(*x)), mem)
+            eager[i] = (wall_ms(lambda: model(*x)), mem, _out(model(*x)).float())
         if with_compile:
             torch._dynamo.reset()
             import torch._inductor.config as ic
@@ -87,22 +110,31 @@ def bench_model(name: str, with_compile: bool, rows: list, records: list) -> Non
         opt = blade.optimize(model, inputs[0])
         blade_compile = time.perf_counter() - t0
         for i, (shape, x) in enumerate(zip(shapes, inputs)):
-            first_blade, mem_blade = _peak(lambda: _out(opt(*x)))
+            first_blade, mem_blade = _peak(lambda: _out(opt(*x)))  # a new shape's first call
+            diff = (_out(opt(*x)).float() - eager[i][2]).abs().max().item()
+            opt.cuda_graphs = False
+            t_nograph = wall_ms(lambda: opt(*x))
+            h_nograph = host_ms(lambda: opt(*x))
+            opt.cuda_graphs = True
             t_blade = wall_ms(lambda: opt(*x))
+            h_blade = host_ms(lambda: opt(*x))
             _, mem_blade2 = _peak(lambda: opt(*x))
             mem_blade = max(mem_blade, mem_blade2)
             t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
-            t_eager, mem_eager = eager[i]
+            t_eager, mem_eager, _ = eager[i]
             t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
             label = f"{name} " + "x".join(str(v) for v in shape)
-            rows.append([label, t_eager, t_comp, t_blade, t_kern, int(n_kern),
-                         f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.1f}", f"{first_comp:.1f}",
-                         f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}"])
+            rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_kern, int(n_kern),
+                         f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.2f}", f"{first_comp:.1f}",
+                         f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}", f"{diff:.2e}"])
             records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
+                                blade_nograph_ms=t_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
                                 blade_kernel_ms=t_kern, blade_kernels=n_kern, blade_compile_s=blade_compile,
                                 blade_first_call_s=first_blade, compile_first_call_s=first_comp,
                                 peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,
-                                variants=len(opt.variants)))
+                                max_diff_vs_eager=diff, variants=len(opt.variants)))
+            print("  ".join(str(v) for v in rows[-1]), flush=True)
+            save()
     del model, opt
     gc.collect()
     torch.cuda.empty_cache()
@@ -114,31 +146,42 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--compile-models", default=None,
                     help="run torch.compile only for these models (its UNet compile takes minutes per shape)")
+    ap.add_argument("--quick", action="store_true", help="the first shape of each model only")
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="seconds: start no new model after 60%% of it (a UNet with torch.compile takes minutes)")
     ap.add_argument("--out", default=".")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="set torch.backends.cudnn.benchmark for eager and torch.compile too (Blade times its "
                          "convolution algorithms either way: Config.conv_algorithm_search)")
     args = ap.parse_args()
+    start = time.perf_counter()
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     env = environment()
     rows, records = [], []
     compile_for = set(args.compile_models.split(",")) if args.compile_models else set(args.models.split(","))
-    for name in args.models.split(","):
-        bench_model(name, not args.no_compile and name in compile_for, rows, records)
-    text = print_table(
-        f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}"
-        f"{', cudnn.benchmark on for all' if args.cudnn_benchmark else ''}); "
-        "compile s: Blade once (+first call of a new shape), torch.compile per shape; peak GiB eager/compile/blade",
-        ["workload", "eager", "compile", "blade", "blade kernels ms", "kernels", "blade compile s",
-         "compile s", "peak GiB"], rows)
     os.makedirs(args.out, exist_ok=True)
     stem = "models_cudnn_benchmark" if args.cudnn_benchmark else "models"
-    save_json(os.path.join(args.out, f"{stem}.json"), {"env": env, "cudnn_benchmark": args.cudnn_benchmark, "rows": records})
+    title = (f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}"
+             f"{', cudnn.benchmark on for all' if args.cudnn_benchmark else ''}); host ms: Blade's time to return "
+             "(graphs on / off); compile s: Blade once (+first call of a new shape, s), torch.compile per shape; "
+             "peak GiB eager/compile/blade; max diff: Blade vs eager fp16 output")
+
+    def save():
+        save_json(os.path.join(args.out, f"{stem}.json"),
+                  {"env": env, "cudnn_benchmark": args.cudnn_benchmark, "rows": records})
+
+    print("  ".join(HEADER), flush=True)
+    for name in args.models.split(","):
+        if args.time_budget is not None and time.perf_counter() - start > 0.6 * args.time_budget:
+            print(f"[bench] time budget: {name} not run", flush=True)
+            continue
+        bench_model(name, not args.no_compile and name in compile_for, args.quick, rows, records, save)
+    text = print_table(title, HEADER, rows)
     with open(os.path.join(args.out, f"{stem}.txt"), "w") as f:
         f.write(text + "\n")
     bar_plot(os.path.join(args.out, f"{stem}.png"), "SD 1.5 fp16 ms per call (lower is better)",
              [r["workload"] for r in records],
-             {k: [r[f"{k}_ms"] for r in records] for k in ("eager", "compile", "blade")}, "ms")
+             {k: [r[f"{k}_ms"] for r in records] for k in ("eager", "compile", "blade", "blade_nograph")}, "ms")
 
 
 if __name__ == "__main__":

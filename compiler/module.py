@@ -299,6 +299,22 @@ class BladeModule(torch.nn.Module):
     def name(self) -> str:
         return type(self.original).__name__
 
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether calls on CUDA replay CUDA graphs (``Config.cuda_graphs``)."""
+        return self._config.cuda_graphs
+
+    @cuda_graphs.setter
+    def cuda_graphs(self, on: bool) -> None:
+        """Turn CUDA graphs on or off for later calls (benchmarks compare both); turning them off
+        drops the graphs kept, and their memory."""
+        self._config = dataclasses.replace(self._config, cuda_graphs=bool(on))
+        if not on:
+            with self._graph_pool_lock:
+                self._graph_pool = self._new_graph_pool()
+                for v in self._variants:
+                    v.graphs.clear()
+
     # ---------------------------------------------------------------- compile
     def compile_first(self, args: tuple, kwargs: dict) -> None:
         """The compile ``blade.optimize`` does with the example inputs. A failure (the model

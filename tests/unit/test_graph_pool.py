@@ -54,3 +54,18 @@ def test_sightings_are_bounded_and_zero_graphs_means_none():
     assert not GraphPool(max_graphs=0, max_bytes=None).wants("a")
     with pytest.raises(ValueError):
         GraphPool(max_graphs=1, max_bytes=None, capture_after=0)
+
+
+def test_cuda_graphs_can_be_switched_on_a_compiled_module():
+    import torch
+
+    import blade
+
+    opt = blade.optimize(torch.nn.Linear(4, 3).eval(), (torch.randn(2, 4),))
+    assert opt.cuda_graphs
+    opt.cuda_graphs = False
+    assert not opt.cuda_graphs and not opt._config.cuda_graphs and len(opt._graph_pool) == 0
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(opt(x), opt.original(x))
+    opt.cuda_graphs = True
+    assert opt.cuda_graphs
