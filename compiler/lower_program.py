@@ -105,7 +105,12 @@ def _attach_cubins(program: Program, plans: dict[str, KernelPlan], target: tuple
         for i, kernel in cp.kernels.items():
             md = kernel.metadata
             cubins[str(i)] = {"blob": program.add_blob(kernel.asm["cubin"]), "entry": md.name,
-                              "shared": md.shared, "num_warps": md.num_warps}
+                              "shared": md.shared, "num_warps": md.num_warps,
+                              "global_scratch": getattr(md, "global_scratch_size", 0) or 0,
+                              "profile_scratch": getattr(md, "profile_scratch_size", 0) or 0}
+            if getattr(md, "num_ctas", 1) != 1:
+                raise NotImplementedError(f"kernel {md.name} was compiled for {md.num_ctas} CTAs per cluster; "
+                                          "the driver launcher launches one")
         program.kernels[key]["cubins"] = cubins
     program.meta["gpu_arch"] = f"sm_{target[1]}"
 

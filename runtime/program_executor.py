@@ -305,8 +305,10 @@ class _KernelRunner:
         self.key = key
         self.data = program.kernels[key]
         self.source = program.blobs[self.data["source"]].decode()
+        self._blobs = program.blobs
         self._module = None
         self._counters: dict[torch.device, torch.Tensor] = {}
+        self._cuda: dict[int, tuple[Any, str, list[str]]] = {}  # variant -> (native kernel, type codes, arg names)
 
     def __call__(self, step, ins: list[torch.Tensor], outs: list[torch.Tensor], slots: list[int],
                  scratch: list[torch.Tensor]) -> None:
@@ -329,18 +331,17 @@ class _KernelRunner:
             srow = self._row(row["stats"], slots, aligned, k, space, role=KernelRole.GN_STATS.value)
             counters = slots[srow["counters"]]
             counter = self._counter(partial.device, counters)
-            self._launch(self.data["variants"][srow["variant"]], tuple(slots[g] for g in srow["grid"]),
+            self._launch(srow["variant"], tuple(slots[g] for g in srow["grid"]),
                          ins_named | named | {"partial": partial, "stats": stats, "counter": counter,
                                              "nchunks": slots[srow["nchunks"]],
                                              "rows_per_chunk": slots[srow["rows_per_chunk"]], "eps": self.data["eps"]},
                          tensors + [partial, stats, counter])
             arow = self._row(row["apply"], slots, aligned, k, space, role=KernelRole.GN_APPLY.value)
-            self._launch(self.data["variants"][arow["variant"]], tuple(slots[g] for g in arow["grid"]),
+            self._launch(arow["variant"], tuple(slots[g] for g in arow["grid"]),
                          ins_named | outs_named | named | {"stats": stats}, tensors + outs + [stats])
             return
-        variant = self.data["variants"][row["variant"]]
         grid = tuple(slots[g] for g in row["grid"])
-        self._launch(variant, grid, ins_named | outs_named | named, tensors + outs)
+        self._launch(row["variant"], grid, ins_named | outs_named | named, tensors + outs)
 
     def _row(self, table, slots, aligned: bool, k: int, space, role: str | None = None) -> dict[str, Any]:
         """The first row of a variant table whose predicate holds and whose alignment is met (and,
@@ -362,10 +363,11 @@ class _KernelRunner:
             c = self._counters[device] = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
         return c
 
-    def _launch(self, variant, grid, named, tensors) -> None:
+    def _launch(self, index: int, grid, named, tensors) -> None:
+        variant = self.data["variants"][index]
         if any(t.is_cuda for t in tensors):
-            raise ProgramRunError(f"kernel {self.data['name']}: launching cubins from a Program (CUDA driver "
-                                  "API, C++ executor) is not implemented yet; run this model through BladeModule")
+            self._launch_cuda(index, grid, named, tensors[0].device)
+            return
         if os.environ.get("TRITON_INTERPRET") != "1":
             raise ProgramRunError(f"kernel {self.data['name']}: generated kernels run on the CPU only under Triton's "
                                   "interpreter; start the process with TRITON_INTERPRET=1")
@@ -373,6 +375,40 @@ class _KernelRunner:
         plain = [named[n] for n, ty in variant["signature"] if ty != "constexpr"]
         consts = {n: variant["constexprs"][n] for n, ty in variant["signature"] if ty == "constexpr"}
         fn[grid](*plain, **consts)
+
+    def _launch_cuda(self, index: int, grid, named, device: torch.device) -> None:
+        """The variant's cubin through the C++ runtime's driver launcher (``runtime/cpp/cuda_driver.h``)
+        on the current stream: no Triton, no compile."""
+        entry = self._cuda.get(index)
+        if entry is None:
+            entry = self._cuda[index] = self._cuda_kernel(index)
+        kernel, codes, names = entry
+        args = [named[n].data_ptr() if isinstance(named[n], torch.Tensor) else named[n] for n in names]
+        g = tuple(grid) + (1,) * (3 - len(grid))
+        with torch.cuda.device(device):  # makes the device's context current for the driver
+            kernel.launch(g, torch.cuda.current_stream(device).cuda_stream, codes, args)
+
+    def _cuda_kernel(self, index: int):
+        name = self.data["name"]
+        native = shape_eval.load_native()
+        if not native or not hasattr(native, "CudaKernel"):
+            raise ProgramRunError(f"kernel {name}: launching cubins needs Blade's C++ runtime "
+                                  "(runtime/_native*.so), which is not built here: see the README's build step")
+        ok, why = native.cuda_available()
+        if not ok:
+            raise ProgramRunError(f"kernel {name}: {why}")
+        cubin = (self.data.get("cubins") or {}).get(str(index))
+        if cubin is None:
+            raise ProgramRunError(f"kernel {name}: the Program holds no cubin for variant {index}; save it with "
+                                  "blade.save(..., target=('cuda', <sm>, 32)) for this GPU")
+        if cubin.get("global_scratch", 0) or cubin.get("profile_scratch", 0):
+            raise ProgramRunError(f"kernel {name}: variant {index} needs Triton scratch memory, which the "
+                                  "driver launcher does not provide")
+        variant = self.data["variants"][index]
+        names = [n for n, ty in variant["signature"] if ty != "constexpr"]
+        codes = "".join(_type_code(name, ty) for n, ty in variant["signature"] if ty != "constexpr")
+        return native.CudaKernel(self._blobs[cubin["blob"]], cubin["entry"], cubin["shared"], cubin["num_warps"]), \
+            codes, names
 
     def _load(self):
         if self._module is None:  # triton.jit reads the source back from the file
@@ -420,3 +456,15 @@ class _KernelRunner:
         if d["addressing"] == "coords":
             out.update({f"D{j}": rows[j] for j in d["needed_row_dims"]})
         return result, out
+
+
+def _type_code(kernel: str, ty: str) -> str:
+    """The driver launcher's type code (``runtime/cpp/cuda_driver.h``) of a Triton parameter type."""
+    if ty.startswith("*"):
+        return "p"
+    code = {"i1": "b", "u1": "b", "i8": "b", "u8": "b", "i32": "i", "u32": "i", "i64": "l", "u64": "l",
+            "fp32": "f", "fp64": "d"}.get(ty)
+    if code is None:
+        raise ProgramRunError(f"kernel {kernel}: a parameter of Triton type {ty!r} cannot be passed by the driver "
+                              "launcher (it passes pointers, integers, fp32 and fp64)")
+    return code

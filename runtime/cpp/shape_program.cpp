@@ -1,6 +1,7 @@
 // Blade runtime, native part: the Python binding of the runtime core (program_core.h):
 // shape-program evaluation (guards, sizes, grids from input dims without touching Python objects
-// per operation), the arena planner and the per-call planner of a Program.
+// per operation), the arena planner and the per-call planner of a Program; and of the cubin
+// launcher (cuda_driver.h: the CUDA driver API opened at run time).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -9,9 +10,30 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda_driver.h"
 #include "program_core.h"
 
 namespace py = pybind11;
+
+namespace {
+
+std::vector<blade::KernelArg> kernel_args(const std::string& codes, const py::sequence& args) {
+  if (codes.size() != static_cast<size_t>(py::len(args))) {
+    throw std::invalid_argument("kernel arguments: " + std::to_string(codes.size()) + " type codes for " +
+                                std::to_string(py::len(args)) + " values");
+  }
+  std::vector<blade::KernelArg> out(codes.size());
+  for (size_t k = 0; k < codes.size(); ++k) {
+    if (codes[k] == 'f' || codes[k] == 'd') {
+      out[k].f = py::cast<double>(args[k]);
+    } else {
+      out[k].i = py::cast<int64_t>(args[k]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "Blade runtime, native part: shape-program evaluation and the arena planner";
@@ -53,4 +75,34 @@ PYBIND11_MODULE(_native, m) {
            py::arg("input_dim_slots"), py::arg("buffer_size_slots"), py::arg("buffer_ranges"), py::arg("align"))
       .def("prepare", &blade::CallPlanner::prepare, py::arg("input_shapes"), py::arg("device_values"),
            "Bind symbols, evaluate the shape program, check, place the arena: one call.");
+
+  m.def(
+      "cuda_available",
+      []() {
+        std::string why;
+        bool ok = blade::cuda_available(&why);
+        return std::make_pair(ok, why);
+      },
+      "(True, '') when the CUDA driver can launch cubins here, else (False, why not).");
+  m.def(
+      "pack_params",
+      [](const std::string& codes, const py::sequence& args) {
+        blade::PackedParams p = blade::pack_params(codes, kernel_args(codes, args));
+        return py::bytes(reinterpret_cast<const char*>(p.slots.data()), p.slots.size() * sizeof(uint64_t));
+      },
+      py::arg("codes"), py::arg("args"),
+      "The parameter slots a launch passes the driver (8 bytes each, the two scratch pointers last).");
+  py::class_<blade::CudaKernel>(m, "CudaKernel")
+      .def(py::init<std::string, std::string, int64_t, int64_t>(), py::arg("cubin"), py::arg("entry"),
+           py::arg("shared"), py::arg("num_warps"))
+      .def_property_readonly("entry", &blade::CudaKernel::entry)
+      .def(
+          "launch",
+          [](blade::CudaKernel& k, const std::tuple<int64_t, int64_t, int64_t>& grid, uint64_t stream,
+             const std::string& codes, const py::sequence& args) {
+            auto [gx, gy, gz] = grid;
+            k.launch(gx, gy, gz, stream, codes, kernel_args(codes, args));
+          },
+          py::arg("grid"), py::arg("stream"), py::arg("codes"), py::arg("args"),
+          "Launch on a CUstream handle (torch.cuda.current_stream().cuda_stream) with one value per type code.");
 }

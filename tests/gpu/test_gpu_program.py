@@ -1,13 +1,20 @@
 """The Program executor on a GPU: library calls through the torch provider on CUDA tensors, the
-device symbol (multiprocessor count) read from the GPU, and the clear refusal to launch generated
-kernels until the C++ executor loads cubins."""
+device symbol (multiprocessor count) read from the GPU, generated kernels launched from their cubins
+through the C++ runtime's driver launcher (no Triton at run time), and a saved artifact served by
+fresh processes on the GPU."""
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
+import torch.utils._pytree as pytree
 
 import blade
 from blade.lower_program import lower_program
-from blade.runtime.program_executor import ProgramExecutor, ProgramRunError, module_weights
+from blade.runtime.program_executor import ProgramExecutor, module_weights
 from tests.unit.op_matrix import CASES
 
 pytestmark = pytest.mark.gpu
@@ -33,12 +40,81 @@ def test_library_only_program_runs_on_cuda():
             torch.testing.assert_close(o, r)
 
 
-def test_generated_kernels_on_cuda_are_refused_clearly():
-    model, make, prog = _program("conv_block")
+def _target():
+    major, minor = torch.cuda.get_device_capability()
+    return ("cuda", major * 10 + minor, 32)
+
+
+def _flat(x):
+    return [t for t in pytree.tree_leaves(x) if isinstance(t, torch.Tensor)]
+
+
+@pytest.mark.parametrize("name", ["conv_block", "attention", "geglu", "reductions", "elementwise", "upsample"])
+def test_generated_kernels_launch_from_a_program_on_cuda(name):
+    factory, make = CASES[name]
+    model = factory().eval()
+    opt = blade.optimize(model, make(2, 12), config=blade.Config(executor="reference"))
+    prog = lower_program(opt.variants[0].program, target=_target())
+    assert any(s.kind == "launch" for s in prog.steps)
     model = model.cuda()
     ex = ProgramExecutor(prog, module_weights(prog, model))
-    (x,) = make(2, 12)
-    with pytest.raises(ProgramRunError, match="launching cubins from a Program .* not implemented yet"):
-        ex.run([x.cuda()])
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    assert ex._device_symbol("sm_count", torch.device("cuda", 0)) == sms
+    assert ex._device_symbol("sm_count", torch.device("cuda", 0)) == torch.cuda.get_device_properties(0).multi_processor_count
+    for b, n in [(2, 12), (1, 7), (3, 17)]:
+        xs = [x.cuda() for x in make(b, n)]
+        outs = ex.run(xs)
+        with torch.no_grad():
+            refs = _flat(model(*xs))
+        assert len(outs) == len(refs)
+        for o, r in zip(outs, refs):
+            torch.testing.assert_close(o, r, rtol=1e-3, atol=1e-3)
+    kernels = [k for r in ex._kernels.values() for k, _, _ in r._cuda.values()]
+    assert kernels and all(type(k).__name__ == "CudaKernel" for k in kernels)  # the C++ launcher ran them
+
+
+CHILD = r"""
+import json, sys
+import torch
+from blade.artifact import load
+from tests.unit.op_matrix import CASES
+root, forbidden = sys.argv[1], json.loads(sys.argv[2])
+torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # compared with CPU results
+for name in ("conv_block", "attention"):
+    model = CASES[name][0]().eval()
+    model.load_state_dict(torch.load(f"{root}/{name}.pt", weights_only=True))
+    loaded = load(f"{root}/{name}", model.cuda())
+    for inputs, expected in torch.load(f"{root}/{name}.calls.pt", weights_only=True):
+        with torch.no_grad():
+            out = loaded(*[x.cuda() for x in inputs])
+        torch.testing.assert_close(out, expected.cuda(), rtol=1e-3, atol=1e-3)
+bad = sorted(m for m in sys.modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+assert not bad, "serving an artifact imported: " + ", ".join(bad)
+print("ALL OK")
+"""
+
+
+def test_saved_artifact_serves_the_gpu_from_fresh_processes(tmp_path):
+    """blade.save with this GPU's cubins, blade.load in two fresh processes at once: the generated
+    kernels launch from their cubins, with no Triton, xDSL or compiler module imported."""
+    from blade.artifact import save
+    from tests.unit.test_program import FORBIDDEN
+
+    for name in ("conv_block", "attention"):
+        factory, make = CASES[name]
+        model = factory().eval()
+        opt = blade.optimize(model, make(2, 12), config=blade.Config(executor="reference"))
+        save(opt, tmp_path / name, target=_target())
+        torch.save(model.state_dict(), tmp_path / f"{name}.pt")
+        calls = []
+        for b, n in [(2, 12), (1, 7), (3, 17)]:
+            inputs = list(make(b, n))
+            with torch.no_grad():
+                calls.append((inputs, model(*inputs)))
+        torch.save(calls, tmp_path / f"{name}.calls.pt")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    forbidden = list(FORBIDDEN) + ["triton"]
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), json.dumps(forbidden)], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "ALL OK" in out, out[-3000:] + err[-5000:]

@@ -80,3 +80,44 @@ def test_program_runs_its_shape_program_and_plan_natively(build):
         nat.run([torch.randn(2, 31, 4, 4), torch.randn(2, 5, 24)])
     with pytest.raises(ProgramShapeError, match="expected 2 inputs"):
         nat.run([torch.randn(2, 32, 4, 4)])
+
+
+def test_cubin_launcher_packs_parameters_and_says_why_it_cannot_launch(build, monkeypatch):
+    """The C++ cubin launcher (runtime/cpp/cuda_driver.h): one 8-byte slot per argument in its
+    kernel type plus Triton's two null scratch pointers; on a machine without a GPU every launch
+    raises naming the kernel, and the Program executor says why it cannot launch."""
+    import struct
+
+    from blade.runtime import program_executor, shape_eval
+    from blade.runtime.program_executor import ProgramRunError, _KernelRunner, _type_code
+
+    native = build[1]
+    raw = native.pack_params("pilfdb", [0x7F00DEADBEEF, -3, 1 << 40, 1.5, -2.25, 1])
+    assert len(raw) == 8 * 8
+    slots = [raw[i:i + 8] for i in range(0, len(raw), 8)]
+    assert struct.unpack("<Q", slots[0])[0] == 0x7F00DEADBEEF
+    assert struct.unpack("<i", slots[1][:4])[0] == -3
+    assert struct.unpack("<q", slots[2])[0] == 1 << 40
+    assert struct.unpack("<f", slots[3][:4])[0] == 1.5
+    assert struct.unpack("<d", slots[4])[0] == -2.25
+    assert slots[5][0] == 1 and slots[6] == slots[7] == bytes(8)
+    with pytest.raises(ValueError, match="unknown type code 'x'"):
+        native.pack_params("x", [1])
+    assert [_type_code("k", t) for t in ("*fp16", "*i1", "i32", "i64", "fp32", "i1")] == list("ppilfb")
+    with pytest.raises(ProgramRunError, match="Triton type 'fp16'"):
+        _type_code("k", "fp16")
+    ok, why = native.cuda_available()
+    if ok:
+        pytest.skip("a GPU machine: tests/gpu/test_gpu_program.py launches for real")
+    assert why
+    with pytest.raises(RuntimeError, match="cannot launch entry_x"):
+        native.CudaKernel(b"not a cubin", "entry_x", 0, 4).launch((1, 1, 1), 0, "", [])
+    from tests.unit.test_program import _compile
+
+    _, _, prog = _compile("conv_block")
+    key = next(k for k, s in ((s.op, s) for s in prog.steps) if s.kind == "launch")
+    runner = _KernelRunner(key, prog)
+    monkeypatch.setattr(shape_eval, "load_native", lambda: native)
+    with pytest.raises(ProgramRunError, match=why[:20].replace("(", r"\(").replace(")", r"\)")):
+        runner._cuda_kernel(0)
+    assert program_executor.shape_eval is shape_eval

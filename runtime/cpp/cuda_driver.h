@@ -1,0 +1,61 @@
+// Blade runtime: launching generated kernels (cubins) through the CUDA driver API.
+//
+// The driver library (libcuda.so.1) is opened at run time, as Triton's own launcher does, so the
+// runtime builds, and its tests run, on machines without CUDA (the CI box): there `available()`
+// says why not, and nothing else touches the driver. The few driver types and entry points used
+// are declared here (no cuda.h needed to build).
+//
+// * pack_params: a kernel's arguments as the driver's `void** kernelParams`: one 8-byte slot per
+//   argument holding its value in the kernel's parameter type, then Triton's two scratch pointers
+//   (global and profile scratch; Blade's kernels use neither, so both are null). Type codes, one
+//   per argument: 'p' device pointer, 'b' int8, 'i' int32, 'l' int64, 'f' float32, 'd' float64.
+// * CudaKernel: one cubin entry point, loaded once per CUDA context on first launch (the module
+//   load and the shared-memory opt-in Triton's launcher does), launched with cuLaunchKernel on the
+//   caller's stream; a failure raises naming the entry point, the grid and the driver's error.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace blade {
+
+// A kernel argument: integers (pointers too) or floating-point values, by type code.
+struct KernelArg {
+  int64_t i = 0;
+  double f = 0.0;
+};
+
+struct PackedParams {
+  std::vector<uint64_t> slots;    // one 8-byte slot per parameter (scratch pointers included)
+  std::vector<void*> pointers;    // &slots[k], what the driver reads
+};
+
+// Throws std::invalid_argument on an unknown type code or a count mismatch.
+PackedParams pack_params(const std::string& codes, const std::vector<KernelArg>& args);
+
+// Whether the CUDA driver can be used here; `why` says why not.
+bool cuda_available(std::string* why);
+
+class CudaKernel {
+ public:
+  CudaKernel(std::string cubin, std::string entry, int64_t shared_bytes, int64_t num_warps);
+
+  // grid: (x, y, z) programs; stream: a CUstream handle (0: the legacy default stream).
+  void launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, const std::string& codes,
+              const std::vector<KernelArg>& args);
+
+  const std::string& entry() const { return entry_; }
+
+ private:
+  void* function_for_current_context();
+
+  std::string cubin_, entry_;
+  int64_t shared_, num_warps_;
+  std::mutex mutex_;
+  std::map<void*, std::pair<void*, void*>> loaded_;  // CUcontext -> (CUmodule, CUfunction)
+};
+
+}  // namespace blade
