@@ -180,14 +180,7 @@ class Program:
         """Read an artifact. ``expect`` (default: ``environment()`` of this process) is compared
         with the artifact's metadata; any difference is refused, naming each one."""
         file = os.path.join(path, "program.json")
-        try:
-            with open(file) as f:
-                body = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ProgramFormatError(f"{file}: not a Blade program artifact ({e})") from e
-        if body.get("format") != FORMAT_VERSION:
-            raise ProgramFormatError(f"{file}: artifact format {body.get('format')!r}, this Blade reads "
-                                     f"format {FORMAT_VERSION}; recompile the model with this Blade")
+        body = read_versioned_json(file, "Blade program artifact", FORMAT_VERSION)
         meta = body["meta"]
         check_environment(meta, environment() if expect is None else expect, where=str(path))
         blobs = {}
@@ -227,6 +220,19 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def read_versioned_json(file: str, what: str, version: int) -> dict[str, Any]:
+    """A JSON file of an artifact, refused (naming the file) when unreadable or of another format."""
+    try:
+        with open(file) as f:
+            body = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ProgramFormatError(f"{file}: not a {what} ({e})") from e
+    if body.get("format") != version:
+        raise ProgramFormatError(f"{file}: {what} format {body.get('format')!r}, this Blade reads format "
+                                 f"{version}; recompile the model with this Blade")
+    return body
 
 
 def environment(gpu_arch: str | None = None) -> dict[str, Any]:

@@ -17,7 +17,6 @@ never compiles. Like the executor, this file imports no compiler module.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -25,7 +24,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.runtime.call_signature import CallSignature, bind_call, flatten_call, forward_signature
-from blade.runtime.program import Program, ProgramFormatError
+from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
 from blade.runtime.program_executor import ProgramExecutor, ProgramShapeError, module_weights
 
 MANIFEST = "blade-module.json"
@@ -94,15 +93,7 @@ class ProgramModule(torch.nn.Module):
 def load_module(path: str | os.PathLike, module: torch.nn.Module,
                 expect: dict[str, Any] | None = None) -> ProgramModule:
     """Load an artifact written by ``blade.artifact.save``; ``module`` provides the weights."""
-    file = os.path.join(path, MANIFEST)
-    try:
-        with open(file) as f:
-            manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ProgramFormatError(f"{file}: not a saved Blade module ({e})") from e
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ProgramFormatError(f"{file}: manifest format {manifest.get('format')!r}, this Blade reads "
-                                 f"{MANIFEST_FORMAT}")
+    manifest = read_versioned_json(os.path.join(path, MANIFEST), "saved Blade module", MANIFEST_FORMAT)
     if manifest.get("module") != type(module).__name__:
         raise ProgramFormatError(f"{path} was saved from a {manifest.get('module')}, not a {type(module).__name__}")
     variants = [_Variant(e, Program.load(os.path.join(path, e["dir"]), expect=expect), module)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import blade
+from tests.unit.test_guards import _UpsampleToSize
 
 pytestmark = pytest.mark.gpu
 DEV = "cuda"
@@ -41,22 +42,8 @@ def test_batch_one_reuses_the_batch_two_variant_with_sdpa():
     assert len(opt._variants) == 1
 
 
-class _UpsampleToSize(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.down = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
-
-    def forward(self, x):
-        h = self.down(x)
-        output_size = x.shape[-2:]
-        scale = max([f / s for f, s in zip(output_size, h.shape[-2:])])
-        if h.numel() * scale > 2 ** 31:
-            h = h.contiguous()
-        return F.interpolate(h, size=output_size, mode="nearest") + x
-
-
 def test_odd_latent_variant_accepts_its_call():
-    m = _UpsampleToSize().to(DEV).half().eval()
+    m = _UpsampleToSize(4).to(DEV).half().eval()  # diffusers' Upsample2D path for odd latents
     opt = blade.optimize(m, (torch.randn(2, 4, 64, 64, device=DEV, dtype=torch.float16),))
     x = torch.randn(3, 4, 65, 89, device=DEV, dtype=torch.float16)
     with torch.no_grad():

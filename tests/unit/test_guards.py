@@ -300,9 +300,9 @@ class _UpsampleToSize(torch.nn.Module):
     ``contiguous()`` call. Read as floor division (``89 // 45 > 65 // 33`` is false), the guard
     rejected the very call its variant was compiled for (the 65x89 latent on the GPU)."""
 
-    def __init__(self):
+    def __init__(self, channels: int = 2):
         super().__init__()
-        self.down = torch.nn.Conv2d(2, 2, 3, stride=2, padding=1)
+        self.down = torch.nn.Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x):
         h = self.down(x)

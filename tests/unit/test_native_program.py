@@ -2,38 +2,19 @@
 the CPU-only CI machine, and its Python binding held equal to the Python executor's planner and
 shape evaluator on a real Program."""
 
-import importlib.util
-import os
 import random
-import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
 from blade.runtime.program_executor import ProgramExecutor, ProgramShapeError, first_fit, module_weights
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+from tests.native_build import build_native
+from tests.unit.test_program import random_buffers
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    pybind11 = pytest.importorskip("pybind11")
-    if shutil.which("cmake") is None or shutil.which("ctest") is None:
-        pytest.skip("cmake/ctest are not installed")
-    build, out = tmp_path_factory.mktemp("build"), tmp_path_factory.mktemp("native")
-    cfg = subprocess.run(["cmake", "-S", ROOT, "-B", str(build), f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-                          f"-DPython_EXECUTABLE={sys.executable}", f"-DBLADE_NATIVE_OUTPUT_DIR={out}"],
-                         capture_output=True, text=True)
-    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
-    assert bld.returncode == 0, bld.stdout + bld.stderr
-    (lib,) = [p for p in out.iterdir() if p.name.startswith("_native")]
-    spec = importlib.util.spec_from_file_location("_native", lib)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return build, module
+    return build_native(tmp_path_factory)
 
 
 def test_ctest_passes(build):
@@ -45,10 +26,7 @@ def test_native_first_fit_equals_python(build):
     native = build[1]
     rng = random.Random(1)
     for _ in range(300):
-        bufs = []
-        for _ in range(rng.randint(0, 14)):
-            a = rng.randint(0, 15)
-            bufs.append((rng.choice([0, 8, 100, 256, 777, 4096]), a, a + rng.randint(0, 5)))
+        bufs = random_buffers(rng, most=14, steps=15)
         offsets, total = native.first_fit(bufs, 256)
         assert (list(offsets), total) == first_fit(bufs), bufs
 

@@ -202,13 +202,19 @@ def test_arena_reuse_does_not_corrupt_and_outputs_survive():
         torch.testing.assert_close(a, b)
 
 
+def random_buffers(rng: random.Random, most: int = 12, steps: int = 20) -> list[tuple[int, int, int]]:
+    """(nbytes, first step, last step) of a few buffers with random sizes and live ranges."""
+    bufs = []
+    for _ in range(rng.randint(0, most)):
+        a = rng.randint(0, steps)
+        bufs.append((rng.choice([0, 1, 8, 100, 256, 777, 1000, 4096]), a, a + rng.randint(0, 6)))
+    return bufs
+
+
 def test_first_fit_never_overlaps_live_buffers():
     rng = random.Random(0)
     for _ in range(200):
-        bufs = []
-        for _ in range(rng.randint(1, 12)):
-            a = rng.randint(0, 20)
-            bufs.append((rng.choice([0, 1, 100, 256, 1000, 4096]), a, a + rng.randint(0, 6)))
+        bufs = random_buffers(rng)
         offsets, total = first_fit(bufs)
         for i, (si, fi, li) in enumerate(bufs):
             assert offsets[i] % 256 == 0 and offsets[i] + si <= total
@@ -260,8 +266,6 @@ def test_shape_errors_name_the_input():
 
 
 def test_unimplemented_paths_raise_clearly():
-    model, _, prog = _compile("conv_block")
-    ex = ProgramExecutor(prog, module_weights(prog, model))
     with pytest.raises(ProviderError, match="does not implement 'fft'"):
         torch_provider("fft", {}, [torch.zeros(2)], [torch.zeros(2)])
 

@@ -1,16 +1,12 @@
 """Shape programs against sympy, in Python and in the native runtime built with CMake."""
 
-import importlib.util
-import os
 import random
-import shutil
-import subprocess
-import sys
 
 import pytest
 import sympy
 
 from blade.shape_program import ShapeProgram, run_python
+from tests.native_build import build_native
 from blade.symbolic import ceildiv, floordiv, make_symbol
 
 s0, s1, s2 = (make_symbol(n) for n in ("s0", "s1", "s2"))
@@ -38,22 +34,7 @@ def test_python_evaluator_matches_sympy():
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory):
-    pybind11 = pytest.importorskip("pybind11")
-    if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    build, out = tmp_path_factory.mktemp("build"), tmp_path_factory.mktemp("native")
-    cfg = subprocess.run(["cmake", "-S", root, "-B", str(build), f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-                          f"-DPython_EXECUTABLE={sys.executable}", f"-DBLADE_NATIVE_OUTPUT_DIR={out}"],
-                         capture_output=True, text=True)
-    assert cfg.returncode == 0, cfg.stdout + cfg.stderr
-    bld = subprocess.run(["cmake", "--build", str(build), "-j2"], capture_output=True, text=True)
-    assert bld.returncode == 0, bld.stdout + bld.stderr
-    (lib,) = [p for p in out.iterdir() if p.name.startswith("_native")]
-    spec = importlib.util.spec_from_file_location("_native", lib)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return build_native(tmp_path_factory)[1]
 
 
 def test_native_evaluator_matches_python(native):

@@ -8,18 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "../cuda_driver.h"
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
-    ++failures;
-  }
-}
+using blade_test::check;
+using blade_test::failures;
 
 void test_packing() {
   std::vector<blade::KernelArg> args(5);

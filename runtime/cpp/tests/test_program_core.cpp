@@ -8,18 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "../program_core.h"
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
-    ++failures;
-  }
-}
+using blade_test::check;
+using blade_test::failures;
 
 // Opcodes of blade/runtime/shape_eval.py.
 enum : int64_t { C = 0, S = 1, ADD = 2, SUB = 3, MUL = 4, FDIV = 5, CDIV = 6, MOD = 7, LT = 13, EMIT = 20 };
