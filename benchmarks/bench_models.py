@@ -62,7 +62,34 @@ def _peak(fn) -> tuple[float, float]:
 
 
 HEADER = ["workload", "eager", "compile", "blade", "blade no graphs", "host ms", "host ms no graphs",
-          "blade kernels ms", "kernels", "blade compile s", "compile s", "peak GiB", "max diff"]
+          "program", "program host ms", "blade kernels ms", "kernels", "blade compile s", "compile s", "peak GiB",
+          "max diff"]
+
+
+def program_runner(opt, model):
+    """The first variant lowered to a Program with this GPU's cubins, run by the Program executor
+    (generated kernels through the C++ driver launcher, no graphs); None (and why) if it cannot."""
+    try:
+        from blade.lower_program import lower_program
+        from blade.runtime.program_executor import ProgramExecutor, module_weights
+
+        major, minor = torch.cuda.get_device_capability()
+        prog = lower_program(opt.variants[0].program, target=("cuda", major * 10 + minor, 32))
+        return ProgramExecutor(prog, module_weights(prog, model)), ""
+    except Exception as e:  # noqa: BLE001 - a benchmark column, reported, not fatal
+        return None, f"{type(e).__name__}: {str(e)[:300]}"
+
+
+def time_program(runner, x, reference) -> tuple[float, float, str]:
+    nan = float("nan")
+    if runner is None:
+        return nan, nan, ""
+    try:
+        out = runner.run(list(x))[0].float()
+        diff = (out - reference).abs().max().item()
+        return wall_ms(lambda: runner.run(list(x))), host_ms(lambda: runner.run(list(x))), f"{diff:.2e}"
+    except Exception as e:  # noqa: BLE001
+        return nan, nan, f"{type(e).__name__}: {str(e)[:300]}"
 
 
 def host_ms(fn, iters: int = 20) -> float:
@@ -79,7 +106,7 @@ def host_ms(fn, iters: int = 20) -> float:
     return times[len(times) // 2]
 
 
-def bench_model(name: str, with_compile: bool, quick: bool, rows: list, records: list, save) -> None:
+def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows: list, records: list, save) -> None:
     """Eager for every shape, then torch.compile for every shape (its graphs freed afterwards), then
     Blade: each system's peak memory holds only its own buffers, and Blade (which re-lays-out the
     convolution weights in place, ``Config.convert_weights_in_place``) runs last."""
@@ -109,6 +136,9 @@ def bench_model(name: str, with_compile: bool, quick: bool, rows: list, records:
         t0 = time.perf_counter()
         opt = blade.optimize(model, inputs[0])
         blade_compile = time.perf_counter() - t0
+        runner, why = program_runner(opt, model) if program else (None, "")
+        if why:
+            print(f"[bench] {name}: no Program run ({why})", flush=True)
         for i, (shape, x) in enumerate(zip(shapes, inputs)):
             first_blade, mem_blade = _peak(lambda: _out(opt(*x)))  # a new shape's first call
             diff = (_out(opt(*x)).float() - eager[i][2]).abs().max().item()
@@ -121,14 +151,18 @@ def bench_model(name: str, with_compile: bool, quick: bool, rows: list, records:
             _, mem_blade2 = _peak(lambda: opt(*x))
             mem_blade = max(mem_blade, mem_blade2)
             t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
+            t_prog, h_prog, prog_note = time_program(runner, x, eager[i][2])
+            if prog_note and not prog_note[0].isdigit():
+                print(f"[bench] {name} {shape}: Program run failed ({prog_note})", flush=True)
             t_eager, mem_eager, _ = eager[i]
             t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
             label = f"{name} " + "x".join(str(v) for v in shape)
-            rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_kern, int(n_kern),
+            rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_prog, h_prog, t_kern, int(n_kern),
                          f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.2f}", f"{first_comp:.1f}",
                          f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}", f"{diff:.2e}"])
             records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
                                 blade_nograph_ms=t_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
+                                program_ms=t_prog, program_host_ms=h_prog, program_note=prog_note,
                                 blade_kernel_ms=t_kern, blade_kernels=n_kern, blade_compile_s=blade_compile,
                                 blade_first_call_s=first_blade, compile_first_call_s=first_comp,
                                 peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,
@@ -147,6 +181,8 @@ def main() -> None:
     ap.add_argument("--compile-models", default=None,
                     help="run torch.compile only for these models (its UNet compile takes minutes per shape)")
     ap.add_argument("--quick", action="store_true", help="the first shape of each model only")
+    ap.add_argument("--program", action="store_true",
+                    help="also run the first variant as a Program (C++ cubin launcher, Python step loop, no graphs)")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="seconds: start no new model after 60%% of it (a UNet with torch.compile takes minutes)")
     ap.add_argument("--out", default=".")
@@ -163,7 +199,7 @@ def main() -> None:
     stem = "models_cudnn_benchmark" if args.cudnn_benchmark else "models"
     title = (f"SD 1.5 fp16 ms per call ({env['device']}, torch {env['torch']}, triton {env['triton']}, {env['date']}"
              f"{', cudnn.benchmark on for all' if args.cudnn_benchmark else ''}); host ms: Blade's time to return "
-             "(graphs on / off); compile s: Blade once (+first call of a new shape, s), torch.compile per shape; "
+             "(graphs on / off); program: the variant run as a Program (no graphs); compile s: Blade once (+first call of a new shape, s), torch.compile per shape; "
              "peak GiB eager/compile/blade; max diff: Blade vs eager fp16 output")
 
     def save():
@@ -175,7 +211,7 @@ def main() -> None:
         if args.time_budget is not None and time.perf_counter() - start > 0.6 * args.time_budget:
             print(f"[bench] time budget: {name} not run", flush=True)
             continue
-        bench_model(name, not args.no_compile and name in compile_for, args.quick, rows, records, save)
+        bench_model(name, not args.no_compile and name in compile_for, args.quick, args.program, rows, records, save)
     text = print_table(title, HEADER, rows)
     with open(os.path.join(args.out, f"{stem}.txt"), "w") as f:
         f.write(text + "\n")
