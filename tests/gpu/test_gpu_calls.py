@@ -165,3 +165,22 @@ def test_graph_pool_stays_within_its_bounds():
         assert len(pool) <= 4 and pool.bytes <= cap
         assert sum(len(v.graphs) for v in opt.variants) == len(pool)
     assert pool.captures >= 10 and pool.evictions >= 6  # the repeated shapes were captured, old ones evicted
+
+
+def test_other_frontends_on_the_gpu():
+    """torch.compile(backend="blade") and a traced TorchScript module, fp16 on CUDA through
+    generated kernels, at shapes other than the first (batch 1 and odd sizes)."""
+    torch._dynamo.reset()
+    model = Block().to(DEV).half().eval()
+    compiled = torch.compile(model, backend="blade")
+    traced = torch.jit.trace(model, (torch.randn(2, 32, 16, 16, device=DEV, dtype=torch.float16),))
+    opt = blade.optimize(traced, (torch.randn(2, 32, 16, 16, device=DEV, dtype=torch.float16),))
+    assert opt.report.frontend == "torchscript"
+    with torch.no_grad():
+        for shape in [(2, 32, 16, 16), (1, 32, 10, 14), (3, 32, 12, 22)]:  # even heights: traced branch
+            x = torch.randn(*shape, device=DEV, dtype=torch.float16)
+            ref = model(x)
+            torch.testing.assert_close(compiled(x), ref, rtol=2e-2, atol=2e-2)
+            torch.testing.assert_close(opt(x), ref, rtol=2e-2, atol=2e-2)
+    assert opt.eager_calls == 0
+    torch._dynamo.reset()
