@@ -53,7 +53,7 @@ from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
 from blade.runtime.graph_pool import GraphPool
 from blade.runtime.structure_watch import StructureWatch, own_changes
-from blade.executors.triton_executor import KernelExecutor, without_algorithm_search
+from blade.executors.triton_executor import KernelExecutor
 from blade.symbolic import ShapeError
 
 
@@ -279,7 +279,6 @@ class BladeModule(torch.nn.Module):
         self._structure_seen = self._gate.watch.version
         self._graph_pool_lock = threading.Lock()
         self._graph_pool = self._new_graph_pool()
-        self._shapes_seen: OrderedDict = OrderedDict()  # without graphs: shapes already called
 
     def _new_graph_pool(self) -> GraphPool:
         c = self._config
@@ -406,9 +405,6 @@ class BladeModule(torch.nn.Module):
         try:
             if self._use_graphs(chosen, tensors):
                 outs = self._run_graph(chosen, tensors, values)
-            elif self._first_call_of_shape(chosen, tensors):
-                with without_algorithm_search():  # a new shape answers quickly; a repeated one is tuned
-                    outs = chosen.executor.run(tensors, values)
             else:
                 outs = chosen.executor.run(tensors, values)
         except Exception as e:  # noqa: BLE001 - answered as eager answers (which may be the same error)
@@ -582,20 +578,6 @@ class BladeModule(torch.nn.Module):
                 and bool(tensors) and all(t.is_cuda for t in tensors)
                 and not torch.cuda.is_current_stream_capturing())
 
-    def _first_call_of_shape(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
-        """Without graphs: whether this is the first call of its input shapes (remembered for the
-        last few hundred shapes) on CUDA, where a convolution algorithm search would be paid."""
-        if not (tensors and tensors[0].is_cuda and isinstance(variant.executor, KernelExecutor)):
-            return False
-        key = (id(variant), tuple((tuple(t.shape), t.dtype) for t in tensors))
-        with self._graph_pool_lock:
-            seen = key in self._shapes_seen
-            self._shapes_seen[key] = True
-            self._shapes_seen.move_to_end(key)
-            while len(self._shapes_seen) > 512:
-                self._shapes_seen.popitem(last=False)
-        return not seen
-
     def _run_graph(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> list[torch.Tensor]:
         """A CUDA graph per input-shape signature, by the module's graph pool (``runtime/graph_pool.py``):
         a shape's first call runs without one, a repeated shape is captured and replayed after,
@@ -608,8 +590,7 @@ class BladeModule(torch.nn.Module):
             entry = pool.get(key)
             capture = entry is None and pool.wants(key)
         if entry is None and not capture:
-            with without_algorithm_search():  # a shape's first call: answered quickly, tuned when captured
-                return variant.executor.run(tensors, values)
+            return variant.executor.run(tensors, values)
         with variant.graph_lock:
             if entry is None:
                 with self._graph_pool_lock:

@@ -6,16 +6,13 @@ walks the same IR as the reference executor (``ReferenceExecutor``), so anything
 launch itself is executed by the same reference semantics. Channels-last convolutions need
 channels-last weights: with ``convert_weights_in_place`` the module's parameters are re-laid-out
 once (no second copy), else a channels-last copy is kept (refreshed when the weight changes in
-place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape, except
-inside ``without_algorithm_search()``: ``BladeModule`` runs a shape's first call there (cuDNN's
-heuristic pick, no timing runs), so a new shape answers quickly and a repeated one is timed.
+place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -31,19 +28,6 @@ from blade.symbolic import evaluate
 
 
 _CUDNN_FLAG_LOCK = threading.Lock()
-_NO_SEARCH = threading.local()
-
-
-@contextmanager
-def without_algorithm_search():
-    """Convolutions run by this thread inside use cuDNN's heuristic algorithm, not a timed search
-    (the search costs tens of milliseconds per new convolution shape)."""
-    before = getattr(_NO_SEARCH, "on", False)
-    _NO_SEARCH.on = True
-    try:
-        yield
-    finally:
-        _NO_SEARCH.on = before
 
 
 class KernelExecutor(ReferenceExecutor):
@@ -125,8 +109,7 @@ class KernelExecutor(ReferenceExecutor):
 
     def _conv_with_search_flag(self, op: ConvOp, x, w, bias) -> torch.Tensor:
         saved = torch.backends.cudnn.benchmark
-        # timed once per shape, then cached; never on a shape's first call (see the module docstring)
-        torch.backends.cudnn.benchmark = self.conv_algorithm_search and not getattr(_NO_SEARCH, "on", False)
+        torch.backends.cudnn.benchmark = self.conv_algorithm_search  # timed once per shape, then cached
         try:
             y = F.conv2d(x.movedim(-1, 1), w, bias, op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
         finally:

@@ -69,33 +69,3 @@ def test_cuda_graphs_can_be_switched_on_a_compiled_module():
     torch.testing.assert_close(opt(x), opt.original(x))
     opt.cuda_graphs = True
     assert opt.cuda_graphs
-
-
-def test_a_shapes_first_call_skips_the_convolution_algorithm_search(monkeypatch):
-    """cuDNN's algorithm search costs tens of milliseconds per new convolution shape: a shape's
-    first call uses cuDNN's heuristic pick (without_algorithm_search), later calls search once."""
-    import torch
-
-    from blade.executors import triton_executor as te
-
-    seen = []
-    real = torch.nn.functional.conv2d
-
-    def conv2d(x, w, b, *args):
-        seen.append(torch.backends.cudnn.benchmark)
-        return real(x, w, b, *args)
-
-    monkeypatch.setattr(te.F, "conv2d", conv2d)
-
-    class Op:
-        def p(self, name):
-            return {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}[name]
-
-    ex = te.KernelExecutor.__new__(te.KernelExecutor)
-    ex.conv_algorithm_search = True
-    x, w = torch.randn(1, 5, 5, 3), torch.randn(4, 3, 3, 3)
-    before = torch.backends.cudnn.benchmark
-    with te.without_algorithm_search():
-        ex._conv_with_search_flag(Op(), x, w, None)
-    ex._conv_with_search_flag(Op(), x, w, None)
-    assert seen == [False, True] and torch.backends.cudnn.benchmark == before
