@@ -64,7 +64,7 @@ def kernel_ms(fn: Callable, iters: int = 10, warmup: int = 3, name_filter: Calla
 
 
 def print_table(title: str, header: list[str], rows: list[list]) -> str:
-    widths = [max(len(str(h)), *(len(_fmt(r[i])) for r in rows)) for i, h in enumerate(header)]
+    widths = [max([len(str(h))] + [len(_fmt(r[i])) for r in rows]) for i, h in enumerate(header)]
     lines = [title, "  ".join(str(h).ljust(w) for h, w in zip(header, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths)) for r in rows]

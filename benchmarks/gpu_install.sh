@@ -10,10 +10,12 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site
 fi
 python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
-# the C++ runtime (runtime/_native*.so: shape programs, arena plans, cubin launches through the driver)
+# the C++ runtime (runtime/_native*.so: shape programs, arena plans, cubin launches through the driver);
+# optional: without it Blade runs its Python paths, so a failed build is reported, not fatal
+rm -rf /tmp/blade-build
 { cmake -S . -B /tmp/blade-build -G Ninja -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" \
     -DPython_EXECUTABLE="$(command -v python3)" && cmake --build /tmp/blade-build && ctest --test-dir /tmp/blade-build; } \
-  >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; exit 1; }
+  >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; echo "WARNING: the C++ runtime did not build (see install.log)"; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   git log -1 --format='commit %h %s' 2>/dev/null; date -u; } | tee "$OUT/gpu.txt"

@@ -78,7 +78,7 @@ class Config:
     #: ``max_cuda_graph_bytes`` of device memory are kept per module, least recently used first out.
     cuda_graphs: bool = True
     max_cuda_graphs: int = 8
-    max_cuda_graph_bytes: int | None = 2 << 30
+    max_cuda_graph_bytes: int | None = 8 << 30  # a VAE decode at 1024x1024 keeps ~1-2 GiB
     cuda_graph_after: int = 2
 
     #: Let cuDNN time its convolution algorithms for each new convolution shape on the first call

@@ -75,7 +75,7 @@ class _Graph:
     graph: Any
     inputs: list[torch.Tensor]
     outputs: list[torch.Tensor]
-    owner: Any = None  # the Variant whose ``graphs`` holds it
+    owner: Any = None  # weakref to the Variant whose ``graphs`` holds it (no reference cycle)
     key: Any = None    # its input signature there
 
 
@@ -490,9 +490,11 @@ class BladeModule(torch.nn.Module):
                 return  # another thread handled it
             print(f"[blade] {self.name} changed since it was compiled ({watch.last_change} was set or removed): "
                   "its compiled variants are dropped and the next call compiles again", file=sys.stderr, flush=True)
-            self._variants, self._beyond_limit, self._eager_signatures = [], [], []
             with self._graph_pool_lock:
                 self._graph_pool = self._new_graph_pool()
+                for v in self._variants:
+                    v.graphs.clear()  # their memory goes now, not at the next garbage collection
+            self._variants, self._beyond_limit, self._eager_signatures = [], [], []
             self._prepared_weights.clear()
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
@@ -585,8 +587,8 @@ class BladeModule(torch.nn.Module):
         from several threads take turns."""
         shape_key = tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
         key = (id(variant), shape_key)
-        pool = self._graph_pool
         with self._graph_pool_lock:
+            pool = self._graph_pool
             entry = pool.get(key)
             capture = entry is None and pool.wants(key)
         if entry is None and not capture:
@@ -596,21 +598,22 @@ class BladeModule(torch.nn.Module):
                 with self._graph_pool_lock:
                     entry = pool.get(key)  # another thread may have captured it meanwhile
             if entry is None:
-                try:
-                    entry, nbytes = self._capture(variant, tensors, values)
-                except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
-                    variant.graphs_failed = True
-                    _end_generator_capture(tensors[0].device)
-                    print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
-                          file=sys.stderr, flush=True)
+                entry, nbytes = self._capture_or_report(variant, tensors, values)
+                if entry is None:
                     return variant.executor.run(tensors, values)
-                entry.owner, entry.key = variant, shape_key
+                entry.owner, entry.key = weakref.ref(variant), shape_key
                 with self._graph_pool_lock:
+                    if pool is not self._graph_pool:  # graphs switched off or variants dropped meanwhile
+                        return self._replay(variant, entry, tensors)  # used once, not kept
                     evicted = pool.add(key, entry, nbytes)
-                    variant.graphs[shape_key] = entry
-                    for old in evicted:
-                        old.owner.graphs.pop(old.key, None)
-                if any(old is entry for old in evicted):  # over the byte bound alone
+                    for old in evicted:  # first: an evicted graph may have this entry's key
+                        owner = old.owner()
+                        if owner is not None:
+                            owner.graphs.pop(old.key, None)
+                    kept = not any(old is entry for old in evicted)  # else over the byte bound alone
+                    if kept:
+                        variant.graphs[shape_key] = entry
+                if not kept:
                     return variant.executor.run(tensors, values)
             return self._replay(variant, entry, tensors)
 
@@ -621,30 +624,50 @@ class BladeModule(torch.nn.Module):
         entry.graph.replay()
         return [o.clone() for o in entry.outputs]
 
+    def _capture_or_report(self, variant: Variant, tensors, values) -> tuple[_Graph | None, int]:
+        """``_capture`` one capture at a time in the process (``torch.cuda.graph`` shares one capture
+        stream and empties the allocator's cache on entry, which asserts while another capture
+        runs); a failure is reported once, cleaned up, and the variant runs without graphs."""
+        device = tensors[0].device
+        stream = torch.cuda.current_stream(device)
+        with _CAPTURE_LOCK:
+            try:
+                return self._capture(variant, tensors, values)
+            except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
+                torch.cuda.set_stream(stream)  # a failed capture_end leaves the capture stream current
+                variant.graphs_failed = True
+                _end_generator_capture(device)
+                print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
+                      file=sys.stderr, flush=True)
+                return None, 0
+
     def _capture(self, variant: Variant, tensors: list[torch.Tensor], values: dict[str, int]) -> tuple[_Graph, int]:
         """Capture the program at these inputs; returns the graph and the device bytes it holds
         (its static inputs plus what the device reserved during the capture: the graph's private
         memory pool; other threads' allocations meanwhile count too, an overestimate)."""
-        static = [t.clone() for t in tensors]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up: library handles, prepared weights, workspaces, and
-            variant.executor.run(static, values)  # one-time work that may synchronise (cuDNN search)
+        device = tensors[0].device
+        with torch.cuda.device(device):
+            static = [t.clone() for t in tensors]
+            # warm-up on the caller's stream, ordered with every other run there (a side stream
+            # would run beside other threads' calls, which share GroupNorm's ticket counter):
+            # library handles, prepared weights, workspaces, one-time work that may synchronise
+            # (cuDNN's algorithm search)
+            variant.executor.run(static, values)
             # Blade's own kernels and library calls never synchronise; eager fallback ops may
             if variant.program.report.unsupported and _synchronizes(lambda: variant.executor.run(static, values)):
                 # never start a capture that will fail: a failed capture leaves the CUDA generator
                 # in capture mode, and every later random op of the process fails
                 raise RuntimeError("the program synchronizes with the host (an eager op such as nonzero, "
                                    "item or a linear-algebra check), which a CUDA graph cannot contain")
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        device = tensors[0].device
-        reserved = torch.cuda.memory_reserved(device)
-        # thread_local: CUDA calls other threads make meanwhile (their own calls of this module,
-        # allocations) neither break this capture nor fail themselves
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            outputs = variant.executor.run(static, values)
-        nbytes = max(0, torch.cuda.memory_reserved(device) - reserved) + sum(t.nbytes for t in static)
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()  # as torch.cuda.graph does on entry: measured from here
+            reserved = torch.cuda.memory_reserved(device)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: CUDA calls other threads make meanwhile (their own calls of this module,
+            # allocations) neither break this capture nor fail themselves
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                outputs = variant.executor.run(static, values)
+            nbytes = max(0, torch.cuda.memory_reserved(device) - reserved) + sum(t.nbytes for t in static)
         return _Graph(graph, static, outputs), nbytes
 
     def __getattr__(self, name: str):
@@ -655,6 +678,10 @@ class BladeModule(torch.nn.Module):
             return getattr(original, name)
 
 
+#: one CUDA graph capture at a time in the process (see ``BladeModule._capture_or_report``)
+_CAPTURE_LOCK = threading.Lock()
+
+
 def _end_generator_capture(device: torch.device) -> None:
     """Undo what a failed capture leaves behind. A capture that the CUDA runtime invalidates (a
     library that synchronises by itself, as MAGMA's LU and LDL factorisations do, unseen by torch's
@@ -662,12 +689,18 @@ def _end_generator_capture(device: torch.device) -> None:
     the device's default random generator out of capture mode: every later random op of the
     process fails with "Offset increment outside graph capture". A capture that succeeds runs that
     step, so an (almost) empty one is captured and thrown away; the generator's seed and offset
-    are untouched (nothing random runs in it)."""
-    with torch.cuda.device(device):
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            torch.empty(1, device=device).zero_()
-        del graph
+    are untouched (nothing random runs in it). Called under ``_CAPTURE_LOCK``."""
+    stream = torch.cuda.current_stream(device)
+    try:
+        with torch.cuda.device(device):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                torch.empty(1, device=device).zero_()
+            del graph
+    except Exception as e:  # noqa: BLE001 - the original failure is what the caller reports
+        torch.cuda.set_stream(stream)
+        print(f"[blade] could not reset the CUDA generator after a failed capture ({type(e).__name__}: {e}); "
+              "random ops may fail in this process", file=sys.stderr, flush=True)
 
 
 def _synchronizes(run) -> bool:

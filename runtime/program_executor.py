@@ -385,8 +385,8 @@ class _KernelRunner:
         kernel, codes, names = entry
         args = [named[n].data_ptr() if isinstance(named[n], torch.Tensor) else named[n] for n in names]
         g = tuple(grid) + (1,) * (3 - len(grid))
-        with torch.cuda.device(device):  # makes the device's context current for the driver
-            kernel.launch(g, torch.cuda.current_stream(device).cuda_stream, codes, args)
+        kernel.launch(g, torch.cuda.current_stream(device).cuda_stream, codes, args,
+                      torch.cuda.current_device() if device.index is None else device.index)
 
     def _cuda_kernel(self, index: int):
         name = self.data["name"]

@@ -20,7 +20,7 @@ using CUstream = void*;
 constexpr int kFuncAttrSharedSizeBytes = 1;             // CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES
 constexpr int kFuncAttrMaxDynamicSharedBytes = 8;       // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 constexpr int kDevAttrMaxSharedPerBlockOptin = 97;      // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-constexpr int kFuncCachePreferShared = 2;               // CU_FUNC_CACHE_PREFER_SHARED
+constexpr int kFuncCachePreferShared = 1;               // CU_FUNC_CACHE_PREFER_SHARED
 constexpr int64_t kDefaultSharedLimit = 49152;          // what a kernel gets without opting in
 
 struct Driver {
@@ -31,6 +31,9 @@ struct Driver {
   CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
   CUresult (*cuCtxGetCurrent)(CUcontext*) = nullptr;
   CUresult (*cuCtxGetDevice)(CUdevice*) = nullptr;
+  CUresult (*cuCtxSetCurrent)(CUcontext) = nullptr;
+  CUresult (*cuDeviceGet)(CUdevice*, int) = nullptr;
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice) = nullptr;
   CUresult (*cuModuleLoadData)(CUmodule*, const void*) = nullptr;
   CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
   CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice) = nullptr;
@@ -63,6 +66,9 @@ Driver load_driver() {
             bind(lib, "cuGetErrorString", &d.cuGetErrorString, &d.why) &&
             bind(lib, "cuCtxGetCurrent", &d.cuCtxGetCurrent, &d.why) &&
             bind(lib, "cuCtxGetDevice", &d.cuCtxGetDevice, &d.why) &&
+            bind(lib, "cuCtxSetCurrent", &d.cuCtxSetCurrent, &d.why) &&
+            bind(lib, "cuDeviceGet", &d.cuDeviceGet, &d.why) &&
+            bind(lib, "cuDevicePrimaryCtxRetain", &d.cuDevicePrimaryCtxRetain, &d.why) &&
             bind(lib, "cuModuleLoadData", &d.cuModuleLoadData, &d.why) &&
             bind(lib, "cuModuleGetFunction", &d.cuModuleGetFunction, &d.why) &&
             bind(lib, "cuDeviceGetAttribute", &d.cuDeviceGetAttribute, &d.why) &&
@@ -139,15 +145,21 @@ CudaKernel::CudaKernel(std::string cubin, std::string entry, int64_t shared_byte
   }
 }
 
-void* CudaKernel::function_for_current_context() {
+void* CudaKernel::function_for_device(int64_t device) {
   std::string why;
   if (!cuda_available(&why)) throw std::runtime_error("cannot launch " + entry_ + ": " + why);
   const Driver& d = driver();
   CUcontext ctx = nullptr;
   check(d.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
-  if (ctx == nullptr) {
-    throw std::runtime_error("cannot launch " + entry_ + ": no CUDA context is current on this thread "
-                             "(touch the device from PyTorch first, e.g. allocate the inputs there)");
+  CUdevice want = 0;
+  check(d.cuDeviceGet(&want, static_cast<int>(device)), "cuDeviceGet");
+  CUdevice have = -1;
+  if (ctx != nullptr) check(d.cuCtxGetDevice(&have), "cuCtxGetDevice");
+  if (ctx == nullptr || have != want) {
+    // a thread that has not touched this device through the runtime API yet: its primary context
+    // (the one PyTorch and Triton use), made current, as Triton's launcher does
+    check(d.cuDevicePrimaryCtxRetain(&ctx, want), "retaining the primary context of device " + std::to_string(device));
+    check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
   }
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = loaded_.find(ctx);
@@ -174,7 +186,7 @@ void* CudaKernel::function_for_current_context() {
 }
 
 void CudaKernel::launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, const std::string& codes,
-                        const std::vector<KernelArg>& args) {
+                        const std::vector<KernelArg>& args, int64_t device) {
   if (gx < 0 || gy < 0 || gz < 0) {
     throw std::invalid_argument("launch " + entry_ + ": negative grid");
   }
@@ -183,7 +195,7 @@ void CudaKernel::launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, con
     throw std::invalid_argument("launch " + entry_ + ": grid (" + std::to_string(gx) + ", " + std::to_string(gy) +
                                 ", " + std::to_string(gz) + ") exceeds CUDA's limits (2^31-1, 65535, 65535)");
   }
-  void* fn = function_for_current_context();
+  void* fn = function_for_device(device);
   PackedParams p = pack_params(codes, args);
   CUresult r = driver().cuLaunchKernel(fn, static_cast<unsigned>(gx), static_cast<unsigned>(gy),
                                        static_cast<unsigned>(gz), static_cast<unsigned>(32 * num_warps_), 1, 1,

@@ -10,8 +10,9 @@
 //   (global and profile scratch; Blade's kernels use neither, so both are null). Type codes, one
 //   per argument: 'p' device pointer, 'b' int8, 'i' int32, 'l' int64, 'f' float32, 'd' float64.
 // * CudaKernel: one cubin entry point, loaded once per CUDA context on first launch (the module
-//   load and the shared-memory opt-in Triton's launcher does), launched with cuLaunchKernel on the
-//   caller's stream; a failure raises naming the entry point, the grid and the driver's error.
+//   load and the shared-memory opt-in Triton's launcher does; the device's primary context is made
+//   current first where it is not), launched with cuLaunchKernel on the caller's stream; a failure
+//   raises naming the entry point, the grid and the driver's error.
 #pragma once
 
 #include <cstdint>
@@ -43,14 +44,15 @@ class CudaKernel {
  public:
   CudaKernel(std::string cubin, std::string entry, int64_t shared_bytes, int64_t num_warps);
 
-  // grid: (x, y, z) programs; stream: a CUstream handle (0: the legacy default stream).
+  // grid: (x, y, z) programs; stream: a CUstream handle (0: the legacy default stream) of CUDA
+  // device `device` (the runtime's ordinal), whose primary context is made current if it is not.
   void launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, const std::string& codes,
-              const std::vector<KernelArg>& args);
+              const std::vector<KernelArg>& args, int64_t device = 0);
 
   const std::string& entry() const { return entry_; }
 
  private:
-  void* function_for_current_context();
+  void* function_for_device(int64_t device);
 
   std::string cubin_, entry_;
   int64_t shared_, num_warps_;

@@ -99,10 +99,10 @@ PYBIND11_MODULE(_native, m) {
       .def(
           "launch",
           [](blade::CudaKernel& k, const std::tuple<int64_t, int64_t, int64_t>& grid, uint64_t stream,
-             const std::string& codes, const py::sequence& args) {
+             const std::string& codes, const py::sequence& args, int64_t device) {
             auto [gx, gy, gz] = grid;
-            k.launch(gx, gy, gz, stream, codes, kernel_args(codes, args));
+            k.launch(gx, gy, gz, stream, codes, kernel_args(codes, args), device);
           },
-          py::arg("grid"), py::arg("stream"), py::arg("codes"), py::arg("args"),
+          py::arg("grid"), py::arg("stream"), py::arg("codes"), py::arg("args"), py::arg("device") = 0,
           "Launch on a CUstream handle (torch.cuda.current_stream().cuda_stream) with one value per type code.");
 }

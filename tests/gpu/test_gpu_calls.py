@@ -164,6 +164,8 @@ def test_graph_pool_stays_within_its_bounds():
             torch.testing.assert_close(opt(x), model(x), rtol=1e-2, atol=1e-2)
         assert len(pool) <= 4 and pool.bytes <= cap
         assert sum(len(v.graphs) for v in opt.variants) == len(pool)
+        for graph, nbytes in pool._graphs.values():  # measured, not just the static inputs
+            assert nbytes >= sum(t.nbytes for t in graph.inputs + graph.outputs), nbytes
     assert pool.captures >= 10 and pool.evictions >= 6  # the repeated shapes were captured, old ones evicted
 
 
