@@ -182,7 +182,9 @@ def main() -> None:
                     help="run torch.compile only for these models (its UNet compile takes minutes per shape)")
     ap.add_argument("--quick", action="store_true", help="the first shape of each model only")
     ap.add_argument("--program", action="store_true",
-                    help="also run the first variant as a Program (C++ cubin launcher, Python step loop, no graphs)")
+                    help="also run the first variant as a Program (C++ cubin launcher, Python step loop, no graphs); "
+                         "run it in its own invocation once tests/gpu/test_gpu_program.py passes: a mislaunch "
+                         "ends the process's CUDA context and every measurement after it")
     ap.add_argument("--time-budget", type=float, default=None,
                     help="seconds: start no new model after 60%% of it (a UNet with torch.compile takes minutes)")
     ap.add_argument("--out", default=".")
