@@ -226,21 +226,32 @@ def _integer_parts(e: Expr) -> Expr:
     if isinstance(e, (sympy.floor, sympy.ceiling)):
         num, den = sympy.fraction(sympy.together(args[0]))
         num, den = _integer_parts(sympy.expand(num)), sympy.expand(den)
+        for _ in range(2):  # together() may hand back s/2 - 1 whole: clear rational coefficients
+            content, num = num.as_content_primitive() if num.is_Add else (sympy.Integer(1), num)
+            num, den = num * content.p, den * content.q
+            content, den = den.as_content_primitive() if den.is_Add else (sympy.Integer(1), den)
+            num, den = sympy.expand(num * content.q), den * content.p
         if not (is_integer_valued(num) and is_integer_valued(den)):
             raise ShapeError(f"cannot evaluate {e} with integers: {num} / {den}")
         return e.func(num / den)
     if isinstance(e, (sympy.Mod, sympy.Max, sympy.Min)):
         if all(is_integer_valued(a) for a in args):
             return e.func(*args)
-        dens = []
+        numbers, symbolic = [], []
         for a in args:
             _, den = sympy.fraction(sympy.together(a))
-            if not (den.is_Integer and int(den) > 0):
+            if not den.is_positive:  # a size expression such as floor((s - 1)/2) + 1 is provably positive
                 raise ShapeError(f"cannot evaluate {e} with integers (the denominator {den} of {a} may "
                                  "have either sign)")
-            dens.append(int(den))
-        k = math.lcm(*dens)
-        scaled = [_integer_parts(sympy.expand(a * k)) for a in args]
+            if den.is_Integer:
+                numbers.append(int(den))
+            elif den not in symbolic:
+                symbolic.append(den)
+        # Max(a/q, b/r) = Max(a*r, b*q) / (q*r) and Mod(a/q, b/q) = Mod(a, b) / q for positive q, r
+        k = sympy.Integer(math.lcm(*numbers)) * sympy.Mul(*symbolic)
+        scaled = [_integer_parts(sympy.expand(sympy.cancel(a * k))) for a in args]
+        if not all(is_integer_valued(a) for a in scaled):
+            raise ShapeError(f"cannot evaluate {e} with integers ({scaled})")
         return e.func(*scaled) / k
     return e.func(*args)
 
@@ -268,6 +279,21 @@ def normalize_condition(cond: sympy.Basic) -> sympy.Basic:
     return _normalize(cond)
 
 
+def _split_min_max(cond: sympy.Rel) -> sympy.Basic | None:
+    """``cond`` with one ``Max``/``Min`` of non-integer arguments replaced by a case split:
+    ``R(Max(x, y))`` is ``(x >= y and R(x)) or (x < y and R(y))``. Each case compares fractions,
+    which ``_normalize`` writes with integers whatever the denominators' signs; a Max whose
+    denominators are provably positive never gets here (``_integer_parts`` scales it)."""
+    for m in sorted(cond.atoms(sympy.Max, sympy.Min), key=sympy.count_ops):
+        if all(is_integer_valued(a) for a in m.args):
+            continue
+        x, rest = m.args[0], m.args[1:]
+        y = rest[0] if len(rest) == 1 else m.func(*rest)
+        pick_x = sympy.Ge(x, y) if isinstance(m, sympy.Max) else sympy.Le(x, y)
+        return sympy.Or(sympy.And(pick_x, cond.xreplace({m: x})), sympy.And(sympy.Not(pick_x), cond.xreplace({m: y})))
+    return None
+
+
 _FLIPPED = {sympy.Eq: sympy.Eq, sympy.Ne: sympy.Ne, sympy.Lt: sympy.Gt, sympy.Le: sympy.Ge,
             sympy.Gt: sympy.Lt, sympy.Ge: sympy.Le}
 
@@ -281,7 +307,13 @@ def _normalize(cond: sympy.Basic) -> sympy.Basic:
         return sympy.Not(_normalize(cond.args[0]))
     if not isinstance(cond, sympy.Rel):
         raise ShapeError(f"not a condition: {cond} ({type(cond).__name__})")
-    lhs, rhs = _integer_parts(cond.lhs), _integer_parts(cond.rhs)
+    try:
+        lhs, rhs = _integer_parts(cond.lhs), _integer_parts(cond.rhs)
+    except ShapeError:
+        split = _split_min_max(cond)
+        if split is None:
+            raise
+        return _normalize(split)
     if is_integer_valued(lhs) and is_integer_valued(rhs):
         return cond.func(lhs, rhs)
     num, den = sympy.fraction(sympy.together(sympy.expand(lhs - rhs)))

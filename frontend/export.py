@@ -167,8 +167,62 @@ def _export_size_oblivious(module, args, kwargs, config: Config, pin_ones: bool)
 
 def _export(module, args, kwargs, dyn, size_oblivious: bool = True) -> ExportedProgram:
     with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=size_oblivious), \
-            AttentionBackendGuardsSuppressed(), _guards_name_model_lines():
+            AttentionBackendGuardsSuppressed(), _guards_name_model_lines(), _symbolic_min_max():
         return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+
+
+_NON_STRICT_UTILS = os.path.join("_export", "non_strict_utils.py")
+
+
+@contextlib.contextmanager
+def _symbolic_min_max():
+    """Python's ``max``/``min`` over symbolic sizes in the model's own code, without a guard.
+
+    The builtins compare their arguments, and each comparison of two symbolic sizes becomes a
+    guard that splits the model's shapes into classes: diffusers' ``Upsample2D`` takes
+    ``max(out_h / h, out_w / w)`` (only to test it against 2**31), so a UNet at odd latent sizes
+    compiled one guard class per aspect-ratio order (8 of the 11 classes of the GPU shape fuzz).
+    ``torch.sym_max``/``sym_min`` compute the same value as an expression (``Max(a, b)``), which
+    Blade's shapes carry like any other. Only calls from the model's own frames with symbolic
+    arguments of one kind (all integers or all floats, no ``key=``/``default=``) change; PyTorch's,
+    Blade's and the standard library's calls keep the builtins. The builtins are process-wide, so
+    this holds only under ``CAPTURE_LOCK`` (nothing else traces meanwhile), and a non-symbolic call
+    from any thread behaves exactly as before."""
+    import builtins
+    import functools
+    import sys
+
+    skip = _skipped_dirs() + ("<frozen", "<string>")
+
+    def symbolic(py, sym):
+        def fn(*args, **kwargs):
+            caller = sys._getframe(1)
+            # non-strict export wraps the builtins too (for tensor arguments, pairwise): its frames
+            # are skipped to find who called max/min
+            while caller is not None and caller.f_code.co_filename.endswith(_NON_STRICT_UTILS):
+                caller = caller.f_back
+            if kwargs or not args or caller is None or caller.f_code.co_filename.startswith(skip):
+                del caller
+                return py(*args, **kwargs)
+            del caller
+            items = list(args[0]) if len(args) == 1 else list(args)  # max(iterable) iterates it anyway
+            if not any(isinstance(v, (torch.SymInt, torch.SymFloat)) for v in items):
+                return py(items)
+            ints = all(isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool) for v in items)
+            floats = all(isinstance(v, (float, torch.SymFloat)) for v in items)
+            if not (ints or floats):
+                return py(items)  # mixed kinds: the builtin's choice keeps the winner's type
+            return functools.reduce(sym, items)
+
+        fn.__name__, fn.__doc__ = py.__name__, py.__doc__
+        return fn
+
+    saved = builtins.max, builtins.min
+    builtins.max, builtins.min = symbolic(builtins.max, torch.sym_max), symbolic(builtins.min, torch.sym_min)
+    try:
+        yield
+    finally:
+        builtins.max, builtins.min = saved
 
 
 def _skipped_dirs() -> tuple[str, ...]:

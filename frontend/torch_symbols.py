@@ -134,7 +134,11 @@ class SymbolMapping:
             return _TERNARY[name](*args)
         if name in ("Max", "Min"):
             return (sympy.Max if name == "Max" else sympy.Min)(*args)
-        if isinstance(e, (sympy.Add, sympy.Mul, sympy.Pow, sympy.Rel, sympy.And, sympy.Or, sympy.Not)):
+        if isinstance(e, sympy.Rel):
+            # built unevaluated and decided in integer form: sympy 1.14 evaluates some relations of
+            # quotients wrongly for positive integer symbols (5/(a*b) < 1 is "False")
+            return normalize_condition(e.func(*args, evaluate=False))
+        if isinstance(e, (sympy.Add, sympy.Mul, sympy.Pow, sympy.And, sympy.Or, sympy.Not)):
             return e.func(*args)
         if isinstance(e, (sympy.floor, sympy.ceiling, sympy.Mod)):
             return e.func(*args)

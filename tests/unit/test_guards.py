@@ -83,9 +83,12 @@ def _int(rng: random.Random, depth: int) -> sympy.Expr:
 
 def _real(rng: random.Random, depth: int) -> sympy.Expr:
     """A rational-valued (float in torch) expression."""
-    choice = rng.randrange(4)
+    choice = rng.randrange(5)
     if choice == 0:
         return tf.IntTrueDiv(_int(rng, depth), _pos(rng, depth))
+    if choice == 4:  # Upsample2D's max(out_h / h, out_w / w): a Max of ratios of sizes (symbolic_min_max)
+        f = tf.Max if rng.random() < 0.5 else tf.Min
+        return f(tf.IntTrueDiv(_int(rng, depth), _pos(rng, depth)), tf.IntTrueDiv(_pos(rng, depth), _pos(rng, depth)))
     if choice == 1:
         return tf.FloatTrueDiv(tf.ToFloat(_int(rng, depth)), sympy.Float(rng.choice([2.0, 0.5, 3.0, 0.125])))
     if choice == 2:
@@ -313,14 +316,29 @@ class _UpsampleToSize(torch.nn.Module):
         return F.interpolate(h, size=output_size, mode="nearest") + x
 
 
+def test_max_of_size_ratios_in_model_code_is_not_a_guard():
+    """``max(out_h / h, out_w / w)`` in the model's code (diffusers' Upsample2D) is captured as one
+    symbolic Max, not as a guard on which ratio is larger: sizes whose ratio order differs share
+    one variant (on the GPU the UNet shape fuzz compiled 8 guard classes for it)."""
+    m = _UpsampleToSize().eval()
+    opt = blade.optimize(m, (torch.randn(2, 2, 65, 89),))
+    for shape in [(3, 2, 65, 89), (2, 2, 64, 63), (1, 2, 33, 45), (2, 2, 30, 61), (2, 2, 61, 30)]:
+        x = torch.randn(*shape)
+        torch.testing.assert_close(opt(x), m(x))
+    assert len(opt.variants) == 1 and opt.eager_calls == 0
+    assert max([3, 5]) == 5 and min(i for i in (4, 2)) == 2 and max(1.5, 2) == 2  # builtins restored
+
+
 def test_odd_latent_lands_in_a_variant_that_accepts_it():
     m = _UpsampleToSize().eval()
     opt = _check(m, [(2, 2, 65, 89)], [[(3, 2, 65, 89)], [(1, 2, 33, 45)]])
     assert len(opt._variants) == 1
     guards = [format_condition(g.cond) for g in opt._variants[0].executor.table.guards]
-    assert any("floordiv" in g and ">" in g for g in guards), guards
-    # 13x7 falls on the other side of the ratio comparison: a second variant, also exact
-    _check(m, [(1, 2, 13, 7)], [[(2, 2, 65, 89)], [(1, 2, 9, 5)]])
+    # the ratio test against 2**31, exact (true division, never floor division); no guard on
+    # which ratio is larger (test_max_of_size_ratios_in_model_code_is_not_a_guard)
+    assert any("max(" in g and "2147483648" in g for g in guards), guards
+    opt = _check(m, [(1, 2, 13, 7)], [[(2, 2, 65, 89)], [(1, 2, 9, 5)]])
+    assert len(opt._variants) == 1
 
 
 def test_residue_classes_are_proved_not_sampled():
