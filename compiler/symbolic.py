@@ -486,6 +486,63 @@ class SymbolTable:
             return None if inner is None else not inner
         return None
 
+    def simplify(self, e: int | Expr) -> int | Expr:
+        """``e`` with every ``Min``/``Max`` whose order the ranges decide replaced by the winning
+        argument: with ``s1`` in ``[1, 79]``, ``min(80, s1)`` is ``s1`` (BERT-like models slice a
+        position table of 80 rows by the sequence length). Statically known, adds no guard."""
+        if not isinstance(e, sympy.Basic) or not e.has(sympy.Min, sympy.Max):
+            return e
+        ranges = self.ranges()
+
+        def decide(f):
+            args = list(f.args)
+            # an argument loses when another is known to be on its winning side (and differs)
+            loses = (lambda a, b: known_ge(b, a, ranges)) if isinstance(f, sympy.Max) else \
+                (lambda a, b: known_ge(a, b, ranges))
+            keep = [a for a in args if not any(b is not a and not known_equal(a, b) and loses(a, b) for b in args)]
+            # of arguments known equal to each other only the first is kept
+            out = []
+            for a in keep:
+                if not any(known_equal(a, b) for b in out):
+                    out.append(a)
+            return f.func(*out) if len(out) > 1 else out[0]
+
+        return e.replace(lambda x: isinstance(x, (sympy.Min, sympy.Max)), decide)
+
+    def narrow(self, cond: sympy.Basic) -> bool:
+        """Record a bound on one symbol (``a*s + b REL 0``, integer ``a != 0``, ``b``) in that
+        symbol's range instead of as a guard; True when ``cond`` was such a bound. The range is
+        checked at call time exactly like the guard would be, and static questions see it."""
+        if not isinstance(cond, (sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge)) or len(cond.free_symbols) != 1:
+            return False
+        (sym,) = cond.free_symbols
+        info = self.symbols.get(sym.name)
+        if info is None or info.symbol != sym:
+            return False
+        diff = sympy.expand(cond.lhs - cond.rhs)
+        poly = sympy.Poly(diff, sym) if diff.is_polynomial(sym) else None
+        if poly is None or poly.degree() != 1 or not all(c.is_Integer for c in poly.all_coeffs()):
+            return False
+        a, b = (int(c) for c in poly.all_coeffs())
+        rel = type(cond)
+        if a < 0:  # -a*s - b REL' 0 with the flipped relation: a > 0 below
+            a, b, rel = -a, -b, {sympy.Lt: sympy.Gt, sympy.Le: sympy.Ge, sympy.Gt: sympy.Lt, sympy.Ge: sympy.Le}[rel]
+        if rel is sympy.Le:  # s <= floor(-b/a)
+            hi = (-b) // a
+        elif rel is sympy.Lt:  # s <= ceil(-b/a) - 1
+            hi = (-b - 1) // a
+        elif rel is sympy.Ge:  # s >= ceil(-b/a)
+            lo = -(b // a)
+        else:  # s >= floor(-b/a) + 1
+            lo = (-b) // a + 1
+        if rel in (sympy.Le, sympy.Lt):
+            info.hi = hi if info.hi is None else min(info.hi, hi)
+        else:
+            info.lo = max(info.lo, lo)
+        if info.hi is not None and info.hi < info.lo:
+            raise ShapeError(f"{info.name} ({info.origin}) must lie in [{info.lo}, {info.hi}]: no size does")
+        return True
+
     # guarded ----------------------------------------------------------------------------
     def require(self, cond: sympy.Basic, reason: str) -> None:
         """Assume ``cond`` holds for every call; record a runtime guard unless it is provable.

@@ -104,7 +104,7 @@ class SymbolMapping:
         hit = self._cache.get(e)
         if hit is not None:
             return hit
-        out = canonical(self._convert(e))
+        out = self.table.simplify(canonical(self._convert(e)))
         self._cache[e] = out
         return out
 
@@ -290,7 +290,24 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
     se = mapping.shape_env
     if se is None:
         return notes
+    # Bounds on one symbol (``s1 < 80``: BERT-like position tables) become the symbol's range
+    # first, so the other guards and every dim are converted knowing them: ``min(80, s1)`` is
+    # then ``s1`` and the position embedding adds to the token embedding structurally.
+    narrowed = set()
     for g in se.guards:
+        if _is_layout_guard(g):
+            continue
+        try:
+            cond = normalize_condition(mapping.convert(g.expr))
+        except ShapeError:
+            continue
+        if mapping.table.narrow(cond):
+            narrowed.add(id(g))
+    if narrowed:
+        mapping._cache.clear()
+    for g in se.guards:
+        if id(g) in narrowed:
+            continue
         if _is_layout_guard(g):
             notes.append(f"dropped stride-only guard {g.expr}")
             continue
