@@ -1,0 +1,46 @@
+"""Call patterns found by ``benchmarks/probe_heldout.py`` that broke Blade, each pinned here in
+the smallest module that shows it: compiled once, served at other shapes like eager, with no
+eager answer."""
+
+import sympy
+import torch
+import torch.nn.functional as F
+
+import blade
+from blade.dialects.program import encode_call
+from blade.symbolic import make_symbol
+
+
+def serve(model, example, others):
+    opt = blade.optimize(model, example)
+    for args in [example] + others:
+        with torch.no_grad():
+            torch.testing.assert_close(opt(*args), model(*args), rtol=1e-5, atol=1e-6)
+    assert opt.eager_calls == 0
+    return opt
+
+
+def test_integer_size_arguments_of_a_fallback_stay_integers():
+    """Swin pads its feature map to a multiple of the window, ``(-s) mod min(h, w)``; sympy does
+    not know that expression is an integer, so the pad amounts reached aten.pad as floats and
+    every call was answered in eager PyTorch."""
+    s1, s2 = make_symbol("s1"), make_symbol("s2")
+    half1, half2 = sympy.floor(s1 / 2 + sympy.Rational(1, 2)), sympy.floor(s2 / 2 + sympy.Rational(1, 2))
+    pad = sympy.Mod(-half2, sympy.Min(half1, half2))
+    assert pad.is_integer is not True  # what sympy says: the case the encoder must handle
+    assert '{"d": ' in encode_call([pad], {})
+    assert '"f"' in encode_call([s1 / 3], {})  # a true float from sizes stays a float
+
+
+class WindowPad(torch.nn.Module):
+    """Swin's stage after patch merging: the window is the smaller side when the map is small."""
+
+    def forward(self, x):
+        y = x[:, ::2, ::2]  # (h + 1) // 2 rows, (w + 1) // 2 columns
+        win = min(y.shape[1], y.shape[2])
+        pad_h, pad_w = (-y.shape[1]) % win, (-y.shape[2]) % win
+        return F.pad(y, (0, 0, 0, pad_w, 0, pad_h)) * 2
+
+
+def test_window_pad_with_symbolic_amounts():
+    serve(WindowPad(), (torch.randn(2, 6, 9, 4),), [(torch.randn(1, 5, 13, 4),), (torch.randn(3, 7, 7, 4),)])
