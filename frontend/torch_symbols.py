@@ -312,7 +312,7 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
             notes.append(f"dropped stride-only guard {g.expr}")
             continue
         try:
-            cond = normalize_condition(mapping.convert(g.expr))
+            cond = normalize_condition(_integer_sqrt_condition(mapping, g.expr) or mapping.convert(g.expr))
         except ShapeError as e:
             if not _input_determined(mapping, g.expr):
                 # over a data-dependent (unbacked) size: export asserts it inside the graph
@@ -332,6 +332,39 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
         # mean nothing to the user; the condition itself is printed in Blade's symbols)
         mapping.table.require(cond, "torch.export guard" + _where(g.sloc))
     return notes
+
+
+def _integer_sqrt_condition(mapping: SymbolMapping, expr) -> sympy.Basic | None:
+    """A guard comparing ``int(x ** 0.5)`` with an integer constant, as a condition on ``x``.
+
+    Diffusers' DiT unpatchifies with ``height = int(tokens ** 0.5)``; export specialises the
+    ``int()`` and guards ``Eq(TruncToInt(FloatPow(ToFloat(x), 0.5)), 8)``. A square root has no
+    integer form, but the guard has: ``isqrt(x) == c`` is ``c**2 <= x < (c + 1)**2`` (IEEE sqrt is
+    correctly rounded, so ``int(sqrt(x))`` is ``isqrt(x)`` for every ``x`` below 2**52). None when
+    ``expr`` is not such a comparison."""
+    if not isinstance(expr, sympy.Rel):
+        return None
+    for root, other, rel in ((expr.lhs, expr.rhs, type(expr)), (expr.rhs, expr.lhs, _FLIP[type(expr)])):
+        if not (type(root).__name__ in ("TruncToInt", "FloorToInt") and other.is_Integer and int(other) >= 0):
+            continue
+        power = root.args[0]
+        if not (type(power).__name__ == "FloatPow" and power.args[1] == sympy.Rational(1, 2)
+                or type(power).__name__ == "FloatPow" and float(power.args[1]) == 0.5):
+            continue
+        base = power.args[0]
+        if type(base).__name__ == "ToFloat":
+            base = base.args[0]
+        x, c = mapping.convert(base), int(other)
+        lo, hi = c * c, (c + 1) ** 2  # isqrt(x) == c exactly for x in [lo, hi)
+        return {sympy.Eq: lambda: sympy.And(sympy.Ge(x, lo), sympy.Lt(x, hi)),
+                sympy.Ne: lambda: sympy.Or(sympy.Lt(x, lo), sympy.Ge(x, hi)),
+                sympy.Ge: lambda: sympy.Ge(x, lo), sympy.Gt: lambda: sympy.Ge(x, hi),
+                sympy.Le: lambda: sympy.Lt(x, hi), sympy.Lt: lambda: sympy.Lt(x, lo)}[rel]()
+    return None
+
+
+_FLIP = {sympy.Eq: sympy.Eq, sympy.Ne: sympy.Ne, sympy.Lt: sympy.Gt, sympy.Le: sympy.Ge,
+         sympy.Gt: sympy.Lt, sympy.Ge: sympy.Le}
 
 
 def _defining_equality(mapping: SymbolMapping, cond) -> tuple[sympy.Symbol, sympy.Expr] | None:

@@ -44,3 +44,23 @@ class WindowPad(torch.nn.Module):
 
 def test_window_pad_with_symbolic_amounts():
     serve(WindowPad(), (torch.randn(2, 6, 9, 4),), [(torch.randn(1, 5, 13, 4),), (torch.randn(3, 7, 7, 4),)])
+
+
+class Unpatchify(torch.nn.Module):
+    """Diffusers' DiT: patches to tokens, then ``height = width = int(tokens ** 0.5)``."""
+
+    def forward(self, x):
+        t = x.flatten(1, 2)
+        side = int(t.shape[1] ** 0.5)
+        return t.reshape(t.shape[0], side, side, t.shape[2]).permute(0, 3, 1, 2) + 1
+
+
+def test_int_of_a_square_root_of_a_size_is_guarded_exactly():
+    """export specialises ``int(n ** 0.5)`` with the guard ``Eq(TruncToInt(FloatPow(n, 0.5)), 8)``,
+    which had no integer form: the whole model ran in eager PyTorch. It is ``64 <= n < 81``."""
+    opt = serve(Unpatchify(), (torch.randn(2, 8, 8, 3),), [(torch.randn(1, 8, 8, 3),), (torch.randn(3, 4, 16, 3),)])
+    assert len(opt.variants) == 1
+    x = torch.randn(3, 5, 5, 3)  # another side: another guard class, compiled, not answered eagerly
+    with torch.no_grad():
+        torch.testing.assert_close(opt(x), Unpatchify()(x))
+    assert opt.eager_calls == 0 and len(opt.variants) == 2
