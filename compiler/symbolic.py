@@ -28,6 +28,7 @@ the form a C++ runtime can evaluate).
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping
@@ -36,6 +37,10 @@ import sympy
 
 Expr = sympy.Expr
 INF = math.inf
+
+
+#: symbol ranges of the module being built, for the op verifiers (set by the importer)
+ACTIVE_RANGES: ContextVar[dict | None] = ContextVar("blade_active_ranges", default=None)
 
 
 class ShapeError(ValueError):

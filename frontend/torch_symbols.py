@@ -90,6 +90,8 @@ class SymbolMapping:
     shape_env: object | None = None
     _cache: dict = field(default_factory=dict)
     unbacked: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
+    #: expressions a guard pins to one value (``(s1 floordiv 8)**2 == 16``), replaced in every dim
+    pinned: dict[sympy.Expr, sympy.Integer] = field(default_factory=dict)
 
     def convert(self, e) -> sympy.Expr:
         """A torch SymInt / int / sympy expression as a canonical Blade expression."""
@@ -105,6 +107,8 @@ class SymbolMapping:
         if hit is not None:
             return hit
         out = self.table.simplify(canonical(self._convert(e)))
+        if self.pinned and isinstance(out, sympy.Expr) and out.free_symbols:
+            out = canonical(out.xreplace(self.pinned))
         self._cache[e] = out
         return out
 
@@ -303,7 +307,12 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
             continue
         if mapping.table.narrow(cond):
             narrowed.add(id(g))
-    if narrowed:
+            (sym,) = cond.free_symbols
+            info = mapping.table.symbols[sym.name]
+            if info.lo == info.hi:  # pinned to one size: a constant dim, like export's Eq guards
+                notes.append(_eliminate(mapping, sym, sympy.Integer(info.lo), "a torch.export guard" + _where(g.sloc)))
+        _record_pinned(mapping, cond)
+    if narrowed or mapping.pinned:
         mapping._cache.clear()
     for g in se.guards:
         if id(g) in narrowed:
@@ -332,6 +341,33 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
         # mean nothing to the user; the condition itself is printed in Blade's symbols)
         mapping.table.require(cond, "torch.export guard" + _where(g.sloc))
     return notes
+
+
+def _record_pinned(mapping: SymbolMapping, cond) -> None:
+    """An ``Eq(e, c)`` guard with ``e`` a compound size expression pins ``e`` to ``c`` in its
+    guard class: CLIP/DeiT at the native resolution (``(s1 floordiv 8)**2 == 16``: 16 patches
+    plus a class token meet a 17-row position table) and DiT (``(s1 floordiv 2)*(s2 floordiv 2)
+    == 64``). Dims that contain ``e`` then use ``c``, so the position embedding adds to the
+    tokens structurally; the guard itself is still checked at call time. Exact-subexpression
+    replacement only: ``e`` inside a larger product is left alone."""
+    if not isinstance(cond, sympy.Eq):
+        return
+    for e, c in (cond.args, cond.args[::-1]):
+        if not (c.is_Integer and e.free_symbols):
+            continue
+        # the core without constant terms and factors: ``(s1 floordiv 4)**2 + 1 == 17`` pins
+        # ``(s1 floordiv 4)**2`` to 16, so the tokens before the class token is prepended are
+        # 16 too and the concat of 1 and 16 rows is the 17 torch recorded
+        offset, term = e.as_coeff_Add()
+        coeff, core = term.as_coeff_Mul()
+        if not (offset.is_Integer and coeff.is_Integer and int(coeff) != 0):
+            continue
+        value, rest = divmod(int(c) - int(offset), int(coeff))
+        # a sum is never pinned: concat and pad state their result dims as sums of their
+        # operands', which must stay comparable (SDXL's text and time embeddings: s4 + t == 80)
+        if rest == 0 and not core.is_Symbol and not core.is_Add:
+            mapping.pinned.setdefault(core, sympy.Integer(value))
+        return
 
 
 def _integer_sqrt_condition(mapping: SymbolMapping, expr) -> sympy.Basic | None:

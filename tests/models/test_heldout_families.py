@@ -59,3 +59,56 @@ def test_position_table_sliced_to_the_sequence(family):
     opt = serve(model, (2, 16), [(1, 9), (3, 13), (2, 31)], token_inputs)
     assert len(opt.variants) == 1
     assert "aten.add.Tensor" not in fallback_targets(opt), opt.report.format()
+
+
+def image_inputs(**kwargs):
+    def make(b, r):
+        g = torch.Generator().manual_seed(b * 1000 + r)
+        return (torch.randn(b, 3, r, r, generator=g),), dict(kwargs)
+    return make
+
+
+def test_swin_window_padding_is_compiled():
+    """Swin pads each stage to a multiple of its window with ``(-s) mod min(h, w)``-like amounts:
+    they reached the eager fallback of aten.pad as floats and every call was answered by the
+    original module. Swin pads only when it must (a Python branch): 32 pixels need no window
+    padding, 28 do, and that is a second guard class."""
+    model = build("SwinModel", "SwinConfig", image_size=32, patch_size=4, embed_dim=16, depths=[1, 1],
+                  num_heads=[2, 2], window_size=4)
+    opt = serve(model, (2, 32), [(3, 32), (2, 28), (3, 28)], image_inputs())
+    assert len(opt.variants) == 2
+
+
+@pytest.mark.parametrize("family", ["clip", "deit"])
+def test_vision_transformer_at_its_native_resolution(family):
+    """With ``interpolate_pos_encoding`` CLIP and DeiT add their position table unchanged when the
+    patch grid is the native one; export guards ``(s1 floordiv 8)**2 == 16`` and the tokens dim
+    is that expression: the add to the 17-row table ran in eager PyTorch."""
+    cls, cfg = ("CLIPVisionModel", "CLIPVisionConfig") if family == "clip" else ("DeiTModel", "DeiTConfig")
+    model = build(cls, cfg, image_size=32, patch_size=8, **dict(SMALL, num_hidden_layers=1))
+    opt = serve(model, (2, 32), [(1, 32), (3, 39)], image_inputs(interpolate_pos_encoding=True))
+    assert len(opt.variants) == 1
+    assert not fallback_targets(opt), opt.report.format()
+
+
+def test_dit_compiles_at_each_resolution():
+    """Diffusers' DiT unpatchifies with ``int(tokens ** 0.5)``: export's guard on it had no
+    integer form and the model ran in eager PyTorch; a stride-2 patch conv pinned to 8 by the
+    native-size guard failed verification."""
+    diffusers = pytest.importorskip("diffusers")
+    from blade.models import _skip_library_init, randomize
+
+    with _skip_library_init():
+        model = diffusers.DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4,
+                                                out_channels=4, num_layers=1, sample_size=16, patch_size=2,
+                                                norm_num_groups=8, num_embeds_ada_norm=10)
+    model = randomize(model).eval()
+
+    def make(b, r):
+        g = torch.Generator().manual_seed(b * 1000 + r)
+        return (torch.randn(b, 4, r, r, generator=g), torch.tensor([5] * b)), dict(
+            class_labels=torch.randint(0, 10, (b,), generator=g))
+
+    opt = serve(model, (2, 16), [(1, 16), (3, 17)], make)
+    assert len(opt.variants) == 1
+    assert not fallback_targets(opt), opt.report.format()

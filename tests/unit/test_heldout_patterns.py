@@ -64,3 +64,55 @@ def test_int_of_a_square_root_of_a_size_is_guarded_exactly():
     with torch.no_grad():
         torch.testing.assert_close(opt(x), Unpatchify()(x))
     assert opt.eager_calls == 0 and len(opt.variants) == 2
+
+
+class NativeResolutionPositions(torch.nn.Module):
+    """CLIP/DeiT with ``interpolate_pos_encoding``: at the native resolution the 17-row position
+    table (16 patches and a class token) is added as it is, elsewhere it would be resized."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 8, 4, stride=4)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = torch.nn.Parameter(torch.randn(1, 17, 8))
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], 1)
+        if t.shape[1] == self.pos.shape[1]:
+            return t + self.pos
+        return t * 2
+
+
+def test_a_size_pinned_by_a_guard_broadcasts_against_a_constant():
+    """export guards ``(s1 floordiv 4)**2 + 1 == 17``; the tokens dim is that expression and the
+    table's is 17, so the add could not be verified and ran in eager PyTorch. In the guard class
+    the expression is 17 (and s1 in [16, 19])."""
+    opt = serve(NativeResolutionPositions(), (torch.randn(2, 3, 16, 16),),
+                [(torch.randn(1, 3, 16, 16),), (torch.randn(3, 3, 19, 19),)])
+    assert len(opt.variants) == 1
+    assert not opt.variants[0].program.report.unsupported, opt.report.format()
+
+
+class PinnedConvOutput(torch.nn.Module):
+    """DiT at its native size: a stride-2 patch conv whose output side a guard pins to 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(4, 8, 2, stride=2)
+        self.pos = torch.nn.Parameter(torch.randn(1, 8, 8, 8))
+
+    def forward(self, x):
+        h = self.patch(x)
+        if h.shape[2] == 8 and h.shape[3] == 8:
+            return h + self.pos
+        return h
+
+
+def test_an_op_result_pinned_by_the_symbol_ranges_verifies():
+    """The guard ``s1 floordiv 2 == 8`` makes s1 in [16, 17]; torch records the conv's output as
+    8 while the conv's shape rule says ``s1 floordiv 2``: equal for every size in the range."""
+    opt = serve(PinnedConvOutput(), (torch.randn(2, 4, 16, 16),),
+                [(torch.randn(1, 4, 17, 16),), (torch.randn(3, 4, 16, 17),)])
+    assert len(opt.variants) == 1
+    assert not opt.variants[0].program.report.unsupported, opt.report.format()
