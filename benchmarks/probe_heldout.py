@@ -430,18 +430,20 @@ def t5_seq2seq():
                     num_decoder_layers=1, num_heads=4)
 
 
-@case((2, 32), [(1, 20), (3, 26), (2, 42)])
+@case((2, 128), [(1, 128), (3, 128), (5, 128)])
 def whisper_encoder():
     import transformers
     from blade.models import randomize, _skip_library_init
     cfg = transformers.WhisperConfig(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1,
                                      encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
-                                     decoder_ffn_dim=64, num_mel_bins=8, max_source_positions=64)
+                                     decoder_ffn_dim=64, num_mel_bins=8, max_source_positions=64,
+                                     max_target_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                     decoder_start_token_id=1)
     with _skip_library_init():
         m = transformers.WhisperModel(cfg).encoder
     m = randomize(m).eval()
     # frames = 2 * positions; whisper checks the length equals max_source_positions*2
-    return m, lambda b, n: ((torch.randn(b, 8, 128),), {})
+    return m, lambda b, n: ((torch.randn(b, 8, n),), {})
 
 
 @case((2, 32), [(1, 48), (3, 40), (2, 56)])
