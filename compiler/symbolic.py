@@ -540,11 +540,9 @@ class SymbolTable:
         """``e`` with every ``Min``/``Max`` whose order the ranges decide replaced by the winning
         argument: with ``s1`` in ``[1, 79]``, ``min(80, s1)`` is ``s1`` (BERT-like models slice a
         position table of 80 rows by the sequence length). Statically known, adds no guard."""
-        if not isinstance(e, sympy.Basic) or not e.free_symbols:
+        if not isinstance(e, sympy.Basic) or not e.free_symbols or not e.has(sympy.Min, sympy.Max):
             return e
         ranges = self.ranges()
-        if not e.has(sympy.Min, sympy.Max):
-            return e
 
         def decide(f):
             args = list(f.args)
