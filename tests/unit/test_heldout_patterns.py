@@ -116,3 +116,18 @@ def test_an_op_result_pinned_by_the_symbol_ranges_verifies():
                 [(torch.randn(1, 4, 17, 16),), (torch.randn(3, 4, 16, 17),)])
     assert len(opt.variants) == 1
     assert not opt.variants[0].program.report.unsupported, opt.report.format()
+
+
+class Activations(torch.nn.Module):
+    def forward(self, x):
+        return (F.relu6(x), F.leaky_relu(x, 0.1), F.elu(x), F.hardtanh(x, -0.5, 2.0), F.logsigmoid(x),
+                F.prelu(x, torch.tensor([0.2])))
+
+
+def test_activations_without_a_default_decomposition_are_compiled():
+    """ReLU6 (MobileNetV2's), LeakyReLU, ELU are core ATen ops with no default decomposition, and
+    F.logsigmoid / F.prelu decompose to ops that have one only in a second round: each ran in
+    eager PyTorch."""
+    x = torch.randn(2, 9, 8) * 3
+    opt = serve(Activations(), (x,), [(torch.randn(1, 5, 8) * 3,), (torch.randn(3, 7, 8) * 3,)])
+    assert not opt.variants[0].program.report.unsupported, opt.report.format()
