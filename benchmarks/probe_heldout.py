@@ -337,6 +337,163 @@ def int_math():
     return M(), lambda b, n: ((torch.randint(0, 50, (b, n)),), {})
 
 
+@case((2, 16), [(1, 9), (3, 13)])
+def dataclass_output():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Out:
+        a: torch.Tensor
+        b: torch.Tensor
+
+    class M(nn.Module):
+        def forward(self, x):
+            return Out(x * 2, x.sum(-1))
+    return M(), lambda b, n: ((torch.randn(b, n, 4),), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def interpolate_to_other_size():
+    class M(nn.Module):
+        def forward(self, x, skip):
+            return F.interpolate(x, size=skip.shape[-2:], mode="nearest") + skip
+    return M(), lambda b, n: ((torch.randn(b, 3, n // 2 + 1, n // 2 + 1), torch.randn(b, 3, n, n)), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def multihead_attention_padding_mask():
+    m = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, pad):
+            return self.m(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+
+    def make(b, n):
+        pad = torch.zeros(b, n, dtype=torch.bool)
+        pad[0, n - 2:] = True
+        return (torch.randn(b, n, 16), pad), {}
+    return M(), make
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def transformer_encoder_layer():
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True, dropout=0.0)
+    return layer, lambda b, n: ((torch.randn(b, n, 16),), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def conv_transpose():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.up(x)
+    return M(), lambda b, n: ((torch.randn(b, 4, n, n + 1),), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def gru():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(8, 8, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+    return M(), lambda b, n: ((torch.randn(b, n, 8),), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def dtype_casts():
+    class M(nn.Module):
+        def forward(self, x, ids):
+            y = x.half().float() + ids.float()
+            return y.to(torch.float64), (x > 0).long().sum(-1), ids.to(torch.int32) * 2
+    return M(), lambda b, n: ((torch.randn(b, n), torch.randint(0, 9, (b, n))), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def masked_softmax_fully_masked_rows():
+    class M(nn.Module):
+        def forward(self, s, mask):
+            return s.masked_fill(~mask, torch.finfo(s.dtype).min).softmax(-1)
+
+    def make(b, n):
+        mask = torch.ones(b, n, n, dtype=torch.bool)
+        mask[0, 0] = False
+        return (torch.randn(b, n, n), mask), {}
+    return M(), make
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def baddbmm_addmm():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(8, 8))
+            self.b = nn.Parameter(torch.randn(8))
+
+        def forward(self, q, k):
+            s = torch.baddbmm(torch.zeros(q.shape[0], q.shape[1], k.shape[1]), q, k.transpose(1, 2), beta=0.0, alpha=0.5)
+            return s, torch.addmm(self.b, q.flatten(0, 1), self.w, beta=2.0, alpha=0.5)
+    return M(), lambda b, n: ((torch.randn(b, n, 8), torch.randn(b, n, 8)), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def norms_3d_and_last_two():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gn = nn.GroupNorm(2, 4)
+            self.ln = nn.LayerNorm([4, 8])
+
+        def forward(self, x, y):
+            return self.gn(x), self.ln(y)
+    return M(), lambda b, n: ((torch.randn(b, 4, n), torch.randn(b, n, 4, 8)), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def boolean_mask_select():
+    class M(nn.Module):
+        def forward(self, x):
+            return x[x > 0].sum() + x.nonzero().shape[0]
+    return M(), lambda b, n: ((torch.randn(b, n),), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def sdpa_separate_qkv_inputs():
+    class M(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+    return M(), lambda b, n: ((torch.randn(b, 2, n, 8), torch.randn(b, 2, n + 3, 8), torch.randn(b, 2, n + 3, 8)), {})
+
+
+@case((2, 16), [(1, 9), (3, 13)])
+def sdpa_shared_projection_mask():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(16, 48)
+
+        def forward(self, x, mask):
+            b, n, _ = x.shape
+            q, k, v = self.qkv(x).view(b, n, 3, 2, 8).permute(2, 0, 3, 1, 4)
+            bias = torch.zeros(b, 1, 1, n).masked_fill(~mask[:, None, None, :], float("-inf"))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias), F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    def make(b, n):
+        mask = torch.ones(b, n, dtype=torch.bool)
+        mask[0, n - 3:] = False
+        return (torch.randn(b, n, 16), mask), {}
+    return M(), make
+
+
 # ------------------------------------------------------------------ transformers / diffusers
 
 def _hf(cls_name, cfg_name, **cfg):
