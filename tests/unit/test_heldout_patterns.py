@@ -131,3 +131,24 @@ def test_activations_without_a_default_decomposition_are_compiled():
     x = torch.randn(2, 9, 8) * 3
     opt = serve(Activations(), (x,), [(torch.randn(1, 5, 8) * 3,), (torch.randn(3, 7, 8) * 3,)])
     assert not opt.variants[0].program.report.unsupported, opt.report.format()
+
+
+class Attend(torch.nn.Module):
+    def forward(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def test_attention_of_separate_query_key_value_inputs():
+    """torch records SDPA's output head dim as the query's while Blade's rule (and eager's math)
+    says the value's; with q, k, v separate inputs those are different symbols and attention ran
+    in eager PyTorch. A value head dim unlike the query's takes another variant."""
+    def qkv(b, n, m, e=8, ev=8):
+        return torch.randn(b, 2, n, e), torch.randn(b, 2, m, e), torch.randn(b, 2, m, ev)
+
+    opt = serve(Attend(), qkv(2, 16, 19), [qkv(1, 9, 3), qkv(3, 13, 13)])
+    assert len(opt.variants) == 1
+    assert not opt.variants[0].program.report.unsupported, opt.report.format()
+    args = qkv(1, 5, 7, ev=16)
+    with torch.no_grad():
+        torch.testing.assert_close(opt(*args), Attend()(*args))
+    assert opt.eager_calls == 0
