@@ -79,7 +79,7 @@ class CompiledProgram:
 def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
             report: CompileReport, pin_ones: bool = False) -> ExportedProgram:
     from blade.frontend.export import decompose_unsupported, export_module, graph_targets
-    from blade.frontend.export import has_value_mutation
+    from blade.frontend.export import FOLLOW_UP, has_value_mutation
     from blade.frontend.fx_importer import HANDLERS
     from blade.frontend.torchscript import is_torchscript, torchscript_to_export
 
@@ -103,6 +103,16 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
         with report.stage("decompose unsupported"):
             try:
                 ep = decompose_unsupported(ep, unknown, force=has_value_mutation(ep))
+                # a decomposition can produce an activation that has one (F.logsigmoid:
+                # log_sigmoid -> log_sigmoid_forward -> elementwise ops): a few more rounds, for
+                # those only (decomposing the scatters functionalisation leaves behind added an
+                # s0 > 1 guard, a variant more for batch 1)
+                for _ in range(3):
+                    more = {t for t in graph_targets(ep) if t not in HANDLERS and t in FOLLOW_UP} - unknown
+                    if not more:
+                        break
+                    unknown |= more
+                    ep = decompose_unsupported(ep, more)
             except Exception as e:  # noqa: BLE001 - e.g. a decomposition that guards on tensor data
                 # the ops stay whole and run in eager PyTorch (the importer's fallback)
                 names = ", ".join(sorted(str(t) for t in unknown))[:300]

@@ -28,6 +28,7 @@ the form a C++ runtime can evaluate).
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping
@@ -36,6 +37,10 @@ import sympy
 
 Expr = sympy.Expr
 INF = math.inf
+
+
+#: symbol ranges of the module being built, for the op verifiers (set by the importer)
+ACTIVE_RANGES: ContextVar[dict | None] = ContextVar("blade_active_ranges", default=None)
 
 
 class ShapeError(ValueError):
@@ -416,6 +421,51 @@ def evaluate(e: int | Expr, values: Mapping[str, int]) -> int:
     return int(compile_expr(e)(values))
 
 
+_SEARCH_LIMIT = 2 ** 40
+
+
+def _first_at_least(at: Callable[[int], int], t: int, lo: int, hi: int | None) -> int | None:
+    """The smallest ``v`` in ``[lo, hi]`` with ``at(v) >= t`` for a nondecreasing ``at``; None when
+    there is none (up to ``2**40`` when ``hi`` is None)."""
+    top = _SEARCH_LIMIT if hi is None else hi
+    if at(lo) >= t:
+        return lo
+    if at(top) < t:
+        return None
+    a, b = lo, top  # at(a) < t <= at(b)
+    while b - a > 1:
+        m = (a + b) // 2
+        a, b = (a, m) if at(m) >= t else (m, b)
+    return b
+
+
+def monotonicity(e: Expr, s: sympy.Symbol, ranges: Mapping[sympy.Symbol, Bounds]) -> int | None:
+    """1 when ``e`` is nondecreasing in ``s`` (over the ranges), -1 when nonincreasing, 0 when it
+    does not depend on ``s``, None when neither is evident from its structure: sums of terms of
+    one direction, products of nonnegative nondecreasing factors times a constant, positive integer
+    powers of nonnegative ones, ``floor``/``ceiling``, ``Min``/``Max`` of one direction."""
+    if s not in e.free_symbols:
+        return 0
+    if e == s:
+        return 1
+    if e.is_Add or isinstance(e, (sympy.Min, sympy.Max)):
+        signs = {monotonicity(a, s, ranges) for a in e.args} - {0}
+        return signs.pop() if len(signs) == 1 and None not in signs else None
+    if e.is_Mul:
+        coeff, rest = e.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        if any(monotonicity(f, s, ranges) not in (0, 1) or known_bounds(f, ranges)[0] < 0 for f in factors):
+            return None
+        return 1 if coeff > 0 else -1
+    if e.is_Pow:
+        if e.exp.is_Integer and int(e.exp) > 0 and known_bounds(e.base, ranges)[0] >= 0:
+            return monotonicity(e.base, s, ranges)
+        return None
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        return monotonicity(e.args[0], s, ranges)
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # The symbol table of one module
 # --------------------------------------------------------------------------------------------
@@ -517,6 +567,74 @@ class SymbolTable:
             inner = self.known_true(cond.args[0])
             return None if inner is None else not inner
         return None
+
+    def simplify(self, e: int | Expr) -> int | Expr:
+        """``e`` with every ``Min``/``Max`` whose order the ranges decide replaced by the winning
+        argument: with ``s1`` in ``[1, 79]``, ``min(80, s1)`` is ``s1`` (BERT-like models slice a
+        position table of 80 rows by the sequence length). Statically known, adds no guard."""
+        if not isinstance(e, sympy.Basic) or not e.free_symbols or not e.has(sympy.Min, sympy.Max):
+            return e
+        ranges = self.ranges()
+
+        def decide(f):
+            args = list(f.args)
+            # an argument loses when another is known to be on its winning side (and differs)
+            loses = (lambda a, b: known_ge(b, a, ranges)) if isinstance(f, sympy.Max) else \
+                (lambda a, b: known_ge(a, b, ranges))
+            keep = [a for a in args if not any(b is not a and not known_equal(a, b) and loses(a, b) for b in args)]
+            # of arguments known equal to each other only the first is kept
+            out = []
+            for a in keep:
+                if not any(known_equal(a, b) for b in out):
+                    out.append(a)
+            return f.func(*out) if len(out) > 1 else out[0]
+
+        return e.replace(lambda x: isinstance(x, (sympy.Min, sympy.Max)), decide)
+
+    def narrow(self, cond: sympy.Basic) -> bool:
+        """Record a condition on one symbol whose truth set is an interval in that symbol's range
+        instead of as a guard; True when it did. Such are relations ``f(s) REL 0`` (``<``, ``<=``,
+        ``>``, ``>=``, ``==``) with ``f`` monotone in ``s`` (``monotonicity``): ``s1 < 80``
+        (BERT-like position tables), ``(s1 floordiv 8)**2 == 16`` (CLIP/DeiT at the native
+        resolution: ``s1`` in ``[32, 39]``). The range is checked at call time exactly like the
+        guard would be, and every static question then sees it. The interval is found by integer search over exact
+        evaluation; a bound beyond ``2**40`` is left to the guard."""
+        if not isinstance(cond, (sympy.Lt, sympy.Le, sympy.Gt, sympy.Ge, sympy.Eq)) or len(cond.free_symbols) != 1:
+            return False
+        (sym,) = cond.free_symbols
+        info = self.symbols.get(sym.name)
+        if info is None or info.symbol != sym:
+            return False
+        f = cond.lhs - cond.rhs
+        if not is_integer_valued(f):
+            f = sympy.expand(f)
+            if not is_integer_valued(f):
+                return False
+        mono = monotonicity(f, sym, self.ranges())
+        if not mono:
+            return False
+        g = f if mono > 0 else -f  # nondecreasing from here on
+        rel = type(cond) if mono > 0 else {sympy.Lt: sympy.Gt, sympy.Le: sympy.Ge, sympy.Gt: sympy.Lt,
+                                            sympy.Ge: sympy.Le, sympy.Eq: sympy.Eq}[type(cond)]
+        at = lambda v: evaluate(g, {sym.name: v})  # noqa: E731
+        lo, hi = info.lo, info.hi
+        if rel in (sympy.Ge, sympy.Gt, sympy.Eq):  # the set starts at the first g(s) >= t
+            first = _first_at_least(at, 1 if rel is sympy.Gt else 0, lo, hi)
+            if first is None:
+                return False  # empty (or beyond 2**40): the guard says so
+            lo = first
+        if rel in (sympy.Le, sympy.Lt, sympy.Eq):  # and ends at the last g(s) <= t
+            t = -1 if rel is sympy.Lt else 0
+            if at(lo) > t:
+                return False
+            after = _first_at_least(at, t + 1, lo, hi)
+            if after is None and hi is None:
+                return False  # unbounded as far as 2**40: leave it to the guard
+            hi = hi if after is None else after - 1
+        if hi is not None and hi < lo:
+            return False
+        info.lo, info.hi = lo, hi
+        return True
 
     # guarded ----------------------------------------------------------------------------
     def require(self, cond: sympy.Basic, reason: str) -> None:

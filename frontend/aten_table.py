@@ -32,7 +32,7 @@ from blade.dialects.types import (
 )
 from blade.frontend.eager_results import mentions_data_dependent, scalar_as_symbol
 from blade.frontend.fx_importer import ImportCtx, NotLowered, handles
-from blade.symbolic import ShapeError, as_expr
+from blade.symbolic import ShapeError, as_expr, known_equal
 
 # ---------------------------------------------------------------------------------------------
 # size arithmetic and assertions: evaluated symbolically, never ops
@@ -597,8 +597,19 @@ def _sdpa(ctx: ImportCtx, node, q, k, v, attn_mask=None, dropout_p=0.0, is_causa
     if enable_gqa:
         raise NotLowered("grouped-query attention (enable_gqa=True)")
     ops = [ctx.value(q), ctx.value(k), ctx.value(v)] + ([ctx.value(attn_mask)] if attn_mask is not None else [])
-    return ctx.emit(st.AttentionOp, ops, ctx.out_type(), is_causal=int_attr(bool(is_causal)),
-                    scale=None if scale is None else float_attr(scale))
+    out = ctx.out_type()
+    head_v = ops[2].type.shape[-1]
+    if known_equal(out.shape[-1], head_v):
+        return ctx.emit(st.AttentionOp, ops, out, is_causal=int_attr(bool(is_causal)),
+                        scale=None if scale is None else float_attr(scale))
+    # torch records the output's last dim as the query's (its CPU kernel's shape rule) without a
+    # guard; it is the value's. With q and v of independent sizes (separate inputs) the two
+    # are made one by a guard, and the attention result is renamed to torch's type.
+    ctx.mapping.table.require(sympy.Eq(out.shape[-1], head_v), "scaled_dot_product_attention: the query's "
+                              "and the value's head dims are taken to be equal, as torch's shape rule does")
+    att = ctx.emit(st.AttentionOp, ops, out.with_shape(list(out.shape[:-1]) + [head_v]),
+                   is_causal=int_attr(bool(is_causal)), scale=None if scale is None else float_attr(scale))
+    return ctx.emit(dm.ReshapeOp, [att], out)
 
 
 # ---------------------------------------------------------------------------------------------

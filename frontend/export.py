@@ -409,12 +409,28 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
     ``force`` runs the (functionalising) retrace even with nothing to decompose, which removes
     in-place ops from the graph.
     """
-    table = torch.export.default_decompositions()
+    table = dict(torch.export.default_decompositions())
+    table.update(_extra_decompositions())
     keep = {op: table[op] for op in list(table.keys()) if op in unsupported_targets}
     if not keep and not force:
         return ep
     with CAPTURE_LOCK, fx_config.patch(backed_size_oblivious=True), AttentionBackendGuardsSuppressed():
         return ep.run_decompositions(keep)
+
+
+def _extra_decompositions() -> dict:
+    """Activations that are core ATen ops (no default decomposition) but are elementwise
+    ``where``/``clamp``/``exp`` chains Blade compiles: ReLU6 (``hardtanh``: MobileNetV2,
+    EfficientNet), LeakyReLU, ELU. Without them each ran in eager PyTorch."""
+    from torch._decomp import get_decompositions
+
+    aten = torch.ops.aten
+    return get_decompositions([aten.hardtanh.default, aten.leaky_relu.default, aten.elu.default])
+
+
+#: ops decomposed again when an earlier decomposition produced them (elementwise results only)
+FOLLOW_UP = {torch.ops.aten.log_sigmoid_forward.default, torch.ops.aten._prelu_kernel.default, torch.ops.aten.hardtanh.default,
+             torch.ops.aten.leaky_relu.default, torch.ops.aten.elu.default}
 
 
 def graph_targets(ep: ExportedProgram) -> set:

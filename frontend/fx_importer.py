@@ -35,6 +35,7 @@ from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
 from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
 from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
 from blade.frontend.eager_results import effect_call, is_scalar_result, is_with_effects, result_type
+from blade.symbolic import ACTIVE_RANGES
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
 from blade.ir import set_input_names, write_symbol_table
 from blade.shape_syntax import format_shape
@@ -343,24 +344,28 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
         ctx.env[n] = ctx.emit(WeightOp, [], ctx.type_of(n.meta["val"]), name=StringAttr(spec.target))
 
     output_node = None
-    for node in ep.graph.nodes:
-        if node.op == "placeholder":
-            continue
-        if node.op == "output":
-            output_node = node
-            break
-        if node.op == "get_attr":  # a subgraph (GraphModule) of a higher-order op such as cond
-            ctx.env[node] = _get_attr(ep.graph_module, node.target)
-            continue
-        if node.op != "call_function":
-            raise UnsupportedOpError(f"graph node {node.name} ({node.op}) is not supported")
-        ctx.node = node
-        try:
-            ctx.env[node] = _import_node(ctx, node)
-        except Exception as e:
-            e.add_note(f"while importing node {node.name} ({_target_name(node.target)}) with inputs "
-                       f"[{', '.join(_input_shapes(ctx, node))}]")
-            raise
+    ranges = ACTIVE_RANGES.set(mapping.table.ranges())  # what the op verifiers may assume
+    try:
+        for node in ep.graph.nodes:
+            if node.op == "placeholder":
+                continue
+            if node.op == "output":
+                output_node = node
+                break
+            if node.op == "get_attr":  # a subgraph (GraphModule) of a higher-order op such as cond
+                ctx.env[node] = _get_attr(ep.graph_module, node.target)
+                continue
+            if node.op != "call_function":
+                raise UnsupportedOpError(f"graph node {node.name} ({node.op}) is not supported")
+            ctx.node = node
+            try:
+                ctx.env[node] = _import_node(ctx, node)
+            except Exception as e:
+                e.add_note(f"while importing node {node.name} ({_target_name(node.target)}) with inputs "
+                           f"[{', '.join(_input_shapes(ctx, node))}]")
+                raise
+    finally:
+        ACTIVE_RANGES.reset(ranges)
 
     assert output_node is not None
     kept = [(a, spec) for a, spec in zip(output_node.args[0], sig.output_specs) if spec.kind != OutputKind.TOKEN]

@@ -90,6 +90,8 @@ class SymbolMapping:
     shape_env: object | None = None
     _cache: dict = field(default_factory=dict)
     unbacked: dict[sympy.Symbol, sympy.Expr] = field(default_factory=dict)
+    #: expressions a guard pins to one value (``(s1 floordiv 8)**2 == 16``), replaced in every dim
+    pinned: dict[sympy.Expr, sympy.Integer] = field(default_factory=dict)
 
     def convert(self, e) -> sympy.Expr:
         """A torch SymInt / int / sympy expression as a canonical Blade expression."""
@@ -104,7 +106,9 @@ class SymbolMapping:
         hit = self._cache.get(e)
         if hit is not None:
             return hit
-        out = canonical(self._convert(e))
+        out = self.table.simplify(canonical(self._convert(e)))
+        if self.pinned and isinstance(out, sympy.Expr) and out.free_symbols:
+            out = canonical(out.xreplace(self.pinned))
         self._cache[e] = out
         return out
 
@@ -294,12 +298,34 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
     se = mapping.shape_env
     if se is None:
         return notes
+    # Bounds on one symbol (``s1 < 80``: BERT-like position tables) become the symbol's range
+    # first, so the other guards and every dim are converted knowing them: ``min(80, s1)`` is
+    # then ``s1`` and the position embedding adds to the token embedding structurally.
+    narrowed = set()
     for g in se.guards:
+        if _is_layout_guard(g):
+            continue
+        try:
+            cond = normalize_condition(mapping.convert(g.expr))
+        except ShapeError:
+            continue
+        if mapping.table.narrow(cond):
+            narrowed.add(id(g))
+            (sym,) = cond.free_symbols
+            info = mapping.table.symbols[sym.name]
+            if info.lo == info.hi:  # pinned to one size: a constant dim, like export's Eq guards
+                notes.append(_eliminate(mapping, sym, sympy.Integer(info.lo), "a torch.export guard" + _where(g.sloc)))
+        _record_pinned(mapping, cond)
+    if narrowed or mapping.pinned:
+        mapping._cache.clear()
+    for g in se.guards:
+        if id(g) in narrowed:
+            continue
         if _is_layout_guard(g):
             notes.append(f"dropped stride-only guard {g.expr}")
             continue
         try:
-            cond = normalize_condition(mapping.convert(g.expr))
+            cond = normalize_condition(_integer_sqrt_condition(mapping, g.expr) or mapping.convert(g.expr))
         except ShapeError as e:
             if not _input_determined(mapping, g.expr):
                 # over a data-dependent (unbacked) size: export asserts it inside the graph
@@ -319,6 +345,66 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
         # mean nothing to the user; the condition itself is printed in Blade's symbols)
         mapping.table.require(cond, "torch.export guard" + _where(g.sloc))
     return notes
+
+
+def _record_pinned(mapping: SymbolMapping, cond) -> None:
+    """An ``Eq(e, c)`` guard with ``e`` a compound size expression pins ``e`` to ``c`` in its
+    guard class: CLIP/DeiT at the native resolution (``(s1 floordiv 8)**2 == 16``: 16 patches
+    plus a class token meet a 17-row position table) and DiT (``(s1 floordiv 2)*(s2 floordiv 2)
+    == 64``). Dims that contain ``e`` then use ``c``, so the position embedding adds to the
+    tokens structurally; the guard itself is still checked at call time. Exact-subexpression
+    replacement only: ``e`` inside a larger product is left alone."""
+    if not isinstance(cond, sympy.Eq):
+        return
+    for e, c in (cond.args, cond.args[::-1]):
+        if not (c.is_Integer and e.free_symbols):
+            continue
+        # the core without constant terms and factors: ``(s1 floordiv 4)**2 + 1 == 17`` pins
+        # ``(s1 floordiv 4)**2`` to 16, so the tokens before the class token is prepended are
+        # 16 too and the concat of 1 and 16 rows is the 17 torch recorded
+        offset, term = e.as_coeff_Add()
+        coeff, core = term.as_coeff_Mul()
+        if not (offset.is_Integer and coeff.is_Integer and int(coeff) != 0):
+            continue
+        value, rest = divmod(int(c) - int(offset), int(coeff))
+        # a sum is never pinned: concat and pad state their result dims as sums of their
+        # operands', which must stay comparable (SDXL's text and time embeddings: s4 + t == 80)
+        if rest == 0 and not core.is_Symbol and not core.is_Add:
+            mapping.pinned.setdefault(core, sympy.Integer(value))
+        return
+
+
+def _integer_sqrt_condition(mapping: SymbolMapping, expr) -> sympy.Basic | None:
+    """A guard comparing ``int(x ** 0.5)`` with an integer constant, as a condition on ``x``.
+
+    Diffusers' DiT unpatchifies with ``height = int(tokens ** 0.5)``; export specialises the
+    ``int()`` and guards ``Eq(TruncToInt(FloatPow(ToFloat(x), 0.5)), 8)``. A square root has no
+    integer form, but the guard has: ``isqrt(x) == c`` is ``c**2 <= x < (c + 1)**2`` (IEEE sqrt is
+    correctly rounded, so ``int(sqrt(x))`` is ``isqrt(x)`` for every ``x`` below 2**52). None when
+    ``expr`` is not such a comparison."""
+    if not isinstance(expr, sympy.Rel):
+        return None
+    for root, other, rel in ((expr.lhs, expr.rhs, type(expr)), (expr.rhs, expr.lhs, _FLIP[type(expr)])):
+        if not (type(root).__name__ in ("TruncToInt", "FloorToInt") and other.is_Integer and int(other) >= 0):
+            continue
+        power = root.args[0]
+        if not (type(power).__name__ == "FloatPow" and power.args[1] == sympy.Rational(1, 2)
+                or type(power).__name__ == "FloatPow" and float(power.args[1]) == 0.5):
+            continue
+        base = power.args[0]
+        if type(base).__name__ == "ToFloat":
+            base = base.args[0]
+        x, c = mapping.convert(base), int(other)
+        lo, hi = c * c, (c + 1) ** 2  # isqrt(x) == c exactly for x in [lo, hi)
+        return {sympy.Eq: lambda: sympy.And(sympy.Ge(x, lo), sympy.Lt(x, hi)),
+                sympy.Ne: lambda: sympy.Or(sympy.Lt(x, lo), sympy.Ge(x, hi)),
+                sympy.Ge: lambda: sympy.Ge(x, lo), sympy.Gt: lambda: sympy.Ge(x, hi),
+                sympy.Le: lambda: sympy.Lt(x, hi), sympy.Lt: lambda: sympy.Lt(x, lo)}[rel]()
+    return None
+
+
+_FLIP = {sympy.Eq: sympy.Eq, sympy.Ne: sympy.Ne, sympy.Lt: sympy.Gt, sympy.Le: sympy.Ge,
+         sympy.Gt: sympy.Lt, sympy.Ge: sympy.Le}
 
 
 def _defining_equality(mapping: SymbolMapping, cond) -> tuple[sympy.Symbol, sympy.Expr] | None:

@@ -8,8 +8,9 @@ must already state it. Cluster bodies receive their operands' types.
     %1 = blade.exp %0 : (!blade.tensor<[s0, 4], f32>) -> !blade.tensor<[?, ?], f32>
     // after: -> !blade.tensor<[s0, 4], f32>
 
-Only statically known facts are used (``known_equal`` on canonical expressions); a dim pair that
-is not provably equal where an op needs it to be is an error, not a guess.
+Only statically known facts are used (``known_equal`` on canonical expressions, or equality for
+every size in the module's symbol ranges); a dim pair that is not provably equal where an op
+needs it to be is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from dataclasses import dataclass
 
 from xdsl.ir import Block
 
-from blade.dialects.base import TensorOp
+from blade.dialects.base import TensorOp, dims_equal
 from blade.dialects.program import ClusterOp
 from blade.dialects.types import TensorType
 from blade.ir import ModuleOp, ModulePass, entry_function, set_value_type, sync_function_type
 from blade.shape_syntax import format_shape
-from blade.symbolic import ShapeError, known_equal
+from blade.symbolic import ShapeError
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _propagate_block(block: Block) -> None:
                 raise ShapeError(f"{op.name}: result rank {len(old)} but operands imply {format_shape(shape)}")
             merged = []
             for o, s in zip(old, shape):
-                if o is not None and s is not None and not known_equal(o, s):
+                if o is not None and s is not None and not dims_equal(op, o, s):
                     raise ShapeError(f"{op.name}: result type {format_shape(old)} contradicts the shape "
                                      f"{format_shape(shape)} implied by operands "
                                      f"{', '.join(format_shape(t.shape) for t in in_types)}")

@@ -33,7 +33,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from blade.dialects.types import Dim, TensorType, attr_value
 from blade.shape_syntax import format_shape
-from blade.symbolic import known_equal
+from blade.symbolic import ACTIVE_RANGES, known_bounds, known_equal
 from blade.lazy import LazyModule
 
 torch = LazyModule("torch")  # imported on first use (see blade.lazy)
@@ -103,7 +103,8 @@ class TensorOp(IRDLOperation):
         for r, shape in zip(self.results, inferred):
             got = r.type.shape
             if len(got) != len(shape) or any(
-                g is not None and s is not None and not known_equal(g, s) for g, s in zip(got, shape)
+                g is not None and s is not None and not dims_equal(self, g, s)
+                for g, s in zip(got, shape)
             ):
                 raise VerifyException(
                     f"{self.name}: result type {format_shape(got)} does not match the shape "
@@ -186,3 +187,27 @@ def prop_repr(a: Attribute) -> str:
     if isinstance(a, (IntegerAttr, FloatAttr, StringAttr, DenseArrayBase)):
         return str(attr_value(a))
     return str(a)
+
+
+def dims_equal(op: IRDLOperation, a: Dim, b: Dim) -> bool:
+    """``a == b`` structurally, or for every size in the module's symbol ranges (a guard class can pin a dim:
+    DiT at its native resolution has ``s1`` in ``[16, 17]``, so a stride-2 conv's
+    ``s1 floordiv 2`` is the 8 torch.export recorded). The ranges are the importer's while it
+    builds the module (``ACTIVE_RANGES``), else the module's ``blade.symbol`` ops."""
+    if known_equal(a, b):
+        return True
+    ranges = ACTIVE_RANGES.get()
+    if ranges is None:
+        top = op
+        while top.parent_op() is not None:
+            top = top.parent_op()
+        ranges = {}
+        for o in getattr(top, "ops", ()):
+            if o.name == "blade.symbol":
+                lo, hi = o.properties["lo"], o.properties.get("hi")
+                sym = sympy.Symbol(o.properties["sym_name"].data, integer=True, positive=True)
+                ranges[sym] = (float(lo.value.data), float(hi.value.data) if hi is not None else float("inf"))
+    if not ranges or not any(hi != float("inf") for _, hi in ranges.values()):
+        return False
+    lo, hi = known_bounds(sympy.expand(sympy.sympify(a) - sympy.sympify(b)), ranges)
+    return lo == hi == 0

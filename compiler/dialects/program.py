@@ -36,6 +36,7 @@ from xdsl.utils.exceptions import VerifyException
 from blade.dialects.base import ExecEnv, TensorOp
 from blade.dialects.types import TensorType
 from blade.shape_syntax import format_dim, parse_dim_text
+from blade.symbolic import is_integer_valued
 from blade.lazy import LazyModule
 from blade.runtime.call_args import decode_args
 
@@ -255,7 +256,10 @@ def encode_call(args: Any, tensor_index: dict[int, int]) -> str:
         if isinstance(a, sympy.Expr):
             if a.is_Integer:
                 return int(a)
-            if a.is_integer is not True:  # a float computed from sizes (SymFloat): s / 3, eps * max(m, n)
+            # a float computed from sizes (SymFloat): s / 3, eps * max(m, n). Sympy cannot tell that
+            # every integer expression is one (Swin's window pad ``(-s) mod min(a, b)``: is_integer
+            # None), and such a pad amount passed as a float made aten.pad refuse its arguments
+            if a.is_integer is not True and not is_integer_valued(a):
                 return {"f": sympy.srepr(a)}
             return {"d": format_dim(a)}
         if isinstance(a, torch.dtype):

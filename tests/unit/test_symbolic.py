@@ -101,3 +101,51 @@ def test_normalize_condition_removes_floats_and_fractions():
     assert not cond.atoms(sympy.Float)
     cond = normalize_condition(sympy.Le(sympy.Rational(5, 2) * s0, s1))
     assert cond == sympy.Le(5 * s0 - 2 * s1, 0)
+
+
+@pytest.mark.parametrize("cond,lo,hi", [
+    (sympy.Lt(s1, 80), 1, 79), (sympy.Le(s1, 80), 1, 80), (sympy.Gt(s1, 1), 2, None),
+    (sympy.Ge(s1, 3), 3, None), (sympy.Lt(3 * s1 - 2, 10), 1, 3), (sympy.Gt(20 - 2 * s1, 0), 1, 9),
+    (sympy.Ge(2 * s1, 7), 4, None), (sympy.Lt(s1 * s1, 10), 1, 3),
+    # CLIP/DeiT at their native resolution: 32 // 8 patches a side, a 16-position table
+    (sympy.Eq(sympy.floor(s1 / 8) ** 2, 16), 32, 39), (sympy.Eq(sympy.floor(s1 / 8) ** 2 + 1, 17), 32, 39),
+    (sympy.Le(sympy.Min(sympy.floor((s1 + 1) / 2), 7), 4), 1, 8), (sympy.Gt(sympy.ceiling(-s1 / 4) + 9, 0), 1, 35),
+])
+def test_one_symbol_bounds_narrow_the_range(cond, lo, hi):
+    """A guard bounding one symbol becomes its range (checked at call time like the guard), so
+    later static questions see it."""
+    t = SymbolTable()
+    t.add(SymbolInfo("s1"))
+    assert t.narrow(cond)
+    assert (t.symbols["s1"].lo, t.symbols["s1"].hi) == (lo, hi)
+    for v in range(1, 30):  # the range holds exactly where the condition does
+        in_range = v >= lo and (hi is None or v <= hi)
+        assert in_range == bool(cond.subs(s1, v)), v
+
+
+def test_narrow_leaves_other_conditions_to_guards():
+    t = SymbolTable()
+    t.add(SymbolInfo("s0"))
+    t.add(SymbolInfo("s1"))
+    assert not t.narrow(sympy.Ne(s1, 1))
+    assert not t.narrow(sympy.Lt(s0, s1))
+    assert not t.narrow(sympy.Eq(sympy.Mod(s1, 8), 0))  # not an interval
+    assert not t.narrow(sympy.Eq(sympy.floor(s1 / 8) ** 2, 15))  # no size: left to the guard
+    assert not t.narrow(sympy.Lt(s1, 2 ** 45))  # no bound below 2**40: left to the guard
+    t.symbols["s1"].lo = 5
+    assert not t.narrow(sympy.Lt(s1, 3))  # no size is left: the guard says so
+    with pytest.raises(ShapeError):
+        t.require(sympy.Lt(s1, 3), "test")
+
+
+def test_simplify_decides_min_max_from_ranges():
+    """BERT-like models slice an 80-row position table to the sequence length: with s1 <= 79,
+    min(80, s1) is s1, and an add of the slice to the tokens verifies structurally."""
+    t = SymbolTable()
+    t.add(SymbolInfo("s0"))
+    t.add(SymbolInfo("s1", 2, 79))
+    assert t.simplify(sympy.Min(80, s1)) == s1
+    assert t.simplify(sympy.Max(80, s1) + s0) == 80 + s0
+    assert t.simplify(sympy.Min(1, s1)) == 1
+    assert t.simplify(sympy.Min(s0, s1)) == sympy.Min(s0, s1)  # undecided: kept
+    assert t.simplify(sympy.Min(40, s1)) == sympy.Min(40, s1)
