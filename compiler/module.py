@@ -310,10 +310,14 @@ class BladeModule(torch.nn.Module):
         drops the graphs kept, and their memory."""
         self._config = dataclasses.replace(self._config, cuda_graphs=bool(on))
         if not on:
-            with self._graph_pool_lock:
-                self._graph_pool = self._new_graph_pool()
-                for v in self._variants:
-                    v.graphs.clear()
+            self._drop_graphs()
+
+    def _drop_graphs(self) -> None:
+        """Forget every CUDA graph kept (their memory goes now, not at the next garbage collection)."""
+        with self._graph_pool_lock:
+            self._graph_pool = self._new_graph_pool()
+            for v in self._variants:
+                v.graphs.clear()
 
     # ---------------------------------------------------------------- compile
     def compile_first(self, args: tuple, kwargs: dict) -> None:
@@ -490,10 +494,7 @@ class BladeModule(torch.nn.Module):
                 return  # another thread handled it
             print(f"[blade] {self.name} changed since it was compiled ({watch.last_change} was set or removed): "
                   "its compiled variants are dropped and the next call compiles again", file=sys.stderr, flush=True)
-            with self._graph_pool_lock:
-                self._graph_pool = self._new_graph_pool()
-                for v in self._variants:
-                    v.graphs.clear()  # their memory goes now, not at the next garbage collection
+            self._drop_graphs()
             self._variants, self._beyond_limit, self._eager_signatures = [], [], []
             self._prepared_weights.clear()
             self._said_max_variants = False
