@@ -1,10 +1,11 @@
 """A new guard class that compiles to the same program shares the compiled code (issue 8, item 4).
 
-diffusers' ``Upsample2D`` computes ``max(f / s for ...)`` over the output and input sizes only to
-decide whether to call ``.contiguous()``; the comparison becomes a torch.export guard, so latents
-whose height grows more than their width fall into another guard class than the compile shape,
-although the captured program is the same. Such a class gets a variant of its own (its guards)
-whose code is the first variant's: nothing generated or compiled, one entry toward
+A model that compares two size ratios only to decide whether to call ``.contiguous()`` (what
+diffusers' ``Upsample2D`` did before Blade captured its ``max`` without a guard: see
+``test_guards.test_max_of_size_ratios_in_model_code_is_not_a_guard``) gets a torch.export guard,
+so sizes on the other side of the comparison fall into another guard class than the compile
+shape, although the captured program is the same. Such a class gets a variant of its own (its
+guards) whose code is the first variant's: nothing generated or compiled, one entry toward
 ``Config.max_variants``. A class whose program differs still compiles its own code.
 """
 
@@ -15,12 +16,11 @@ import blade
 
 
 class RatioDecides(torch.nn.Module):
-    """The upsampling pattern: a guard on h/w ratios that changes nothing in the program."""
+    """A guard on h/w ratios that changes nothing in the program."""
 
     def forward(self, x):
         h, w = x.shape[-2:]
-        scale = max(2 * h / (h + 1), 3 * w / (w + 2))
-        if x.numel() * scale > 2 ** 40:
+        if 2 * h / (h + 1) > 3 * w / (w + 2):
             x = x.contiguous()
         return torch.relu(x) * 2 + 1
 
