@@ -311,10 +311,10 @@ def import_guards(mapping: SymbolMapping) -> list[str]:
             continue
         if mapping.table.narrow(cond):
             narrowed.add(id(g))
-            (sym,) = cond.free_symbols
-            info = mapping.table.symbols[sym.name]
-            if info.lo == info.hi:  # pinned to one size: a constant dim, like export's Eq guards
-                notes.append(_eliminate(mapping, sym, sympy.Integer(info.lo), "a torch.export guard" + _where(g.sloc)))
+            # A symbol narrowed to one size keeps its symbol (range [c, c]; verifiers and shape
+            # questions see it as c): the narrowing guard may only be a stride question torch's C++
+            # asked (suggest_memory_format's ``batch <= 1`` in GroupNorm on a batch-1 example), and
+            # a program with the symbol can serve the other sizes' guard class as a twin (same code).
         _record_pinned(mapping, cond)
     if narrowed or mapping.pinned:
         mapping._cache.clear()

@@ -112,3 +112,27 @@ def test_past_the_limit_strict_raises():
 
     with pytest.raises(GuardError, match="max_variants"):
         opt(torch.randn(1, 3, 40, 2))
+
+
+class BatchQuestion(torch.nn.Module):
+    """Asks ``batch <= 1`` (what torch's C++ memory-format heuristics ask of a GroupNorm input on
+    CUDA) and computes the same either way."""
+
+    def forward(self, x):
+        if x.shape[0] <= 1:
+            x = x.contiguous()
+        return torch.relu(x) * 2 + 1
+
+
+def test_symbol_narrowed_to_one_size_stays_a_symbol_and_shares_code():
+    """A guard that narrows the batch to [1, 1] at a batch-1 example keeps the batch a symbol: a
+    constant 1 would make every other batch a program of its own (the GPU VAE decoder compiled at
+    batch 1 did, from a GroupNorm's ``batch <= 1``); with the symbol, batch 3 is a guard class
+    sharing the code."""
+    m = BatchQuestion()
+    opt = blade.optimize(m, (torch.randn(1, 3, 5, 7),))
+    assert "x.size(0) in [1, 1]" in opt.variants[0].program.report.format()
+    for shape in [(1, 3, 5, 7), (3, 3, 5, 7), (2, 4, 6, 9)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(opt(x), m(x))
+    assert len(opt.variants) == 2 and _codes(opt) == 1, [v.program.report.format() for v in opt.variants]
