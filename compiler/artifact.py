@@ -9,9 +9,9 @@ the format and the loader). No pickle: JSON and content-hashed blobs. ``load`` i
 compiler module (this file imports the compiler only inside ``save``), so a serving process
 needs neither xDSL nor Triton's compiler; its versions are checked against the artifact's.
 
-Not done yet: launching the stored cubins (``save(..., target=("cuda", 90, 32))`` stores them; the
-C++ executor will launch them through the driver API), so a loaded module runs its generated
-kernels only on CPU tensors under ``TRITON_INTERPRET=1``; ``BladeModule`` does not run Programs yet.
+On a GPU a loaded module launches the cubins ``save(..., target=("cuda", 90, 32))`` stored, through
+the C++ runtime's driver launcher (no Triton compile); on a CPU it runs the kernels' source under
+``TRITON_INTERPRET=1``. ``BladeModule`` itself does not run Programs yet (it runs the IR executors).
 """
 
 from __future__ import annotations

@@ -2,10 +2,18 @@
 
 Providers share one type-erased calling convention (``Provider`` below): an op name, its
 attributes as plain data (run-time sizes already resolved to ints), the input tensors and the
-output tensors to write. The executor has placed the outputs (arena or output allocations); a
-provider never allocates what it returns. This one computes with torch and copies into the
-outputs, so it runs anywhere torch does: on CPU it lets CI run whole Programs, on a GPU it is the
-baseline that cuBLASLt / cuDNN / attention providers replace op by op.
+output tensors to write, placed by the executor (arena or output allocations). A provider with
+an ``allocates(op)`` method that says yes for an op is handed ``None`` outputs for it: it then
+returns the tensors it computed (checked against the planned shapes and dtypes) and the executor uses them as they are.
+PyTorch's ops allocate their results anyway, so the torch provider is such a provider: a copy
+into the planned buffer would be one more kernel and one more pass over memory per library call
+(329 of them per SD 1.5 UNet step), and the executor leaves those values out of the arena.
+
+The torch provider runs anywhere torch does: on CPU it lets CI run whole Programs, on a GPU it is
+the baseline that cuBLASLt / cuDNN / attention providers replace op by op. On CUDA it keeps a
+channels-last copy of each NHWC convolution's weight (refreshed when the weight changes in place;
+cuDNN would convert it on every call otherwise) and lets cuDNN time its algorithms once per
+convolution shape (``conv_algorithm_search``).
 
 The semantics are those of the dialect's reference hooks (``compiler/dialects``), restated here
 because the runtime imports no compiler module; ``tests/unit/test_program.py`` holds both to the
@@ -14,6 +22,7 @@ reference executor.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -116,19 +125,70 @@ _OPS: dict[str, Callable] = {
 }
 
 
-def torch_provider(op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> None:
-    if op in _UNARY:
-        result = _UNARY[op](inputs[0])
-    elif op in _BINARY:
-        result = _BINARY[op](inputs[0], inputs[1])
-    elif op in _OPS:
-        result = _OPS[op](attrs, inputs, outputs)
-    else:
-        raise ProviderError(f"the torch provider does not implement '{op}' (inputs "
-                            f"{[tuple(t.shape) for t in inputs]}); add it to runtime/host_provider.py")
-    results = list(result) if isinstance(result, (list, tuple)) else [result]
-    for out, r in zip(outputs, results):
-        if tuple(r.shape) != tuple(out.shape):
-            raise ProviderError(f"torch provider '{op}': computed shape {tuple(r.shape)}, the Program planned "
-                                f"{tuple(out.shape)}")
-        out.copy_(r)
+#: ops whose implementation above reads the planned outputs
+_READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_sum", "reduce_mean"}
+_CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and restored under it
+
+
+class TorchProvider:
+    """The torch provider (see the module docstring); ``torch_provider`` is the default instance."""
+
+    def __init__(self, conv_algorithm_search: bool = True):
+        self.conv_algorithm_search = conv_algorithm_search
+        #: channels-last weight copies: id(weight) -> (weight, version, data_ptr, copy)
+        self._cl_weights: dict[int, tuple[torch.Tensor, int, int, torch.Tensor]] = {}
+
+    def __call__(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor],
+                 outputs: list[torch.Tensor | None]) -> list[torch.Tensor] | None:
+        if op in _UNARY:
+            result = _UNARY[op](inputs[0])
+        elif op in _BINARY:
+            result = _BINARY[op](inputs[0], inputs[1])
+        elif op == "conv" and inputs[0].is_cuda:
+            result = self._conv_cuda(attrs, inputs)
+        elif op in _OPS:
+            result = _OPS[op](attrs, inputs, outputs)
+        else:
+            raise ProviderError(f"the torch provider does not implement '{op}' (inputs "
+                                f"{[tuple(t.shape) for t in inputs]}); add it to runtime/host_provider.py")
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        if any(o is None for o in outputs):
+            return results
+        for out, r in zip(outputs, results):
+            if tuple(r.shape) != tuple(out.shape):
+                raise ProviderError(f"torch provider '{op}': computed shape {tuple(r.shape)}, the Program planned "
+                                    f"{tuple(out.shape)}")
+            out.copy_(r)
+        return None
+
+    @staticmethod
+    def allocates(op: str) -> bool:
+        """Whether this provider returns its own result for ``op`` (all but the ops that read the
+        planned output's shape, dtype or device)."""
+        return op not in _READS_OUTPUTS
+
+    def _conv_cuda(self, a: dict[str, Any], inputs: list[torch.Tensor]) -> torch.Tensor:
+        x, w = inputs[0], inputs[1]
+        if a.get("layout", "nchw") == "nhwc" and w.dim() == 4:
+            w = self._channels_last(w)
+        with _CUDNN_FLAG_LOCK:
+            saved = torch.backends.cudnn.benchmark
+            torch.backends.cudnn.benchmark = self.conv_algorithm_search  # timed once per shape, then cached
+            try:
+                return _conv(a, x, w, *inputs[2:])
+            finally:
+                torch.backends.cudnn.benchmark = saved
+
+    def _channels_last(self, w: torch.Tensor) -> torch.Tensor:
+        if w.is_contiguous(memory_format=torch.channels_last):
+            return w
+        if not isinstance(w, torch.nn.Parameter):  # a computed weight: new data every call
+            return w.contiguous(memory_format=torch.channels_last)
+        hit = self._cl_weights.get(id(w))
+        if hit is None or hit[0] is not w or hit[1] != w._version or hit[2] != w.data_ptr():
+            hit = (w, w._version, w.data_ptr(), w.detach().contiguous(memory_format=torch.channels_last))
+            self._cl_weights[id(w)] = hit
+        return hit[3]
+
+
+torch_provider = TorchProvider()

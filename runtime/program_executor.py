@@ -13,13 +13,22 @@ Per call:
    sizes of this call decide the offsets, cached per distinct size vector) in one allocation;
    program outputs get their own allocations, so a later call never overwrites a result;
    (1-3 are one native call, ``CallPlanner.prepare``, when the C++ core is built)
-4. run the steps: views, ``library_call`` through the provider registry (one calling convention:
-   ``provider(op, attrs, inputs, outputs)``), ``fallback_call`` into ``torch.ops``, and
-   ``launch`` of generated kernels, the variant picked from the step's table.
+4. take the *call plan* of these sizes (made on the first call of a size signature, then cached):
+   each arena value's place and strides, the outputs' shapes, and every step bound to its sizes
+   (view shapes, library attributes, launch scalars, grids and variant rows), so the per-call
+   work is one pass over prepared step functions;
+5. run the steps: views, ``library_call`` through the provider registry (one calling convention:
+   ``provider(op, attrs, inputs, outputs)``; a provider that allocates its own results, like the
+   torch provider, gets ``None`` outputs and its values are not placed in the arena),
+   ``fallback_call`` into ``torch.ops``, and ``launch`` of generated kernels, the variant picked
+   from the step's table.
 
-Generated kernels run here only on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``
-set before triton is imported); launching cubins through the CUDA driver is the C++ executor's
-job and not implemented yet, so a CUDA launch raises saying so.
+Generated kernels run on CUDA tensors as cubins through the C++ runtime's driver launcher
+(``runtime/cpp/cuda_driver.h``: the Program must hold cubins for the GPU, see
+``blade.artifact.save(..., target=...)``), and on CPU tensors under Triton's interpreter
+(``TRITON_INTERPRET=1`` set before triton is imported). The step loop itself is Python; moving it
+into the C++ runtime (and GEMM/convolution providers that call cuBLASLt/cuDNN without torch) is
+what remains of issue 9's item 3.
 """
 
 from __future__ import annotations
@@ -35,8 +44,8 @@ import torch
 
 from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
-from blade.runtime.host_provider import Provider, torch_provider
-from blade.runtime.program import KernelRole, Program, StepKind, ValueKind
+from blade.runtime.host_provider import Provider, ProviderError, torch_provider
+from blade.runtime.program import KernelRole, Program, Step, StepKind, ValueKind
 from blade.runtime.strides import collapsed_stride as _collapsed_stride
 
 #: provider name -> implementation; providers share ``Provider``'s calling convention
@@ -105,6 +114,17 @@ class ProgramExecutor:
         self._kernels: dict[str, _KernelRunner] = {}
         self._sms: dict[torch.device, int] = {}
         self._planner = None  # the native CallPlanner, made on first use when the core is built
+        p = program
+        self._dtypes = [getattr(torch, v.dtype) for v in p.values]
+        #: values a provider allocates itself (``allocates``: library results used as computed, see
+        #: ``runtime/host_provider.py``); their buffers are left out of the arena
+        self._provided = {o for st in p.steps if st.kind == StepKind.LIBRARY_CALL.value
+                          and _allocates(self.providers.get(st.provider), st.op) for o in st.outputs}
+        #: indices of the buffers placed in the arena (the others' values are provided)
+        self._placed = [i for i, b in enumerate(p.buffers) if b.value not in self._provided]
+        self._call_plans: dict[tuple, _CallPlan] = {}
+        self._input_values = [i for i, v in enumerate(p.values) if v.kind == ValueKind.INPUT.value]
+        self._weights_env: list[tuple[int, torch.Tensor]] | None = None
 
     # ------------------------------------------------------------------ sizes
     def evaluate(self, inputs: Sequence[torch.Tensor]) -> list[int]:
@@ -155,10 +175,12 @@ class ProgramExecutor:
         raise ProgramRunError(f"unknown device symbol {name!r} (this executor knows sm_count)")
 
     def arena_plan(self, slots: list[int]) -> tuple[list[int], int]:
-        sizes = tuple(slots[b.nbytes] for b in self.program.buffers)
+        """First-fit offsets of the placed buffers (``self._placed`` order) and the arena's size."""
+        placed = [self.program.buffers[i] for i in self._placed]
+        sizes = tuple(slots[b.nbytes] for b in placed)
         plan = self._plans.get(sizes)
         if plan is None:
-            bufs = [(n, b.first, b.last) for n, b in zip(sizes, self.program.buffers)]
+            bufs = [(n, b.first, b.last) for n, b in zip(sizes, placed)]
             if self.native and hasattr(self.native, "first_fit"):  # the C++ core, same plan
                 offsets, total = self.native.first_fit(bufs, ARENA_ALIGN)
                 plan = (list(offsets), total)
@@ -177,8 +199,9 @@ class ProgramExecutor:
                                                   key=lambda v: v.index)]
             self._planner = self.native.CallPlanner(
                 len(p.symbols), [(b["symbol"], b["input"], b["dim"], b["coeff"]) for b in p.bindings],
-                p.shape_code, [c["slot"] for c in p.checks], inputs_dims, [b.nbytes for b in p.buffers],
-                [(b.first, b.last) for b in p.buffers], ARENA_ALIGN)
+                p.shape_code, [c["slot"] for c in p.checks], inputs_dims,
+                [p.buffers[i].nbytes for i in self._placed],
+                [(p.buffers[i].first, p.buffers[i].last) for i in self._placed], ARENA_ALIGN)
         if self._planner is not None:
             r = self._planner.prepare([list(t.shape) for t in inputs],
                                       [self._device_symbol(n, device) for n in p.device_symbols])
@@ -192,36 +215,51 @@ class ProgramExecutor:
 
     # ------------------------------------------------------------------ call
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One call: sizes and checks (``prepare``), then the call plan of these sizes (made on the
+        first call of a size signature and cached: every view shape, library attribute, arena
+        placement and launch choice resolved), then the steps."""
         p = self.program
         device = next((t.device for t in inputs), torch.device("cpu"))
         slots, offsets, total = self.prepare(inputs, device)
-        arena = torch.empty(total, dtype=torch.uint8, device=device)
-        env: list[torch.Tensor | None] = [None] * len(p.values)
-        for i, v in enumerate(p.values):
-            shape = tuple(slots[d] for d in v.dims)
-            dtype = getattr(torch, v.dtype)
-            if v.kind == ValueKind.INPUT.value:
-                t = inputs[v.index]
-                env[i] = t if t.dtype == dtype else t.to(dtype)
-            elif v.kind == ValueKind.WEIGHT.value:
-                env[i] = self.weights(v.name)
-            elif v.kind == ValueKind.CONSTANT.value:
-                env[i] = self._constant(i, shape, dtype, device)
-            elif v.kind == ValueKind.OUTPUT.value:
-                env[i] = torch.empty(shape, dtype=dtype, device=device)
-            elif v.kind == ValueKind.ARENA.value:
-                off, n = offsets[v.buffer], slots[p.buffers[v.buffer].nbytes]
-                env[i] = arena[off:off + n].view(dtype).view(shape)
-        for index, step in enumerate(p.steps):
+        key = (device, tuple(slots))
+        plan = self._call_plans.get(key)
+        if plan is None:
+            if len(self._call_plans) >= MAX_CALL_PLANS:
+                self._call_plans.pop(next(iter(self._call_plans)))
+            plan = self._call_plans[key] = _CallPlan(self, slots, offsets, total, device)
+        env: list[Any] = list(plan.env)
+        for index in self._input_values:
+            t = inputs[p.values[index].index]
+            dtype = self._dtypes[index]
+            env[index] = t if t.dtype == dtype else t.to(dtype)
+        if plan.arena:
+            arena = torch.empty(plan.total, dtype=torch.uint8, device=device)
+            typed = {dt: arena.view(dt) for dt in plan.arena_dtypes}
+            as_strided = torch.as_strided
+            for index, dt, shape, stride, offset in plan.arena:
+                env[index] = as_strided(typed[dt], shape, stride, offset)
+        for index, shape, dt in plan.outputs:
+            env[index] = torch.empty(shape, dtype=dt, device=device)
+        for index, (fn, step) in enumerate(plan.steps):
             try:
-                self._step(step, env, slots)
+                fn(env)
             except (ProgramRunError, ProgramShapeError):
                 raise
             except Exception as e:  # noqa: BLE001 - re-raised naming the step and its shapes
-                shapes = [tuple(env[v].shape) for v in step.inputs]
+                shapes = [tuple(env[v].shape) if isinstance(env[v], torch.Tensor) else None for v in step.inputs]
                 raise ProgramRunError(f"step {index} ({step.kind} {step.op}) failed on inputs {shapes}: "
                                       f"{type(e).__name__}: {e}") from e
         return [env[o] for o in p.outputs]
+
+    def _weights_and_constants(self, device: torch.device, slots: list[int]) -> list[tuple[int, torch.Tensor]]:
+        """(value, tensor) of the weights (the user's objects, resolved once: their contents are
+        read at each call, so in-place updates are seen) and the constants on ``device``."""
+        if self._weights_env is None:
+            self._weights_env = [(i, self.weights(v.name)) for i, v in enumerate(self.program.values)
+                                 if v.kind == ValueKind.WEIGHT.value]
+        constants = [(i, self._constant(i, tuple(slots[d] for d in v.dims), self._dtypes[i], device))
+                     for i, v in enumerate(self.program.values) if v.kind == ValueKind.CONSTANT.value]
+        return self._weights_env + constants
 
     def _constant(self, i: int, shape, dtype, device) -> torch.Tensor:
         key = (i, device)
@@ -231,42 +269,120 @@ class ProgramExecutor:
             self._constants[key] = t.view(dtype).reshape(shape).to(device)
         return self._constants[key]
 
-    def _step(self, step, env, slots) -> None:
-        ins = [env[v] for v in step.inputs]
+    def _bind(self, step: Step, slots: list[int]) -> Callable[[list], None]:
+        """The step as a function of the call's values, with everything the sizes decide resolved."""
+        ins, outs = step.inputs, step.outputs
         if step.kind == StepKind.VIEW.value:
-            env[step.outputs[0]] = self._view(step, ins[0], slots)
-            return
-        outs = [env[v] for v in step.outputs]
+            return self._bind_view(step, slots)
         if step.kind == StepKind.LIBRARY_CALL.value:
             provider = self.providers.get(step.provider)
             if provider is None:
                 raise ProgramRunError(f"no provider '{step.provider}' registered for {step.op} "
                                       f"(registered: {sorted(self.providers)})")
-            provider(step.op, _resolve(step.attrs, slots), ins, outs)
-        elif step.kind == StepKind.FALLBACK_CALL.value:
-            _fallback(step, ins, outs, slots)
-        elif step.kind == StepKind.LAUNCH.value:
+            op, attrs = step.op, _resolve(step.attrs, slots)
+            if outs and outs[0] in self._provided:
+                checks = [(o, tuple(slots[d] for d in self.program.values[o].dims), self._dtypes[o],
+                           self.program.values[o].kind == ValueKind.OUTPUT.value) for o in outs]
+
+                def library_allocating(env):
+                    args = [env[i] for i in ins]
+                    results = provider(op, attrs, args, [None] * len(checks))
+                    for (o, shape, dtype, is_output), r in zip(checks, results):
+                        if r.shape != shape:
+                            raise ProviderError(f"provider '{step.provider}' {op}: computed shape {tuple(r.shape)}, "
+                                                f"the Program planned {shape}")
+                        if r.dtype != dtype:
+                            r = r.to(dtype)
+                        elif is_output and _aliases_any(r, args):
+                            r = r.clone()  # a result the caller keeps never aliases an input or the arena
+                        env[o] = r
+                return library_allocating
+            return lambda env: provider(op, attrs, [env[i] for i in ins], [env[o] for o in outs])
+        if step.kind == StepKind.FALLBACK_CALL.value:
+            return lambda env: _fallback(step, [env[i] for i in ins], [env[o] for o in outs], slots)
+        if step.kind == StepKind.LAUNCH.value:
             runner = self._kernels.get(step.op)
             if runner is None:
                 runner = self._kernels[step.op] = _KernelRunner(step.op, self.program)
-            runner(step, ins, outs, slots, [env[v] for v in step.attrs.get("scratch", [])])
-        else:
-            raise ProgramRunError(f"unknown step kind {step.kind!r}")
+            return runner.bind(step, slots)
+        raise ProgramRunError(f"unknown step kind {step.kind!r}")
 
-    def _view(self, step, x: torch.Tensor, slots) -> torch.Tensor:
-        a = step.attrs
-        shape = tuple(slots[d] for d in self.program.values[step.outputs[0]].dims)
+    def _bind_view(self, step: Step, slots: list[int]) -> Callable[[list], None]:
+        a, src, dst = step.attrs, step.inputs[0], step.outputs[0]
+        shape = tuple(slots[d] for d in self.program.values[dst].dims)
         if step.op == "permute":
-            return x.permute(a["perm"])
-        if step.op == "reshape":
-            return x.reshape(shape)  # may copy a non-viewable input (the C++ executor will need a step)
-        if step.op == "expand":
-            return x.expand(shape)
-        if step.op == "slice":
-            d = a["dim"] % x.dim()
+            perm = tuple(a["perm"])
+
+            def view(env):
+                env[dst] = env[src].permute(perm)
+        elif step.op == "reshape":
+            def view(env):  # may copy a non-viewable input (the C++ executor will need a step)
+                env[dst] = env[src].reshape(shape)
+        elif step.op == "expand":
+            def view(env):
+                env[dst] = env[src].expand(shape)
+        elif step.op == "slice":
+            d = a["dim"] % len(shape)
             start, st, n = slots[a["start"][0]["slot"]], a["step"], shape[d]
-            return torch.ops.aten.slice.Tensor(x, d, start, start + (n - 1) * st + 1 if n else start, st)
-        raise ProgramRunError(f"unknown view {step.op!r}")
+            stop = start + (n - 1) * st + 1 if n else start
+            slice_op = torch.ops.aten.slice.Tensor
+
+            def view(env):
+                env[dst] = slice_op(env[src], d, start, stop, st)
+        else:
+            raise ProgramRunError(f"unknown view {step.op!r}")
+        return view
+
+
+#: call plans kept per executor (one per distinct size signature, oldest dropped first)
+MAX_CALL_PLANS = 64
+
+
+class _CallPlan:
+    """What a call of one size signature needs, resolved once: the arena's size and the place,
+    shape and strides of each arena value, the output allocations, the weights and constants, and
+    each step bound to its sizes (``ProgramExecutor._bind``)."""
+
+    def __init__(self, ex: ProgramExecutor, slots: list[int], offsets: list[int], total: int,
+                 device: torch.device):
+        p = ex.program
+        self.total = -(-total // ARENA_ALIGN) * ARENA_ALIGN  # every dtype view of the arena fits
+        offset_of = {p.buffers[b].value: off for b, off in zip(ex._placed, offsets)}
+        self.env: list[Any] = [None] * len(p.values)
+        for index, t in ex._weights_and_constants(device, slots):
+            self.env[index] = t
+        self.arena: list[tuple[int, torch.dtype, tuple, tuple, int]] = []
+        self.outputs: list[tuple[int, tuple, torch.dtype]] = []
+        for i, v in enumerate(p.values):
+            shape = tuple(slots[d] for d in v.dims)
+            if i in ex._provided:
+                continue
+            if v.kind == ValueKind.ARENA.value:
+                dtype = ex._dtypes[i]
+                item = torch.empty((), dtype=dtype).element_size()
+                self.arena.append((i, dtype, shape, _contiguous_strides(shape), offset_of[i] // item))
+            elif v.kind == ValueKind.OUTPUT.value:
+                self.outputs.append((i, shape, ex._dtypes[i]))
+        self.arena_dtypes = sorted({dt for _, dt, _, _, _ in self.arena}, key=str)
+        self.steps = [(ex._bind(step, slots), step) for step in p.steps]
+
+
+def _allocates(provider, op: str) -> bool:
+    fn = getattr(provider, "allocates", None)
+    return bool(fn(op)) if callable(fn) else False
+
+
+def _aliases_any(r: torch.Tensor, tensors: list[torch.Tensor]) -> bool:
+    ptr = r.untyped_storage().data_ptr()
+    return any(isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == ptr for x in tensors)
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, n = [], 1
+    for size in reversed(shape):
+        strides.append(n)
+        n *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def _resolve(a: Any, slots: list[int]) -> Any:
@@ -310,38 +426,67 @@ class _KernelRunner:
         self._counters: dict[torch.device, torch.Tensor] = {}
         self._cuda: dict[int, tuple[Any, str, list[str]]] = {}  # variant -> (native kernel, type codes, arg names)
 
-    def __call__(self, step, ins: list[torch.Tensor], outs: list[torch.Tensor], slots: list[int],
-                 scratch: list[torch.Tensor]) -> None:
+    def bind(self, step, slots: list[int]) -> Callable[[list], None]:
+        """The launch(es) of ``step`` at these sizes as a function of the call's values. What the
+        input strides decide (row addressing, copies of inputs whose rows do not collapse) is
+        cached per stride signature; the variant row per stride signature and alignment."""
         a = step.attrs
         space = tuple(slots[d] for d in a["space"])
         m, k = slots[a["M"]], slots[a["K"]]
         if m == 0 or k == 0:
-            return  # empty result: nothing to launch
-        tensors, address = self._address(ins, space)
-        aligned = (k % 16 == 0 and all(v % 16 == 0 for n, v in address.items() if n.startswith(("s", "rs")))
-                   and all(t.data_ptr() % 16 == 0 for t in tensors + outs))
-        row = self._row(step.table, slots, aligned, k, space)
-        named: dict[str, Any] = {"M": m, "K": k, **address}
+            return lambda env: None  # empty result: nothing to launch
+        base: dict[str, Any] = {"M": m, "K": k}
         if "P" in a:
-            named["P"] = slots[a["P"]]
-        ins_named = {f"in{i}": t for i, t in enumerate(tensors)}
-        outs_named = {f"out{j}": o for j, o in enumerate(outs)}
+            base["P"] = slots[a["P"]]
+        ins_idx, outs_idx, scratch_idx = step.inputs, step.outputs, a.get("scratch", [])
+        by_strides: dict[tuple, tuple[list[bool], dict[str, Any], bool]] = {}
+        rows: dict[tuple, list[tuple[int, tuple, str, dict]]] = {}
+
+        def launch(env):
+            ins = [env[i] for i in ins_idx]
+            outs = [env[o] for o in outs_idx]
+            skey = tuple(t.stride() for t in ins)
+            hit = by_strides.get(skey)
+            if hit is None:
+                tensors, address = self._address(ins, space)
+                copies = [t is not x for t, x in zip(tensors, ins)]
+                strides_aligned = k % 16 == 0 and all(v % 16 == 0 for n, v in address.items()
+                                                      if n.startswith(("s", "rs")))
+                hit = by_strides[skey] = (copies, base | address, strides_aligned)
+            copies, named, strides_aligned = hit
+            tensors = [t.contiguous() if c else t for t, c in zip(ins, copies)]
+            aligned = strides_aligned and all(t.data_ptr() % 16 == 0 for t in tensors) and \
+                all(t.data_ptr() % 16 == 0 for t in outs)
+            plan = rows.get((skey, aligned))
+            if plan is None:
+                plan = rows[(skey, aligned)] = self._launch_plan(step, slots, aligned, k, space)
+            values = {f"in{i}": t for i, t in enumerate(tensors)} | {f"out{j}": o for j, o in enumerate(outs)}
+            extra = [env[v] for v in scratch_idx]
+            for variant, grid, kind, gn in plan:
+                if kind == "stats":
+                    partial, stats = extra
+                    counter = self._counter(partial.device, gn["counters"])
+                    self._launch(variant, grid, values | named | {
+                        "partial": partial, "stats": stats, "counter": counter, "nchunks": gn["nchunks"],
+                        "rows_per_chunk": gn["rows_per_chunk"], "eps": self.data["eps"]},
+                        tensors + [partial, stats, counter])
+                elif kind == "apply":
+                    self._launch(variant, grid, values | named | {"stats": extra[1]}, tensors + outs + [extra[1]])
+                else:
+                    self._launch(variant, grid, values | named, tensors + outs)
+        return launch
+
+    def _launch_plan(self, step, slots, aligned: bool, k: int, space) -> list[tuple[int, tuple, str, dict]]:
+        """(variant, grid, kind, GroupNorm sizes) of each launch: one, or GroupNorm's statistics
+        then apply."""
+        row = self._row(step.table, slots, aligned, k, space)
         if row.get("schedule") == "two_launch":  # GroupNorm statistics, then normalise + epilogue
-            partial, stats = scratch
             srow = self._row(row["stats"], slots, aligned, k, space, role=KernelRole.GN_STATS.value)
-            counters = slots[srow["counters"]]
-            counter = self._counter(partial.device, counters)
-            self._launch(srow["variant"], tuple(slots[g] for g in srow["grid"]),
-                         ins_named | named | {"partial": partial, "stats": stats, "counter": counter,
-                                             "nchunks": slots[srow["nchunks"]],
-                                             "rows_per_chunk": slots[srow["rows_per_chunk"]], "eps": self.data["eps"]},
-                         tensors + [partial, stats, counter])
             arow = self._row(row["apply"], slots, aligned, k, space, role=KernelRole.GN_APPLY.value)
-            self._launch(arow["variant"], tuple(slots[g] for g in arow["grid"]),
-                         ins_named | outs_named | named | {"stats": stats}, tensors + outs + [stats])
-            return
-        grid = tuple(slots[g] for g in row["grid"])
-        self._launch(row["variant"], grid, ins_named | outs_named | named, tensors + outs)
+            gn = {n: slots[srow[n]] for n in ("counters", "nchunks", "rows_per_chunk")}
+            return [(srow["variant"], tuple(slots[g] for g in srow["grid"]), "stats", gn),
+                    (arow["variant"], tuple(slots[g] for g in arow["grid"]), "apply", gn)]
+        return [(row["variant"], tuple(slots[g] for g in row["grid"]), "one", {})]
 
     def _row(self, table, slots, aligned: bool, k: int, space, role: str | None = None) -> dict[str, Any]:
         """The first row of a variant table whose predicate holds and whose alignment is met (and,
