@@ -69,8 +69,10 @@ class Config:
     #: How compiled programs run. ``"auto"``: generated Triton kernels plus PyTorch library ops on
     #: CUDA, the reference executor (PyTorch ops only) elsewhere; ``"kernels"`` forces generated
     #: kernels (on a CPU this needs ``TRITON_INTERPRET=1`` and runs them in Triton's interpreter);
-    #: ``"reference"`` never runs generated kernels.
-    executor: Literal["auto", "kernels", "reference"] = "auto"
+    #: ``"reference"`` never runs generated kernels; ``"program"`` lowers each variant to a
+    #: ``Program`` and runs it with the runtime's Program executor (cubins through the C++
+    #: launcher on CUDA; ``blade/executors/program_backed.py``), as a loaded artifact runs.
+    executor: Literal["auto", "kernels", "reference", "program"] = "auto"
 
     #: On CUDA, replay a CUDA graph per input-shape signature (``runtime/graph_pool.py``): a
     #: shape's first ``cuda_graph_after - 1`` calls run without one (a new shape pays no capture),
@@ -129,8 +131,9 @@ class Config:
             raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
         if self.frontend not in ("auto", "export", "torchscript"):
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
-        if self.executor not in ("auto", "kernels", "reference"):
-            raise ValueError(f"Config.executor must be 'auto', 'kernels' or 'reference', not {self.executor!r}")
+        if self.executor not in ("auto", "kernels", "reference", "program"):
+            raise ValueError("Config.executor must be 'auto', 'kernels', 'reference' or 'program', not "
+                             f"{self.executor!r}")
         if self.max_variants < 1:
             raise ValueError("Config.max_variants must be at least 1")
         if self.max_cuda_graphs < 0 or self.cuda_graph_after < 1:

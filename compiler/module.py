@@ -54,6 +54,8 @@ from blade.shape_program import ShapeProgram
 from blade.runtime.graph_pool import GraphPool
 from blade.runtime.structure_watch import StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
+from blade.executors.program_backed import ProgramBackedExecutor
+from blade.runtime.host_provider import TorchProvider
 from blade.symbolic import ShapeError
 
 
@@ -272,6 +274,7 @@ class BladeModule(torch.nn.Module):
         #: calls answered by the original module in eager PyTorch (a fallback, a refused shape...)
         self.eager_calls = 0
         self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
+        self._torch_provider = TorchProvider(conv_algorithm_search=self._config.conv_algorithm_search)  # the same, for Config(executor="program")
         #: guard classes captured past Config.max_variants whose program was new: they run eagerly
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
         self._beyond_limit: list[Variant] = []
@@ -358,7 +361,11 @@ class BladeModule(torch.nn.Module):
         # Another guard class often compiles to the very same program (diffusers' upsampling asks
         # which of h/w grows more only to decide a .contiguous()): then the code is shared
         same = next((i for i, v in enumerate(self._variants) if v.device == device and v.code_key == key), None)
-        if same is not None:
+        if same is not None and isinstance(self._variants[same].executor, ProgramBackedExecutor):
+            executor = self._variants[same].executor.twin_for(program, weights)
+            program.report.notes.append(f"the program is variant {same}'s but for its guards: its compiled "
+                                        "kernels serve this guard class too (nothing generated or compiled)")
+        elif same is not None:
             executor = self._variants[same].executor.twin(program.module, weights)
             program.launch_stats = self._variants[same].program.launch_stats  # the launchers count there
             program.report.notes.append(f"the program is variant {same}'s but for its guards: its compiled "
@@ -366,6 +373,9 @@ class BladeModule(torch.nn.Module):
         elif share_only:
             raise _NewCode(Variant(program, ReferenceExecutor(program.module, weights), signature, _code_key=key,
                                    device=device))
+        elif executor_kind(self._config, device) == "program":
+            executor = ProgramBackedExecutor(program, self.original, weights, device, self._torch_provider,
+                                             self._config.kernel_cache_dir, self._config.check_shapes)
         elif executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
@@ -497,6 +507,7 @@ class BladeModule(torch.nn.Module):
             self._drop_graphs()
             self._variants, self._beyond_limit, self._eager_signatures = [], [], []
             self._prepared_weights.clear()
+            self._torch_provider = TorchProvider(conv_algorithm_search=self._config.conv_algorithm_search)
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
             self._structure_seen = watch.version
@@ -576,7 +587,7 @@ class BladeModule(torch.nn.Module):
 
     # ---------------------------------------------------------------- CUDA graphs
     def _use_graphs(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
-        return (self._config.cuda_graphs and not variant.graphs_failed and isinstance(variant.executor, KernelExecutor)
+        return (self._config.cuda_graphs and not variant.graphs_failed and isinstance(variant.executor, (KernelExecutor, ProgramBackedExecutor))
                 and not variant.uses_rng and not variant.executor.data_dependent
                 and bool(tensors) and all(t.is_cuda for t in tensors)
                 and not torch.cuda.is_current_stream_capturing())

@@ -185,10 +185,29 @@ class TorchProvider:
         if not isinstance(w, torch.nn.Parameter):  # a computed weight: new data every call
             return w.contiguous(memory_format=torch.channels_last)
         hit = self._cl_weights.get(id(w))
-        if hit is None or hit[0] is not w or hit[1] != w._version or hit[2] != w.data_ptr():
+        if hit is None or hit[0] is not w or hit[3].shape != w.shape or hit[3].dtype != w.dtype:
             hit = (w, w._version, w.data_ptr(), w.detach().contiguous(memory_format=torch.channels_last))
             self._cl_weights[id(w)] = hit
+        elif hit[1] != w._version or hit[2] != w.data_ptr():
+            hit = self._refreshed(hit)
         return hit[3]
+
+    def _refreshed(self, hit):
+        w, _, _, copy = hit
+        with torch.no_grad():
+            copy.copy_(w)  # in place: a captured CUDA graph reads this copy's address
+        hit = (w, w._version, w.data_ptr(), copy)
+        self._cl_weights[id(w)] = hit
+        return hit
+
+    def refresh(self) -> None:
+        """Copy in-place weight updates into the channels-last copies (before a CUDA graph replay,
+        which runs no Python)."""
+        for hit in list(self._cl_weights.values()):
+            w = hit[0]
+            if hit[1] != w._version or hit[2] != w.data_ptr():
+                if w.shape == hit[3].shape and w.dtype == hit[3].dtype:
+                    self._refreshed(hit)
 
 
 torch_provider = TorchProvider()

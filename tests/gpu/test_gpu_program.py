@@ -120,3 +120,45 @@ def test_saved_artifact_serves_the_gpu_from_fresh_processes(tmp_path):
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0 and "ALL OK" in out, out[-3000:] + err[-5000:]
+
+
+@pytest.mark.parametrize("name", ["sd15_unet", "vae_decoder", "clip"])
+def test_blade_module_on_programs_meets_the_fp16_bar(name):
+    """``Config(executor="program")`` on full public configs, fp16 from the fp32 model: three shapes
+    (batch 1 and an odd size among them), a repeated shape (its second call captures a CUDA graph
+    around the Program, the third replays it), then an in-place weight update seen by the replay
+    (the torch provider's channels-last copies are refreshed) and by a call without graphs."""
+    import copy
+
+    from blade import models
+    from blade.executors.program_backed import ProgramBackedExecutor
+    from tests.gpu.test_gpu_kernels import _bar
+
+    zoo = models.ZOO[name]
+    m32 = zoo.build(dtype=torch.float32, device="cuda", reduced=False)
+    args, kwargs = zoo.inputs(zoo.example, device="cuda")
+    opt = blade.optimize(m32, args, model_kwargs=kwargs, config=blade.Config(enable_fp16=True, executor="program"))
+    assert isinstance(opt.variants[0].executor, ProgramBackedExecutor)
+
+    def check(shape, seed):
+        m16 = copy.deepcopy(m32).half()
+        a, kw = zoo.inputs(shape, device="cuda", seed=seed)
+        half = pytree.tree_map(lambda t: t.half() if isinstance(t, torch.Tensor) and t.is_floating_point()
+                               and t.dim() > 0 else t, (a, kw))
+        with torch.no_grad():
+            out, ref32, ref16 = opt(*a, **kw), m32(*a, **kw), m16(*half[0], **half[1])
+        for o, r16, r32 in zip(_flat(out), _flat(ref16), _flat(ref32)):
+            assert o.shape == r32.shape and torch.isfinite(o).all()
+            _bar(o.half() if o.dtype == torch.float32 else o, r16, r32.float())
+
+    for i, shape in enumerate(zoo.shapes + [zoo.shapes[0]] * 2):
+        check(shape, 20 + i)
+    assert opt.variants[0].graphs, "the repeated shape was not captured"
+    weight = next(p for n, p in m32.named_parameters() if p.dim() >= 2)
+    with torch.no_grad():
+        weight.mul_(0.5)
+    check(zoo.shapes[0], 40)  # replayed graph
+    opt.cuda_graphs = False
+    check(zoo.shapes[1], 41)
+    assert opt.eager_calls == 0
+    assert len({id(v.executor.code) for v in opt.variants}) == 1

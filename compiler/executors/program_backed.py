@@ -1,0 +1,63 @@
+"""``BladeModule`` on Programs: a compiled variant run as its lowered ``Program``.
+
+``Config(executor="program")`` makes every variant of a ``BladeModule`` lower its optimized IR to
+a ``Program`` (``blade.lower_program``; on CUDA with a cubin per kernel variant, compiled for the
+device's arch, Triton's cache serving kernels the pipeline already compiled) and run it with the
+runtime's ``ProgramExecutor``: the native call planner (sizes, checks, arena plan), call plans
+cached per size signature, cubins launched through the C++ driver launcher, library ops through
+the torch provider. It is the executor an artifact loaded with ``blade.artifact.load`` uses, so
+the compiled module and the saved one run the same steps.
+
+The IR side (``ReferenceExecutor``) is kept for what ``BladeModule`` asks of an executor before a
+call: binding the symbols and naming a failed guard. One ``TorchProvider`` per module serves all
+its variants, so the channels-last weight copies it keeps exist once (``refresh_prepared_weights``
+copies in-place weight updates into them, keeping their addresses for CUDA graph replays).
+
+Not yet: the step loop in C++, and GEMM/convolution providers without torch (issue 9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from blade.executors.reference import ReferenceExecutor
+from blade.runtime.host_provider import TorchProvider
+from blade.runtime.program_executor import ProgramExecutor, module_weights
+
+
+def program_target(device: torch.device) -> tuple[str, int, int] | None:
+    """The cubin target of ``device`` (None on a CPU: kernels run under Triton's interpreter)."""
+    if device.type != "cuda":
+        return None
+    major, minor = torch.cuda.get_device_capability(device)
+    return ("cuda", major * 10 + minor, 32)
+
+
+class ProgramBackedExecutor(ReferenceExecutor):
+    def __init__(self, compiled, module: torch.nn.Module, weights: Callable[[str], torch.Tensor],
+                 device: torch.device, provider: TorchProvider, cache_dir: str | None = None,
+                 check_shapes: bool = False):
+        from blade.lower_program import lower_program
+
+        super().__init__(compiled.module, weights, check_shapes)
+        self.program = lower_program(compiled, target=program_target(device), cache_dir=cache_dir)
+        self.provider = provider
+        self.runner = ProgramExecutor(self.program, module_weights(self.program, module),
+                                      providers={"torch": provider})
+        self._twin_args = (module, device, provider, cache_dir)
+
+    def twin_for(self, compiled, weights: Callable[[str], torch.Tensor]) -> "ProgramBackedExecutor":
+        """The executor of another guard class with the same code: its own Program (the Program
+        checks its own guards and ranges), the kernels compiled once (Triton's cache)."""
+        module, device, provider, cache_dir = self._twin_args
+        twin = ProgramBackedExecutor(compiled, module, weights, device, provider, cache_dir, self.check_shapes)
+        twin.code = self.code
+        return twin
+
+    def run(self, inputs: Sequence[torch.Tensor], symbols: dict[str, int] | None = None) -> list[torch.Tensor]:
+        return self.runner.run(list(inputs))
+
+    def refresh_prepared_weights(self) -> None:
+        self.provider.refresh()

@@ -1,0 +1,61 @@
+"""``Config(executor="program")``: a ``BladeModule`` whose variants run as lowered Programs
+(``blade/executors/program_backed.py``), here with the generated kernels under Triton's CPU
+interpreter and the torch provider; on the GPU, ``tests/gpu/test_gpu_program.py`` runs the same
+through the C++ cubin launcher."""
+
+import torch
+import torch.nn.functional as F
+
+import blade
+from blade.executors.program_backed import ProgramBackedExecutor
+from tests.unit import test_shared_code as shared
+
+
+class Block(torch.nn.Module):
+    """Convolution (NHWC inside Blade), GroupNorm + SiLU, a residual, self-attention over the
+    pixels and a projection: fused groups, library calls and views in one Program."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.norm = torch.nn.GroupNorm(2, c)
+        self.qkv = torch.nn.Linear(c, 3 * c)
+        self.proj = torch.nn.Linear(c, c)
+
+    def forward(self, x):
+        h = F.silu(self.norm(self.conv(x))) + x
+        b, c, hh, ww = h.shape
+        t = h.flatten(2).transpose(1, 2)
+        q, k, v = self.qkv(t).chunk(3, dim=-1)
+        a = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        return self.proj(a).transpose(1, 2).reshape(b, c, hh, ww) + h
+
+
+def test_module_runs_its_variants_as_programs():
+    torch.manual_seed(0)
+    m = Block().eval()
+    opt = blade.optimize(m, (torch.randn(2, 8, 6, 6),), config=blade.Config(executor="program"))
+    assert isinstance(opt.variants[0].executor, ProgramBackedExecutor)
+    assert any(s.kind == "launch" for s in opt.variants[0].executor.program.steps)
+    for shape in [(2, 8, 6, 6), (1, 8, 5, 7), (3, 8, 9, 4), (2, 8, 6, 6)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            torch.testing.assert_close(opt(x), m(x), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # weights stay the user's: an in-place update is seen, nothing recompiles
+        m.conv.weight.mul_(-2)
+        m.qkv.bias.add_(0.5)
+        x = torch.randn(1, 8, 5, 7)
+        torch.testing.assert_close(opt(x), m(x), rtol=1e-4, atol=1e-4)
+    assert len(opt.variants) == 1 and opt.eager_calls == 0
+
+
+def test_guard_class_with_the_same_program_gets_its_own_program():
+    m = shared.RatioDecides()
+    opt = blade.optimize(m, (torch.randn(2, 3, 2, 9),), config=blade.Config(executor="program", max_variants=1))
+    for shape in [(2, 3, 2, 9), (1, 3, 40, 2), (3, 5, 7, 11)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(opt(x), m(x))
+    assert len(opt.variants) == 2 and shared._codes(opt) == 1
+    first, second = (v.executor for v in opt.variants)
+    assert isinstance(second, ProgramBackedExecutor) and second.program is not first.program
+    assert opt.eager_calls == 0
