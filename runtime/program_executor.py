@@ -228,6 +228,9 @@ class ProgramExecutor:
                 self._call_plans.pop(next(iter(self._call_plans)))
             plan = self._call_plans[key] = _CallPlan(self, slots, offsets, total, device)
         env: list[Any] = list(plan.env)
+        if device.type == "cuda":  # where the launches go (read once per call, not per launch)
+            env[-1] = (torch.cuda.current_stream(device).cuda_stream,
+                       torch.cuda.current_device() if device.index is None else device.index)
         for index in self._input_values:
             t = inputs[p.values[index].index]
             dtype = self._dtypes[index]
@@ -348,7 +351,7 @@ class _CallPlan:
         p = ex.program
         self.total = -(-total // ARENA_ALIGN) * ARENA_ALIGN  # every dtype view of the arena fits
         offset_of = {p.buffers[b].value: off for b, off in zip(ex._placed, offsets)}
-        self.env: list[Any] = [None] * len(p.values)
+        self.env: list[Any] = [None] * (len(p.values) + 1)  # + the call's (stream, device index)
         for index, t in ex._weights_and_constants(device, slots):
             self.env[index] = t
         self.arena: list[tuple[int, torch.dtype, tuple, tuple, int]] = []
@@ -441,6 +444,7 @@ class _KernelRunner:
         ins_idx, outs_idx, scratch_idx = step.inputs, step.outputs, a.get("scratch", [])
         by_strides: dict[tuple, tuple[list[bool], dict[str, Any], bool]] = {}
         rows: dict[tuple, list[tuple[int, tuple, str, dict]]] = {}
+        cuda_fast: dict[tuple, tuple] = {}
 
         def launch(env):
             ins = [env[i] for i in ins_idx]
@@ -460,6 +464,16 @@ class _KernelRunner:
             plan = rows.get((skey, aligned))
             if plan is None:
                 plan = rows[(skey, aligned)] = self._launch_plan(step, slots, aligned, k, space)
+            ctx = env[-1]
+            if ctx is not None and len(plan) == 1 and plan[0][2] == "one":  # CUDA: one cubin launch
+                fast = cuda_fast.get((skey, aligned))
+                if fast is None:
+                    fast = cuda_fast[(skey, aligned)] = self._cuda_recipe(plan[0][0], plan[0][1], named,
+                                                                          len(tensors))
+                kernel, grid3, codes, recipe = fast
+                bufs = tensors + outs
+                kernel.launch(grid3, ctx[0], codes, [bufs[i].data_ptr() if i >= 0 else v for i, v in recipe], ctx[1])
+                return
             values = {f"in{i}": t for i, t in enumerate(tensors)} | {f"out{j}": o for j, o in enumerate(outs)}
             extra = [env[v] for v in scratch_idx]
             for variant, grid, kind, gn in plan:
@@ -475,6 +489,25 @@ class _KernelRunner:
                 else:
                     self._launch(variant, grid, values | named, tensors + outs)
         return launch
+
+    def _cuda_recipe(self, index: int, grid, named: dict[str, Any], n_inputs: int):
+        """(native kernel, 3-d grid, type codes, argument recipe) of a single launch: per argument
+        ``(i, None)`` for the pointer of tensor ``i`` (inputs, then outputs) or ``(-1, value)``."""
+        entry = self._cuda.get(index)
+        if entry is None:
+            entry = self._cuda[index] = self._cuda_kernel(index)
+        kernel, codes, names = entry
+        recipe = []
+        for n in names:
+            if n.startswith("in") and n[2:].isdigit():
+                recipe.append((int(n[2:]), None))
+            elif n.startswith("out") and n[3:].isdigit():
+                recipe.append((n_inputs + int(n[3:]), None))
+            elif n in named and not isinstance(named[n], torch.Tensor):
+                recipe.append((-1, named[n]))
+            else:
+                raise ProgramRunError(f"kernel {self.data['name']}: no value for launch argument {n!r}")
+        return kernel, tuple(grid) + (1,) * (3 - len(grid)), codes, recipe
 
     def _launch_plan(self, step, slots, aligned: bool, k: int, space) -> list[tuple[int, tuple, str, dict]]:
         """(variant, grid, kind, GroupNorm sizes) of each launch: one, or GroupNorm's statistics
