@@ -1,0 +1,58 @@
+"""Where the Program executor's host time goes: the SD 1.5 UNet (fp16, batch 2, 512x512) compiled
+once, its first variant run as a Program (``bench_models.program_runner``), then ``cProfile`` over
+a few calls with the GPU synchronised only at the end (the host issues ahead, as in serving).
+Prints the functions by own time and the per-call step counts by kind.
+
+    python benchmarks/profile_program_host.py [--model unet|vae] [--calls 10]
+"""
+
+import argparse
+import cProfile
+import collections
+import os
+import pstats
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import bench_models  # noqa: E402
+
+import blade  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="unet")
+    ap.add_argument("--calls", type=int, default=10)
+    args = ap.parse_args()
+    model, make = bench_models._build(args.model)
+    x = make((2, 64, 64) if args.model == "unet" else (1, 64, 64))
+    opt = blade.optimize(model, x)  # as bench_models does (the model is already fp16)
+    runner, why = bench_models.program_runner(opt, model)
+    if runner is None:
+        raise SystemExit(f"no Program: {why}")
+    steps = collections.Counter(s.kind if s.kind != "library_call" else f"library {s.op}" for s in runner.program.steps)
+    print("steps per call:", dict(steps.most_common()))
+    with torch.no_grad():
+        for _ in range(3):
+            runner.run(list(x))
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.calls):
+            runner.run(list(x))
+        host = (time.perf_counter() - t0) / args.calls * 1e3
+        torch.cuda.synchronize()
+        print(f"host ms per call (no profiler): {host:.2f}")
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(args.calls):
+            runner.run(list(x))
+        prof.disable()
+        torch.cuda.synchronize()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+
+
+if __name__ == "__main__":
+    main()
