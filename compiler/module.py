@@ -274,6 +274,7 @@ class BladeModule(torch.nn.Module):
         #: calls answered by the original module in eager PyTorch (a fallback, a refused shape...)
         self.eager_calls = 0
         self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
+        self._prepared_casts: dict = {}  # weights cast to the program's dtype once, the same
         self._torch_provider = TorchProvider(conv_algorithm_search=self._config.conv_algorithm_search)  # the same, for Config(executor="program")
         #: guard classes captured past Config.max_variants whose program was new: they run eagerly
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
@@ -381,7 +382,7 @@ class BladeModule(torch.nn.Module):
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
                                       conv_algorithm_search=self._config.conv_algorithm_search,
                                       convert_weights_in_place=self._config.convert_weights_in_place,
-                                      prepared_weights=self._prepared_weights)
+                                      prepared_weights=self._prepared_weights, prepared_casts=self._prepared_casts)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
         variant = Variant(program, executor, signature, _code_key=key, device=device)
@@ -507,6 +508,7 @@ class BladeModule(torch.nn.Module):
             self._drop_graphs()
             self._variants, self._beyond_limit, self._eager_signatures = [], [], []
             self._prepared_weights.clear()
+            self._prepared_casts.clear()
             self._torch_provider = TorchProvider(conv_algorithm_search=self._config.conv_algorithm_search)
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
