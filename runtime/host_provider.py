@@ -23,6 +23,7 @@ reference executor.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -137,6 +138,13 @@ class TorchProvider:
         self.conv_algorithm_search = conv_algorithm_search
         #: channels-last weight copies: id(weight) -> (weight, version, data_ptr, copy)
         self._cl_weights: dict[int, tuple[torch.Tensor, int, int, torch.Tensor]] = {}
+        #: tensors an executor keeps across calls (weights cast once): cached like parameters
+        self._stable: dict[int, weakref.ref] = {}
+
+    def mark_stable(self, t: torch.Tensor) -> None:
+        """``t`` keeps its identity across calls and is updated in place (with a version bump):
+        a channels-last copy of it may be kept like one of a parameter."""
+        self._stable[id(t)] = weakref.ref(t)
 
     def __call__(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor],
                  outputs: list[torch.Tensor | None]) -> list[torch.Tensor] | None:
@@ -182,8 +190,9 @@ class TorchProvider:
     def _channels_last(self, w: torch.Tensor) -> torch.Tensor:
         if w.is_contiguous(memory_format=torch.channels_last):
             return w
-        if not isinstance(w, torch.nn.Parameter):  # a computed weight: new data every call
-            return w.contiguous(memory_format=torch.channels_last)
+        stable = self._stable.get(id(w))
+        if not isinstance(w, torch.nn.Parameter) and (stable is None or stable() is not w):
+            return w.contiguous(memory_format=torch.channels_last)  # computed: new data every call
         hit = self._cl_weights.get(id(w))
         if hit is None or hit[0] is not w or hit[3].shape != w.shape or hit[3].dtype != w.dtype:
             hit = (w, w._version, w.data_ptr(), w.detach().contiguous(memory_format=torch.channels_last))

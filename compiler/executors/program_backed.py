@@ -60,4 +60,5 @@ class ProgramBackedExecutor(ReferenceExecutor):
         return self.runner.run(list(inputs))
 
     def refresh_prepared_weights(self) -> None:
+        self.runner.refresh()  # weight-only launches (casts) first: the provider's copies may be of them
         self.provider.refresh()

@@ -59,3 +59,30 @@ def test_guard_class_with_the_same_program_gets_its_own_program():
     first, second = (v.executor for v in opt.variants)
     assert isinstance(second, ProgramBackedExecutor) and second.program is not first.program
     assert opt.eager_calls == 0
+
+
+def test_float16_program_of_a_float32_model_casts_weights_once():
+    """enable_fp16 on a float32 model: each weight's cast is a launch that reads only weights; the
+    Program executor runs it once into kept tensors and again only after an in-place update."""
+    torch.manual_seed(0)
+    m = Block().eval()
+    opt = blade.optimize(m, (torch.randn(2, 8, 6, 6),), config=blade.Config(executor="program", enable_fp16=True))
+    runner = opt.variants[0].executor.runner
+    assert runner._prepared_steps, "no weight-only launch in the Program"
+
+    def check(shape):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            torch.testing.assert_close(opt(x), m(x), rtol=2e-2, atol=2e-2)
+
+    check((2, 8, 6, 6))
+    kept = {k: [t for t in e[3]] for k, e in runner._prepared_outs.items()}
+    assert len(kept) == len(runner._prepared_steps)
+    check((1, 8, 5, 7))
+    assert all(runner._prepared_outs[k][3][i] is t for k, ts in kept.items() for i, t in enumerate(ts))
+    with torch.no_grad():
+        m.conv.weight.mul_(-2)
+        m.proj.weight.mul_(0.5)
+    check((3, 8, 9, 4))  # refreshed in place, seen by this call
+    assert all(runner._prepared_outs[k][3][i] is t for k, ts in kept.items() for i, t in enumerate(ts))
+    assert opt.eager_calls == 0
