@@ -92,8 +92,19 @@ class Config:
     #: convolution weights are converted to channels-last *in place* on the first GPU call (values
     #: unchanged; the module still works eagerly, its convolutions then return channels-last
     #: tensors), so no second copy of every weight is kept (1 GiB for the SD 1.5 UNet in fp16).
-    #: False: the module is left untouched and Blade keeps channels-last copies.
+    #: False: the module is left untouched and Blade keeps channels-last copies, refreshed when a
+    #: weight's version or storage changes; an update written in place through ``.data`` changes
+    #: neither and is then not seen (keep True for PEFT/diffusers LoRA fusing).
     convert_weights_in_place: bool = True
+
+    #: Keep the results of computations that read only weights across calls: the float16 casts of
+    #: a float32 model's weights under ``enable_fp16`` (an SD 1.5 UNet: 686 cast launches and ~5 GB
+    #: of memory traffic per call saved), recomputed in place when a weight's version or storage
+    #: changes. Off by default: an update written in place through ``param.data`` (PEFT's default
+    #: LoRA merge, ``weight.data += delta``, which diffusers' ``fuse_lora`` uses) changes neither,
+    #: and the kept casts would be stale. Turn it on when weights change only through
+    #: ``load_state_dict``, in-place ops under ``torch.no_grad()`` or by assigning ``.data``.
+    prepare_weights: bool = False
 
     #: Where generated kernel sources and cubins are cached (default ``~/.cache/blade``).
     kernel_cache_dir: str | None = None

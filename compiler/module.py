@@ -49,6 +49,7 @@ from blade.frontend.export import CAPTURE_LOCK
 from blade.ir import code_key
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.runtime.call_signature import CallSignature, bind_call, describe_inputs, flatten_call, forward_signature
+from blade.dialects.data_movement import WeightOp
 from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
 from blade.runtime.graph_pool import GraphPool
@@ -79,6 +80,10 @@ class _Graph:
     outputs: list[torch.Tensor]
     owner: Any = None  # weakref to the Variant whose ``graphs`` holds it (no reference cycle)
     key: Any = None    # its input signature there
+    #: (weight, data_ptr at capture) of every weight the program reads: a graph reads addresses,
+    #: so a weight whose ``.data`` was replaced since (``model.half()``, PEFT's safe merge) must
+    #: not be replayed
+    weights: list = field(default_factory=list)
 
 
 @dataclass
@@ -275,7 +280,9 @@ class BladeModule(torch.nn.Module):
         self.eager_calls = 0
         self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
         self._prepared_casts: dict = {}  # weights cast to the program's dtype once, the same
-        self._torch_provider = TorchProvider(conv_algorithm_search=self._config.conv_algorithm_search)  # the same, for Config(executor="program")
+        #: the library provider of Config(executor="program") variants, one per module (as above)
+        self._torch_provider = TorchProvider(self._config.conv_algorithm_search,
+                                             self._config.convert_weights_in_place)
         #: guard classes captured past Config.max_variants whose program was new: they run eagerly
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
         self._beyond_limit: list[Variant] = []
@@ -376,13 +383,15 @@ class BladeModule(torch.nn.Module):
                                    device=device))
         elif executor_kind(self._config, device) == "program":
             executor = ProgramBackedExecutor(program, self.original, weights, device, self._torch_provider,
-                                             self._config.kernel_cache_dir, self._config.check_shapes)
+                                             self._config.kernel_cache_dir, self._config.check_shapes,
+                                             self._config.prepare_weights)
         elif executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
                                       conv_algorithm_search=self._config.conv_algorithm_search,
                                       convert_weights_in_place=self._config.convert_weights_in_place,
-                                      prepared_weights=self._prepared_weights, prepared_casts=self._prepared_casts)
+                                      prepared_weights=self._prepared_weights, prepared_casts=self._prepared_casts,
+                                      prepare_weights=self._config.prepare_weights)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
         variant = Variant(program, executor, signature, _code_key=key, device=device)
@@ -509,7 +518,8 @@ class BladeModule(torch.nn.Module):
             self._variants, self._beyond_limit, self._eager_signatures = [], [], []
             self._prepared_weights.clear()
             self._prepared_casts.clear()
-            self._torch_provider = TorchProvider(conv_algorithm_search=self._config.conv_algorithm_search)
+            self._torch_provider = TorchProvider(self._config.conv_algorithm_search,
+                                                 self._config.convert_weights_in_place)
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
             self._structure_seen = watch.version
@@ -589,7 +599,8 @@ class BladeModule(torch.nn.Module):
 
     # ---------------------------------------------------------------- CUDA graphs
     def _use_graphs(self, variant: Variant, tensors: list[torch.Tensor]) -> bool:
-        return (self._config.cuda_graphs and not variant.graphs_failed and isinstance(variant.executor, (KernelExecutor, ProgramBackedExecutor))
+        return (self._config.cuda_graphs and not variant.graphs_failed
+                and isinstance(variant.executor, (KernelExecutor, ProgramBackedExecutor))
                 and not variant.uses_rng and not variant.executor.data_dependent
                 and bool(tensors) and all(t.is_cuda for t in tensors)
                 and not torch.cuda.is_current_stream_capturing())
@@ -618,7 +629,8 @@ class BladeModule(torch.nn.Module):
                 entry.owner, entry.key = weakref.ref(variant), shape_key
                 with self._graph_pool_lock:
                     if pool is not self._graph_pool:  # graphs switched off or variants dropped meanwhile
-                        return self._replay(variant, entry, tensors)  # used once, not kept
+                        outs = self._replay(variant, entry, tensors)  # used once, not kept
+                        return outs if outs is not None else variant.executor.run(tensors, values)
                     evicted = pool.add(key, entry, nbytes)
                     for old in evicted:  # first: an evicted graph may have this entry's key
                         owner = old.owner()
@@ -629,9 +641,20 @@ class BladeModule(torch.nn.Module):
                         variant.graphs[shape_key] = entry
                 if not kept:
                     return variant.executor.run(tensors, values)
-            return self._replay(variant, entry, tensors)
+            outs = self._replay(variant, entry, tensors)
+        if outs is None:
+            print(f"[blade] {self.name}: a weight's storage was replaced since its CUDA graphs were captured "
+                  "(.data assigned, .half(), .to()...): the graphs are dropped and captured again",
+                  file=sys.stderr, flush=True)
+            self._drop_graphs()
+            return variant.executor.run(tensors, values)
+        return outs
 
-    def _replay(self, variant: Variant, entry: _Graph, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _replay(self, variant: Variant, entry: _Graph, tensors: list[torch.Tensor]) -> list[torch.Tensor] | None:
+        """The graph's outputs for ``tensors``, or None when a weight's storage moved since the
+        capture (the caller drops the module's graphs, outside its locks, and runs the program)."""
+        if any(w.data_ptr() != ptr for w, ptr in entry.weights):
+            return None
         for static, t in zip(entry.inputs, tensors):
             static.copy_(t)
         variant.executor.refresh_prepared_weights()
@@ -682,7 +705,8 @@ class BladeModule(torch.nn.Module):
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 outputs = variant.executor.run(static, values)
             nbytes = max(0, torch.cuda.memory_reserved(device) - reserved) + sum(t.nbytes for t in static)
-        return _Graph(graph, static, outputs), nbytes
+        weights = [(w, w.data_ptr()) for w in _program_weights(variant)]
+        return _Graph(graph, static, outputs, weights=weights), nbytes
 
     def __getattr__(self, name: str):
         try:
@@ -690,6 +714,12 @@ class BladeModule(torch.nn.Module):
         except AttributeError:
             original = super().__getattr__("original")
             return getattr(original, name)
+
+
+def _program_weights(variant: Variant) -> list[torch.Tensor]:
+    """The weight tensors (the user's parameters and buffers) the variant's program reads."""
+    names = {op.p("name") for op in variant.program.module.walk() if isinstance(op, WeightOp)}
+    return [variant.executor.weights(n) for n in sorted(names)]
 
 
 #: one CUDA graph capture at a time in the process (see ``BladeModule._capture_or_report``)

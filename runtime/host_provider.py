@@ -10,9 +10,9 @@ into the planned buffer would be one more kernel and one more pass over memory p
 (329 of them per SD 1.5 UNet step), and the executor leaves those values out of the arena.
 
 The torch provider runs anywhere torch does: on CPU it lets CI run whole Programs, on a GPU it is
-the baseline that cuBLASLt / cuDNN / attention providers replace op by op. On CUDA it keeps a
-channels-last copy of each NHWC convolution's weight (refreshed when the weight changes in place;
-cuDNN would convert it on every call otherwise) and lets cuDNN time its algorithms once per
+the baseline that cuBLASLt / cuDNN / attention providers replace op by op. On CUDA it makes each
+NHWC convolution's weight channels-last once (in place, or as a kept copy; cuDNN would convert it
+on every call otherwise) and lets cuDNN time its algorithms once per
 convolution shape (``conv_algorithm_search``).
 
 The semantics are those of the dialect's reference hooks (``compiler/dialects``), restated here
@@ -134,8 +134,13 @@ _CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and 
 class TorchProvider:
     """The torch provider (see the module docstring); ``torch_provider`` is the default instance."""
 
-    def __init__(self, conv_algorithm_search: bool = True):
+    def __init__(self, conv_algorithm_search: bool = True, convert_weights_in_place: bool = True):
+        """``convert_weights_in_place``: an NHWC convolution's weight that is a parameter is made
+        channels-last in place (``Config.convert_weights_in_place``; values unchanged, no copy, so
+        any later update of it, even through ``.data``, is read); False keeps a channels-last copy,
+        refreshed when the parameter's version or storage changes."""
         self.conv_algorithm_search = conv_algorithm_search
+        self.convert_weights_in_place = convert_weights_in_place
         #: channels-last weight copies: id(weight) -> (weight, version, data_ptr, copy)
         self._cl_weights: dict[int, tuple[torch.Tensor, int, int, torch.Tensor]] = {}
         #: tensors an executor keeps across calls (weights cast once): cached like parameters
@@ -189,6 +194,10 @@ class TorchProvider:
 
     def _channels_last(self, w: torch.Tensor) -> torch.Tensor:
         if w.is_contiguous(memory_format=torch.channels_last):
+            return w
+        if self.convert_weights_in_place and isinstance(w, torch.nn.Parameter):
+            with torch.no_grad():  # the parameter object stays; its storage is re-laid-out
+                w.data = w.data.contiguous(memory_format=torch.channels_last)
             return w
         stable = self._stable.get(id(w))
         if not isinstance(w, torch.nn.Parameter) and (stable is None or stable() is not w):

@@ -104,7 +104,9 @@ def module_weights(program: Program, module: torch.nn.Module) -> Callable[[str],
 
 class ProgramExecutor:
     def __init__(self, program: Program, weights: Callable[[str], torch.Tensor] | Mapping[str, torch.Tensor],
-                 providers: Mapping[str, Provider] | None = None, native=None):
+                 providers: Mapping[str, Provider] | None = None, native=None, prepare_weights: bool = False):
+        """``prepare_weights``: keep the results of launches that read only weights across calls
+        (``Config.prepare_weights``: an update written through ``param.data`` in place is not seen)."""
         self.program = program
         self.weights = weights.__getitem__ if isinstance(weights, Mapping) else weights
         self.providers = dict(PROVIDERS if providers is None else providers)
@@ -122,8 +124,8 @@ class ProgramExecutor:
                           and _allocates(self.providers.get(st.provider), st.op) for o in st.outputs}
         #: launches that read only weights (the casts of a float32 model compiled in float16):
         #: run once into tensors kept across calls (``_prepared_launch``), not on every call
-        self._prepared_steps = {i for i, st in enumerate(p.steps) if st.kind == StepKind.LAUNCH.value
-                                and st.inputs and not st.attrs.get("scratch")
+        self._prepared_steps = {i for i, st in enumerate(p.steps) if prepare_weights
+                                and st.kind == StepKind.LAUNCH.value and st.inputs and not st.attrs.get("scratch")
                                 and all(p.values[v].kind == ValueKind.WEIGHT.value for v in st.inputs)
                                 and all(p.values[o].kind == ValueKind.ARENA.value for o in st.outputs)}
         self._provided |= {o for i in self._prepared_steps for o in p.steps[i].outputs}

@@ -38,21 +38,21 @@ def program_target(device: torch.device) -> tuple[str, int, int] | None:
 class ProgramBackedExecutor(ReferenceExecutor):
     def __init__(self, compiled, module: torch.nn.Module, weights: Callable[[str], torch.Tensor],
                  device: torch.device, provider: TorchProvider, cache_dir: str | None = None,
-                 check_shapes: bool = False):
+                 check_shapes: bool = False, prepare_weights: bool = False):
         from blade.lower_program import lower_program
 
         super().__init__(compiled.module, weights, check_shapes)
         self.program = lower_program(compiled, target=program_target(device), cache_dir=cache_dir)
         self.provider = provider
         self.runner = ProgramExecutor(self.program, module_weights(self.program, module),
-                                      providers={"torch": provider})
-        self._twin_args = (module, device, provider, cache_dir)
+                                      providers={"torch": provider}, prepare_weights=prepare_weights)
+        self._twin_args = (module, device, provider, cache_dir, prepare_weights)
 
     def twin_for(self, compiled, weights: Callable[[str], torch.Tensor]) -> "ProgramBackedExecutor":
         """The executor of another guard class with the same code: its own Program (the Program
         checks its own guards and ranges), the kernels compiled once (Triton's cache)."""
-        module, device, provider, cache_dir = self._twin_args
-        twin = ProgramBackedExecutor(compiled, module, weights, device, provider, cache_dir, self.check_shapes)
+        module, device, provider, cache_dir, prepare = self._twin_args
+        twin = ProgramBackedExecutor(compiled, module, weights, device, provider, cache_dir, self.check_shapes, prepare)
         twin.code = self.code
         return twin
 

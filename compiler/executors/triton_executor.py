@@ -34,14 +34,15 @@ class KernelExecutor(ReferenceExecutor):
     def __init__(self, module: ModuleOp, weights: Callable[[str], torch.Tensor],
                  launchers: dict[int, KernelLauncher], check_shapes: bool = False,
                  conv_algorithm_search: bool = False, convert_weights_in_place: bool = False,
-                 prepared_weights: dict | None = None, prepared_casts: dict | None = None):
+                 prepared_weights: dict | None = None, prepared_casts: dict | None = None,
+                 prepare_weights: bool = False):
         super().__init__(module, weights, check_shapes)
         self.launchers = launchers
         self.conv_algorithm_search = conv_algorithm_search
         self.convert_weights_in_place = convert_weights_in_place
         #: channels-last copies by id(weight), shared by every executor of one optimized module
         #: (variants of one model use the same weights: one copy each, not one per variant)
-        self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = (
+        self._cl_weights: dict[int, tuple[int, torch.Tensor, torch.Tensor, int]] = (
             {} if prepared_weights is None else prepared_weights)
         #: results of fused groups that read only weights (``Config.enable_fp16`` on a float32
         #: model casts every weight in one), computed once: (ids of the weights, kernel source,
@@ -49,15 +50,17 @@ class KernelExecutor(ReferenceExecutor):
         #: channels-last copies (so variants of one model hold one fp16 copy); refreshed in place
         #: when a weight changes
         self._casts: dict[tuple, list] = {} if prepared_casts is None else prepared_casts
+        self.prepare_weights = prepare_weights  # Config.prepare_weights
         self._weight_only = {id(op) for op in module.walk() if isinstance(op, FusedOp)
-                             and op.inputs and all(isinstance(v.owner, WeightOp) for v in op.inputs)}
+                             and op.inputs and all(isinstance(v.owner, WeightOp) for v in op.inputs)
+                             } if prepare_weights else set()
 
     def twin(self, module: ModuleOp, weights: Callable[[str], torch.Tensor]) -> "KernelExecutor":
         """An executor for ``module``, a program identical to this one's but for its guards and
         symbol ranges: it launches the same kernels (no codegen, no compile) and reads the same
         prepared weights; only which inputs it accepts differs."""
         twin = KernelExecutor(module, weights, self.launchers, self.check_shapes, self.conv_algorithm_search,
-                              self.convert_weights_in_place, self._cl_weights, self._casts)
+                              self.convert_weights_in_place, self._cl_weights, self._casts, self.prepare_weights)
         twin.code = self.code
         return twin
 
@@ -68,10 +71,14 @@ class KernelExecutor(ReferenceExecutor):
         for entry in list(self._casts.values()):
             if entry[1] != [a._version for a in entry[0]] or entry[2] != [a.data_ptr() for a in entry[0]]:
                 self._refresh_group(entry)
-        for key, (version, w, prepared) in list(self._cl_weights.items()):
-            if w._version != version:
-                prepared.copy_(w)
-                self._cl_weights[key] = (w._version, w, prepared)
+        for key, (version, w, prepared, ptr) in list(self._cl_weights.items()):
+            if w._version != version or w.data_ptr() != ptr:
+                if w.shape != prepared.shape or w.dtype != prepared.dtype:
+                    del self._cl_weights[key]  # replaced by another shape or dtype: made anew when used
+                    continue
+                with torch.no_grad():
+                    prepared.copy_(w)
+                self._cl_weights[key] = (w._version, w, prepared, w.data_ptr())
 
     def run_fused(self, op: FusedOp, args, symbols, device):
         launcher = self.launchers.get(op.p("id"))
@@ -136,12 +143,13 @@ class KernelExecutor(ReferenceExecutor):
         elif isinstance(op.operands[1].owner, WeightOp) or id(op.operands[1].owner) in self._weight_only:
             key = id(w)  # a weight, or a weight's prepared cast (a stable tensor refreshed in place)
             hit = self._cl_weights.get(key)
-            if hit is None or hit[1] is not w:
-                hit = (w._version, w, w.contiguous(memory_format=torch.channels_last))
+            if hit is not None and hit[1] is w and (hit[0] != w._version or hit[3] != w.data_ptr()):
+                self.refresh_prepared_weights()  # updated in place, or its .data replaced
+                hit = self._cl_weights.get(key)
+            if hit is None or hit[1] is not w or hit[2].shape != w.shape or hit[2].dtype != w.dtype:
+                hit = (w._version, w, w.detach().contiguous(memory_format=torch.channels_last), w.data_ptr())
                 self._cl_weights[key] = hit
-            elif hit[0] != w._version:
-                self.refresh_prepared_weights()
-            w = self._cl_weights[key][2]
+            w = hit[2]
         # cudnn.benchmark is process-global: set and restored under one lock, so two threads
         # running convolutions cannot leave the user's setting changed
         with _CUDNN_FLAG_LOCK:

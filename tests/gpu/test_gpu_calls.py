@@ -186,3 +186,34 @@ def test_other_frontends_on_the_gpu():
             torch.testing.assert_close(opt(x), ref, rtol=2e-2, atol=2e-2)
     assert opt.eager_calls == 0
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("executor", ["kernels", "program"])
+def test_weight_updates_reach_cuda_graph_replays(executor, capfd):
+    """After a shape's graph is captured: an update in place through ``.data`` (PEFT's default LoRA
+    merge) is read by the replay (same storage), and a weight whose ``.data`` is replaced (new
+    storage, PEFT's safe merge) makes the module drop its graphs instead of replaying stale
+    addresses; both answers match eager."""
+    torch.manual_seed(0)
+    m = Block().cuda().half().eval()
+    opt = blade.optimize(m, (torch.randn(2, 32, 8, 8, device="cuda", dtype=torch.half),),
+                         config=blade.Config(executor=executor))
+    x = torch.randn(2, 32, 8, 8, device="cuda", dtype=torch.half)
+
+    def check():
+        with torch.no_grad():
+            torch.testing.assert_close(opt(x), m(x), rtol=2e-2, atol=2e-2)
+
+    for _ in range(3):  # first call without a graph, second captures, third replays
+        check()
+    assert opt.variants[0].graphs
+    with torch.no_grad():
+        m.conv.weight.data += 0.25
+    check()
+    assert opt.variants[0].graphs  # the same graph, replayed
+    m.conv.weight.data = m.conv.weight.data * -1  # new storage
+    check()
+    assert "graphs are dropped" in capfd.readouterr().err
+    check()
+    check()  # captured again, then replayed
+    assert opt.variants[0].graphs and opt.eager_calls == 0

@@ -1,4 +1,4 @@
-"""``Config(enable_fp16=True)`` on a float32 model: the kernel executor casts each weight once
+"""``Config(enable_fp16=True, prepare_weights=True)`` on a float32 model: the kernel executor casts each weight once
 (``convert-fp16`` puts each weight's cast in a fused group of its own, which
 ``KernelExecutor._prepared_group`` runs once and keeps), not on every call, and an in-place weight update is copied
 into the cast before the next call (and before a CUDA graph replay, which runs no Python)."""
@@ -23,7 +23,8 @@ class ConvLinear(torch.nn.Module):
 def test_weights_are_cast_once_and_refreshed_after_in_place_updates():
     torch.manual_seed(0)
     m = ConvLinear().eval()
-    opt = blade.optimize(m, (torch.randn(2, 4, 6, 6),), config=blade.Config(enable_fp16=True, executor="kernels"))
+    opt = blade.optimize(m, (torch.randn(2, 4, 6, 6),), config=blade.Config(enable_fp16=True, executor="kernels",
+                                                                         prepare_weights=True))
     ex = opt.variants[0].executor
 
     def check(shape):
@@ -47,3 +48,18 @@ def test_weights_are_cast_once_and_refreshed_after_in_place_updates():
     check((3, 4, 6, 6))
     assert all(ex._casts[k][3][0] is t for k, t in casts.items())  # refreshed in place
     assert opt.eager_calls == 0
+
+
+def test_by_default_weights_are_cast_every_call_and_data_updates_are_seen():
+    """Without prepare_weights an update written through ``.data`` in place (PEFT's default LoRA
+    merge), which changes neither the version nor the storage, is seen by the next call."""
+    torch.manual_seed(0)
+    m = ConvLinear().eval()
+    opt = blade.optimize(m, (torch.randn(2, 4, 6, 6),), config=blade.Config(enable_fp16=True, executor="kernels"))
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(opt(x), m(x), rtol=2e-2, atol=2e-2)
+        m.lin.weight.data += 1.0
+        m.conv.weight.data *= -1.0
+        torch.testing.assert_close(opt(x), m(x), rtol=2e-2, atol=2e-2)
+    assert not opt.variants[0].executor._casts

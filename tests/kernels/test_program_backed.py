@@ -66,7 +66,8 @@ def test_float16_program_of_a_float32_model_casts_weights_once():
     Program executor runs it once into kept tensors and again only after an in-place update."""
     torch.manual_seed(0)
     m = Block().eval()
-    opt = blade.optimize(m, (torch.randn(2, 8, 6, 6),), config=blade.Config(executor="program", enable_fp16=True))
+    opt = blade.optimize(m, (torch.randn(2, 8, 6, 6),), config=blade.Config(executor="program", enable_fp16=True,
+                                                                         prepare_weights=True))
     runner = opt.variants[0].executor.runner
     assert runner._prepared_steps, "no weight-only launch in the Program"
 
