@@ -53,7 +53,7 @@ from blade.dialects.data_movement import WeightOp
 from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
 from blade.runtime.graph_pool import GraphPool
-from blade.runtime.structure_watch import StructureWatch, own_changes
+from blade.runtime.structure_watch import StructureSnapshot, StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
 from blade.executors.program_backed import ProgramBackedExecutor
 from blade.runtime.host_provider import TorchProvider
@@ -288,6 +288,7 @@ class BladeModule(torch.nn.Module):
         self._beyond_limit: list[Variant] = []
         self._gate = _gate_for(module)
         self._structure_seen = self._gate.watch.version
+        self._snapshot = StructureSnapshot(self.original)  # what the variants are compiled from
         self._graph_pool_lock = threading.Lock()
         self._graph_pool = self._new_graph_pool()
 
@@ -512,7 +513,14 @@ class BladeModule(torch.nn.Module):
             watch = self._gate.watch
             if watch.version == self._structure_seen:
                 return  # another thread handled it
-            print(f"[blade] {self.name} changed since it was compiled ({watch.last_change} was set or removed): "
+            if self._variants and self._snapshot is not None and self._snapshot.matches(self.original):
+                # changed and changed back (fuse_lora + unload_lora): the compiled code still holds
+                print(f"[blade] {self.name} changed ({watch.last_change}) but its structure is the compiled "
+                      "one again: its compiled variants are kept", file=sys.stderr, flush=True)
+                watch.wrap(self.original)
+                self._structure_seen = watch.version
+                return
+            print(f"[blade] {self.name} changed since it was compiled ({watch.last_change}): "
                   "its compiled variants are dropped and the next call compiles again", file=sys.stderr, flush=True)
             self._drop_graphs()
             self._variants, self._beyond_limit, self._eager_signatures = [], [], []
@@ -523,6 +531,7 @@ class BladeModule(torch.nn.Module):
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
             self._structure_seen = watch.version
+            self._snapshot = StructureSnapshot(self.original)
 
     def _refuse_beyond_limit(self, shapes, reasons) -> tuple[None, None]:
         message = (f"no compiled variant of {self.name} accepts input shapes {shapes}: "

@@ -13,9 +13,11 @@ subclasses that count every change, so a call costs one integer comparison. The 
 and pickle as the plain ones (a ``deepcopy`` of the model is not watched). Changes made by
 Blade's own capture (of any watched module: export reparametrizes every submodule) and by the
 module's own forward in an eager run (a rotary cache registering a buffer) are not counted: they
-happen in the calling thread inside ``own_changes``; other threads' changes meanwhile count. Not seen: plain attributes that change behaviour without
-touching those containers (diffusers' ``set_attn_processor`` swaps an object attribute), and
-module-global hooks; the README says to optimize after such changes.
+happen in the calling thread inside ``own_changes``; other threads' changes meanwhile count. PEFT's adapter layers change what they compute through plain
+attributes (``merge``/``unmerge`` for ``fuse_lora``, the active adapter, the scale): calls of
+those methods count too (``TUNER_METHODS``). Not seen: other plain attributes that change
+behaviour without touching those containers (diffusers' ``set_attn_processor`` swaps an object
+attribute), and module-global hooks; the README says to optimize after such changes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class StructureWatch:
         for name, m in root.named_modules(remove_duplicate=True):
             if isinstance(m, torch.jit.ScriptModule):  # its containers are views of the C++ module
                 continue
+            if _is_tuner_layer(m):
+                _watch_tuner_methods(type(m))
             for attr in WATCHED:
                 d = m.__dict__.get(attr)
                 if type(d) not in (dict, OrderedDict, _WatchedDict, _WatchedOrderedDict):
@@ -98,7 +102,45 @@ def _notify(d, key) -> None:
     for ref in d._blade_watches:
         watch = ref()
         if watch is not None:
-            watch.changed(f"{d._blade_where}[{key!r}]")
+            watch.changed(f"{d._blade_where}[{key!r}] was set or removed")
+
+
+#: methods of PEFT's adapter layers (``BaseTunerLayer``) that change what their forward computes
+#: through plain attributes the containers do not hold: merging LoRA into the base weight
+#: (``merged_adapters``: diffusers' ``fuse_lora``/``unfuse_lora``), the active adapters, their
+#: scales, enabling and disabling them
+TUNER_METHODS = ("merge", "unmerge", "set_adapter", "enable_adapters", "set_scale", "scale_layer",
+                 "unscale_layer", "delete_adapter")
+
+
+def _is_tuner_layer(m: torch.nn.Module) -> bool:
+    return hasattr(m, "merged_adapters") and callable(getattr(m, "merge", None)) and \
+        callable(getattr(m, "unmerge", None))
+
+
+def _watch_tuner_methods(cls: type) -> None:
+    """Wrap, once per class, the state-changing methods of an adapter layer class so that a call
+    counts as a change for every watch of the instance (found through its watched containers).
+    A compiled program traced the layer's forward with its state of then: after ``fuse_lora``
+    it would apply LoRA a second time on top of the merged weight (a silent wrong answer)."""
+    for name in TUNER_METHODS:
+        fn = getattr(cls, name, None)
+        if fn is None or getattr(fn, "_blade_watched", False):
+            continue
+
+        def wrapper(self, *args, _fn=fn, _name=name, **kwargs):
+            result = _fn(self, *args, **kwargs)
+            d = self.__dict__.get("_parameters")
+            for ref in getattr(d, "_blade_watches", ()):
+                watch = ref()
+                if watch is not None:
+                    watch.changed(f"{getattr(d, '_blade_where', type(self).__name__).rsplit('.', 1)[0]}."
+                                  f"{_name}() was called")
+            return result
+
+        wrapper._blade_watched = True
+        wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        setattr(cls, name, wrapper)
 
 
 class _Mixin:
@@ -158,3 +200,67 @@ class _WatchedDict(_Mixin, dict):
 
 class _WatchedOrderedDict(_Mixin, OrderedDict):
     pass
+
+
+def _tuner_state(m: torch.nn.Module) -> tuple:
+    scaling = getattr(m, "scaling", None)
+    return (tuple(getattr(m, "merged_adapters", ())), tuple(getattr(m, "active_adapters", ()) or ()),
+            bool(getattr(m, "disable_adapters", False)),
+            tuple(sorted(scaling.items())) if isinstance(scaling, dict) else None)
+
+
+def _ref(x):
+    try:
+        return weakref.ref(x)
+    except TypeError:  # e.g. a builtin used as a hook: held strongly (small)
+        return lambda x=x: x
+
+
+class StructureSnapshot:
+    """What a compiled program was traced from: every submodule, parameter, buffer and forward
+    hook by name and identity (held weakly: a freed object whose id is reused never compares
+    equal), and the state of PEFT adapter layers. ``matches(root)``: the structure is that again,
+    e.g. after diffusers' ``fuse_lora()`` + ``unload_lora()``, which merge the adapters into the
+    base weights in place and put the original layers back: the compiled code still computes
+    the model, and need not be compiled again."""
+
+    def __init__(self, root: torch.nn.Module):
+        self._entries = self._take(root)
+
+    @staticmethod
+    def _take(root: torch.nn.Module) -> list:
+        entries = []
+        for name, m in root.named_modules(remove_duplicate=False):
+            entries.append((name, _ref(m)))
+            for attr in ("_parameters", "_buffers", "_forward_hooks", "_forward_pre_hooks"):
+                d = m.__dict__.get(attr) or {}
+                entries.append((attr, tuple((k, None if v is None else _ref(v)) for k, v in d.items())))
+            if _is_tuner_layer(m):
+                entries.append(("adapter state", _tuner_state(m)))
+        return entries
+
+    def matches(self, root: torch.nn.Module) -> bool:
+        now = []
+        for name, m in root.named_modules(remove_duplicate=False):
+            now.append((name, m))
+            for attr in ("_parameters", "_buffers", "_forward_hooks", "_forward_pre_hooks"):
+                d = m.__dict__.get(attr) or {}
+                now.append((attr, tuple(d.items())))
+            if _is_tuner_layer(m):
+                now.append(("adapter state", _tuner_state(m)))
+        if len(now) != len(self._entries):
+            return False
+        for (key, then), (key_now, value) in zip(self._entries, now):
+            if key != key_now:
+                return False
+            if key == "adapter state":
+                if then != value:
+                    return False
+            elif isinstance(then, tuple):
+                if len(then) != len(value) or any(
+                        k != k2 or (r is None) != (v is None) or (r is not None and r() is not v)
+                        for (k, r), (k2, v) in zip(then, value)):
+                    return False
+            elif then() is not value:
+                return False
+        return True
