@@ -122,6 +122,14 @@ class ProgramExecutor:
                           and _allocates(self.providers.get(st.provider), st.op) for o in st.outputs}
         #: indices of the buffers placed in the arena (the others' values are provided)
         self._placed = [i for i, b in enumerate(p.buffers) if b.value not in self._provided]
+        #: values whose memory is the call's arena (placed values and views of them): a provided
+        #: result aliasing one (a same-dtype cast returns its input) would outlive its buffer
+        base: dict[int, int] = {}
+        for st in p.steps:
+            if st.kind == StepKind.VIEW.value:
+                base[st.outputs[0]] = base.get(st.inputs[0], st.inputs[0])
+        in_arena = {p.buffers[i].value for i in self._placed}
+        self._in_arena = {v for v in range(len(p.values)) if base.get(v, v) in in_arena}
         self._call_plans: dict[tuple, _CallPlan] = {}
         self._input_values = [i for i, v in enumerate(p.values) if v.kind == ValueKind.INPUT.value]
         self._weights_env: list[tuple[int, torch.Tensor]] | None = None
@@ -284,20 +292,23 @@ class ProgramExecutor:
                                       f"(registered: {sorted(self.providers)})")
             op, attrs = step.op, _resolve(step.attrs, slots)
             if outs and outs[0] in self._provided:
+                # a result that may alias one of the arguments must not when the caller keeps it
+                # (an output) or when that argument's arena buffer dies here and is reused later
+                reads_arena = any(i in self._in_arena for i in ins)
                 checks = [(o, tuple(slots[d] for d in self.program.values[o].dims), self._dtypes[o],
-                           self.program.values[o].kind == ValueKind.OUTPUT.value) for o in outs]
+                           reads_arena or self.program.values[o].kind == ValueKind.OUTPUT.value) for o in outs]
 
                 def library_allocating(env):
                     args = [env[i] for i in ins]
                     results = provider(op, attrs, args, [None] * len(checks))
-                    for (o, shape, dtype, is_output), r in zip(checks, results):
+                    for (o, shape, dtype, unaliased), r in zip(checks, results):
                         if r.shape != shape:
                             raise ProviderError(f"provider '{step.provider}' {op}: computed shape {tuple(r.shape)}, "
                                                 f"the Program planned {shape}")
                         if r.dtype != dtype:
                             r = r.to(dtype)
-                        elif is_output and _aliases_any(r, args):
-                            r = r.clone()  # a result the caller keeps never aliases an input or the arena
+                        elif unaliased and _aliases_any(r, args):
+                            r = r.clone()  # never an input's memory kept past the input's life
                         env[o] = r
                 return library_allocating
             return lambda env: provider(op, attrs, [env[i] for i in ins], [env[o] for o in outs])

@@ -1,0 +1,49 @@
+"""Regression tests for the Program executor's call plans and the torch provider (review of the
+per-size call plans and of providers that return their own results): memory a result may share
+with an argument, caches that must not outlive or mis-serve what they cache. Programs are built
+by hand here so that each test holds exactly the steps that matter."""
+
+import gc
+import threading
+import weakref
+
+import sympy
+import torch
+
+from blade.runtime.host_provider import TorchProvider
+from blade.runtime.program import Buffer, Program, Step, Value
+from blade.runtime.program_executor import ProgramExecutor
+from blade.shape_program import ShapeProgram
+
+S0 = sympy.Symbol("s0", integer=True, positive=True)
+
+
+def _program(values, buffers, steps, outputs) -> Program:
+    """A Program over one float32 input of shape [s0]; slot 0 is s0, slot 1 its byte size."""
+    sp = ShapeProgram([S0, 4 * S0], ["s0"])
+    return Program(symbols=["s0"], bindings=[{"symbol": 0, "input": 0, "dim": 0, "coeff": 1}],
+                   input_names=["x"], shape_code=sp.code, nslots=2, checks=[], values=values,
+                   buffers=buffers, steps=steps, outputs=outputs)
+
+
+def _v(kind, **kw) -> Value:
+    return Value(kind, "float32", [0], **kw)
+
+
+def test_same_dtype_cast_result_does_not_alias_a_reused_arena_buffer():
+    """``cast`` to the dtype it already has returns its input: a provided result then shared the
+    arena buffer of its argument, whose memory a later buffer reuses (the argument's life ends at
+    the cast): ``b + c`` read ``c + c`` (10, not 6)."""
+    p = _program(values=[_v("input", index=0), _v("arena", buffer=0), _v("arena", buffer=1),
+                         _v("arena", buffer=2), _v("output")],
+                 buffers=[Buffer(1, 1, 0, 1), Buffer(2, 1, 1, 3), Buffer(3, 1, 2, 3)],
+                 steps=[Step("library_call", "full", [], [1], provider="torch", attrs={"value": 1.0}),
+                        Step("library_call", "cast", [1], [2], provider="torch"),
+                        Step("library_call", "full", [], [3], provider="torch", attrs={"value": 5.0}),
+                        Step("library_call", "add", [2, 3], [4], provider="torch")],
+                 outputs=[4])
+    for native in (None, False):
+        ex = ProgramExecutor(p, {}, native=native)
+        assert 1 in ex._in_arena and 3 in ex._in_arena and 2 not in ex._in_arena
+        (out,) = ex.run([torch.zeros(3)])
+        torch.testing.assert_close(out, torch.full((3,), 6.0))
