@@ -10,7 +10,7 @@ import weakref
 import sympy
 import torch
 
-from blade.runtime.host_provider import TorchProvider
+from blade.runtime.host_provider import TorchProvider, _same_kind
 from blade.runtime.program import Buffer, Program, Step, Value
 from blade.runtime.program_executor import ProgramExecutor
 from blade.shape_program import ShapeProgram
@@ -47,3 +47,32 @@ def test_same_dtype_cast_result_does_not_alias_a_reused_arena_buffer():
         assert 1 in ex._in_arena and 3 in ex._in_arena and 2 not in ex._in_arena
         (out,) = ex.run([torch.zeros(3)])
         torch.testing.assert_close(out, torch.full((3,), 6.0))
+
+
+def test_channels_last_weight_copies_do_not_keep_dropped_weights_alive():
+    """The process-wide ``torch_provider`` serves every loaded artifact: its channels-last copies
+    must go with the weights they copy (they held the weight and the copy forever)."""
+    provider = TorchProvider()
+    w = torch.nn.Parameter(torch.randn(4, 3, 3, 3))
+    copy = provider._channels_last(w)
+    assert copy.is_contiguous(memory_format=torch.channels_last) and len(provider._cl_weights) == 1
+    assert provider._channels_last(w) is copy  # cached
+    alive = weakref.ref(w)
+    del w, copy
+    gc.collect()
+    assert alive() is None and len(provider._cl_weights) == 0
+
+
+def test_channels_last_copy_follows_in_place_updates_and_not_across_devices():
+    provider = TorchProvider()
+    w = torch.nn.Conv2d(3, 4, 3).weight
+    copy = provider._channels_last(w)
+    with torch.no_grad():
+        w.mul_(2)
+    provider.refresh()  # in place, the same address (a CUDA graph replay reads it)
+    assert provider._channels_last(w) is copy
+    torch.testing.assert_close(copy, w.detach())
+    # a weight whose data moved to another device (Module.to keeps the Parameter) gets a new copy
+    # there; tests/gpu/test_gpu_provider.py moves one to the GPU
+    assert not _same_kind(copy, torch.empty(w.shape, device="meta"))
+    assert _same_kind(copy, w.detach())
