@@ -37,6 +37,7 @@ import importlib.util
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -131,6 +132,7 @@ class ProgramExecutor:
         in_arena = {p.buffers[i].value for i in self._placed}
         self._in_arena = {v for v in range(len(p.values)) if base.get(v, v) in in_arena}
         self._call_plans: dict[tuple, _CallPlan] = {}
+        self._call_plans_lock = threading.Lock()
         self._input_values = [i for i, v in enumerate(p.values) if v.kind == ValueKind.INPUT.value]
         self._weights_env: list[tuple[int, torch.Tensor]] | None = None
 
@@ -232,9 +234,11 @@ class ProgramExecutor:
         key = (device, tuple(slots))
         plan = self._call_plans.get(key)
         if plan is None:
-            if len(self._call_plans) >= MAX_CALL_PLANS:
-                self._call_plans.pop(next(iter(self._call_plans)))
-            plan = self._call_plans[key] = _CallPlan(self, slots, offsets, total, device)
+            plan = _CallPlan(self, slots, offsets, total, device)
+            with self._call_plans_lock:  # two threads evicting the same oldest plan: a KeyError
+                while len(self._call_plans) >= MAX_CALL_PLANS:
+                    self._call_plans.pop(next(iter(self._call_plans)))
+                self._call_plans[key] = plan
         env: list[Any] = list(plan.env)
         if device.type == "cuda":  # where the launches go (read once per call, not per launch)
             env[-1] = (torch.cuda.current_stream(device).cuda_stream,

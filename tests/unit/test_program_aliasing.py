@@ -4,6 +4,7 @@ with an argument, caches that must not outlive or mis-serve what they cache. Pro
 by hand here so that each test holds exactly the steps that matter."""
 
 import gc
+import sys
 import threading
 import weakref
 
@@ -12,6 +13,7 @@ import torch
 
 from blade.runtime.host_provider import TorchProvider, _same_kind
 from blade.runtime.program import Buffer, Program, Step, Value
+from blade.runtime import program_executor
 from blade.runtime.program_executor import ProgramExecutor
 from blade.shape_program import ShapeProgram
 
@@ -76,3 +78,35 @@ def test_channels_last_copy_follows_in_place_updates_and_not_across_devices():
     # there; tests/gpu/test_gpu_provider.py moves one to the GPU
     assert not _same_kind(copy, torch.empty(w.shape, device="meta"))
     assert _same_kind(copy, w.detach())
+
+
+def test_call_plans_evicted_by_several_threads(monkeypatch):
+    """Threads calling one executor at more sizes than it keeps call plans for: two of them
+    evicting the same oldest plan raised a KeyError (a stress test: the race needs a thread switch
+    between choosing the plan and dropping it, made likely by a tiny switch interval)."""
+    p = _program(values=[_v("input", index=0), _v("output")], buffers=[],
+                 steps=[Step("library_call", "neg", [0], [1], provider="torch")], outputs=[1])
+    monkeypatch.setattr(program_executor, "MAX_CALL_PLANS", 2)
+    ex = ProgramExecutor(p, {})
+    errors = []
+
+    def work(seed):
+        try:
+            for i in range(1500):
+                n = 1 + (i * 7 + seed) % 11
+                (o,) = ex.run([torch.ones(n)])
+                assert o.shape == (n,) and bool((o == -1).all())
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(e))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and len(ex._call_plans) <= 2
