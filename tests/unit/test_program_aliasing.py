@@ -110,3 +110,13 @@ def test_call_plans_evicted_by_several_threads(monkeypatch):
     finally:
         sys.setswitchinterval(interval)
     assert not errors and len(ex._call_plans) <= 2
+
+
+def test_one_lock_guards_the_process_wide_cudnn_benchmark_flag():
+    """The kernel executor and the torch provider both set ``cudnn.benchmark`` around a
+    convolution and restore it: under two locks, a module of each kind in two threads could
+    restore each other's value and leave the user's setting changed."""
+    from blade.executors import triton_executor
+    from blade.runtime import host_provider
+
+    assert triton_executor._CUDNN_FLAG_LOCK is host_provider._CUDNN_FLAG_LOCK
