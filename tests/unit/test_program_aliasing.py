@@ -120,3 +120,20 @@ def test_one_lock_guards_the_process_wide_cudnn_benchmark_flag():
     from blade.runtime import host_provider
 
     assert triton_executor._CUDNN_FLAG_LOCK is host_provider._CUDNN_FLAG_LOCK
+
+
+def test_program_executor_on_cpu_without_interpreter_is_refused_at_compile_time(monkeypatch, capsys):
+    """``Config(executor="program")`` on a CPU without ``TRITON_INTERPRET=1``: the module runs
+    eagerly with one message saying why, as with ``executor="kernels"`` (it compiled, then
+    reported an INTERNAL ERROR on every call)."""
+    import blade
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.LayerNorm(8)).eval()
+    opt = blade.optimize(m, (torch.randn(2, 8),), config=blade.Config(executor="program"))
+    with torch.no_grad():
+        for b in (2, 3):
+            x = torch.randn(b, 8)
+            torch.testing.assert_close(opt(x), m(x))
+    err = capsys.readouterr().err
+    assert "TRITON_INTERPRET=1" in err and "INTERNAL ERROR" not in err, err
