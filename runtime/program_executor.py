@@ -442,6 +442,7 @@ class _KernelRunner:
         self._blobs = program.blobs
         self._module = None
         self._counters: dict[torch.device, torch.Tensor] = {}
+        self._retired: list[torch.Tensor] = []  # outgrown counters (see _counter)
         self._cuda: dict[int, tuple[Any, str, list[str]]] = {}  # variant -> (native kernel, type codes, arg names)
 
     def bind(self, step, slots: list[int]) -> Callable[[list], None]:
@@ -553,6 +554,8 @@ class _KernelRunner:
         (the last program of each resets its ticket), so they persist with the executor."""
         c = self._counters.get(device)
         if c is None or c.numel() < n:
+            if c is not None:  # a CUDA graph captured earlier still replays with the old buffer's
+                self._retired.append(c)  # address: it must outlive every such graph, so it is kept
             c = self._counters[device] = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
         return c
 

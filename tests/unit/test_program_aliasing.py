@@ -137,3 +137,21 @@ def test_program_executor_on_cpu_without_interpreter_is_refused_at_compile_time(
             torch.testing.assert_close(opt(x), m(x))
     err = capsys.readouterr().err
     assert "TRITON_INTERPRET=1" in err and "INTERNAL ERROR" not in err, err
+
+
+def test_outgrown_groupnorm_counter_outlives_the_graphs_that_captured_it():
+    """GroupNorm's ticket counter grows with the batch; a CUDA graph captured at a smaller batch
+    (``Config(executor="program")`` captures graphs around the Program executor) replays with
+    the old counter's address, so the old buffer must stay allocated (it was freed, and the
+    replay's tickets landed in whatever reused that memory). The kernel executor's launcher keeps
+    them the same way (``compiler/executors/launch.py``)."""
+    p = _program(values=[], buffers=[], steps=[], outputs=[])
+    p.kernels, p.blobs = {"k": {"source": "src"}}, {"src": b""}
+    runner = program_executor._KernelRunner("k", p)
+    small = runner._counter(torch.device("cpu"), 10)
+    assert runner._counter(torch.device("cpu"), 60) is small  # fits: the same buffer
+    alive = weakref.ref(small)
+    del small
+    grown = runner._counter(torch.device("cpu"), 100)
+    gc.collect()
+    assert grown.numel() >= 100 and alive() is not None
