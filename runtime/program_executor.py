@@ -305,6 +305,10 @@ class ProgramExecutor:
                 def library_allocating(env):
                     args = [env[i] for i in ins]
                     results = provider(op, attrs, args, [None] * len(checks))
+                    if results is None or len(results) != len(checks):
+                        raise ProviderError(f"provider '{step.provider}' {op} allocates its results but returned "
+                                            f"{'none' if results is None else len(results)}; the Program "
+                                            f"expects {len(checks)}")
                     for (o, shape, dtype, unaliased), r in zip(checks, results):
                         if r.shape != shape:
                             raise ProviderError(f"provider '{step.provider}' {op}: computed shape {tuple(r.shape)}, "

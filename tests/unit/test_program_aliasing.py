@@ -8,13 +8,14 @@ import sys
 import threading
 import weakref
 
+import pytest
 import sympy
 import torch
 
 from blade.runtime.host_provider import TorchProvider, _same_kind
 from blade.runtime.program import Buffer, Program, Step, Value
 from blade.runtime import program_executor
-from blade.runtime.program_executor import ProgramExecutor
+from blade.runtime.program_executor import ProgramExecutor, ProgramRunError
 from blade.shape_program import ShapeProgram
 
 S0 = sympy.Symbol("s0", integer=True, positive=True)
@@ -155,3 +156,23 @@ def test_outgrown_groupnorm_counter_outlives_the_graphs_that_captured_it():
     grown = runner._counter(torch.device("cpu"), 100)
     gc.collect()
     assert grown.numel() >= 100 and alive() is not None
+
+
+def test_allocating_provider_returning_too_few_results_is_named():
+    """A provider that says it allocates an op's results but returns fewer of them left values
+    unset, and a later step failed on ``None`` far from the cause."""
+    class Forgetful:
+        def allocates(self, op):
+            return True
+
+        def __call__(self, op, attrs, inputs, outputs):
+            return []
+
+    p = _program(values=[_v("input", index=0), _v("arena", buffer=0), _v("output")],
+                 buffers=[Buffer(1, 1, 0, 1)],
+                 steps=[Step("library_call", "neg", [0], [1], provider="mine"),
+                        Step("library_call", "neg", [1], [2], provider="torch")],
+                 outputs=[2])
+    ex = ProgramExecutor(p, {}, providers={"mine": Forgetful(), "torch": TorchProvider()})
+    with pytest.raises(ProgramRunError, match=r"step 0 .*'mine' neg allocates its results but returned 0"):
+        ex.run([torch.zeros(3)])
