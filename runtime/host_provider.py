@@ -140,6 +140,9 @@ class TorchProvider:
         #: weight's identity (the process-wide ``torch_provider`` serves every loaded artifact: a
         #: strong reference would keep a dropped model's weights and their copies alive)
         self._cl_weights: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        #: iterating a weak dictionary is not atomic: a thread adding a weight while another
+        #: refreshes would end the refresh with "dictionary changed size during iteration"
+        self._cl_lock = threading.Lock()
 
     def __call__(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor],
                  outputs: list[torch.Tensor | None]) -> list[torch.Tensor] | None:
@@ -190,7 +193,8 @@ class TorchProvider:
         hit = self._cl_weights.get(w)
         if hit is None or not _same_kind(hit[2], w):  # new, or moved to another dtype, shape or device
             hit = (w._version, w.data_ptr(), w.detach().contiguous(memory_format=torch.channels_last))
-            self._cl_weights[w] = hit
+            with self._cl_lock:
+                self._cl_weights[w] = hit
         elif hit[0] != w._version or hit[1] != w.data_ptr():
             hit = self._refreshed(w, hit[2])
         return hit[2]
@@ -199,13 +203,16 @@ class TorchProvider:
         with torch.no_grad():
             copy.copy_(w)  # in place: a captured CUDA graph reads this copy's address
         hit = (w._version, w.data_ptr(), copy)
-        self._cl_weights[w] = hit
+        with self._cl_lock:
+            self._cl_weights[w] = hit
         return hit
 
     def refresh(self) -> None:
         """Copy in-place weight updates into the channels-last copies (before a CUDA graph replay,
         which runs no Python)."""
-        for w, (version, ptr, copy) in list(self._cl_weights.items()):
+        with self._cl_lock:
+            hits = list(self._cl_weights.items())
+        for w, (version, ptr, copy) in hits:
             if (version != w._version or ptr != w.data_ptr()) and _same_kind(copy, w):
                 self._refreshed(w, copy)
 

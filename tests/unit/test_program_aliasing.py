@@ -176,3 +176,36 @@ def test_allocating_provider_returning_too_few_results_is_named():
     ex = ProgramExecutor(p, {}, providers={"mine": Forgetful(), "torch": TorchProvider()})
     with pytest.raises(ProgramRunError, match=r"step 0 .*'mine' neg allocates its results but returned 0"):
         ex.run([torch.zeros(3)])
+
+
+def test_refresh_while_another_thread_adds_weights():
+    """``refresh`` runs before every CUDA graph replay while other threads' calls may add weights:
+    iterating the weak dictionary is not atomic ("dictionary changed size during iteration"; a
+    stress test, made likely by a tiny switch interval)."""
+    provider = TorchProvider()
+    weights = [torch.nn.Parameter(torch.randn(2, 2, 1, 2)) for _ in range(2000)]
+    for w in weights[:200]:
+        provider._channels_last(w)
+    errors, stop = [], threading.Event()
+
+    def refresher():
+        try:
+            while not stop.is_set():
+                provider.refresh()
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(e))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        t = threading.Thread(target=refresher)
+        t.start()
+        try:
+            for w in weights[200:]:
+                provider._channels_last(w)
+        finally:
+            stop.set()
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and len(provider._cl_weights) == len(weights)
