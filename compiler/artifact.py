@@ -11,7 +11,8 @@ needs neither xDSL nor Triton's compiler; its versions are checked against the a
 
 On a GPU a loaded module launches the cubins ``save(..., target=("cuda", 90, 32))`` stored, through
 the C++ runtime's driver launcher (no Triton compile); on a CPU it runs the kernels' source under
-``TRITON_INTERPRET=1``. ``BladeModule`` itself does not run Programs yet (it runs the IR executors).
+``TRITON_INTERPRET=1``. ``BladeModule`` runs Programs only with ``Config(executor="program")``
+(``compiler/executors/program_backed.py``); by default it runs the IR executors.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 
 class Provider(Protocol):
@@ -141,8 +142,13 @@ class TorchProvider:
         refreshed when the parameter's version or storage changes."""
         self.conv_algorithm_search = conv_algorithm_search
         self.convert_weights_in_place = convert_weights_in_place
-        #: channels-last weight copies: id(weight) -> (weight, version, data_ptr, copy)
-        self._cl_weights: dict[int, tuple[torch.Tensor, int, int, torch.Tensor]] = {}
+        #: channels-last weight copies: weight -> (version, data_ptr, copy), held weakly by the
+        #: weight's identity (the process-wide ``torch_provider`` serves every loaded artifact: a
+        #: strong reference would keep a dropped model's weights and their copies alive)
+        self._cl_weights: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        #: iterating a weak dictionary is not atomic: a thread adding a weight while another
+        #: refreshes would end the refresh with "dictionary changed size during iteration"
+        self._cl_lock = threading.Lock()
         #: tensors an executor keeps across calls (weights cast once): cached like parameters
         self._stable: dict[int, weakref.ref] = {}
 
@@ -202,30 +208,37 @@ class TorchProvider:
         stable = self._stable.get(id(w))
         if not isinstance(w, torch.nn.Parameter) and (stable is None or stable() is not w):
             return w.contiguous(memory_format=torch.channels_last)  # computed: new data every call
-        hit = self._cl_weights.get(id(w))
-        if hit is None or hit[0] is not w or hit[3].shape != w.shape or hit[3].dtype != w.dtype:
-            hit = (w, w._version, w.data_ptr(), w.detach().contiguous(memory_format=torch.channels_last))
-            self._cl_weights[id(w)] = hit
-        elif hit[1] != w._version or hit[2] != w.data_ptr():
-            hit = self._refreshed(hit)
-        return hit[3]
+        hit = self._cl_weights.get(w)
+        if hit is None or not _same_kind(hit[2], w):  # new, or moved to another dtype, shape or device
+            hit = (w._version, w.data_ptr(), w.detach().contiguous(memory_format=torch.channels_last))
+            with self._cl_lock:
+                self._cl_weights[w] = hit
+        elif hit[0] != w._version or hit[1] != w.data_ptr():
+            hit = self._refreshed(w, hit[2])
+        return hit[2]
 
-    def _refreshed(self, hit):
-        w, _, _, copy = hit
+    def _refreshed(self, w: torch.Tensor, copy: torch.Tensor):
         with torch.no_grad():
             copy.copy_(w)  # in place: a captured CUDA graph reads this copy's address
-        hit = (w, w._version, w.data_ptr(), copy)
-        self._cl_weights[id(w)] = hit
+        hit = (w._version, w.data_ptr(), copy)
+        with self._cl_lock:
+            self._cl_weights[w] = hit
         return hit
 
     def refresh(self) -> None:
         """Copy in-place weight updates into the channels-last copies (before a CUDA graph replay,
         which runs no Python)."""
-        for hit in list(self._cl_weights.values()):
-            w = hit[0]
-            if hit[1] != w._version or hit[2] != w.data_ptr():
-                if w.shape == hit[3].shape and w.dtype == hit[3].dtype:
-                    self._refreshed(hit)
+        with self._cl_lock:
+            hits = list(self._cl_weights.items())
+        for w, (version, ptr, copy) in hits:
+            if (version != w._version or ptr != w.data_ptr()) and _same_kind(copy, w):
+                self._refreshed(w, copy)
+
+
+def _same_kind(copy: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether ``copy`` can take ``w``'s values in place (a weight moved to another device keeps
+    its Parameter but needs a copy there)."""
+    return copy.shape == w.shape and copy.dtype == w.dtype and copy.device == w.device
 
 
 torch_provider = TorchProvider()

@@ -37,6 +37,7 @@ import importlib.util
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -133,7 +134,16 @@ class ProgramExecutor:
         self._prepared_outs: dict[tuple[int, torch.device], list] = {}
         #: indices of the buffers placed in the arena (the others' values are provided or kept)
         self._placed = [i for i, b in enumerate(p.buffers) if b.value not in self._provided]
+        #: values whose memory is the call's arena (placed values and views of them): a provided
+        #: result aliasing one (a same-dtype cast returns its input) would outlive its buffer
+        base: dict[int, int] = {}
+        for st in p.steps:
+            if st.kind == StepKind.VIEW.value:
+                base[st.outputs[0]] = base.get(st.inputs[0], st.inputs[0])
+        in_arena = {p.buffers[i].value for i in self._placed}
+        self._in_arena = {v for v in range(len(p.values)) if base.get(v, v) in in_arena}
         self._call_plans: dict[tuple, _CallPlan] = {}
+        self._call_plans_lock = threading.Lock()
         self._input_values = [i for i, v in enumerate(p.values) if v.kind == ValueKind.INPUT.value]
         self._weights_env: list[tuple[int, torch.Tensor]] | None = None
 
@@ -235,9 +245,11 @@ class ProgramExecutor:
         key = (device, tuple(slots))
         plan = self._call_plans.get(key)
         if plan is None:
-            if len(self._call_plans) >= MAX_CALL_PLANS:
-                self._call_plans.pop(next(iter(self._call_plans)))
-            plan = self._call_plans[key] = _CallPlan(self, slots, offsets, total, device)
+            plan = _CallPlan(self, slots, offsets, total, device)
+            with self._call_plans_lock:  # two threads evicting the same oldest plan: a KeyError
+                while len(self._call_plans) >= MAX_CALL_PLANS:
+                    self._call_plans.pop(next(iter(self._call_plans)))
+                self._call_plans[key] = plan
         env: list[Any] = list(plan.env)
         if device.type == "cuda":  # where the launches go (read once per call, not per launch)
             env[-1] = (torch.cuda.current_stream(device).cuda_stream,
@@ -297,20 +309,27 @@ class ProgramExecutor:
                                       f"(registered: {sorted(self.providers)})")
             op, attrs = step.op, _resolve(step.attrs, slots)
             if outs and outs[0] in self._provided:
+                # a result that may alias one of the arguments must not when the caller keeps it
+                # (an output) or when that argument's arena buffer dies here and is reused later
+                reads_arena = any(i in self._in_arena for i in ins)
                 checks = [(o, tuple(slots[d] for d in self.program.values[o].dims), self._dtypes[o],
-                           self.program.values[o].kind == ValueKind.OUTPUT.value) for o in outs]
+                           reads_arena or self.program.values[o].kind == ValueKind.OUTPUT.value) for o in outs]
 
                 def library_allocating(env):
                     args = [env[i] for i in ins]
                     results = provider(op, attrs, args, [None] * len(checks))
-                    for (o, shape, dtype, is_output), r in zip(checks, results):
+                    if results is None or len(results) != len(checks):
+                        raise ProviderError(f"provider '{step.provider}' {op} allocates its results but returned "
+                                            f"{'none' if results is None else len(results)}; the Program "
+                                            f"expects {len(checks)}")
+                    for (o, shape, dtype, unaliased), r in zip(checks, results):
                         if r.shape != shape:
                             raise ProviderError(f"provider '{step.provider}' {op}: computed shape {tuple(r.shape)}, "
                                                 f"the Program planned {shape}")
                         if r.dtype != dtype:
                             r = r.to(dtype)
-                        elif is_output and _aliases_any(r, args):
-                            r = r.clone()  # a result the caller keeps never aliases an input or the arena
+                        elif unaliased and _aliases_any(r, args):
+                            r = r.clone()  # never an input's memory kept past the input's life
                         env[o] = r
                 return library_allocating
             return lambda env: provider(op, attrs, [env[i] for i in ins], [env[o] for o in outs])
@@ -501,6 +520,7 @@ class _KernelRunner:
         self._blobs = program.blobs
         self._module = None
         self._counters: dict[torch.device, torch.Tensor] = {}
+        self._retired: list[torch.Tensor] = []  # outgrown counters (see _counter)
         self._cuda: dict[int, tuple[Any, str, list[str]]] = {}  # variant -> (native kernel, type codes, arg names)
 
     def bind(self, step, slots: list[int]) -> Callable[[list], None]:
@@ -612,6 +632,8 @@ class _KernelRunner:
         (the last program of each resets its ticket), so they persist with the executor."""
         c = self._counters.get(device)
         if c is None or c.numel() < n:
+            if c is not None:  # a CUDA graph captured earlier still replays with the old buffer's
+                self._retired.append(c)  # address: it must outlive every such graph, so it is kept
             c = self._counters[device] = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
         return c
 

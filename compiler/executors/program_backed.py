@@ -18,12 +18,14 @@ Not yet: the step loop in C++, and GEMM/convolution providers without torch (iss
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
 
 from blade.executors.reference import ReferenceExecutor
 from blade.runtime.host_provider import TorchProvider
+from blade.runtime.program import StepKind
 from blade.runtime.program_executor import ProgramExecutor, module_weights
 
 
@@ -43,6 +45,12 @@ class ProgramBackedExecutor(ReferenceExecutor):
 
         super().__init__(compiled.module, weights, check_shapes)
         self.program = lower_program(compiled, target=program_target(device), cache_dir=cache_dir)
+        if (device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"
+                and any(s.kind == StepKind.LAUNCH.value for s in self.program.steps)):
+            # as the kernel executor does: refused at compile time (the module then runs eagerly with
+            # one message), not an internal error reported on every call
+            raise RuntimeError("running generated kernels on the CPU needs TRITON_INTERPRET=1 set before "
+                               "triton is imported (start the process with it), or Config(executor='reference')")
         self.provider = provider
         self.runner = ProgramExecutor(self.program, module_weights(self.program, module),
                                       providers={"torch": provider}, prepare_weights=prepare_weights)

@@ -11,7 +11,6 @@ place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convo
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import torch
@@ -24,10 +23,10 @@ from blade.dialects.kernel import FusedOp
 from blade.dialects.structured import ConvOp
 from blade.executors.launch import KernelLauncher
 from blade.executors.reference import ReferenceExecutor
+# cudnn.benchmark is process-wide: one lock for every place that sets and restores it (the torch
+# provider's own would let the two interleave and leave the user's setting changed)
+from blade.runtime.host_provider import _CUDNN_FLAG_LOCK
 from blade.symbolic import evaluate
-
-
-_CUDNN_FLAG_LOCK = threading.Lock()
 
 
 class KernelExecutor(ReferenceExecutor):

@@ -1,0 +1,223 @@
+"""Regression tests for the Program executor's call plans and the torch provider (review of the
+per-size call plans and of providers that return their own results): memory a result may share
+with an argument, caches that must not outlive or mis-serve what they cache. Programs are built
+by hand here so that each test holds exactly the steps that matter."""
+
+import gc
+import sys
+import threading
+import weakref
+
+import pytest
+import sympy
+import torch
+
+from blade.runtime.host_provider import TorchProvider, _same_kind
+from blade.runtime.program import Buffer, Program, Step, Value
+from blade.runtime import program_executor
+from blade.runtime.program_executor import ProgramExecutor, ProgramRunError
+from blade.shape_program import ShapeProgram
+
+S0 = sympy.Symbol("s0", integer=True, positive=True)
+
+
+def _program(values, buffers, steps, outputs) -> Program:
+    """A Program over one float32 input of shape [s0]; slot 0 is s0, slot 1 its byte size."""
+    sp = ShapeProgram([S0, 4 * S0], ["s0"])
+    return Program(symbols=["s0"], bindings=[{"symbol": 0, "input": 0, "dim": 0, "coeff": 1}],
+                   input_names=["x"], shape_code=sp.code, nslots=2, checks=[], values=values,
+                   buffers=buffers, steps=steps, outputs=outputs)
+
+
+def _v(kind, **kw) -> Value:
+    return Value(kind, "float32", [0], **kw)
+
+
+def test_same_dtype_cast_result_does_not_alias_a_reused_arena_buffer():
+    """``cast`` to the dtype it already has returns its input: a provided result then shared the
+    arena buffer of its argument, whose memory a later buffer reuses (the argument's life ends at
+    the cast): ``b + c`` read ``c + c`` (10, not 6)."""
+    p = _program(values=[_v("input", index=0), _v("arena", buffer=0), _v("arena", buffer=1),
+                         _v("arena", buffer=2), _v("output")],
+                 buffers=[Buffer(1, 1, 0, 1), Buffer(2, 1, 1, 3), Buffer(3, 1, 2, 3)],
+                 steps=[Step("library_call", "full", [], [1], provider="torch", attrs={"value": 1.0}),
+                        Step("library_call", "cast", [1], [2], provider="torch"),
+                        Step("library_call", "full", [], [3], provider="torch", attrs={"value": 5.0}),
+                        Step("library_call", "add", [2, 3], [4], provider="torch")],
+                 outputs=[4])
+    for native in (None, False):
+        ex = ProgramExecutor(p, {}, native=native)
+        assert 1 in ex._in_arena and 3 in ex._in_arena and 2 not in ex._in_arena
+        (out,) = ex.run([torch.zeros(3)])
+        torch.testing.assert_close(out, torch.full((3,), 6.0))
+
+
+def test_channels_last_weight_copies_do_not_keep_dropped_weights_alive():
+    """The process-wide ``torch_provider`` serves every loaded artifact: its channels-last copies
+    must go with the weights they copy (they held the weight and the copy forever)."""
+    provider = TorchProvider(convert_weights_in_place=False)  # the copy mode
+    w = torch.nn.Parameter(torch.randn(4, 3, 3, 3))
+    copy = provider._channels_last(w)
+    assert copy.is_contiguous(memory_format=torch.channels_last) and len(provider._cl_weights) == 1
+    assert provider._channels_last(w) is copy  # cached
+    alive = weakref.ref(w)
+    del w, copy
+    gc.collect()
+    assert alive() is None and len(provider._cl_weights) == 0
+
+
+def test_channels_last_copy_follows_in_place_updates_and_not_across_devices():
+    provider = TorchProvider(convert_weights_in_place=False)
+    w = torch.nn.Conv2d(3, 4, 3).weight
+    copy = provider._channels_last(w)
+    with torch.no_grad():
+        w.mul_(2)
+    provider.refresh()  # in place, the same address (a CUDA graph replay reads it)
+    assert provider._channels_last(w) is copy
+    torch.testing.assert_close(copy, w.detach())
+    # a weight whose data moved to another device (Module.to keeps the Parameter) gets a new copy
+    # there; tests/gpu/test_gpu_provider.py moves one to the GPU
+    assert not _same_kind(copy, torch.empty(w.shape, device="meta"))
+    assert _same_kind(copy, w.detach())
+
+
+def test_call_plans_evicted_by_several_threads(monkeypatch):
+    """Threads calling one executor at more sizes than it keeps call plans for: two of them
+    evicting the same oldest plan raised a KeyError (a stress test: the race needs a thread switch
+    between choosing the plan and dropping it, made likely by a tiny switch interval)."""
+    p = _program(values=[_v("input", index=0), _v("output")], buffers=[],
+                 steps=[Step("library_call", "neg", [0], [1], provider="torch")], outputs=[1])
+    monkeypatch.setattr(program_executor, "MAX_CALL_PLANS", 2)
+    ex = ProgramExecutor(p, {})
+    errors = []
+
+    def work(seed):
+        try:
+            for i in range(1500):
+                n = 1 + (i * 7 + seed) % 11
+                (o,) = ex.run([torch.ones(n)])
+                assert o.shape == (n,) and bool((o == -1).all())
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(e))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and len(ex._call_plans) <= 2
+
+
+def test_one_lock_guards_the_process_wide_cudnn_benchmark_flag():
+    """The kernel executor and the torch provider both set ``cudnn.benchmark`` around a
+    convolution and restore it: under two locks, a module of each kind in two threads could
+    restore each other's value and leave the user's setting changed."""
+    from blade.executors import triton_executor
+    from blade.runtime import host_provider
+
+    assert triton_executor._CUDNN_FLAG_LOCK is host_provider._CUDNN_FLAG_LOCK
+
+
+def test_program_executor_on_cpu_without_interpreter_is_refused_at_compile_time(monkeypatch, capsys):
+    """``Config(executor="program")`` on a CPU without ``TRITON_INTERPRET=1``: the module runs
+    eagerly with one message saying why, as with ``executor="kernels"`` (it compiled, then
+    reported an INTERNAL ERROR on every call)."""
+    import blade
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    m = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.LayerNorm(8)).eval()
+    opt = blade.optimize(m, (torch.randn(2, 8),), config=blade.Config(executor="program"))
+    with torch.no_grad():
+        for b in (2, 3):
+            x = torch.randn(b, 8)
+            torch.testing.assert_close(opt(x), m(x))
+    err = capsys.readouterr().err
+    assert "TRITON_INTERPRET=1" in err and "INTERNAL ERROR" not in err, err
+
+
+def test_outgrown_groupnorm_counter_outlives_the_graphs_that_captured_it():
+    """GroupNorm's ticket counter grows with the batch; a CUDA graph captured at a smaller batch
+    (``Config(executor="program")`` captures graphs around the Program executor) replays with
+    the old counter's address, so the old buffer must stay allocated (it was freed, and the
+    replay's tickets landed in whatever reused that memory). The kernel executor's launcher keeps
+    them the same way (``compiler/executors/launch.py``)."""
+    p = _program(values=[], buffers=[], steps=[], outputs=[])
+    p.kernels, p.blobs = {"k": {"source": "src"}}, {"src": b""}
+    runner = program_executor._KernelRunner("k", p)
+    small = runner._counter(torch.device("cpu"), 10)
+    assert runner._counter(torch.device("cpu"), 60) is small  # fits: the same buffer
+    alive = weakref.ref(small)
+    del small
+    grown = runner._counter(torch.device("cpu"), 100)
+    gc.collect()
+    assert grown.numel() >= 100 and alive() is not None
+
+
+def test_allocating_provider_returning_too_few_results_is_named():
+    """A provider that says it allocates an op's results but returns fewer of them left values
+    unset, and a later step failed on ``None`` far from the cause."""
+    class Forgetful:
+        def allocates(self, op):
+            return True
+
+        def __call__(self, op, attrs, inputs, outputs):
+            return []
+
+    p = _program(values=[_v("input", index=0), _v("arena", buffer=0), _v("output")],
+                 buffers=[Buffer(1, 1, 0, 1)],
+                 steps=[Step("library_call", "neg", [0], [1], provider="mine"),
+                        Step("library_call", "neg", [1], [2], provider="torch")],
+                 outputs=[2])
+    ex = ProgramExecutor(p, {}, providers={"mine": Forgetful(), "torch": TorchProvider()})
+    with pytest.raises(ProgramRunError, match=r"step 0 .*'mine' neg allocates its results but returned 0"):
+        ex.run([torch.zeros(3)])
+
+
+def test_refresh_while_another_thread_adds_weights():
+    """``refresh`` runs before every CUDA graph replay while other threads' calls may add weights:
+    iterating the weak dictionary is not atomic ("dictionary changed size during iteration"; a
+    stress test, made likely by a tiny switch interval)."""
+    provider = TorchProvider(convert_weights_in_place=False)
+    weights = [torch.nn.Parameter(torch.randn(2, 2, 1, 2)) for _ in range(2000)]
+    for w in weights[:200]:
+        provider._channels_last(w)
+    errors, stop = [], threading.Event()
+
+    def refresher():
+        try:
+            while not stop.is_set():
+                provider.refresh()
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(e))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        t = threading.Thread(target=refresher)
+        t.start()
+        try:
+            for w in weights[200:]:
+                provider._channels_last(w)
+        finally:
+            stop.set()
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors and len(provider._cl_weights) == len(weights)
+
+
+def test_default_provider_makes_parameters_channels_last_in_place():
+    """The default (``Config.convert_weights_in_place``): no copy, so an update written through
+    ``.data`` in place (PEFT's LoRA merge), which changes neither version nor storage, is read."""
+    provider = TorchProvider()
+    w = torch.nn.Conv2d(3, 4, 3).weight
+    values = w.detach().clone()
+    assert provider._channels_last(w) is w and w.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(w.detach(), values)
+    w.data += 1.0
+    assert provider._channels_last(w) is w and len(provider._cl_weights) == 0
