@@ -26,7 +26,7 @@ import torch
 from blade.executors.reference import ReferenceExecutor
 from blade.runtime.host_provider import TorchProvider
 from blade.runtime.program import StepKind
-from blade.runtime.program_executor import ProgramExecutor, module_weights
+from blade.runtime.program_executor import ProgramExecutor
 
 
 def program_target(device: torch.device) -> tuple[str, int, int] | None:
@@ -52,7 +52,7 @@ class ProgramBackedExecutor(ReferenceExecutor):
             raise RuntimeError("running generated kernels on the CPU needs TRITON_INTERPRET=1 set before "
                                "triton is imported (start the process with it), or Config(executor='reference')")
         self.provider = provider
-        self.runner = ProgramExecutor(self.program, module_weights(self.program, module),
+        self.runner = ProgramExecutor(self.program, weights,  # the module's resolver (constants included)
                                       providers={"torch": provider}, prepare_weights=prepare_weights)
         self._twin_args = (module, device, provider, cache_dir, prepare_weights)
 
