@@ -40,6 +40,8 @@ def pass_names(config: Config) -> list[str]:
     if config.enable_fp16:
         names += ["convert-fp16", "canonicalize"]
     names += ["cluster-supported", "layout-nhwc", "canonicalize", "fuse-stitch"]
+    if config.enable_fp16:
+        names += ["sink-weight-casts"]  # the casts convert-fp16 made, next to their first use
     return names
 
 

@@ -49,6 +49,12 @@ def _fuse_stitch():
     return FuseStitch
 
 
+def _sink_weight_casts():
+    from blade.passes.sink_weight_casts import SinkWeightCasts
+
+    return SinkWeightCasts
+
+
 def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "canonicalize": _canonicalize,
@@ -57,6 +63,7 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "cluster-supported": _cluster_supported,
         "layout-nhwc": _layout_nhwc,
         "fuse-stitch": _fuse_stitch,
+        "sink-weight-casts": _sink_weight_casts,
     }
 
 
@@ -73,6 +80,8 @@ SUMMARIES = {
                    "left between a convolution and its norm.",
     "fuse-stitch": "Groups memory-bound ops (GroupNorm+SiLU, LayerNorm, softmax, GEGLU, elementwise chains) "
                    "into blade.fused kernels.",
+    "sink-weight-casts": "Moves work that reads only weights (float16 casts of float32 weights) to just before "
+                         "its first use, so their buffers are not all live at once.",
 }
 
 
