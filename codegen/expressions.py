@@ -65,7 +65,25 @@ UNARY = {
     ew.ErfOp: lambda a: f"tl.erf({a})",
     ew.ReciprocalOp: lambda a: f"(1.0 / {a})",
     ew.LogicalNotOp: lambda a: f"({a} == 0)",
+    ew.FloorOp: lambda a: f"tl.floor({a})",
+    ew.CeilOp: lambda a: f"tl.ceil({a})",
+    ew.TruncOp: lambda a: f"tl.where({a} < 0.0, tl.ceil({a}), tl.floor({a}))",
+    ew.RoundOp: lambda a: _round_half_even(a),
+    ew.Log2Op: lambda a: f"tl.log2({a})",
+    ew.Exp2Op: lambda a: f"tl.exp2({a})",
 }
+#: ops that are the identity on integers (PyTorch returns the input's values)
+INTEGER_IDENTITY = (ew.FloorOp, ew.CeilOp, ew.TruncOp, ew.RoundOp)
+
+
+def _round_half_even(a: str) -> str:
+    """torch.round: to nearest, ties to even. ``floor(a + 0.5)`` is wrong twice over (ties go up,
+    and ``0.49999997 + 0.5`` rounds to 1.0 in float32); ``a - floor(a)`` is exact, so the tie test
+    is too. Values past 2**23 are integers already (fraction 0)."""
+    r = f"tl.floor({a})"
+    d = f"({a} - {r})"
+    odd = f"(({r} - 2.0 * tl.floor({r} * 0.5)) == 1.0)"
+    return f"tl.where(({d} > 0.5) | (({d} == 0.5) & {odd}), {r} + 1.0, {r})"
 
 BINARY = {
     ew.AddOp: "({a} + {b})", ew.SubOp: "({a} - {b})", ew.MulOp: "({a} * {b})", ew.DivOp: "({a} / {b})",
@@ -103,6 +121,17 @@ def expression(op: Operation, args: list[str], arg_types: list[TensorType], cons
             inner = _tanh(f"0.7978845608028654 * ({a} + 0.044715 * {a} * {a} * {a})")
             return f"(0.5 * {a} * (1.0 + {inner}))"
         return f"(0.5 * {a} * (1.0 + tl.erf({a} * 0.7071067811865476)))"
+    if isinstance(op, ew.SignOp):
+        # (a > 0) - (a < 0): 0 for 0 and NaN, as PyTorch
+        a = args[0]
+        return f"(({a} > 0).to({out_c}) - ({a} < 0).to({out_c}))"
+    if isinstance(op, (ew.IsnanOp, ew.IsinfOp)):
+        a = args[0]
+        if not is_float(arg_types[0]):
+            return f"({a} != {a})"  # integers are never NaN or infinite
+        return f"({a} != {a})" if isinstance(op, ew.IsnanOp) else f"(tl.abs({a}) == float('inf'))"
+    if isinstance(op, INTEGER_IDENTITY) and not is_float(arg_types[0]):
+        return _as(args[0], arg_types[0], out_c)
     if type(op) in UNARY:
         a = _as(args[0], arg_types[0], out_c)
         return UNARY[type(op)](a)

@@ -41,6 +41,10 @@ INF = math.inf
 
 #: symbol ranges of the module being built, for the op verifiers (set by the importer)
 ACTIVE_RANGES: ContextVar[dict | None] = ContextVar("blade_active_ranges", default=None)
+#: while the importer builds a module: a function returning ``lhs - rhs`` of every ``Eq`` guard the
+#: module assumes so far (two sizes torch.export checks equal at run time, such as a sequence
+#: length that is a sum of two inputs' lengths on both sides of a broadcast)
+ACTIVE_EQUALITIES: ContextVar[Callable[[], list] | None] = ContextVar("blade_active_equalities", default=None)
 
 
 class ShapeError(ValueError):

@@ -42,7 +42,7 @@ _SIZE_ARITHMETIC = (
     operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod, operator.truediv,
     operator.neg, operator.pow, operator.eq, operator.ne, operator.lt, operator.le, operator.gt,
     operator.ge, torch.sym_max, torch.sym_min, torch.sym_float, torch.sym_int, math.ceil, math.floor,
-    "sym_size.int", "sym_numel.default", "sym_stride.int", "sym_storage_offset.default",
+    math.trunc, "sym_size.int", "sym_numel.default", "sym_stride.int", "sym_storage_offset.default",
 )
 
 
@@ -178,6 +178,36 @@ def _expand(ctx: ImportCtx, node, x, *args, **kwargs):
     v = ctx.value(x)
     out = ctx.out_type()
     return v if v.type == out else ctx.emit(dm.ExpandOp, [v], out)
+
+
+@handles("repeat.default")
+def _repeat(ctx: ImportCtx, node, x, repeats):
+    """``x.repeat(r0, r1, ...)`` as a view ``[1, d0, 1, d1, ...]``, an ``expand`` to ``[r0, d0, r1,
+    d1, ...]`` and a reshape to ``[r0*d0, r1*d1, ...]`` (torch's own decomposition asks whether
+    the final reshape is a no-op, a guard that split batch 1 off)."""
+    v = ctx.value(x)
+    out = ctx.out_type()
+    reps = [ctx.sym(r) for r in repeats]
+    dims = [sympy.Integer(1)] * (len(reps) - v.type.rank) + list(v.type.shape)
+    spread = [d for pair in zip([sympy.Integer(1)] * len(dims), dims) for d in pair]
+    grown = [d for pair in zip(reps, dims) for d in pair]
+    v = ctx.emit(dm.ReshapeOp, [v], tensor_type(spread, out.dtype))
+    v = ctx.emit(dm.ExpandOp, [v], tensor_type(grown, out.dtype))
+    return ctx.emit(dm.ReshapeOp, [v], out)
+
+
+@handles("flip.default")
+def _flip(ctx: ImportCtx, node, x, dims):
+    """Each flipped dim is an index gather at ``n - 1 - i``."""
+    v = ctx.value(x)
+    rank = v.type.rank
+    for d in sorted({d % max(rank, 1) for d in dims}):
+        n = v.type.shape[d]
+        iota = ctx.emit(dm.IotaOp, [], tensor_type([n], torch.int64), start=float_attr(0.0), step=float_attr(1.0))
+        last = ctx.value(n - 1) if not isinstance(n - 1, (int, sympy.Integer)) else ctx.constant(int(n - 1))
+        idx = ctx.emit(ew.SubOp, [last, iota], tensor_type([n], torch.int64))
+        v = ctx.emit(dm.IndexOp, [v, idx], v.type, indexed=ints_attr([d]))
+    return v
 
 
 @handles("permute.default")
@@ -331,7 +361,7 @@ def _embedding(ctx: ImportCtx, node, weight, indices, *args, **kwargs):
     return ctx.emit(dm.EmbeddingOp, [ctx.value(weight), ctx.value(indices)], ctx.out_type())
 
 
-@handles("index.Tensor")
+@handles("index.Tensor", "_unsafe_index.Tensor")
 def _index(ctx: ImportCtx, node, x, indices):
     dims = [i for i, t in enumerate(indices) if t is not None]
     vals = [ctx.value(indices[i]) for i in dims]
@@ -356,7 +386,9 @@ _UNARY = {
     "rsqrt.default": ew.RsqrtOp, "sin.default": ew.SinOp, "cos.default": ew.CosOp, "tanh.default": ew.TanhOp,
     "sigmoid.default": ew.SigmoidOp, "silu.default": ew.SiluOp, "relu.default": ew.ReluOp,
     "abs.default": ew.AbsOp, "erf.default": ew.ErfOp, "reciprocal.default": ew.ReciprocalOp,
-    "logical_not.default": ew.LogicalNotOp,
+    "logical_not.default": ew.LogicalNotOp, "floor.default": ew.FloorOp, "ceil.default": ew.CeilOp,
+    "trunc.default": ew.TruncOp, "fix.default": ew.TruncOp, "round.default": ew.RoundOp, "sign.default": ew.SignOp,
+    "log2.default": ew.Log2Op, "exp2.default": ew.Exp2Op, "isnan.default": ew.IsnanOp, "isinf.default": ew.IsinfOp,
 }
 
 
@@ -456,10 +488,18 @@ def _clamp(ctx: ImportCtx, node, x, lo=None, hi=None):
     v = ctx.value(x)
     if node.target is torch.ops.aten.clamp_max.default:
         lo, hi = None, lo
+    def bound(b):
+        # a number, or a size the program computes (upsampling clamps its source coordinates to
+        # the input size - 1): the shape program's exact integer
+        if isinstance(b, (bool, int, float)):
+            return ctx.constant(b, out.dtype)
+        val = ctx.value(b)
+        return val if val.type.dtype == out.dtype else ctx.emit(ew.CastOp, [val], tensor_type([], out.dtype))
+
     if lo is not None:
-        v = ctx.emit(ew.MaximumOp, [v, ctx.constant(lo, out.dtype)], out)
+        v = ctx.emit(ew.MaximumOp, [v, bound(lo)], out)
     if hi is not None:
-        v = ctx.emit(ew.MinimumOp, [v, ctx.constant(hi, out.dtype)], out)
+        v = ctx.emit(ew.MinimumOp, [v, bound(hi)], out)
     return v
 
 
@@ -482,6 +522,62 @@ handles("sum.dim_IntList", "sum.default")(_reduction(st.ReduceSumOp))
 handles("mean.dim", "mean.default")(_reduction(st.ReduceMeanOp))
 handles("amax.default")(_reduction(st.ReduceMaxOp))
 handles("amin.default")(_reduction(st.ReduceMinOp))
+
+
+@handles("var.correction", "var.dim", "var.default", "var_mean.correction", "std.correction", "std.dim",
+         "std.default")
+def _var(ctx: ImportCtx, node, x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance as two passes of compiled ops, ``sum((x - mean)**2) / max(N - correction, 0)``,
+    in float32 for half-precision inputs (eager accumulates wider too); ``var_mean`` also returns
+    the mean, ``std`` is its square root. ``N`` is the product of the reduced (symbolic) sizes."""
+    if isinstance(dim, bool):  # var.default / std.default(x, unbiased)
+        dim, unbiased = None, dim
+    if isinstance(unbiased, bool):  # var.dim(x, dim, unbiased, keepdim)
+        correction = 1 if unbiased else 0
+    elif node.target in (torch.ops.aten.var.default, torch.ops.aten.std.default):  # unbiased by default
+        correction = 1 if unbiased is None or unbiased else 0
+    correction = 1 if correction is None else correction
+    if float(correction) != int(correction):
+        raise NotLowered(f"variance with a fractional correction ({correction})")
+    v = ctx.value(x)
+    rank = v.type.rank
+    dims = list(range(rank)) if dim is None or dim == [] else ([dim] if isinstance(dim, int) else list(dim))
+    dims = sorted({d % max(rank, 1) for d in dims})
+    val = node.meta["val"]
+    var_t = ctx.type_of(val[0] if isinstance(val, (tuple, list)) else val)
+    if not var_t.dtype.is_floating_point:
+        raise NotLowered("variance of an integer tensor")
+    wide = torch.float32 if var_t.dtype in (torch.float16, torch.bfloat16) else var_t.dtype
+    if v.type.dtype != wide:
+        v = ctx.emit(ew.CastOp, [v], tensor_type(v.type.shape, wide))
+    full = v.type
+    kept = tensor_type([1 if i in dims else d for i, d in enumerate(full.shape)], wide)
+    mean = ctx.emit(st.ReduceMeanOp, [v], kept, dims=ints_attr(dims), keepdim=int_attr(True))
+    dev = ctx.emit(ew.SubOp, [v, mean], full)
+    sq = ctx.emit(ew.MulOp, [dev, dev], full)
+    out_wide = tensor_type(var_t.shape, wide)
+    ss = ctx.emit(st.ReduceSumOp, [sq], out_wide, dims=ints_attr(dims), keepdim=int_attr(keepdim))
+    n = sympy.Integer(1)
+    for d in dims:
+        n = n * full.shape[d]
+    denom = sympy.Max(n - int(correction), 0) if correction else n
+    if isinstance(denom, sympy.Integer) or denom.is_number:
+        count = ctx.constant(float(denom), wide)
+    else:
+        count = ctx.emit(dm.DimValueOp, [], tensor_type([], torch.int64), value=DimsAttr.from_dims([denom]))
+    var = ctx.emit(ew.DivOp, [ss, count], out_wide)
+    if node.target._overloadpacket is torch.ops.aten.std:
+        var = ctx.emit(ew.SqrtOp, [var], out_wide)
+    if wide != var_t.dtype:
+        var = ctx.emit(ew.CastOp, [var], var_t)
+    if node.target is not torch.ops.aten.var_mean.correction:
+        return var
+    mean_t = ctx.type_of(val[1])
+    m = mean if keepdim else ctx.emit(st.ReduceMeanOp, [v], tensor_type(mean_t.shape, wide), dims=ints_attr(dims),
+                                      keepdim=int_attr(False))
+    if wide != mean_t.dtype:
+        m = ctx.emit(ew.CastOp, [m], mean_t)
+    return [var, m]
 
 
 @handles("argmax.default")

@@ -419,18 +419,35 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
 
 
 def _extra_decompositions() -> dict:
-    """Activations that are core ATen ops (no default decomposition) but are elementwise
-    ``where``/``clamp``/``exp`` chains Blade compiles: ReLU6 (``hardtanh``: MobileNetV2,
-    EfficientNet), LeakyReLU, ELU. Without them each ran in eager PyTorch."""
+    """Core ATen ops without a default decomposition whose torch decomposition is made of ops
+    Blade compiles (elementwise chains, views, ``expand``, index gathers, reductions), so they
+    join the fused kernels instead of running in eager PyTorch:
+
+    * activations: ReLU6 (``hardtanh``: MobileNetV2, EfficientNet), LeakyReLU, ELU;
+    * bilinear upsampling (SegFormer's and DPT's heads, ``F.interpolate(mode="bilinear")``):
+      index gathers at computed coordinates and a weighted sum;
+    * vector norms (``torch.norm``/``F.normalize``), batch norm over the batch's own statistics
+      (``InstanceNorm`` without running stats), RMS norm (``F.rms_norm``, ``nn.RMSNorm``: Flux, SD3's
+      query/key norms; computed in float32 for half inputs as eager does), ``any``.
+    """
     from torch._decomp import get_decompositions
 
     aten = torch.ops.aten
-    return get_decompositions([aten.hardtanh.default, aten.leaky_relu.default, aten.elu.default])
+    return get_decompositions([
+        aten.hardtanh.default, aten.leaky_relu.default, aten.elu.default,
+        aten.upsample_bilinear2d.vec, aten.upsample_bilinear2d.default,
+        aten.linalg_vector_norm.default, aten._native_batch_norm_legit.no_stats,
+        aten._native_batch_norm_legit_functional.default, aten.any.default, aten.any.dim, aten.any.dims,
+        aten._fused_rms_norm.default,
+    ])
 
 
 #: ops decomposed again when an earlier decomposition produced them (elementwise results only)
 FOLLOW_UP = {torch.ops.aten.log_sigmoid_forward.default, torch.ops.aten._prelu_kernel.default, torch.ops.aten.hardtanh.default,
-             torch.ops.aten.leaky_relu.default, torch.ops.aten.elu.default}
+             torch.ops.aten.leaky_relu.default, torch.ops.aten.elu.default,
+             # instance_norm -> batch norm over its own statistics; rms_norm -> _fused_rms_norm
+             torch.ops.aten._native_batch_norm_legit.no_stats, torch.ops.aten._fused_rms_norm.default,
+             torch.ops.aten._native_batch_norm_legit_functional.default}
 
 
 def graph_targets(ep: ExportedProgram) -> set:

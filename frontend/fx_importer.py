@@ -35,7 +35,7 @@ from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
 from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
 from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
 from blade.frontend.eager_results import effect_call, is_scalar_result, is_with_effects, result_type
-from blade.symbolic import ACTIVE_RANGES
+from blade.symbolic import ACTIVE_EQUALITIES, ACTIVE_RANGES
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
 from blade.ir import set_input_names, write_symbol_table
 from blade.shape_syntax import format_shape
@@ -140,8 +140,7 @@ class ImportCtx:
             if isinstance(v, SSAValue):
                 return v
             if isinstance(arg.meta.get("val"), torch.SymFloat) and isinstance(v, sympy.Expr) and not v.is_number:
-                # blade.dim_value holds integers; the op runs eagerly with the float (size / 3)
-                raise NotLowered(f"a float computed from sizes ({v}) is used as a tensor operand")
+                return self.float_from_sizes(v)
             arg = v  # a symbolic or Python scalar produced by size arithmetic
         if is_condition(arg) and not isinstance(arg, sympy.logic.boolalg.BooleanAtom):
             # a SymBool (``s0 > 1 or s1 == 3``) used as data: its exact 0/1 value as a dim
@@ -154,6 +153,55 @@ class ImportCtx:
         if isinstance(arg, (bool, int, float, sympy.Expr)):
             return self.constant(arg)
         raise NotLowered(f"cannot use {arg!r} as a tensor operand")
+
+    def float_from_sizes(self, e: sympy.Expr) -> SSAValue:
+        """A rank-0 float32 tensor computing the float ``e`` of integer size expressions (a scale
+        ``4 / floor(s2 / 8)`` of a resized position table): integer-valued subexpressions are
+        ``blade.dim_value`` (the shape program's exact integers), the float arithmetic above them
+        elementwise ops. A form outside sums, products, powers, floor/ceil and min/max is left to
+        eager PyTorch, naming it."""
+        from blade.dialects import elementwise as ew
+
+        f32 = tensor_type([], torch.float32)
+
+        def build(x: sympy.Expr) -> SSAValue:
+            if x.is_number:
+                return self.constant(float(x))
+            if x.is_integer:
+                i = self.emit(DimValueOp, [], tensor_type([], torch.int64), value=_dims_attr([x]))
+                return self.emit(ew.CastOp, [i], f32)
+            if isinstance(x, (sympy.Add, sympy.Mul, sympy.Max, sympy.Min)):
+                cls = {sympy.Add: ew.AddOp, sympy.Mul: ew.MulOp, sympy.Max: ew.MaximumOp,
+                       sympy.Min: ew.MinimumOp}[type(x)]
+                args = [build(a) for a in x.args]
+                acc = args[0]
+                for a in args[1:]:
+                    acc = self.emit(cls, [acc, a], f32)
+                return acc
+            if isinstance(x, (sympy.floor, sympy.ceiling)):
+                return self.emit(ew.FloorOp if isinstance(x, sympy.floor) else ew.CeilOp, [build(x.args[0])], f32)
+            if isinstance(x, sympy.Pow) and x.exp.is_number:
+                base, p = build(x.base), x.exp
+                if p == -1:
+                    return self.emit(ew.DivOp, [self.constant(1.0), base], f32)
+                if p == sympy.Rational(1, 2):
+                    return self.emit(ew.SqrtOp, [base], f32)
+                if p == sympy.Rational(-1, 2):
+                    return self.emit(ew.RsqrtOp, [base], f32)
+                if p.is_integer and 1 < p <= 4:
+                    acc = base
+                    for _ in range(int(p) - 1):
+                        acc = self.emit(ew.MulOp, [acc, base], f32)
+                    return acc
+                if p.is_integer and -4 <= p < -1:
+                    acc = base
+                    for _ in range(-int(p) - 1):
+                        acc = self.emit(ew.MulOp, [acc, base], f32)
+                    return self.emit(ew.DivOp, [self.constant(1.0), acc], f32)
+            raise NotLowered(f"a float computed from sizes ({e}) has a form ({type(x).__name__}) Blade does not "
+                             "compute; the op runs in eager PyTorch with its value")
+
+        return build(e)
 
     def constant(self, value: Any, dtype: torch.dtype | None = None) -> SSAValue:
         if dtype is None:  # PyTorch's wrapped-number types
@@ -345,6 +393,8 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
 
     output_node = None
     ranges = ACTIVE_RANGES.set(mapping.table.ranges())  # what the op verifiers may assume
+    equalities = ACTIVE_EQUALITIES.set(lambda: [sympy.expand(g.cond.lhs - g.cond.rhs) for g in mapping.table.guards
+                                                if isinstance(g.cond, sympy.Eq)])
     try:
         for node in ep.graph.nodes:
             if node.op == "placeholder":
@@ -366,6 +416,7 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
                 raise
     finally:
         ACTIVE_RANGES.reset(ranges)
+        ACTIVE_EQUALITIES.reset(equalities)
 
     assert output_node is not None
     kept = [(a, spec) for a, spec in zip(output_node.args[0], sig.output_specs) if spec.kind != OutputKind.TOKEN]

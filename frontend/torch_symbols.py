@@ -51,9 +51,16 @@ def _round_half_even(x):
 # (IntTrueDiv, FloatTrueDiv) stays a rational quotient: conditions over it are compared exactly
 # (symbolic.normalize_condition), never as floor division. torch's Mod is C-style on the
 # non-negative arguments it is defined for, where it agrees with sympy's (Python-style) Mod.
+def _quotient(a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    """``a / b``, with common factors of a symbolic divisor cancelled (``(4*s0 + 4*s1) // (s0 + s1)``
+    is 4: a rotary table's width Flux computes that way; uncancelled, a broadcast against 8 failed)."""
+    q = a / b
+    return q if sympy.sympify(b).is_number else sympy.cancel(q)
+
+
 _BINARY = {
-    "FloorDiv": lambda a, b: sympy.floor(a / b),
-    "CeilDiv": lambda a, b: sympy.ceiling(a / b),
+    "FloorDiv": lambda a, b: sympy.floor(_quotient(a, b)),
+    "CeilDiv": lambda a, b: sympy.ceiling(_quotient(a, b)),
     "CleanDiv": lambda a, b: a / b,
     "IntTrueDiv": lambda a, b: a / b,
     "FloatTrueDiv": lambda a, b: a / b,

@@ -46,6 +46,8 @@ _UNARY: dict[str, Callable] = {
     "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "sin": torch.sin, "cos": torch.cos, "tanh": torch.tanh,
     "sigmoid": torch.sigmoid, "silu": F.silu, "relu": torch.relu, "abs": torch.abs, "erf": torch.erf,
     "reciprocal": torch.reciprocal, "logical_not": torch.logical_not, "cast": lambda x: x,
+    "floor": torch.floor, "ceil": torch.ceil, "trunc": torch.trunc, "round": torch.round, "sign": torch.sign,
+    "log2": torch.log2, "exp2": torch.exp2, "isnan": torch.isnan, "isinf": torch.isinf,
 }
 _BINARY: dict[str, Callable] = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,

@@ -33,7 +33,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from blade.dialects.types import Dim, TensorType, attr_value
 from blade.shape_syntax import format_shape
-from blade.symbolic import ACTIVE_RANGES, known_bounds, known_equal
+from blade.symbolic import ACTIVE_EQUALITIES, ACTIVE_RANGES, known_bounds, known_equal
 from blade.lazy import LazyModule
 
 torch = LazyModule("torch")  # imported on first use (see blade.lazy)
@@ -154,8 +154,10 @@ class TensorOp(IRDLOperation):
 # ------------------------------------------------------------------------------------------
 
 
-def broadcast_shapes(op_name: str, shapes: Sequence[Shape]) -> Shape:
-    """NumPy broadcasting over symbolic dims. Unknown (None) dims stay unknown."""
+def broadcast_shapes(op_name: str, shapes: Sequence[Shape], op: IRDLOperation | None = None) -> Shape:
+    """NumPy broadcasting over symbolic dims. Unknown (None) dims stay unknown. Two dims that
+    differ as expressions broadcast when a guard of the module (``op``'s, or the one being
+    imported) says they are equal."""
     rank = max(len(s) for s in shapes)
     out: list[Dim] = []
     for i in range(rank):
@@ -169,7 +171,7 @@ def broadcast_shapes(op_name: str, shapes: Sequence[Shape]) -> Shape:
                 continue
             if chosen is None or chosen == 1:
                 chosen = d
-            elif not known_equal(chosen, d):
+            elif not known_equal(chosen, d) and not equal_by_guard(op, chosen, d):
                 raise ValueError(f"{op_name}: cannot broadcast dims {chosen} and {d} "
                                  f"(shapes {[format_shape(s) for s in shapes]})")
         out.append(chosen)
@@ -189,12 +191,48 @@ def prop_repr(a: Attribute) -> str:
     return str(a)
 
 
+def equal_by_guard(op: IRDLOperation | None, a: Dim, b: Dim) -> bool:
+    """Whether an ``Eq`` guard of the module says ``a == b`` (torch.export checks such equalities
+    at run time, e.g. Flux's rotary table over ``len(txt_ids) + len(img_ids)`` rows against the
+    ``len(text) + len(image)`` tokens it rotates; Blade's guards check them before every call)."""
+    if a is None or b is None:
+        return False
+    diff = sympy.expand(sympy.sympify(a) - sympy.sympify(b))
+    facts = ACTIVE_EQUALITIES.get()
+    if facts is not None:
+        diffs = facts()
+    else:
+        diffs = _module_equalities(op) if op is not None else []
+    return any(sympy.expand(diff - f) == 0 or sympy.expand(diff + f) == 0 for f in diffs)
+
+
+def _module_equalities(op: IRDLOperation) -> list:
+    from blade.shape_syntax import parse_condition_text
+
+    top = op
+    while top.parent_op() is not None:
+        top = top.parent_op()
+    out = []
+    for o in getattr(top, "ops", ()):
+        if o.name == "blade.guard":
+            text = o.properties["cond"].data
+            if "==" not in text:
+                continue
+            try:
+                cond = parse_condition_text(text)
+            except Exception:  # noqa: BLE001 - a form the equality test cannot use
+                continue
+            if isinstance(cond, sympy.Eq):
+                out.append(sympy.expand(cond.lhs - cond.rhs))
+    return out
+
+
 def dims_equal(op: IRDLOperation, a: Dim, b: Dim) -> bool:
     """``a == b`` structurally, or for every size in the module's symbol ranges (a guard class can pin a dim:
     DiT at its native resolution has ``s1`` in ``[16, 17]``, so a stride-2 conv's
     ``s1 floordiv 2`` is the 8 torch.export recorded). The ranges are the importer's while it
     builds the module (``ACTIVE_RANGES``), else the module's ``blade.symbol`` ops."""
-    if known_equal(a, b):
+    if known_equal(a, b) or equal_by_guard(op, a, b):
         return True
     ranges = ACTIVE_RANGES.get()
     if ranges is None:

@@ -64,6 +64,15 @@ AbsOp = _unary("blade.abs", lambda x: torch.abs(x), "Absolute value.\n\n    %y =
 ErfOp = _unary("blade.erf", lambda x: torch.erf(x), "Error function.\n\n    %y = blade.erf %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
 ReciprocalOp = _unary("blade.reciprocal", lambda x: torch.reciprocal(x), "``1/x``.\n\n    %y = blade.reciprocal %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
 LogicalNotOp = _unary("blade.logical_not", lambda x: torch.logical_not(x), "Boolean not.\n\n    %y = blade.logical_not %x : (!blade.tensor<[s0], i1>) -> !blade.tensor<[s0], i1>")
+FloorOp = _unary("blade.floor", lambda x: torch.floor(x), "Round toward -inf (integers unchanged).\n\n    %y = blade.floor %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+CeilOp = _unary("blade.ceil", lambda x: torch.ceil(x), "Round toward +inf (integers unchanged).\n\n    %y = blade.ceil %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+TruncOp = _unary("blade.trunc", lambda x: torch.trunc(x), "Round toward zero (integers unchanged).\n\n    %y = blade.trunc %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+RoundOp = _unary("blade.round", lambda x: torch.round(x), "Round to nearest, ties to even (integers unchanged).\n\n    %y = blade.round %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+SignOp = _unary("blade.sign", lambda x: torch.sign(x), "-1, 0 or 1 by the sign (0 for NaN).\n\n    %y = blade.sign %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+Log2Op = _unary("blade.log2", lambda x: torch.log2(x), "Base-2 log.\n\n    %y = blade.log2 %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+Exp2Op = _unary("blade.exp2", lambda x: torch.exp2(x), "``2**x``.\n\n    %y = blade.exp2 %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f32>")
+IsnanOp = _unary("blade.isnan", lambda x: torch.isnan(x), "Whether an element is NaN.\n\n    %y = blade.isnan %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], i1>")
+IsinfOp = _unary("blade.isinf", lambda x: torch.isinf(x), "Whether an element is +inf or -inf.\n\n    %y = blade.isinf %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], i1>")
 CastOp = _unary("blade.cast", lambda x: x, "Convert to the result element type.\n\n    %y = blade.cast %x : (!blade.tensor<[s0], f32>) -> !blade.tensor<[s0], f16>")
 
 
@@ -93,7 +102,7 @@ class BinaryElementwiseOp(TensorOp):
     traits = traits_def(Pure())
 
     def infer_shapes(self, shapes: list[Shape]) -> list[Shape]:
-        return [broadcast_shapes(self.name, shapes)]
+        return [broadcast_shapes(self.name, shapes, self)]
 
     def reference(self, args: list[torch.Tensor], env: ExecEnv) -> torch.Tensor:
         return type(self).FN(args[0], args[1]).to(env.result_dtypes[0])
@@ -143,14 +152,15 @@ class WhereOp(TensorOp):
     traits = traits_def(Pure())
 
     def infer_shapes(self, shapes):
-        return [broadcast_shapes(self.name, shapes)]
+        return [broadcast_shapes(self.name, shapes, self)]
 
     def reference(self, args, env):
         return torch.where(args[0], args[1], args[2]).to(env.result_dtypes[0])
 
 
 UNARY_OPS = [NegOp, ExpOp, LogOp, Log1pOp, Expm1Op, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp, SigmoidOp, SiluOp, ReluOp,
-             AbsOp, ErfOp, ReciprocalOp, LogicalNotOp, CastOp, GeluOp]
+             AbsOp, ErfOp, ReciprocalOp, LogicalNotOp, CastOp, GeluOp, FloorOp, CeilOp, TruncOp, RoundOp, SignOp,
+             Log2Op, Exp2Op, IsnanOp, IsinfOp]
 BINARY_OPS = [AddOp, SubOp, MulOp, DivOp, FloorDivOp, RemainderOp, PowOp, MaximumOp, MinimumOp,
               EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, LogicalAndOp, LogicalOrOp]
 ELEMENTWISE_OPS = UNARY_OPS + BINARY_OPS + [WhereOp]

@@ -263,7 +263,7 @@ class MatmulOp(TensorOp):
         a, b = shapes
         if len(a) < 2 or len(b) < 2:
             raise ValueError("blade.matmul: operands must have rank >= 2")
-        batch = broadcast_shapes(self.name, [a[:-2], b[:-2]])
+        batch = broadcast_shapes(self.name, [a[:-2], b[:-2]], self)
         return [tuple(batch) + (a[-2], b[-1])]
 
     def reference(self, args, env):

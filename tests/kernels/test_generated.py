@@ -22,7 +22,7 @@ def _run(model, make, sizes, atol=1e-4):
         outs = out if isinstance(out, (tuple, list)) else (out,)
         refs = ref if isinstance(ref, (tuple, list)) else (ref,)
         for o, r in zip(outs, refs):
-            torch.testing.assert_close(o, r, atol=atol, rtol=1e-4)
+            torch.testing.assert_close(o, r, atol=atol, rtol=1e-4, equal_nan=True)
     assert stats.launches > 0
     return opt
 
@@ -216,3 +216,27 @@ def test_coordinate_addressing_and_uncollapsible_views():
                lambda b, t, u, c: (torch.randn(b, t, u, c), torch.randn(b, u, c), torch.randn(b, u, t, c)),
                [(2, 5, 3, 7), (1, 1, 4, 16), (3, 6, 2, 9)])
     assert "coords" in _addressing(opt)
+
+
+class Rounding(torch.nn.Module):
+    """floor, ceil, trunc, round (ties to even), sign, log2/exp2 and the NaN/inf tests, one kernel."""
+
+    def forward(self, x, i):
+        y = torch.round(x) + torch.floor(x) * 2 - torch.ceil(x) + torch.trunc(x) * torch.sign(x)
+        z = torch.exp2(x * 0.5) + torch.log2(x.abs() + 1)
+        flags = torch.isnan(x) | torch.isinf(x * 1e38)
+        return y, z, flags, torch.round(i) + torch.sign(i) + torch.floor(i), torch.isnan(i)
+
+
+def test_rounding_and_sign_in_a_kernel():
+    ties = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, -0.49999997, 2**23 + 1.0, -(2**24) - 2.0,
+                         float("nan"), 0.0, -0.0, 1e-30, 7.0, -7.25])
+
+    def make(b, n):
+        x = torch.randn(b, n) * 5
+        x.view(-1)[: min(x.numel(), ties.numel())] = ties[: x.numel()]
+        return x, torch.randint(-9, 9, (b, n))
+
+    opt = _run(Rounding(), make, [(2, 12), (1, 7), (3, 17)], atol=1e-5)
+    fused = [op for op in opt.report.module.walk() if op.name == "blade.fused"]
+    assert fused and not opt.report.unsupported, opt.report.unsupported

@@ -93,3 +93,17 @@ def test_one_source_for_two_ranks_gets_a_launcher_per_group():
                  if p.inputs[1].dtype == "f16")
     with pytest.raises(ValueError, match="built from other source"):
         KernelLauncher(shared, plan=other)
+
+
+def test_rounding_sign_and_nan_kernels_compile_for_sm90(tmp_path):
+    """floor/ceil/trunc/round/sign/log2/exp2/isnan/isinf on floats and integers: the Triton
+    expressions are checked on the interpreter (tests/kernels); here the real compiler takes them."""
+    from blade.codegen.aot import compile_plans
+    from tests.kernels.test_generated import Rounding
+
+    plans = _plans(Rounding(), torch.randn(2, 12), torch.randint(-9, 9, (2, 12)))
+    assert plans
+    compile_plans(plans, target=("cuda", 90, 32), root=tmp_path, jobs=1)
+    cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
+    for plan in plans:
+        assert {v.kernel for v in plan.variants} <= cubins, plan.name

@@ -270,6 +270,25 @@ def test_unimplemented_paths_raise_clearly():
         torch_provider("fft", {}, [torch.zeros(2)], [torch.zeros(2)])
 
 
+def test_torch_provider_implements_every_op_the_lowering_makes_a_library_call():
+    """The lowering turns every tensor op of the dialect that is not a view, a weight, a fused group
+    or a fallback into a ``library_call`` of the torch provider: an op added to the dialect without
+    a provider entry would compile and then fail on its first Program call."""
+    from blade.dialects.blade import ALL_OPS
+    from blade.dialects.base import TensorOp
+    from blade.dialects.data_movement import WeightOp
+    from blade.dialects.kernel import FusedOp
+    from blade.lower_program import VIEW_OPS
+    from blade.runtime import host_provider as hp
+
+    structural = {WeightOp, FusedOp} | {c for c in ALL_OPS if c.name in (
+        "blade.symbol", "blade.guard", "blade.yield", "blade.cluster", "blade.torch_op")}
+    implemented = set(hp._UNARY) | set(hp._BINARY) | set(hp._OPS)
+    missing = sorted(c.name for c in ALL_OPS if issubclass(c, TensorOp) and c not in VIEW_OPS
+                     and c not in structural and c.name.removeprefix("blade.") not in implemented)
+    assert not missing, f"ops without a torch-provider implementation: {missing}"
+
+
 def test_runtime_imports_no_compiler_module():
     """Every module under runtime/ (the Program runtime), and loading an artifact, import nothing
     of the compiler: the IR executors and BladeModule live in compiler/ (blade.executors,

@@ -1,0 +1,151 @@
+"""Ops and size forms that held-out models use and that ran in eager PyTorch before (session 8's
+probe over 90 model families and call patterns): each is compiled (nothing in the report's
+unsupported list), serves batch 1, an odd size and the compile size with one variant, and matches
+eager. The same modules run through generated kernels on Triton's interpreter
+(tests/kernels/test_op_coverage_kernels.py).
+
+* variance/std/var_mean in every overload (custom norms, ``InstanceNorm`` via batch norm
+  without running stats);
+* ``repeat`` and ``flip`` (GPT-J's rotary tables, DeBERTa) without the size-1 guard torch's own
+  decomposition of ``repeat`` adds;
+* bilinear upsampling (SegFormer, MobileViT, DPT heads), whose decomposition clamps source
+  coordinates to ``size - 1`` (a clamp bound the program computes) and truncates a float scale;
+* a float computed from sizes used as a tensor operand (DeiT/DiT/Dinov2 position tables resized by
+  ``4 / (h // 8)``);
+* RMS norm (``nn.RMSNorm``: Flux, SD3);
+* a broadcast of two sizes that are equal only by a guard torch.export checks at run time (Flux's
+  rotary table over ``len(txt_ids) + len(img_ids)`` against the joint sequence).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import blade
+
+
+class Variance(torch.nn.Module):
+    def forward(self, x):
+        v, m = torch.var_mean(x, dim=[0, 2], correction=0)
+        return (x.var(dim=(1, 2), keepdim=True), torch.var(x, -1, unbiased=False), v, m, x.std(1), torch.var(x),
+                x.std(), torch.std(x, (0, 1), correction=2), F.instance_norm(x, eps=1e-5))
+
+
+class RepeatFlip(torch.nn.Module):
+    def forward(self, x):
+        return x.repeat(1, 2, 1), x.repeat(2, 1, 1, 3), x.flip(1), torch.flip(x, (0, 2)), x[:, 0].repeat(3, 1) * 2
+
+
+class Bilinear(torch.nn.Module):
+    def forward(self, x):
+        a = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        b = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=True)
+        c = F.interpolate(x, size=(5, 7), mode="bilinear")
+        return a, b, c
+
+
+class ScaleFromSizes(torch.nn.Module):
+    """A table resized by a float of sizes: ``pos * (4 / (w // 2))``, plus a rounding chain."""
+
+    def forward(self, x):
+        scale = 4 / (x.shape[-1] // 2)
+        pos = torch.arange(x.shape[-1], dtype=torch.float32)
+        return x * (pos * scale), torch.round(x * 3) + torch.sign(x) + torch.floor(x) - torch.ceil(x) + torch.trunc(x)
+
+
+class RMSNorms(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.n = torch.nn.RMSNorm(8, eps=1e-6)
+        self.n2 = torch.nn.RMSNorm([4, 8])
+        with torch.no_grad():
+            self.n.weight.normal_()
+
+    def forward(self, x):
+        return self.n(x), self.n2(x), F.rms_norm(x, (8,))
+
+
+class JointSequence(torch.nn.Module):
+    """Text and image tokens concatenated, times a table built from their ids concatenated: the
+    two lengths are equal only by a run-time check of torch.export."""
+
+    def forward(self, txt, img, txt_ids, img_ids):
+        return torch.cat([txt, img], 1) * torch.cat([txt_ids, img_ids], 0).sin()
+
+
+def _var_inputs(b, n, m):
+    return (torch.randn(b, n, m),)
+
+
+def _joint(b, n_txt, n_img):
+    return (torch.randn(b, n_txt, 8), torch.randn(b, n_img, 8), torch.randn(n_txt, 8), torch.randn(n_img, 8))
+
+
+#: name -> (module factory, inputs(*size), compile size, other sizes)
+CASES = {
+    "variance": (Variance, _var_inputs, (3, 5, 7), [(1, 9, 2), (2, 1, 4)]),
+    "repeat_flip": (RepeatFlip, lambda b, n: (torch.randn(b, n, 8),), (2, 16), [(1, 9), (3, 13)]),
+    "bilinear": (Bilinear, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 16, 18), [(1, 9, 13), (3, 7, 4)]),
+    "scale_from_sizes": (ScaleFromSizes, lambda b, w: (torch.randn(b, 3, w),), (2, 16), [(1, 9), (3, 30)]),
+    "rms_norm": (RMSNorms, lambda b, n: (torch.randn(b, n, 4, 8),), (2, 5), [(1, 3), (3, 7)]),
+    "joint_sequence": (JointSequence, _joint, (2, 3, 5), [(1, 7, 2), (3, 1, 9)]),
+}
+
+
+def check_case(name: str, config: blade.Config, dtype=torch.float32, atol=1e-5, rtol=1e-5):
+    factory, make, first, others = CASES[name]
+    model = factory().eval().to(dtype)
+
+    def cast(xs):
+        return tuple(x.to(dtype) if x.is_floating_point() else x for x in xs)
+
+    torch.manual_seed(0)
+    opt = blade.optimize(model, cast(make(*first)), config=config)
+    assert not opt.report.unsupported, opt.report.unsupported
+    for i, size in enumerate([first] + others):
+        torch.manual_seed(i + 1)
+        xs = cast(make(*size))
+        with torch.no_grad():
+            got, want = opt(*xs), model(*xs)
+        got = got if isinstance(got, tuple) else (got,)
+        want = want if isinstance(want, tuple) else (want,)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=atol, rtol=rtol, equal_nan=True, msg=lambda m: f"{name} {size}: {m}")
+    assert len(opt.variants) == 1, f"{name}: {len(opt.variants)} variants"
+    assert opt.eager_calls == 0
+    return opt
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_compiled_and_equal_to_eager(name):
+    check_case(name, blade.Config())
+
+
+def test_variance_in_half_precision_accumulates_in_float32():
+    check_case("variance", blade.Config(), dtype=torch.float16, atol=2e-3, rtol=2e-3)
+
+
+def test_joint_sequence_guard_is_checked():
+    """Lengths that break the equality: eager's own broadcast error, never a silent answer."""
+    opt = check_case("joint_sequence", blade.Config())
+    with pytest.raises(RuntimeError, match="must match the size"):
+        opt(*_joint(2, 2, 2)[:2], torch.randn(2, 8), torch.randn(3, 8))
+    guards = [o.properties["cond"].data for o in opt.report.module.walk() if o.name == "blade.guard"]
+    assert any("==" in g for g in guards), guards
+
+
+def test_floor_division_by_a_sum_cancels():
+    """torch's ``FloorDiv(4*s0 + 4*s1, s0 + s1)`` is 4 for Blade too (Flux's rotary width); a
+    quotient that does not cancel stays a floor."""
+    import sympy
+
+    from blade.frontend.torch_symbols import _BINARY
+
+    a, b = sympy.symbols("s0 s1", integer=True, positive=True)
+    assert _BINARY["FloorDiv"](4 * a + 4 * b, a + b) == 4
+    assert _BINARY["CeilDiv"](6 * a + 6 * b, 2 * a + 2 * b) == 3
+    assert isinstance(_BINARY["FloorDiv"](4 * a + 3, a + b), sympy.floor)
+    assert _BINARY["FloorDiv"](a, 2) == sympy.floor(a / 2)
