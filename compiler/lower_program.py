@@ -165,7 +165,9 @@ class _Lowering:
     def _checks(self) -> None:
         checks = []
         for info in self.table.symbols.values():
-            s = info.symbol
+            # compared as a plain integer: to sympy the (positive) symbol is >= 1 already, and
+            # ``s0 >= 1`` would fold to True and let a size-0 dim through
+            s = sympy.Symbol(info.symbol.name, integer=True)
             checks.append({"slot": self.slots(sympy.Ge(s, info.lo)),
                            "message": f"{info.name} >= {info.lo} ({info.origin})"})
             if info.hi is not None:

@@ -107,6 +107,13 @@ class Variant:
             values = self.executor.bind(tensors)
         except ShapeError as e:
             return None, str(e)
+        for info in self.executor.table.symbols.values():
+            # the lower ends of the ranges, checked here: symbols are positive to sympy, so
+            # ``s0 >= 1`` folds to True in the guard program, and a size-0 dim reached a program
+            # whose size algebra assumed 1 or more (var of an empty tensor: -0.0, not NaN)
+            v = values.get(info.symbol.name)
+            if v is not None and v < info.lo:
+                return None, "; ".join(self.executor.table.guard_failures(values)[:3])
         if all(self.guard_program.run_named(values)):
             return values, ""
         failed = self.executor.table.guard_failures(values)  # slow path: say which guard failed

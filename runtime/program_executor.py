@@ -171,6 +171,11 @@ class ProgramExecutor:
         if any(s is None for s in symbols):
             missing = [p.symbols[i] for i, s in enumerate(symbols) if s is None]
             raise ProgramShapeError(f"symbols {missing} are not determined by any input dim")
+        small = [f"{p.symbols[i]} = {v}" for i, v in enumerate(symbols) if v < 1]
+        if small:  # every symbol is a size of 1 or more (the shape program divides by some)
+            sizes = ", ".join(f"{n}={tuple(t.shape)}" for n, t in zip(p.input_names, inputs))
+            raise ProgramShapeError(f"inputs {sizes} violate: {', '.join(small)}, each must be >= 1 (a size-0 "
+                                    "dim needs a program compiled for it)")
         device = next((t.device for t in inputs), torch.device("cpu"))
         slots = shape_eval.run(p.shape_code, symbols + [self._device_symbol(n, device) for n in p.device_symbols],
                                self.native or False)

@@ -428,3 +428,33 @@ def test_artifact_with_cubins_is_for_one_gpu_arch(tmp_path, monkeypatch):
         assert prog.blobs[c["blob"]][:4] == b"\x7fELF" and c["entry"] == kernel["name"]
     with pytest.raises(ProgramFormatError, match=r"gpu_arch: artifact 'sm_90', this process 'sm_80'"):
         load(tmp_path / "m", model, expect=dict(environment(), gpu_arch="sm_80"))
+
+
+def test_a_size_zero_dim_is_outside_a_symbol_of_range_one_and_up():
+    """``s >= 1`` folds to True for sympy's positive symbols; the Program checks it as an integer
+    comparison, so a size-0 input is refused, not run through size algebra that assumed 1 or more."""
+    model, _, prog = _compile("conv_block")
+    assert any(">= 1" in c["message"] for c in prog.checks), [c["message"] for c in prog.checks]
+    ex = ProgramExecutor(prog, module_weights(prog, model))
+    inputs = list(ALL_CASES["conv_block"][1](*SIZES[0]))
+    ex.evaluate(inputs)  # the checks pass at the compile size
+    inputs[0] = inputs[0][:0]
+    with pytest.raises(ProgramShapeError, match=r">= 1"):
+        ex.evaluate(inputs)
+
+
+def test_blade_module_sends_a_size_zero_call_to_its_own_variant():
+    """var() of an empty tensor is NaN in eager; the variant compiled at size 3 computed it with
+    max(N - 1, 0) simplified for N >= 1 (-0.0) before its range check saw the 0."""
+
+    class Var(torch.nn.Module):
+        def forward(self, x):
+            return torch.var(x), x.sum(0) * 2
+
+    model = Var()
+    opt = blade.optimize(model, (torch.randn(3, 5),))
+    empty = torch.randn(0, 5)
+    got, want = opt(empty), model(empty)
+    assert torch.isnan(got[0]) and torch.isnan(want[0])
+    torch.testing.assert_close(got[1], want[1])
+    assert len(opt.variants) == 2
