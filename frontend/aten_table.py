@@ -580,11 +580,25 @@ def _var(ctx: ImportCtx, node, x, dim=None, unbiased=None, keepdim=False, *, cor
     return [var, m]
 
 
-@handles("argmax.default")
+@handles("argmax.default", "argmin.default")
 def _argmax(ctx: ImportCtx, node, x, dim=None, keepdim=False):
+    name = node.target._opname
     if dim is None:
-        raise NotLowered("argmax over the flattened tensor")
-    return ctx.emit(st.ArgMaxOp, [ctx.value(x)], ctx.out_type(), dims=ints_attr([dim]), keepdim=int_attr(keepdim))
+        raise NotLowered(f"{name} over the flattened tensor")
+    cls = st.ArgMaxOp if name == "argmax" else st.ArgMinOp
+    return ctx.emit(cls, [ctx.value(x)], ctx.out_type(), dims=ints_attr([dim]), keepdim=int_attr(keepdim))
+
+
+@handles("cumsum.default")
+def _cumsum(ctx: ImportCtx, node, x, dim, *, dtype=None):
+    v = ctx.value(x)
+    return ctx.emit(st.CumsumOp, [v], ctx.out_type(), dim=int_attr(dim % max(v.type.rank, 1)))
+
+
+@handles("gather.default")
+def _gather(ctx: ImportCtx, node, x, dim, index, *, sparse_grad=False):
+    v = ctx.value(x)
+    return ctx.emit(dm.GatherOp, [v, ctx.value(index)], ctx.out_type(), dim=int_attr(dim % max(v.type.rank, 1)))
 
 
 @handles("softmax.int", "_softmax.default", "log_softmax.int", "_log_softmax.default")

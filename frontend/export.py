@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import os
 import re
+import sys
 import traceback
 import threading
 from typing import Any
@@ -167,8 +168,52 @@ def _export_size_oblivious(module, args, kwargs, config: Config, pin_ones: bool)
 
 def _export(module, args, kwargs, dyn, size_oblivious: bool = True) -> ExportedProgram:
     with CAPTURE_LOCK, torch.no_grad(), fx_config.patch(backed_size_oblivious=size_oblivious), \
-            AttentionBackendGuardsSuppressed(), _guards_name_model_lines(), _symbolic_min_max():
+            AttentionBackendGuardsSuppressed(), _guards_name_model_lines(), _symbolic_min_max(), \
+            _quiet_unbacked_symbol_warnings():
         return torch.export.export(module, args, kwargs, dynamic_shapes=dyn, strict=False)
+
+
+@contextlib.contextmanager
+def _quiet_unbacked_symbol_warnings():
+    """torch logs a warning when a value read from a tensor (``.item()`` of
+    a float Dynamo lifted into an input, such as a LayerNorm's ``eps`` under
+    ``torch.compile(backend="blade", dynamic=True)``) has no line of user code; Blade handles such
+    values (they are data, run where they are needed), so the dump is noise. Other warnings of
+    that logger still print."""
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Unable to find user code corresponding to" not in str(record.msg)
+
+    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    f = _Drop()
+    logger.addFilter(f)
+    # torch.export also prints the partial graph of a failed attempt to stderr; Blade retries
+    # some failures another way and reports the ones it cannot handle with the model's line, so
+    # the dump (often hundreds of lines) is dropped: a module global ``print`` in torch's export
+    # module shadows the builtin there only, while Blade holds CAPTURE_LOCK
+    import builtins
+
+    from torch.export import _trace
+
+    def quiet_print(*args, **kwargs):
+        if args and isinstance(args[0], str) and args[0].lstrip().startswith("def forward(") \
+                and kwargs.get("file") is sys.stderr:
+            return None
+        return builtins.print(*args, **kwargs)
+
+    had = "print" in vars(_trace)
+    saved = vars(_trace).get("print")
+    _trace.print = quiet_print
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
+        if had:
+            _trace.print = saved
+        else:
+            del _trace.print
 
 
 _NON_STRICT_UTILS = os.path.join("_export", "non_strict_utils.py")
@@ -414,7 +459,8 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
     keep = {op: table[op] for op in list(table.keys()) if op in unsupported_targets}
     if not keep and not force:
         return ep
-    with CAPTURE_LOCK, fx_config.patch(backed_size_oblivious=True), AttentionBackendGuardsSuppressed():
+    with CAPTURE_LOCK, fx_config.patch(backed_size_oblivious=True), AttentionBackendGuardsSuppressed(), \
+            _quiet_unbacked_symbol_warnings():
         return ep.run_decompositions(keep)
 
 

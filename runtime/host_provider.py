@@ -106,6 +106,9 @@ _OPS: dict[str, Callable] = {
     "reduce_max": lambda a, i, o: torch.amax(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"])),
     "reduce_min": lambda a, i, o: torch.amin(i[0], dim=_reduced(a, i[0]), keepdim=bool(a["keepdim"])),
     "argmax": lambda a, i, o: torch.argmax(i[0], dim=_reduced(a, i[0])[0], keepdim=bool(a["keepdim"])),
+    "argmin": lambda a, i, o: torch.argmin(i[0], dim=_reduced(a, i[0])[0], keepdim=bool(a["keepdim"])),
+    "cumsum": lambda a, i, o: torch.cumsum(i[0], a["dim"], dtype=o[0].dtype),
+    "gather": lambda a, i, o: torch.gather(i[0], a["dim"], i[1]),
     "softmax": lambda a, i, o: torch.softmax(i[0], dim=a["dim"]),
     "log_softmax": lambda a, i, o: torch.log_softmax(i[0], dim=a["dim"]),
     "group_norm": lambda a, i, o: _group_norm(a, *i),
@@ -130,7 +133,7 @@ _OPS: dict[str, Callable] = {
 
 
 #: ops whose implementation above reads the planned outputs
-_READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_sum", "reduce_mean"}
+_READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_sum", "reduce_mean", "cumsum"}
 _CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and restored under it
 
 

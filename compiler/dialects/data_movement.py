@@ -255,6 +255,32 @@ class IndexOp(TensorOp):
 
 
 @irdl_op_definition
+class GatherOp(TensorOp):
+    """``torch.gather``: ``result[i][j][k] = input[index[i][j][k]][j][k]`` for ``dim = 0`` (and so
+    on); the result has the index's shape.
+
+    %y = blade.gather %x, %idx {dim = 1 : i64} : (!blade.tensor<[s0, 80], i64>, !blade.tensor<[s0, s1], i64>) -> !blade.tensor<[s0, s1], i64>
+    """
+
+    name = "blade.gather"
+    CATEGORY: ClassVar[str] = "gather"
+    input = operand_def(TensorType)
+    index = operand_def(TensorType)
+    result = result_def(TensorType)
+    dim = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        if len(shapes[0]) != len(shapes[1]):
+            raise ValueError(f"{self.name}: input rank {len(shapes[0])} and index rank {len(shapes[1])} differ")
+        normalize_dim(self.p("dim"), len(shapes[0]), self.name)
+        return [shapes[1]]
+
+    def reference(self, args, env):
+        return torch.gather(args[0], self.p("dim"), args[1])
+
+
+@irdl_op_definition
 class IotaOp(TensorOp):
     """``start + step * i`` for ``i`` in the (1-D) result.
 
@@ -352,4 +378,4 @@ class DimValueOp(TensorOp):
 
 
 DATA_MOVEMENT_OPS = [ReshapeOp, PermuteOp, ExpandOp, SliceOp, ConcatOp, PadOp, UpsampleOp, EmbeddingOp,
-                     IndexOp, IotaOp, FullOp, ConstantOp, WeightOp, DimValueOp]
+                     IndexOp, GatherOp, IotaOp, FullOp, ConstantOp, WeightOp, DimValueOp]

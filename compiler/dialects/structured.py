@@ -114,6 +114,43 @@ class ArgMaxOp(ReductionOp):
         return torch.argmax(args[0], dim=d, keepdim=bool(self.p("keepdim")))
 
 
+@irdl_op_definition
+class ArgMinOp(ReductionOp):
+    """Index of the minimum along one dim (``dims`` has one entry); i64 result.
+
+    %i = blade.argmin %x {dims = array<i64: -1>, keepdim = 0 : i64} : (!blade.tensor<[s0, s1], f32>) -> !blade.tensor<[s0], i64>
+    """
+
+    name = "blade.argmin"
+
+    def reference(self, args, env):
+        (d,) = self.reduced_dims()
+        return torch.argmin(args[0], dim=d, keepdim=bool(self.p("keepdim")))
+
+
+@irdl_op_definition
+class CumsumOp(TensorOp):
+    """Inclusive prefix sum along ``dim`` in the result's type (position ids from attention masks:
+    RoBERTa, OPT, BLOOM, MPNet).
+
+    %y = blade.cumsum %x {dim = 1 : i64} : (!blade.tensor<[s0, s1], i64>) -> !blade.tensor<[s0, s1], i64>
+    """
+
+    name = "blade.cumsum"
+    CATEGORY: ClassVar[str] = "scan"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    dim = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        normalize_dim(self.p("dim"), len(shapes[0]), self.name)
+        return [shapes[0]]
+
+    def reference(self, args, env):
+        return torch.cumsum(args[0], self.p("dim"), dtype=env.result_dtypes[0])
+
+
 class _SoftmaxBase(TensorOp):
     CATEGORY: ClassVar[str] = "reduction"
     input = operand_def(TensorType)
@@ -349,5 +386,6 @@ class AttentionOp(TensorOp):
                                               scale=self.p("scale")).to(env.result_dtypes[0])
 
 
-STRUCTURED_OPS = [ReduceSumOp, ReduceMeanOp, ReduceMaxOp, ReduceMinOp, ArgMaxOp, SoftmaxOp, LogSoftmaxOp,
+STRUCTURED_OPS = [ReduceSumOp, ReduceMeanOp, ReduceMaxOp, ReduceMinOp, ArgMaxOp, ArgMinOp, CumsumOp, SoftmaxOp,
+                  LogSoftmaxOp,
                   GroupNormOp, LayerNormOp, LinearOp, MatmulOp, ConvOp, AttentionOp]

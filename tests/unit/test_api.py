@@ -173,6 +173,43 @@ def test_torch_compile_backend(capfd):
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("dynamic", [True, None])
+def test_torch_compile_backend_with_layer_norm(dynamic, capfd):
+    """Dynamo lifts a LayerNorm's float ``eps`` into a 0-d tensor input read with ``.item()``;
+    export could not trace that and the whole graph ran in eager PyTorch. The backend compiles it
+    with the value as a constant and compiles again when the attribute changes."""
+    from blade.frontend import dynamo_backend
+
+    torch._dynamo.reset()
+    compiled_modules = []
+    real_optimize = blade.optimize
+
+    def spy(*args, **kwargs):
+        compiled_modules.append(real_optimize(*args, **kwargs))
+        return compiled_modules[-1]
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.GELU(),
+                                torch.nn.Linear(16, 4)).eval()
+    compiled = torch.compile(model, backend="blade", dynamic=dynamic)
+    try:
+        blade.optimize = spy
+        with torch.no_grad():
+            for n in [4, 7, 1, 9]:
+                x = torch.randn(n, 8)
+                torch.testing.assert_close(compiled(x), model(x))
+            model[1].eps = 0.5
+            x = torch.randn(5, 8)
+            torch.testing.assert_close(compiled(x), model(x))
+    finally:
+        blade.optimize = real_optimize
+        torch._dynamo.reset()
+    err = capfd.readouterr().err
+    assert "runs in eager PyTorch" not in err, err[-2000:]
+    assert compiled_modules and all(m.variants and not m.eager_calls for m in compiled_modules)
+    assert all(not v.program.report.unsupported for m in compiled_modules for v in m.variants)
+    assert dynamo_backend._lifted_floats  # the path under test
+
+
 def test_aliased_example_inputs_are_not_traced_as_one():
     class Diff(torch.nn.Module):
         def forward(self, x, y):

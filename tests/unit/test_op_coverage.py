@@ -13,6 +13,7 @@ eager. The same modules run through generated kernels on Triton's interpreter
 * a float computed from sizes used as a tensor operand (DeiT/DiT/Dinov2 position tables resized by
   ``4 / (h // 8)``);
 * RMS norm (``nn.RMSNorm``: Flux, SD3);
+* ``cumsum`` (position ids from masks), ``gather``, ``argmin`` (library calls of the torch provider);
 * a broadcast of two sizes that are equal only by a guard torch.export checks at run time (Flux's
   rotary table over ``len(txt_ids) + len(img_ids)`` against the joint sequence).
 """
@@ -75,6 +76,25 @@ class JointSequence(torch.nn.Module):
         return torch.cat([txt, img], 1) * torch.cat([txt_ids, img_ids], 0).sin()
 
 
+class PositionsAndPicks(torch.nn.Module):
+    """RoBERTa's position ids (``cumsum`` of the mask), a ``gather`` along each dim and a
+    nearest-code ``argmin`` (VQ models)."""
+
+    def forward(self, x, mask, idx):
+        pos = torch.cumsum(mask, dim=1) * mask + 1
+        g0 = torch.gather(x, 1, idx)
+        g1 = torch.gather(x.t(), 0, idx.t())
+        csf = torch.cumsum(x, -1)
+        return pos, g0, g1, x.argmin(-1), torch.argmin(x, 0, keepdim=True), csf
+
+
+def _picks(b, n):
+    x = torch.randn(b, n)
+    mask = (torch.rand(b, n) > 0.3).long()
+    idx = torch.randint(0, n, (b, max(1, n // 2)))
+    return x, mask, idx
+
+
 def _var_inputs(b, n, m):
     return (torch.randn(b, n, m),)
 
@@ -91,6 +111,7 @@ CASES = {
     "scale_from_sizes": (ScaleFromSizes, lambda b, w: (torch.randn(b, 3, w),), (2, 16), [(1, 9), (3, 30)]),
     "rms_norm": (RMSNorms, lambda b, n: (torch.randn(b, n, 4, 8),), (2, 5), [(1, 3), (3, 7)]),
     "joint_sequence": (JointSequence, _joint, (2, 3, 5), [(1, 7, 2), (3, 1, 9)]),
+    "positions_and_picks": (PositionsAndPicks, _picks, (2, 16), [(1, 9), (3, 5)]),
 }
 
 
