@@ -849,6 +849,57 @@ def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), d
     return acc
 
 
+def _window_sum(ctx: ImportCtx, v, k, st_, out_t):
+    """The sum of the ``k[0] * k[1]`` strided windows of ``v`` (already padded), shaped ``out_t``."""
+    acc = None
+    for i in range(k[0]):
+        rows_shape = list(v.type.shape)
+        rows_shape[2] = out_t.shape[2]
+        rows = _slice(ctx, v, 2, sympy.Integer(i), v.type.with_shape(rows_shape), st_[0])
+        for j in range(k[1]):
+            win = _slice(ctx, rows, 3, sympy.Integer(j), out_t, st_[1])
+            acc = win if acc is None else ctx.emit(ew.AddOp, [acc, win], out_t)
+    return acc
+
+
+@handles("avg_pool2d.default")
+def _avg_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+    """Average pooling as the sum of ``kh * kw`` strided slices of the zero-padded input over the
+    divisor: the window size, ``divisor_override``, or (``count_include_pad=False``, PoolFormer's
+    token mixer) the same window sums over a padded tensor of ones, so border windows count only
+    their in-bounds elements."""
+    v = ctx.value(x)
+    if v.type.rank != 4:
+        return ctx.fallback(node, "average pooling of an unbatched input")
+    k = _per_dim(kernel_size, 2)
+    st_ = _per_dim(stride or kernel_size, 2)
+    pad = _per_dim(padding, 2)
+    if ceil_mode or k[0] * k[1] > 16:
+        return ctx.fallback(node, "average pooling with ceil_mode or a window over 16 elements is not compiled")
+    out = ctx.out_type()
+    if not out.dtype.is_floating_point:
+        return ctx.fallback(node, "average pooling of an integer tensor")
+    h, w = v.type.shape[2], v.type.shape[3]
+
+    def padded(t):
+        if not any(pad):
+            return t
+        shape = list(t.type.shape)
+        shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
+        return ctx.emit(dm.PadOp, [t], t.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
+                        value=float_attr(0.0))
+
+    total = _window_sum(ctx, padded(v), k, st_, out)
+    if divisor_override:
+        return ctx.emit(ew.DivOp, [total, ctx.constant(float(divisor_override), out.dtype)], out)
+    if count_include_pad or not any(pad):
+        return ctx.emit(ew.DivOp, [total, ctx.constant(float(k[0] * k[1]), out.dtype)], out)
+    ones = ctx.emit(dm.FullOp, [], tensor_type([1, 1, h, w], out.dtype), value=float_attr(1.0))
+    count = _window_sum(ctx, padded(ones), k, st_, tensor_type([1, 1, out.shape[2], out.shape[3]], out.dtype))
+    return ctx.emit(ew.DivOp, [total, count], out)
+
+
 @handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default")
 def _adaptive_avg_pool(ctx: ImportCtx, node, x, output_size):
     v = ctx.value(x)

@@ -14,6 +14,7 @@ eager. The same modules run through generated kernels on Triton's interpreter
   ``4 / (h // 8)``);
 * RMS norm (``nn.RMSNorm``: Flux, SD3);
 * ``cumsum`` (position ids from masks), ``gather``, ``argmin`` (library calls of the torch provider);
+* average pooling (PoolFormer's border windows that count only in-bounds elements);
 * a broadcast of two sizes that are equal only by a guard torch.export checks at run time (Flux's
   rotary table over ``len(txt_ids) + len(img_ids)`` against the joint sequence).
 """
@@ -88,6 +89,18 @@ class PositionsAndPicks(torch.nn.Module):
         return pos, g0, g1, x.argmin(-1), torch.argmin(x, 0, keepdim=True), csf
 
 
+class AvgPools(torch.nn.Module):
+    """PoolFormer's token mixer (3x3, stride 1, padding 1, border windows averaging only their
+    in-bounds elements), ResNet-D's 2x2 shortcut pool, a divisor override."""
+
+    def forward(self, x):
+        a = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False) - x
+        b = F.avg_pool2d(x, 2, 2)
+        c = F.avg_pool2d(x, 3, 2, 1)
+        d = F.avg_pool2d(x, (1, 3), 1, (0, 1), divisor_override=2)
+        return a, b, c, d
+
+
 def _picks(b, n):
     x = torch.randn(b, n)
     mask = (torch.rand(b, n) > 0.3).long()
@@ -112,6 +125,7 @@ CASES = {
     "rms_norm": (RMSNorms, lambda b, n: (torch.randn(b, n, 4, 8),), (2, 5), [(1, 3), (3, 7)]),
     "joint_sequence": (JointSequence, _joint, (2, 3, 5), [(1, 7, 2), (3, 1, 9)]),
     "positions_and_picks": (PositionsAndPicks, _picks, (2, 16), [(1, 9), (3, 5)]),
+    "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 
 
