@@ -333,9 +333,60 @@ def _constant_pad(ctx: ImportCtx, node, x, pad, value=0):
 
 @handles("pad.default")
 def _pad(ctx: ImportCtx, node, x, pad, mode="constant", value=None):
-    if mode != "constant":
-        raise NotLowered(f"padding mode '{mode}' is not supported (constant only)")
-    return _emit_pad(ctx, x, pad, value or 0.0)
+    if mode == "constant":
+        return _emit_pad(ctx, x, pad, value or 0.0)
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotLowered(f"padding mode '{mode}' is not supported")
+    return _index_pad(ctx, ctx.value(x), list(pad), mode)
+
+
+def _index_pad(ctx: ImportCtx, v, pad: list, mode: str):
+    """``reflect``/``replicate``/``circular`` padding as an index gather per padded dim: output
+    position ``j`` (``t = j - left``) reads ``n-1 - |n-1 - |t||`` (reflect), ``clamp(t, 0, n-1)``
+    (replicate) or ``t mod n`` (circular) of a dim of size ``n``. Reflection needs each pad below
+    ``n`` (eager refuses otherwise): a guard, so such a call gets eager's error."""
+    if any(int(p) < 0 for p in pad):
+        raise NotLowered("negative padding (cropping) is not supported")
+    i64 = torch.int64
+    rank = v.type.rank
+    for k in range(len(pad) // 2):
+        left, right = int(pad[2 * k]), int(pad[2 * k + 1])
+        if left == 0 and right == 0:
+            continue
+        d = rank - 1 - k
+        n = v.type.shape[d]
+        if mode == "reflect":
+            ctx.mapping.table.require(sympy.Lt(max(left, right), n), "reflection padding is smaller than the dim")
+        elif mode == "circular":
+            ctx.mapping.table.require(sympy.Le(max(left, right), n), "circular padding is at most the dim")
+        out_n = n + left + right
+        vec = tensor_type([out_n], i64)
+        j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(float(-left)), step=float_attr(1.0))  # t = j - left
+
+        def num(e):
+            e = sympy.sympify(e)
+            return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
+
+        last = num(n - 1)
+        if mode == "reflect":
+            a = ctx.emit(ew.AbsOp, [j], vec)
+            b = ctx.emit(ew.AbsOp, [ctx.emit(ew.SubOp, [last, a], vec)], vec)
+            src = ctx.emit(ew.SubOp, [last, b], vec)
+        elif mode == "replicate":
+            src = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [j, ctx.constant(0)], vec), last], vec)
+        else:
+            src = ctx.emit(ew.RemainderOp, [j, num(n)], vec)
+        shape = list(v.type.shape)
+        shape[d] = out_n
+        v = ctx.emit(dm.IndexOp, [v, src], v.type.with_shape(shape), indexed=ints_attr([d]))
+    return v
+
+
+@handles("reflection_pad1d.default", "reflection_pad2d.default", "reflection_pad3d.default",
+         "replication_pad1d.default", "replication_pad2d.default", "replication_pad3d.default")
+def _named_pad(ctx: ImportCtx, node, x, padding):
+    mode = "reflect" if "reflection" in node.target._opname else "replicate"
+    return _index_pad(ctx, ctx.value(x), list(padding), mode)
 
 
 def _emit_pad(ctx: ImportCtx, x, pad, value):
@@ -578,6 +629,32 @@ def _var(ctx: ImportCtx, node, x, dim=None, unbiased=None, keepdim=False, *, cor
     if wide != mean_t.dtype:
         m = ctx.emit(ew.CastOp, [m], mean_t)
     return [var, m]
+
+
+@handles("_cdist_forward.default")
+def _cdist(ctx: ImportCtx, node, x1, x2, p, compute_mode=None):
+    """``cdist`` by its definition (the path torch takes for small point sets): the differences of
+    every pair ``[..., P, 1, M] - [..., 1, R, M]`` reduced over ``M``: ``sqrt(sum(d*d))`` for
+    ``p = 2``, ``sum(|d|)`` for 1, ``max(|d|)`` for inf."""
+    a, b = ctx.value(x1), ctx.value(x2)
+    out = ctx.out_type()
+    if float(p) not in (1.0, 2.0, float("inf")) or a.type.rank != b.type.rank:
+        raise NotLowered(f"cdist with p={p}")
+    *batch, pp, m = a.type.shape
+    rr = b.type.shape[-2]
+    t = out.dtype
+    a4 = ctx.emit(dm.ReshapeOp, [a], tensor_type([*batch, pp, 1, m], t))
+    b4 = ctx.emit(dm.ReshapeOp, [b], tensor_type([*b.type.shape[:-2], 1, rr, m], t))
+    full = tensor_type([*out.shape, m], t)
+    d = ctx.emit(ew.SubOp, [a4, b4], full)
+    last = [len(out.shape)]
+    if float(p) == 2.0:
+        sq = ctx.emit(ew.MulOp, [d, d], full)
+        ss = ctx.emit(st.ReduceSumOp, [sq], out, dims=ints_attr(last), keepdim=int_attr(False))
+        return ctx.emit(ew.SqrtOp, [ss], out)
+    ad = ctx.emit(ew.AbsOp, [d], full)
+    cls = st.ReduceSumOp if float(p) == 1.0 else st.ReduceMaxOp
+    return ctx.emit(cls, [ad], out, dims=ints_attr(last), keepdim=int_attr(False))
 
 
 @handles("argmax.default", "argmin.default")

@@ -474,7 +474,9 @@ def _extra_decompositions() -> dict:
       index gathers at computed coordinates and a weighted sum;
     * vector norms (``torch.norm``/``F.normalize``), batch norm over the batch's own statistics
       (``InstanceNorm`` without running stats), RMS norm (``F.rms_norm``, ``nn.RMSNorm``: Flux, SD3's
-      query/key norms; computed in float32 for half inputs as eager does), ``any``.
+      query/key norms; computed in float32 for half inputs as eager does), ``any``, weight norm
+      (wav2vec2's and HuBERT's positional convolution, vocoders: ``g * v / |v|`` every call, so an
+      update of ``g`` or ``v`` is seen), Euclidean distances (``cdist``: VQ codebooks).
     """
     from torch._decomp import get_decompositions
 
@@ -484,7 +486,7 @@ def _extra_decompositions() -> dict:
         aten.upsample_bilinear2d.vec, aten.upsample_bilinear2d.default,
         aten.linalg_vector_norm.default, aten._native_batch_norm_legit.no_stats,
         aten._native_batch_norm_legit_functional.default, aten.any.default, aten.any.dim, aten.any.dims,
-        aten._fused_rms_norm.default,
+        aten._fused_rms_norm.default, aten._weight_norm_interface.default, aten._euclidean_dist.default,
     ])
 
 
@@ -493,6 +495,9 @@ FOLLOW_UP = {torch.ops.aten.log_sigmoid_forward.default, torch.ops.aten._prelu_k
              torch.ops.aten.leaky_relu.default, torch.ops.aten.elu.default,
              # instance_norm -> batch norm over its own statistics; rms_norm -> _fused_rms_norm
              torch.ops.aten._native_batch_norm_legit.no_stats, torch.ops.aten._fused_rms_norm.default,
+             # _weight_norm -> _weight_norm_interface (-> vector norm), cdist -> _euclidean_dist
+             torch.ops.aten._weight_norm_interface.default, torch.ops.aten._euclidean_dist.default,
+             torch.ops.aten.linalg_vector_norm.default,
              torch.ops.aten._native_batch_norm_legit_functional.default}
 
 

@@ -15,6 +15,8 @@ eager. The same modules run through generated kernels on Triton's interpreter
 * RMS norm (``nn.RMSNorm``: Flux, SD3);
 * ``cumsum`` (position ids from masks), ``gather``, ``argmin`` (library calls of the torch provider);
 * average pooling (PoolFormer's border windows that count only in-bounds elements);
+* ``reflect``/``replicate``/``circular`` padding as index gathers (vocoders, style-transfer nets);
+* weight norm and ``cdist`` through torch's decompositions;
 * a broadcast of two sizes that are equal only by a guard torch.export checks at run time (Flux's
   rotary table over ``len(txt_ids) + len(img_ids)`` against the joint sequence).
 """
@@ -101,6 +103,27 @@ class AvgPools(torch.nn.Module):
         return a, b, c, d
 
 
+class PadModes(torch.nn.Module):
+    def forward(self, x):
+        return (F.pad(x, (1, 2, 2, 1), mode="reflect"), F.pad(x, (3, 0, 1, 1), mode="replicate"),
+                F.pad(x[:, 0], (2, 2), mode="reflect"), torch.nn.ReflectionPad2d(1)(x) * 2)
+
+
+class WeightNormCdist(torch.nn.Module):
+    """A weight-normed convolution (wav2vec2's positional conv, vocoders: ``g * v / |v|``
+    computed every call) and nearest codebook entries by Euclidean distance (VQ models)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 4, 3, padding=1), dim=2)
+        self.codes = torch.nn.Parameter(torch.randn(6, 4))
+
+    def forward(self, x):
+        y = self.conv(x).transpose(1, 2)
+        d = torch.cdist(y, self.codes.expand(y.shape[0], 6, 4))
+        return y, d, d.argmin(-1)
+
+
 def _picks(b, n):
     x = torch.randn(b, n)
     mask = (torch.rand(b, n) > 0.3).long()
@@ -125,6 +148,8 @@ CASES = {
     "rms_norm": (RMSNorms, lambda b, n: (torch.randn(b, n, 4, 8),), (2, 5), [(1, 3), (3, 7)]),
     "joint_sequence": (JointSequence, _joint, (2, 3, 5), [(1, 7, 2), (3, 1, 9)]),
     "positions_and_picks": (PositionsAndPicks, _picks, (2, 16), [(1, 9), (3, 5)]),
+    "pad_modes": (PadModes, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 6, 7), [(1, 4, 3), (3, 5, 9)]),
+    "weight_norm_cdist": (WeightNormCdist, lambda b, n: (torch.randn(b, 4, n),), (2, 9), [(1, 5), (3, 13)]),
     "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 
@@ -184,3 +209,23 @@ def test_floor_division_by_a_sum_cancels():
     assert _BINARY["CeilDiv"](6 * a + 6 * b, 2 * a + 2 * b) == 3
     assert isinstance(_BINARY["FloorDiv"](4 * a + 3, a + b), sympy.floor)
     assert _BINARY["FloorDiv"](a, 2) == sympy.floor(a / 2)
+
+
+def test_circular_padding_and_its_size_limit():
+    """Circular padding is compiled too (torch's own export of it splits batch 1 and channel 1
+    into classes of their own, so no variant count here); a reflection pad as large as the dim gets
+    eager's error."""
+
+    class Circular(torch.nn.Module):
+        def forward(self, x):
+            return F.pad(x, (2, 1, 0, 3), mode="circular")
+
+    model = Circular()
+    opt = blade.optimize(model, (torch.randn(2, 3, 6, 7),))
+    assert not opt.report.unsupported
+    for s in [(2, 3, 6, 7), (1, 2, 4, 3), (3, 1, 5, 9)]:
+        x = torch.randn(*s)
+        assert torch.equal(opt(x), model(x))
+    reflect = blade.optimize(PadModes(), (torch.randn(2, 3, 6, 7),))
+    with pytest.raises(RuntimeError, match="Padding size should be less than"):
+        reflect(torch.randn(1, 3, 2, 2))
