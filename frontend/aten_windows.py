@@ -1,0 +1,218 @@
+"""ATen handlers for padding, pooling and per-channel normalisation: constant padding and the
+index-gather padding modes (``reflect``, ``replicate``, ``circular``), batch norm in eval mode,
+max/average/adaptive pooling. Split out of ``aten_table.py`` (which imports this module, so both
+register into one table)."""
+
+from __future__ import annotations
+
+import sympy
+import torch
+
+from blade.dialects import data_movement as dm
+from blade.dialects import elementwise as ew
+from blade.dialects import structured as st
+from blade.dialects.types import float_attr, int_attr, ints_attr, tensor_type
+from blade.frontend.aten_table import _per_dim, _slice
+from blade.frontend.fx_importer import ImportCtx, NotLowered, handles
+
+
+@handles("constant_pad_nd.default")
+def _constant_pad(ctx: ImportCtx, node, x, pad, value=0):
+    return _emit_pad(ctx, x, pad, value)
+
+
+@handles("pad.default")
+def _pad(ctx: ImportCtx, node, x, pad, mode="constant", value=None):
+    if mode == "constant":
+        return _emit_pad(ctx, x, pad, value or 0.0)
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotLowered(f"padding mode '{mode}' is not supported")
+    return _index_pad(ctx, ctx.value(x), list(pad), mode)
+
+
+def _emit_pad(ctx: ImportCtx, x, pad, value):
+    if any(p < 0 for p in pad):
+        raise NotLowered("negative padding (cropping) is not supported")
+    return ctx.emit(dm.PadOp, [ctx.value(x)], ctx.out_type(), pads=ints_attr(pad), value=float_attr(float(value)))
+
+
+def _index_pad(ctx: ImportCtx, v, pad: list, mode: str):
+    """``reflect``/``replicate``/``circular`` padding as an index gather per padded dim: output
+    position ``j`` (``t = j - left``) reads ``n-1 - |n-1 - |t||`` (reflect), ``clamp(t, 0, n-1)``
+    (replicate) or ``t mod n`` (circular) of a dim of size ``n``. Reflection needs each pad below
+    ``n`` (eager refuses otherwise): a guard, so such a call gets eager's error."""
+    if any(int(p) < 0 for p in pad):
+        raise NotLowered("negative padding (cropping) is not supported")
+    i64 = torch.int64
+    rank = v.type.rank
+    for k in range(len(pad) // 2):
+        left, right = int(pad[2 * k]), int(pad[2 * k + 1])
+        if left == 0 and right == 0:
+            continue
+        d = rank - 1 - k
+        n = v.type.shape[d]
+        if mode == "reflect":
+            ctx.mapping.table.require(sympy.Lt(max(left, right), n), "reflection padding is smaller than the dim")
+        elif mode == "circular":
+            ctx.mapping.table.require(sympy.Le(max(left, right), n), "circular padding is at most the dim")
+        out_n = n + left + right
+        vec = tensor_type([out_n], i64)
+        j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(float(-left)), step=float_attr(1.0))  # t = j - left
+
+        def num(e):
+            e = sympy.sympify(e)
+            return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
+
+        last = num(n - 1)
+        if mode == "reflect":
+            a = ctx.emit(ew.AbsOp, [j], vec)
+            b = ctx.emit(ew.AbsOp, [ctx.emit(ew.SubOp, [last, a], vec)], vec)
+            src = ctx.emit(ew.SubOp, [last, b], vec)
+        elif mode == "replicate":
+            src = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [j, ctx.constant(0)], vec), last], vec)
+        else:
+            src = ctx.emit(ew.RemainderOp, [j, num(n)], vec)
+        shape = list(v.type.shape)
+        shape[d] = out_n
+        v = ctx.emit(dm.IndexOp, [v, src], v.type.with_shape(shape), indexed=ints_attr([d]))
+    return v
+
+
+@handles("reflection_pad1d.default", "reflection_pad2d.default", "reflection_pad3d.default",
+         "replication_pad1d.default", "replication_pad2d.default", "replication_pad3d.default")
+def _named_pad(ctx: ImportCtx, node, x, padding):
+    mode = "reflect" if "reflection" in node.target._opname else "replicate"
+    return _index_pad(ctx, ctx.value(x), list(padding), mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# batch norm in eval mode: an affine map per channel, emitted as elementwise ops
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_norm_eval(ctx: ImportCtx, x, weight, bias, mean, var, eps):
+    """``(x - mean) * rsqrt(var + eps) * weight + bias`` with the [C] vectors viewed as
+    [C, 1, ...] so they broadcast against [N, C, ...]."""
+    v = ctx.value(x)
+    out = ctx.type_of(ctx.node.meta["val"][0] if isinstance(ctx.node.meta["val"], (tuple, list))
+                      else ctx.node.meta["val"])
+    if v.type.rank < 2 or mean is None or var is None:
+        raise NotLowered("batch norm without running statistics or on a 1-D input")
+    stat_dtype = ctx.type_of(var.meta["val"]).dtype
+
+    def per_channel(t):
+        tv = ctx.value(t)
+        shape = [tv.type.shape[0]] + [sympy.Integer(1)] * (v.type.rank - 2)
+        return ctx.emit(dm.ReshapeOp, [tv], tv.type.with_shape(shape))
+
+    # y = x * scale + shift: the per-channel scale and shift depend on weights only, so the
+    # activation sees one multiply-add (two roundings in fp16, like a fused eager batch norm)
+    c_type = tensor_type([v.type.shape[1]] + [sympy.Integer(1)] * (v.type.rank - 2), stat_dtype)
+    scale = ctx.emit(ew.RsqrtOp, [ctx.emit(ew.AddOp, [per_channel(var), ctx.constant(float(eps))], c_type)], c_type)
+    if weight is not None:
+        scale = ctx.emit(ew.MulOp, [scale, per_channel(weight)], c_type)
+    shift = ctx.emit(ew.NegOp, [ctx.emit(ew.MulOp, [per_channel(mean), scale], c_type)], c_type)
+    if bias is not None:
+        shift = ctx.emit(ew.AddOp, [shift, per_channel(bias)], c_type)
+    return ctx.emit(ew.AddOp, [ctx.emit(ew.MulOp, [v, scale], out), shift], out)
+
+
+@handles("_native_batch_norm_legit_no_training.default")
+def _native_batch_norm_no_training(ctx: ImportCtx, node, x, weight, bias, mean, var, momentum, eps):
+    # (output, saved mean, saved invstd): the saved statistics are empty in eval mode
+    return [_batch_norm_eval(ctx, x, weight, bias, mean, var, eps), None, None]
+
+
+@handles("batch_norm.default")
+def _batch_norm(ctx: ImportCtx, node, x, weight, bias, mean, var, training, momentum, eps, cudnn_enabled=True):
+    if training:
+        raise NotLowered("batch norm in training mode uses batch statistics; call model.eval() before optimize")
+    return _batch_norm_eval(ctx, x, weight, bias, mean, var, eps)
+
+
+@handles("max_pool2d.default")
+def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), dilation=(1,), ceil_mode=False):
+    """Max pooling as the maximum of ``kh * kw`` strided slices of the input padded with the
+    dtype's lowest value (ResNet's 3x3/2 stem pool: 9 slices, fused into one kernel)."""
+    v = ctx.value(x)
+    if v.type.rank != 4:
+        return ctx.fallback(node, "max pooling of an unbatched input")
+    k = _per_dim(kernel_size, 2)
+    st_ = _per_dim(stride or kernel_size, 2)
+    pad = _per_dim(padding, 2)
+    dil = _per_dim(dilation, 2)
+    if ceil_mode or any(d != 1 for d in dil) or k[0] * k[1] > 16:
+        return ctx.fallback(node, "max pooling with ceil_mode, dilation or a window over 16 elements "
+                                  "is not compiled")
+    out = ctx.out_type()
+    lowest = float("-inf") if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
+    if any(pad):
+        shape = list(v.type.shape)
+        shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
+        v = ctx.emit(dm.PadOp, [v], v.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
+                     value=float_attr(lowest))
+    return _window_reduce(ctx, v, k, st_, out, ew.MaximumOp)
+
+
+def _window_reduce(ctx: ImportCtx, v, k, st_, out_t, combine):
+    """The ``k[0] * k[1]`` strided windows of ``v`` (already padded), shaped ``out_t``, combined
+    pairwise with the elementwise op ``combine`` (maximum for max pooling, add for average)."""
+    acc = None
+    for i in range(k[0]):
+        rows_shape = list(v.type.shape)
+        rows_shape[2] = out_t.shape[2]
+        rows = _slice(ctx, v, 2, sympy.Integer(i), v.type.with_shape(rows_shape), st_[0])
+        for j in range(k[1]):
+            win = _slice(ctx, rows, 3, sympy.Integer(j), out_t, st_[1])
+            acc = win if acc is None else ctx.emit(combine, [acc, win], out_t)
+    return acc
+
+
+@handles("avg_pool2d.default")
+def _avg_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), ceil_mode=False,
+                count_include_pad=True, divisor_override=None):
+    """Average pooling as the sum of ``kh * kw`` strided slices of the zero-padded input over the
+    divisor: the window size, ``divisor_override``, or (``count_include_pad=False``, PoolFormer's
+    token mixer) the same window sums over a padded tensor of ones, so border windows count only
+    their in-bounds elements."""
+    v = ctx.value(x)
+    if v.type.rank != 4:
+        return ctx.fallback(node, "average pooling of an unbatched input")
+    k = _per_dim(kernel_size, 2)
+    st_ = _per_dim(stride or kernel_size, 2)
+    pad = _per_dim(padding, 2)
+    if ceil_mode or k[0] * k[1] > 16:
+        return ctx.fallback(node, "average pooling with ceil_mode or a window over 16 elements is not compiled")
+    out = ctx.out_type()
+    if not out.dtype.is_floating_point:
+        return ctx.fallback(node, "average pooling of an integer tensor")
+    h, w = v.type.shape[2], v.type.shape[3]
+
+    def padded(t):
+        if not any(pad):
+            return t
+        shape = list(t.type.shape)
+        shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
+        return ctx.emit(dm.PadOp, [t], t.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
+                        value=float_attr(0.0))
+
+    total = _window_reduce(ctx, padded(v), k, st_, out, ew.AddOp)
+    if divisor_override:
+        return ctx.emit(ew.DivOp, [total, ctx.constant(float(divisor_override), out.dtype)], out)
+    if count_include_pad or not any(pad):
+        return ctx.emit(ew.DivOp, [total, ctx.constant(float(k[0] * k[1]), out.dtype)], out)
+    ones = ctx.emit(dm.FullOp, [], tensor_type([1, 1, h, w], out.dtype), value=float_attr(1.0))
+    count = _window_reduce(ctx, padded(ones), k, st_, tensor_type([1, 1, out.shape[2], out.shape[3]], out.dtype),
+                           ew.AddOp)
+    return ctx.emit(ew.DivOp, [total, count], out)
+
+
+@handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default")
+def _adaptive_avg_pool(ctx: ImportCtx, node, x, output_size):
+    v = ctx.value(x)
+    n = len(output_size)
+    if any(int(s) != 1 for s in output_size):
+        return ctx.fallback(node, f"adaptive average pooling to {list(output_size)} (only global pooling "
+                                  "to 1 is compiled)")
+    dims = list(range(v.type.rank - n, v.type.rank))
+    return ctx.emit(st.ReduceMeanOp, [v], ctx.out_type(), dims=ints_attr(dims), keepdim=int_attr(True))
