@@ -107,13 +107,6 @@ class Variant:
             values = self.executor.bind(tensors)
         except ShapeError as e:
             return None, str(e)
-        for info in self.executor.table.symbols.values():
-            # the lower ends of the ranges, checked here: symbols are positive to sympy, so
-            # ``s0 >= 1`` folds to True in the guard program, and a size-0 dim reached a program
-            # whose size algebra assumed 1 or more (var of an empty tensor: -0.0, not NaN)
-            v = values.get(info.symbol.name)
-            if v is not None and v < info.lo:
-                return None, "; ".join(self.executor.table.guard_failures(values)[:3])
         if all(self.guard_program.run_named(values)):
             return values, ""
         failed = self.executor.table.guard_failures(values)  # slow path: say which guard failed
@@ -144,9 +137,13 @@ class Variant:
             table = self.executor.table
             conds = []
             for info in table.symbols.values():
-                conds.append(sympy.Ge(info.symbol, info.lo))
+                # a plain integer symbol of the same name: to sympy the table's (positive) symbol
+                # is >= 1 already, so ``s0 >= 1`` folded to True and a size-0 dim reached a
+                # program whose size algebra assumed 1 or more (var of an empty tensor: -0.0)
+                s = sympy.Symbol(info.symbol.name, integer=True)
+                conds.append(sympy.Ge(s, info.lo))
                 if info.hi is not None:
-                    conds.append(sympy.Le(info.symbol, info.hi))
+                    conds.append(sympy.Le(s, info.hi))
             conds += [g.cond for g in table.guards]
             self._guards = ShapeProgram(conds, list(table.symbols))
         return self._guards
