@@ -153,13 +153,17 @@ class _Lowering:
         return p
 
     def _bindings(self, i: int, t: TensorType) -> list[dict[str, int]]:
-        """Input dims of the form ``coeff * symbol`` determine the symbol (first one wins; every
-        other dim is checked against its slot by the executor)."""
+        """Input dims of the form ``coeff * symbol + offset`` determine the symbol (first one wins;
+        every other dim is checked against its slot by the executor). torch.export writes a dim
+        that a guard made even or odd that way (``2*s2``, ``2*s3 - 1``)."""
         out = []
         for j, d in enumerate(self._shape(t, "input")):
-            coeff, rest = d.as_coeff_Mul()
-            if rest.is_Symbol and coeff.is_Integer and int(coeff) > 0 and rest.name in self.slots.symbols:
-                out.append({"symbol": self.slots.symbols.index(rest.name), "input": i, "dim": j, "coeff": int(coeff)})
+            offset, term = d.as_coeff_Add()
+            coeff, rest = term.as_coeff_Mul()
+            if (rest.is_Symbol and coeff.is_Integer and int(coeff) > 0 and offset.is_Integer
+                    and rest.name in self.slots.symbols):
+                out.append({"symbol": self.slots.symbols.index(rest.name), "input": i, "dim": j,
+                            "coeff": int(coeff), "offset": int(offset)})
         return out
 
     def _checks(self) -> None:

@@ -8,7 +8,7 @@ lazily, for its version in the metadata).
 
 A Program holds
 
-* ``symbols`` and ``bindings``: how each size symbol is read from an input dim (``dim = coeff * s``);
+* ``symbols`` and ``bindings``: how each size symbol is read from an input dim (``dim = coeff * s + offset``);
   ``device_symbols``: further shape-program inputs the executor reads from the device (``sm_count``);
 * one shape program (``shape_code``, the bytecode of ``runtime/shape_eval.py``) that emits every
   *slot*: each dim of each value, every buffer size, launch grid, launch scalar, variant
@@ -103,7 +103,7 @@ class Step:
 @dataclass
 class Program:
     symbols: list[str]
-    bindings: list[dict[str, int]]          # {"symbol", "input", "dim", "coeff"}
+    bindings: list[dict[str, int]]          # {"symbol", "input", "dim", "coeff", "offset"}
     input_names: list[str]
     shape_code: list[int]
     nslots: int

@@ -162,12 +162,12 @@ class ProgramExecutor:
         symbols: list[int | None] = [None] * len(p.symbols)
         for b in p.bindings:
             t = inputs[b["input"]]
-            n = t.shape[b["dim"]]
-            if n % b["coeff"]:
-                raise ProgramShapeError(f"input '{p.input_names[b['input']]}' dim {b['dim']} is {n}; it must be a "
-                                        f"multiple of {b['coeff']}")
+            n, k, c = t.shape[b["dim"]], b["coeff"], b.get("offset", 0)
+            if (n - c) % k:
+                what = f"a multiple of {k}" if c == 0 else f"{c % k} modulo {k}"
+                raise ProgramShapeError(f"input '{p.input_names[b['input']]}' dim {b['dim']} is {n}; it must be {what}")
             if symbols[b["symbol"]] is None:
-                symbols[b["symbol"]] = n // b["coeff"]
+                symbols[b["symbol"]] = (n - c) // k
         if any(s is None for s in symbols):
             missing = [p.symbols[i] for i, s in enumerate(symbols) if s is None]
             raise ProgramShapeError(f"symbols {missing} are not determined by any input dim")
@@ -224,7 +224,8 @@ class ProgramExecutor:
             inputs_dims = [v.dims for v in sorted((v for v in p.values if v.kind == ValueKind.INPUT.value),
                                                   key=lambda v: v.index)]
             self._planner = self.native.CallPlanner(
-                len(p.symbols), [(b["symbol"], b["input"], b["dim"], b["coeff"]) for b in p.bindings],
+                len(p.symbols), [(b["symbol"], b["input"], b["dim"], b["coeff"], b.get("offset", 0))
+                                 for b in p.bindings],
                 p.shape_code, [c["slot"] for c in p.checks], inputs_dims,
                 [p.buffers[i].nbytes for i in self._placed],
                 [(p.buffers[i].first, p.buffers[i].last) for i in self._placed], ARENA_ALIGN)

@@ -152,7 +152,7 @@ PreparedCall CallPlanner::prepare(const std::vector<std::vector<int64_t>>& input
   std::vector<int64_t> symbols(num_symbols_, 0);
   std::vector<bool> bound(num_symbols_, false);
   for (const Binding& b : bindings_) {
-    const int64_t n = input_shapes.at(b.input).at(b.dim);
+    const int64_t n = input_shapes.at(b.input).at(b.dim) - b.offset;
     if (b.coeff <= 0 || n % b.coeff != 0) {
       r.bad_input = b.input;
       return r;

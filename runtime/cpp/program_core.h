@@ -39,7 +39,7 @@ struct ArenaPlan {
 ArenaPlan first_fit(const std::vector<ArenaBuffer>& buffers, int64_t align);
 
 struct Binding {
-  int64_t symbol, input, dim, coeff;  // symbol = input.shape[dim] / coeff
+  int64_t symbol, input, dim, coeff, offset;  // symbol = (input.shape[dim] - offset) / coeff
 };
 
 struct PreparedCall {

@@ -59,12 +59,12 @@ PYBIND11_MODULE(_native, m) {
       .def_readonly("failed_checks", &blade::PreparedCall::failed_checks)
       .def_readonly("bad_input", &blade::PreparedCall::bad_input);
   py::class_<blade::CallPlanner>(m, "CallPlanner")
-      .def(py::init([](int64_t num_symbols, const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>>& bindings,
+      .def(py::init([](int64_t num_symbols, const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>>& bindings,
                        std::vector<int64_t> code, std::vector<int64_t> check_slots,
                        std::vector<std::vector<int64_t>> input_dim_slots, std::vector<int64_t> buffer_size_slots,
                        const std::vector<std::tuple<int64_t, int64_t>>& buffer_ranges, int64_t align) {
              std::vector<blade::Binding> bs;
-             for (const auto& [s, i, d, c] : bindings) bs.push_back({s, i, d, c});
+             for (const auto& [s, i, d, c, o] : bindings) bs.push_back({s, i, d, c, o});
              std::vector<blade::ArenaBuffer> ranges;
              for (const auto& [first, last] : buffer_ranges) ranges.push_back({0, first, last});
              return blade::CallPlanner(num_symbols, std::move(bs), std::move(code), std::move(check_slots),

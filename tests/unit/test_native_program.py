@@ -10,7 +10,10 @@ import torch
 
 from blade.runtime.program_executor import ProgramExecutor, ProgramShapeError, first_fit, module_weights
 from tests.native_build import build_native
+from blade.ir import parse_module
+from blade.lower_program import lower_module
 from tests.unit.test_program import random_buffers
+
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
@@ -99,3 +102,27 @@ def test_cubin_launcher_packs_parameters_and_says_why_it_cannot_launch(build, mo
     with pytest.raises(ProgramRunError, match=why[:20].replace("(", r"\(").replace(")", r"\)")):
         runner._cuda_kernel(0)
     assert program_executor.shape_eval is shape_eval
+
+
+def test_input_dims_with_an_offset_bind_their_symbol(build):
+    """torch.export (2.11) writes a dim that a guard made odd as ``2*s1 - 1``: the Program binds s1
+    from it (both the native call planner and the Python path) and refuses an even size by name."""
+    text = """builtin.module {
+      blade.symbol {sym_name = "s0", lo = 1 : i64, origin = "x.size(0)"} : () -> ()
+      blade.symbol {sym_name = "s1", lo = 1 : i64, origin = "x.size(1)"} : () -> ()
+      func.func @forward(%0: !blade.tensor<[s0, 2*s1 - 1], f32>) -> !blade.tensor<[s0, 2*s1 - 1], f32> {
+        %1 = blade.add %0, %0 : (!blade.tensor<[s0, 2*s1 - 1], f32>, !blade.tensor<[s0, 2*s1 - 1], f32>) -> !blade.tensor<[s0, 2*s1 - 1], f32>
+        func.return %1 : !blade.tensor<[s0, 2*s1 - 1], f32>
+      }
+    }"""
+    prog = lower_module(parse_module(text))
+    assert {"symbol": 1, "input": 0, "dim": 1, "coeff": 2, "offset": -1} in prog.bindings
+    for native in (False, build[1]):
+        ex = ProgramExecutor(prog, {}, native=native)
+        for n in (1, 7, 13):
+            x = torch.randn(3, n)
+            (out,) = ex.run([x])
+            torch.testing.assert_close(out, x + x)
+        assert (ex._planner is not None) == (native is not False)
+        with pytest.raises(ProgramShapeError, match="dim 1 is 8; it must be 1 modulo 2"):
+            ex.run([torch.randn(3, 8)])

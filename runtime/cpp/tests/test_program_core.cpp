@@ -73,7 +73,7 @@ void test_call_planner() {
   // 4 = device symbol + 1
   const std::vector<int64_t> code = {C, 2, S, 0, MUL, EMIT, C, 3, EMIT, S, 0, C, 8, 14, EMIT,
                                      S, 0, C, 12, MUL, EMIT, S, 1, C, 1, ADD, EMIT};
-  blade::CallPlanner planner(1, {{0, 0, 0, 2}}, code, {2}, {{0, 1}}, {3, 3}, {{0, 0, 1}, {0, 1, 2}}, 256);
+  blade::CallPlanner planner(1, {{0, 0, 0, 2, 0}}, code, {2}, {{0, 1}}, {3, 3}, {{0, 0, 1}, {0, 1, 2}}, 256);
   auto r = planner.prepare({{10, 3}}, {132});
   check(r.ok && r.slots == std::vector<int64_t>({10, 3, 1, 60, 133}), "planner slots");
   check(r.offsets == std::vector<int64_t>({0, 256}) && r.total == 316, "planner arena");
@@ -85,6 +85,14 @@ void test_call_planner() {
   check(!r.ok && r.bad_input == 0, "static dim mismatch");
   r = planner.prepare({{10}}, {4});
   check(!r.ok && r.bad_input == 0, "rank mismatch");
+
+  // one input [2*s0 - 1] (an odd dim, as torch.export writes it); slot 0 = 2*s0 - 1, 1 = s0 * 4 bytes
+  blade::CallPlanner odd(1, {{0, 0, 0, 2, -1}}, {C, 2, S, 0, MUL, C, 1, SUB, EMIT, S, 0, C, 4, MUL, EMIT}, {},
+                         {{0}}, {1}, {{0, 0, 1}}, 256);
+  r = odd.prepare({{9}}, {});
+  check(r.ok && r.slots == std::vector<int64_t>({9, 20}), "symbol bound through an offset");
+  r = odd.prepare({{8}}, {});
+  check(!r.ok && r.bad_input == 0, "an even size does not fit 2*s0 - 1");
 }
 
 }  // namespace
