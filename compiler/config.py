@@ -51,6 +51,15 @@ class Config:
     #: them then runs in eager PyTorch, with a message (``fallback="strict"``: raises ``GuardError``).
     max_variants: int = 4
 
+    #: After the first compile, compile up to this many more guard classes in a background thread
+    #: (``compiler/speculate.py``): the sizes next to the example's that no variant accepts (an odd
+    #: latent where the example's is a multiple of 8, batch 1 where a branch tests for it), so a
+    #: later call there finds its variant ready instead of waiting for a capture (16-18 s for the
+    #: SD 1.5 UNet on an H200). Costs host CPU and compile time in the background while the module
+    #: already serves calls; counts against ``max_variants``. ``BladeModule.wait_precompiled()``
+    #: waits for it. 0: off.
+    precompile_guard_classes: int = 0
+
     #: Print progress and the per-stage times of each compile.
     verbose: bool = False
 
@@ -147,6 +156,8 @@ class Config:
                              f"{self.executor!r}")
         if self.max_variants < 1:
             raise ValueError("Config.max_variants must be at least 1")
+        if self.precompile_guard_classes < 0:
+            raise ValueError("Config.precompile_guard_classes must be at least 0 (0: off)")
         if self.max_cuda_graphs < 0 or self.cuda_graph_after < 1:
             raise ValueError(f"Config.max_cuda_graphs must be at least 0 (got {self.max_cuda_graphs}) and "
                              f"Config.cuda_graph_after at least 1 (got {self.cuda_graph_after})")

@@ -86,6 +86,14 @@ class _Graph:
     weights: list = field(default_factory=list)
 
 
+class _Sized:
+    """Only a shape: what ``Variant.accepts`` reads of a tensor, for sizes not yet made."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+        self.dtype = self.device = None
+
+
 @dataclass
 class Variant:
     program: CompiledProgram
@@ -295,6 +303,7 @@ class BladeModule(torch.nn.Module):
         self._snapshot = StructureSnapshot(self.original)  # what the variants are compiled from
         self._graph_pool_lock = threading.Lock()
         self._graph_pool = self._new_graph_pool()
+        self._precompile: threading.Thread | None = None  # Config.precompile_guard_classes
 
     def _new_graph_pool(self) -> GraphPool:
         c = self._config
@@ -352,6 +361,76 @@ class BladeModule(torch.nn.Module):
                 print(f"[blade] {self.name} runs in eager PyTorch: it could not be compiled for inputs "
                       f"{describe_inputs(tensors)} ({_one_line(e)}). Config(fallback=\"strict\") raises instead.",
                       file=sys.stderr, flush=True)
+                return
+        if self._config.precompile_guard_classes > 0:
+            self._precompile = threading.Thread(target=self._precompile_neighbours, args=(args, kwargs),
+                                                name=f"blade-precompile-{self.name}", daemon=True)
+            self._precompile.start()
+
+    def wait_precompiled(self, timeout: float | None = None) -> bool:
+        """Wait for the background compiles of ``Config.precompile_guard_classes``; whether they
+        are done (False only when ``timeout`` seconds passed first)."""
+        thread = self._precompile
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _precompile_neighbours(self, args: tuple, kwargs: dict) -> None:
+        """The background half of ``Config.precompile_guard_classes``: compile the variants of
+        input sizes next to the example's that no variant accepts (``compiler/speculate.py``), one
+        at a time under the compile lock, as a call would. A candidate the model rejects (its sizes
+        may be ones the model never takes) is dropped quietly (``verbose`` says why); it is never
+        remembered as a signature that runs eagerly."""
+        from blade.speculate import candidates, resize_like
+
+        tensors, _, signature = flatten_call(args, kwargs, self.original.training)
+        with self._compile_lock:
+            first = self._variants[0] if self._variants else None
+            seen = self._structure_seen
+        if first is None or not hasattr(first.executor, "input_dims") or len(first.executor.input_dims) != len(tensors):
+            return
+        dims = [d for _, d in first.executor.input_dims]
+        flat, spec = pytree.tree_flatten((args, kwargs))
+
+        def accepted(shapes) -> bool:
+            sized = [_Sized(s) for s in shapes]
+            return any(self._select(sized, signature, variants)[0] is not None
+                       for variants in (self._variants, self._beyond_limit))
+
+        done = 0
+        try:
+            for what, shapes in candidates(dims, [tuple(t.shape) for t in tensors], accepted):
+                if done >= self._config.precompile_guard_classes:
+                    return
+                new = iter([resize_like(t, s) for t, s in zip(tensors, shapes)])
+                call = pytree.tree_unflatten([next(new) if isinstance(x, torch.Tensor) else x for x in flat], spec)
+                new_tensors = flatten_call(*call, self.original.training)[0]
+                with self._compile_lock:
+                    if self._structure_seen != seen or not self._variants:
+                        return  # the user changed the module: its variants are gone
+                    if accepted(shapes):
+                        continue
+                    if len({id(v.executor.code) for v in self._variants}) >= self._config.max_variants:
+                        return
+                    start = time.perf_counter()
+                    try:
+                        variant = self.compile_variant(*call)
+                    except Exception as e:  # noqa: BLE001 - a size the model may never take
+                        if self._config.verbose:
+                            print(f"[blade] {self.name}: precompiling for inputs {describe_inputs(new_tensors)} "
+                                  f"({what}) failed: {_one_line(e)}", file=sys.stderr, flush=True)
+                        continue
+                    index = len(self._variants) - 1
+                    if variant.accepts(new_tensors, signature)[0] is None:  # a call there compiles it again
+                        self._variants.remove(variant)
+                        continue
+                done += 1
+                print(f"[blade] {self.name}: variant {index} precompiled in the background for inputs "
+                      f"{describe_inputs(new_tensors)} ({what}; {time.perf_counter() - start:.1f} s): calls of "
+                      "its guard class will not wait for a compile", file=sys.stderr, flush=True)
+        except Exception as e:  # noqa: BLE001 - speculation must never break the module
+            print(f"[blade] {self.name}: background precompiling stopped ({_one_line(e)})", file=sys.stderr, flush=True)
 
     def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False) -> Variant:
         """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``).
