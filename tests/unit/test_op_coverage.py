@@ -246,3 +246,29 @@ def test_rms_norm_decomposition_of_our_own_matches_the_fused_op():
             for g, e in zip(got, want):
                 assert g.dtype == e.dtype and g.shape == e.shape
                 torch.testing.assert_close(g, e, atol=2e-3, rtol=2e-3)
+
+
+def test_fused_rms_norm_lowered_directly():
+    """``aten._fused_rms_norm`` as CUDA's ``rms_norm`` leaves it (no decomposition at all, as
+    under torch 2.11 on the GPU): Blade lowers it itself, equal to the op, with and without weight
+    and eps, in half precision too (float32 inside)."""
+    class Fused(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(4, 8))
+
+        def forward(self, x):
+            op = torch.ops.aten._fused_rms_norm.default
+            return op(x, [8], self.w[0], 1e-6)[0], op(x, [4, 8], self.w, None)[0], op(x, [8], None, 1e-5)[1]
+
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
+        model = Fused().to(dtype)
+        opt = blade.optimize(model, (torch.randn(2, 5, 4, 8, dtype=dtype),))
+        assert not opt.report.unsupported, opt.report.unsupported
+        targets = {n.target for n in opt.variants[0].program.ep.graph.nodes}
+        assert torch.ops.aten._fused_rms_norm.default in targets  # imported whole, not decomposed
+        for b, n in ((1, 3), (3, 7)):
+            x = torch.randn(b, n, 4, 8, dtype=dtype)
+            for g, e in zip(opt(x), model(x)):
+                torch.testing.assert_close(g, e, atol=tol, rtol=tol)
+        assert len(opt.variants) == 1
