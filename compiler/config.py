@@ -92,8 +92,9 @@ class Config:
     max_cuda_graph_bytes: int | None = 8 << 30  # a VAE decode at 1024x1024 keeps ~1-2 GiB
     cuda_graph_after: int = 2
 
-    #: Let cuDNN time its convolution algorithms for each new convolution shape on the first call
-    #: of that shape (the CUDA-graph warm-up run) and keep the fastest; off: cuDNN's heuristic pick.
+    #: Let cuDNN time its convolution algorithms for each new convolution shape at the second call
+    #: of that shape (the CUDA-graph warm-up run; the first call of a new input shape takes cuDNN's
+    #: heuristic pick and stays cheap) and keep the fastest; off: cuDNN's heuristic pick always.
     #: Only Blade's own convolution calls are affected, not ``torch.backends.cudnn.benchmark``.
     conv_algorithm_search: bool = True
 

@@ -137,6 +137,31 @@ _READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_s
 _CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and restored under it
 
 
+class ConvSearch:
+    """When cuDNN times its algorithms for a convolution shape (``Config.conv_algorithm_search``):
+    at its second call, not its first. A new input shape's first call then takes cuDNN's
+    heuristic pick and costs a run, not a search of every algorithm for every convolution (most
+    of a UNet's 1.3-4.5 s first call); a shape that repeats is searched on its second call, which
+    is also the CUDA-graph warm-up run, so the captured graph holds the timed picks. Call
+    ``benchmark`` under ``_CUDNN_FLAG_LOCK``."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._seen: set = set()
+
+    def benchmark(self, x: torch.Tensor, w: torch.Tensor, attrs: Any) -> bool:
+        """The ``cudnn.benchmark`` setting for this convolution call."""
+        if not self.enabled:
+            return False
+        key = (tuple(x.shape), tuple(x.stride()), tuple(w.shape), x.dtype, x.device, attrs)
+        if key in self._seen:
+            return True
+        if len(self._seen) > 100_000:  # bounded: a long run over ever new shapes
+            self._seen.clear()
+        self._seen.add(key)
+        return False
+
+
 class TorchProvider:
     """The torch provider (see the module docstring); ``torch_provider`` is the default instance."""
 
@@ -146,6 +171,7 @@ class TorchProvider:
         any later update of it, even through ``.data``, is read); False keeps a channels-last copy,
         refreshed when the parameter's version or storage changes."""
         self.conv_algorithm_search = conv_algorithm_search
+        self._search = ConvSearch(conv_algorithm_search)
         self.convert_weights_in_place = convert_weights_in_place
         #: channels-last weight copies: weight -> (version, data_ptr, copy), held weakly by the
         #: weight's identity (the process-wide ``torch_provider`` serves every loaded artifact: a
@@ -197,7 +223,9 @@ class TorchProvider:
             w = self._channels_last(w)
         with _CUDNN_FLAG_LOCK:
             saved = torch.backends.cudnn.benchmark
-            torch.backends.cudnn.benchmark = self.conv_algorithm_search  # timed once per shape, then cached
+            # timed at a shape's second call, then cached by cuDNN
+            key = (a.get("stride"), a.get("padding"), a.get("dilation"), a.get("groups"))
+            torch.backends.cudnn.benchmark = self._search.benchmark(x, w, str(key))
             try:
                 return _conv(a, x, w, *inputs[2:])
             finally:

@@ -6,7 +6,8 @@ walks the same IR as the reference executor (``ReferenceExecutor``), so anything
 launch itself is executed by the same reference semantics. Channels-last convolutions need
 channels-last weights: with ``convert_weights_in_place`` the module's parameters are re-laid-out
 once (no second copy), else a channels-last copy is kept (refreshed when the weight changes in
-place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape.
+place). With ``conv_algorithm_search`` cuDNN times its algorithms once per convolution shape, at
+the shape's second call (``ConvSearch``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from blade.executors.launch import KernelLauncher
 from blade.executors.reference import ReferenceExecutor
 # cudnn.benchmark is process-wide: one lock for every place that sets and restores it (the torch
 # provider's own would let the two interleave and leave the user's setting changed)
-from blade.runtime.host_provider import _CUDNN_FLAG_LOCK
+from blade.runtime.host_provider import _CUDNN_FLAG_LOCK, ConvSearch
 from blade.symbolic import evaluate
 
 
@@ -38,6 +39,7 @@ class KernelExecutor(ReferenceExecutor):
         super().__init__(module, weights, check_shapes)
         self.launchers = launchers
         self.conv_algorithm_search = conv_algorithm_search
+        self._search = ConvSearch(conv_algorithm_search)
         self.convert_weights_in_place = convert_weights_in_place
         #: channels-last copies by id(weight), shared by every executor of one optimized module
         #: (variants of one model use the same weights: one copy each, not one per variant)
@@ -61,6 +63,7 @@ class KernelExecutor(ReferenceExecutor):
         twin = KernelExecutor(module, weights, self.launchers, self.check_shapes, self.conv_algorithm_search,
                               self.convert_weights_in_place, self._cl_weights, self._casts, self.prepare_weights)
         twin.code = self.code
+        twin._search = self._search  # a shape searched for one guard class is searched for all
         return twin
 
     def refresh_prepared_weights(self) -> None:
@@ -156,9 +159,11 @@ class KernelExecutor(ReferenceExecutor):
 
     def _conv_with_search_flag(self, op: ConvOp, x, w, bias) -> torch.Tensor:
         saved = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = self.conv_algorithm_search  # timed once per shape, then cached
+        # timed at a shape's second call (``ConvSearch``), then cached by cuDNN
+        params = (op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
+        torch.backends.cudnn.benchmark = self._search.benchmark(x, w, params)
         try:
-            y = F.conv2d(x.movedim(-1, 1), w, bias, op.p("stride"), op.p("padding"), op.p("dilation"), op.p("groups"))
+            y = F.conv2d(x.movedim(-1, 1), w, bias, *params)
         finally:
             torch.backends.cudnn.benchmark = saved
         return y.movedim(1, -1)

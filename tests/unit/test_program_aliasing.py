@@ -221,3 +221,18 @@ def test_default_provider_makes_parameters_channels_last_in_place():
     torch.testing.assert_close(w.detach(), values)
     w.data += 1.0
     assert provider._channels_last(w) is w and len(provider._cl_weights) == 0
+
+
+def test_conv_algorithm_search_waits_for_a_shape_to_repeat():
+    """cuDNN's algorithm search runs at a convolution shape's second call, never its first (a new
+    input shape's first call stays a plain run); off means never."""
+    from blade.runtime.host_provider import ConvSearch
+
+    x, w = torch.randn(2, 4, 9, 7), torch.randn(8, 4, 3, 3)
+    search = ConvSearch(True)
+    assert [search.benchmark(x, w, (1, 1)) for _ in range(3)] == [False, True, True]
+    assert not search.benchmark(torch.randn(3, 4, 9, 7), w, (1, 1))  # a new batch size
+    assert not search.benchmark(x, w, (2, 1))  # another stride
+    assert not search.benchmark(x.contiguous(memory_format=torch.channels_last), w, (1, 1))
+    off = ConvSearch(False)
+    assert not any(off.benchmark(x, w, (1, 1)) for _ in range(3))
