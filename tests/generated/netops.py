@@ -339,12 +339,15 @@ def op_pool(g: _Gen, a: Val):
     kind = g.choice(["max2", "avg3", "max3", "adaptive"])
     if kind == "adaptive":
         return g.emit(f"F.adaptive_avg_pool2d({a.name}, 1)", a.dims[:2] + (Dim.const(1),) * 2, a.dtype, [a])
+    if kind == "avg3" and g.rng.random() < 0.4:  # windows at the border average their in-bounds part only
+        kind = "avg3x"
     k, s, p, t = {"max2": (2, 2, 0, "F.max_pool2d({a}, 2)"), "avg3": (3, 2, 1, "F.avg_pool2d({a}, 3, stride=2, padding=1)"),
+                  "avg3x": (3, 1, 1, "F.avg_pool2d({a}, 3, stride=1, padding=1, count_include_pad=False)"),
                   "max3": (3, 1, 1, "F.max_pool2d({a}, 3, stride=1, padding=1)")}[kind]
     spatial = [d.map(lambda n: _conv_out(n, k, s, p, 1)) for d in a.dims[2:]]
     if any(d.min() < 1 for d in spatial):
         return None
-    return g.emit(t.format(a=a.name), a.dims[:2] + tuple(spatial), a.dtype, [a], exact=kind != "avg3")
+    return g.emit(t.format(a=a.name), a.dims[:2] + tuple(spatial), a.dtype, [a], exact=kind.startswith("max"))
 
 
 def op_down_up_residual(g: _Gen, a: Val):
@@ -521,6 +524,60 @@ def op_argmax(g: _Gen, a: Val):
     return g.emit(f"{a.name}.argmax(dim={d})", a.dims[:d] + a.dims[d + 1:], "int64", [a], exact=True)
 
 
+def op_round(g: _Gen, a: Val):
+    """Rounding, sign and NaN/inf tests: discontinuous, so only of exact values (scaled by powers of
+    two, which stay exact), where every correct implementation agrees."""
+    if not a.exact or not a.is_float:
+        return None
+    t = g.choice(["torch.floor({a} * 2.0)", "torch.ceil({a} * 0.5)", "torch.round({a} * 4.0)", "torch.trunc({a})",
+                  "torch.sign({a})", "torch.round({a})"])
+    if g.rng.random() < 0.2:
+        t = g.choice(["torch.isnan({a})", "torch.isinf({a} * 2.0)"])
+        return g.emit(t.format(a=a.name), a.dims, "bool", [a], exact=True)
+    return g.emit(t.format(a=a.name), a.dims, a.dtype, [a], exact=True)
+
+
+def op_variance(g: _Gen, a: Val):
+    if a.dtype != "float32" or a.rank == 0:
+        return None
+    d = g.rng.randrange(a.rank)
+    keep = g.rng.random() < 0.5 or a.rank == 1
+    # Bessel's correction only where the reduced dim is 2 or more at every probe (else NaN both ways)
+    corr = 1 if a.dims[d].min() >= 2 and g.rng.random() < 0.6 else 0
+    fn = g.choice(["var", "std"])
+    out = [Dim.const(1) if i == d else x for i, x in enumerate(a.dims) if keep or i != d]
+    return g.emit(f"torch.{fn}({a.name}, dim={d}, correction={corr}, keepdim={keep})", out, a.dtype, [a])
+
+
+def op_repeat_flip(g: _Gen, a: Val):
+    if a.rank == 0 or a.dtype == "bool":
+        return None
+    if g.rng.random() < 0.5:
+        d = g.rng.randrange(a.rank)
+        return g.emit(f"{a.name}.flip({d})", a.dims, a.dtype, [a], exact=True)
+    reps = [g.choice([1, 1, 2, 3]) for _ in range(a.rank)]
+    dims = tuple(x.map(lambda v, r=r: v * r) if r > 1 else x for x, r in zip(a.dims, reps))
+    return g.emit(f"{a.name}.repeat({', '.join(map(str, reps))})", dims, a.dtype, [a], exact=True)
+
+
+def op_pad_mode(g: _Gen, a: Val):
+    """reflect / replicate / circular padding of the last one (rank 3) or two (rank 4) dims; reflect
+    needs each pad below the size, circular at most the size, at every probe."""
+    if not a.is_float or a.rank not in (3, 4):
+        return None
+    n = a.rank - 2
+    mode = g.choice(["reflect", "replicate", "circular"])
+    pads = [g.rng.randrange(3) for _ in range(2 * n)]
+    dims = list(a.dims)
+    for k in range(n):
+        d = dims[a.rank - 1 - k]
+        most = max(pads[2 * k], pads[2 * k + 1])
+        if (mode == "reflect" and d.min() <= most) or (mode == "circular" and d.min() < most):
+            return None
+        dims[a.rank - 1 - k] = d.map(lambda v, k=k: v + pads[2 * k] + pads[2 * k + 1])
+    return g.emit(f"F.pad({a.name}, {tuple(pads)}, mode='{mode}')", dims, a.dtype, [a], exact=True)
+
+
 VOCAB = 10
 _OPS = [  # (op, weight)
     (op_unary, 8), (op_binary, 8), (op_reduce, 3), (op_softmax, 2), (op_norm, 3), (op_permute, 3),
@@ -528,6 +585,7 @@ _OPS = [  # (op, weight)
     (op_conv, 6), (op_upsample, 2), (op_pool, 1.2), (op_down_up_residual, 2), (op_image_to_seq, 1.5),
     (op_seq_to_image, 3), (op_linear, 4), (op_attention, 2), (op_bmm, 1.5), (op_sym_scalar, 1),
     (op_compare, 1.5), (op_mask_use, 3), (op_bool, 1.5), (op_int, 1.5), (op_embedding, 3), (op_argmax, 0.7),
+    (op_round, 0.8), (op_variance, 0.8), (op_repeat_flip, 1), (op_pad_mode, 0.8),
 ]
 
 _NON_FLOAT_OPS = {
