@@ -1,10 +1,10 @@
 """Where a new input shape's first call goes (SD 1.5 UNet, fp16, GPU): compile at batch 2,
-512x512 with ``Config.precompile_guard_classes``, wait for the background compiles, then time the
-first call of several new shapes (in the compile's guard class and in precompiled ones), each
-profiled with cProfile (top functions printed), once with cuDNN's algorithm search per new
-convolution shape (``Config.conv_algorithm_search``) and once without.
+512x512, warm up there, time the steady state (CUDA graphs on), then the first call of new shapes,
+each profiled with cProfile (top functions printed). Three settings in one run: torch's default
+attention backends, flash/memory-efficient attention only (cuDNN's attention builds a plan per
+new shape), and that without cuDNN's convolution algorithm search.
 
-    python benchmarks/first_call_profile.py [--precompile 3] [--top 18]
+    python benchmarks/first_call_profile.py [--precompile N] [--top 8]
 """
 
 from __future__ import annotations
@@ -52,30 +52,55 @@ def first_calls(opt, shapes, top: int, label: str) -> list[float]:
     return times
 
 
+def steady_ms(opt, x, iters: int = 30) -> float:
+    """Median wall ms per call at one shape, CUDA graphs on (after its capture)."""
+    with torch.no_grad():
+        for _ in range(3):
+            opt(*x)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            opt(*x)
+            torch.cuda.synchronize()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--precompile", type=int, default=3)
-    ap.add_argument("--top", type=int, default=18)
+    ap.add_argument("--precompile", type=int, default=0)
+    ap.add_argument("--top", type=int, default=8)
     a = ap.parse_args()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     m16 = models.unet(torch.float16, "cuda")
     x0 = unet_call_inputs(2, 64, 64, 77, 768, "cuda", 0)
+    # each setting gets shapes no earlier setting ran (cuDNN keeps per-shape plans in the process)
+    settings = [("default SDPA backends", None, [(3, 64, 64), (1, 72, 56), (3, 65, 89)]),
+                ("flash/efficient SDPA only", [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+                 [(3, 56, 64), (1, 80, 48), (3, 67, 83)]),
+                ("no conv algorithm search, flash/efficient", [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+                 [(3, 48, 72), (1, 88, 40), (3, 61, 77)])]
     summary = []
-    for search in (True, False):
+    for label, backends, shapes in settings:
+        search = not label.startswith("no conv")
         t0 = time.perf_counter()
         opt = blade.optimize(m16, x0, config=blade.Config(enable_fp16=True, conv_algorithm_search=search,
-                                                          precompile_guard_classes=a.precompile if search else 0))
+                                                          precompile_guard_classes=a.precompile))
         compiled = time.perf_counter() - t0
         opt.wait_precompiled()
-        waited = time.perf_counter() - t0 - compiled
-        with torch.no_grad():
-            opt(*x0)
-        shapes = [(3, 64, 64), (1, 72, 56), (3, 65, 89), (1, 64, 71)] if search else [(3, 64, 64), (1, 72, 56)]
-        times = first_calls(opt, shapes, a.top, f"conv_algorithm_search={search}")
-        summary.append((search, compiled, waited, list(zip(shapes, times)), len(opt.variants)))
+        ctx = sdpa_kernel(backends) if backends else torch.autograd.grad_mode.no_grad()
+        with ctx:
+            with torch.no_grad():
+                opt(*x0)
+            steady = steady_ms(opt, x0)
+            times = first_calls(opt, shapes, a.top, label)
+        summary.append((label, compiled, steady, list(zip(shapes, times))))
         del opt
-    for search, compiled, waited, times, n in summary:
-        print(f"conv_algorithm_search={search}: compile {compiled:.1f} s, background {waited:.1f} s, {n} variants; "
-              "first calls: " + ", ".join(f"{b}x{h}x{w} {s:.2f} s" for (b, h, w), s in times))
+    for label, compiled, steady, times in summary:
+        print(f"{label}: compile {compiled:.1f} s; 2x512 graphs on {steady:.2f} ms; first calls: "
+              + ", ".join(f"{b}x{h}x{w} {s:.2f} s" for (b, h, w), s in times))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def test_sd15_unet_neighbour_classes_are_precompiled(capfd):
     background = time.perf_counter() - start - compiled
     err = capfd.readouterr().err
     assert err.count("precompiled in the background") >= 2, err
+    with torch.no_grad():  # the module's first call at all (loads every kernel, converts weights)
+        opt(*unet_call_inputs(*COMPILE_SHAPE, 77, 768, dev, 0))
     firsts = []
     for seed, (b, h, w) in enumerate([(3, 65, 89), (1, 64, 71), (2, 57, 43), (3, 64, 64)]):
         x, t, ctx = unet_call_inputs(b, h, w, 77, 768, dev, 100 + seed)
@@ -40,7 +42,7 @@ def test_sd15_unet_neighbour_classes_are_precompiled(capfd):
         firsts.append(time.perf_counter() - t0)
         check_shape(opt, m16, m32, b, h, w, 768, dev, seed=200 + seed)
     print(f"\nSD 1.5 UNet: compile {compiled:.1f} s, 3 neighbour classes in the background {background:.1f} s, "
-          f"first calls of new shapes {', '.join(f'{s:.2f}' for s in firsts)} s; {len(opt.variants)} variants")
+          f"first calls of new shapes (after one call at the compile shape) {', '.join(f'{s:.2f}' for s in firsts)} s; {len(opt.variants)} variants")
     assert "compiling variant" not in capfd.readouterr().err
     assert max(firsts) <= 2.0, firsts
     assert opt.eager_calls == 0
