@@ -117,9 +117,8 @@ _OPS: dict[str, Callable] = {
     "linear": lambda a, i, o: F.linear(i[0], i[1], i[2] if len(i) == 3 else None),
     "matmul": lambda a, i, o: torch.matmul(i[0], i[1]),
     "conv": lambda a, i, o: _conv(a, *i),
-    "attention": lambda a, i, o: F.scaled_dot_product_attention(
-        i[0], i[1], i[2], attn_mask=i[3] if len(i) == 4 else None, is_causal=bool(a["is_causal"]),
-        scale=a.get("scale")),
+    "attention": lambda a, i, o: attention(i[0], i[1], i[2], i[3] if len(i) == 4 else None, bool(a["is_causal"]),
+                                           a.get("scale")),
     "concat": lambda a, i, o: torch.cat(i, dim=a["dim"]),
     "pad": lambda a, i, o: F.pad(i[0], list(a["pads"]), value=a["value"]),
     "upsample": lambda a, i, o: _upsample(a, i[0], o[0]),
@@ -135,6 +134,47 @@ _OPS: dict[str, Callable] = {
 #: ops whose implementation above reads the planned outputs
 _READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_sum", "reduce_mean", "cumsum"}
 _CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and restored under it
+
+
+class _FirstCallAttention:
+    """Attention backends by how often a shape came: its first call takes flash or memory-efficient
+    attention, later calls torch's own choice. On an H200 (torch 2.11) torch picks cuDNN's attention
+    for the SD 1.5 UNet, which builds a plan per new shape: 32 attention calls cost 0.46 s of a new
+    shape's 0.55 s first call, while flash/efficient only took 0.23 s for the whole first call but
+    6.86 ms per graphs-on step instead of 5.98 (``benchmarks/first_call_profile.py``). The second
+    call of a shape (the CUDA-graph warm-up) then builds cuDNN's plan and the graph holds it. Every
+    backend computes the same attention; only speed differs. Process-wide, like cuDNN's plan cache.
+
+    ``torch.nn.attention.sdpa_kernel`` sets process-wide flags: first calls hold a lock so two
+    threads cannot restore each other's settings wrongly (a later call of another thread may run
+    under the narrowed set meanwhile: the same result, another backend)."""
+
+    def __init__(self):
+        self._seen: set = set()
+        self._lock = threading.Lock()
+
+    def first(self, q, k, v, mask) -> bool:
+        """Whether this is the first call of these shapes (recorded: the next one is not)."""
+        key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, q.device,
+               None if mask is None else (tuple(mask.shape), mask.dtype))
+        if key in self._seen:
+            return False
+        if len(self._seen) > 100_000:  # bounded: a long run over ever new shapes
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+    def __call__(self, q, k, v, mask, is_causal: bool, scale):
+        if q.is_cuda and self.first(q, k, v, mask):
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            with self._lock, sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+                return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale)
+
+
+#: ``F.scaled_dot_product_attention`` as compiled programs call it (``_FirstCallAttention``)
+attention = _FirstCallAttention()
 
 
 class ConvSearch:

@@ -382,8 +382,11 @@ class AttentionOp(TensorOp):
     def reference(self, args, env):
         q, k, v = args[:3]
         mask = args[3] if len(args) == 4 else None
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=bool(self.p("is_causal")),
-                                              scale=self.p("scale")).to(env.result_dtypes[0])
+        # on CUDA a shape's first call avoids cuDNN's per-shape plan (runtime/host_provider.py;
+        # imported here: the dialects do not import torch until they run)
+        from blade.runtime.host_provider import attention
+
+        return attention(q, k, v, mask, bool(self.p("is_causal")), self.p("scale")).to(env.result_dtypes[0])
 
 
 STRUCTURED_OPS = [ReduceSumOp, ReduceMeanOp, ReduceMaxOp, ReduceMinOp, ArgMaxOp, ArgMinOp, CumsumOp, SoftmaxOp,

@@ -236,3 +236,17 @@ def test_conv_algorithm_search_waits_for_a_shape_to_repeat():
     assert not search.benchmark(x.contiguous(memory_format=torch.channels_last), w, (1, 1))
     off = ConvSearch(False)
     assert not any(off.benchmark(x, w, (1, 1)) for _ in range(3))
+
+
+def test_attention_first_call_of_a_shape_is_told_apart():
+    """A shape's first attention call (flash/efficient on CUDA) is told from later ones (torch's
+    own backend choice), per shapes, dtype and mask; the values are attention's either way."""
+    from blade.runtime.host_provider import _FirstCallAttention, attention
+
+    pick = _FirstCallAttention()
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
+    assert pick.first(q, k, v, None) and not pick.first(q, k, v, None)
+    assert pick.first(q, k, v, torch.ones(5, 7, dtype=torch.bool))  # with a mask: another call
+    assert pick.first(q.half(), k.half(), v.half(), None)
+    torch.testing.assert_close(attention(q, k, v, None, False, None),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v))
