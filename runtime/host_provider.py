@@ -136,36 +136,58 @@ _READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_s
 _CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and restored under it
 
 
+class _SecondCall:
+    """Which call of a key (an op's shapes) this is, for work worth doing only for keys that repeat:
+    ``tuned(key, capturing)`` is False on the key's first call and True from its second on, except
+    inside a CUDA-graph capture, where it is True only once an earlier call outside the capture
+    ran tuned (tuning inside a capture would allocate, time kernels or synchronise in the stream
+    being captured, which fails the capture). With ``Config.cuda_graph_after=2`` a shape's second
+    call is the capture's warm-up: it tunes, and the capture replays the tuned choice."""
+
+    def __init__(self):
+        self._calls: dict = {}  # key -> 1 (ran untuned) or 2 (ran tuned outside a capture)
+        self._lock = threading.Lock()
+
+    def tuned(self, key, capturing: bool) -> bool:
+        with self._lock:
+            state = self._calls.get(key, 0)
+            if capturing:
+                return state == 2
+            if len(self._calls) > 100_000:  # bounded: a long run over ever new shapes
+                self._calls.clear()
+            self._calls[key] = 2 if state else 1
+            return bool(state)
+
+
+def _capturing(t: torch.Tensor) -> bool:
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 class _FirstCallAttention:
     """Attention backends by how often a shape came: its first call takes flash or memory-efficient
-    attention, later calls torch's own choice. On an H200 (torch 2.11) torch picks cuDNN's attention
-    for the SD 1.5 UNet, which builds a plan per new shape: 32 attention calls cost 0.46 s of a new
-    shape's 0.55 s first call, while flash/efficient only took 0.23 s for the whole first call but
-    6.86 ms per graphs-on step instead of 5.98 (``benchmarks/first_call_profile.py``). The second
-    call of a shape (the CUDA-graph warm-up) then builds cuDNN's plan and the graph holds it. Every
-    backend computes the same attention; only speed differs. Process-wide, like cuDNN's plan cache.
+    attention, later calls torch's own choice (``_SecondCall``). On an H200 (torch 2.11) torch picks
+    cuDNN's attention for the SD 1.5 UNet, which builds a plan per new shape: 32 attention calls
+    cost 0.46 s of a new shape's 0.55 s first call, while flash/efficient only took 0.23 s for the
+    whole first call but 6.86 ms per graphs-on step instead of 5.98
+    (``benchmarks/first_call_profile.py``). Every backend computes the same attention; only speed
+    differs. Process-wide, like cuDNN's plan cache.
 
-    ``torch.nn.attention.sdpa_kernel`` sets process-wide flags: first calls hold a lock so two
+    ``torch.nn.attention.sdpa_kernel`` sets process-wide flags: untuned calls hold a lock so two
     threads cannot restore each other's settings wrongly (a later call of another thread may run
     under the narrowed set meanwhile: the same result, another backend)."""
 
     def __init__(self):
-        self._seen: set = set()
+        self._calls = _SecondCall()
         self._lock = threading.Lock()
 
-    def first(self, q, k, v, mask) -> bool:
-        """Whether this is the first call of these shapes (recorded: the next one is not)."""
+    def tuned(self, q, k, v, mask) -> bool:
+        """Whether this call may take torch's backend choice (see ``_SecondCall``)."""
         key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, q.device,
                None if mask is None else (tuple(mask.shape), mask.dtype))
-        if key in self._seen:
-            return False
-        if len(self._seen) > 100_000:  # bounded: a long run over ever new shapes
-            self._seen.clear()
-        self._seen.add(key)
-        return True
+        return self._calls.tuned(key, _capturing(q))
 
     def __call__(self, q, k, v, mask, is_causal: bool, scale):
-        if q.is_cuda and self.first(q, k, v, mask):
+        if q.is_cuda and not self.tuned(q, k, v, mask):
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             with self._lock, sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
@@ -179,27 +201,22 @@ attention = _FirstCallAttention()
 
 class ConvSearch:
     """When cuDNN times its algorithms for a convolution shape (``Config.conv_algorithm_search``):
-    at its second call, not its first. A new input shape's first call then takes cuDNN's
-    heuristic pick and costs a run, not a search of every algorithm for every convolution (most
-    of a UNet's 1.3-4.5 s first call); a shape that repeats is searched on its second call, which
-    is also the CUDA-graph warm-up run, so the captured graph holds the timed picks. Call
+    from its second call on (``_SecondCall``), not its first. A new input shape's first call then
+    takes cuDNN's heuristic pick and costs a run, not a search of every algorithm for every
+    convolution (most of a UNet's 1.3-4.5 s first call); a shape that repeats is searched on its
+    second call, the CUDA-graph warm-up run, so the captured graph holds the timed picks. Call
     ``benchmark`` under ``_CUDNN_FLAG_LOCK``."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self._seen: set = set()
+        self._calls = _SecondCall()
 
     def benchmark(self, x: torch.Tensor, w: torch.Tensor, attrs: Any) -> bool:
         """The ``cudnn.benchmark`` setting for this convolution call."""
         if not self.enabled:
             return False
         key = (tuple(x.shape), tuple(x.stride()), tuple(w.shape), x.dtype, x.device, attrs)
-        if key in self._seen:
-            return True
-        if len(self._seen) > 100_000:  # bounded: a long run over ever new shapes
-            self._seen.clear()
-        self._seen.add(key)
-        return False
+        return self._calls.tuned(key, _capturing(x))
 
 
 class TorchProvider:

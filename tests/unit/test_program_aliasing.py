@@ -245,8 +245,20 @@ def test_attention_first_call_of_a_shape_is_told_apart():
 
     pick = _FirstCallAttention()
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
-    assert pick.first(q, k, v, None) and not pick.first(q, k, v, None)
-    assert pick.first(q, k, v, torch.ones(5, 7, dtype=torch.bool))  # with a mask: another call
-    assert pick.first(q.half(), k.half(), v.half(), None)
+    assert not pick.tuned(q, k, v, None) and pick.tuned(q, k, v, None)
+    assert not pick.tuned(q, k, v, torch.ones(5, 7, dtype=torch.bool))  # with a mask: another call
+    assert not pick.tuned(q.half(), k.half(), v.half(), None)
     torch.testing.assert_close(attention(q, k, v, None, False, None),
                                torch.nn.functional.scaled_dot_product_attention(q, k, v))
+
+
+def test_nothing_is_tuned_inside_a_capture_that_was_not_tuned_before():
+    """Inside a CUDA-graph capture a key counts as tuned only when a call outside the capture ran
+    tuned (``cuda_graph_after=1``: warm-up untuned, capture untuned too; with 2: the warm-up is the
+    second call and tunes, the capture replays it)."""
+    from blade.runtime.host_provider import _SecondCall
+
+    calls = _SecondCall()
+    assert not calls.tuned("a", capturing=False) and not calls.tuned("a", capturing=True)
+    assert calls.tuned("a", capturing=False) and calls.tuned("a", capturing=True)
+    assert not calls.tuned("b", capturing=True) and not calls.tuned("b", capturing=False)
