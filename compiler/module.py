@@ -33,7 +33,6 @@ import dataclasses
 import sys
 import threading
 import time
-import warnings
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -52,6 +51,7 @@ from blade.runtime.call_signature import CallSignature, bind_call, describe_inpu
 from blade.dialects.data_movement import WeightOp
 from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
+from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
 from blade.runtime.graph_pool import GraphPool
 from blade.runtime.structure_watch import StructureSnapshot, StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
@@ -84,14 +84,6 @@ class _Graph:
     #: so a weight whose ``.data`` was replaced since (``model.half()``, PEFT's safe merge) must
     #: not be replayed
     weights: list = field(default_factory=list)
-
-
-class _Sized:
-    """Only a shape: what ``Variant.accepts`` reads of a tensor, for sizes not yet made."""
-
-    def __init__(self, shape: tuple[int, ...]):
-        self.shape = shape
-        self.dtype = self.device = None
 
 
 @dataclass
@@ -363,7 +355,9 @@ class BladeModule(torch.nn.Module):
                       file=sys.stderr, flush=True)
                 return
         if self._config.precompile_guard_classes > 0:
-            self._precompile = threading.Thread(target=self._precompile_neighbours, args=(args, kwargs),
+            from blade.speculate import precompile_neighbours
+
+            self._precompile = threading.Thread(target=precompile_neighbours, args=(self, args, kwargs),
                                                 name=f"blade-precompile-{self.name}", daemon=True)
             self._precompile.start()
 
@@ -375,62 +369,6 @@ class BladeModule(torch.nn.Module):
             thread.join(timeout)
             return not thread.is_alive()
         return True
-
-    def _precompile_neighbours(self, args: tuple, kwargs: dict) -> None:
-        """The background half of ``Config.precompile_guard_classes``: compile the variants of
-        input sizes next to the example's that no variant accepts (``compiler/speculate.py``), one
-        at a time under the compile lock, as a call would. A candidate the model rejects (its sizes
-        may be ones the model never takes) is dropped quietly (``verbose`` says why); it is never
-        remembered as a signature that runs eagerly."""
-        from blade.speculate import candidates, resize_like
-
-        tensors, _, signature = flatten_call(args, kwargs, self.original.training)
-        with self._compile_lock:
-            first = self._variants[0] if self._variants else None
-            seen = self._structure_seen
-        if first is None or not hasattr(first.executor, "input_dims") or len(first.executor.input_dims) != len(tensors):
-            return
-        dims = [d for _, d in first.executor.input_dims]
-        flat, spec = pytree.tree_flatten((args, kwargs))
-
-        def accepted(shapes) -> bool:
-            sized = [_Sized(s) for s in shapes]
-            return any(self._select(sized, signature, variants)[0] is not None
-                       for variants in (self._variants, self._beyond_limit))
-
-        done = 0
-        try:
-            for what, shapes in candidates(dims, [tuple(t.shape) for t in tensors], accepted):
-                if done >= self._config.precompile_guard_classes:
-                    return
-                new = iter([resize_like(t, s) for t, s in zip(tensors, shapes)])
-                call = pytree.tree_unflatten([next(new) if isinstance(x, torch.Tensor) else x for x in flat], spec)
-                new_tensors = flatten_call(*call, self.original.training)[0]
-                with self._compile_lock:
-                    if self._structure_seen != seen or not self._variants:
-                        return  # the user changed the module: its variants are gone
-                    if accepted(shapes):
-                        continue
-                    if len({id(v.executor.code) for v in self._variants}) >= self._config.max_variants:
-                        return
-                    start = time.perf_counter()
-                    try:
-                        variant = self.compile_variant(*call)
-                    except Exception as e:  # noqa: BLE001 - a size the model may never take
-                        if self._config.verbose:
-                            print(f"[blade] {self.name}: precompiling for inputs {describe_inputs(new_tensors)} "
-                                  f"({what}) failed: {_one_line(e)}", file=sys.stderr, flush=True)
-                        continue
-                    index = len(self._variants) - 1
-                    if variant.accepts(new_tensors, signature)[0] is None:  # a call there compiles it again
-                        self._variants.remove(variant)
-                        continue
-                done += 1
-                print(f"[blade] {self.name}: variant {index} precompiled in the background for inputs "
-                      f"{describe_inputs(new_tensors)} ({what}; {time.perf_counter() - start:.1f} s): calls of "
-                      "its guard class will not wait for a compile", file=sys.stderr, flush=True)
-        except Exception as e:  # noqa: BLE001 - speculation must never break the module
-            print(f"[blade] {self.name}: background precompiling stopped ({_one_line(e)})", file=sys.stderr, flush=True)
 
     def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False) -> Variant:
         """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``).
@@ -759,13 +697,13 @@ class BladeModule(torch.nn.Module):
         runs); a failure is reported once, cleaned up, and the variant runs without graphs."""
         device = tensors[0].device
         stream = torch.cuda.current_stream(device)
-        with _CAPTURE_LOCK:
+        with CUDA_CAPTURE_LOCK:
             try:
                 return self._capture(variant, tensors, values)
             except Exception as e:  # noqa: BLE001 - e.g. an eager fallback op that synchronises
                 torch.cuda.set_stream(stream)  # a failed capture_end leaves the capture stream current
                 variant.graphs_failed = True
-                _end_generator_capture(device)
+                end_generator_capture(device)
                 print(f"[blade] CUDA graph capture failed ({type(e).__name__}: {e}); running without graphs",
                       file=sys.stderr, flush=True)
                 return None, 0
@@ -783,7 +721,7 @@ class BladeModule(torch.nn.Module):
             # (cuDNN's algorithm search)
             variant.executor.run(static, values)
             # Blade's own kernels and library calls never synchronise; eager fallback ops may
-            if variant.program.report.unsupported and _synchronizes(lambda: variant.executor.run(static, values)):
+            if variant.program.report.unsupported and synchronizes(lambda: variant.executor.run(static, values)):
                 # never start a capture that will fail: a failed capture leaves the CUDA generator
                 # in capture mode, and every later random op of the process fails
                 raise RuntimeError("the program synchronizes with the host (an eager op such as nonzero, "
@@ -812,60 +750,6 @@ def _program_weights(variant: Variant) -> list[torch.Tensor]:
     """The weight tensors (the user's parameters and buffers) the variant's program reads."""
     names = {op.p("name") for op in variant.program.module.walk() if isinstance(op, WeightOp)}
     return [variant.executor.weights(n) for n in sorted(names)]
-
-
-#: one CUDA graph capture at a time in the process (see ``BladeModule._capture_or_report``)
-_CAPTURE_LOCK = threading.Lock()
-
-
-def _end_generator_capture(device: torch.device) -> None:
-    """Undo what a failed capture leaves behind. A capture that the CUDA runtime invalidates (a
-    library that synchronises by itself, as MAGMA's LU and LDL factorisations do, unseen by torch's
-    sync check) ends in ``cudaStreamEndCapture`` failing, and torch then skips the step that takes
-    the device's default random generator out of capture mode: every later random op of the
-    process fails with "Offset increment outside graph capture". A capture that succeeds runs that
-    step, so an (almost) empty one is captured and thrown away; the generator's seed and offset
-    are untouched (nothing random runs in it). Called under ``_CAPTURE_LOCK``."""
-    stream = torch.cuda.current_stream(device)
-    try:
-        with torch.cuda.device(device):
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                torch.empty(1, device=device).zero_()
-            del graph
-    except Exception as e:  # noqa: BLE001 - the original failure is what the caller reports
-        torch.cuda.set_stream(stream)
-        print(f"[blade] could not reset the CUDA generator after a failed capture ({type(e).__name__}: {e}); "
-              "random ops may fail in this process", file=sys.stderr, flush=True)
-
-
-def _synchronizes(run) -> bool:
-    """Whether ``run()`` makes a synchronizing CUDA call, by torch's sync debug mode in its "error"
-    setting (the "warn" setting reaches Python's warnings only for some call paths: an ATen op
-    called as an OpOverload, as the eager fallback calls it, prints to stderr instead). The mode is
-    process-wide: a synchronizing call another thread makes during this one run raises there; the
-    run happens once per input shape, when its CUDA graph would be captured."""
-    with _SYNC_DEBUG_LOCK:  # the setting is process-wide: two checks at once would restore it wrongly
-        return _synchronizes_locked(run)
-
-
-_SYNC_DEBUG_LOCK = threading.Lock()
-
-
-def _synchronizes_locked(run) -> bool:
-    previous = torch.cuda.get_sync_debug_mode()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Synchronization debug mode is a prototype feature"
-        torch.cuda.set_sync_debug_mode("error")
-    try:
-        run()
-    except RuntimeError as e:
-        if "synchronizing" in str(e):
-            return True
-        raise
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
-    return False
 
 
 def _one_line(e: BaseException) -> str:

@@ -18,19 +18,27 @@ This file holds the search, which knows only symbolic input dims and concrete si
   known class, as the both-odd latent is its own class;
 * dims of several symbols or of none are never moved: they follow from the others or are static.
 
-``BladeModule`` (``compiler/module.py``) drives it: it asks which candidates no variant accepts
-(``accepted``), makes inputs of those sizes from the example's own values (``resize_like``) and
-compiles them under its compile lock, quietly: a candidate the model rejects is dropped, never
-remembered as an eager signature.
+``precompile_neighbours`` drives it for a ``BladeModule`` (``compiler/module.py``): it asks which
+candidates no variant accepts, makes inputs of those sizes from the example's own values
+(``resize_like``) and compiles them under the module's compile lock, quietly: a candidate the
+model rejects is dropped, never remembered as an eager signature.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from fractions import Fraction
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import sympy
 import torch
+import torch.utils._pytree as pytree
+
+from blade.runtime.call_signature import describe_inputs, flatten_call
+
+if TYPE_CHECKING:
+    from blade.module import BladeModule
 
 Shapes = list[tuple[int, ...]]
 
@@ -120,3 +128,68 @@ def resize_like(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.zeros(shape, dtype=t.dtype, device=t.device)
     index = torch.arange(numel, device=t.device) % flat.numel()
     return flat[index].reshape(shape).clone()
+
+
+class _Sized:
+    """Only a shape: what ``Variant.accepts`` reads of a tensor, for sizes not yet made."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+        self.dtype = self.device = None
+
+
+def precompile_neighbours(m: "BladeModule", args: tuple, kwargs: dict) -> None:
+    """The background half of ``Config.precompile_guard_classes`` (a thread ``BladeModule`` starts
+    after its first compile): compile the variants of input sizes next to the example's that no
+    variant accepts (``candidates``), one at a time under the module's compile lock, as a call
+    would. A candidate the model rejects (its sizes may be ones the model never takes) is dropped
+    quietly (``verbose`` says why); it is never remembered as a signature that runs eagerly."""
+    from blade.module import _one_line
+
+    tensors, _, signature = flatten_call(args, kwargs, m.original.training)
+    with m._compile_lock:
+        first = m._variants[0] if m._variants else None
+        seen = m._structure_seen
+    if first is None or not hasattr(first.executor, "input_dims") or len(first.executor.input_dims) != len(tensors):
+        return
+    dims = [d for _, d in first.executor.input_dims]
+    flat, spec = pytree.tree_flatten((args, kwargs))
+
+    def accepted(shapes) -> bool:
+        sized = [_Sized(s) for s in shapes]
+        return any(m._select(sized, signature, variants)[0] is not None
+                   for variants in (m._variants, m._beyond_limit))
+
+    done = 0
+    try:
+        for what, shapes in candidates(dims, [tuple(t.shape) for t in tensors], accepted):
+            if done >= m._config.precompile_guard_classes:
+                return
+            new = iter([resize_like(t, s) for t, s in zip(tensors, shapes)])
+            call = pytree.tree_unflatten([next(new) if isinstance(x, torch.Tensor) else x for x in flat], spec)
+            new_tensors = flatten_call(*call, m.original.training)[0]
+            with m._compile_lock:
+                if m._structure_seen != seen or not m._variants:
+                    return  # the user changed the module: its variants are gone
+                if accepted(shapes):
+                    continue
+                if len({id(v.executor.code) for v in m._variants}) >= m._config.max_variants:
+                    return
+                start = time.perf_counter()
+                try:
+                    variant = m.compile_variant(*call)
+                except Exception as e:  # noqa: BLE001 - a size the model may never take
+                    if m._config.verbose:
+                        print(f"[blade] {m.name}: precompiling for inputs {describe_inputs(new_tensors)} "
+                              f"({what}) failed: {_one_line(e)}", file=sys.stderr, flush=True)
+                    continue
+                index = len(m._variants) - 1
+                if variant.accepts(new_tensors, signature)[0] is None:  # a call there compiles it again
+                    m._variants.remove(variant)
+                    continue
+            done += 1
+            print(f"[blade] {m.name}: variant {index} precompiled in the background for inputs "
+                  f"{describe_inputs(new_tensors)} ({what}; {time.perf_counter() - start:.1f} s): calls of "
+                  "its guard class will not wait for a compile", file=sys.stderr, flush=True)
+    except Exception as e:  # noqa: BLE001 - speculation must never break the module
+        print(f"[blade] {m.name}: background precompiling stopped ({_one_line(e)})", file=sys.stderr, flush=True)

@@ -562,31 +562,6 @@ def _var(ctx: ImportCtx, node, x, dim=None, unbiased=None, keepdim=False, *, cor
     return [var, m]
 
 
-@handles("_fused_rms_norm.default")
-def _fused_rms_norm(ctx: ImportCtx, node, x, normalized_shape, weight=None, eps=None):
-    """RMS norm (``nn.RMSNorm``; CUDA's ``rms_norm`` calls this op where the CPU's computes inline,
-    and torch 2.11 has no decomposition of it): ``x * rsqrt(mean(x*x) + eps) * weight`` over the
-    trailing ``normalized_shape`` dims, in float32 for half inputs; also the reciprocal RMS, as
-    the op returns. ``eps=None``: the compute dtype's machine epsilon, as torch uses."""
-    v = ctx.value(x)
-    out_t, rstd_t = (ctx.type_of(t) for t in node.meta["val"])
-    wide = rstd_t.dtype
-    if v.type.dtype != wide:
-        v = ctx.emit(ew.CastOp, [v], tensor_type(v.type.shape, wide))
-    full = v.type
-    dims = list(range(full.rank - len(normalized_shape), full.rank))
-    sq = ctx.emit(ew.MulOp, [v, v], full)
-    ms = ctx.emit(st.ReduceMeanOp, [sq], rstd_t, dims=ints_attr(dims), keepdim=int_attr(True))
-    eps = torch.finfo(wide).eps if eps is None else float(eps)
-    rstd = ctx.emit(ew.RsqrtOp, [ctx.emit(ew.AddOp, [ms, ctx.constant(eps, wide)], rstd_t)], rstd_t)
-    y = ctx.emit(ew.MulOp, [v, rstd], full)
-    if weight is not None:
-        y = ctx.emit(ew.MulOp, [y, ctx.value(weight)], full)
-    if out_t.dtype != wide:
-        y = ctx.emit(ew.CastOp, [y], out_t)
-    return [y, rstd]
-
-
 @handles("_cdist_forward.default")
 def _cdist(ctx: ImportCtx, node, x1, x2, p, compute_mode=None):
     """``cdist`` by its definition (the path torch takes for small point sets): the differences of

@@ -1,6 +1,6 @@
-"""ATen handlers for padding, pooling and per-channel normalisation: constant padding and the
-index-gather padding modes (``reflect``, ``replicate``, ``circular``), batch norm in eval mode,
-max/average/adaptive pooling. Split out of ``aten_table.py`` (which imports this module, so both
+"""ATen handlers for padding, pooling and normalisation outside the structured norm ops: constant
+padding and the index-gather padding modes (``reflect``, ``replicate``, ``circular``), batch norm
+in eval mode, RMS norm (``_fused_rms_norm``), max/average/adaptive pooling. Split out of ``aten_table.py`` (which imports this module, so both
 register into one table)."""
 
 from __future__ import annotations
@@ -128,6 +128,31 @@ def _batch_norm(ctx: ImportCtx, node, x, weight, bias, mean, var, training, mome
     if training:
         raise NotLowered("batch norm in training mode uses batch statistics; call model.eval() before optimize")
     return _batch_norm_eval(ctx, x, weight, bias, mean, var, eps)
+
+
+@handles("_fused_rms_norm.default")
+def _fused_rms_norm(ctx: ImportCtx, node, x, normalized_shape, weight=None, eps=None):
+    """RMS norm (``nn.RMSNorm``; CUDA's ``rms_norm`` calls this op where the CPU's computes inline,
+    and torch 2.11 has no decomposition of it): ``x * rsqrt(mean(x*x) + eps) * weight`` over the
+    trailing ``normalized_shape`` dims, in float32 for half inputs; also the reciprocal RMS, as
+    the op returns. ``eps=None``: the compute dtype's machine epsilon, as torch uses."""
+    v = ctx.value(x)
+    out_t, rstd_t = (ctx.type_of(t) for t in node.meta["val"])
+    wide = rstd_t.dtype
+    if v.type.dtype != wide:
+        v = ctx.emit(ew.CastOp, [v], tensor_type(v.type.shape, wide))
+    full = v.type
+    dims = list(range(full.rank - len(normalized_shape), full.rank))
+    sq = ctx.emit(ew.MulOp, [v, v], full)
+    ms = ctx.emit(st.ReduceMeanOp, [sq], rstd_t, dims=ints_attr(dims), keepdim=int_attr(True))
+    eps = torch.finfo(wide).eps if eps is None else float(eps)
+    rstd = ctx.emit(ew.RsqrtOp, [ctx.emit(ew.AddOp, [ms, ctx.constant(eps, wide)], rstd_t)], rstd_t)
+    y = ctx.emit(ew.MulOp, [v, rstd], full)
+    if weight is not None:
+        y = ctx.emit(ew.MulOp, [y, ctx.value(weight)], full)
+    if out_t.dtype != wide:
+        y = ctx.emit(ew.CastOp, [y], out_t)
+    return [y, rstd]
 
 
 @handles("max_pool2d.default")
