@@ -718,7 +718,7 @@ class BladeModule(torch.nn.Module):
             # warm-up on the caller's stream, ordered with every other run there (a side stream
             # would run beside other threads' calls, which share GroupNorm's ticket counter):
             # library handles, prepared weights, workspaces, one-time work that may synchronise
-            # (cuDNN's algorithm search)
+            # (cuDNN's algorithm search, at a shape's second call: runtime/host_provider.py's _SecondCall)
             variant.executor.run(static, values)
             # Blade's own kernels and library calls never synchronise; eager fallback ops may
             if variant.program.report.unsupported and synchronizes(lambda: variant.executor.run(static, values)):
