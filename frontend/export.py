@@ -473,47 +473,30 @@ def _extra_decompositions() -> dict:
     * bilinear upsampling (SegFormer's and DPT's heads, ``F.interpolate(mode="bilinear")``):
       index gathers at computed coordinates and a weighted sum;
     * vector norms (``torch.norm``/``F.normalize``), batch norm over the batch's own statistics
-      (``InstanceNorm`` without running stats), RMS norm (``F.rms_norm``, ``nn.RMSNorm``: Flux, SD3's
-      query/key norms; computed in float32 for half inputs as eager does), ``any``, weight norm
+      (``InstanceNorm`` without running stats), ``any``, weight norm
       (wav2vec2's and HuBERT's positional convolution, vocoders: ``g * v / |v|`` every call, so an
       update of ``g`` or ``v`` is seen), Euclidean distances (``cdist``: VQ codebooks).
+
+    RMS norm (``_fused_rms_norm``) has a handler of its own (``aten_windows.py``), used with every
+    torch version (2.11 has no decomposition of it).
     """
     from torch._decomp import get_decompositions
 
     aten = torch.ops.aten
-    table = get_decompositions([
+    return get_decompositions([
         aten.hardtanh.default, aten.leaky_relu.default, aten.elu.default,
         aten.upsample_bilinear2d.vec, aten.upsample_bilinear2d.default,
         aten.linalg_vector_norm.default, aten._native_batch_norm_legit.no_stats,
         aten._native_batch_norm_legit_functional.default, aten.any.default, aten.any.dim, aten.any.dims,
-        aten._fused_rms_norm.default, aten._weight_norm_interface.default, aten._euclidean_dist.default,
+        aten._weight_norm_interface.default, aten._euclidean_dist.default,
     ])
-    # torch 2.11 has no Python decomposition of _fused_rms_norm (2.13 has), and CUDA's rms_norm
-    # calls it where the CPU's computes inline
-    table.setdefault(aten._fused_rms_norm.default, _fused_rms_norm)
-    return table
-
-
-def _fused_rms_norm(x: torch.Tensor, normalized_shape: list[int], weight: torch.Tensor | None,
-                    eps: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``aten._fused_rms_norm`` in ops Blade compiles: ``x * rsqrt(mean(x^2) + eps) * weight`` over
-    the trailing ``normalized_shape`` dims, computed in float32 for half inputs; returns the result
-    and the reciprocal RMS, as the fused op does. ``eps=None`` means the compute dtype's epsilon."""
-    wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    dims = list(range(x.dim() - len(normalized_shape), x.dim()))
-    eps = torch.finfo(wide.dtype).eps if eps is None else eps
-    rstd = torch.rsqrt(wide.pow(2).mean(dims, keepdim=True) + eps)
-    out = wide * rstd
-    if weight is not None:
-        out = out * weight
-    return out.to(x.dtype), rstd
 
 
 #: ops decomposed again when an earlier decomposition produced them (elementwise results only)
 FOLLOW_UP = {torch.ops.aten.log_sigmoid_forward.default, torch.ops.aten._prelu_kernel.default, torch.ops.aten.hardtanh.default,
              torch.ops.aten.leaky_relu.default, torch.ops.aten.elu.default,
-             # instance_norm -> batch norm over its own statistics; rms_norm -> _fused_rms_norm
-             torch.ops.aten._native_batch_norm_legit.no_stats, torch.ops.aten._fused_rms_norm.default,
+             # instance_norm -> batch norm over its own statistics
+             torch.ops.aten._native_batch_norm_legit.no_stats,
              # _weight_norm -> _weight_norm_interface (-> vector norm), cdist -> _euclidean_dist
              torch.ops.aten._weight_norm_interface.default, torch.ops.aten._euclidean_dist.default,
              torch.ops.aten.linalg_vector_norm.default,
