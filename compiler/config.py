@@ -98,6 +98,13 @@ class Config:
     #: Only Blade's own convolution calls are affected, not ``torch.backends.cudnn.benchmark``.
     conv_algorithm_search: bool = True
 
+    #: Who computes the ``linear`` / ``matmul`` library calls of a Program on CUDA (float16 and
+    #: bfloat16; ``Config(executor="program")`` and loaded artifacts): ``"cublaslt"`` calls cuBLASLt
+    #: from Blade's C++ runtime (``runtime/cublaslt_gemm.py``: one native call instead of torch's
+    #: dispatcher, the bias in cuBLASLt's epilogue), ``"torch"`` calls torch's operators. Where the
+    #: C++ runtime or cuBLASLt is missing, or a layout is not one it describes, torch computes it.
+    gemm_library: Literal["torch", "cublaslt"] = "torch"
+
     #: Convolutions run channels-last and want channels-last weights. True: the module's own
     #: convolution weights are converted to channels-last *in place* on the first GPU call (values
     #: unchanged; the module still works eagerly, its convolutions then return channels-last
@@ -152,6 +159,8 @@ class Config:
             raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
         if self.frontend not in ("auto", "export", "torchscript"):
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
+        if self.gemm_library not in ("torch", "cublaslt"):
+            raise ValueError(f"Config.gemm_library must be 'torch' or 'cublaslt', not {self.gemm_library!r}")
         if self.executor not in ("auto", "kernels", "reference", "program"):
             raise ValueError("Config.executor must be 'auto', 'kernels', 'reference' or 'program', not "
                              f"{self.executor!r}")

@@ -23,6 +23,7 @@ reference executor.
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -222,8 +223,11 @@ class ConvSearch:
 class TorchProvider:
     """The torch provider (see the module docstring); ``torch_provider`` is the default instance."""
 
-    def __init__(self, conv_algorithm_search: bool = True, convert_weights_in_place: bool = True):
-        """``convert_weights_in_place``: an NHWC convolution's weight that is a parameter is made
+    def __init__(self, conv_algorithm_search: bool = True, convert_weights_in_place: bool = True,
+                 gemm_library: str = "torch"):
+        """``gemm_library``: ``"cublaslt"`` computes float16/bfloat16 ``linear`` and ``matmul`` on CUDA
+        with cuBLASLt through Blade's C++ runtime (``runtime/cublaslt_gemm.py``), the rest with torch.
+        ``convert_weights_in_place``: an NHWC convolution's weight that is a parameter is made
         channels-last in place (``Config.convert_weights_in_place``; values unchanged, no copy, so
         any later update of it, even through ``.data``, is read); False keeps a channels-last copy,
         refreshed when the parameter's version or storage changes."""
@@ -239,6 +243,11 @@ class TorchProvider:
         self._cl_lock = threading.Lock()
         #: tensors an executor keeps across calls (weights cast once): cached like parameters
         self._stable: dict[int, weakref.ref] = {}
+        if gemm_library not in ("torch", "cublaslt"):
+            raise ValueError(f"gemm_library must be 'torch' or 'cublaslt', not {gemm_library!r}")
+        self.gemm_library = gemm_library
+        self._gemm = None  # the CublasLtGemm, made on the first CUDA GEMM
+        self._gemm_lock = threading.Lock()
 
     def mark_stable(self, t: torch.Tensor) -> None:
         """``t`` keeps its identity across calls and is updated in place (with a version bump):
@@ -253,6 +262,8 @@ class TorchProvider:
             result = _BINARY[op](inputs[0], inputs[1])
         elif op == "conv" and inputs[0].is_cuda:
             result = self._conv_cuda(attrs, inputs)
+        elif op in ("linear", "matmul") and self.gemm_library == "cublaslt" and inputs[0].is_cuda:
+            result = self._cublaslt(op, attrs, inputs, outputs)
         elif op in _OPS:
             result = _OPS[op](attrs, inputs, outputs)
         else:
@@ -273,6 +284,21 @@ class TorchProvider:
         """Whether this provider returns its own result for ``op`` (all but the ops that read the
         planned output's shape, dtype or device)."""
         return op not in _READS_OUTPUTS
+
+    def _cublaslt(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs) -> torch.Tensor:
+        if self._gemm is None:
+            with self._gemm_lock:
+                if self._gemm is None and self.gemm_library == "cublaslt":
+                    from blade.runtime.cublaslt_gemm import CublasLtGemm
+
+                    gemm, why = CublasLtGemm.create()
+                    if gemm is None:
+                        warnings.warn(f"Blade: cuBLASLt GEMMs are not available ({why}); torch computes them",
+                                      stacklevel=2)
+                        self.gemm_library = "torch"
+                    self._gemm = gemm
+        result = self._gemm(op, inputs) if self._gemm is not None else None
+        return result if result is not None else _OPS[op](attrs, inputs, outputs)
 
     def _conv_cuda(self, a: dict[str, Any], inputs: list[torch.Tensor]) -> torch.Tensor:
         x, w = inputs[0], inputs[1]

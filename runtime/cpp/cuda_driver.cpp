@@ -145,9 +145,9 @@ CudaKernel::CudaKernel(std::string cubin, std::string entry, int64_t shared_byte
   }
 }
 
-void* CudaKernel::function_for_device(int64_t device) {
+void* current_context(int64_t device) {
   std::string why;
-  if (!cuda_available(&why)) throw std::runtime_error("cannot launch " + entry_ + ": " + why);
+  if (!cuda_available(&why)) throw std::runtime_error(why);
   const Driver& d = driver();
   CUcontext ctx = nullptr;
   check(d.cuCtxGetCurrent(&ctx), "cuCtxGetCurrent");
@@ -161,6 +161,14 @@ void* CudaKernel::function_for_device(int64_t device) {
     check(d.cuDevicePrimaryCtxRetain(&ctx, want), "retaining the primary context of device " + std::to_string(device));
     check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
   }
+  return ctx;
+}
+
+void* CudaKernel::function_for_device(int64_t device) {
+  std::string why;
+  if (!cuda_available(&why)) throw std::runtime_error("cannot launch " + entry_ + ": " + why);
+  const Driver& d = driver();
+  CUcontext ctx = current_context(device);
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = loaded_.find(ctx);
   if (it != loaded_.end()) return it->second.second;

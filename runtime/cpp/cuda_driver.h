@@ -40,6 +40,10 @@ PackedParams pack_params(const std::string& codes, const std::vector<KernelArg>&
 // Whether the CUDA driver can be used here; `why` says why not.
 bool cuda_available(std::string* why);
 
+// Make the primary context of CUDA device `device` current on this thread where the current
+// context is another device's (or none); returns the context. Throws where CUDA is unavailable.
+void* current_context(int64_t device);
+
 class CudaKernel {
  public:
   CudaKernel(std::string cubin, std::string entry, int64_t shared_bytes, int64_t num_warps);

@@ -1,7 +1,8 @@
 // Blade runtime, native part: the Python binding of the runtime core (program_core.h):
 // shape-program evaluation (guards, sizes, grids from input dims without touching Python objects
 // per operation), the arena planner and the per-call planner of a Program; and of the cubin
-// launcher (cuda_driver.h: the CUDA driver API opened at run time).
+// launcher (cuda_driver.h: the CUDA driver API opened at run time) and the cuBLASLt GEMM
+// (cublaslt.h: the library opened at run time).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -10,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cublaslt.h"
 #include "cuda_driver.h"
 #include "program_core.h"
 
@@ -105,4 +107,33 @@ PYBIND11_MODULE(_native, m) {
           },
           py::arg("grid"), py::arg("stream"), py::arg("codes"), py::arg("args"), py::arg("device") = 0,
           "Launch on a CUstream handle (torch.cuda.current_stream().cuda_stream) with one value per type code.");
+
+  m.def(
+      "cublaslt_available",
+      [](const std::string& library) {
+        std::string why;
+        bool ok = blade::cublaslt_available(library, &why);
+        return std::make_pair(ok, why);
+      },
+      py::arg("library"), "(True, '') when cuBLASLt opens from this path or soname, else (False, why not).");
+  py::class_<blade::CublasLt>(m, "CublasLt")
+      .def(py::init<std::string>(), py::arg("library"))
+      .def_property_readonly("plans", &blade::CublasLt::plans)
+      .def(
+          "gemm",
+          [](blade::CublasLt& lt, int dtype, bool transa, bool transb, int64_t m_, int64_t n, int64_t k, uint64_t a,
+             int64_t lda, int64_t stride_a, uint64_t b, int64_t ldb, int64_t stride_b, uint64_t d, int64_t ldd,
+             int64_t stride_d, int64_t batch, uint64_t bias, uint64_t workspace, int64_t workspace_bytes,
+             uint64_t stream, int64_t device) {
+            blade::GemmProblem p;
+            p.dtype = dtype, p.transa = transa, p.transb = transb, p.m = m_, p.n = n, p.k = k;
+            p.lda = lda, p.ldb = ldb, p.ldd = ldd, p.batch = batch;
+            p.stride_a = stride_a, p.stride_b = stride_b, p.stride_d = stride_d;
+            lt.gemm(p, a, b, d, bias, workspace, workspace_bytes, stream, device);
+          },
+          py::arg("dtype"), py::arg("transa"), py::arg("transb"), py::arg("m"), py::arg("n"), py::arg("k"),
+          py::arg("a"), py::arg("lda"), py::arg("stride_a"), py::arg("b"), py::arg("ldb"), py::arg("stride_b"),
+          py::arg("d"), py::arg("ldd"), py::arg("stride_d"), py::arg("batch"), py::arg("bias"), py::arg("workspace"),
+          py::arg("workspace_bytes"), py::arg("stream"), py::arg("device"),
+          "Enqueue D (m x n, column-major) = op(A) op(B) (+ bias) on a CUstream handle (see cublaslt.h).");
 }
