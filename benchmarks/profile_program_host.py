@@ -3,7 +3,7 @@ once, its first variant run as a Program (``bench_models.program_runner``), then
 a few calls with the GPU synchronised only at the end (the host issues ahead, as in serving).
 Prints the functions by own time and the per-call step counts by kind.
 
-    python benchmarks/profile_program_host.py [--model unet|vae] [--calls 10]
+    python benchmarks/profile_program_host.py [--model unet|vae] [--calls 10] [--gemm-library cublaslt]
 """
 
 import argparse
@@ -26,11 +26,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="unet")
     ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--gemm-library", default="torch", choices=["torch", "cublaslt"])
     args = ap.parse_args()
     model, make = bench_models._build(args.model)
     x = make((2, 64, 64) if args.model == "unet" else (1, 64, 64))
     opt = blade.optimize(model, x)  # as bench_models does (the model is already fp16)
-    runner, why = bench_models.program_runner(opt, model)
+    runner, why = bench_models.program_runner(opt, model, args.gemm_library)
     if runner is None:
         raise SystemExit(f"no Program: {why}")
     steps = collections.Counter(s.kind if s.kind != "library_call" else f"library {s.op}" for s in runner.program.steps)
