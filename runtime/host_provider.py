@@ -286,6 +286,12 @@ class TorchProvider:
         return op not in _READS_OUTPUTS
 
     def _cublaslt(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs) -> torch.Tensor:
+        result = self._cublaslt_or_none(op, inputs)
+        return result if result is not None else _OPS[op](attrs, inputs, outputs)
+
+    def _cublaslt_or_none(self, op: str, inputs: list[torch.Tensor]) -> torch.Tensor | None:
+        """The GEMM through cuBLASLt, or None where it does not serve it (layout, dtype, or no
+        cuBLASLt here: then said once, and torch computes every GEMM from then on)."""
         if self._gemm is None:
             with self._gemm_lock:
                 if self._gemm is None and self.gemm_library == "cublaslt":
@@ -294,14 +300,18 @@ class TorchProvider:
                     gemm, why = CublasLtGemm.create()
                     if gemm is None:
                         warnings.warn(f"Blade: cuBLASLt GEMMs are not available ({why}); torch computes them",
-                                      stacklevel=2)
+                                      stacklevel=3)
                         self.gemm_library = "torch"
                     self._gemm = gemm
-        result = self._gemm(op, inputs) if self._gemm is not None else None
-        return result if result is not None else _OPS[op](attrs, inputs, outputs)
+        return self._gemm(op, inputs) if self._gemm is not None else None
 
     def _conv_cuda(self, a: dict[str, Any], inputs: list[torch.Tensor]) -> torch.Tensor:
         x, w = inputs[0], inputs[1]
+        if self.gemm_library == "cublaslt" and _pointwise_nhwc(a, w):
+            # a 1x1 convolution over channels-last data is a GEMM over the pixels: x [.., Cin] @ w.T
+            result = self._cublaslt_or_none("linear", [x, w.reshape(w.shape[0], w.shape[1]), *inputs[2:]])
+            if result is not None:
+                return result
         if a.get("layout", "nchw") == "nhwc" and w.dim() == 4:
             w = self._channels_last(w)
         with _CUDNN_FLAG_LOCK:
@@ -349,6 +359,15 @@ class TorchProvider:
         for w, (version, ptr, copy) in hits:
             if (version != w._version or ptr != w.data_ptr()) and _same_kind(copy, w):
                 self._refreshed(w, copy)
+
+
+def _pointwise_nhwc(a: dict[str, Any], w: torch.Tensor) -> bool:
+    """Whether a convolution is a 1x1 one over channels-last data (stride 1, no padding, no
+    groups): a GEMM of the pixels by the weight."""
+    spatial = w.dim() - 2
+    return (a.get("layout", "nchw") == "nhwc" and spatial >= 1 and all(s == 1 for s in w.shape[2:])
+            and a["groups"] == 1 and list(a["stride"]) == [1] * spatial and list(a["padding"]) == [0] * spatial
+            and list(a["dilation"]) == [1] * spatial)
 
 
 def _same_kind(copy: torch.Tensor, w: torch.Tensor) -> bool:

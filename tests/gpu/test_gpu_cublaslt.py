@@ -119,3 +119,20 @@ def test_program_with_cublaslt_matches_eager():
         with torch.no_grad():
             _within_bar(opt(xi), model(xi), m16(xi.half()))
     assert opt._torch_provider._gemm is not None and opt._torch_provider._gemm.calls > 0
+
+
+@cuda
+@pytest.mark.parametrize("shape", [(2, 64, 64, 320), (1, 9, 13, 40), (3, 7, 5, 8)])
+def test_pointwise_convolution_through_cublaslt(shape):
+    """A 1x1 convolution over NHWC data is the provider's GEMM (the SD UNets' proj_in/proj_out)."""
+    from blade.runtime.host_provider import TorchProvider
+
+    provider = TorchProvider(gemm_library="cublaslt")
+    n, h, w_, c = shape
+    conv = torch.nn.Conv2d(c, 2 * c + 1, 1).cuda().half()
+    x = torch.randn(n, c, h, w_, device="cuda", dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    attrs = {"layout": "nhwc", "stride": [1, 1], "padding": [0, 0], "dilation": [1, 1], "groups": 1}
+    got = provider("conv", attrs, [x.movedim(1, -1), conv.weight, conv.bias], [None])[0]
+    assert provider._gemm is not None and provider._gemm.calls == 1
+    ref32 = F.conv2d(x.float(), conv.weight.float(), conv.bias.float()).movedim(1, -1)
+    _within_bar(got, ref32, F.conv2d(x, conv.weight, conv.bias).movedim(1, -1))

@@ -114,3 +114,18 @@ def test_unavailable_here_says_why_and_torch_computes():
         TorchProvider(gemm_library="cudnn")
     with pytest.raises(ValueError, match="gemm_library"):
         blade.Config(gemm_library="magma")
+
+
+def test_pointwise_convolution_predicate():
+    from blade.runtime.host_provider import _pointwise_nhwc
+
+    base = {"layout": "nhwc", "stride": [1, 1], "padding": [0, 0], "dilation": [1, 1], "groups": 1}
+    w1, w3 = torch.empty(8, 4, 1, 1), torch.empty(8, 4, 3, 3)
+    assert _pointwise_nhwc(base, w1)
+    assert not _pointwise_nhwc(base, w3)
+    assert not _pointwise_nhwc(base | {"layout": "nchw"}, w1)
+    assert not _pointwise_nhwc(base | {"stride": [2, 2]}, w1)
+    assert not _pointwise_nhwc(base | {"padding": [1, 1]}, w1)
+    assert not _pointwise_nhwc(base | {"groups": 2}, torch.empty(8, 2, 1, 1))
+    assert _pointwise_nhwc({"layout": "nhwc", "stride": [1], "padding": [0], "dilation": [1], "groups": 1},
+                           torch.empty(8, 4, 1))
