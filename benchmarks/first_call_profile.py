@@ -4,7 +4,7 @@ each profiled with cProfile (top functions printed). Three settings in one run: 
 attention backends, flash/memory-efficient attention only (cuDNN's attention builds a plan per
 new shape), and that without cuDNN's convolution algorithm search.
 
-    python benchmarks/first_call_profile.py [--precompile N] [--top 8]
+    python benchmarks/first_call_profile.py [--precompile N] [--top 8] [--default-only]
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--precompile", type=int, default=0)
     ap.add_argument("--top", type=int, default=8)
+    ap.add_argument("--default-only", action="store_true",
+                    help="only Blade's defaults (its own first-call attention choice), at shapes of the compile's "
+                         "guard class")
     a = ap.parse_args()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -83,6 +86,8 @@ def main() -> None:
                  [(3, 56, 64), (1, 80, 48), (3, 67, 83)]),
                 ("no conv algorithm search, flash/efficient", [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
                  [(3, 48, 72), (1, 88, 40), (3, 61, 77)])]
+    if a.default_only:
+        settings = [("Blade's defaults", None, [(3, 64, 64), (1, 72, 56), (2, 56, 80), (3, 80, 48)])]
     summary = []
     for label, backends, shapes in settings:
         search = not label.startswith("no conv")
