@@ -56,7 +56,7 @@ from blade.runtime.graph_pool import GraphPool
 from blade.runtime.structure_watch import StructureSnapshot, StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
 from blade.executors.program_backed import ProgramBackedExecutor
-from blade.runtime.host_provider import TorchProvider
+from blade.runtime.host_provider import TorchProvider, module_call
 from blade.symbolic import ShapeError
 
 
@@ -449,10 +449,11 @@ class BladeModule(torch.nn.Module):
             if chosen is None:
                 return self._run_eager(args, kwargs)
         try:
-            if self._use_graphs(chosen, tensors):
-                outs = self._run_graph(chosen, tensors, values)
-            else:
-                outs = chosen.executor.run(tensors, values)
+            with module_call():  # what a shape's "first call" means to the library ops' tuning
+                if self._use_graphs(chosen, tensors):
+                    outs = self._run_graph(chosen, tensors, values)
+                else:
+                    outs = chosen.executor.run(tensors, values)
         except Exception as e:  # noqa: BLE001 - answered as eager answers (which may be the same error)
             return self._answer_after_failed_run(chosen, tensors, e, args, kwargs)
         ir = chosen.program.import_result

@@ -45,7 +45,7 @@ import torch
 
 from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
-from blade.runtime.host_provider import Provider, ProviderError, torch_provider
+from blade.runtime.host_provider import Provider, ProviderError, module_call, torch_provider
 from blade.runtime.program import KernelRole, Program, Step, StepKind, ValueKind
 from blade.runtime.strides import collapsed_stride as _collapsed_stride
 
@@ -245,6 +245,10 @@ class ProgramExecutor:
         """One call: sizes and checks (``prepare``), then the call plan of these sizes (made on the
         first call of a size signature and cached: every view shape, library attribute, arena
         placement and launch choice resolved), then the steps."""
+        with module_call():  # the library ops' first-call tuning counts module calls
+            return self._run(inputs)
+
+    def _run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         p = self.program
         device = next((t.device for t in inputs), torch.device("cpu"))
         slots, offsets, total = self.prepare(inputs, device)

@@ -262,3 +262,23 @@ def test_nothing_is_tuned_inside_a_capture_that_was_not_tuned_before():
     assert not calls.tuned("a", capturing=False) and not calls.tuned("a", capturing=True)
     assert calls.tuned("a", capturing=False) and calls.tuned("a", capturing=True)
     assert not calls.tuned("b", capturing=True) and not calls.tuned("b", capturing=False)
+
+
+def test_a_key_met_again_within_one_module_call_is_still_untuned():
+    """A UNet meets each attention shape several times per call: all of them belong to the shape's
+    first call (``module_call``), so none builds cuDNN's per-shape plan then; the next module call
+    tunes, and nested module calls count once."""
+    from blade.runtime.host_provider import _SecondCall, module_call
+
+    calls = _SecondCall()
+    with module_call():
+        assert not calls.tuned("q", capturing=False)
+        with module_call():  # an executor's run inside BladeModule.forward: the same call
+            assert not calls.tuned("q", capturing=False)
+        assert not calls.tuned("q", capturing=False)
+        assert not calls.tuned("q", capturing=True)
+    with module_call():
+        assert calls.tuned("q", capturing=False) and calls.tuned("q", capturing=False)
+        assert calls.tuned("q", capturing=True)
+        assert not calls.tuned("k", capturing=False)
+    assert calls.tuned("k", capturing=False)  # outside module calls every op call counts
