@@ -38,7 +38,7 @@ def main() -> None:
     lt = gemm._lt
     shapes = [((2, 4096, 320), 320), ((2, 4096, 320), 2560), ((2, 77, 768), 320), ((2, 256, 1280), 1280)]
     print(f"{'x':>18} {'N':>5} {'F.linear':>9} {'cuBLASLt':>9} {'mapping':>8} {'empty':>6} {'native':>7} "
-          f"{'stream':>7}  plans")
+          f"{'stream':>7} {'run':>7}  plans")
     for shape, n in shapes:
         x = torch.randn(shape, device="cuda", dtype=torch.float16)
         w = torch.randn(n, shape[-1], device="cuda", dtype=torch.float16)
@@ -55,9 +55,12 @@ def main() -> None:
                 p.stride_b, out.data_ptr(), p.ldd, p.stride_d, p.batch, b.data_ptr(), ws.data_ptr(), ws.numel(),
                 stream, 0)
         t_native = host_us(lambda: lt.gemm(*args))
+        plan = next(iter(v for v in gemm._layouts.values() if v and v[0] == p))[2][-1][0]
+        run_args = (plan, w.data_ptr(), x.data_ptr(), out.data_ptr(), b.data_ptr(), ws.data_ptr(), stream, 0)
+        t_run = host_us(lambda: lt.run(*run_args))
         t_stream = host_us(lambda: torch._C._cuda_getCurrentRawStream(0))
         print(f"{str(shape):>18} {n:>5} {t_torch:9.1f} {t_lt:9.1f} {t_map:8.1f} {t_empty:6.1f} {t_native:7.1f} "
-              f"{t_stream:7.2f}  {lt.plans}")
+              f"{t_stream:7.2f} {t_run:7.1f}  {lt.plans}")
 
 
 if __name__ == "__main__":

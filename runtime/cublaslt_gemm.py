@@ -27,6 +27,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -140,6 +141,11 @@ def matmul_problem(a: torch.Tensor, b: torch.Tensor) -> GemmProblem | None:
                        stride_a=sb, stride_b=sa, stride_d=m * n, a=1, b=0)
 
 
+def _alignment(ptr: int) -> int:
+    """The largest power of two, at most 256, dividing an address (what cuBLASLt may assume)."""
+    return min(256, ptr & -ptr) if ptr else 256
+
+
 def cublaslt_library() -> str | None:
     """The path of the cuBLASLt PyTorch loaded into this process (None where it loaded none)."""
     try:
@@ -161,6 +167,8 @@ class CublasLtGemm:
     def __init__(self, native, library: str):
         self._lt = native.CublasLt(library)
         self._workspaces: dict[tuple[int, int], torch.Tensor] = {}
+        #: call layout -> (problem, result shape, [(native plan id, its alignments)]: the last serves) or False
+        self._layouts: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self.calls = 0  # GEMMs served (tests and reports read it)
 
@@ -187,33 +195,65 @@ class CublasLtGemm:
 
     def __call__(self, op: str, inputs: list[torch.Tensor]) -> torch.Tensor | None:
         x = inputs[0]
-        if not x.is_cuda or any(t.device != x.device for t in inputs):
+        if not x.is_cuda:
             return None
-        if op == "linear":
-            problem = linear_problem(x, inputs[1], inputs[2] if len(inputs) == 3 else None)
-            shape = (*x.shape[:-1], inputs[1].shape[0])
-            bias = inputs[2] if len(inputs) == 3 else None
-        elif op == "matmul" and len(inputs) == 2:
-            problem = matmul_problem(x, inputs[1])
-            shape = (*x.shape[:-1], inputs[1].shape[-1])
-            bias = None
-        else:
+        # what the layout decides is kept per layout: the mapping, the result's shape and the
+        # native plan (so a call is a dictionary lookup, an allocation and one native call)
+        key = (op, len(inputs), x.dtype, x.device, x.shape, x.stride(), inputs[1].device, inputs[1].shape,
+               inputs[1].stride(), inputs[-1].device)
+        hit = self._layouts.get(key)
+        if hit is None:
+            hit = self._layouts[key] = self._describe(op, inputs)
+            if len(self._layouts) > 4096:  # bounded: a long run over ever new shapes
+                self._layouts.clear()
+        if hit is False:
             return None
-        if problem is None:
-            return None
+        problem, shape, plans = hit
         out = torch.empty(shape, dtype=x.dtype, device=x.device)
         if out.numel() == 0:
             return out
-        device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        device = x.device.index
         stream = torch._C._cuda_getCurrentRawStream(device)
         workspace = self._workspace(device, stream)
-        a, b = inputs[problem.a], inputs[problem.b]
-        p = problem
-        self._lt.gemm(p.dtype, p.transa, p.transb, p.m, p.n, p.k, a.data_ptr(), p.lda, p.stride_a, b.data_ptr(),
-                      p.ldb, p.stride_b, out.data_ptr(), p.ldd, p.stride_d, p.batch,
-                      0 if bias is None else bias.data_ptr(), workspace.data_ptr(), workspace.numel(), stream, device)
+        a, b = inputs[problem.a].data_ptr(), inputs[problem.b].data_ptr()
+        bias = inputs[2].data_ptr() if op == "linear" and len(inputs) == 3 else 0
+        d, ws = out.data_ptr(), workspace.data_ptr()
+        plan = plans[-1][0] if plans else self._prepare(problem, plans, bias, a, b, d, device)
+        if not self._lt.run(plan, a, b, d, bias, ws, stream, device):
+            # less aligned than the plan assumed: a plan for these alignments (kept, as pointers of
+            # this layout may be that unaligned again)
+            plan = self._prepare(problem, plans, bias, a, b, d, device)
+            if not self._lt.run(plan, a, b, d, bias, ws, stream, device):
+                raise RuntimeError("cuBLASLt: a plan made for these pointers refused them (a bug: please report it)")
         self.calls += 1
         return out
+
+    def _describe(self, op: str, inputs: list[torch.Tensor]):
+        """(problem, result shape, plans) of a call's layout, or False where this is not served."""
+        x = inputs[0]
+        if any(t.device != x.device for t in inputs):
+            return False
+        if op == "linear" and len(inputs) in (2, 3):
+            problem = linear_problem(x, inputs[1], inputs[2] if len(inputs) == 3 else None)
+            shape = (*x.shape[:-1], inputs[1].shape[0])
+        elif op == "matmul" and len(inputs) == 2:
+            problem = matmul_problem(x, inputs[1])
+            shape = (*x.shape[:-1], inputs[1].shape[-1])
+        else:
+            return False
+        return False if problem is None else (problem, shape, [])
+
+    def _prepare(self, problem: GemmProblem, plans: list, bias: int, a: int, b: int, d: int, device: int) -> int:
+        """A plan for these pointers and every earlier one of this layout (alignments only go down:
+        a layout gets at most a few plans)."""
+        p = problem
+        aligns = [_alignment(a), _alignment(b), _alignment(d)]
+        if plans:
+            aligns = [min(x, y) for x, y in zip(aligns, plans[-1][1])]
+        plan = self._lt.prepare(p.dtype, p.transa, p.transb, p.m, p.n, p.k, p.lda, p.stride_a, p.ldb, p.stride_b,
+                                p.ldd, p.stride_d, p.batch, bias != 0, WORKSPACE_BYTES, *aligns, device)
+        plans.append((plan, aligns))
+        return plan
 
     def _workspace(self, device: int, stream: int) -> torch.Tensor:
         key = (device, stream)

@@ -131,6 +131,11 @@ bool cublaslt_available(const std::string& path, std::string* why) {
 
 struct CublasLt::Plan {
   const Library* lib = nullptr;
+  GemmProblem problem;
+  bool bias = false;
+  int64_t device = 0;
+  int64_t workspace_limit = 0;
+  int align_a = 256, align_b = 256, align_d = 256;
   MatmulDesc desc = nullptr;
   Layout a = nullptr, b = nullptr, d = nullptr;
   Algo algo{};
@@ -178,6 +183,11 @@ CublasLt::Plan& CublasLt::plan_for(const Key& key, const GemmProblem& p, bool bi
   const Library& l = library(library_);
   auto plan = std::make_unique<Plan>();
   plan->lib = &l;
+  plan->problem = p;
+  plan->bias = bias;
+  plan->device = device;
+  plan->workspace_limit = workspace_bytes;
+  plan->align_a = align_a, plan->align_b = align_b, plan->align_d = align_d;
   auto check = [&](Status s, const char* what) {
     if (s != kSuccess) throw std::runtime_error(describe(p) + ": " + what + ": " + status_text(l, s));
   };
@@ -229,21 +239,51 @@ CublasLt::Plan& CublasLt::plan_for(const Key& key, const GemmProblem& p, bool bi
   }
   plan->algo = result.algo;
   plan->workspace = result.workspaceSize;
+  by_id_.push_back(plan.get());
   return *(plans_[key] = std::move(plan));
 }
 
-void CublasLt::gemm(const GemmProblem& p, uint64_t a, uint64_t b, uint64_t d, uint64_t bias, uint64_t workspace,
-                    int64_t workspace_bytes, uint64_t stream, int64_t device) {
+namespace {
+
+bool check_alignment(int align, uint64_t ptr) { return ptr % static_cast<uint64_t>(align) == 0; }
+
+}  // namespace
+
+int64_t CublasLt::prepare(const GemmProblem& p, bool bias, int64_t workspace_bytes, int align_a, int align_b,
+                          int align_d, int64_t device) {
   validate(p);
-  if (p.m == 0 || p.n == 0) return;
   if (p.k == 0) throw std::invalid_argument(describe(p) + ": k = 0 (the result is the bias alone: not a GEMM)");
   if (workspace_bytes < 0) throw std::invalid_argument("negative workspace size");
+  for (int a : {align_a, align_b, align_d}) {
+    if (a < 1 || a > 256 || (a & (a - 1)) != 0) throw std::invalid_argument("alignments are powers of two up to 256");
+  }
   current_context(device);
-  int align_a = alignment(a), align_b = alignment(b), align_d = alignment(d);
   Key key{device, p.dtype, p.transa, p.transb, p.m, p.n, p.k, p.lda, p.ldb, p.ldd, p.batch, p.stride_a, p.stride_b,
-          p.stride_d, bias != 0, workspace_bytes, align_a, align_b, align_d};
-  std::lock_guard<std::mutex> lock(mutex_);  // the cached descriptor's bias pointer is set per call
-  Plan& plan = plan_for(key, p, bias != 0, workspace_bytes, align_a, align_b, align_d, device);
+          p.stride_d, bias, workspace_bytes, align_a, align_b, align_d};
+  std::lock_guard<std::mutex> lock(mutex_);
+  Plan& plan = plan_for(key, p, bias, workspace_bytes, align_a, align_b, align_d, device);
+  for (size_t i = 0; i < by_id_.size(); ++i) {
+    if (by_id_[i] == &plan) return static_cast<int64_t>(i);
+  }
+  throw std::logic_error("a cuBLASLt plan without an id");
+}
+
+bool CublasLt::run(int64_t id, uint64_t a, uint64_t b, uint64_t d, uint64_t bias, uint64_t workspace,
+                   uint64_t stream, int64_t device) {
+  std::lock_guard<std::mutex> lock(mutex_);  // the plan's bias pointer is set per call
+  if (id < 0 || id >= static_cast<int64_t>(by_id_.size())) throw std::out_of_range("no cuBLASLt plan " + std::to_string(id));
+  Plan& plan = *by_id_[id];
+  const GemmProblem& p = plan.problem;
+  if (device != plan.device) {
+    throw std::invalid_argument(describe(p) + ": planned for device " + std::to_string(plan.device) + ", run on " +
+                                std::to_string(device));
+  }
+  if (!check_alignment(plan.align_a, a) || !check_alignment(plan.align_b, b) || !check_alignment(plan.align_d, d)) {
+    return false;
+  }
+  if ((bias != 0) != plan.bias) throw std::invalid_argument(describe(p) + ": bias given where the plan has none, or the reverse");
+  if (p.m == 0 || p.n == 0) return true;
+  current_context(device);
   const Library& l = *plan.lib;
   if (bias != 0) {
     void* ptr = reinterpret_cast<void*>(bias);
@@ -257,6 +297,15 @@ void CublasLt::gemm(const GemmProblem& p, uint64_t a, uint64_t b, uint64_t d, ui
                       plan.workspace ? reinterpret_cast<void*>(workspace) : nullptr, plan.workspace,
                       reinterpret_cast<void*>(stream));
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": cublasLtMatmul: " + status_text(l, s));
+  return true;
+}
+
+void CublasLt::gemm(const GemmProblem& p, uint64_t a, uint64_t b, uint64_t d, uint64_t bias, uint64_t workspace,
+                    int64_t workspace_bytes, uint64_t stream, int64_t device) {
+  validate(p);
+  if (p.m == 0 || p.n == 0) return;
+  int64_t id = prepare(p, bias != 0, workspace_bytes, alignment(a), alignment(b), alignment(d), device);
+  if (!run(id, a, b, d, bias, workspace, stream, device)) throw std::logic_error("a plan refused its own pointers");
 }
 
 }  // namespace blade

@@ -63,6 +63,15 @@ class CublasLt {
   void gemm(const GemmProblem& p, uint64_t a, uint64_t b, uint64_t d, uint64_t bias, uint64_t workspace,
             int64_t workspace_bytes, uint64_t stream, int64_t device);
 
+  // The same in two halves, for callers that keep the plan of a problem: `prepare` makes (or
+  // finds) the plan of a problem for pointers of at least these alignments (bytes, at most 256)
+  // and returns its id; `run` enqueues it, and returns false without enqueuing anything when a
+  // pointer is less aligned than the plan assumed (prepare again with the lower alignment).
+  int64_t prepare(const GemmProblem& p, bool bias, int64_t workspace_bytes, int align_a, int align_b, int align_d,
+                  int64_t device);
+  bool run(int64_t plan, uint64_t a, uint64_t b, uint64_t d, uint64_t bias, uint64_t workspace,
+           uint64_t stream, int64_t device);
+
   // Problems planned so far (descriptors and algorithm cached).
   int64_t plans() const;
 
@@ -78,6 +87,7 @@ class CublasLt {
   mutable std::mutex mutex_;
   std::map<int64_t, void*> handles_;  // device -> cublasLtHandle_t
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  std::vector<Plan*> by_id_;  // plan ids of prepare(), in order of creation
 };
 
 }  // namespace blade

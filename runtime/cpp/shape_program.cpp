@@ -135,5 +135,20 @@ PYBIND11_MODULE(_native, m) {
           py::arg("a"), py::arg("lda"), py::arg("stride_a"), py::arg("b"), py::arg("ldb"), py::arg("stride_b"),
           py::arg("d"), py::arg("ldd"), py::arg("stride_d"), py::arg("batch"), py::arg("bias"), py::arg("workspace"),
           py::arg("workspace_bytes"), py::arg("stream"), py::arg("device"),
-          "Enqueue D (m x n, column-major) = op(A) op(B) (+ bias) on a CUstream handle (see cublaslt.h).");
+          "Enqueue D (m x n, column-major) = op(A) op(B) (+ bias) on a CUstream handle (see cublaslt.h).")
+      .def(
+          "prepare",
+          [](blade::CublasLt& lt, int dtype, bool transa, bool transb, int64_t m_, int64_t n, int64_t k, int64_t lda,
+             int64_t stride_a, int64_t ldb, int64_t stride_b, int64_t ldd, int64_t stride_d, int64_t batch, bool bias,
+             int64_t workspace_bytes, int align_a, int align_b, int align_d, int64_t device) {
+            blade::GemmProblem p;
+            p.dtype = dtype, p.transa = transa, p.transb = transb, p.m = m_, p.n = n, p.k = k;
+            p.lda = lda, p.ldb = ldb, p.ldd = ldd, p.batch = batch;
+            p.stride_a = stride_a, p.stride_b = stride_b, p.stride_d = stride_d;
+            return lt.prepare(p, bias, workspace_bytes, align_a, align_b, align_d, device);
+          },
+          "The id of the plan of a problem for pointers of these alignments (see cublaslt.h).")
+      .def("run", &blade::CublasLt::run, py::arg("plan"), py::arg("a"), py::arg("b"), py::arg("d"), py::arg("bias"),
+           py::arg("workspace"), py::arg("stream"), py::arg("device"),
+           "Enqueue a prepared plan; False (nothing enqueued) when a pointer is less aligned than planned.");
 }
