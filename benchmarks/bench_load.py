@@ -99,7 +99,8 @@ def main() -> None:
     saved_s = time.perf_counter() - t1
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, f"{root}/weights.pt")
     torch.save(saved, f"{root}/calls.pt")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # the repo first, then whatever the parent had (the GPU host's wheels live on PYTHONPATH)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run([sys.executable, "-c", CHILD, root, a.device, "1" if a.reduced else "0"],
                           capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=600)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
