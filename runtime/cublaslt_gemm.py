@@ -1,10 +1,15 @@
-"""GEMMs of a Program through cuBLASLt from Blade's C++ runtime, not through torch's operators.
+"""GEMMs of a Program through cuBLASLt from Blade's C++ runtime, not through torch's operators
+(``Config(gemm_library="cublaslt")``, opt-in).
 
-A ``linear`` (``x @ w.T + bias``) or ``matmul`` library call costs 20-30 us of host time through
-torch's dispatcher (184 ``linear`` calls were 4.6 ms of an SD 1.5 UNet step's 18 ms host time,
-``docs/performance.md``); here it is one call into ``runtime/cpp/cublaslt.cpp``, which keeps the
-cuBLASLt plan of each problem (descriptors and the heuristic's algorithm) and enqueues
-``cublasLtMatmul`` on the current stream, with the bias added in cuBLASLt's epilogue.
+A ``linear`` (``x @ w.T + bias``), ``matmul`` or 1x1 channels-last convolution becomes one call
+into ``runtime/cpp/cublaslt.cpp``, which keeps the cuBLASLt plan of each problem (descriptors and
+the heuristic's algorithm) and enqueues ``cublasLtMatmul`` on the current stream, with the bias
+added in cuBLASLt's epilogue. This is the first library provider of the C++ runtime, the kind a
+C++ step loop calls without Python. Measured on an H200 (``benchmarks/gemm_host_overhead.py``,
+``docs/performance.md`` session 10) it is no cheaper to *issue* than torch's ``F.linear``: 17-21
+us per call either way, of which ``cublasLtMatmul`` itself takes 8-10 us and the result's
+allocation 4-6 us. So library GEMMs, from Python or C++, cannot meet a 2 ms host bound for the
+UNet's 216 GEMMs; generated GEMM kernels launched through the driver can.
 
 Row-major tensors map onto cuBLAS's column-major problem ``D (m x n) = op(A) op(B)`` by computing
 the transposed product: for ``out[M, N] = x[M, K] @ w[N, K].T`` cuBLAS computes ``out.T (N x M) =

@@ -27,8 +27,9 @@ Generated kernels run on CUDA tensors as cubins through the C++ runtime's driver
 (``runtime/cpp/cuda_driver.h``: the Program must hold cubins for the GPU, see
 ``blade.artifact.save(..., target=...)``), and on CPU tensors under Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported). The step loop itself is Python; moving it
-into the C++ runtime (and GEMM/convolution providers that call cuBLASLt/cuDNN without torch) is
-what remains of issue 9's item 3.
+into the C++ runtime is what remains of issue 9's item 3. A cuBLASLt GEMM provider called from C++
+exists (``runtime/cublaslt_gemm.py``), but a library GEMM costs 8-10 us of host time inside
+cuBLASLt alone: the 2 ms host bound needs GEMMs and convolutions as generated kernels.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ call: binding the symbols and naming a failed guard. One ``TorchProvider`` per m
 its variants, so the channels-last weight copies it keeps exist once (``refresh_prepared_weights``
 copies in-place weight updates into them, keeping their addresses for CUDA graph replays).
 
-Not yet: the step loop in C++, and GEMM/convolution providers without torch (issue 9).
+Not yet: the step loop in C++ (issue 9). ``Config(gemm_library="cublaslt")`` computes the GEMMs with
+cuBLASLt from the C++ runtime instead of torch (``runtime/cublaslt_gemm.py``).
 """
 
 from __future__ import annotations
