@@ -54,10 +54,37 @@ void test_missing_library() {
   check(threw, "constructing on a missing library raises saying so");
 }
 
+void test_prepare_checks_before_cuda() {
+  // argument errors are reported before anything touches CUDA (so here, without a GPU, too)
+  blade::GemmProblem p;
+  p.m = 8, p.n = 8, p.k = 8, p.lda = 8, p.ldb = 8, p.ldd = 8;
+  std::string why;
+  if (!blade::cublaslt_available("libcublasLt.so.13", &why) && !blade::cublaslt_available("libcublasLt.so.12", &why)) {
+    return;  // no library to construct a CublasLt from (the CI machine): nothing more to check here
+  }
+  blade::CublasLt lt(blade::cublaslt_available("libcublasLt.so.13", nullptr) ? "libcublasLt.so.13" : "libcublasLt.so.12");
+  bool threw = false;
+  try {
+    lt.prepare(p, false, 1 << 20, 3, 256, 256, 0);
+  } catch (const std::invalid_argument& e) {
+    threw = std::string(e.what()).find("powers of two") != std::string::npos;
+  }
+  check(threw, "an alignment that is not a power of two is refused");
+  threw = false;
+  p.k = 0;
+  try {
+    lt.prepare(p, false, 1 << 20, 256, 256, 256, 0);
+  } catch (const std::invalid_argument& e) {
+    threw = std::string(e.what()).find("k = 0") != std::string::npos;
+  }
+  check(threw, "k = 0 is refused naming it");
+}
+
 }  // namespace
 
 int main() {
   test_validate();
   test_missing_library();
+  test_prepare_checks_before_cuda();
   return failures ? 1 : 0;
 }
