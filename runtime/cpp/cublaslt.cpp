@@ -5,8 +5,9 @@
 
 #include <stdexcept>
 
-#include "cuda_driver.h"
 #include "cublaslt_abi.h"
+#include "cuda_driver.h"
+#include "dl_symbols.h"
 
 namespace blade {
 
@@ -37,12 +38,7 @@ struct Library {
 
 template <typename F>
 bool bind(void* lib, const char* name, F* fn, std::string* why) {
-  *fn = reinterpret_cast<F>(dlsym(lib, name));
-  if (*fn == nullptr) {
-    *why = std::string("cuBLASLt has no ") + name;
-    return false;
-  }
-  return true;
+  return bind_symbol(lib, "cuBLASLt", name, fn, why);
 }
 
 Library open_library(const std::string& path) {

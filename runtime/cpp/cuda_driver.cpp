@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "dl_symbols.h"
+
 namespace blade {
 
 namespace {
@@ -46,12 +48,7 @@ struct Driver {
 
 template <typename F>
 bool bind(void* lib, const char* name, F* fn, std::string* why) {
-  *fn = reinterpret_cast<F>(dlsym(lib, name));
-  if (*fn == nullptr) {
-    *why = std::string("libcuda.so.1 has no ") + name;
-    return false;
-  }
-  return true;
+  return bind_symbol(lib, "libcuda.so.1", name, fn, why);
 }
 
 Driver load_driver() {
