@@ -48,8 +48,9 @@ WORKSPACE_BYTES = 4 << 20
 class GemmProblem:
     """cuBLAS's column-major problem (``runtime/cpp/cublaslt.h``): ``D (m x n) = op(A) op(B)``,
     A stored ``k x m`` when ``transa`` else ``m x k`` with leading dimension ``lda`` (elements),
-    likewise B; ``batch`` matrices ``stride_*`` elements apart. ``a`` and ``b`` say which tensor
-    of the call is cuBLAS's A and B (0: the first input, 1: the second)."""
+    likewise B; ``batch`` matrices ``stride_*`` elements apart. cuBLAS's A is always the call's
+    second operand (the weight, or ``b`` of ``a @ b``) and its B the first: the row-major result is
+    computed as its transpose."""
 
     dtype: int
     transa: bool
@@ -64,8 +65,6 @@ class GemmProblem:
     stride_a: int = 0
     stride_b: int = 0
     stride_d: int = 0
-    a: int = 1
-    b: int = 0
 
 
 def _as_cublas_operand(t: torch.Tensor, rows: int, cols: int) -> tuple[bool, int] | None:
@@ -105,7 +104,7 @@ def linear_problem(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) 
     # w row-major [n][k] = column-major k x n stored: op(A) = its transpose (n x k); w
     # column-major [n][k] = column-major n x k stored: op(A) = A
     return GemmProblem(dtype, transa=not transposed, transb=False, m=n, n=m, k=k, lda=ldw, ldb=max(row, k, 1),
-                       ldd=max(n, 1), a=1, b=0)
+                       ldd=max(n, 1))
 
 
 def matmul_problem(a: torch.Tensor, b: torch.Tensor) -> GemmProblem | None:
@@ -131,7 +130,7 @@ def matmul_problem(a: torch.Tensor, b: torch.Tensor) -> GemmProblem | None:
             return None
         transposed, ldb = right
         return GemmProblem(dtype, transa=transposed, transb=False, m=n, n=rows, k=k, lda=ldb, ldb=max(row, k, 1),
-                           ldd=max(n, 1), a=1, b=0)
+                           ldd=max(n, 1))
     if a.shape[:-2] != b.shape[:-2]:
         return None
     batch_dims = list(range(a.dim() - 2))
@@ -143,7 +142,7 @@ def matmul_problem(a: torch.Tensor, b: torch.Tensor) -> GemmProblem | None:
     (ta, lda), (tb, ldb) = left, right
     # out.T (n x m) = b.T (n x k) . a.T (k x m): cuBLAS's A is b, its B is a
     return GemmProblem(dtype, transa=tb, transb=ta, m=n, n=m, k=k, lda=ldb, ldb=lda, ldd=max(n, 1), batch=batch,
-                       stride_a=sb, stride_b=sa, stride_d=m * n, a=1, b=0)
+                       stride_a=sb, stride_b=sa, stride_d=m * n)
 
 
 def _alignment(ptr: int) -> int:
@@ -220,7 +219,7 @@ class CublasLtGemm:
         device = x.device.index
         stream = torch._C._cuda_getCurrentRawStream(device)
         workspace = self._workspace(device, stream)
-        a, b = inputs[problem.a].data_ptr(), inputs[problem.b].data_ptr()
+        a, b = inputs[1].data_ptr(), inputs[0].data_ptr()  # out.T = (second) . (first).T
         bias = inputs[2].data_ptr() if op == "linear" and len(inputs) == 3 else 0
         d, ws = out.data_ptr(), workspace.data_ptr()
         plan = plans[-1][0] if plans else self._prepare(problem, plans, bias, a, b, d, device)

@@ -22,7 +22,7 @@ def _read(t: torch.Tensor, rows: int, cols: int, ld: int, batch: int, stride: in
 
 def evaluate(p, inputs, bias=None) -> torch.Tensor:
     """D (batch x m x n, column-major) of problem ``p`` on these tensors."""
-    a, b = inputs[p.a], inputs[p.b]
+    b, a = inputs  # cuBLAS's A is the call's second operand (the weight), its B the first
     A = _read(a, p.k if p.transa else p.m, p.m if p.transa else p.k, p.lda, p.batch, p.stride_a)
     B = _read(b, p.n if p.transb else p.k, p.k if p.transb else p.n, p.ldb, p.batch, p.stride_b)
     D = (A.transpose(1, 2) if p.transa else A) @ (B.transpose(1, 2) if p.transb else B)
