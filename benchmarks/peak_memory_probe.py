@@ -82,7 +82,7 @@ def main() -> None:
             for what in ("first call", "second call (capture)", "replay", "replay"):
                 peak, after = _peak(lambda: opt(*x))
                 rows.append((f"{label}: {what}", peak, after))
-            del opt
+            opt = None  # its graphs and arena go before the next setting
             torch.cuda.empty_cache()
     print(f"SD 1.5 UNet fp16, batch {args.batch}, {args.size}x{args.size}; weights + eager's warm state "
           f"{base:.1f} MiB allocated")
