@@ -62,14 +62,15 @@ def _peak(fn) -> tuple[float, float]:
 
 
 HEADER = ["workload", "eager", "compile", "blade", "blade no graphs", "host ms", "host ms no graphs",
-          "program", "program host ms", "program+cuBLASLt", "its host ms", "blade kernels ms", "kernels", "blade compile s", "compile s", "peak GiB",
+          "program", "program host ms", "C++ loop", "its host ms", "C++ loop+cuBLASLt", "its host ms", "blade kernels ms", "kernels", "blade compile s", "compile s", "peak GiB",
           "max diff"]
 
 
-def program_runner(opt, model, gemm_library: str = "torch"):
+def program_runner(opt, model, gemm_library: str = "torch", native_loop: bool = False):
     """The first variant lowered to a Program with this GPU's cubins, run by the Program executor
     (generated kernels through the C++ driver launcher, no graphs; GEMMs through torch or, with
-    ``gemm_library="cublaslt"``, cuBLASLt from the C++ runtime); None (and why) if it cannot."""
+    ``gemm_library="cublaslt"``, cuBLASLt from the C++ runtime; ``native_loop``: the launches from
+    the C++ step list, ``runtime/native_loop.py``); None (and why) if it cannot."""
     try:
         from blade.lower_program import lower_program
         from blade.runtime.host_provider import TorchProvider
@@ -78,7 +79,8 @@ def program_runner(opt, model, gemm_library: str = "torch"):
         major, minor = torch.cuda.get_device_capability()
         prog = lower_program(opt.variants[0].program, target=("cuda", major * 10 + minor, 32))
         return ProgramExecutor(prog, module_weights(prog, model),
-                               providers={"torch": TorchProvider(gemm_library=gemm_library)}), ""
+                               providers={"torch": TorchProvider(gemm_library=gemm_library)},
+                               native_loop=native_loop), ""
     except Exception as e:  # noqa: BLE001 - a benchmark column, reported, not fatal
         return None, f"{type(e).__name__}: {str(e)[:300]}"
 
@@ -140,8 +142,9 @@ def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows:
         opt = blade.optimize(model, inputs[0])
         blade_compile = time.perf_counter() - t0
         runner, why = program_runner(opt, model) if program else (None, "")
-        runner_lt, why_lt = program_runner(opt, model, "cublaslt") if program else (None, "")
-        for w in (why, why_lt):
+        runner_nl, why_nl = program_runner(opt, model, native_loop=True) if program else (None, "")
+        runner_lt, why_lt = program_runner(opt, model, "cublaslt", native_loop=True) if program else (None, "")
+        for w in (why, why_nl, why_lt):
             if w:
                 print(f"[bench] {name}: no Program run ({w})", flush=True)
         for i, (shape, x) in enumerate(zip(shapes, inputs)):
@@ -157,20 +160,24 @@ def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows:
             mem_blade = max(mem_blade, mem_blade2)
             t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
             t_prog, h_prog, prog_note = time_program(runner, x, eager[i][2])
+            t_nl, h_nl, nl_note = time_program(runner_nl, x, eager[i][2])
             t_lt, h_lt, lt_note = time_program(runner_lt, x, eager[i][2])
-            for note in (prog_note, lt_note):
+            if runner_nl is not None:
+                print(f"[bench] {name} {shape}: C++ loop: {runner_nl.native_stats}", flush=True)
+            for note in (prog_note, nl_note, lt_note):
                 if note and not note[0].isdigit():
                     print(f"[bench] {name} {shape}: Program run failed ({note})", flush=True)
             t_eager, mem_eager, _ = eager[i]
             t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
             label = f"{name} " + "x".join(str(v) for v in shape)
-            rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_prog, h_prog, t_lt, h_lt, t_kern, int(n_kern),
+            rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_prog, h_prog, t_nl, h_nl, t_lt, h_lt, t_kern, int(n_kern),
                          f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.2f}", f"{first_comp:.1f}",
                          f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}", f"{diff:.2e}"])
             records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
                                 blade_nograph_ms=t_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
                                 program_ms=t_prog, program_host_ms=h_prog, program_note=prog_note,
-                                program_cublaslt_ms=t_lt, program_cublaslt_host_ms=h_lt, program_cublaslt_note=lt_note,
+                                program_native_loop_ms=t_nl, program_native_loop_host_ms=h_nl,
+                                program_native_loop_note=nl_note, program_cublaslt_ms=t_lt, program_cublaslt_host_ms=h_lt, program_cublaslt_note=lt_note,
                                 blade_kernel_ms=t_kern, blade_kernels=n_kern, blade_compile_s=blade_compile,
                                 blade_first_call_s=first_blade, compile_first_call_s=first_comp,
                                 peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,

@@ -105,6 +105,12 @@ class Config:
     #: C++ runtime or cuBLASLt is missing, or a layout is not one it describes, torch computes it.
     gemm_library: Literal["torch", "cublaslt"] = "torch"
 
+    #: The Program executor's step loop on CUDA (``Config(executor="program")`` and loaded
+    #: artifacts): from a size signature's second call, its generated-kernel launches run from
+    #: one C++ step list and its views cost nothing (``runtime/native_loop.py``); library calls and
+    #: fallbacks stay Python steps between them. False: every step from Python.
+    native_step_loop: bool = True
+
     #: Convolutions run channels-last and want channels-last weights. True: the module's own
     #: convolution weights are converted to channels-last *in place* on the first GPU call (values
     #: unchanged; the module still works eagerly, its convolutions then return channels-last

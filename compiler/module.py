@@ -406,7 +406,7 @@ class BladeModule(torch.nn.Module):
         elif executor_kind(self._config, device) == "program":
             executor = ProgramBackedExecutor(program, self.original, weights, device, self._torch_provider,
                                              self._config.kernel_cache_dir, self._config.check_shapes,
-                                             self._config.prepare_weights)
+                                             self._config.prepare_weights, self._config.native_step_loop)
         elif executor_kind(self._config, device) == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,

@@ -47,6 +47,7 @@ import torch
 from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
 from blade.runtime.host_provider import Provider, ProviderError, module_call, torch_provider
+from blade.runtime.native_loop import NativeLoop, NativeLoopError
 from blade.runtime.program import KernelRole, Program, Step, StepKind, ValueKind
 from blade.runtime.strides import collapsed_stride as _collapsed_stride
 
@@ -106,13 +107,18 @@ def module_weights(program: Program, module: torch.nn.Module) -> Callable[[str],
 
 class ProgramExecutor:
     def __init__(self, program: Program, weights: Callable[[str], torch.Tensor] | Mapping[str, torch.Tensor],
-                 providers: Mapping[str, Provider] | None = None, native=None, prepare_weights: bool = False):
+                 providers: Mapping[str, Provider] | None = None, native=None, prepare_weights: bool = False,
+                 native_loop: bool = False):
         """``prepare_weights``: keep the results of launches that read only weights across calls
-        (``Config.prepare_weights``: an update written through ``param.data`` in place is not seen)."""
+        (``Config.prepare_weights``: an update written through ``param.data`` in place is not seen).
+        ``native_loop``: on CUDA, a size signature met a second time gets a C++ step loop
+        (``runtime/native_loop.py``; ``native_stats`` counts its calls and says what it holds)."""
         self.program = program
         self.weights = weights.__getitem__ if isinstance(weights, Mapping) else weights
         self.providers = dict(PROVIDERS if providers is None else providers)
         self.native = shape_eval.load_native() if native is None else native  # False: Python only
+        self.native_loop = native_loop
+        self.native_stats: dict[str, Any] = {"calls": 0, "declined": 0, "finished_in_python": 0, "note": ""}
         self._plans: dict[tuple[int, ...], tuple[list[int], int]] = {}
         self._constants: dict[tuple[int, torch.device], torch.Tensor] = {}
         self._kernels: dict[str, _KernelRunner] = {}
@@ -249,7 +255,13 @@ class ProgramExecutor:
         with module_call():  # the library ops' first-call tuning counts module calls
             return self._run(inputs)
 
-    def _run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def trace(self, inputs: Sequence[torch.Tensor]) -> tuple[_CallPlan, list[Any], torch.Tensor | None]:
+        """One call in the Python step loop, for inspection: (its call plan, every value of the
+        call by Program value index, the arena). Tests relocate a C++ step list with it."""
+        with module_call():
+            return self._run(inputs, trace=True)
+
+    def _run(self, inputs: Sequence[torch.Tensor], trace: bool = False):
         p = self.program
         device = next((t.device for t in inputs), torch.device("cpu"))
         slots, offsets, total = self.prepare(inputs, device)
@@ -269,24 +281,67 @@ class ProgramExecutor:
             t = inputs[p.values[index].index]
             dtype = self._dtypes[index]
             env[index] = t if t.dtype == dtype else t.to(dtype)
+        loop = None if trace else plan.native
+        if loop is not None and not loop.accepts(env):
+            loop = None
+            self.native_stats["declined"] += 1
+        arena = None
         if plan.arena:
             arena = torch.empty(plan.total, dtype=torch.uint8, device=device)
             typed = {dt: arena.view(dt) for dt in plan.arena_dtypes}
             as_strided = torch.as_strided
-            for index, dt, shape, stride, offset in plan.arena:
+            for index, dt, shape, stride, offset in plan.arena if loop is None else loop.arena_views:
                 env[index] = as_strided(typed[dt], shape, stride, offset)
         for index, shape, dt in plan.outputs:
             env[index] = torch.empty(shape, dtype=dt, device=device)
-        for index, (fn, step) in enumerate(plan.steps):
+        if loop is not None:
+            self.native_stats["calls"] += 1
             try:
-                fn(env)
+                loop.run(env, arena, env[-1][0], env[-1][1], _call_step,
+                         lambda index: self._finish_in_python(plan, env, arena, loop, index))
             except (ProgramRunError, ProgramShapeError):
                 raise
-            except Exception as e:  # noqa: BLE001 - re-raised naming the step and its shapes
-                shapes = [tuple(env[v].shape) if isinstance(env[v], torch.Tensor) else None for v in step.inputs]
-                raise ProgramRunError(f"step {index} ({step.kind} {step.op}) failed on inputs {shapes}: "
-                                      f"{type(e).__name__}: {e}") from e
+            except Exception as e:  # noqa: BLE001 - a native step's error names its step
+                raise ProgramRunError(f"{type(e).__name__}: {e}") from e
+            return [env[o] for o in p.outputs]
+        for index, (fn, step) in enumerate(plan.steps):
+            _call_step(fn, step, index, env)
+        if trace:
+            return plan, env, arena
+        if self.native_loop and device.type == "cuda" and not plan.native_tried:
+            plan.python_runs += 1
+            if plan.python_runs >= 2:  # a size signature met again: worth its C++ step list
+                self._make_native_loop(plan, env, arena)
         return [env[o] for o in p.outputs]
+
+    def _make_native_loop(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None) -> None:
+        plan.native_tried = True
+        native = self.native or None
+        if native is None or not hasattr(native, "StepList"):
+            self.native_stats["note"] = "the C++ runtime (runtime/_native*.so) with StepList is not built"
+            return
+        try:
+            plan.native = NativeLoop(self, plan, env, arena, native)
+            self.native_stats["note"] = plan.native.describe()
+        except (NativeLoopError, ProgramRunError) as e:
+            self.native_stats["note"] = f"a call plan stays in Python: {e}"
+
+    def _finish_in_python(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None, loop, index: int) -> None:
+        """The rest of a native call in Python, after step ``index`` (``NativeLoop.run``): every
+        arena value and view before it made, then every later step's Python function."""
+        self.native_stats["finished_in_python"] += 1
+        if arena is not None:
+            typed = {dt: arena.view(dt) for dt in plan.arena_dtypes}
+            for i, dt, shape, stride, offset in plan.arena:
+                if env[i] is None:
+                    env[i] = torch.as_strided(typed[dt], shape, stride, offset)
+        ran = {op[3] for op in loop.ops if op[0] == "python"}
+        for i, (fn, step) in enumerate(plan.steps[:index]):
+            if step.kind == StepKind.VIEW.value and i not in ran:
+                _call_step(fn, step, i, env)
+        for i in range(index + 1, len(plan.steps)):
+            fn, step = plan.steps[i]
+            _call_step(fn, step, i, env)
 
     def _weights_and_constants(self, device: torch.device, slots: list[int]) -> list[tuple[int, torch.Tensor]]:
         """(value, tensor) of the weights (the user's objects, resolved once: their contents are
@@ -464,6 +519,21 @@ class _CallPlan:
                 self.outputs.append((i, shape, ex._dtypes[i]))
         self.arena_dtypes = sorted({dt for _, dt, _, _, _ in self.arena}, key=str)
         self.steps = [(ex._bind(step, slots, index), step) for index, step in enumerate(p.steps)]
+        self.native = None          # the C++ step loop of this plan (``runtime/native_loop.py``)
+        self.native_tried = False
+        self.python_runs = 0
+
+
+def _call_step(fn, step: Step, index: int, env: list[Any]) -> None:
+    """Run one step's function, naming the step and its input shapes in an error."""
+    try:
+        fn(env)
+    except (ProgramRunError, ProgramShapeError):
+        raise
+    except Exception as e:  # noqa: BLE001 - re-raised naming the step and its shapes
+        shapes = [tuple(env[v].shape) if isinstance(env[v], torch.Tensor) else None for v in step.inputs]
+        raise ProgramRunError(f"step {index} ({step.kind} {step.op}) failed on inputs {shapes}: "
+                              f"{type(e).__name__}: {e}") from e
 
 
 def _refresh_prepared(entry: list) -> None:
@@ -551,9 +621,9 @@ class _KernelRunner:
         rows: dict[tuple, list[tuple[int, tuple, str, dict]]] = {}
         cuda_fast: dict[tuple, tuple] = {}
 
-        def launch(env):
-            ins = [env[i] for i in ins_idx]
-            outs = [env[o] for o in outs_idx]
+        def resolve(ins, outs):
+            """(copies, named arguments, launch plan) of these tensors: cached per stride signature
+            (addressing) and alignment (variant row)."""
             skey = tuple(t.stride() for t in ins)
             hit = by_strides.get(skey)
             if hit is None:
@@ -569,6 +639,12 @@ class _KernelRunner:
             plan = rows.get((skey, aligned))
             if plan is None:
                 plan = rows[(skey, aligned)] = self._launch_plan(step, slots, aligned, k, space)
+            return skey, aligned, copies, tensors, named, plan
+
+        def launch(env):
+            ins = [env[i] for i in ins_idx]
+            outs = [env[o] for o in outs_idx]
+            skey, aligned, copies, tensors, named, plan = resolve(ins, outs)
             ctx = env[-1]
             if ctx is not None and len(plan) == 1 and plan[0][2] == "one":  # CUDA: one cubin launch
                 fast = cuda_fast.get((skey, aligned))
@@ -593,15 +669,37 @@ class _KernelRunner:
                     self._launch(variant, grid, values | named | {"stats": extra[1]}, tensors + outs + [extra[1]])
                 else:
                     self._launch(variant, grid, values | named, tensors + outs)
+
+        def native_spec(env, with_kernel: bool = True):
+            """This launch at the tensors of ``env`` as one cubin launch for the C++ step loop
+            (``runtime/native_loop.py``): (kernel, 3-d grid, type codes, per argument ``(value, None)``
+            for the pointer of a Program value or ``(-1, scalar)``), or None where it is not one
+            plain launch (GroupNorm's two launches, an input copied to make its rows collapse).
+            ``with_kernel=False`` leaves the kernel out (None): no cubin or CUDA needed."""
+            ins = [env[i] for i in ins_idx]
+            outs = [env[o] for o in outs_idx]
+            _, _, copies, tensors, named, plan = resolve(ins, outs)
+            if any(copies) or len(plan) != 1 or plan[0][2] != "one":
+                return None
+            variant, grid = plan[0][0], plan[0][1]
+            codes, names = self._signature(variant)
+            recipe = self._recipe(names, named, len(tensors))
+            values = list(ins_idx) + list(outs_idx)
+            kernel = self._cuda_entry(variant)[0] if with_kernel else None
+            return (kernel, tuple(grid) + (1,) * (3 - len(grid)), codes,
+                    [(values[i], None) if i >= 0 else (-1, v) for i, v in recipe])
+
+        launch.native_spec = native_spec
         return launch
 
     def _cuda_recipe(self, index: int, grid, named: dict[str, Any], n_inputs: int):
-        """(native kernel, 3-d grid, type codes, argument recipe) of a single launch: per argument
-        ``(i, None)`` for the pointer of tensor ``i`` (inputs, then outputs) or ``(-1, value)``."""
-        entry = self._cuda.get(index)
-        if entry is None:
-            entry = self._cuda[index] = self._cuda_kernel(index)
-        kernel, codes, names = entry
+        """(native kernel, 3-d grid, type codes, argument recipe) of a single launch (``_recipe``)."""
+        kernel, codes, names = self._cuda_entry(index)
+        return kernel, tuple(grid) + (1,) * (3 - len(grid)), codes, self._recipe(names, named, n_inputs)
+
+    def _recipe(self, names: list[str], named: dict[str, Any], n_inputs: int) -> list[tuple[int, Any]]:
+        """Per launch argument ``(i, None)`` for the pointer of tensor ``i`` (inputs, then outputs)
+        or ``(-1, value)``."""
         recipe = []
         for n in names:
             if n.startswith("in") and n[2:].isdigit():
@@ -612,7 +710,7 @@ class _KernelRunner:
                 recipe.append((-1, named[n]))
             else:
                 raise ProgramRunError(f"kernel {self.data['name']}: no value for launch argument {n!r}")
-        return kernel, tuple(grid) + (1,) * (3 - len(grid)), codes, recipe
+        return recipe
 
     def _launch_plan(self, step, slots, aligned: bool, k: int, space) -> list[tuple[int, tuple, str, dict]]:
         """(variant, grid, kind, GroupNorm sizes) of each launch: one, or GroupNorm's statistics
@@ -664,14 +762,18 @@ class _KernelRunner:
     def _launch_cuda(self, index: int, grid, named, device: torch.device) -> None:
         """The variant's cubin through the C++ runtime's driver launcher (``runtime/cpp/cuda_driver.h``)
         on the current stream: no Triton, no compile."""
-        entry = self._cuda.get(index)
-        if entry is None:
-            entry = self._cuda[index] = self._cuda_kernel(index)
-        kernel, codes, names = entry
+        kernel, codes, names = self._cuda_entry(index)
         args = [named[n].data_ptr() if isinstance(named[n], torch.Tensor) else named[n] for n in names]
         g = tuple(grid) + (1,) * (3 - len(grid))
         kernel.launch(g, torch.cuda.current_stream(device).cuda_stream, codes, args,
                       torch.cuda.current_device() if device.index is None else device.index)
+
+    def _cuda_entry(self, index: int):
+        """(native kernel, type codes, argument names) of a variant, made once."""
+        entry = self._cuda.get(index)
+        if entry is None:
+            entry = self._cuda[index] = self._cuda_kernel(index)
+        return entry
 
     def _cuda_kernel(self, index: int):
         name = self.data["name"]
@@ -689,11 +791,15 @@ class _KernelRunner:
         if cubin.get("global_scratch", 0) or cubin.get("profile_scratch", 0):
             raise ProgramRunError(f"kernel {name}: variant {index} needs Triton scratch memory, which the "
                                   "driver launcher does not provide")
-        variant = self.data["variants"][index]
-        names = [n for n, ty in variant["signature"] if ty != "constexpr"]
-        codes = "".join(_type_code(name, ty) for n, ty in variant["signature"] if ty != "constexpr")
+        codes, names = self._signature(index)
         return native.CudaKernel(self._blobs[cubin["blob"]], cubin["entry"], cubin["shared"], cubin["num_warps"]), \
             codes, names
+
+    def _signature(self, index: int) -> tuple[str, list[str]]:
+        """(driver type codes, names) of a variant's non-constexpr parameters."""
+        signature = self.data["variants"][index]["signature"]
+        return ("".join(_type_code(self.data["name"], ty) for _, ty in signature if ty != "constexpr"),
+                [n for n, ty in signature if ty != "constexpr"])
 
     def _load(self):
         if self._module is None:  # triton.jit reads the source back from the file

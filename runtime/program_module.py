@@ -49,7 +49,7 @@ class _Variant:
         self.outputs = entry["outputs"]
         self.out_spec = pytree.treespec_loads(entry["out_spec"])
         self.program = program
-        self.executor = ProgramExecutor(program, module_weights(program, module))
+        self.executor = ProgramExecutor(program, module_weights(program, module), native_loop=True)
 
 
 class ProgramModule(torch.nn.Module):

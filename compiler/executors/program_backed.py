@@ -13,8 +13,10 @@ call: binding the symbols and naming a failed guard. One ``TorchProvider`` per m
 its variants, so the channels-last weight copies it keeps exist once (``refresh_prepared_weights``
 copies in-place weight updates into them, keeping their addresses for CUDA graph replays).
 
-Not yet: the step loop in C++ (issue 9). ``Config(gemm_library="cublaslt")`` computes the GEMMs with
-cuBLASLt from the C++ runtime instead of torch (``runtime/cublaslt_gemm.py``).
+On CUDA a size signature's generated-kernel launches run from a C++ step list from its second call
+(``Config.native_step_loop``, ``runtime/native_loop.py``); library calls stay Python steps.
+``Config(gemm_library="cublaslt")`` computes the GEMMs with cuBLASLt from the C++ runtime instead of
+torch (``runtime/cublaslt_gemm.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def program_target(device: torch.device) -> tuple[str, int, int] | None:
 class ProgramBackedExecutor(ReferenceExecutor):
     def __init__(self, compiled, module: torch.nn.Module, weights: Callable[[str], torch.Tensor],
                  device: torch.device, provider: TorchProvider, cache_dir: str | None = None,
-                 check_shapes: bool = False, prepare_weights: bool = False):
+                 check_shapes: bool = False, prepare_weights: bool = False, native_loop: bool = True):
         from blade.lower_program import lower_program
 
         super().__init__(compiled.module, weights, check_shapes)
@@ -54,14 +56,16 @@ class ProgramBackedExecutor(ReferenceExecutor):
                                "triton is imported (start the process with it), or Config(executor='reference')")
         self.provider = provider
         self.runner = ProgramExecutor(self.program, weights,  # the module's resolver (constants included)
-                                      providers={"torch": provider}, prepare_weights=prepare_weights)
-        self._twin_args = (module, device, provider, cache_dir, prepare_weights)
+                                      providers={"torch": provider}, prepare_weights=prepare_weights,
+                                      native_loop=native_loop)
+        self._twin_args = (module, device, provider, cache_dir, prepare_weights, native_loop)
 
     def twin_for(self, compiled, weights: Callable[[str], torch.Tensor]) -> "ProgramBackedExecutor":
         """The executor of another guard class with the same code: its own Program (the Program
         checks its own guards and ranges), the kernels compiled once (Triton's cache)."""
-        module, device, provider, cache_dir, prepare = self._twin_args
-        twin = ProgramBackedExecutor(compiled, module, weights, device, provider, cache_dir, self.check_shapes, prepare)
+        module, device, provider, cache_dir, prepare, native_loop = self._twin_args
+        twin = ProgramBackedExecutor(compiled, module, weights, device, provider, cache_dir, self.check_shapes, prepare,
+                                     native_loop)
         twin.code = self.code
         return twin
 

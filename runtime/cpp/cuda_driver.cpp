@@ -24,6 +24,7 @@ constexpr int kFuncAttrMaxDynamicSharedBytes = 8;       // CU_FUNC_ATTRIBUTE_MAX
 constexpr int kDevAttrMaxSharedPerBlockOptin = 97;      // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 constexpr int kFuncCachePreferShared = 1;               // CU_FUNC_CACHE_PREFER_SHARED
 constexpr int64_t kDefaultSharedLimit = 49152;          // what a kernel gets without opting in
+constexpr size_t kMaxParams = 256;                     // parameters of one launch (Triton kernels have tens)
 
 struct Driver {
   bool loaded = false;
@@ -192,6 +193,12 @@ void* CudaKernel::function_for_device(int64_t device) {
 
 void CudaKernel::launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, const std::string& codes,
                         const std::vector<KernelArg>& args, int64_t device) {
+  PackedParams p = pack_params(codes, args);
+  launch_slots(gx, gy, gz, stream, p.slots.data(), p.slots.size(), device);
+}
+
+void CudaKernel::launch_slots(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, uint64_t* slots, size_t count,
+                              int64_t device) {
   if (gx < 0 || gy < 0 || gz < 0) {
     throw std::invalid_argument("launch " + entry_ + ": negative grid");
   }
@@ -201,11 +208,16 @@ void CudaKernel::launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, con
                                 ", " + std::to_string(gz) + ") exceeds CUDA's limits (2^31-1, 65535, 65535)");
   }
   void* fn = function_for_device(device);
-  PackedParams p = pack_params(codes, args);
+  void* pointers[kMaxParams];
+  if (count > kMaxParams) {
+    throw std::invalid_argument("launch " + entry_ + ": " + std::to_string(count) + " parameters (at most " +
+                                std::to_string(kMaxParams) + ")");
+  }
+  for (size_t k = 0; k < count; ++k) pointers[k] = &slots[k];
   CUresult r = driver().cuLaunchKernel(fn, static_cast<unsigned>(gx), static_cast<unsigned>(gy),
                                        static_cast<unsigned>(gz), static_cast<unsigned>(32 * num_warps_), 1, 1,
                                        static_cast<unsigned>(shared_), reinterpret_cast<CUstream>(stream),
-                                       p.pointers.data(), nullptr);
+                                       pointers, nullptr);
   if (r != 0) {
     throw std::runtime_error("launching " + entry_ + " on grid (" + std::to_string(gx) + ", " + std::to_string(gy) +
                              ", " + std::to_string(gz) + "): " + error_text(r));

@@ -53,6 +53,11 @@ class CudaKernel {
   void launch(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, const std::string& codes,
               const std::vector<KernelArg>& args, int64_t device = 0);
 
+  // The same with the parameters already packed (pack_params' slots, scratch pointers included);
+  // `slots` is read during the call only.
+  void launch_slots(int64_t gx, int64_t gy, int64_t gz, uint64_t stream, uint64_t* slots, size_t count,
+                    int64_t device = 0);
+
   const std::string& entry() const { return entry_; }
 
  private:

@@ -14,6 +14,7 @@
 #include "cublaslt.h"
 #include "cuda_driver.h"
 #include "program_core.h"
+#include "step_list.h"
 
 namespace py = pybind11;
 
@@ -94,7 +95,7 @@ PYBIND11_MODULE(_native, m) {
       },
       py::arg("codes"), py::arg("args"),
       "The parameter slots a launch passes the driver (8 bytes each, the two scratch pointers last).");
-  py::class_<blade::CudaKernel>(m, "CudaKernel")
+  py::class_<blade::CudaKernel, std::shared_ptr<blade::CudaKernel>>(m, "CudaKernel")
       .def(py::init<std::string, std::string, int64_t, int64_t>(), py::arg("cubin"), py::arg("entry"),
            py::arg("shared"), py::arg("num_warps"))
       .def_property_readonly("entry", &blade::CudaKernel::entry)
@@ -116,7 +117,7 @@ PYBIND11_MODULE(_native, m) {
         return std::make_pair(ok, why);
       },
       py::arg("library"), "(True, '') when cuBLASLt opens from this path or soname, else (False, why not).");
-  py::class_<blade::CublasLt>(m, "CublasLt")
+  py::class_<blade::CublasLt, std::shared_ptr<blade::CublasLt>>(m, "CublasLt")
       .def(py::init<std::string>(), py::arg("library"))
       .def_property_readonly("plans", &blade::CublasLt::plans)
       .def(
@@ -151,4 +152,30 @@ PYBIND11_MODULE(_native, m) {
       .def("run", &blade::CublasLt::run, py::arg("plan"), py::arg("a"), py::arg("b"), py::arg("d"), py::arg("bias"),
            py::arg("workspace"), py::arg("stream"), py::arg("device"),
            "Enqueue a prepared plan; False (nothing enqueued) when a pointer is less aligned than planned.");
+
+  py::class_<blade::StepList>(m, "StepList")
+      .def(py::init<>())
+      .def("__len__", &blade::StepList::size)
+      .def_property_readonly("num_bases", &blade::StepList::num_bases)
+      .def(
+          "add_launch",
+          [](blade::StepList& l, std::shared_ptr<blade::CudaKernel> kernel, const std::tuple<int64_t, int64_t, int64_t>& grid,
+             const std::string& codes, const std::vector<int32_t>& bases, const py::sequence& args, std::string label) {
+            auto [gx, gy, gz] = grid;
+            l.add_launch(std::move(kernel), gx, gy, gz, codes, bases, kernel_args(codes, args), std::move(label));
+          },
+          py::arg("kernel"), py::arg("grid"), py::arg("codes"), py::arg("bases"), py::arg("args"), py::arg("label"),
+          "A cubin launch; a pointer argument with base b >= 0 passes bases[b] + its value (a byte offset).")
+      .def(
+          "add_gemm",
+          [](blade::StepList& l, std::shared_ptr<blade::CublasLt> lt, int64_t plan, const std::array<int32_t, 5>& bases,
+             const std::array<int64_t, 5>& offsets, std::string label) {
+            l.add_gemm(std::move(lt), plan, bases, offsets, std::move(label));
+          },
+          py::arg("lt"), py::arg("plan"), py::arg("bases"), py::arg("offsets"), py::arg("label"),
+          "A prepared cuBLASLt plan; (base, byte offset) of a, b, d, bias (base -1: none), workspace.")
+      .def("resolve", &blade::StepList::resolve, py::arg("bases"), py::arg("begin"), py::arg("end"),
+           "What steps [begin, end) would pass: launch parameter slots, GEMM pointers (no CUDA).")
+      .def("run", &blade::StepList::run, py::arg("bases"), py::arg("stream"), py::arg("device"), py::arg("begin"),
+           py::arg("end"), "Enqueue steps [begin, end) on a CUstream handle.");
 }

@@ -1,0 +1,109 @@
+// Blade runtime: the native step loop of a call plan (see step_list.h).
+#include "step_list.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+namespace blade {
+
+void StepList::add_launch(std::shared_ptr<CudaKernel> kernel, int64_t gx, int64_t gy, int64_t gz,
+                          const std::string& codes, const std::vector<int32_t>& bases,
+                          const std::vector<KernelArg>& args, std::string label) {
+  if (bases.size() != codes.size()) {
+    throw std::invalid_argument(label + ": " + std::to_string(codes.size()) + " type codes, " +
+                                std::to_string(bases.size()) + " bases");
+  }
+  Step s;
+  s.label = std::move(label);
+  s.kernel = std::move(kernel);
+  s.grid[0] = gx, s.grid[1] = gy, s.grid[2] = gz;
+  s.slots = pack_params(codes, args).slots;  // checks the codes and the count
+  for (size_t k = 0; k < codes.size(); ++k) {
+    if (bases[k] < 0) continue;
+    if (codes[k] != 'p') throw std::invalid_argument(s.label + ": argument " + std::to_string(k) + " has a base but is not a pointer");
+    s.ptrs.emplace_back(k, bases[k]);
+    num_bases_ = std::max<int64_t>(num_bases_, bases[k] + 1);
+  }
+  steps_.push_back(std::move(s));
+}
+
+void StepList::add_gemm(std::shared_ptr<CublasLt> lt, int64_t plan, const std::array<int32_t, 5>& bases,
+                        const std::array<int64_t, 5>& offsets, std::string label) {
+  Step s;
+  s.gemm = true;
+  s.label = std::move(label);
+  s.lt = std::move(lt);
+  s.plan = plan;
+  s.bases = bases;
+  s.offsets = offsets;
+  for (int k = 0; k < 5; ++k) {
+    if (bases[k] < 0 && k != 3) throw std::invalid_argument(s.label + ": a GEMM operand without a base");
+    num_bases_ = std::max<int64_t>(num_bases_, bases[k] + 1);
+  }
+  steps_.push_back(std::move(s));
+}
+
+void StepList::check_range(const std::vector<uint64_t>& bases, size_t begin, size_t end) const {
+  if (begin > end || end > steps_.size()) {
+    throw std::out_of_range("steps [" + std::to_string(begin) + ", " + std::to_string(end) + ") of a list of " +
+                            std::to_string(steps_.size()));
+  }
+  if (static_cast<int64_t>(bases.size()) < num_bases_) {
+    throw std::invalid_argument(std::to_string(bases.size()) + " bases given, the steps name " +
+                                std::to_string(num_bases_));
+  }
+}
+
+uint64_t StepList::at(const std::vector<uint64_t>& bases, int32_t base, int64_t offset) const {
+  return base < 0 ? 0 : bases[base] + static_cast<uint64_t>(offset);
+}
+
+std::vector<std::vector<uint64_t>> StepList::resolve(const std::vector<uint64_t>& bases, size_t begin,
+                                                     size_t end) const {
+  check_range(bases, begin, end);
+  std::vector<std::vector<uint64_t>> out;
+  for (size_t i = begin; i < end; ++i) {
+    const Step& s = steps_[i];
+    if (s.gemm) {
+      std::vector<uint64_t> ptrs(5);
+      for (int k = 0; k < 5; ++k) ptrs[k] = at(bases, s.bases[k], s.offsets[k]);
+      out.push_back(std::move(ptrs));
+      continue;
+    }
+    std::vector<uint64_t> slots(s.slots.begin(), s.slots.end() - 2);  // without the scratch pointers
+    for (const auto& [slot, base] : s.ptrs) slots[slot] += bases[base];
+    out.push_back(std::move(slots));
+  }
+  return out;
+}
+
+void StepList::run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t device, size_t begin,
+                   size_t end) const {
+  check_range(bases, begin, end);
+  uint64_t local[256];
+  for (size_t i = begin; i < end; ++i) {
+    const Step& s = steps_[i];
+    try {
+      if (s.gemm) {
+        if (!s.lt) throw std::logic_error("no cuBLASLt library given (a list made to be resolved only)");
+        uint64_t p[5];
+        for (int k = 0; k < 5; ++k) p[k] = at(bases, s.bases[k], s.offsets[k]);
+        if (!s.lt->run(s.plan, p[0], p[1], p[2], p[3], p[4], stream, device)) {
+          throw std::runtime_error("an operand is less aligned than the GEMM's plan assumed");
+        }
+        continue;
+      }
+      if (!s.kernel) throw std::logic_error("no kernel given (a list made to be resolved only)");
+      size_t n = s.slots.size();
+      if (n > 256) throw std::invalid_argument(std::to_string(n) + " parameters (at most 256)");
+      std::memcpy(local, s.slots.data(), n * sizeof(uint64_t));
+      for (const auto& [slot, base] : s.ptrs) local[slot] += bases[base];
+      s.kernel->launch_slots(s.grid[0], s.grid[1], s.grid[2], stream, local, n, device);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(s.label + ": " + e.what());
+    }
+  }
+}
+
+}  // namespace blade

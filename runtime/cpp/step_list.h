@@ -1,0 +1,72 @@
+// Blade runtime: the native step loop of a Program's call plan.
+//
+// A StepList holds the steps of one call plan (one size signature of a Program) that the C++
+// runtime runs by itself: cubin launches of generated kernels (CudaKernel) and cuBLASLt GEMMs
+// (CublasLt, a prepared plan). Everything a step needs is fixed when the list is made (kernel,
+// grid, scalars, GEMM plan) except where its tensors are: a pointer argument names a *base*
+// (the call's arena, an input, a weight, an output, a result a Python step made) and a byte
+// offset into it. A call passes the bases' addresses and runs a range of steps; the executor
+// (runtime/native_loop.py) runs the Python steps (library calls through torch, fallbacks)
+// between ranges and fills in the bases those steps produce.
+//
+// `resolve` returns what each step of a range would pass (launch parameter slots; GEMM
+// pointers) without touching CUDA, so CI checks the relocation on a CPU.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cublaslt.h"
+#include "cuda_driver.h"
+
+namespace blade {
+
+class StepList {
+ public:
+  // A launch: `codes` as CudaKernel::launch takes them; for a pointer argument ('p') with
+  // bases[k] >= 0 the value is bases[bases[k]] + args[k].i (a byte offset); bases[k] < 0 passes
+  // args[k] as it is. `kernel` may be null for a list that is only resolved (CPU tests).
+  void add_launch(std::shared_ptr<CudaKernel> kernel, int64_t gx, int64_t gy, int64_t gz, const std::string& codes,
+                  const std::vector<int32_t>& bases, const std::vector<KernelArg>& args, std::string label);
+
+  // A prepared cuBLASLt plan; operands a, b, d, bias, workspace as (base, byte offset); a bias
+  // base < 0 means no bias. `lt` may be null for a list that is only resolved.
+  void add_gemm(std::shared_ptr<CublasLt> lt, int64_t plan, const std::array<int32_t, 5>& bases,
+                const std::array<int64_t, 5>& offsets, std::string label);
+
+  size_t size() const { return steps_.size(); }
+  int64_t num_bases() const { return num_bases_; }
+
+  // Per step of [begin, end): a launch's parameter slots (8 bytes each, scratch pointers left
+  // out), a GEMM's five pointers (0 for no bias).
+  std::vector<std::vector<uint64_t>> resolve(const std::vector<uint64_t>& bases, size_t begin, size_t end) const;
+
+  // Enqueue steps [begin, end) on `stream` of CUDA device `device`. Throws naming the step's label.
+  void run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t device, size_t begin, size_t end) const;
+
+ private:
+  struct Step {
+    bool gemm = false;
+    std::string label;
+    // launch
+    std::shared_ptr<CudaKernel> kernel;
+    int64_t grid[3] = {1, 1, 1};
+    std::vector<uint64_t> slots;                  // packed parameters, pointer slots hold offsets
+    std::vector<std::pair<size_t, int32_t>> ptrs;  // (slot, base) of the relocated pointers
+    // GEMM
+    std::shared_ptr<CublasLt> lt;
+    int64_t plan = -1;
+    std::array<int32_t, 5> bases{};
+    std::array<int64_t, 5> offsets{};
+  };
+  void check_range(const std::vector<uint64_t>& bases, size_t begin, size_t end) const;
+  uint64_t at(const std::vector<uint64_t>& bases, int32_t base, int64_t offset) const;
+
+  std::vector<Step> steps_;
+  int64_t num_bases_ = 0;  // 1 + the largest base index named
+};
+
+}  // namespace blade

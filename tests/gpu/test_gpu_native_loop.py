@@ -1,0 +1,116 @@
+"""The C++ step loop on a GPU (``runtime/native_loop.py``): a Program run with its launches from
+the C++ step list gives the Python step loop's outputs, for every op_matrix model at odd shapes,
+batch 1 and 3, and for the SD 1.5 UNet through ``Config(executor="program")``; a library result
+with unexpected strides finishes the call in Python, still right."""
+
+import pytest
+import torch
+import torch.utils._pytree as pytree
+
+import blade
+from blade import models
+from blade.lower_program import lower_program
+from blade.runtime.host_provider import torch_provider
+from blade.runtime.program_executor import ProgramExecutor, module_weights
+from tests.unit.op_matrix import CASES
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = [(2, 12), (1, 7), (3, 17), (1, 128)]
+
+
+def _target():
+    major, minor = torch.cuda.get_device_capability()
+    return ("cuda", major * 10 + minor, 32)
+
+
+def _program(name):
+    factory, make = CASES[name]
+    torch.manual_seed(0)
+    model = factory().eval()
+    opt = blade.optimize(model, make(2, 12), config=blade.Config(executor="reference"))
+    return model.cuda(), make, lower_program(opt.variants[0].program, target=_target())
+
+
+def _check(outs, refs, what):
+    assert len(outs) == len(refs), what
+    for o, r in zip(outs, refs):
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4, msg=lambda m: f"{what}: {m}")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_native_loop_gives_the_python_loops_outputs(name, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    model, make, prog = _program(name)
+    py = ProgramExecutor(prog, module_weights(prog, model), native_loop=False)
+    nat = ProgramExecutor(prog, module_weights(prog, model), native_loop=True)
+    for b, n in SHAPES:
+        for call in range(3):  # the loop is made after a size's second call and runs from its third
+            xs = [x.cuda() for x in make(b, n)]
+            _check(nat.run(xs), py.run(xs), f"{name} {b}x{n} call {call}")
+    if any(s.kind == "launch" for s in prog.steps):  # each size's third call ran from the C++ list
+        assert nat.native_stats["calls"] == len(SHAPES), nat.native_stats
+        assert nat.native_stats["finished_in_python"] == 0, nat.native_stats
+
+
+class _OtherStrides:
+    """The torch provider, but from its ``after``-th call on a 2-d or larger ``linear`` result comes
+    back with transposed strides (same values): a Python step's result the loop did not record."""
+
+    def __init__(self, after: int):
+        self.calls, self.after = 0, after
+
+    def allocates(self, op):
+        return torch_provider.allocates(op)
+
+    def __call__(self, op, attrs, inputs, outputs):
+        results = torch_provider(op, attrs, inputs, outputs)
+        if op == "linear":
+            self.calls += 1
+            if self.calls > self.after and results[0].dim() >= 2:
+                r = results[0]
+                results = [r.transpose(-1, -2).contiguous().transpose(-1, -2)] + list(results[1:])
+        return results
+
+
+@pytest.mark.parametrize("name", ["geglu", "attention"])
+def test_unexpected_library_strides_finish_the_call_in_python(name, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    model, make, prog = _program(name)
+    assert any(s.op == "linear" for s in prog.steps if s.kind == "library_call")
+    py = ProgramExecutor(prog, module_weights(prog, model), native_loop=False)
+    linears = sum(1 for s in prog.steps if s.kind == "library_call" and s.op == "linear")
+    odd = _OtherStrides(after=2 * linears)  # the first two calls (recorded) see torch's strides
+    nat = ProgramExecutor(prog, module_weights(prog, model), providers={"torch": odd}, native_loop=True)
+    xs = [x.cuda() for x in make(3, 17)]
+    for call in range(4):
+        _check(nat.run(xs), py.run(xs), f"{name} call {call}")
+    assert nat.native_stats["calls"] == 2 and nat.native_stats["finished_in_python"] == 2, nat.native_stats
+
+
+def test_unet_program_with_the_native_loop():
+    """SD 1.5 UNet (fp16, public config, random weights) through ``Config(executor="program")``
+    without CUDA graphs: at two shapes, the third call (C++ step loop) gives what the same module
+    gives with the loop switched off (every step from Python)."""
+    model = models.unet(torch.float16, "cuda")
+    x0 = models.unet_inputs(2, 256, 256, dtype=torch.float16, device="cuda")
+    opt = blade.optimize(model, x0, config=blade.Config(executor="program", cuda_graphs=False))
+    runner = opt.variants[0].executor.runner
+    assert runner.native_loop
+    outs = {}
+    with torch.no_grad():
+        for shape in [(2, 256, 256), (1, 320, 192)]:
+            x = models.unet_inputs(*shape, dtype=torch.float16, device="cuda", seed=shape[1])
+            for _ in range(3):
+                out = pytree.tree_leaves(opt(*x))[0].clone()
+            outs[shape] = (x, out)
+        assert runner.native_stats["calls"] == 2 and runner.native_stats["finished_in_python"] == 0, runner.native_stats
+        print(f"UNet: {runner.native_stats}")
+        runner.native_loop = False
+        for plan in runner._call_plans.values():
+            plan.native = None
+        for shape, (x, out) in outs.items():
+            ref = pytree.tree_leaves(opt(*x))[0]
+            torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
+    assert runner.native_stats["calls"] == 2

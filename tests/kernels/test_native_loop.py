@@ -1,0 +1,100 @@
+"""The C++ step loop's relocation (``runtime/native_loop.py``, ``runtime/cpp/step_list.h``), on a
+CPU: a call plan's step list is made from one Python run, then *resolved* (no CUDA) with the
+addresses of another run of the same sizes, with new inputs, a new arena and new library results;
+every launch must get exactly the arguments the Python loop computes for that run. Also: which
+steps stay in Python, and that other input strides are declined (that call runs in Python)."""
+
+import struct
+
+import pytest
+import torch
+
+import blade
+from blade.lower_program import lower_program
+from blade.runtime.native_loop import NativeLoop
+from blade.runtime.program_executor import ProgramExecutor, module_weights
+from tests.native_build import build_native
+from tests.unit.op_matrix import CASES, SIZES
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    return build_native(tmp_path_factory)[1]
+
+
+def _program(name):
+    factory, make = CASES[name]
+    torch.manual_seed(0)
+    model = factory().eval()
+    opt = blade.optimize(model, make(*SIZES[0]), config=blade.Config(executor="reference"))
+    return model, make, lower_program(opt.variants[0].program)
+
+
+def _expected(native, plan, env, loop):
+    """Per native launch of ``loop``, the parameter slots the Python loop passes in the run ``env``."""
+    out = []
+    for i, (fn, step) in enumerate(plan.steps):
+        spec = getattr(fn, "native_spec", None)
+        if spec is None or step.kind != "launch":
+            continue
+        s = spec(env, False)
+        if s is None:
+            continue
+        _, _, codes, recipe = s
+        args = [env[v].data_ptr() if v >= 0 else x for v, x in recipe]
+        packed = native.pack_params(codes, args)
+        out.append(list(struct.unpack(f"<{len(packed) // 8}Q", packed))[:-2])
+    return out
+
+
+@pytest.mark.parametrize("name", ["attention", "conv_block", "geglu", "shapes", "matmuls", "upsample", "reductions"])
+def test_step_list_relocates_to_another_run(native, name):
+    model, make, prog = _program(name)
+    ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
+    for b, n in SIZES:
+        x = make(b, n)
+        plan, env, arena = ex.trace(x)
+        loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
+        assert len(loop.list) == loop.native_steps
+        keep = [torch.empty(1 << 16) for _ in range(3)]  # the next run's tensors land elsewhere
+        x2 = [t.clone().normal_() if t.is_floating_point() else t.clone() for t in make(b, n)]
+        plan2, env2, arena2 = ex.trace(x2)
+        assert plan2 is plan
+        got = loop.list.resolve(loop.bases_from(env2, arena2), 0, len(loop.list))
+        want = _expected(native, plan, env2, loop)
+        assert got == want, f"{name} {b}x{n}: {loop.describe()}"
+        if arena is not None and arena2 is not None:
+            assert arena.data_ptr() != arena2.data_ptr() or not loop.native_steps
+        assert loop.accepts(env2)
+        del keep
+
+
+def test_views_cost_nothing_and_libraries_stay_python(native):
+    """The attention block: its permutes and reshapes feed generated kernels and library calls;
+    the views only kernels read are offsets, the library calls (matmul, softmax's neighbours in
+    torch) are Python steps."""
+    model, make, prog = _program("attention")
+    ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
+    plan, env, arena = ex.trace(make(2, 12))
+    loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
+    kinds = [st.kind for st in prog.steps]
+    assert loop.native_steps == sum(1 for fn, st in plan.steps if st.kind == "launch"
+                                    and getattr(fn, "native_spec", None) and fn.native_spec(env, False))
+    assert loop.python_steps >= kinds.count("library_call")
+    python_views = sum(1 for op in loop.ops if op[0] == "python" and op[2].kind == "view")
+    assert python_views + loop.skipped_views == kinds.count("view")
+    # the arena views made per call are only those a Python step (or the caller) reads
+    assert len(loop.arena_views) <= len(plan.arena)
+
+
+def test_other_input_strides_are_declined(native):
+    model, make, prog = _program("attention")
+    ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
+    (x,) = make(2, 12)
+    plan, env, arena = ex.trace([x])
+    loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
+    odd = x.transpose(1, 2).contiguous().transpose(1, 2)  # same shape and values, other strides
+    _, env2, _ = ex.trace([odd])
+    assert not loop.accepts(env2)
+    _, env3, _ = ex.trace([x.clone()])
+    assert loop.accepts(env3)
