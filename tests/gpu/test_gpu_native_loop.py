@@ -96,8 +96,6 @@ def test_unet_program_with_the_native_loop():
     model = models.unet(torch.float16, "cuda")
     x0 = models.unet_inputs(2, 256, 256, dtype=torch.float16, device="cuda")
     opt = blade.optimize(model, x0, config=blade.Config(executor="program", cuda_graphs=False))
-    runner = opt.variants[0].executor.runner
-    assert runner.native_loop
     outs = {}
     with torch.no_grad():
         for shape in [(2, 256, 256), (1, 320, 192)]:
@@ -105,12 +103,16 @@ def test_unet_program_with_the_native_loop():
             for _ in range(3):
                 out = pytree.tree_leaves(opt(*x))[0].clone()
             outs[shape] = (x, out)
-        assert runner.native_stats["calls"] == 2 and runner.native_stats["finished_in_python"] == 0, runner.native_stats
-        print(f"UNet: {runner.native_stats}")
-        runner.native_loop = False
-        for plan in runner._call_plans.values():
-            plan.native = None
+        runners = [v.executor.runner for v in opt.variants]
+        stats = [r.native_stats for r in runners]
+        print(f"UNet: {stats}")
+        assert sum(s["calls"] for s in stats) >= 2 and not any(s["finished_in_python"] for s in stats), stats
+        for r in runners:
+            r.native_loop = False
+            for plan in r._call_plans.values():
+                plan.native = None
+        calls = sum(s["calls"] for s in stats)
         for shape, (x, out) in outs.items():
             ref = pytree.tree_leaves(opt(*x))[0]
             torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
-    assert runner.native_stats["calls"] == 2
+        assert sum(r.native_stats["calls"] for r in runners) == calls  # the references ran in Python
