@@ -321,6 +321,12 @@ class TorchProvider:
         planned output's shape, dtype or device)."""
         return op not in _READS_OUTPUTS
 
+    def native_gemm(self):
+        """The ``CublasLtGemm`` this provider computes GEMMs with (None: torch computes them, or no
+        CUDA GEMM has run yet): the C++ step loop runs its prepared plans itself
+        (``runtime/native_loop.py``)."""
+        return self._gemm if self.gemm_library == "cublaslt" else None
+
     def _cublaslt(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs) -> torch.Tensor:
         result = self._cublaslt_or_none(op, inputs)
         return result if result is not None else _OPS[op](attrs, inputs, outputs)

@@ -21,11 +21,14 @@ holds for a later call only where the same strides and 16-byte alignments come b
 and weights' are compared at the start of a call (a mismatch runs that call in Python), a Python
 step's results right after it (a mismatch finishes that call in Python: every view made, every
 later step through its Python function). So the loop is never the reason for a different answer:
-it runs the same kernels with the same arguments as the Python loop (``tests/unit/test_native_loop.py``
+it runs the same kernels with the same arguments as the Python loop (``tests/kernels/test_native_loop.py``
 checks the relocated arguments on a CPU; ``tests/gpu/test_gpu_native_loop.py`` the outputs).
 
-Not yet: the library calls themselves from C++ (``StepList.add_gemm`` takes prepared cuBLASLt
-plans, but the executor's GEMMs still go through the torch provider, which allocates its results).
+Library GEMMs: where the provider computes ``linear`` / ``matmul`` with cuBLASLt
+(``TorchProvider(gemm_library="cublaslt")``), the list runs them too, as prepared cuBLASLt plans
+writing into the loop's own arena for GEMM results (one allocation per call; first fit over each
+result's live steps). Convolutions, attention and the other library ops stay Python steps through
+torch (each costs 15-50 us of host time there): the next step for the graphs-off host bound.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class NativeLoop:
                 if spec is not None:
                     specs[i] = spec
 
+        # which library GEMMs the C++ list runs (cuBLASLt, into the loop's own arena: ``_gemms``)
+        gemms, self._gemm_arena = _gemms(ex, plan, env, specs)
+        gemm_base = 1 if gemms else None  # base 1: the GEMM results' arena; base 2: the workspace
+
         # where each pointer leads: (base, byte offset)
         self._bases: dict[int, int] = {}             # root value -> base
         self.static: list[tuple[int, int]] = []      # (base, value) read at a call's start
@@ -71,10 +78,12 @@ class NativeLoop:
         forced_views: set[int] = set()               # view steps that copied: they run, in Python
         located: dict[int, tuple[int, int]] = {}
 
+        first_base = 3 if gemms else 1  # base 0 is the arena
+
         def root_base(r: int) -> int:
             b = self._bases.get(r)
             if b is None:
-                b = self._bases[r] = len(self._bases) + 1  # base 0 is the arena
+                b = self._bases[r] = len(self._bases) + first_base
                 t = env[r]
                 entry = (tuple(t.stride()), t.data_ptr() % 16 == 0)
                 if p.values[r].kind in _STATIC_KINDS and r not in ex._provided:
@@ -100,6 +109,8 @@ class NativeLoop:
                 r = view_source[r]
             if r in arena_values and arena is not None and _same_storage(t, arena):
                 where = (0, t.data_ptr() - arena.data_ptr())
+            elif r in self._gemm_arena.offsets and _same_storage(t, env[r]):  # a GEMM's result, or a view of it
+                where = (gemm_base, self._gemm_arena.offsets[r] + t.data_ptr() - env[r].data_ptr())
             elif r != v and r not in arena_values and _same_storage(t, env[r]):
                 where = (root_base(r), t.data_ptr() - env[r].data_ptr())
             else:  # a root, or a view that copied (reshape of a non-viewable tensor)
@@ -109,7 +120,13 @@ class NativeLoop:
 
         # the C++ list and the order of the call's work
         self.ops: list[tuple] = []  # ("native", begin, end) | ("python", fn, step, index, produced)
-        for i in sorted(specs):
+        for i in sorted(set(specs) | set(gemms)):
+            if i in gemms:
+                lt, plan_id, operands = gemms[i]
+                where = [locate(v) if v is not None else (-1, 0) for v in operands[:4]]
+                self.list.add_gemm(lt, plan_id, [b for b, _ in where] + [2], [off for _, off in where] + [0],
+                                   f"step {i} (library_call {p.steps[i].provider}.{p.steps[i].op})")
+                continue
             kernel, grid, codes, recipe = specs[i]
             bases, args = [], []
             for value, scalar in recipe:
@@ -124,7 +141,8 @@ class NativeLoop:
             self.list.add_launch(kernel, grid, codes, bases, args, f"step {i} (launch {name})")
 
         # the Python steps, the views they (or the caller) read, and the arena values they touch
-        python = [i for i, st in enumerate(p.steps) if i not in specs and st.kind != StepKind.VIEW.value]
+        native_steps = set(specs) | set(gemms)
+        python = [i for i, st in enumerate(p.steps) if i not in native_steps and st.kind != StepKind.VIEW.value]
         needed = set(p.outputs)
         for i in python:
             st = p.steps[i]
@@ -136,9 +154,10 @@ class NativeLoop:
                 run_views.add(i)
                 needed.add(st.inputs[0])
         self.arena_views = [entry for entry in plan.arena if entry[0] in needed]
+        self.gemm_views = [entry for entry in self._gemm_arena.values if entry[0] in needed]
         begin = 0
         for i, (fn, step) in enumerate(plan.steps):
-            if i in specs:
+            if i in native_steps:
                 if self.ops and self.ops[-1][0] == "native":
                     self.ops[-1] = ("native", self.ops[-1][1], self.ops[-1][2] + 1)
                 else:
@@ -146,12 +165,13 @@ class NativeLoop:
                 begin += 1
             elif step.kind != StepKind.VIEW.value or i in run_views:
                 self.ops.append(("python", fn, step, i, produced.get(i, [])))
-        bad = sorted(set(produced) & set(specs))
+        bad = sorted(set(produced) & native_steps)
         if bad:  # a native launch making a root: its address would never be read (cannot happen today)
             raise NativeLoopError(f"step {bad[0]} is a native launch whose result is a base of later steps")
         self.num_bases = len(self._bases) + 1
-        self.native_steps = len(specs)
-        self.python_steps = len(self.ops) - sum(1 for op in self.ops if op[0] == "native")
+        self.native_steps = len(native_steps)
+        self.native_gemms = len(gemms)
+        self.python_steps = sum(1 for op in self.ops if op[0] == "python")
         self.skipped_views = sum(1 for st in p.steps if st.kind == StepKind.VIEW.value) - len(run_views)
         #: produced bases by value, for ``bases_from``
         self._produced = [(v, b) for items in produced.values() for v, b, _, _ in items]
@@ -175,6 +195,11 @@ class NativeLoop:
         bases = [0] * self.num_bases
         if arena is not None:
             bases[0] = arena.data_ptr()
+        garena = None
+        if self.native_gemms:
+            garena = self._gemm_arena.allocate(env, self.gemm_views)
+            bases[1] = garena.data_ptr()
+            bases[2] = self._gemm_arena.workspace(device, stream).data_ptr()
         for b, v in self.static:
             bases[b] = env[v].data_ptr()
         run = self.list.run
@@ -187,6 +212,8 @@ class NativeLoop:
             for v, b, strides, aligned in produced:
                 t = env[v]
                 if t.stride() != strides or (aligned and t.data_ptr() % 16):
+                    if garena is not None:  # the Python steps read the GEMMs' results from env
+                        self._gemm_arena.views(env, garena, self._gemm_arena.values)
                     finish(index)
                     return
                 bases[b] = t.data_ptr()
@@ -200,11 +227,112 @@ class NativeLoop:
             bases[b] = env[v].data_ptr()
         for v, b in self._produced:
             bases[b] = env[v].data_ptr()
+        if self.native_gemms:
+            raise NativeLoopError("bases_from: the GEMM results' arena exists only in a native call")
         return bases
 
     def describe(self) -> str:
-        return (f"{self.native_steps} launches in C++, {self.python_steps} Python steps, "
-                f"{self.skipped_views} views resolved to offsets, {self.num_bases} bases")
+        return (f"{self.native_steps - self.native_gemms} launches and {self.native_gemms} cuBLASLt GEMMs in C++, "
+                f"{self.python_steps} Python steps, {self.skipped_views} views resolved to offsets, "
+                f"{self.num_bases} bases")
+
+
+class _GemmArena:
+    """Where the C++ list's GEMMs put their results: one allocation per call, each result at an
+    offset chosen by first fit over its live steps (its last reader, through views and through any
+    Python step whose result might alias it); ``values``: (value, dtype, shape, strides, element
+    offset) of each result, for the ones a Python step reads."""
+
+    def __init__(self, offsets: dict[int, int], total: int, values: list[tuple], workspace=None, device=None):
+        self.offsets, self.total, self.values = offsets, total, values
+        self.workspace = workspace  # (device index, stream) -> the cuBLASLt workspace tensor
+        self.device = device
+
+    def allocate(self, env: list[Any], views: list[tuple]) -> torch.Tensor:
+        garena = torch.empty(self.total, dtype=torch.uint8, device=self.device)
+        self.views(env, garena, views)
+        return garena
+
+    @staticmethod
+    def views(env: list[Any], garena: torch.Tensor, views: list[tuple]) -> None:
+        for v, dtype, shape, strides, offset in views:
+            env[v] = torch.as_strided(garena.view(dtype), shape, strides, offset)
+
+
+_NO_GEMMS = _GemmArena({}, 0, [])
+
+
+def _gemms(ex, plan, env: list[Any], launches: dict[int, tuple]) -> tuple[dict[int, tuple], _GemmArena]:
+    """The ``linear`` / ``matmul`` library calls the C++ list can run as prepared cuBLASLt plans:
+    step -> (library, plan id, [a, b, d, bias] values) and their results' arena. Only where the
+    step's provider computes GEMMs with cuBLASLt (``TorchProvider(gemm_library="cublaslt")``), the
+    recorded operands are 16-byte aligned and described by ``runtime/cublaslt_gemm.py``, and the
+    result is an intermediate (not a Program output, nor aliased by one)."""
+    from blade.runtime.cublaslt_gemm import WORKSPACE_BYTES, linear_problem, matmul_problem
+    from blade.runtime.program_executor import first_fit
+
+    p = ex.program
+    found: dict[int, tuple] = {}
+    for i, (fn, step) in enumerate(plan.steps):
+        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul") or len(step.outputs) != 1:
+            continue
+        provider = ex.providers.get(step.provider)
+        gemm = getattr(provider, "native_gemm", lambda: None)()
+        o = step.outputs[0]
+        if gemm is None or o not in ex._provided or p.values[o].kind != ValueKind.ARENA.value:
+            continue
+        ins = [env[v] for v in step.inputs]
+        out = env[o]
+        if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in ins + [out]) or out.numel() == 0:
+            continue
+        if step.op == "linear" and len(ins) in (2, 3):
+            problem = linear_problem(ins[0], ins[1], ins[2] if len(ins) == 3 else None)
+            shape = (*ins[0].shape[:-1], ins[1].shape[0])
+        elif step.op == "matmul" and len(ins) == 2:
+            problem = matmul_problem(ins[0], ins[1])
+            shape = (*ins[0].shape[:-1], ins[1].shape[-1])
+        else:
+            continue
+        if (problem is None or tuple(out.shape) != tuple(shape) or not out.is_contiguous() or out.dtype != ins[0].dtype
+                or out.dtype != ex._dtypes[o] or any(t.data_ptr() % 16 for t in ins)):
+            continue
+        found[i] = (gemm, problem, o, list(step.inputs) + [None] * (3 - len(step.inputs)))
+    if not found:
+        return {}, _NO_GEMMS
+    # live ranges; a Python library call's results may alias its inputs: they keep them alive
+    results = {found[i][2]: i for i in found}
+    owners: dict[int, set[int]] = {o: {o} for o in results}
+    last = dict(results)
+    for i, st in enumerate(p.steps):
+        reads = [v for v in list(st.inputs) + list(st.attrs.get("scratch", [])) if isinstance(v, int)]
+        held = set().union(*(owners.get(v, set()) for v in reads)) if reads else set()
+        for o in held:
+            last[o] = max(last[o], i)
+        if held and (st.kind == StepKind.VIEW.value or (st.kind == StepKind.LIBRARY_CALL.value and i not in found
+                                                         and st.outputs and st.outputs[0] in ex._provided)):
+            for out in st.outputs:
+                owners[out] = owners.get(out, set()) | held
+    escaping = set().union(*(owners.get(v, set()) for v in p.outputs)) if p.outputs else set()
+    for i in [i for i in found if found[i][2] in escaping]:
+        del results[found[i][2]]
+        del found[i]
+    if not found:
+        return {}, _NO_GEMMS
+    order = sorted(results)
+    sizes = [(env[o].numel() * env[o].element_size(), results[o], last[o]) for o in order]
+    offsets, total = first_fit(sizes)
+    place = dict(zip(order, offsets))
+    values = [(o, env[o].dtype, tuple(env[o].shape), tuple(env[o].stride()), place[o] // env[o].element_size())
+              for o in order]
+    out: dict[int, tuple] = {}
+    device = env[-1][1]
+    gemm = None
+    for i, (gemm, problem, o, (x, w, bias)) in found.items():
+        q = problem
+        plan_id = gemm._lt.prepare(q.dtype, q.transa, q.transb, q.m, q.n, q.k, q.lda, q.stride_a, q.ldb, q.stride_b,
+                                   q.ldd, q.stride_d, q.batch, bias is not None, WORKSPACE_BYTES, 16, 16, 16, device)
+        out[i] = (gemm._lt, plan_id, [w, x, o, bias])  # cuBLAS's A is the second operand, its B the first
+    return out, _GemmArena(place, -(-total // 256) * 256, values, gemm._workspace, env[order[0]].device)
 
 
 def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:

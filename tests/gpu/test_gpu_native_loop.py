@@ -10,7 +10,7 @@ import torch.utils._pytree as pytree
 import blade
 from blade import models
 from blade.lower_program import lower_program
-from blade.runtime.host_provider import torch_provider
+from blade.runtime.host_provider import TorchProvider, torch_provider
 from blade.runtime.program_executor import ProgramExecutor, module_weights
 from tests.unit.op_matrix import CASES
 
@@ -54,6 +54,33 @@ def test_native_loop_gives_the_python_loops_outputs(name, monkeypatch):
         assert nat.native_stats["finished_in_python"] == 0, nat.native_stats
 
 
+@pytest.mark.parametrize("name", ["attention", "geglu", "matmuls", "conv_block"])
+def test_native_cublaslt_gemms_give_the_python_loops_outputs(name):
+    """fp16 models with ``gemm_library="cublaslt"``: the loop runs the GEMMs too (prepared plans,
+    results in its own arena) and matches the Python loop's cuBLASLt GEMMs."""
+    factory, make = CASES[name]
+    torch.manual_seed(0)
+    model = factory().eval().half().cuda()
+    example = [x.cuda().half() if x.is_floating_point() else x.cuda() for x in make(2, 12)]
+    opt = blade.optimize(model, example, config=blade.Config(executor="reference"))
+    prog = lower_program(opt.variants[0].program, target=_target())
+    py = ProgramExecutor(prog, module_weights(prog, model), native_loop=False,
+                         providers={"torch": TorchProvider(gemm_library="cublaslt")})
+    nat = ProgramExecutor(prog, module_weights(prog, model), native_loop=True,
+                          providers={"torch": TorchProvider(gemm_library="cublaslt")})
+    for b, n in SHAPES:
+        for call in range(3):
+            xs = [x.cuda().half() if x.is_floating_point() else x.cuda() for x in make(b, n)]
+            outs, refs = nat.run(xs), py.run(xs)
+            for o, r in zip(outs, refs):
+                torch.testing.assert_close(o, r, rtol=1e-2, atol=1e-2, msg=lambda m: f"{name} {b}x{n} call {call}: {m}")
+    loops = [plan.native for plan in nat._call_plans.values() if plan.native is not None]
+    print(name, [loop.describe() for loop in loops])
+    assert len(loops) == len(SHAPES) and nat.native_stats["finished_in_python"] == 0, nat.native_stats
+    if any(s.op in ("linear", "matmul") for s in prog.steps if s.kind == "library_call"):
+        assert any(loop.native_gemms for loop in loops), [loop.describe() for loop in loops]
+
+
 class _OtherStrides:
     """The torch provider, but from its ``after``-th call on a 2-d or larger ``linear`` result comes
     back with transposed strides (same values): a Python step's result the loop did not record."""
@@ -89,13 +116,15 @@ def test_unexpected_library_strides_finish_the_call_in_python(name, monkeypatch)
     assert nat.native_stats["calls"] == 2 and nat.native_stats["finished_in_python"] == 2, nat.native_stats
 
 
-def test_unet_program_with_the_native_loop():
+@pytest.mark.parametrize("gemm_library", ["torch", "cublaslt"])
+def test_unet_program_with_the_native_loop(gemm_library):
     """SD 1.5 UNet (fp16, public config, random weights) through ``Config(executor="program")``
-    without CUDA graphs: at two shapes, the third call (C++ step loop) gives what the same module
-    gives with the loop switched off (every step from Python)."""
+    without CUDA graphs: at two shapes, the third call (C++ step loop; with cuBLASLt its GEMMs
+    too) gives what the same module gives with the loop switched off (every step from Python)."""
     model = models.unet(torch.float16, "cuda")
     x0 = models.unet_inputs(2, 256, 256, dtype=torch.float16, device="cuda")
-    opt = blade.optimize(model, x0, config=blade.Config(executor="program", cuda_graphs=False))
+    opt = blade.optimize(model, x0, config=blade.Config(executor="program", cuda_graphs=False,
+                                                        gemm_library=gemm_library))
     outs = {}
     with torch.no_grad():
         for shape in [(2, 256, 256), (1, 320, 192)]:
@@ -105,7 +134,10 @@ def test_unet_program_with_the_native_loop():
             outs[shape] = (x, out)
         runners = [v.executor.runner for v in opt.variants]
         stats = [r.native_stats for r in runners]
-        print(f"UNet: {stats}")
+        print(f"UNet ({gemm_library}): {stats}")
+        if gemm_library == "cublaslt":
+            assert any(plan.native.native_gemms for r in runners for plan in r._call_plans.values()
+                       if plan.native is not None), stats
         assert sum(s["calls"] for s in stats) >= 2 and not any(s["finished_in_python"] for s in stats), stats
         for r in runners:
             r.native_loop = False
