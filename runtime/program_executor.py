@@ -308,7 +308,8 @@ class ProgramExecutor:
             _call_step(fn, step, index, env)
         if trace:
             return plan, env, arena
-        if self.native_loop and device.type == "cuda" and not plan.native_tried:
+        if (self.native_loop and device.type == "cuda" and not plan.native_tried
+                and not torch.cuda.is_current_stream_capturing()):  # made outside a CUDA-graph capture
             plan.python_runs += 1
             if plan.python_runs >= 2:  # a size signature met again: worth its C++ step list
                 self._make_native_loop(plan, env, arena)
