@@ -148,3 +148,23 @@ def test_unet_program_with_the_native_loop(gemm_library):
             ref = pytree.tree_leaves(opt(*x))[0]
             torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-2)
         assert sum(r.native_stats["calls"] for r in runners) == calls  # the references ran in Python
+
+
+@pytest.mark.parametrize("name", ["attention", "conv_block", "geglu"])
+def test_native_loop_under_cuda_graphs(name, monkeypatch):
+    """``Config(executor="program")`` with CUDA graphs: the loop is made after the warm-up (never
+    inside a capture) and captured from then on; every call matches the same module without it."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    factory, make = CASES[name]
+    torch.manual_seed(0)
+    model = factory().eval().cuda()
+    example = [x.cuda() for x in make(2, 12)]
+    on = blade.optimize(model, example, config=blade.Config(executor="program"))
+    off = blade.optimize(model, example, config=blade.Config(executor="program", native_step_loop=False))
+    for b, n in [(2, 12), (3, 17), (2, 12)]:
+        for call in range(4):
+            xs = [x.cuda() for x in make(b, n)]
+            got = [t.clone() for t in pytree.tree_leaves(on(*xs))]
+            _check(got, pytree.tree_leaves(off(*xs)), f"{name} {b}x{n} call {call}")
+    assert sum(v.executor.runner.native_stats["calls"] for v in on.variants) >= 1
