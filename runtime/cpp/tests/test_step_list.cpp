@@ -1,0 +1,73 @@
+// ctest: the C++ step list's relocation without a GPU. A launch's pointer arguments are its base's
+// address plus the offset it was made with, its scalars pass unchanged in their type's slot; a
+// GEMM's five operands likewise (no bias: 0); bad ranges, too few bases and running a list made
+// to be resolved only are refused with messages naming the step.
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "../step_list.h"
+
+namespace {
+
+using blade_test::check;
+using blade_test::failures;
+
+bool throws_with(const std::function<void()>& fn, const std::string& needle) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return std::string(e.what()).find(needle) != std::string::npos;
+  }
+  return false;
+}
+
+void test_relocation() {
+  blade::StepList list;
+  std::vector<blade::KernelArg> args(4);
+  args[0].i = 256;  // offset into base 0
+  args[1].i = 7;    // int32 scalar
+  args[2].i = 16;   // offset into base 2
+  args[3].f = 0.5;  // float32 scalar
+  list.add_launch(nullptr, 3, 1, 1, "pipf", {0, -1, 2, -1}, args, "step 4 (launch k)");
+  list.add_gemm(nullptr, 0, {1, 2, 0, -1, 3}, {0, 32, 512, 0, 0}, "step 5 (library_call torch.linear)");
+  check(list.size() == 2 && list.num_bases() == 4, "two steps naming bases 0-3");
+  std::vector<uint64_t> bases = {0x10000, 0x20000, 0x30000, 0x40000};
+  auto r = list.resolve(bases, 0, 2);
+  check(r.size() == 2 && r[0].size() == 4, "a launch resolves to its 4 parameter slots (no scratch)");
+  check(r[0][0] == 0x10000 + 256, "pointer = base 0 + offset");
+  int32_t i32;
+  std::memcpy(&i32, &r[0][1], 4);
+  check(i32 == 7, "int32 scalar unchanged");
+  check(r[0][2] == 0x30000 + 16, "pointer = base 2 + offset");
+  float f32;
+  std::memcpy(&f32, &r[0][3], 4);
+  check(f32 == 0.5f, "float32 scalar unchanged");
+  check(r[1] == std::vector<uint64_t>({0x20000, 0x30000 + 32, 0x10000 + 512, 0, 0x40000}), "GEMM operands relocated, no bias = 0");
+  bases[0] = 0x90000;  // another call: only the bases change
+  check(list.resolve(bases, 0, 1)[0][0] == 0x90000 + 256, "a new arena address moves the pointer");
+}
+
+void test_refusals() {
+  blade::StepList list;
+  std::vector<blade::KernelArg> args(1);
+  check(throws_with([&] { list.add_launch(nullptr, 1, 1, 1, "i", {0}, args, "step 1"); }, "not a pointer"),
+        "a base on a scalar argument is refused");
+  list.add_launch(nullptr, 1, 1, 1, "p", {1}, args, "step 2 (launch k)");
+  check(throws_with([&] { list.resolve({0}, 0, 1); }, "bases given"), "too few bases refused");
+  check(throws_with([&] { list.resolve({0, 0}, 0, 2); }, "steps [0, 2)"), "a range past the end refused");
+  check(throws_with([&] { list.run({0, 0}, 0, 0, 0, 1); }, "step 2 (launch k)"), "running a resolve-only list names the step");
+}
+
+}  // namespace
+
+int main() {
+  test_relocation();
+  test_refusals();
+  if (failures == 0) std::printf("step_list: all checks passed\n");
+  return failures == 0 ? 0 : 1;
+}
