@@ -263,18 +263,21 @@ _NO_GEMMS = _GemmArena({}, 0, [])
 
 
 def _gemms(ex, plan, env: list[Any], launches: dict[int, tuple]) -> tuple[dict[int, tuple], _GemmArena]:
-    """The ``linear`` / ``matmul`` library calls the C++ list can run as prepared cuBLASLt plans:
+    """The ``linear`` / ``matmul`` library calls (and 1x1 channels-last convolutions, which the
+    provider computes as GEMMs) the C++ list can run as prepared cuBLASLt plans:
     step -> (library, plan id, [a, b, d, bias] values) and their results' arena. Only where the
     step's provider computes GEMMs with cuBLASLt (``TorchProvider(gemm_library="cublaslt")``), the
     recorded operands are 16-byte aligned and described by ``runtime/cublaslt_gemm.py``, and the
     result is an intermediate (not a Program output, nor aliased by one)."""
     from blade.runtime.cublaslt_gemm import WORKSPACE_BYTES, linear_problem, matmul_problem
+    from blade.runtime.host_provider import _pointwise_nhwc
     from blade.runtime.program_executor import first_fit
 
     p = ex.program
     found: dict[int, tuple] = {}
     for i, (fn, step) in enumerate(plan.steps):
-        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul") or len(step.outputs) != 1:
+        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul", "conv") \
+                or len(step.outputs) != 1:
             continue
         provider = ex.providers.get(step.provider)
         gemm = getattr(provider, "native_gemm", lambda: None)()
@@ -288,6 +291,13 @@ def _gemms(ex, plan, env: list[Any], launches: dict[int, tuple]) -> tuple[dict[i
         if step.op == "linear" and len(ins) in (2, 3):
             problem = linear_problem(ins[0], ins[1], ins[2] if len(ins) == 3 else None)
             shape = (*ins[0].shape[:-1], ins[1].shape[0])
+        elif step.op == "conv" and len(ins) in (2, 3) and _pointwise_nhwc(step.attrs, ins[1]):
+            # a 1x1 convolution over channels-last data: the provider's GEMM over the pixels
+            w = ins[1].reshape(ins[1].shape[0], ins[1].shape[1])
+            if w.data_ptr() != ins[1].data_ptr():
+                continue
+            problem = linear_problem(ins[0], w, ins[2] if len(ins) == 3 else None)
+            shape = (*ins[0].shape[:-1], w.shape[0])
         elif step.op == "matmul" and len(ins) == 2:
             problem = matmul_problem(ins[0], ins[1])
             shape = (*ins[0].shape[:-1], ins[1].shape[-1])
