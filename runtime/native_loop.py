@@ -17,7 +17,7 @@ the first time; from the data of that run this module makes a ``NativeLoop``:
   ranges of native steps on the same stream.
 
 What the recorded run decided from strides and alignment (row addressing, the aligned variant)
-holds for a later call only where the same strides and 16-byte alignments come back: the inputs'
+holds for a later call only where the same strides and addresses modulo 16 come back: the inputs'
 and weights' are compared at the start of a call (a mismatch runs that call in Python), a Python
 step's results right after it (a mismatch finishes that call in Python: every view made, every
 later step through its Python function). So the loop is never the reason for a different answer:
@@ -73,8 +73,8 @@ class NativeLoop:
         # where each pointer leads: (base, byte offset)
         self._bases: dict[int, int] = {}             # root value -> base
         self.static: list[tuple[int, int]] = []      # (base, value) read at a call's start
-        self._static_checks: list[tuple[int, tuple, bool]] = []  # (value, strides, 16-byte aligned)
-        produced: dict[int, list[tuple[int, int, tuple, bool]]] = {}  # step -> [(value, base, strides, aligned)]
+        self._static_checks: list[tuple[int, tuple, int]] = []  # (value, strides, address modulo 16)
+        produced: dict[int, list[tuple[int, int, tuple, int]]] = {}  # step -> [(value, base, strides, modulo 16)]
         forced_views: set[int] = set()               # view steps that copied: they run, in Python
         located: dict[int, tuple[int, int]] = {}
 
@@ -85,7 +85,7 @@ class NativeLoop:
             if b is None:
                 b = self._bases[r] = len(self._bases) + first_base
                 t = env[r]
-                entry = (tuple(t.stride()), t.data_ptr() % 16 == 0)
+                entry = (tuple(t.stride()), t.data_ptr() % 16)  # the address modulo 16 must come back
                 if p.values[r].kind in _STATIC_KINDS and r not in ex._provided:
                     self.static.append((b, r))
                     if p.values[r].kind != ValueKind.OUTPUT.value:  # outputs are fresh each call
@@ -168,7 +168,7 @@ class NativeLoop:
         bad = sorted(set(produced) & native_steps)
         if bad:  # a native launch making a root: its address would never be read (cannot happen today)
             raise NativeLoopError(f"step {bad[0]} is a native launch whose result is a base of later steps")
-        self.num_bases = len(self._bases) + 1
+        self.num_bases = len(self._bases) + first_base
         self.native_steps = len(native_steps)
         self.native_gemms = len(gemms)
         self.python_steps = sum(1 for op in self.ops if op[0] == "python")
@@ -180,9 +180,9 @@ class NativeLoop:
     def accepts(self, env: list[Any]) -> bool:
         """Whether the inputs, weights and constants of this call have the strides and alignments
         of the recorded run (else the call runs in Python)."""
-        for v, strides, aligned in self._static_checks:
+        for v, strides, mod16 in self._static_checks:
             t = env[v]
-            if t.stride() != strides or (aligned and t.data_ptr() % 16):
+            if t.stride() != strides or t.data_ptr() % 16 != mod16:
                 return False
         return True
 
@@ -209,9 +209,9 @@ class NativeLoop:
                 continue
             _, fn, step, index, produced = op
             call_step(fn, step, index, env)
-            for v, b, strides, aligned in produced:
+            for v, b, strides, mod16 in produced:
                 t = env[v]
-                if t.stride() != strides or (aligned and t.data_ptr() % 16):
+                if t.stride() != strides or t.data_ptr() % 16 != mod16:
                     if garena is not None:  # the Python steps read the GEMMs' results from env
                         self._gemm_arena.views(env, garena, self._gemm_arena.values)
                     finish(index)
