@@ -71,7 +71,7 @@ class NativeLoop:
         gemm_base = 1 if gemms else None  # base 1: the GEMM results' arena; base 2: the workspace
 
         # where each pointer leads: (base, byte offset)
-        self._bases: dict[int, int] = {}             # root value -> base
+        self._bases: dict[Any, int] = {}             # root value (or a getter's key) -> base
         self.static: list[tuple[int, int]] = []      # (base, value) read at a call's start
         self._static_checks: list[tuple[int, tuple, int]] = []  # (value, strides, address modulo 16)
         produced: dict[int, list[tuple[int, int, tuple, int]]] = {}  # step -> [(value, base, strides, modulo 16)]
@@ -120,25 +120,36 @@ class NativeLoop:
 
         # the C++ list and the order of the call's work
         self.ops: list[tuple] = []  # ("native", begin, end) | ("python", fn, step, index, produced)
+        self.getters: list[tuple[int, Any]] = []  # (base, tensor getter) read at a call's start
+        getter_bases: dict[int, int] = {}           # id(getter) -> base
+        self._list_steps: list[int] = []            # the step of each entry of the C++ list
         for i in sorted(set(specs) | set(gemms)):
             if i in gemms:
                 lt, plan_id, operands = gemms[i]
                 where = [locate(v) if v is not None else (-1, 0) for v in operands[:4]]
                 self.list.add_gemm(lt, plan_id, [b for b, _ in where] + [2], [off for _, off in where] + [0],
                                    f"step {i} (library_call {p.steps[i].provider}.{p.steps[i].op})")
+                self._list_steps.append(i)
                 continue
-            kernel, grid, codes, recipe = specs[i]
-            bases, args = [], []
-            for value, scalar in recipe:
-                if value >= 0:
-                    b, off = locate(value)
+            name = p.kernels[p.steps[i].op]["name"]
+            for kernel, grid, codes, recipe in specs[i]:
+                bases, args = [], []
+                for value, scalar in recipe:
+                    if value >= 0:
+                        b, off = locate(value)
+                    elif value == -2:  # the executor's GroupNorm tickets (may be regrown: read per call)
+                        b = getter_bases.get(id(scalar))
+                        if b is None:
+                            b = getter_bases[id(scalar)] = len(self._bases) + first_base
+                            self._bases[("getter", id(scalar))] = b  # numbered with the roots
+                            self.getters.append((b, scalar))
+                        off = 0
+                    else:
+                        b, off = -1, scalar
                     bases.append(b)
                     args.append(off)
-                else:
-                    bases.append(-1)
-                    args.append(scalar)
-            name = p.kernels[p.steps[i].op]["name"]
-            self.list.add_launch(kernel, grid, codes, bases, args, f"step {i} (launch {name})")
+                self.list.add_launch(kernel, grid, codes, bases, args, f"step {i} (launch {name})")
+                self._list_steps.append(i)
 
         # the Python steps, the views they (or the caller) read, and the arena values they touch
         native_steps = set(specs) | set(gemms)
@@ -155,14 +166,16 @@ class NativeLoop:
                 needed.add(st.inputs[0])
         self.arena_views = [entry for entry in plan.arena if entry[0] in needed]
         self.gemm_views = [entry for entry in self._gemm_arena.values if entry[0] in needed]
-        begin = 0
+        entries: dict[int, list[int]] = {}  # step -> its entries in the C++ list (GroupNorm: two)
+        for k, i in enumerate(self._list_steps):
+            entries.setdefault(i, []).append(k)
         for i, (fn, step) in enumerate(plan.steps):
             if i in native_steps:
-                if self.ops and self.ops[-1][0] == "native":
-                    self.ops[-1] = ("native", self.ops[-1][1], self.ops[-1][2] + 1)
+                lo, hi = entries[i][0], entries[i][-1] + 1
+                if self.ops and self.ops[-1][0] == "native" and self.ops[-1][2] == lo:
+                    self.ops[-1] = ("native", self.ops[-1][1], hi)
                 else:
-                    self.ops.append(("native", begin, begin + 1))
-                begin += 1
+                    self.ops.append(("native", lo, hi))
             elif step.kind != StepKind.VIEW.value or i in run_views:
                 self.ops.append(("python", fn, step, i, produced.get(i, [])))
         bad = sorted(set(produced) & native_steps)
@@ -202,6 +215,8 @@ class NativeLoop:
             bases[2] = self._gemm_arena.workspace(device, stream).data_ptr()
         for b, v in self.static:
             bases[b] = env[v].data_ptr()
+        for b, getter in self.getters:
+            bases[b] = getter().data_ptr()
         run = self.list.run
         for op in self.ops:
             if op[0] == "native":
@@ -227,6 +242,8 @@ class NativeLoop:
             bases[b] = env[v].data_ptr()
         for v, b in self._produced:
             bases[b] = env[v].data_ptr()
+        for b, getter in self.getters:
+            bases[b] = getter().data_ptr()
         if self.native_gemms:
             raise NativeLoopError("bases_from: the GEMM results' arena exists only in a native call")
         return bases

@@ -672,23 +672,40 @@ class _KernelRunner:
                     self._launch(variant, grid, values | named, tensors + outs)
 
         def native_spec(env, with_kernel: bool = True):
-            """This launch at the tensors of ``env`` as one cubin launch for the C++ step loop
-            (``runtime/native_loop.py``): (kernel, 3-d grid, type codes, per argument ``(value, None)``
-            for the pointer of a Program value or ``(-1, scalar)``), or None where it is not one
-            plain launch (GroupNorm's two launches, an input copied to make its rows collapse).
-            ``with_kernel=False`` leaves the kernel out (None): no cubin or CUDA needed."""
+            """This launch at the tensors of ``env`` as cubin launches for the C++ step loop
+            (``runtime/native_loop.py``): a list of (kernel, 3-d grid, type codes, per argument
+            ``(value, None)`` for the pointer of a Program value, ``(-1, scalar)``, or ``(-2,
+            getter)`` for the pointer of the executor's GroupNorm tickets, read per call), one per
+            launch (GroupNorm's two-launch schedule has two); None where an input must be copied
+            to make its rows collapse. ``with_kernel=False`` leaves the kernels out (None): no
+            cubin or CUDA needed."""
             ins = [env[i] for i in ins_idx]
             outs = [env[o] for o in outs_idx]
             _, _, copies, tensors, named, plan = resolve(ins, outs)
-            if any(copies) or len(plan) != 1 or plan[0][2] != "one":
+            if any(copies):
                 return None
-            variant, grid = plan[0][0], plan[0][1]
-            codes, names = self._signature(variant)
-            recipe = self._recipe(names, named, len(tensors))
-            values = list(ins_idx) + list(outs_idx)
-            kernel = self._cuda_entry(variant)[0] if with_kernel else None
-            return (kernel, tuple(grid) + (1,) * (3 - len(grid)), codes,
-                    [(values[i], None) if i >= 0 else (-1, v) for i, v in recipe])
+            where: dict[str, tuple[int, Any]] = {f"in{i}": (v, None) for i, v in enumerate(ins_idx)}
+            where |= {f"out{j}": (v, None) for j, v in enumerate(outs_idx)}
+            where |= {n: (-1, x) for n, x in named.items() if not isinstance(x, torch.Tensor)}
+            specs = []
+            for variant, grid, kind, gn in plan:
+                args = dict(where)
+                if kind in ("stats", "apply"):
+                    args["stats"] = (scratch_idx[1], None)
+                if kind == "stats":
+                    n = gn["counters"]
+                    device = ins[0].device
+                    self._counter(device, n)  # made now (not inside a capture)
+                    args |= {"partial": (scratch_idx[0], None), "counter": (-2, lambda: self._counter(device, n)),
+                             "nchunks": (-1, gn["nchunks"]), "rows_per_chunk": (-1, gn["rows_per_chunk"]),
+                             "eps": (-1, self.data["eps"])}
+                codes, names = self._signature(variant)
+                missing = [n for n in names if n not in args]
+                if missing:
+                    raise ProgramRunError(f"kernel {self.data['name']}: no value for launch arguments {missing}")
+                kernel = self._cuda_entry(variant)[0] if with_kernel else None
+                specs.append((kernel, tuple(grid) + (1,) * (3 - len(grid)), codes, [args[n] for n in names]))
+            return specs
 
         launch.native_spec = native_spec
         return launch

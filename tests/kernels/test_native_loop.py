@@ -37,13 +37,11 @@ def _expected(native, plan, env, loop):
         spec = getattr(fn, "native_spec", None)
         if spec is None or step.kind != "launch":
             continue
-        s = spec(env, False)
-        if s is None:
-            continue
-        _, _, codes, recipe = s
-        args = [env[v].data_ptr() if v >= 0 else x for v, x in recipe]
-        packed = native.pack_params(codes, args)
-        out.append(list(struct.unpack(f"<{len(packed) // 8}Q", packed))[:-2])
+        specs = spec(env, False)
+        for _, _, codes, recipe in specs or []:
+            args = [env[v].data_ptr() if v >= 0 else x().data_ptr() if v == -2 else x for v, x in recipe]
+            packed = native.pack_params(codes, args)
+            out.append(list(struct.unpack(f"<{len(packed) // 8}Q", packed))[:-2])
     return out
 
 
@@ -55,7 +53,7 @@ def test_step_list_relocates_to_another_run(native, name):
         x = make(b, n)
         plan, env, arena = ex.trace(x)
         loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
-        assert len(loop.list) == loop.native_steps
+        assert len(loop.list) >= loop.native_steps
         keep = [torch.empty(1 << 16) for _ in range(3)]  # the next run's tensors land elsewhere
         x2 = [t.clone().normal_() if t.is_floating_point() else t.clone() for t in make(b, n)]
         plan2, env2, arena2 = ex.trace(x2)
