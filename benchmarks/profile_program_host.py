@@ -3,7 +3,7 @@ once, its first variant run as a Program (``bench_models.program_runner``), then
 a few calls with the GPU synchronised only at the end (the host issues ahead, as in serving).
 Prints the functions by own time and the per-call step counts by kind.
 
-    python benchmarks/profile_program_host.py [--model unet|vae] [--calls 10] [--gemm-library cublaslt]
+    python benchmarks/profile_program_host.py [--model unet|vae] [--calls 10] [--gemm-library cublaslt] [--native-loop]
 """
 
 import argparse
@@ -27,11 +27,12 @@ def main() -> None:
     ap.add_argument("--model", default="unet")
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--gemm-library", default="torch", choices=["torch", "cublaslt"])
+    ap.add_argument("--native-loop", action="store_true", help="the C++ step list (runtime/native_loop.py)")
     args = ap.parse_args()
     model, make = bench_models._build(args.model)
     x = make((2, 64, 64) if args.model == "unet" else (1, 64, 64))
     opt = blade.optimize(model, x)  # as bench_models does (the model is already fp16)
-    runner, why = bench_models.program_runner(opt, model, args.gemm_library)
+    runner, why = bench_models.program_runner(opt, model, args.gemm_library, args.native_loop)
     if runner is None:
         raise SystemExit(f"no Program: {why}")
     steps = collections.Counter(s.kind if s.kind != "library_call" else f"library {s.op}" for s in runner.program.steps)
@@ -45,7 +46,7 @@ def main() -> None:
             runner.run(list(x))
         host = (time.perf_counter() - t0) / args.calls * 1e3
         torch.cuda.synchronize()
-        print(f"host ms per call (no profiler): {host:.2f}")
+        print(f"host ms per call (no profiler): {host:.2f}; C++ loop: {runner.native_stats}")
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(args.calls):
