@@ -111,7 +111,8 @@ def host_ms(fn, iters: int = 20) -> float:
     return times[len(times) // 2]
 
 
-def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows: list, records: list, save) -> None:
+def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows: list, records: list, save,
+                configs=(("", None),)) -> None:
     """Eager for every shape, then torch.compile for every shape (its graphs freed afterwards), then
     Blade: each system's peak memory holds only its own buffers, and Blade (which re-lays-out the
     convolution weights in place, ``Config.convert_weights_in_place``) runs last."""
@@ -138,55 +139,73 @@ def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows:
             torch._dynamo.reset()
             gc.collect()
             torch.cuda.empty_cache()
-        t0 = time.perf_counter()
-        opt = blade.optimize(model, inputs[0])
-        blade_compile = time.perf_counter() - t0
-        runner, why = program_runner(opt, model) if program else (None, "")
-        runner_nl, why_nl = program_runner(opt, model, native_loop=True) if program else (None, "")
-        runner_lt, why_lt = program_runner(opt, model, "cublaslt", native_loop=True) if program else (None, "")
-        for w in (why, why_nl, why_lt):
-            if w:
-                print(f"[bench] {name}: no Program run ({w})", flush=True)
-        for i, (shape, x) in enumerate(zip(shapes, inputs)):
-            first_blade, mem_blade = _peak(lambda: _out(opt(*x)))  # a new shape's first call
-            diff = (_out(opt(*x)).float() - eager[i][2]).abs().max().item()
-            opt.cuda_graphs = False
-            t_nograph = wall_ms(lambda: opt(*x))
-            h_nograph = host_ms(lambda: opt(*x))
-            opt.cuda_graphs = True
-            t_blade = wall_ms(lambda: opt(*x))
-            h_blade = host_ms(lambda: opt(*x))
-            _, mem_blade2 = _peak(lambda: opt(*x))
-            mem_blade = max(mem_blade, mem_blade2)
-            t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
-            t_prog, h_prog, prog_note = time_program(runner, x, eager[i][2])
-            t_nl, h_nl, nl_note = time_program(runner_nl, x, eager[i][2])
-            t_lt, h_lt, lt_note = time_program(runner_lt, x, eager[i][2])
-            if runner_nl is not None:
-                print(f"[bench] {name} {shape}: C++ loop: {runner_nl.native_stats}", flush=True)
-            for note in (prog_note, nl_note, lt_note):
-                if note and not note[0].isdigit():
-                    print(f"[bench] {name} {shape}: Program run failed ({note})", flush=True)
-            t_eager, mem_eager, _ = eager[i]
-            t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
-            label = f"{name} " + "x".join(str(v) for v in shape)
-            rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_prog, h_prog, t_nl, h_nl, t_lt, h_lt, t_kern, int(n_kern),
-                         f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.2f}", f"{first_comp:.1f}",
-                         f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}", f"{diff:.2e}"])
-            records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
-                                blade_nograph_ms=t_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
-                                program_ms=t_prog, program_host_ms=h_prog, program_note=prog_note,
-                                program_native_loop_ms=t_nl, program_native_loop_host_ms=h_nl,
-                                program_native_loop_note=nl_note, program_cublaslt_ms=t_lt, program_cublaslt_host_ms=h_lt, program_cublaslt_note=lt_note,
-                                blade_kernel_ms=t_kern, blade_kernels=n_kern, blade_compile_s=blade_compile,
-                                blade_first_call_s=first_blade, compile_first_call_s=first_comp,
-                                peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,
-                                max_diff_vs_eager=diff, variants=len(opt.variants)))
-            print("  ".join(str(v) for v in rows[-1]), flush=True)
-            save()
-    del model, opt
+        for cfg_label, cfg in configs:
+            t0 = time.perf_counter()
+            opt = blade.optimize(model, inputs[0], config=cfg)
+            blade_compile = time.perf_counter() - t0
+            runner, why = program_runner(opt, model) if program else (None, "")
+            runner_nl, why_nl = program_runner(opt, model, native_loop=True) if program else (None, "")
+            runner_lt, why_lt = program_runner(opt, model, "cublaslt", native_loop=True) if program else (None, "")
+            for w in (why, why_nl, why_lt):
+                if w:
+                    print(f"[bench] {name}: no Program run ({w})", flush=True)
+            for i, (shape, x) in enumerate(zip(shapes, inputs)):
+                first_blade, mem_blade = _peak(lambda: _out(opt(*x)))  # a new shape's first call
+                diff = (_out(opt(*x)).float() - eager[i][2]).abs().max().item()
+                opt.cuda_graphs = False
+                t_nograph = wall_ms(lambda: opt(*x))
+                h_nograph = host_ms(lambda: opt(*x))
+                opt.cuda_graphs = True
+                t_blade = wall_ms(lambda: opt(*x))
+                h_blade = host_ms(lambda: opt(*x))
+                _, mem_blade2 = _peak(lambda: opt(*x))
+                mem_blade = max(mem_blade, mem_blade2)
+                t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
+                t_prog, h_prog, prog_note = time_program(runner, x, eager[i][2])
+                t_nl, h_nl, nl_note = time_program(runner_nl, x, eager[i][2])
+                t_lt, h_lt, lt_note = time_program(runner_lt, x, eager[i][2])
+                if runner_nl is not None:
+                    print(f"[bench] {name} {shape}: C++ loop: {runner_nl.native_stats}", flush=True)
+                for note in (prog_note, nl_note, lt_note):
+                    if note and not note[0].isdigit():
+                        print(f"[bench] {name} {shape}: Program run failed ({note})", flush=True)
+                t_eager, mem_eager, _ = eager[i]
+                t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
+                label = f"{name} " + "x".join(str(v) for v in shape) + (f" [{cfg_label}]" if cfg_label else "")
+                rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_prog, h_prog, t_nl, h_nl, t_lt, h_lt, t_kern, int(n_kern),
+                             f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.2f}", f"{first_comp:.1f}",
+                             f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}", f"{diff:.2e}"])
+                records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
+                                    blade_nograph_ms=t_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
+                                    program_ms=t_prog, program_host_ms=h_prog, program_note=prog_note,
+                                    program_native_loop_ms=t_nl, program_native_loop_host_ms=h_nl,
+                                    program_native_loop_note=nl_note, program_cublaslt_ms=t_lt, program_cublaslt_host_ms=h_lt, program_cublaslt_note=lt_note,
+                                    blade_kernel_ms=t_kern, blade_kernels=n_kern, blade_compile_s=blade_compile,
+                                    blade_first_call_s=first_blade, compile_first_call_s=first_comp,
+                                    peak_gib_eager=mem_eager, peak_gib_compile=mem_comp, peak_gib_blade=mem_blade,
+                                    max_diff_vs_eager=diff, variants=len(opt.variants)))
+                print("  ".join(str(v) for v in rows[-1]), flush=True)
+                save()
+            opt = runner = runner_nl = runner_lt = None  # the next configuration starts from eager's memory
+            gc.collect()
+            torch.cuda.empty_cache()
+    del model
     gc.collect()
     torch.cuda.empty_cache()
+
+
+def parse_config(text: str) -> tuple[str, "blade.Config | None"]:
+    """('label', Config) of 'default' or 'field=value,...' (values: true/false, ints, strings)."""
+    text = text.strip()
+    if text in ("", "default"):
+        return "default", None
+    fields = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        low = value.strip().lower()
+        fields[key.strip()] = True if low == "true" else False if low == "false" else \
+            int(low) if low.lstrip("-").isdigit() else value.strip()
+    return "+".join(str(v) if v is not True else k for k, v in fields.items()), blade.Config(**fields)
 
 
 def main() -> None:
@@ -206,7 +225,11 @@ def main() -> None:
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="set torch.backends.cudnn.benchmark for eager and torch.compile too (Blade times its "
                          "convolution algorithms either way: Config.conv_algorithm_search)")
+    ap.add_argument("--blade-configs", default="",
+                    help="Blade compiled once per configuration, side by side: ';'-separated, each 'default' or "
+                         "comma-separated Config fields, e.g. 'default;executor=program,gemm_library=cublaslt'")
     args = ap.parse_args()
+    configs = [parse_config(s) for s in args.blade_configs.split(";")] if args.blade_configs else [("", None)]
     start = time.perf_counter()
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     env = environment()
@@ -228,7 +251,8 @@ def main() -> None:
         if args.time_budget is not None and time.perf_counter() - start > 0.6 * args.time_budget:
             print(f"[bench] time budget: {name} not run", flush=True)
             continue
-        bench_model(name, not args.no_compile and name in compile_for, args.quick, args.program, rows, records, save)
+        bench_model(name, not args.no_compile and name in compile_for, args.quick, args.program, rows, records, save,
+                    configs)
     text = print_table(title, HEADER, rows)
     with open(os.path.join(args.out, f"{stem}.txt"), "w") as f:
         f.write(text + "\n")
