@@ -73,7 +73,8 @@ class NativeLoop:
         # where each pointer leads: (base, byte offset)
         self._bases: dict[Any, int] = {}             # root value (or a getter's key) -> base
         self.static: list[tuple[int, int]] = []      # (base, value) read at a call's start
-        self._static_checks: list[tuple[int, tuple, int]] = []  # (value, strides, address modulo 16)
+        self._static_checks: list[tuple[int, int, tuple, int]] = []  # (base, value, strides, address mod 16)
+        self._outputs: list[tuple[int, int]] = []    # (base, value) of the call's fresh outputs
         produced: dict[int, list[tuple[int, int, tuple, int]]] = {}  # step -> [(value, base, strides, modulo 16)]
         forced_views: set[int] = set()               # view steps that copied: they run, in Python
         located: dict[int, tuple[int, int]] = {}
@@ -88,8 +89,10 @@ class NativeLoop:
                 entry = (tuple(t.stride()), t.data_ptr() % 16)  # the address modulo 16 must come back
                 if p.values[r].kind in _STATIC_KINDS and r not in ex._provided:
                     self.static.append((b, r))
-                    if p.values[r].kind != ValueKind.OUTPUT.value:  # outputs are fresh each call
-                        self._static_checks.append((r, *entry))
+                    if p.values[r].kind != ValueKind.OUTPUT.value:
+                        self._static_checks.append((b, r, *entry))
+                    else:  # fresh each call: nothing to compare
+                        self._outputs.append((b, r))
                 elif r in producer:
                     produced.setdefault(producer[r], []).append((r, b, *entry))
                     if p.steps[producer[r]].kind == StepKind.VIEW.value:
@@ -190,22 +193,25 @@ class NativeLoop:
         self._produced = [(v, b) for items in produced.values() for v, b, _, _ in items]
 
     # ------------------------------------------------------------------ per call
-    def accepts(self, env: list[Any]) -> bool:
-        """Whether the inputs, weights and constants of this call have the strides and alignments
-        of the recorded run (else the call runs in Python)."""
-        for v, strides, mod16 in self._static_checks:
-            t = env[v]
-            if t.stride() != strides or t.data_ptr() % 16 != mod16:
-                return False
-        return True
-
-    def run(self, env: list[Any], arena: torch.Tensor | None, stream: int, device: int, call_step, finish) -> None:
-        """Run the call's steps. ``env`` holds the inputs, weights, constants, outputs and the
-        arena views of ``self.arena_views``. ``call_step(fn, step, index, env)`` runs a Python
-        step (naming it in an error). ``finish(index)``: where a Python step's result does not have
-        the recorded strides or alignment, runs every step after ``index`` in Python (after making
-        what the Python steps would have made before it)."""
+    def accepts(self, env: list[Any]) -> list[int] | None:
+        """The call's bases so far (inputs, weights, constants), or None where one of them has not
+        the strides or the address modulo 16 of the recorded run (the call then runs in Python)."""
         bases = [0] * self.num_bases
+        for b, v, strides, mod16 in self._static_checks:
+            t = env[v]
+            ptr = t.data_ptr()
+            if ptr % 16 != mod16 or t.stride() != strides:
+                return None
+            bases[b] = ptr
+        return bases
+
+    def run(self, bases: list[int], env: list[Any], arena: torch.Tensor | None, stream: int, device: int, call_step,
+            finish) -> None:
+        """Run the call's steps. ``bases``: from ``accepts``; ``env`` holds the inputs, weights,
+        constants, outputs and the arena views of ``self.arena_views``. ``call_step(fn, step,
+        index, env)`` runs a Python step (naming it in an error). ``finish(index)``: where a Python
+        step's result does not have the recorded strides or alignment, runs every step after
+        ``index`` in Python (after making what the Python steps would have made before it)."""
         if arena is not None:
             bases[0] = arena.data_ptr()
         garena = None
@@ -213,25 +219,27 @@ class NativeLoop:
             garena = self._gemm_arena.allocate(env, self.gemm_views)
             bases[1] = garena.data_ptr()
             bases[2] = self._gemm_arena.workspace(device, stream).data_ptr()
-        for b, v in self.static:
+        for b, v in self._outputs:
             bases[b] = env[v].data_ptr()
         for b, getter in self.getters:
             bases[b] = getter().data_ptr()
-        run = self.list.run
+        call = self.list.call(bases)  # the bases live in C++ for the call: one conversion
+        run, set_base = call.run, call.set
         for op in self.ops:
             if op[0] == "native":
-                run(bases, stream, device, op[1], op[2])
+                run(stream, device, op[1], op[2])
                 continue
             _, fn, step, index, produced = op
             call_step(fn, step, index, env)
             for v, b, strides, mod16 in produced:
                 t = env[v]
-                if t.stride() != strides or t.data_ptr() % 16 != mod16:
+                ptr = t.data_ptr()
+                if ptr % 16 != mod16 or t.stride() != strides:
                     if garena is not None:  # the Python steps read the GEMMs' results from env
                         self._gemm_arena.views(env, garena, self._gemm_arena.values)
                     finish(index)
                     return
-                bases[b] = t.data_ptr()
+                set_base(b, ptr)
 
     def bases_from(self, env: list[Any], arena: torch.Tensor | None) -> list[int]:
         """The bases of a call whose every value is in ``env`` (a Python run): for tests."""

@@ -282,7 +282,8 @@ class ProgramExecutor:
             dtype = self._dtypes[index]
             env[index] = t if t.dtype == dtype else t.to(dtype)
         loop = None if trace else plan.native
-        if loop is not None and not loop.accepts(env):
+        bases = loop.accepts(env) if loop is not None else None
+        if loop is not None and bases is None:
             loop = None
             self.native_stats["declined"] += 1
         arena = None
@@ -297,7 +298,7 @@ class ProgramExecutor:
         if loop is not None:
             self.native_stats["calls"] += 1
             try:
-                loop.run(env, arena, env[-1][0], env[-1][1], _call_step,
+                loop.run(bases, env, arena, env[-1][0], env[-1][1], _call_step,
                          lambda index: self._finish_in_python(plan, env, arena, loop, index))
             except (ProgramRunError, ProgramShapeError):
                 raise

@@ -153,7 +153,7 @@ PYBIND11_MODULE(_native, m) {
            py::arg("workspace"), py::arg("stream"), py::arg("device"),
            "Enqueue a prepared plan; False (nothing enqueued) when a pointer is less aligned than planned.");
 
-  py::class_<blade::StepList>(m, "StepList")
+  py::class_<blade::StepList, std::shared_ptr<blade::StepList>>(m, "StepList")
       .def(py::init<>())
       .def("__len__", &blade::StepList::size)
       .def_property_readonly("num_bases", &blade::StepList::num_bases)
@@ -177,5 +177,15 @@ PYBIND11_MODULE(_native, m) {
       .def("resolve", &blade::StepList::resolve, py::arg("bases"), py::arg("begin"), py::arg("end"),
            "What steps [begin, end) would pass: launch parameter slots, GEMM pointers (no CUDA).")
       .def("run", &blade::StepList::run, py::arg("bases"), py::arg("stream"), py::arg("device"), py::arg("begin"),
-           py::arg("end"), "Enqueue steps [begin, end) on a CUstream handle.");
+           py::arg("end"), "Enqueue steps [begin, end) on a CUstream handle.")
+      .def(
+          "call", [](std::shared_ptr<blade::StepList> l, std::vector<uint64_t> bases) {
+            return blade::StepCall(std::move(l), std::move(bases));
+          },
+          py::arg("bases"), "One call's bases (StepCall): set once, updated per new root, read by each range.");
+  py::class_<blade::StepCall>(m, "StepCall")
+      .def("set", &blade::StepCall::set, py::arg("base"), py::arg("value"))
+      .def_property_readonly("bases", &blade::StepCall::bases)
+      .def("run", &blade::StepCall::run, py::arg("stream"), py::arg("device"), py::arg("begin"), py::arg("end"),
+           "Enqueue steps [begin, end) with this call's bases.");
 }

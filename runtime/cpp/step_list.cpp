@@ -106,4 +106,20 @@ void StepList::run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t 
   }
 }
 
+StepCall::StepCall(std::shared_ptr<const StepList> list, std::vector<uint64_t> bases)
+    : list_(std::move(list)), bases_(std::move(bases)) {
+  if (!list_) throw std::invalid_argument("StepCall without a step list");
+  if (static_cast<int64_t>(bases_.size()) < list_->num_bases()) {
+    throw std::invalid_argument(std::to_string(bases_.size()) + " bases given, the steps name " +
+                                std::to_string(list_->num_bases()));
+  }
+}
+
+void StepCall::set(int64_t base, uint64_t value) {
+  if (base < 0 || base >= static_cast<int64_t>(bases_.size())) {
+    throw std::out_of_range("base " + std::to_string(base) + " of " + std::to_string(bases_.size()));
+  }
+  bases_[base] = value;
+}
+
 }  // namespace blade

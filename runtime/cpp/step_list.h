@@ -69,4 +69,21 @@ class StepList {
   int64_t num_bases_ = 0;  // 1 + the largest base index named
 };
 
+// One call's bases for a StepList: set once at the call's start, updated where a Python step
+// makes a new root, read by each range the call runs (one conversion from Python per call, not
+// one per range). Each call has its own, so two threads may run the same list.
+class StepCall {
+ public:
+  StepCall(std::shared_ptr<const StepList> list, std::vector<uint64_t> bases);
+  void set(int64_t base, uint64_t value);
+  void run(uint64_t stream, int64_t device, size_t begin, size_t end) const {
+    list_->run(bases_, stream, device, begin, end);
+  }
+  const std::vector<uint64_t>& bases() const { return bases_; }
+
+ private:
+  std::shared_ptr<const StepList> list_;
+  std::vector<uint64_t> bases_;
+};
+
 }  // namespace blade

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -63,11 +64,26 @@ void test_refusals() {
   check(throws_with([&] { list.run({0, 0}, 0, 0, 0, 1); }, "step 2 (launch k)"), "running a resolve-only list names the step");
 }
 
+void test_call() {
+  auto list = std::make_shared<blade::StepList>();
+  std::vector<blade::KernelArg> args(1);
+  args[0].i = 8;
+  list->add_launch(nullptr, 1, 1, 1, "p", {2}, args, "step 3 (launch k)");
+  check(throws_with([&] { blade::StepCall(list, {0, 0}); }, "bases given"), "a call with too few bases refused");
+  blade::StepCall call(list, {0, 0, 0x5000});
+  call.set(2, 0x7000);
+  check(call.bases()[2] == 0x7000, "set moves a base");
+  check(throws_with([&] { call.set(3, 1); }, "base 3"), "a base past the end refused");
+  check(list->resolve(call.bases(), 0, 1)[0][0] == 0x7008, "the call's bases relocate the pointer");
+  check(throws_with([&] { call.run(0, 0, 0, 1); }, "step 3 (launch k)"), "running through a call names the step");
+}
+
 }  // namespace
 
 int main() {
   test_relocation();
   test_refusals();
+  test_call();
   if (failures == 0) std::printf("step_list: all checks passed\n");
   return failures == 0 ? 0 : 1;
 }
