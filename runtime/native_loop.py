@@ -122,7 +122,7 @@ class NativeLoop:
             return where
 
         # the C++ list and the order of the call's work
-        self.ops: list[tuple] = []  # ("native", begin, end) | ("python", fn, step, index, produced)
+        self.ops: list[tuple] = []  # ("native", begin, end) | ("python", fn, step, index, produced, let_go)
         self.getters: list[tuple[int, Any]] = []  # (base, tensor getter) read at a call's start
         getter_bases: dict[int, int] = {}           # id(getter) -> base
         self._list_steps: list[int] = []            # the step of each entry of the C++ list
@@ -181,6 +181,15 @@ class NativeLoop:
                     self.ops.append(("native", lo, hi))
             elif step.kind != StepKind.VIEW.value or i in run_views:
                 self.ops.append(("python", fn, step, i, produced.get(i, [])))
+        # what each Python op lets go afterwards: the values last read by a step since the one before
+        drops = ex._drops
+        python_ops = [k for k, op in enumerate(self.ops) if op[0] == "python"]
+        previous = -1
+        for k in python_ops:
+            index = self.ops[k][3]
+            let_go = [v for j in range(previous + 1, index + 1) for v in drops[j]]
+            self.ops[k] = self.ops[k] + (let_go,)
+            previous = index
         bad = sorted(set(produced) & native_steps)
         if bad:  # a native launch making a root: its address would never be read (cannot happen today)
             raise NativeLoopError(f"step {bad[0]} is a native launch whose result is a base of later steps")
@@ -229,7 +238,7 @@ class NativeLoop:
             if op[0] == "native":
                 run(stream, device, op[1], op[2])
                 continue
-            _, fn, step, index, produced = op
+            _, fn, step, index, produced, let_go = op
             call_step(fn, step, index, env)
             for v, b, strides, mod16 in produced:
                 t = env[v]
@@ -240,6 +249,8 @@ class NativeLoop:
                     finish(index)
                     return
                 set_base(b, ptr)
+            for v in let_go:  # a library result nothing later reads goes back to torch's allocator
+                env[v] = None
 
     def bases_from(self, env: list[Any], arena: torch.Tensor | None) -> list[int]:
         """The bases of a call whose every value is in ``env`` (a Python run): for tests."""

@@ -152,6 +152,10 @@ class ProgramExecutor:
         self._call_plans: dict[tuple, _CallPlan] = {}
         self._call_plans_lock = threading.Lock()
         self._input_values = [i for i, v in enumerate(p.values) if v.kind == ValueKind.INPUT.value]
+        #: the last step that reads each value, a view's source living as long as its views; the
+        #: values a call lets go after each step (a library result torch allocated is freed as soon
+        #: as nothing later reads it: a call's peak is then the live results', not all of them)
+        self._last_use, self._drops = _last_uses(p)
         self._weights_env: list[tuple[int, torch.Tensor]] | None = None
 
     # ------------------------------------------------------------------ sizes
@@ -305,15 +309,21 @@ class ProgramExecutor:
             except Exception as e:  # noqa: BLE001 - a native step's error names its step
                 raise ProgramRunError(f"{type(e).__name__}: {e}") from e
             return [env[o] for o in p.outputs]
+        record = (self.native_loop and device.type == "cuda" and not plan.native_tried
+                  and not torch.cuda.is_current_stream_capturing())  # made outside a CUDA-graph capture
+        if record:
+            plan.python_runs += 1
+        keep = trace or (record and plan.python_runs >= 2)  # the loop is made from every value of the run
+        drops = self._drops
         for index, (fn, step) in enumerate(plan.steps):
             _call_step(fn, step, index, env)
+            if not keep:
+                for v in drops[index]:
+                    env[v] = None
         if trace:
             return plan, env, arena
-        if (self.native_loop and device.type == "cuda" and not plan.native_tried
-                and not torch.cuda.is_current_stream_capturing()):  # made outside a CUDA-graph capture
-            plan.python_runs += 1
-            if plan.python_runs >= 2:  # a size signature met again: worth its C++ step list
-                self._make_native_loop(plan, env, arena)
+        if record and plan.python_runs >= 2:  # a size signature met again: worth its C++ step list
+            self._make_native_loop(plan, env, arena)
         return [env[o] for o in p.outputs]
 
     def _make_native_loop(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None) -> None:
@@ -338,12 +348,14 @@ class ProgramExecutor:
                 if env[i] is None:
                     env[i] = torch.as_strided(typed[dt], shape, stride, offset)
         ran = {op[3] for op in loop.ops if op[0] == "python"}
-        for i, (fn, step) in enumerate(plan.steps[:index]):
-            if step.kind == StepKind.VIEW.value and i not in ran:
+        for i, (fn, step) in enumerate(plan.steps[:index]):  # the views a later step reads
+            if step.kind == StepKind.VIEW.value and i not in ran and self._last_use.get(step.outputs[0], -1) > index:
                 _call_step(fn, step, i, env)
         for i in range(index + 1, len(plan.steps)):
             fn, step = plan.steps[i]
             _call_step(fn, step, i, env)
+            for v in self._drops[i]:
+                env[v] = None
 
     def _weights_and_constants(self, device: torch.device, slots: list[int]) -> list[tuple[int, torch.Tensor]]:
         """(value, tensor) of the weights (the user's objects, resolved once: their contents are
@@ -524,6 +536,29 @@ class _CallPlan:
         self.native = None          # the C++ step loop of this plan (``runtime/native_loop.py``)
         self.native_tried = False
         self.python_runs = 0
+
+
+def _last_uses(p: Program) -> tuple[dict[int, int], list[list[int]]]:
+    """(value -> the last step that reads or writes it, per step the values to let go after it).
+    A view's source lives as long as the view (read backwards, chains of views too); inputs,
+    weights, constants, outputs and the Program's results are never let go."""
+    last: dict[int, int] = {}
+    for i, st in enumerate(p.steps):
+        scratch = st.attrs.get("scratch", []) if st.kind == StepKind.LAUNCH.value else []
+        for v in [*st.inputs, *st.outputs, *scratch]:
+            last[v] = i
+    for st in reversed(p.steps):
+        if st.kind == StepKind.VIEW.value:
+            src, out = st.inputs[0], st.outputs[0]
+            last[src] = max(last.get(src, -1), last.get(out, -1))
+    kept = {i for i, v in enumerate(p.values) if v.kind in (ValueKind.INPUT.value, ValueKind.WEIGHT.value,
+                                                            ValueKind.CONSTANT.value, ValueKind.OUTPUT.value)}
+    kept |= set(p.outputs)
+    drops: list[list[int]] = [[] for _ in p.steps]
+    for v, i in last.items():
+        if v not in kept:
+            drops[i].append(v)
+    return last, drops
 
 
 def _call_step(fn, step: Step, index: int, env: list[Any]) -> None:

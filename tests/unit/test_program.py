@@ -458,3 +458,31 @@ def test_blade_module_sends_a_size_zero_call_to_its_own_variant():
     assert torch.isnan(got[0]) and torch.isnan(want[0])
     torch.testing.assert_close(got[1], want[1])
     assert len(opt.variants) == 2
+
+
+@pytest.mark.parametrize("name", sorted(ALL_CASES))
+def test_values_are_let_go_after_their_last_reader(name):
+    """A call drops its reference to an intermediate right after the last step that reads it or a
+    view of it (so torch's allocator reuses a library result's memory within the call), and never
+    drops inputs, weights, constants, outputs or the Program's results."""
+    from blade.runtime.program import StepKind, ValueKind
+    from blade.runtime.program_executor import _last_uses
+
+    _, _, prog = _compile(name)
+    last, drops = _last_uses(prog)
+    dropped = {v: i for i, vs in enumerate(drops) for v in vs}
+    sources = {st.outputs[0]: st.inputs[0] for st in prog.steps if st.kind == StepKind.VIEW.value}
+    kept = {ValueKind.INPUT.value, ValueKind.WEIGHT.value, ValueKind.CONSTANT.value, ValueKind.OUTPUT.value}
+    for v, i in dropped.items():
+        assert prog.values[v].kind not in kept and v not in prog.outputs, (name, v)
+    for j, st in enumerate(prog.steps):
+        scratch = st.attrs.get("scratch", []) if st.kind == StepKind.LAUNCH.value else []
+        for v in [*st.inputs, *scratch]:
+            while True:  # the value and every source it is a view of must still be held at step j
+                assert dropped.get(v, len(prog.steps)) >= j, (name, v, j)
+                if v not in sources:
+                    break
+                v = sources[v]
+    intermediates = {v for st in prog.steps for v in st.outputs if prog.values[v].kind not in kept
+                     and v not in prog.outputs}
+    assert intermediates <= set(dropped), (name, intermediates - set(dropped))
