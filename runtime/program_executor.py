@@ -290,6 +290,7 @@ class ProgramExecutor:
         if loop is not None and bases is None:
             loop = None
             self.native_stats["declined"] += 1
+            self._record_again(plan)
         arena = None
         if plan.arena:
             arena = torch.empty(plan.total, dtype=torch.uint8, device=device)
@@ -328,6 +329,7 @@ class ProgramExecutor:
 
     def _make_native_loop(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None) -> None:
         plan.native_tried = True
+        plan.recordings += 1
         native = self.native or None
         if native is None or not hasattr(native, "StepList"):
             self.native_stats["note"] = "the C++ runtime (runtime/_native*.so) with StepList is not built"
@@ -338,10 +340,19 @@ class ProgramExecutor:
         except (NativeLoopError, ProgramRunError) as e:
             self.native_stats["note"] = f"a call plan stays in Python: {e}"
 
+    def _record_again(self, plan: _CallPlan) -> None:
+        """The recorded run's strides did not come back (a library that picks another layout once
+        tuned, weights re-laid-out in place): the plan's next Python run records the loop again, up
+        to ``MAX_NATIVE_RECORDINGS`` times (then it stays in Python)."""
+        if plan.native is not None and plan.recordings < MAX_NATIVE_RECORDINGS:
+            plan.native, plan.native_tried, plan.python_runs = None, False, 1
+            self.native_stats["recorded_again"] = self.native_stats.get("recorded_again", 0) + 1
+
     def _finish_in_python(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None, loop, index: int) -> None:
         """The rest of a native call in Python, after step ``index`` (``NativeLoop.run``): every
         arena value and view before it made, then every later step's Python function."""
         self.native_stats["finished_in_python"] += 1
+        self._record_again(plan)
         if arena is not None:
             typed = {dt: arena.view(dt) for dt in plan.arena_dtypes}
             for i, dt, shape, stride, offset in plan.arena:
@@ -504,6 +515,8 @@ class ProgramExecutor:
 
 #: call plans kept per executor (one per distinct size signature, oldest dropped first)
 MAX_CALL_PLANS = 64
+#: times a call plan's C++ step list is recorded (again after strides changed; then Python)
+MAX_NATIVE_RECORDINGS = 3
 
 
 class _CallPlan:
@@ -536,6 +549,7 @@ class _CallPlan:
         self.native = None          # the C++ step loop of this plan (``runtime/native_loop.py``)
         self.native_tried = False
         self.python_runs = 0
+        self.recordings = 0
 
 
 def _last_uses(p: Program) -> tuple[dict[int, int], list[list[int]]]:
