@@ -26,10 +26,13 @@ Per call:
 Generated kernels run on CUDA tensors as cubins through the C++ runtime's driver launcher
 (``runtime/cpp/cuda_driver.h``: the Program must hold cubins for the GPU, see
 ``blade.artifact.save(..., target=...)``), and on CPU tensors under Triton's interpreter
-(``TRITON_INTERPRET=1`` set before triton is imported). The step loop itself is Python; moving it
-into the C++ runtime is what remains of issue 9's item 3. A cuBLASLt GEMM provider called from C++
-exists (``runtime/cublaslt_gemm.py``), but a library GEMM costs 8-10 us of host time inside
-cuBLASLt alone: the 2 ms host bound needs GEMMs and convolutions as generated kernels.
+(``TRITON_INTERPRET=1`` set before triton is imported). On CUDA, with ``native_loop``, a call plan
+met a second time is recorded into a C++ step list (``runtime/native_loop.py``): from then on its
+launches (and, with the cuBLASLt GEMM provider, its GEMMs) run from C++ and only torch's library
+calls and fallbacks remain Python steps. A call lets go of each intermediate after its last reader
+(``_last_uses``), so torch-allocated library results are freed within the call. What remains of
+issue 9's host bound: convolutions and attention through torch (15-50 us of host time each), and a
+library GEMM's own 8-10 us inside cuBLASLt: the 2 ms bound needs them as generated kernels.
 """
 
 from __future__ import annotations
