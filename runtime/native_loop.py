@@ -4,7 +4,7 @@ native runtime, Python only for the steps that need it.
 ``ProgramExecutor`` runs a call plan (the steps of one size signature, ``_CallPlan``) in Python
 the first time; from the data of that run this module makes a ``NativeLoop``:
 
-* every step that is one plain cubin launch (``_KernelRunner``'s ``native_spec``) goes into a C++
+* every step that is one plain cubin launch (``KernelRunner``'s ``native_spec``) goes into a C++
   ``StepList`` (``runtime/cpp/step_list.h``) with its kernel, grid, scalars and, per pointer
   argument, a *base* and a byte offset: base 0 is the call's arena; the other bases are the roots
   the pointers lead to: an input, a weight, a constant, an output (their addresses are read at the

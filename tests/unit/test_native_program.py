@@ -70,7 +70,9 @@ def test_cubin_launcher_packs_parameters_and_says_why_it_cannot_launch(build, mo
     import struct
 
     from blade.runtime import program_executor, shape_eval
-    from blade.runtime.program_executor import ProgramRunError, _KernelRunner, _type_code
+    from blade.runtime.kernel_runner import KernelRunner as _KernelRunner
+    from blade.runtime.kernel_runner import type_code as _type_code
+    from blade.runtime.program_executor import ProgramRunError
 
     native = build[1]
     raw = native.pack_params("pilfdb", [0x7F00DEADBEEF, -3, 1 << 40, 1.5, -2.25, 1])

@@ -14,6 +14,7 @@ import torch
 
 from blade.runtime.host_provider import TorchProvider, _same_kind
 from blade.runtime.program import Buffer, Program, Step, Value
+from blade.runtime.kernel_runner import KernelRunner
 from blade.runtime import program_executor
 from blade.runtime.program_executor import ProgramExecutor, ProgramRunError
 from blade.shape_program import ShapeProgram
@@ -148,7 +149,7 @@ def test_outgrown_groupnorm_counter_outlives_the_graphs_that_captured_it():
     them the same way (``compiler/executors/launch.py``)."""
     p = _program(values=[], buffers=[], steps=[], outputs=[])
     p.kernels, p.blobs = {"k": {"source": "src"}}, {"src": b""}
-    runner = program_executor._KernelRunner("k", p)
+    runner = KernelRunner("k", p)
     small = runner._counter(torch.device("cpu"), 10)
     assert runner._counter(torch.device("cpu"), 60) is small  # fits: the same buffer
     alive = weakref.ref(small)
