@@ -138,6 +138,7 @@ class KernelRunner:
             return specs
 
         launch.native_spec = native_spec
+        launch.resolve = resolve  # what the Python launch computes from the tensors (tests compare)
         return launch
 
     def _cuda_recipe(self, index: int, grid, named: dict[str, Any], n_inputs: int):

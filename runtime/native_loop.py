@@ -67,7 +67,7 @@ class NativeLoop:
                     specs[i] = spec
 
         # which library GEMMs the C++ list runs (cuBLASLt, into the loop's own arena: ``_gemms``)
-        gemms, self._gemm_arena = _gemms(ex, plan, env, specs)
+        gemms, self._gemm_arena = _gemms(ex, plan, env)
         gemm_base = 1 if gemms else None  # base 1: the GEMM results' arena; base 2: the workspace
 
         # where each pointer leads: (base, byte offset)
@@ -298,7 +298,7 @@ class _GemmArena:
 _NO_GEMMS = _GemmArena({}, 0, [])
 
 
-def _gemms(ex, plan, env: list[Any], launches: dict[int, tuple]) -> tuple[dict[int, tuple], _GemmArena]:
+def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     """The ``linear`` / ``matmul`` library calls (and 1x1 channels-last convolutions, which the
     provider computes as GEMMs) the C++ list can run as prepared cuBLASLt plans:
     step -> (library, plan id, [a, b, d, bias] values) and their results' arena. Only where the

@@ -47,7 +47,7 @@ from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
 from blade.runtime.host_provider import Provider, ProviderError, module_call, torch_provider
 from blade.runtime.kernel_runner import KernelRunner
-from blade.runtime.native_loop import NativeLoop, NativeLoopError
+from blade.runtime.native_loop import NativeLoop
 from blade.runtime.program import Program, Step, StepKind, ValueKind
 from blade.runtime.program_errors import ProgramRunError, ProgramShapeError
 
@@ -331,13 +331,15 @@ class ProgramExecutor:
         try:
             plan.native = NativeLoop(self, plan, env, arena, native)
             self.native_stats["note"] = plan.native.describe()
-        except (NativeLoopError, ProgramRunError) as e:
-            self.native_stats["note"] = f"a call plan stays in Python: {e}"
+        except Exception as e:  # noqa: BLE001 - the call itself succeeded: the plan stays in Python
+            # (NativeLoopError, or what the C++ list or cuBLASLt's planning refuse: said in the note)
+            self.native_stats["note"] = f"a call plan stays in Python: {type(e).__name__}: {e}"
 
     def _record_again(self, plan: _CallPlan) -> None:
         """The recorded run's strides did not come back (a library that picks another layout once
-        tuned, weights re-laid-out in place): the plan's next Python run records the loop again, up
-        to ``MAX_NATIVE_RECORDINGS`` times (then it stays in Python)."""
+        tuned, weights re-laid-out in place): the plan's next Python run (for a declined call, this
+        call's own) records the loop again, up to ``MAX_NATIVE_RECORDINGS`` times; after that, calls
+        that do not match the last recording run in Python."""
         if plan.native is not None and plan.recordings < MAX_NATIVE_RECORDINGS:
             plan.native, plan.native_tried, plan.python_runs = None, False, 1
             self.native_stats["recorded_again"] = self.native_stats.get("recorded_again", 0) + 1

@@ -1,6 +1,7 @@
 // Blade runtime: the native step loop of a call plan (see step_list.h).
 #include "step_list.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <utility>

@@ -51,7 +51,7 @@ def test_native_loop_gives_the_python_loops_outputs(name, monkeypatch):
             _check(nat.run(xs), py.run(xs), f"{name} {b}x{n} call {call}")
     if any(s.kind == "launch" for s in prog.steps):  # each size's third call ran from the C++ list
         assert nat.native_stats["calls"] == len(SHAPES), nat.native_stats
-        assert nat.native_stats["finished_in_python"] == 0, nat.native_stats
+        assert nat.native_stats["finished_in_python"] == 0 and nat.native_stats["declined"] == 0, nat.native_stats
 
 
 @pytest.mark.parametrize("name", ["attention", "geglu", "matmuls", "conv_block"])
@@ -77,6 +77,7 @@ def test_native_cublaslt_gemms_give_the_python_loops_outputs(name):
     loops = [plan.native for plan in nat._call_plans.values() if plan.native is not None]
     print(name, [loop.describe() for loop in loops])
     assert len(loops) == len(SHAPES) and nat.native_stats["finished_in_python"] == 0, nat.native_stats
+    assert nat.native_stats["calls"] == len(SHAPES) and nat.native_stats["declined"] == 0, nat.native_stats
     if any(s.op in ("linear", "matmul") for s in prog.steps if s.kind == "library_call"):
         assert any(loop.native_gemms for loop in loops), [loop.describe() for loop in loops]
 
