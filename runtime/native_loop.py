@@ -51,7 +51,6 @@ class NativeLoop:
     def __init__(self, ex, plan, env: list[Any], arena: torch.Tensor | None, native, with_kernels: bool = True):
         """``env``: every value of a finished Python run of ``plan`` (``arena``: its arena)."""
         p = ex.program
-        self.program = p
         self.list = native.StepList()
         arena_values = {entry[0] for entry in plan.arena}
         view_source = {st.outputs[0]: st.inputs[0] for st in p.steps if st.kind == StepKind.VIEW.value}
