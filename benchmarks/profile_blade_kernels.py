@@ -3,10 +3,13 @@ with ``--inductor`` also torch.compile's generated Triton kernels for the same m
 side by side in one run. Time and launch count per kernel, largest first.
 
     python benchmarks/profile_blade_kernels.py [--model unet|vae] [--inductor] [BATCHxHEIGHTxWIDTH]
+        [--blade-configs "default;executor=kernels,gemm_library=torch"]
 
 Generated kernels are Blade's (names start with ``pointwise_``, ``row_norm_``, ``group_norm_``) and
 Inductor's (names start with ``triton_``). Everything else (cuBLAS, cuDNN, attention, copies) is
-reported as one "library and other" sum. Note that a category split by substring (as in
+reported as one "library and other" sum, split by kind (GEMM, convolution, attention, other) from the
+kernel names. ``--blade-configs`` profiles the module compiled with each configuration (as in
+``bench_models.py``) in one run, to see which kernels make one configuration slower than another. Note that a category split by substring (as in
 ``../shared/bench/profile_unet.py``) files Inductor kernels named ``*_fused_convolution_*`` under
 "conv": counting every ``triton_`` kernel is the like-for-like comparison with Blade's kernels.
 """
@@ -39,6 +42,13 @@ def _profile(fn) -> list:
     return [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
 
 
+def _blade_events(model, inputs, config) -> list:
+    """The profile of one call of ``model`` compiled with ``config`` (the module dropped after)."""
+    with torch.no_grad():
+        opt = blade.optimize(model, inputs, config=config)
+    return _profile(lambda: opt(*inputs))
+
+
 def _blade_key(name: str) -> str:
     base = name.rsplit("_", 2)[0] if name.endswith(("_stats", "_apply", "_res")) else name.rsplit("_", 1)[0]
     for suffix in ("_stats", "_apply", "_res"):
@@ -64,16 +74,33 @@ def summarize(label: str, events, generated, key) -> dict:
             other_count[e.name[:90]] += 1
     other = sum(others.values())
     total = sum(by_name.values())
+    kinds = collections.Counter()
+    for name, us in others.items():
+        kinds[library_kind(name)] += us
     print(f"{label}: generated kernels {total / 1000:.3f} ms in {sum(count.values())} launches; "
-          f"library and other kernels {other / 1000:.3f} ms")
+          f"library and other kernels {other / 1000:.3f} ms in {sum(other_count.values())} launches ("
+          + ", ".join(f"{k} {us / 1000:.3f}" for k, us in kinds.most_common()) + ")")
     for name, us in by_name.most_common(25):
         print(f"  {us / 1000:7.3f} ms  {count[name]:4d}x  {us / count[name]:6.1f} us each  {name[:100]}")
     print("  library and other kernels, largest:")
     for name, us in others.most_common(12):
         print(f"  {us / 1000:7.3f} ms  {other_count[name]:4d}x  {us / other_count[name]:6.1f} us each  {name}")
     return {"generated_ms": total / 1000, "launches": sum(count.values()), "other_ms": other / 1000,
+            "library_ms": {k: us / 1000 for k, us in kinds.items()},
             "top": [[n, us / 1000, count[n]] for n, us in by_name.most_common(25)],
             "top_other": [[n, us / 1000, other_count[n]] for n, us in others.most_common(25)]}
+
+
+_LIBRARY_KINDS = (("attention", ("flash", "fmha", "attention", "softmax")),
+                  ("convolution", ("conv", "fprop", "dgrad", "implicit", "cudnn")),
+                  ("gemm", ("gemm", "cublas", "cutlass", "xmma", "sm90_", "sm80_", "nvjet")),
+                  ("copy", ("copy", "elementwise", "cat", "memcpy", "memset", "fill")))
+
+
+def library_kind(name: str) -> str:
+    """The kind of a library kernel from its name (first match of ``_LIBRARY_KINDS``)."""
+    low = name.lower()
+    return next((kind for kind, keys in _LIBRARY_KINDS if any(k in low for k in keys)), "other")
 
 
 def main() -> None:
@@ -82,6 +109,8 @@ def main() -> None:
     ap.add_argument("--model", choices=["unet", "vae"], default="unet")
     ap.add_argument("--inductor", action="store_true", help="also profile torch.compile (reduce-overhead)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--blade-configs", default="",
+                    help="';'-separated Blade configurations, each 'default' or 'field=value,...'")
     args = ap.parse_args()
     b, h, w = (int(v) for v in args.shape.split("x"))
     if args.model == "unet":
@@ -91,9 +120,11 @@ def main() -> None:
         model = models.vae_decoder(torch.float16, "cuda")
         inputs = models.vae_inputs(b, h, w, dtype=torch.float16, device="cuda")
     result = {"model": args.model, "shape": args.shape}
-    with torch.no_grad():
-        opt = blade.optimize(model, inputs)
-    result["blade"] = summarize(f"Blade {args.model} {args.shape}", _profile(lambda: opt(*inputs)),
+    from bench_models import parse_config  # benchmarks/ is this script's directory
+
+    for label, config in [parse_config(t) for t in (args.blade_configs or "default").split(";")]:
+        key = "blade" if label == "default" else f"blade {label}"
+        result[key] = summarize(f"Blade ({label}) {args.model} {args.shape}", _blade_events(model, inputs, config),
                                 lambda n: n.startswith(BLADE_PREFIXES), _blade_key)
     if args.inductor:
         import torch._inductor.config as ic

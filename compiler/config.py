@@ -103,7 +103,7 @@ class Config:
     #: from Blade's C++ runtime (``runtime/cublaslt_gemm.py``: one native call instead of torch's
     #: dispatcher, the bias in cuBLASLt's epilogue), ``"torch"`` calls torch's operators. Where the
     #: C++ runtime or cuBLASLt is missing, or a layout is not one it describes, torch computes it.
-    gemm_library: Literal["torch", "cublaslt"] = "torch"
+    gemm_library: Literal["torch", "cublaslt"] = "cublaslt"
 
     #: The Program executor's step loop on CUDA (``Config(executor="program")`` and loaded
     #: artifacts): from a size signature's second call, its generated-kernel launches run from

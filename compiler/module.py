@@ -403,11 +403,11 @@ class BladeModule(torch.nn.Module):
         elif share_only:
             raise _NewCode(Variant(program, ReferenceExecutor(program.module, weights), signature, _code_key=key,
                                    device=device))
-        elif executor_kind(self._config, device) == "program":
+        elif (kind := executor_kind(self._config, device, program.module)) == "program":
             executor = ProgramBackedExecutor(program, self.original, weights, device, self._torch_provider,
                                              self._config.kernel_cache_dir, self._config.check_shapes,
                                              self._config.prepare_weights, self._config.native_step_loop)
-        elif executor_kind(self._config, device) == "kernels":
+        elif kind == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,
                                       conv_algorithm_search=self._config.conv_algorithm_search,

@@ -28,7 +28,8 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import VerifyException
 
 from blade.config import Config
-from blade.ir import ModulePass, make_context, print_module
+from blade.frontend.eager_results import data_dependent_names
+from blade.ir import ModulePass, make_context, print_module, read_symbol_table
 from blade.passes import get_pass
 from blade.report import CompileReport
 from blade.symbolic import ShapeError
@@ -189,9 +190,18 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
     return CompiledProgram(result.module, ep, result, report)
 
 
-def executor_kind(config: Config, device: torch.device) -> str:
+def executor_kind(config: Config, device: torch.device, module=None) -> str:
+    """What ``Config.executor="auto"`` means on ``device`` for the IR ``module``: the Program
+    executor on CUDA, but the IR kernel executor when ``bounds_check`` asks for device-side offset
+    assertions (only its kernels carry them) or when sizes depend on tensor values (``nonzero``,
+    ``masked_select``: a Program's sizes are all known from the input sizes before a call runs);
+    the reference executor elsewhere."""
     if config.executor == "auto":
-        return "kernels" if device.type == "cuda" else "reference"
+        if device.type != "cuda":
+            return "reference"
+        if config.bounds_check or (module is not None and data_dependent_names(read_symbol_table(module))):
+            return "kernels"
+        return "program"
     return config.executor
 
 

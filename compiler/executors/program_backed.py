@@ -47,6 +47,14 @@ class ProgramBackedExecutor(ReferenceExecutor):
         from blade.lower_program import lower_program
 
         super().__init__(compiled.module, weights, check_shapes)
+        if self.data_dependent:
+            # refused at compile time (the module then runs eagerly with one message); "auto" picks
+            # the IR kernel executor for such programs (blade.pipeline.executor_kind)
+            raise NotImplementedError(
+                "Config(executor='program') cannot run this program: sizes "
+                f"{sorted(self.data_dependent)} depend on tensor values (nonzero, masked_select, unique...), "
+                "and a Program computes every size from the input sizes before a call; use "
+                "Config(executor='auto') or 'kernels'")
         self.program = lower_program(compiled, target=program_target(device), cache_dir=cache_dir)
         if (device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"
                 and any(s.kind == StepKind.LAUNCH.value for s in self.program.steps)):

@@ -31,7 +31,8 @@ def test_gpu_kernels_equal_eager(name, executor):
 
 # weight_norm_cdist: eager has no half-precision cdist on CUDA; scale_from_sizes rounds 3x, where
 # values at a rounding boundary differ by 1 between two fp16 paths
+@pytest.mark.parametrize("executor", ["kernels", "program"])
 @pytest.mark.parametrize("name", sorted(set(CASES) - {"scale_from_sizes", "weight_norm_cdist"}))
-def test_gpu_half_precision(name):
-    check_case(name, blade.Config(executor="kernels"), dtype=torch.float16, atol=2e-2, rtol=2e-2, device="cuda",
+def test_gpu_half_precision(name, executor):
+    check_case(name, blade.Config(executor=executor), dtype=torch.float16, atol=2e-2, rtol=2e-2, device="cuda",
                variants=_variants(name))

@@ -141,6 +141,44 @@ def test_program_executor_on_cpu_without_interpreter_is_refused_at_compile_time(
     assert "TRITON_INTERPRET=1" in err and "INTERNAL ERROR" not in err, err
 
 
+class _MaskedSelect(torch.nn.Module):
+    def forward(self, x):
+        return torch.masked_select(x, x > 0) * 2
+
+
+def test_auto_executor_on_cuda_is_the_program_executor_but_for_value_dependent_sizes():
+    """``Config(executor="auto")`` on CUDA: the Program executor, except with ``bounds_check``
+    (only the IR executor's kernels carry the assertions) or when a size depends on tensor values
+    (a Program computes every size before a call: ``masked_select`` reported "CallPlanner: symbol 2
+    has no binding" on every call when the Program executor was first made the default)."""
+    import blade
+    from blade.pipeline import compile_program, executor_kind
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    linear = compile_program(torch.nn.Linear(8, 8).eval(), (torch.randn(2, 8),), {}, blade.Config(), None, "l")
+    select = compile_program(_MaskedSelect(), (torch.randn(3, 5),), {}, blade.Config(), None, "s")
+    assert executor_kind(blade.Config(), cuda, linear.module) == "program"
+    assert executor_kind(blade.Config(bounds_check=True), cuda, linear.module) == "kernels"
+    assert executor_kind(blade.Config(), cuda, select.module) == "kernels"
+    assert executor_kind(blade.Config(), cpu, linear.module) == "reference"
+    assert executor_kind(blade.Config(executor="program"), cuda, select.module) == "program"
+
+
+def test_program_executor_refuses_value_dependent_sizes_at_compile_time(capsys):
+    """``Config(executor="program")`` asked for explicitly on a program whose sizes depend on tensor
+    values: refused when compiled, with one message naming why and what to use; the module answers
+    eagerly (no INTERNAL ERROR per call)."""
+    import blade
+
+    m = _MaskedSelect()
+    opt = blade.optimize(m, (torch.randn(3, 5),), config=blade.Config(executor="program"))
+    for n in (5, 7):
+        x = torch.randn(3, n)
+        torch.testing.assert_close(opt(x), m(x))
+    err = capsys.readouterr().err
+    assert "depend on tensor values" in err and "executor='auto'" in err and "INTERNAL ERROR" not in err, err
+
+
 def test_outgrown_groupnorm_counter_outlives_the_graphs_that_captured_it():
     """GroupNorm's ticket counter grows with the batch; a CUDA graph captured at a smaller batch
     (``Config(executor="program")`` captures graphs around the Program executor) replays with
