@@ -75,12 +75,14 @@ class Config:
     #: and debugging; the launch-time shape and stride checks are always on regardless.
     bounds_check: bool = False
 
-    #: How compiled programs run. ``"auto"``: generated Triton kernels plus PyTorch library ops on
-    #: CUDA, the reference executor (PyTorch ops only) elsewhere; ``"kernels"`` forces generated
-    #: kernels (on a CPU this needs ``TRITON_INTERPRET=1`` and runs them in Triton's interpreter);
-    #: ``"reference"`` never runs generated kernels; ``"program"`` lowers each variant to a
-    #: ``Program`` and runs it with the runtime's Program executor (cubins through the C++
-    #: launcher on CUDA; ``blade/executors/program_backed.py``), as a loaded artifact runs.
+    #: How compiled programs run. ``"program"`` lowers each variant to a ``Program`` and runs it
+    #: with the runtime's Program executor (cubins and cuBLASLt GEMMs from the C++ step list on
+    #: CUDA; ``blade/executors/program_backed.py``), as a loaded artifact runs; ``"kernels"`` runs
+    #: the IR with generated Triton kernels plus PyTorch library ops (on a CPU this needs
+    #: ``TRITON_INTERPRET=1`` and runs them in Triton's interpreter); ``"reference"`` never runs
+    #: generated kernels. ``"auto"``: ``"program"`` on CUDA, except ``"kernels"`` where sizes depend
+    #: on tensor values (``nonzero``, ``masked_select``) or ``bounds_check`` is on (only those
+    #: kernels carry the assertions); ``"reference"`` elsewhere (``blade.pipeline.executor_kind``).
     executor: Literal["auto", "kernels", "reference", "program"] = "auto"
 
     #: On CUDA, replay a CUDA graph per input-shape signature (``runtime/graph_pool.py``): a
@@ -103,6 +105,7 @@ class Config:
     #: from Blade's C++ runtime (``runtime/cublaslt_gemm.py``: one native call instead of torch's
     #: dispatcher, the bias in cuBLASLt's epilogue), ``"torch"`` calls torch's operators. Where the
     #: C++ runtime or cuBLASLt is missing, or a layout is not one it describes, torch computes it.
+    #: Also the 1x1 channels-last convolutions, computed as GEMMs over the pixels.
     gemm_library: Literal["torch", "cublaslt"] = "cublaslt"
 
     #: The Program executor's step loop on CUDA (``Config(executor="program")`` and loaded
