@@ -10,8 +10,10 @@ the first time; from the data of that run this module makes a ``NativeLoop``:
   the pointers lead to: an input, a weight, a constant, an output (their addresses are read at the
   start of each call), or a result a Python step makes (a library call's own allocation, a kept
   weight-only launch, a ``reshape`` that had to copy: read after that step);
-* views cost nothing: a view's pointer is its root's plus the offset seen in the recorded run, and
-  a view step runs (in Python) only where a Python step or the caller reads its tensor;
+* views cost nothing: a view's pointer is its root's plus the offset seen in the recorded run; a
+  view that a Python step or the caller reads is made at the call's start by one ``as_strided`` of
+  its arena (the call's arena or the GEMM results') when it is one, else by its view steps (in
+  Python);
 * the remaining steps (library calls through torch, fallbacks, GroupNorm's two-launch schedule,
   launches whose input must be copied to make its rows collapse) run as before, in order, between
   ranges of native steps on the same stream.
@@ -161,13 +163,31 @@ class NativeLoop:
             st = p.steps[i]
             needed.update(st.inputs, st.outputs, st.attrs.get("scratch", []) if st.kind == StepKind.LAUNCH.value else [])
         run_views = set()
+        direct_arena, direct_gemm = [], []  # needed views made at a call's start from their arena
         for i in range(len(p.steps) - 1, -1, -1):
             st = p.steps[i]
             if st.kind == StepKind.VIEW.value and (st.outputs[0] in needed or i in forced_views):
+                v = st.outputs[0]
+                r = v
+                while r in view_source:
+                    r = view_source[r]
+                t = env[v]
+                if i not in forced_views and isinstance(t, torch.Tensor):
+                    # a view of an arena value or a GEMM result (no copy on the way): one
+                    # as_strided of that arena per call instead of the chain of view steps
+                    if r in arena_values and arena is not None and _same_storage(t, arena):
+                        offset = t.data_ptr() - arena.data_ptr()
+                        direct_arena.append((v, t.dtype, tuple(t.shape), tuple(t.stride()), offset // t.element_size()))
+                        continue
+                    if r in self._gemm_arena.offsets and _same_storage(t, env[r]):
+                        offset = self._gemm_arena.offsets[r] + t.data_ptr() - env[r].data_ptr()
+                        if offset % t.element_size() == 0:
+                            direct_gemm.append((v, t.dtype, tuple(t.shape), tuple(t.stride()), offset // t.element_size()))
+                            continue
                 run_views.add(i)
                 needed.add(st.inputs[0])
-        self.arena_views = [entry for entry in plan.arena if entry[0] in needed]
-        self.gemm_views = [entry for entry in self._gemm_arena.values if entry[0] in needed]
+        self.arena_views = [entry for entry in plan.arena if entry[0] in needed] + direct_arena
+        self.gemm_views = [entry for entry in self._gemm_arena.values if entry[0] in needed] + direct_gemm
         entries: dict[int, list[int]] = {}  # step -> its entries in the C++ list (GroupNorm: two)
         for k, i in enumerate(self._list_steps):
             entries.setdefault(i, []).append(k)

@@ -399,8 +399,10 @@ class ProgramExecutor:
                 # a result that may alias one of the arguments must not when the caller keeps it
                 # (an output) or when that argument's arena buffer dies here and is reused later
                 reads_arena = any(i in self._in_arena for i in ins)
+                fresh = _fresh_results(provider, op)  # never an argument's memory: nothing to check
                 checks = [(o, tuple(slots[d] for d in self.program.values[o].dims), self._dtypes[o],
-                           reads_arena or self.program.values[o].kind == ValueKind.OUTPUT.value) for o in outs]
+                           not fresh and (reads_arena or self.program.values[o].kind == ValueKind.OUTPUT.value))
+                          for o in outs]
 
                 def library_allocating(env):
                     args = [env[i] for i in ins]
@@ -593,6 +595,11 @@ def _refresh_prepared(entry: list) -> None:
 
 def _allocates(provider, op: str) -> bool:
     fn = getattr(provider, "allocates", None)
+    return bool(fn(op)) if callable(fn) else False
+
+
+def _fresh_results(provider, op: str) -> bool:
+    fn = getattr(provider, "fresh_results", None)
     return bool(fn(op)) if callable(fn) else False
 
 

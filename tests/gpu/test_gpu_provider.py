@@ -4,6 +4,7 @@ it (an in-place refresh into the old copy would leave the convolution a weight o
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from blade.runtime.host_provider import TorchProvider
 
@@ -32,3 +33,33 @@ def test_channels_last_copy_moves_with_its_weight():
                           "groups": 1}, [x, w, conv.bias], [None])[0]
     ref = torch.nn.functional.conv2d(x.movedim(-1, 1), w, conv.bias).movedim(1, -1)
     torch.testing.assert_close(y, ref, rtol=1e-2, atol=1e-2)  # TF32 convolutions
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_direct_cudnn_convolution_is_torch_s(dtype, monkeypatch):
+    """The provider's channels-last convolutions call cuDNN's convolution directly (then add the
+    bias, as torch does): the same values as ``F.conv2d`` for strides, padding, dilation, odd
+    sizes, batch 1 and 3, with and without a bias; grouped ones take ``F.conv2d`` itself."""
+    from blade.runtime import host_provider
+
+    calls = []
+    real = host_provider._CUDNN_CONV
+    monkeypatch.setattr(host_provider, "_CUDNN_CONV", lambda *a: calls.append(a) or real(*a))
+    provider = TorchProvider(conv_algorithm_search=False, convert_weights_in_place=False, gemm_library="torch")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    cases = [((1, 13, 17, 8), (16, 8, 3, 3), 1, 1, 1, 1, True), ((3, 9, 31, 4), (5, 4, 3, 3), 2, 1, 1, 1, False),
+             ((2, 16, 16, 6), (6, 6, 3, 3), 1, 2, 2, 1, True), ((2, 10, 12, 8), (8, 4, 3, 3), 1, 1, 1, 2, True),
+             ((1, 7, 5, 3), (4, 3, 1, 1), 1, 0, 1, 1, True)]
+    for x_shape, w_shape, stride, pad, dil, groups, with_bias in cases:
+        x = torch.randn(x_shape, device="cuda", dtype=dtype, generator=g)
+        w = torch.randn(w_shape, device="cuda", dtype=dtype, generator=g)
+        b = torch.randn(w_shape[0], device="cuda", dtype=dtype, generator=g) if with_bias else None
+        attrs = {"layout": "nhwc", "stride": [stride] * 2, "padding": [pad] * 2, "dilation": [dil] * 2, "groups": groups}
+        before = len(calls)
+        (y,) = provider("conv", attrs, [x, w] + ([b] if with_bias else []), [None])
+        assert (len(calls) > before) == (groups == 1), (x_shape, w_shape, groups)
+        ref = F.conv2d(x.movedim(-1, 1), w.contiguous(memory_format=torch.channels_last), b, stride, pad, dil,
+                       groups).movedim(1, -1)
+        assert y.shape == ref.shape and y.is_contiguous()
+        torch.testing.assert_close(y, ref, rtol=1e-3 if dtype != torch.bfloat16 else 1e-2, atol=1e-3 if dtype == torch.float32 else 1e-2)

@@ -22,8 +22,8 @@ def native(tmp_path_factory):
     return build_native(tmp_path_factory)[1]
 
 
-def _program(name):
-    factory, make = CASES[name]
+def _program(name, extra=None):
+    factory, make = {**CASES, **(extra or {})}[name]
     torch.manual_seed(0)
     model = factory().eval()
     opt = blade.optimize(model, make(*SIZES[0]), config=blade.Config(executor="reference"))
@@ -101,6 +101,51 @@ def test_views_cost_nothing_and_libraries_stay_python(native):
     assert python_views + loop.skipped_views == kinds.count("view")
     # the arena views made per call are only those a Python step (or the caller) reads
     assert len(loop.arena_views) <= len(plan.arena)
+
+
+class _HeadsOfANorm(torch.nn.Module):
+    """A generated kernel's result (LayerNorm, in the arena) read by a library call (torch's
+    matmul) through a reshape and a permute: the views an attention's q/k take."""
+
+    def __init__(self, d=16):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        h = self.norm(x).reshape(b, n, 2, d // 2).permute(0, 2, 1, 3)
+        return h @ h.transpose(-1, -2)
+
+
+_VIEW_CASES = {"heads_of_a_norm": (_HeadsOfANorm, lambda b, n: (torch.randn(b, n, 16),))}
+
+
+@pytest.mark.parametrize("name", ["heads_of_a_norm", "attention", "geglu", "matmuls"])
+def test_views_made_from_the_arena_are_the_python_run_s_views(native, name):
+    """A view a Python step reads, of an arena value, is made at a call's start by one
+    ``as_strided`` of the arena (``NativeLoop.arena_views``) instead of its chain of view steps:
+    in another run of the same sizes each such view must be exactly where and what the Python
+    loop's views are (shape, strides, dtype, address), and its view steps must not also run."""
+    model, make, prog = _program(name, _VIEW_CASES)
+    ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
+    b, n = SIZES[-1]
+    plan, env, arena = ex.trace(make(b, n))
+    loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
+    keep = [torch.empty(1 << 16) for _ in range(3)]  # the next run's tensors land elsewhere
+    x2 = [t.clone().normal_() if t.is_floating_point() else t.clone() for t in make(b, n)]
+    plan2, env2, arena2 = ex.trace(x2)
+    assert plan2 is plan
+    values = {entry[0] for entry in plan.arena}
+    direct = [entry for entry in loop.arena_views if entry[0] not in values]
+    for v, dt, shape, stride, offset in loop.arena_views:
+        t = env2[v]
+        assert (t.dtype, tuple(t.shape), tuple(t.stride())) == (dt, shape, stride), v
+        assert t.data_ptr() == arena2.data_ptr() + offset * t.element_size(), v
+    run = {op[2].outputs[0] for op in loop.ops if op[0] == "python" and op[2].kind == "view"}
+    assert not run & {v for v, *_ in direct}
+    if name == "heads_of_a_norm":
+        assert len(direct) >= 2, loop.describe()  # h and its transpose, each one as_strided
+    del keep
 
 
 def test_other_input_strides_are_declined(native):

@@ -141,6 +141,35 @@ def test_program_executor_on_cpu_without_interpreter_is_refused_at_compile_time(
     assert "TRITON_INTERPRET=1" in err and "INTERNAL ERROR" not in err, err
 
 
+def test_ops_declared_fresh_never_return_an_argument_s_memory():
+    """The executor skips its aliasing check for ops the provider declares fresh
+    (``TorchProvider.fresh_results``): each of them, called as the Program calls it (with one
+    input where it takes a list, where ``cat`` is tempted to return it), returns new memory."""
+    from blade.runtime.host_provider import _FRESH_RESULTS, torch_provider
+
+    x4, x3 = torch.randn(2, 5, 6, 4), torch.randn(2, 7, 8)
+    calls = {
+        "conv": ({"layout": "nhwc", "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
+                 [x4, torch.randn(3, 4, 3, 3), torch.randn(3)]),
+        "linear": ({}, [x3, torch.randn(8, 8)]),
+        "matmul": ({}, [x3, torch.randn(8, 8)]),
+        "attention": ({"is_causal": 0}, [x4, x4, x4]),
+        "concat": ({"dim": 0}, [x3]),
+        "group_norm": ({"num_groups": 2, "eps": 1e-5, "layout": "nhwc"}, [x4]),
+        "layer_norm": ({"normalized_ndim": 1, "eps": 1e-5}, [x3]),
+        "softmax": ({"dim": -1}, [x3]),
+        "log_softmax": ({"dim": -1}, [x3]),
+        "embedding": ({}, [torch.randn(10, 4), torch.tensor([[1, 2, 3]])]),
+    }
+    assert set(calls) == _FRESH_RESULTS
+    for op, (attrs, ins) in calls.items():
+        assert torch_provider.fresh_results(op)
+        (r,) = torch_provider(op, attrs, ins, [None])
+        ptrs = {t.untyped_storage().data_ptr() for t in ins}
+        assert r.untyped_storage().data_ptr() not in ptrs, op
+    assert not torch_provider.fresh_results("cast")
+
+
 class _MaskedSelect(torch.nn.Module):
     def forward(self, x):
         return torch.masked_select(x, x > 0) * 2
