@@ -140,9 +140,6 @@ _FRESH_RESULTS = {"conv", "linear", "matmul", "attention", "concat", "group_norm
 #: ops whose implementation above reads the planned outputs
 _READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_sum", "reduce_mean", "cumsum"}
 _CUDNN_FLAG_LOCK = threading.Lock()  # cudnn.benchmark is process-wide: set and restored under it
-#: cuDNN's convolution as torch's convolution calls it for CUDA tensors of these dtypes (no bias)
-_CUDNN_CONV = torch.ops.aten.cudnn_convolution.default
-_CUDNN_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 #: the module call this thread is in (``module_call``): an op's shape seen again within one module
@@ -366,21 +363,10 @@ class TorchProvider:
             result = self._cublaslt_or_none("linear", [x, w.reshape(w.shape[0], w.shape[1]), *inputs[2:]])
             if result is not None:
                 return result
-        nhwc = a.get("layout", "nchw") == "nhwc"
-        if nhwc and w.dim() == 4:
+        if a.get("layout", "nchw") == "nhwc" and w.dim() == 4:
             w = self._channels_last(w)
         # timed at a shape's second call, then cached by cuDNN
         key = (tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), a["groups"])
-        if nhwc and w.dim() == 4 and a["groups"] == 1 and x.dtype in _CUDNN_DTYPES and torch.backends.cudnn.enabled:
-            # what F.conv2d runs for these (cuDNN, then the bias added: cuDNN's convolution takes
-            # none), without its backend selection or the process-wide benchmark flag: ~20 us
-            # less host time per call, the same kernels
-            cudnn = torch.backends.cudnn
-            y = _CUDNN_CONV(x.movedim(-1, 1), w, key[1], key[0], key[2], 1, self._search.benchmark(x, w, key),
-                            cudnn.deterministic or torch.are_deterministic_algorithms_enabled(), cudnn.allow_tf32)
-            if len(inputs) > 2 and inputs[2] is not None:
-                y.add_(inputs[2].view(1, -1, 1, 1))
-            return y.movedim(1, -1)
         with _CUDNN_FLAG_LOCK:
             saved = torch.backends.cudnn.benchmark
             torch.backends.cudnn.benchmark = self._search.benchmark(x, w, key)

@@ -37,15 +37,11 @@ def test_channels_last_copy_moves_with_its_weight():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_direct_cudnn_convolution_is_torch_s(dtype, monkeypatch):
-    """The provider's channels-last convolutions call cuDNN's convolution directly (then add the
-    bias, as torch does): the same values as ``F.conv2d`` for strides, padding, dilation, odd
-    sizes, batch 1 and 3, with and without a bias; grouped ones take ``F.conv2d`` itself."""
-    from blade.runtime import host_provider
-
-    calls = []
-    real = host_provider._CUDNN_CONV
-    monkeypatch.setattr(host_provider, "_CUDNN_CONV", lambda *a: calls.append(a) or real(*a))
+def test_channels_last_convolutions_are_torch_s(dtype):
+    """The provider's channels-last convolutions (NHWC in and out, the weight made channels-last):
+    ``F.conv2d``'s values for strides, padding, dilation, groups, odd sizes, batch 1 and 3, with
+    and without a bias. (Session 12 tried calling ``aten.cudnn_convolution`` directly to skip
+    torch's backend selection: no host time was saved on an H200, 38 us a call either way.)"""
     provider = TorchProvider(conv_algorithm_search=False, convert_weights_in_place=False, gemm_library="torch")
     g = torch.Generator(device="cuda").manual_seed(0)
     cases = [((1, 13, 17, 8), (16, 8, 3, 3), 1, 1, 1, 1, True), ((3, 9, 31, 4), (5, 4, 3, 3), 2, 1, 1, 1, False),
@@ -56,9 +52,7 @@ def test_direct_cudnn_convolution_is_torch_s(dtype, monkeypatch):
         w = torch.randn(w_shape, device="cuda", dtype=dtype, generator=g)
         b = torch.randn(w_shape[0], device="cuda", dtype=dtype, generator=g) if with_bias else None
         attrs = {"layout": "nhwc", "stride": [stride] * 2, "padding": [pad] * 2, "dilation": [dil] * 2, "groups": groups}
-        before = len(calls)
         (y,) = provider("conv", attrs, [x, w] + ([b] if with_bias else []), [None])
-        assert (len(calls) > before) == (groups == 1), (x_shape, w_shape, groups)
         ref = F.conv2d(x.movedim(-1, 1), w.contiguous(memory_format=torch.channels_last), b, stride, pad, dil,
                        groups).movedim(1, -1)
         assert y.shape == ref.shape and y.is_contiguous()
