@@ -175,15 +175,14 @@ class NativeLoop:
                 if i not in forced_views and isinstance(t, torch.Tensor):
                     # a view of an arena value or a GEMM result (no copy on the way): one
                     # as_strided of that arena per call instead of the chain of view steps
+                    made = None  # (the list of its arena's views, byte offset in that arena)
                     if r in arena_values and arena is not None and _same_storage(t, arena):
-                        offset = t.data_ptr() - arena.data_ptr()
-                        direct_arena.append((v, t.dtype, tuple(t.shape), tuple(t.stride()), offset // t.element_size()))
+                        made = direct_arena, t.data_ptr() - arena.data_ptr()
+                    elif r in self._gemm_arena.offsets and _same_storage(t, env[r]):
+                        made = direct_gemm, self._gemm_arena.offsets[r] + t.data_ptr() - env[r].data_ptr()
+                    if made is not None and made[1] % t.element_size() == 0:
+                        made[0].append((v, t.dtype, tuple(t.shape), tuple(t.stride()), made[1] // t.element_size()))
                         continue
-                    if r in self._gemm_arena.offsets and _same_storage(t, env[r]):
-                        offset = self._gemm_arena.offsets[r] + t.data_ptr() - env[r].data_ptr()
-                        if offset % t.element_size() == 0:
-                            direct_gemm.append((v, t.dtype, tuple(t.shape), tuple(t.stride()), offset // t.element_size()))
-                            continue
                 run_views.add(i)
                 needed.add(st.inputs[0])
         self.arena_views = [entry for entry in plan.arena if entry[0] in needed] + direct_arena

@@ -123,7 +123,7 @@ class ProgramExecutor:
         #: values a provider allocates itself (``allocates``: library results used as computed, see
         #: ``runtime/host_provider.py``); their buffers are left out of the arena
         self._provided = {o for st in p.steps if st.kind == StepKind.LIBRARY_CALL.value
-                          and _allocates(self.providers.get(st.provider), st.op) for o in st.outputs}
+                          and _provider_says(self.providers.get(st.provider), "allocates", st.op) for o in st.outputs}
         #: launches that read only weights (the casts of a float32 model compiled in float16):
         #: run once into tensors kept across calls (``_prepared_launch``), not on every call
         self._prepared_steps = {i for i, st in enumerate(p.steps) if prepare_weights
@@ -399,7 +399,7 @@ class ProgramExecutor:
                 # a result that may alias one of the arguments must not when the caller keeps it
                 # (an output) or when that argument's arena buffer dies here and is reused later
                 reads_arena = any(i in self._in_arena for i in ins)
-                fresh = _fresh_results(provider, op)  # never an argument's memory: nothing to check
+                fresh = _provider_says(provider, "fresh_results", op)  # never an argument's memory: nothing to check
                 checks = [(o, tuple(slots[d] for d in self.program.values[o].dims), self._dtypes[o],
                            not fresh and (reads_arena or self.program.values[o].kind == ValueKind.OUTPUT.value))
                           for o in outs]
@@ -593,13 +593,10 @@ def _refresh_prepared(entry: list) -> None:
     entry[1], entry[2] = [w._version for w in weights], [w.data_ptr() for w in weights]
 
 
-def _allocates(provider, op: str) -> bool:
-    fn = getattr(provider, "allocates", None)
-    return bool(fn(op)) if callable(fn) else False
-
-
-def _fresh_results(provider, op: str) -> bool:
-    fn = getattr(provider, "fresh_results", None)
+def _provider_says(provider, question: str, op: str) -> bool:
+    """A provider's optional answer about ``op`` (``allocates``, ``fresh_results``); False if it
+    has no such method."""
+    fn = getattr(provider, question, None)
     return bool(fn(op)) if callable(fn) else False
 
 

@@ -50,7 +50,7 @@ class ProgramBackedExecutor(ReferenceExecutor):
         if self.data_dependent:
             # refused at compile time (the module then runs eagerly with one message); "auto" picks
             # the IR kernel executor for such programs (blade.pipeline.executor_kind)
-            raise NotImplementedError(
+            raise RuntimeError(
                 "Config(executor='program') cannot run this program: sizes "
                 f"{sorted(self.data_dependent)} depend on tensor values (nonzero, masked_select, unique...), "
                 "and a Program computes every size from the input sizes before a call; use "
