@@ -14,7 +14,7 @@ smallest network and probes found.
 Run one seed from the command line (prints the network, the outcome and, on failure, the shrunk
 reproduction):
 
-    python -m tests.generated.check 17 [--executor kernels] [--no-shrink]
+    python -m tests.generated.check 17 [--executor kernels|program] [--no-shrink]
     python -m tests.generated.check --range 300 700 --no-shrink     # bug hunting in bulk
 """
 
@@ -48,7 +48,7 @@ class Failure:
 
 
 #: generated-kernel launches of each passing check's first variant (0 for the reference executor)
-KERNEL_LAUNCHES: list[int] = []
+KERNEL_LAUNCHES: dict[str, list[int]] = {}  # executor -> generated-kernel launches per network checked
 
 
 def config_for(executor: str) -> blade.Config:
@@ -116,16 +116,26 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
     if not opt.variants:  # capture failed: every call ran the module eagerly (correct, not compiled)
         return Failure("not compiled", 0, "blade.optimize could not compile the network and runs it in "
                        "eager PyTorch (see the [blade] message above)")
-    stats = opt.variants[0].program.launch_stats
-    KERNEL_LAUNCHES.append(stats.launches if stats is not None else 0)
+    KERNEL_LAUNCHES.setdefault(executor, []).append(_launches(opt.variants[0]))
     return None
+
+
+def _launches(variant) -> int:
+    """Generated-kernel launches of a variant: counted by the IR executor's launchers, or the
+    Program's launch steps (every call runs each once)."""
+    program = getattr(variant.executor, "program", None)
+    if program is not None and hasattr(program, "steps"):
+        return sum(1 for s in program.steps if s.kind == "launch")
+    stats = variant.program.launch_stats
+    return stats.launches if stats is not None else 0
 
 
 def reproduction(net: Network, failure: Failure, executor: str = "reference") -> str:
     """A runnable script that shows the failure, with the failure's text as a comment."""
     kw = lambda p: ", ".join(f"{k}={v}" for k, v in net.probes[p].items())  # noqa: E731
-    cfg = "blade.Config(executor='kernels')" if executor == "kernels" else "blade.Config()"
-    env = "# run with TRITON_INTERPRET=1 on a CPU\n" if executor == "kernels" else ""
+    interpreted = executor in ("kernels", "program")
+    cfg = f"blade.Config(executor='{executor}')" if interpreted else "blade.Config()"
+    env = "# run with TRITON_INTERPRET=1 on a CPU\n" if interpreted else ""
     lines = [f"# Blade generated-network failure ({failure.kind}), seed {net.seed}", env + net.source(),
              "import blade", "", f"torch.manual_seed({net.seed})", "net = Net().eval()",
              f"opt = blade.optimize(net, make_inputs({kw(0)}, seed=100), config={cfg})",
@@ -225,7 +235,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("seeds", type=int, nargs="*")
     ap.add_argument("--range", type=int, nargs=2, metavar=("FIRST", "END"), help="seeds FIRST..END-1 too")
-    ap.add_argument("--executor", default="reference", choices=["reference", "kernels"])
+    ap.add_argument("--executor", default="reference", choices=["reference", "kernels", "program"])
     ap.add_argument("--no-shrink", action="store_true")
     args = ap.parse_args()
     seeds = list(args.seeds) + (list(range(*args.range)) if args.range else [])

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.generated.test_random_networks import INTERPRETED_SEEDS, run_seed
+from tests.generated.test_random_networks import INTERPRETED_SEEDS, PROGRAM_SEEDS, run_seed
 
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs TRITON_INTERPRET=1 (run through test_random_networks.py)", allow_module_level=True)
@@ -22,10 +22,19 @@ def test_kernels_executor(seed):
     run_seed(seed, "kernels")
 
 
-def test_generated_kernels_ran():
+@pytest.mark.parametrize("seed", PROGRAM_SEEDS)
+def test_program_executor(seed):
+    """The same networks lowered to Programs and run by the runtime's Program executor (the CUDA
+    default; here its generated kernels run in the interpreter, its library calls in torch)."""
+    run_seed(seed, "program")
+
+
+@pytest.mark.parametrize("executor", ["kernels", "program"])
+def test_generated_kernels_ran(executor):
     """Runs after the seeds above (file order): most networks launched generated kernels (a few
     are all library calls: a lone convolution or matmul)."""
     from tests.generated.check import KERNEL_LAUNCHES
 
-    ran = [n for n in KERNEL_LAUNCHES if n > 0]
-    assert len(ran) >= len(KERNEL_LAUNCHES) // 2, KERNEL_LAUNCHES
+    launches = KERNEL_LAUNCHES.get(executor, [])
+    ran = [n for n in launches if n > 0]
+    assert launches and len(ran) >= len(launches) // 2, launches

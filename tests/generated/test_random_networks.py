@@ -2,8 +2,9 @@
 
 300 seeds through the reference executor (the CPU default), each compiled once at one shape and
 checked at that shape and three others (batch 1 among them, odd sizes, sizes that are not
-multiples of 8); a subset through the generated Triton kernels on Triton's CPU interpreter, in a
-subprocess started with ``TRITON_INTERPRET=1`` (tests/generated/interpreted_networks.py).
+multiples of 8); subsets through the generated Triton kernels on Triton's CPU interpreter, by the
+IR kernel executor and by the Program executor, in a subprocess started with ``TRITON_INTERPRET=1``
+(tests/generated/interpreted_networks.py).
 
 A failure prints a runnable reproduction and, for the first few failures of a run, the smallest
 still-failing network the shrinker finds. Reproduce one seed with
@@ -24,6 +25,7 @@ from tests.generated.netgen import generate
 
 CPU_SEEDS = range(300)
 INTERPRETED_SEEDS = range(1000, 1040)
+PROGRAM_SEEDS = range(1000, 1080)  # the Program executor (the CUDA default) on the interpreter
 
 # Bugs found by this generator and not fixed yet, seed -> the bug's name and a minimal
 # reproduction; a listed seed is skipped with that name. Empty: the relation and or-guard bugs the
