@@ -46,7 +46,8 @@ def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = 
                 raise ValueError(f"output constant {value!r} of variant {i} cannot be saved (not a JSON value)")
         d = f"variant-{i}"
         config = module.__dict__.get("_config")  # the BladeModule's own (never the wrapped module's)
-        program = lower_program(v.program, target=target, cache_dir=config.kernel_cache_dir if config else None)
+        program = lower_program(v.program, target=target, cache_dir=config.kernel_cache_dir if config else None,
+                                bounds_check=bool(config and config.bounds_check))
         hashes.append(program.save(os.path.join(path, d)))
         entries.append({"dir": d, "signature": signature_key(v.signature),
                         "outputs": [[kind, value] for kind, value in ir.outputs],

@@ -81,8 +81,10 @@ class Config:
     #: the IR with generated Triton kernels plus PyTorch library ops (on a CPU this needs
     #: ``TRITON_INTERPRET=1`` and runs them in Triton's interpreter); ``"reference"`` never runs
     #: generated kernels. ``"auto"``: ``"program"`` on CUDA, except ``"kernels"`` where sizes depend
-    #: on tensor values (``nonzero``, ``masked_select``) or ``bounds_check`` is on (only those
-    #: kernels carry the assertions); ``"reference"`` elsewhere (``blade.pipeline.executor_kind``).
+    #: on tensor values (``nonzero``, ``masked_select``) or ``bounds_check`` is on (the bounds-checked
+    #: path verified on GPUs; ``Config(executor="program", bounds_check=True)`` checks the Program's
+    #: kernels, verified so far on the CPU interpreter); ``"reference"`` elsewhere
+    #: (``blade.pipeline.executor_kind``).
     executor: Literal["auto", "kernels", "reference", "program"] = "auto"
 
     #: On CUDA, replay a CUDA graph per input-shape signature (``runtime/graph_pool.py``): a

@@ -72,22 +72,27 @@ class _Slots:
         return self.index[e]
 
 
-def lower_program(compiled, target: tuple[str, int, int] | None = None, cache_dir: str | None = None) -> Program:
+def lower_program(compiled, target: tuple[str, int, int] | None = None, cache_dir: str | None = None,
+                  bounds_check: bool = False) -> Program:
     """``compiled``: a ``pipeline.CompiledProgram`` (module after the pass pipeline, export, weights).
-    ``target`` (e.g. ``("cuda", 90, 32)``): also compile every kernel variant to a cubin for it."""
+    ``target`` (e.g. ``("cuda", 90, 32)``): also compile every kernel variant to a cubin for it.
+    ``bounds_check``: kernels with offset assertions (``Config.bounds_check``)."""
     return lower_module(compiled.module, dict(compiled.import_result.weights), dict(compiled.ep.constants),
-                        target=target, cache_dir=cache_dir)
+                        target=target, cache_dir=cache_dir, bounds_check=bounds_check)
 
 
 def lower_module(module, weights: dict[str, tuple[str, str]] | None = None,
                  constants: dict[str, torch.Tensor] | None = None, target: tuple[str, int, int] | None = None,
-                 cache_dir: str | None = None) -> Program:
+                 cache_dir: str | None = None, bounds_check: bool = False) -> Program:
     """Lower an optimized module. ``weights``: weight name -> (``"param"``, ``"buffer"`` or
     ``"constant"``, export target), as the frontend records it (absent names are parameters of
     that name); ``constants``: the export's lifted constant tensors by target (stored as blobs);
     ``target``: compile the kernels to cubins for that GPU (``codegen/aot.py``; works on a machine
-    without one), stored as blobs beside the sources, the artifact then being for that arch."""
-    lowering = _Lowering(module, weights or {}, constants or {})
+    without one), stored as blobs beside the sources, the artifact then being for that arch;
+    ``bounds_check``: every kernel also receives the element span of each tensor it addresses and
+    asserts each offset lies inside it (``codegen/emit.py``; cubins compiled in Triton's debug
+    mode, the source run with assertions on the interpreter)."""
+    lowering = _Lowering(module, weights or {}, constants or {}, bounds_check)
     program = lowering.run()
     if target is not None:
         _attach_cubins(program, lowering.plans, target, cache_dir)
@@ -116,8 +121,10 @@ def _attach_cubins(program: Program, plans: dict[str, KernelPlan], target: tuple
 
 
 class _Lowering:
-    def __init__(self, module, weights: dict[str, tuple[str, str]], constants: dict[str, torch.Tensor]):
+    def __init__(self, module, weights: dict[str, tuple[str, str]], constants: dict[str, torch.Tensor],
+                 bounds_check: bool = False):
         self.module = module
+        self.bounds_check = bounds_check
         self.constants = constants
         self.weight_table = weights
         self.table = read_symbol_table(self.module)
@@ -279,7 +286,7 @@ class _Lowering:
 
     # ------------------------------------------------------------------ kernels
     def _launch(self, op: FusedOp) -> None:
-        plan = plan_kernel(op)
+        plan = plan_kernel(op, bounds_check=self.bounds_check)
         key = self._kernel(plan)
         space = self._shape(iteration_space(op), f"blade.fused {plan.label}")
         m, k = product(space[:-1]), (space[-1] if space else sympy.Integer(1))
@@ -306,7 +313,7 @@ class _Lowering:
         data = {"name": plan.name, "kind": plan.kind, "label": plan.label, "rank": plan.rank,
                 "inputs": [asdict(s) for s in plan.inputs], "outputs": plan.outputs, "addressing": plan.addressing,
                 "needed_row_dims": plan.needed_row_dims(), "static_k": plan.static_k,
-                "num_groups": plan.num_groups, "eps": plan.eps,
+                "num_groups": plan.num_groups, "eps": plan.eps, "bounds_check": plan.bounds_check,
                 "variants": [{"entry": v.kernel, "role": _role(plan, v.kernel).value, "constexprs": v.constexprs,
                               "aligned": v.aligned, "num_warps": v.num_warps,
                               "signature": list(plan.signature(v.kernel).items())} for v in plan.variants]}

@@ -406,7 +406,8 @@ class BladeModule(torch.nn.Module):
         elif (kind := executor_kind(self._config, device, program.module)) == "program":
             executor = ProgramBackedExecutor(program, self.original, weights, device, self._torch_provider,
                                              self._config.kernel_cache_dir, self._config.check_shapes,
-                                             self._config.prepare_weights, self._config.native_step_loop)
+                                             self._config.prepare_weights, self._config.native_step_loop,
+                                             self._config.bounds_check)
         elif kind == "kernels":
             launchers = build_kernels(program, self._config, device)
             executor = KernelExecutor(program.module, weights, launchers, check_shapes=self._config.check_shapes,

@@ -193,7 +193,8 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
 def executor_kind(config: Config, device: torch.device, module=None) -> str:
     """What ``Config.executor="auto"`` means on ``device`` for the IR ``module``: the Program
     executor on CUDA, but the IR kernel executor when ``bounds_check`` asks for device-side offset
-    assertions (only its kernels carry them) or when sizes depend on tensor values (``nonzero``,
+    assertions (its bounds-checked kernels are the ones run on GPUs so far; the Program's, with
+    ``executor="program"``, only on the CPU interpreter) or when sizes depend on tensor values (``nonzero``,
     ``masked_select``: a Program's sizes are all known from the input sizes before a call runs);
     the reference executor elsewhere."""
     if config.executor == "auto":

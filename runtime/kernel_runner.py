@@ -7,6 +7,8 @@ CPU the kernel source runs under Triton's interpreter (``TRITON_INTERPRET=1``)."
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import math
 import os
@@ -19,7 +21,8 @@ import torch
 from blade.runtime import shape_eval
 from blade.runtime.program import KernelRole, Program
 from blade.runtime.program_errors import ProgramRunError
-from blade.runtime.strides import collapsed_stride as _collapsed_stride
+from blade.runtime.strides import collapsed_stride as _collapsed_stride, element_span
+
 
 class KernelRunner:
     """Launches one generated kernel of a Program from its data: the argument packing follows the
@@ -62,7 +65,11 @@ class KernelRunner:
                 copies = [t is not x for t, x in zip(tensors, ins)]
                 strides_aligned = k % 16 == 0 and all(v % 16 == 0 for n, v in address.items()
                                                       if n.startswith(("s", "rs")))
-                hit = by_strides[skey] = (copies, base | address, strides_aligned)
+                named = base | address
+                if self.data.get("bounds_check"):  # the element span of every tensor it addresses
+                    named |= {f"n{i}": element_span(t) for i, t in enumerate(tensors)}
+                    named |= {f"nout{j}": o.numel() for j, o in enumerate(outs)}
+                hit = by_strides[skey] = (copies, named, strides_aligned)
             copies, named, strides_aligned = hit
             tensors = [t.contiguous() if c else t for t, c in zip(ins, copies)]
             aligned = strides_aligned and all(t.data_ptr() % 16 == 0 for t in tensors) and \
@@ -206,7 +213,8 @@ class KernelRunner:
         fn = getattr(self._load(), variant["entry"])
         plain = [named[n] for n, ty in variant["signature"] if ty != "constexpr"]
         consts = {n: variant["constexprs"][n] for n, ty in variant["signature"] if ty == "constexpr"}
-        fn[grid](*plain, **consts)
+        with interpreter_asserts() if self.data.get("bounds_check") else contextlib.nullcontext():
+            fn[grid](*plain, **consts)
 
     def _launch_cuda(self, index: int, grid, named, device: torch.device) -> None:
         """The variant's cubin through the C++ runtime's driver launcher (``runtime/cpp/cuda_driver.h``)
@@ -296,6 +304,21 @@ class KernelRunner:
         if d["addressing"] == "coords":
             out.update({f"D{j}": rows[j] for j in d["needed_row_dims"]})
         return result, out
+
+
+@contextlib.contextmanager
+def interpreter_asserts():
+    """Triton's interpreter skips ``tl.device_assert`` unless its builder runs in debug mode (on a
+    GPU the bounds-checked variants are compiled with ``debug=True`` instead)."""
+    import triton.runtime.interpreter as interp
+
+    builder = interp.interpreter_builder
+    saved = builder.options
+    builder.options = dataclasses.replace(saved, debug=True)
+    try:
+        yield
+    finally:
+        builder.options = saved
 
 
 def type_code(kernel: str, ty: str) -> str:

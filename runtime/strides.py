@@ -22,3 +22,11 @@ def collapsed_stride(t: torch.Tensor, dims: list[int]) -> int | None:
         if t.stride(a) != t.stride(b) * t.shape[b]:
             return None
     return t.stride(live[-1])
+
+
+def element_span(t: torch.Tensor) -> int:
+    """Elements from ``t``'s first to one past its last element (0 when empty): every offset a
+    kernel reads from ``t``'s data pointer lies in ``[0, span)`` (the bounds checks' limit)."""
+    if t.numel() == 0:
+        return 0
+    return 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))

@@ -17,8 +17,6 @@ device (``codegen/emit.py``).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import math
 from collections import Counter
 
@@ -26,7 +24,8 @@ import torch
 
 from blade.codegen.aot import CompiledPlan
 from blade.codegen.emit import KernelPlan
-from blade.runtime.strides import collapsed_stride as _collapsed_stride
+from blade.runtime.kernel_runner import interpreter_asserts as _interpreter_asserts
+from blade.runtime.strides import collapsed_stride as _collapsed_stride, element_span as _span
 
 _TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "i64": torch.int64,
                 "i32": torch.int32, "i1": torch.bool}
@@ -282,29 +281,6 @@ class KernelLauncher:
             c = torch.zeros(max(n, 64), dtype=torch.int32, device=device)
             self._counters[device] = c
         return c
-
-
-@contextlib.contextmanager
-def _interpreter_asserts():
-    """Triton's interpreter skips ``tl.device_assert`` unless its builder runs in debug mode (the
-    GPU path compiles bounds-checked variants with ``debug=True`` instead)."""
-    import triton.runtime.interpreter as interp
-
-    builder = interp.interpreter_builder
-    saved = builder.options
-    builder.options = dataclasses.replace(saved, debug=True)
-    try:
-        yield
-    finally:
-        builder.options = saved
-
-
-def _span(t: torch.Tensor) -> int:
-    """Elements from ``t``'s first to one past its last element (0 when empty): every offset a
-    kernel reads from ``t``'s data pointer lies in ``[0, span)``."""
-    if t.numel() == 0:
-        return 0
-    return 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
 
 
 def _check_linear_reach(plan, i: int, t: torch.Tensor, dims: list[int], stride: int, contig: bool) -> None:

@@ -43,7 +43,8 @@ def program_target(device: torch.device) -> tuple[str, int, int] | None:
 class ProgramBackedExecutor(ReferenceExecutor):
     def __init__(self, compiled, module: torch.nn.Module, weights: Callable[[str], torch.Tensor],
                  device: torch.device, provider: TorchProvider, cache_dir: str | None = None,
-                 check_shapes: bool = False, prepare_weights: bool = False, native_loop: bool = True):
+                 check_shapes: bool = False, prepare_weights: bool = False, native_loop: bool = True,
+                 bounds_check: bool = False):
         from blade.lower_program import lower_program
 
         super().__init__(compiled.module, weights, check_shapes)
@@ -55,7 +56,8 @@ class ProgramBackedExecutor(ReferenceExecutor):
                 f"{sorted(self.data_dependent)} depend on tensor values (nonzero, masked_select, unique...), "
                 "and a Program computes every size from the input sizes before a call; use "
                 "Config(executor='auto') or 'kernels'")
-        self.program = lower_program(compiled, target=program_target(device), cache_dir=cache_dir)
+        self.program = lower_program(compiled, target=program_target(device), cache_dir=cache_dir,
+                                     bounds_check=bounds_check)
         if (device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"
                 and any(s.kind == StepKind.LAUNCH.value for s in self.program.steps)):
             # as the kernel executor does: refused at compile time (the module then runs eagerly with
@@ -66,14 +68,14 @@ class ProgramBackedExecutor(ReferenceExecutor):
         self.runner = ProgramExecutor(self.program, weights,  # the module's resolver (constants included)
                                       providers={"torch": provider}, prepare_weights=prepare_weights,
                                       native_loop=native_loop)
-        self._twin_args = (module, device, provider, cache_dir, prepare_weights, native_loop)
+        self._twin_args = (module, device, provider, cache_dir, prepare_weights, native_loop, bounds_check)
 
     def twin_for(self, compiled, weights: Callable[[str], torch.Tensor]) -> "ProgramBackedExecutor":
         """The executor of another guard class with the same code: its own Program (the Program
         checks its own guards and ranges), the kernels compiled once (Triton's cache)."""
-        module, device, provider, cache_dir, prepare, native_loop = self._twin_args
+        module, device, provider, cache_dir, prepare, native_loop, bounds_check = self._twin_args
         twin = ProgramBackedExecutor(compiled, module, weights, device, provider, cache_dir, self.check_shapes, prepare,
-                                     native_loop)
+                                     native_loop, bounds_check)
         twin.code = self.code
         return twin
 

@@ -138,6 +138,36 @@ def test_bounds_check_passes_a_normal_model_and_catches_a_forged_stride(monkeypa
             opt(torch.randn(2, 8, 4, 4))
 
 
+def test_program_bounds_check_passes_a_normal_model_and_catches_a_forged_stride(monkeypatch):
+    """``Config(executor="program", bounds_check=True)``: the Program's kernels carry the offset
+    assertions (the runtime's ``KernelRunner`` passes each tensor's element span), a normal model
+    runs through them, and a forged row stride stops the call naming the offset. The Program
+    runtime has no host-side reach check: only the device assertion stands between a wrong
+    stride and a wild access."""
+    from blade.executors.program_backed import ProgramBackedExecutor
+    from blade.runtime import kernel_runner
+
+    cfg = blade.Config(executor="program", check_shapes=True, bounds_check=True, fallback="strict")
+    model = LinearProjection().eval()
+    opt = blade.optimize(model, (torch.randn(2, 8, 4, 4),), config=cfg)
+    for b, h, w in [(2, 4, 4), (1, 3, 5), (3, 5, 2)]:
+        x = torch.randn(b, 8, h, w)
+        with torch.no_grad():
+            torch.testing.assert_close(opt(x), model(x), atol=1e-4, rtol=1e-4)
+    executor = opt.variants[0].executor
+    assert isinstance(executor, ProgramBackedExecutor)
+    kernels = executor.program.kernels.values()
+    assert kernels and all(k["bounds_check"] for k in kernels)
+    assert all("tl.device_assert" in executor.program.blobs[k["source"]].decode() for k in kernels)
+
+    real = kernel_runner._collapsed_stride
+    monkeypatch.setattr(kernel_runner, "_collapsed_stride", lambda t, dims: None if real(t, dims) is None
+                        else 3 * real(t, dims) + 1)
+    with pytest.raises(Exception, match="offset outside its tensor"):
+        with torch.no_grad():
+            opt(torch.randn(2, 8, 6, 3))  # a new size: its launches resolve their strides again
+
+
 def test_the_host_side_reach_check_catches_a_forged_stride(monkeypatch):
     strict = blade.Config(executor="kernels", check_shapes=True, fallback="strict")  # run errors raise
     opt = _check(LinearProjection(), lambda b, h, w: (torch.randn(b, 8, h, w),), [(2, 4, 4)], config=strict)
