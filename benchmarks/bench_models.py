@@ -2,7 +2,8 @@
 (reduce-overhead: CUDA graphs, static shapes, recompiles per shape) and Blade (one compile for every
 shape), Blade with CUDA graphs on (a graph per repeated shape) and off.
 
-Per workload: ms per call (CUDA events, median), Blade's host time per call (the time ``opt(x)``
+Per workload: ms per call (CUDA events around each call alone, median; "back to back": calls
+issued without waiting, the GPU synchronised at the end, the larger of host and GPU time), Blade's host time per call (the time ``opt(x)``
 takes to return, without waiting for the GPU: what a launch-bound caller pays), compile time and
 the first call at a new shape, peak memory, Blade's generated-kernel GPU time, and the largest
 difference from eager's output. Rows are printed and saved as they are measured, so a run cut
@@ -23,7 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import bar_plot, environment, kernel_ms, print_table, save_json, wall_ms  # noqa: E402
+from common import back_to_back_ms, bar_plot, environment, kernel_ms, print_table, save_json, wall_ms  # noqa: E402
 
 import blade  # noqa: E402
 from blade import models  # noqa: E402
@@ -61,7 +62,8 @@ def _peak(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, torch.cuda.max_memory_allocated() / 2**30
 
 
-HEADER = ["workload", "eager", "compile", "blade", "blade no graphs", "host ms", "host ms no graphs",
+HEADER = ["workload", "eager", "compile", "blade", "blade no graphs", "back to back", "no graphs back to back",
+          "host ms", "host ms no graphs",
           "program", "program host ms", "C++ loop", "its host ms", "C++ loop+cuBLASLt", "its host ms", "blade kernels ms", "kernels", "blade compile s", "compile s", "peak GiB",
           "max diff"]
 
@@ -155,9 +157,11 @@ def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows:
                 opt.cuda_graphs = False
                 t_nograph = wall_ms(lambda: opt(*x))
                 h_nograph = host_ms(lambda: opt(*x))
+                b_nograph = back_to_back_ms(lambda: opt(*x))
                 opt.cuda_graphs = True
                 t_blade = wall_ms(lambda: opt(*x))
                 h_blade = host_ms(lambda: opt(*x))
+                b_blade = back_to_back_ms(lambda: opt(*x))
                 _, mem_blade2 = _peak(lambda: opt(*x))
                 mem_blade = max(mem_blade, mem_blade2)
                 t_kern, n_kern = kernel_ms(lambda: opt(*x), name_filter=lambda n: n.startswith(BLADE_KERNEL_PREFIXES))
@@ -172,11 +176,12 @@ def bench_model(name: str, with_compile: bool, quick: bool, program: bool, rows:
                 t_eager, mem_eager, _ = eager[i]
                 t_comp, first_comp, mem_comp = comp.get(i, (nan, nan, nan))
                 label = f"{name} " + "x".join(str(v) for v in shape) + (f" [{cfg_label}]" if cfg_label else "")
-                rows.append([label, t_eager, t_comp, t_blade, t_nograph, h_blade, h_nograph, t_prog, h_prog, t_nl, h_nl, t_lt, h_lt, t_kern, int(n_kern),
+                rows.append([label, t_eager, t_comp, t_blade, t_nograph, b_blade, b_nograph, h_blade, h_nograph, t_prog, h_prog, t_nl, h_nl, t_lt, h_lt, t_kern, int(n_kern),
                              f"{blade_compile:.1f}" if i == 0 else f"+{first_blade:.2f}", f"{first_comp:.1f}",
                              f"{mem_eager:.2f}/{mem_comp:.2f}/{mem_blade:.2f}", f"{diff:.2e}"])
                 records.append(dict(workload=label, eager_ms=t_eager, compile_ms=t_comp, blade_ms=t_blade,
-                                    blade_nograph_ms=t_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
+                                    blade_nograph_ms=t_nograph, blade_back_to_back_ms=b_blade,
+                                    blade_nograph_back_to_back_ms=b_nograph, blade_host_ms=h_blade, blade_nograph_host_ms=h_nograph,
                                     program_ms=t_prog, program_host_ms=h_prog, program_note=prog_note,
                                     program_native_loop_ms=t_nl, program_native_loop_host_ms=h_nl,
                                     program_native_loop_note=nl_note, program_cublaslt_ms=t_lt, program_cublaslt_host_ms=h_lt, program_cublaslt_note=lt_note,

@@ -41,6 +41,20 @@ def wall_ms(fn: Callable, iters: int = 20, warmup: int = 3) -> float:
     return times[len(times) // 2]
 
 
+def back_to_back_ms(fn: Callable, iters: int = 20, warmup: int = 3) -> float:
+    """Milliseconds per call of ``iters`` calls issued back to back, the GPU synchronised only at
+    the end (a serving loop that never waits on a step): the larger of host and GPU time per call.
+    ``wall_ms`` times each call alone from an idle GPU instead (its latency)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / iters * 1e3
+
+
 def kernel_ms(fn: Callable, iters: int = 10, warmup: int = 3, name_filter: Callable[[str], bool] | None = None):
     """GPU kernel time per call (sum of kernel durations, profiler), and the kernel count per call."""
     from torch.profiler import ProfilerActivity, profile
