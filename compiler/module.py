@@ -53,6 +53,7 @@ from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
 from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
 from blade.runtime.graph_pool import GraphPool
+from blade.runtime.program_executor import no_recording
 from blade.runtime.structure_watch import StructureSnapshot, StructureWatch, own_changes
 from blade.executors.triton_executor import KernelExecutor
 from blade.executors.program_backed import ProgramBackedExecutor
@@ -721,13 +722,14 @@ class BladeModule(torch.nn.Module):
             # would run beside other threads' calls, which share GroupNorm's ticket counter):
             # library handles, prepared weights, workspaces, one-time work that may synchronise
             # (cuDNN's algorithm search, at a shape's second call: runtime/host_provider.py's _SecondCall)
-            variant.executor.run(static, values)
-            # Blade's own kernels and library calls never synchronise; eager fallback ops may
-            if variant.program.report.unsupported and synchronizes(lambda: variant.executor.run(static, values)):
-                # never start a capture that will fail: a failed capture leaves the CUDA generator
-                # in capture mode, and every later random op of the process fails
-                raise RuntimeError("the program synchronizes with the host (an eager op such as nonzero, "
-                                   "item or a linear-algebra check), which a CUDA graph cannot contain")
+            with no_recording():  # a C++ step loop recorded here would rarely run, and costs a peak
+                variant.executor.run(static, values)
+                # Blade's own kernels and library calls never synchronise; eager fallback ops may
+                if variant.program.report.unsupported and synchronizes(lambda: variant.executor.run(static, values)):
+                    # never start a capture that will fail: a failed capture leaves the CUDA generator
+                    # in capture mode, and every later random op of the process fails
+                    raise RuntimeError("the program synchronizes with the host (an eager op such as nonzero, "
+                                       "item or a linear-algebra check), which a CUDA graph cannot contain")
             torch.cuda.synchronize(device)
             torch.cuda.empty_cache()  # as torch.cuda.graph does on entry: measured from here
             reserved = torch.cuda.memory_reserved(device)

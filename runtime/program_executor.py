@@ -30,13 +30,16 @@ Generated kernels run on CUDA tensors as cubins through the C++ runtime's driver
 met a second time is recorded into a C++ step list (``runtime/native_loop.py``): from then on its
 launches (and, with the cuBLASLt GEMM provider, its GEMMs) run from C++ and only torch's library
 calls and fallbacks remain Python steps. A call lets go of each intermediate after its last reader
-(``_last_uses``), so torch-allocated library results are freed within the call. What remains of
-issue 9's host bound: convolutions and attention through torch (15-50 us of host time each), and a
-library GEMM's own 8-10 us inside cuBLASLt: the 2 ms bound needs them as generated kernels.
+(``_last_uses``), so torch-allocated library results are freed within the call; the recording run
+keeps them all (its peak is the old one), and a CUDA graph's warm-up never records
+(``no_recording``). What remains of issue 9's host bound: convolutions and attention through torch
+(~38 us of host time each on an H200 host), the Python around them, and a library GEMM's own
+microseconds inside cuBLASLt: the bound needs them called from the C++ list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -304,8 +307,7 @@ class ProgramExecutor:
             except Exception as e:  # noqa: BLE001 - a native step's error names its step
                 raise ProgramRunError(f"{type(e).__name__}: {e}") from e
             return [env[o] for o in p.outputs]
-        record = (self.native_loop and device.type == "cuda" and not plan.native_tried
-                  and not torch.cuda.is_current_stream_capturing())  # made outside a CUDA-graph capture
+        record = self._records(plan, device)
         if record:
             plan.python_runs += 1
         keep = trace or (record and plan.python_runs >= 2)  # the loop is made from every value of the run
@@ -320,6 +322,13 @@ class ProgramExecutor:
         if record and plan.python_runs >= 2:  # a size signature met again: worth its C++ step list
             self._make_native_loop(plan, env, arena)
         return [env[o] for o in p.outputs]
+
+    def _records(self, plan: _CallPlan, device: torch.device) -> bool:
+        """Whether this Python run of ``plan`` counts towards its C++ step loop (the second such
+        run records it): on CUDA, once, never inside a CUDA-graph capture nor its warm-up
+        (``no_recording``)."""
+        return (self.native_loop and device.type == "cuda" and not plan.native_tried
+                and not getattr(_NO_RECORDING, "on", False) and not torch.cuda.is_current_stream_capturing())
 
     def _make_native_loop(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None) -> None:
         plan.native_tried = True
@@ -509,6 +518,25 @@ class ProgramExecutor:
         else:
             raise ProgramRunError(f"unknown view {step.op!r}")
         return view
+
+
+#: set while a CUDA graph's warm-up run calls the executor (``no_recording``)
+_NO_RECORDING = threading.local()
+
+
+@contextlib.contextmanager
+def no_recording():
+    """Calls made inside neither record a C++ step loop nor count towards one: a CUDA graph's
+    warm-up run (the size's second call, captured right after and replayed from then on, so a loop
+    recorded there would rarely run, while a recording run keeps every intermediate until its end:
+    1 GiB above the call's own peak for the SD 1.5 UNet at 2x512). The graph then holds the Python
+    loop's launches, the same kernels with the same arguments."""
+    saved = getattr(_NO_RECORDING, "on", False)
+    _NO_RECORDING.on = True
+    try:
+        yield
+    finally:
+        _NO_RECORDING.on = saved
 
 
 #: call plans kept per executor (one per distinct size signature, oldest dropped first)

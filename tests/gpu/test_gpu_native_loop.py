@@ -156,8 +156,10 @@ def test_unet_program_with_the_native_loop(gemm_library):
 
 @pytest.mark.parametrize("name", ["attention", "conv_block", "geglu"])
 def test_native_loop_under_cuda_graphs(name, monkeypatch):
-    """``Config(executor="program")`` with CUDA graphs: the loop is made after the warm-up (never
-    inside a capture) and captured from then on; every call matches the same module without it."""
+    """``Config(executor="program")`` with CUDA graphs: a loop recorded without graphs is what a
+    later capture holds; a size met first with graphs on records none (its second call is the
+    capture's warm-up: ``no_recording``, no recording run's peak); every call matches the same
+    module without the loop."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     factory, make = CASES[name]
@@ -166,9 +168,24 @@ def test_native_loop_under_cuda_graphs(name, monkeypatch):
     example = [x.cuda() for x in make(2, 12)]
     on = blade.optimize(model, example, config=blade.Config(executor="program"))
     off = blade.optimize(model, example, config=blade.Config(executor="program", native_step_loop=False))
-    for b, n in [(2, 12), (3, 17), (2, 12)]:
-        for call in range(4):
-            xs = [x.cuda() for x in make(b, n)]
-            got = [t.clone() for t in pytree.tree_leaves(on(*xs))]
-            _check(got, pytree.tree_leaves(off(*xs)), f"{name} {b}x{n} call {call}")
-    assert sum(v.executor.runner.native_stats["calls"] for v in on.variants) >= 1
+
+    def calls():
+        return sum(v.executor.runner.native_stats["calls"] for v in on.variants)
+
+    def run(sizes, label):
+        for b, n in sizes:
+            for call in range(4):
+                xs = [x.cuda() for x in make(b, n)]
+                got = [t.clone() for t in pytree.tree_leaves(on(*xs))]
+                _check(got, pytree.tree_leaves(off(*xs)), f"{name} {b}x{n} call {call} ({label})")
+
+    on.cuda_graphs = False
+    run([(2, 12), (3, 17)], "graphs off")
+    assert calls() >= 2  # each size: recorded at its second call, run by the loop after
+    before = calls()
+    on.cuda_graphs = True
+    run([(2, 12), (3, 17), (2, 12)], "graphs on")
+    assert any(v.graphs for v in on.variants) and calls() > before  # the warm-ups and captures ran the loop
+    before = calls()
+    run([(1, 5)], "graphs on, a new size")
+    assert calls() == before  # its warm-up recorded nothing; its capture ran the Python loop

@@ -141,6 +141,34 @@ def test_program_executor_on_cpu_without_interpreter_is_refused_at_compile_time(
     assert "TRITON_INTERPRET=1" in err and "INTERNAL ERROR" not in err, err
 
 
+def test_a_cuda_graph_warm_up_records_no_step_loop(monkeypatch):
+    """A size's second call is, with CUDA graphs, the capture's warm-up: the module runs it under
+    ``no_recording`` (``BladeModule._capture``), so it neither records the C++ step loop (which
+    keeps every intermediate until the run's end: the old peak) nor counts towards it; outside it
+    a second CUDA run records, and never one inside a capture."""
+    import inspect
+
+    from blade.module import BladeModule
+    from blade.runtime.program_executor import _CallPlan, no_recording
+
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    ex = ProgramExecutor(_program([_v("input"), _v("output")], [], [], [1]), {}, native=False,
+                         native_loop=True)
+    plan = _CallPlan.__new__(_CallPlan)
+    plan.native_tried = False
+    cuda = torch.device("cuda")
+    assert ex._records(plan, cuda) and not ex._records(plan, torch.device("cpu"))
+    with no_recording():
+        assert not ex._records(plan, cuda)
+        with no_recording():
+            pass
+        assert not ex._records(plan, cuda)  # nested: still inside
+    assert ex._records(plan, cuda)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert not ex._records(plan, cuda)
+    assert "with no_recording():" in inspect.getsource(BladeModule._capture)
+
+
 def test_ops_declared_fresh_never_return_an_argument_s_memory():
     """The executor skips its aliasing check for ops the provider declares fresh
     (``TorchProvider.fresh_results``): each of them, called as the Program calls it (with one
