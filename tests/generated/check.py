@@ -14,7 +14,7 @@ smallest network and probes found.
 Run one seed from the command line (prints the network, the outcome and, on failure, the shrunk
 reproduction):
 
-    python -m tests.generated.check 17 [--executor kernels|program] [--no-shrink]
+    python -m tests.generated.check 17 [--executor kernels|program|program-bounds] [--no-shrink]
     python -m tests.generated.check --range 300 700 --no-shrink     # bug hunting in bulk
 """
 
@@ -51,7 +51,14 @@ class Failure:
 KERNEL_LAUNCHES: dict[str, list[int]] = {}  # executor -> generated-kernel launches per network checked
 
 
+#: executors a network is checked with: a Config executor, or "program-bounds" (the Program
+#: executor with offset assertions compiled into its kernels)
+BOUNDS = "program-bounds"
+
+
 def config_for(executor: str) -> blade.Config:
+    if executor == BOUNDS:
+        return blade.Config(executor="program", check_shapes=True, bounds_check=True, kernel_cache_dir=None)
     return blade.Config(executor=executor, check_shapes=True, kernel_cache_dir=None)
 
 
@@ -133,8 +140,9 @@ def _launches(variant) -> int:
 def reproduction(net: Network, failure: Failure, executor: str = "reference") -> str:
     """A runnable script that shows the failure, with the failure's text as a comment."""
     kw = lambda p: ", ".join(f"{k}={v}" for k, v in net.probes[p].items())  # noqa: E731
-    interpreted = executor in ("kernels", "program")
-    cfg = f"blade.Config(executor='{executor}')" if interpreted else "blade.Config()"
+    interpreted = executor in ("kernels", "program", BOUNDS)
+    cfg = ("blade.Config(executor='program', bounds_check=True)" if executor == BOUNDS
+           else f"blade.Config(executor='{executor}')" if interpreted else "blade.Config()")
     env = "# run with TRITON_INTERPRET=1 on a CPU\n" if interpreted else ""
     lines = [f"# Blade generated-network failure ({failure.kind}), seed {net.seed}", env + net.source(),
              "import blade", "", f"torch.manual_seed({net.seed})", "net = Net().eval()",
@@ -235,7 +243,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("seeds", type=int, nargs="*")
     ap.add_argument("--range", type=int, nargs=2, metavar=("FIRST", "END"), help="seeds FIRST..END-1 too")
-    ap.add_argument("--executor", default="reference", choices=["reference", "kernels", "program"])
+    ap.add_argument("--executor", default="reference", choices=["reference", "kernels", "program", BOUNDS])
     ap.add_argument("--no-shrink", action="store_true")
     args = ap.parse_args()
     seeds = list(args.seeds) + (list(range(*args.range)) if args.range else [])

@@ -29,7 +29,15 @@ def test_program_executor(seed):
     run_seed(seed, "program")
 
 
-@pytest.mark.parametrize("executor", ["kernels", "program"])
+@pytest.mark.parametrize("seed", INTERPRETED_SEEDS)
+def test_program_executor_with_bounds_checks(seed):
+    """The Program executor's kernels with offset assertions (``Config.bounds_check``): every
+    offset the runtime's addressing makes a kernel compute stays inside its tensor, for networks
+    no test wrote by hand (a wrong address would otherwise read another tensor's memory)."""
+    run_seed(seed, "program-bounds")
+
+
+@pytest.mark.parametrize("executor", ["kernels", "program", "program-bounds"])
 def test_generated_kernels_ran(executor):
     """Runs after the seeds above (file order): most networks launched generated kernels (a few
     are all library calls: a lone convolution or matmul)."""
