@@ -14,7 +14,9 @@ python3 -m pip install -q --no-build-isolation --no-deps -e . >> "$OUT/install.l
 # optional: without it Blade runs its Python paths, so a failed build is reported, not fatal
 rm -rf /tmp/blade-build
 { cmake -S . -B /tmp/blade-build -G Ninja -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" \
-    -DPython_EXECUTABLE="$(command -v python3)" && cmake --build /tmp/blade-build && ctest --test-dir /tmp/blade-build; } \
+    -DPython_EXECUTABLE="$(command -v python3)" \
+    -DBLADE_CUDNN_INCLUDE="$(python3 -c 'import os, nvidia.cudnn as c; print(os.path.join(list(c.__path__)[0], "include"))' 2>/dev/null)" \
+    && cmake --build /tmp/blade-build && ctest --test-dir /tmp/blade-build; } \
   >> "$OUT/install.log" 2>&1 || { tail -30 "$OUT/install.log"; echo "WARNING: the C++ runtime did not build (see install.log)"; }
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"

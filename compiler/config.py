@@ -110,6 +110,13 @@ class Config:
     #: Also the 1x1 channels-last convolutions, computed as GEMMs over the pixels.
     gemm_library: Literal["torch", "cublaslt"] = "cublaslt"
 
+    #: Who computes the convolutions of a Program on CUDA (float16 and bfloat16, packed channels-last
+    #: or channels-first; ``Config(executor="program")``): ``"cudnn"`` calls cuDNN from Blade's C++
+    #: runtime (``runtime/cudnn_conv.py``: no dispatcher, and the C++ step loop runs them without
+    #: Python), ``"torch"`` calls torch's operators. Where the C++ runtime or cuDNN is missing, or a
+    #: layout is not one it describes, torch computes it.
+    conv_library: Literal["torch", "cudnn"] = "cudnn"
+
     #: The Program executor's step loop on CUDA (``Config(executor="program")`` and loaded
     #: artifacts): from a size signature's second call, its generated-kernel launches run from
     #: one C++ step list and its views cost nothing (``runtime/native_loop.py``); library calls and
@@ -170,6 +177,8 @@ class Config:
             raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
         if self.frontend not in ("auto", "export", "torchscript"):
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
+        if self.conv_library not in ("torch", "cudnn"):
+            raise ValueError(f"Config.conv_library must be 'torch' or 'cudnn', not {self.conv_library!r}")
         if self.gemm_library not in ("torch", "cublaslt"):
             raise ValueError(f"Config.gemm_library must be 'torch' or 'cublaslt', not {self.gemm_library!r}")
         if self.executor not in ("auto", "kernels", "reference", "program"):

@@ -10,7 +10,8 @@ into the planned buffer would be one more kernel and one more pass over memory p
 (329 of them per SD 1.5 UNet step), and the executor leaves those values out of the arena.
 
 The torch provider runs anywhere torch does: on CPU it lets CI run whole Programs, on a GPU it is
-the baseline that cuBLASLt / cuDNN / attention providers replace op by op. On CUDA it makes each
+the baseline that cuBLASLt / cuDNN / attention providers replace op by op (``gemm_library``,
+``conv_library``: GEMMs and convolutions from Blade's C++ runtime). On CUDA it makes each
 NHWC convolution's weight channels-last once (in place, or as a kept copy; cuDNN would convert it
 on every call otherwise) and lets cuDNN time its algorithms once per
 convolution shape (``conv_algorithm_search``).
@@ -263,13 +264,15 @@ class TorchProvider:
     """The torch provider (see the module docstring); ``torch_provider`` is the default instance."""
 
     def __init__(self, conv_algorithm_search: bool = True, convert_weights_in_place: bool = True,
-                 gemm_library: str = "torch"):
+                 gemm_library: str = "torch", conv_library: str = "torch"):
         """``gemm_library``: ``"cublaslt"`` computes float16/bfloat16 ``linear`` and ``matmul`` on CUDA
         with cuBLASLt through Blade's C++ runtime (``runtime/cublaslt_gemm.py``), the rest with torch.
         ``convert_weights_in_place``: an NHWC convolution's weight that is a parameter is made
         channels-last in place (``Config.convert_weights_in_place``; values unchanged, no copy, so
         any later update of it, even through ``.data``, is read); False keeps a channels-last copy,
-        refreshed when the parameter's version or storage changes."""
+        refreshed when the parameter's version or storage changes. ``conv_library``: ``"cudnn"``
+        computes float16/bfloat16 convolutions on CUDA with cuDNN through Blade's C++ runtime
+        (``runtime/cudnn_conv.py``), the rest with torch."""
         self.conv_algorithm_search = conv_algorithm_search
         self._search = ConvSearch(conv_algorithm_search)
         self.convert_weights_in_place = convert_weights_in_place
@@ -287,6 +290,10 @@ class TorchProvider:
         self.gemm_library = gemm_library
         self._gemm = None  # the CublasLtGemm, made on the first CUDA GEMM
         self._gemm_lock = threading.Lock()
+        if conv_library not in ("torch", "cudnn"):
+            raise ValueError(f"conv_library must be 'torch' or 'cudnn', not {conv_library!r}")
+        self.conv_library = conv_library
+        self._cudnn = None  # the CudnnConvolution, made on the first CUDA convolution
 
     def mark_stable(self, t: torch.Tensor) -> None:
         """``t`` keeps its identity across calls and is updated in place (with a version bump):
@@ -336,6 +343,27 @@ class TorchProvider:
         (``runtime/native_loop.py``)."""
         return self._gemm if self.gemm_library == "cublaslt" else None
 
+    def native_conv(self):
+        """The ``CudnnConvolution`` this provider computes convolutions with (None: torch computes
+        them, or no CUDA convolution has run yet): the C++ step loop runs its plans itself."""
+        return self._cudnn if self.conv_library == "cudnn" else None
+
+    def _cudnn_or_none(self, a: dict[str, Any], inputs: list[torch.Tensor], search: bool) -> torch.Tensor | None:
+        """The convolution through cuDNN from the C++ runtime, or None where it does not serve it
+        (layout, dtype, or no cuDNN here: then said once, and torch computes every convolution)."""
+        if self._cudnn is None:
+            with self._gemm_lock:
+                if self._cudnn is None and self.conv_library == "cudnn":
+                    from blade.runtime.cudnn_conv import CudnnConvolution
+
+                    conv, why = CudnnConvolution.create()
+                    if conv is None:
+                        warnings.warn(f"Blade: cuDNN convolutions from the C++ runtime are not available ({why}); "
+                                      "torch computes them", stacklevel=3)
+                        self.conv_library = "torch"
+                    self._cudnn = conv
+        return self._cudnn(a, inputs, search) if self._cudnn is not None else None
+
     def _cublaslt(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs) -> torch.Tensor:
         result = self._cublaslt_or_none(op, inputs)
         return result if result is not None else _OPS[op](attrs, inputs, outputs)
@@ -365,11 +393,16 @@ class TorchProvider:
                 return result
         if a.get("layout", "nchw") == "nhwc" and w.dim() == 4:
             w = self._channels_last(w)
-        # timed at a shape's second call, then cached by cuDNN
+        # timed at a shape's second call, then cached (by cuDNN's plan cache, or our plan)
         key = (tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), a["groups"])
+        search = self._search.benchmark(x, w, key)
+        if self.conv_library == "cudnn":
+            result = self._cudnn_or_none(a, [x, w, *inputs[2:]], search)
+            if result is not None:
+                return result
         with _CUDNN_FLAG_LOCK:
             saved = torch.backends.cudnn.benchmark
-            torch.backends.cudnn.benchmark = self._search.benchmark(x, w, key)
+            torch.backends.cudnn.benchmark = search
             try:
                 return _conv(a, x, w, *inputs[2:])
             finally:

@@ -26,11 +26,12 @@ later step through its Python function). So the loop is never the reason for a d
 it runs the same kernels with the same arguments as the Python loop (``tests/kernels/test_native_loop.py``
 checks the relocated arguments on a CPU; ``tests/gpu/test_gpu_native_loop.py`` the outputs).
 
-Library GEMMs: where the provider computes ``linear`` / ``matmul`` with cuBLASLt
-(``TorchProvider(gemm_library="cublaslt")``), the list runs them too, as prepared cuBLASLt plans
-writing into the loop's own arena for GEMM results (one allocation per call; first fit over each
-result's live steps). Convolutions, attention and the other library ops stay Python steps through
-torch (each costs 15-50 us of host time there): the next step for the graphs-off host bound.
+Library GEMMs and convolutions: where the provider computes ``linear`` / ``matmul`` with cuBLASLt
+(``TorchProvider(gemm_library="cublaslt")``) or convolutions with cuDNN
+(``TorchProvider(conv_library="cudnn")``), the list runs them too, as the same prepared plans,
+writing into the loop's own arena for library results (one allocation per call; first fit over
+each result's live steps). Attention and the other library ops stay Python steps through torch
+(each costs 15-50 us of host time there): the next step for the graphs-off host bound.
 """
 
 from __future__ import annotations
@@ -129,10 +130,16 @@ class NativeLoop:
         self._list_steps: list[int] = []            # the step of each entry of the C++ list
         for i in sorted(set(specs) | set(gemms)):
             if i in gemms:
-                lt, plan_id, operands = gemms[i]
+                kind, lib, plan_id, operands = gemms[i]
                 where = [locate(v) if v is not None else (-1, 0) for v in operands[:4]]
-                self.list.add_gemm(lt, plan_id, [b for b, _ in where] + [2], [off for _, off in where] + [0],
-                                   f"step {i} (library_call {p.steps[i].provider}.{p.steps[i].op})")
+                label = f"step {i} (library_call {p.steps[i].provider}.{p.steps[i].op})"
+                if kind == "gemm":
+                    where.append((2, 0))
+                    self.list.add_gemm(lib, plan_id, [b for b, _ in where], [off for _, off in where], label)
+                else:
+                    ws = self._gemm_arena.conv_workspace
+                    where.append((gemm_base, ws) if ws is not None else (-1, 0))
+                    self.list.add_conv(lib, plan_id, [b for b, _ in where], [off for _, off in where], label)
                 self._list_steps.append(i)
                 continue
             name = p.kernels[p.steps[i].op]["name"]
@@ -213,7 +220,8 @@ class NativeLoop:
             raise NativeLoopError(f"step {bad[0]} is a native launch whose result is a base of later steps")
         self.num_bases = len(self._bases) + first_base
         self.native_steps = len(native_steps)
-        self.native_gemms = len(gemms)
+        self.native_gemms = sum(1 for g in gemms.values() if g[0] == "gemm")
+        self.native_convs = sum(1 for g in gemms.values() if g[0] == "conv")
         self.python_steps = sum(1 for op in self.ops if op[0] == "python")
         self.skipped_views = sum(1 for st in p.steps if st.kind == StepKind.VIEW.value) - len(run_views)
         #: produced bases by value, for ``bases_from``
@@ -242,10 +250,11 @@ class NativeLoop:
         if arena is not None:
             bases[0] = arena.data_ptr()
         garena = None
-        if self.native_gemms:
+        if self._gemm_arena.total:
             garena = self._gemm_arena.allocate(env, self.gemm_views)
             bases[1] = garena.data_ptr()
-            bases[2] = self._gemm_arena.workspace(device, stream).data_ptr()
+            if self._gemm_arena.workspace is not None:
+                bases[2] = self._gemm_arena.workspace(device, stream).data_ptr()
         for b, v in self._outputs:
             bases[b] = env[v].data_ptr()
         for b, getter in self.getters:
@@ -281,12 +290,14 @@ class NativeLoop:
             bases[b] = env[v].data_ptr()
         for b, getter in self.getters:
             bases[b] = getter().data_ptr()
-        if self.native_gemms:
-            raise NativeLoopError("bases_from: the GEMM results' arena exists only in a native call")
+        if self._gemm_arena.total:
+            raise NativeLoopError("bases_from: the library results' arena exists only in a native call")
         return bases
 
     def describe(self) -> str:
-        return (f"{self.native_steps - self.native_gemms} launches and {self.native_gemms} cuBLASLt GEMMs in C++, "
+        launches = self.native_steps - self.native_gemms - self.native_convs
+        return (f"{launches} launches, {self.native_gemms} cuBLASLt GEMMs and {self.native_convs} cuDNN "
+                f"convolutions in C++, "
                 f"{self.python_steps} Python steps, {self.skipped_views} views resolved to offsets, "
                 f"{self.num_bases} bases")
 
@@ -297,10 +308,12 @@ class _GemmArena:
     Python step whose result might alias it); ``values``: (value, dtype, shape, strides, element
     offset) of each result, for the ones a Python step reads."""
 
-    def __init__(self, offsets: dict[int, int], total: int, values: list[tuple], workspace=None, device=None):
+    def __init__(self, offsets: dict[int, int], total: int, values: list[tuple], workspace=None, device=None,
+                 conv_workspace: int | None = None):
         self.offsets, self.total, self.values = offsets, total, values
-        self.workspace = workspace  # (device index, stream) -> the cuBLASLt workspace tensor
+        self.workspace = workspace  # (device index, stream) -> the cuBLASLt workspace tensor (None: no GEMMs)
         self.device = device
+        self.conv_workspace = conv_workspace  # byte offset of the convolutions' workspace (None: none needed)
 
     def allocate(self, env: list[Any], views: list[tuple]) -> torch.Tensor:
         garena = torch.empty(self.total, dtype=torch.uint8, device=self.device)
@@ -317,12 +330,15 @@ _NO_GEMMS = _GemmArena({}, 0, [])
 
 
 def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
-    """The ``linear`` / ``matmul`` library calls (and 1x1 channels-last convolutions, which the
-    provider computes as GEMMs) the C++ list can run as prepared cuBLASLt plans:
-    step -> (library, plan id, [a, b, d, bias] values) and their results' arena. Only where the
-    step's provider computes GEMMs with cuBLASLt (``TorchProvider(gemm_library="cublaslt")``), the
-    recorded operands are 16-byte aligned and described by ``runtime/cublaslt_gemm.py``, and the
-    result is an intermediate (not a Program output, nor aliased by one)."""
+    """The library calls the C++ list can run: ``linear`` / ``matmul`` (and 1x1 channels-last
+    convolutions, which the provider computes as GEMMs) as prepared cuBLASLt plans, other
+    convolutions as prepared cuDNN plans: step -> ("gemm" | "conv", library, plan id, operand
+    values: [a, b, d, bias] | [x, w, y, bias]) and their results' arena (with one workspace region
+    for the convolutions after the results). Only where the step's provider computes them so
+    (``TorchProvider(gemm_library="cublaslt")``, ``TorchProvider(conv_library="cudnn")``), the
+    recorded operands are 16-byte aligned and described by ``runtime/cublaslt_gemm.py`` /
+    ``runtime/cudnn_conv.py``, and the result is an intermediate (not a Program output, nor
+    aliased by one)."""
     from blade.runtime.cublaslt_gemm import WORKSPACE_BYTES, linear_problem, matmul_problem
     from blade.runtime.host_provider import _pointwise_nhwc
     from blade.runtime.program_executor import first_fit
@@ -336,13 +352,24 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
         provider = ex.providers.get(step.provider)
         gemm = getattr(provider, "native_gemm", lambda: None)()
         o = step.outputs[0]
-        if gemm is None or o not in ex._provided or p.values[o].kind != ValueKind.ARENA.value:
+        if o not in ex._provided or p.values[o].kind != ValueKind.ARENA.value:
             continue
         ins = [env[v] for v in step.inputs]
         out = env[o]
         if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in ins + [out]) or out.numel() == 0:
             continue
-        if step.op == "linear" and len(ins) in (2, 3):
+        if step.op == "conv" and len(ins) in (2, 3) and not (gemm is not None and _pointwise_nhwc(step.attrs, ins[1])):
+            # a convolution through cuDNN (TorchProvider(conv_library="cudnn")), as the provider called it
+            conv = getattr(provider, "native_conv", lambda: None)()
+            hit = conv.describe(step.attrs, ins) if conv is not None else False
+            if (hit is False or tuple(out.shape) != tuple(hit[1]) or not out.is_contiguous()
+                    or out.dtype != ex._dtypes[o] or any(t.data_ptr() % 16 for t in ins)):
+                continue
+            found[i] = ("conv", conv, hit[0], o, list(step.inputs) + [None] * (3 - len(step.inputs)))
+            continue
+        elif gemm is None:
+            continue
+        elif step.op == "linear" and len(ins) in (2, 3):
             problem = linear_problem(ins[0], ins[1], ins[2] if len(ins) == 3 else None)
             shape = (*ins[0].shape[:-1], ins[1].shape[0])
         elif step.op == "conv" and len(ins) in (2, 3) and _pointwise_nhwc(step.attrs, ins[1]):
@@ -360,11 +387,11 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
         if (problem is None or tuple(out.shape) != tuple(shape) or not out.is_contiguous() or out.dtype != ins[0].dtype
                 or out.dtype != ex._dtypes[o] or any(t.data_ptr() % 16 for t in ins)):
             continue
-        found[i] = (gemm, problem, o, list(step.inputs) + [None] * (3 - len(step.inputs)))
+        found[i] = ("gemm", gemm, problem, o, list(step.inputs) + [None] * (3 - len(step.inputs)))
     if not found:
         return {}, _NO_GEMMS
     # live ranges; a Python library call's results may alias its inputs: they keep them alive
-    results = {found[i][2]: i for i in found}
+    results = {found[i][3]: i for i in found}
     owners: dict[int, set[int]] = {o: {o} for o in results}
     last = dict(results)
     for i, st in enumerate(p.steps):
@@ -377,8 +404,8 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
             for out in st.outputs:
                 owners[out] = owners.get(out, set()) | held
     escaping = set().union(*(owners.get(v, set()) for v in p.outputs)) if p.outputs else set()
-    for i in [i for i in found if found[i][2] in escaping]:
-        del results[found[i][2]]
+    for i in [i for i in found if found[i][3] in escaping]:
+        del results[found[i][3]]
         del found[i]
     if not found:
         return {}, _NO_GEMMS
@@ -390,13 +417,22 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
               for o in order]
     out: dict[int, tuple] = {}
     device = env[-1][1]
-    gemm = None
-    for i, (gemm, problem, o, (x, w, bias)) in found.items():
+    gemm_workspace = None
+    conv_workspace = 0  # bytes the convolutions' algorithms need (one region, after the results)
+    for i, (kind, lib, problem, o, (x, w, bias)) in found.items():
+        if kind == "conv":
+            plan_id = lib.plan(problem, bias is not None, device)
+            conv_workspace = max(conv_workspace, lib.workspace_size(plan_id))
+            out[i] = ("conv", lib.native, plan_id, [x, w, o, bias])
+            continue
         q = problem
-        plan_id = gemm._lt.prepare(q.dtype, q.transa, q.transb, q.m, q.n, q.k, q.lda, q.stride_a, q.ldb, q.stride_b,
-                                   q.ldd, q.stride_d, q.batch, bias is not None, WORKSPACE_BYTES, 16, 16, 16, device)
-        out[i] = (gemm._lt, plan_id, [w, x, o, bias])  # cuBLAS's A is the second operand, its B the first
-    return out, _GemmArena(place, -(-total // 256) * 256, values, gemm._workspace, env[order[0]].device)
+        plan_id = lib._lt.prepare(q.dtype, q.transa, q.transb, q.m, q.n, q.k, q.lda, q.stride_a, q.ldb, q.stride_b,
+                                  q.ldd, q.stride_d, q.batch, bias is not None, WORKSPACE_BYTES, 16, 16, 16, device)
+        out[i] = ("gemm", lib._lt, plan_id, [w, x, o, bias])  # cuBLAS's A is the second operand, its B the first
+        gemm_workspace = lib._workspace
+    total = -(-total // 256) * 256  # the arena is viewed as every result's dtype: whole 256-byte blocks
+    return out, _GemmArena(place, total + -(-conv_workspace // 256) * 256, values, gemm_workspace, env[order[0]].device,
+                           total if conv_workspace else None)
 
 
 def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -1,8 +1,8 @@
 // Blade runtime, native part: the Python binding of the runtime core (program_core.h):
 // shape-program evaluation (guards, sizes, grids from input dims without touching Python objects
 // per operation), the arena planner and the per-call planner of a Program; and of the cubin
-// launcher (cuda_driver.h: the CUDA driver API opened at run time) and the cuBLASLt GEMM
-// (cublaslt.h: the library opened at run time).
+// launcher (cuda_driver.h: the CUDA driver API opened at run time), the cuBLASLt GEMM (cublaslt.h)
+// and the cuDNN convolution (cudnn_conv.h), both libraries opened at run time.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cublaslt.h"
+#include "cudnn_conv.h"
 #include "cuda_driver.h"
 #include "program_core.h"
 #include "step_list.h"
@@ -34,6 +35,25 @@ std::vector<blade::KernelArg> kernel_args(const std::string& codes, const py::se
     }
   }
   return out;
+}
+
+blade::ConvProblem conv_problem(int dtype, bool nhwc, int64_t n, int64_t c, int64_t k, int64_t groups,
+                                const std::vector<int64_t>& in, const std::vector<int64_t>& kernel,
+                                const std::vector<int64_t>& pad, const std::vector<int64_t>& stride,
+                                const std::vector<int64_t>& dilation) {
+  size_t spatial = in.size();
+  if (spatial < 1 || spatial > 3 || kernel.size() != spatial || pad.size() != spatial || stride.size() != spatial ||
+      dilation.size() != spatial) {
+    throw std::invalid_argument("a convolution has 1 to 3 spatial dims, the same number in input, kernel, padding, "
+                                "stride and dilation");
+  }
+  blade::ConvProblem p;
+  p.dtype = dtype, p.nhwc = nhwc, p.spatial = static_cast<int>(spatial);
+  p.n = n, p.c = c, p.k = k, p.groups = groups;
+  for (size_t i = 0; i < spatial; ++i) {
+    p.in[i] = in[i], p.kernel[i] = kernel[i], p.pad[i] = pad[i], p.stride[i] = stride[i], p.dilation[i] = dilation[i];
+  }
+  return p;
 }
 
 }  // namespace
@@ -153,6 +173,52 @@ PYBIND11_MODULE(_native, m) {
            py::arg("workspace"), py::arg("stream"), py::arg("device"),
            "Enqueue a prepared plan; False (nothing enqueued) when a pointer is less aligned than planned.");
 
+  m.def(
+      "cudnn_available",
+      [](const std::string& library) {
+        std::string why;
+        bool ok = blade::cudnn_available(library, &why);
+        return std::make_pair(ok, why);
+      },
+      py::arg("library"), "(True, '') when cuDNN opens from this path or soname, else (False, why not).");
+  m.def(
+      "conv_problem_text",
+      [](int dtype, bool nhwc, int64_t n, int64_t c, int64_t k, int64_t groups, const std::vector<int64_t>& in,
+         const std::vector<int64_t>& kernel, const std::vector<int64_t>& pad, const std::vector<int64_t>& stride,
+         const std::vector<int64_t>& dilation) {
+        blade::ConvProblem p = conv_problem(dtype, nhwc, n, c, k, groups, in, kernel, pad, stride, dilation);
+        blade::validate(p);
+        auto out = blade::conv_output(p);
+        return std::make_pair(blade::describe(p), std::vector<int64_t>(out.begin(), out.begin() + p.spatial));
+      },
+      py::arg("dtype"), py::arg("nhwc"), py::arg("n"), py::arg("c"), py::arg("k"), py::arg("groups"), py::arg("input"),
+      py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"),
+      "(description, output spatial sizes) of a convolution problem; ValueError where it is not valid (no CUDA).");
+  py::class_<blade::CudnnConv, std::shared_ptr<blade::CudnnConv>>(m, "CudnnConv")
+      .def(py::init<std::string>(), py::arg("library"))
+      .def_property_readonly("plans", &blade::CudnnConv::plans)
+      .def(
+          "prepare",
+          [](blade::CudnnConv& cv, int dtype, bool nhwc, int64_t n, int64_t c, int64_t k, int64_t groups,
+             const std::vector<int64_t>& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& pad,
+             const std::vector<int64_t>& stride, const std::vector<int64_t>& dilation, bool bias,
+             int64_t workspace_limit, int64_t device, bool search, uint64_t x, uint64_t w, uint64_t y,
+             uint64_t workspace, uint64_t stream) {
+            blade::ConvProblem p = conv_problem(dtype, nhwc, n, c, k, groups, in, kernel, pad, stride, dilation);
+            py::gil_scoped_release release;  // a search times kernels
+            return cv.prepare(p, bias, workspace_limit, device, search, x, w, y, workspace, stream);
+          },
+          py::arg("dtype"), py::arg("nhwc"), py::arg("n"), py::arg("c"), py::arg("k"), py::arg("groups"),
+          py::arg("input"), py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"),
+          py::arg("bias"), py::arg("workspace_limit"), py::arg("device"), py::arg("search") = false, py::arg("x") = 0,
+          py::arg("w") = 0, py::arg("y") = 0, py::arg("workspace") = 0, py::arg("stream") = 0,
+          "The id of the plan of a convolution (heuristic pick, or timed on the given buffers: search).")
+      .def("workspace_size", &blade::CudnnConv::workspace_size, py::arg("plan"))
+      .def("algorithm", &blade::CudnnConv::algorithm, py::arg("plan"), "(cuDNN algorithm, timed by a search)")
+      .def("run", &blade::CudnnConv::run, py::arg("plan"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("bias"),
+           py::arg("workspace"), py::arg("stream"), py::arg("device"),
+           "Enqueue a prepared convolution (+ bias) on a CUstream handle.");
+
   py::class_<blade::StepList, std::shared_ptr<blade::StepList>>(m, "StepList")
       .def(py::init<>())
       .def("__len__", &blade::StepList::size)
@@ -174,6 +240,14 @@ PYBIND11_MODULE(_native, m) {
           },
           py::arg("lt"), py::arg("plan"), py::arg("bases"), py::arg("offsets"), py::arg("label"),
           "A prepared cuBLASLt plan; (base, byte offset) of a, b, d, bias (base -1: none), workspace.")
+      .def(
+          "add_conv",
+          [](blade::StepList& l, std::shared_ptr<blade::CudnnConv> conv, int64_t plan,
+             const std::array<int32_t, 5>& bases, const std::array<int64_t, 5>& offsets, std::string label) {
+            l.add_conv(std::move(conv), plan, bases, offsets, std::move(label));
+          },
+          py::arg("conv"), py::arg("plan"), py::arg("bases"), py::arg("offsets"), py::arg("label"),
+          "A prepared cuDNN convolution; (base, byte offset) of x, w, y, bias (base -1: none), workspace (-1: none).")
       .def("resolve", &blade::StepList::resolve, py::arg("bases"), py::arg("begin"), py::arg("end"),
            "What steps [begin, end) would pass: launch parameter slots, GEMM pointers (no CUDA).")
       .def("run", &blade::StepList::run, py::arg("bases"), py::arg("stream"), py::arg("device"), py::arg("begin"),

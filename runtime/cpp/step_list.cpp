@@ -32,7 +32,7 @@ void StepList::add_launch(std::shared_ptr<CudaKernel> kernel, int64_t gx, int64_
 void StepList::add_gemm(std::shared_ptr<CublasLt> lt, int64_t plan, const std::array<int32_t, 5>& bases,
                         const std::array<int64_t, 5>& offsets, std::string label) {
   Step s;
-  s.gemm = true;
+  s.kind = Kind::kGemm;
   s.label = std::move(label);
   s.lt = std::move(lt);
   s.plan = plan;
@@ -40,6 +40,22 @@ void StepList::add_gemm(std::shared_ptr<CublasLt> lt, int64_t plan, const std::a
   s.offsets = offsets;
   for (int k = 0; k < 5; ++k) {
     if (bases[k] < 0 && k != 3) throw std::invalid_argument(s.label + ": a GEMM operand without a base");
+    num_bases_ = std::max<int64_t>(num_bases_, bases[k] + 1);
+  }
+  steps_.push_back(std::move(s));
+}
+
+void StepList::add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std::array<int32_t, 5>& bases,
+                        const std::array<int64_t, 5>& offsets, std::string label) {
+  Step s;
+  s.kind = Kind::kConv;
+  s.label = std::move(label);
+  s.conv = std::move(conv);
+  s.plan = plan;
+  s.bases = bases;
+  s.offsets = offsets;
+  for (int k = 0; k < 5; ++k) {
+    if (bases[k] < 0 && k < 3) throw std::invalid_argument(s.label + ": a convolution operand without a base");
     num_bases_ = std::max<int64_t>(num_bases_, bases[k] + 1);
   }
   steps_.push_back(std::move(s));
@@ -66,7 +82,7 @@ std::vector<std::vector<uint64_t>> StepList::resolve(const std::vector<uint64_t>
   std::vector<std::vector<uint64_t>> out;
   for (size_t i = begin; i < end; ++i) {
     const Step& s = steps_[i];
-    if (s.gemm) {
+    if (s.kind != Kind::kLaunch) {
       std::vector<uint64_t> ptrs(5);
       for (int k = 0; k < 5; ++k) ptrs[k] = at(bases, s.bases[k], s.offsets[k]);
       out.push_back(std::move(ptrs));
@@ -86,7 +102,14 @@ void StepList::run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t 
   for (size_t i = begin; i < end; ++i) {
     const Step& s = steps_[i];
     try {
-      if (s.gemm) {
+      if (s.kind == Kind::kConv) {
+        if (!s.conv) throw std::logic_error("no cuDNN library given (a list made to be resolved only)");
+        uint64_t p[5];
+        for (int k = 0; k < 5; ++k) p[k] = at(bases, s.bases[k], s.offsets[k]);
+        s.conv->run(s.plan, p[0], p[1], p[2], p[3], p[4], stream, device);
+        continue;
+      }
+      if (s.kind == Kind::kGemm) {
         if (!s.lt) throw std::logic_error("no cuBLASLt library given (a list made to be resolved only)");
         uint64_t p[5];
         for (int k = 0; k < 5; ++k) p[k] = at(bases, s.bases[k], s.offsets[k]);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cublaslt.h"
+#include "cudnn_conv.h"
 #include "cuda_driver.h"
 
 namespace blade {
@@ -37,27 +38,35 @@ class StepList {
   void add_gemm(std::shared_ptr<CublasLt> lt, int64_t plan, const std::array<int32_t, 5>& bases,
                 const std::array<int64_t, 5>& offsets, std::string label);
 
+  // A prepared cuDNN convolution plan; operands x, w, y, bias, workspace as (base, byte offset); a
+  // bias base < 0 means none, a workspace base < 0 none (the plan needs none). `conv` may be null
+  // for a list that is only resolved.
+  void add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std::array<int32_t, 5>& bases,
+                const std::array<int64_t, 5>& offsets, std::string label);
+
   size_t size() const { return steps_.size(); }
   int64_t num_bases() const { return num_bases_; }
 
   // Per step of [begin, end): a launch's parameter slots (8 bytes each, scratch pointers left
-  // out), a GEMM's five pointers (0 for no bias).
+  // out), a GEMM's or a convolution's five pointers (0 for none).
   std::vector<std::vector<uint64_t>> resolve(const std::vector<uint64_t>& bases, size_t begin, size_t end) const;
 
   // Enqueue steps [begin, end) on `stream` of CUDA device `device`. Throws naming the step's label.
   void run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t device, size_t begin, size_t end) const;
 
  private:
+  enum class Kind { kLaunch, kGemm, kConv };
   struct Step {
-    bool gemm = false;
+    Kind kind = Kind::kLaunch;
     std::string label;
     // launch
     std::shared_ptr<CudaKernel> kernel;
     int64_t grid[3] = {1, 1, 1};
     std::vector<uint64_t> slots;                  // packed parameters, pointer slots hold offsets
     std::vector<std::pair<size_t, int32_t>> ptrs;  // (slot, base) of the relocated pointers
-    // GEMM
+    // GEMM, convolution
     std::shared_ptr<CublasLt> lt;
+    std::shared_ptr<CudnnConv> conv;
     int64_t plan = -1;
     std::array<int32_t, 5> bases{};
     std::array<int64_t, 5> offsets{};

@@ -120,15 +120,17 @@ def test_unexpected_library_strides_finish_the_call_in_python(name, monkeypatch)
     assert nat.native_stats["recorded_again"] == 1, nat.native_stats
 
 
-@pytest.mark.parametrize("gemm_library", ["torch", "cublaslt"])
-def test_unet_program_with_the_native_loop(gemm_library):
+@pytest.mark.parametrize("gemm_library,conv_library", [("torch", "torch"), ("cublaslt", "torch"),
+                                                        ("cublaslt", "cudnn")])
+def test_unet_program_with_the_native_loop(gemm_library, conv_library):
     """SD 1.5 UNet (fp16, public config, random weights) through ``Config(executor="program")``
     without CUDA graphs: at two shapes, the third call (C++ step loop; with cuBLASLt its GEMMs
-    too) gives what the same module gives with the loop switched off (every step from Python)."""
+    too, with cuDNN its convolutions) gives what the same module gives with the loop switched off
+    (every step from Python)."""
     model = models.unet(torch.float16, "cuda")
     x0 = models.unet_inputs(2, 256, 256, dtype=torch.float16, device="cuda")
     opt = blade.optimize(model, x0, config=blade.Config(executor="program", cuda_graphs=False,
-                                                        gemm_library=gemm_library))
+                                                        gemm_library=gemm_library, conv_library=conv_library))
     outs = {}
     with torch.no_grad():
         for shape in [(2, 256, 256), (1, 320, 192)]:
@@ -138,10 +140,12 @@ def test_unet_program_with_the_native_loop(gemm_library):
             outs[shape] = (x, out)
         runners = [v.executor.runner for v in opt.variants]
         stats = [r.native_stats for r in runners]
-        print(f"UNet ({gemm_library}): {stats}")
+        loops = [plan.native for r in runners for plan in r._call_plans.values() if plan.native is not None]
+        print(f"UNet ({gemm_library}, {conv_library}): {stats} {[loop.describe() for loop in loops]}")
         if gemm_library == "cublaslt":
-            assert any(plan.native.native_gemms for r in runners for plan in r._call_plans.values()
-                       if plan.native is not None), stats
+            assert any(loop.native_gemms for loop in loops), stats
+        if conv_library == "cudnn":  # every 3x3 convolution of the UNet from the C++ list
+            assert loops and all(loop.native_convs >= 20 for loop in loops), [loop.describe() for loop in loops]
         assert sum(s["calls"] for s in stats) >= 2 and not any(s["finished_in_python"] for s in stats), stats
         for r in runners:
             r.native_loop = False

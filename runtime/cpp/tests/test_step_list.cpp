@@ -1,6 +1,6 @@
 // ctest: the C++ step list's relocation without a GPU. A launch's pointer arguments are its base's
 // address plus the offset it was made with, its scalars pass unchanged in their type's slot; a
-// GEMM's five operands likewise (no bias: 0); bad ranges, too few bases and running a list made
+// GEMM's and a convolution's five operands likewise (no bias: 0); bad ranges, too few bases and running a list made
 // to be resolved only are refused with messages naming the step.
 #include <cstdint>
 #include <cstring>
@@ -36,10 +36,11 @@ void test_relocation() {
   args[3].f = 0.5;  // float32 scalar
   list.add_launch(nullptr, 3, 1, 1, "pipf", {0, -1, 2, -1}, args, "step 4 (launch k)");
   list.add_gemm(nullptr, 0, {1, 2, 0, -1, 3}, {0, 32, 512, 0, 0}, "step 5 (library_call torch.linear)");
-  check(list.size() == 2 && list.num_bases() == 4, "two steps naming bases 0-3");
+  list.add_conv(nullptr, 0, {0, 3, 1, 2, -1}, {64, 0, 1024, 8, 0}, "step 6 (library_call torch.conv)");
+  check(list.size() == 3 && list.num_bases() == 4, "three steps naming bases 0-3");
   std::vector<uint64_t> bases = {0x10000, 0x20000, 0x30000, 0x40000};
-  auto r = list.resolve(bases, 0, 2);
-  check(r.size() == 2 && r[0].size() == 4, "a launch resolves to its 4 parameter slots (no scratch)");
+  auto r = list.resolve(bases, 0, 3);
+  check(r.size() == 3 && r[0].size() == 4, "a launch resolves to its 4 parameter slots (no scratch)");
   check(r[0][0] == 0x10000 + 256, "pointer = base 0 + offset");
   int32_t i32;
   std::memcpy(&i32, &r[0][1], 4);
@@ -49,6 +50,10 @@ void test_relocation() {
   std::memcpy(&f32, &r[0][3], 4);
   check(f32 == 0.5f, "float32 scalar unchanged");
   check(r[1] == std::vector<uint64_t>({0x20000, 0x30000 + 32, 0x10000 + 512, 0, 0x40000}), "GEMM operands relocated, no bias = 0");
+  check(r[2] == std::vector<uint64_t>({0x10000 + 64, 0x40000, 0x20000 + 1024, 0x30000 + 8, 0}),
+        "convolution operands relocated, no workspace = 0");
+  check(throws_with([&] { list.run(bases, 0, 0, 2, 3); }, "step 6 (library_call torch.conv)"),
+        "running a resolve-only convolution names the step");
   bases[0] = 0x90000;  // another call: only the bases change
   check(list.resolve(bases, 0, 1)[0][0] == 0x90000 + 256, "a new arena address moves the pointer");
 }

@@ -1,0 +1,218 @@
+"""Convolutions of a Program through cuDNN from Blade's C++ runtime, not through torch's operators
+(``Config(conv_library="cudnn")``).
+
+A ``conv`` library call becomes one call into ``runtime/cpp/cudnn_conv.cpp``, which keeps the cuDNN
+plan of each problem (descriptors, algorithm, workspace size) and enqueues
+``cudnnConvolutionForward`` (+ ``cudnnAddTensor`` for the bias) on the current stream: the calls
+PyTorch's own cuDNN path makes, without its dispatcher, and the kind of step the C++ step loop
+(``runtime/native_loop.py``) runs without Python. The algorithm is cuDNN's heuristic pick; a
+problem met again is timed once (``search``: ``cudnnFindConvolutionForwardAlgorithmEx`` over
+cuDNN's algorithms, the fastest kept), which is what ``Config.conv_algorithm_search`` asks of
+torch's path too.
+
+Served: float16 / bfloat16 convolutions with 1-3 spatial dims, any stride, padding, dilation and
+groups, where input, weight and result are all packed channels-last (Blade's ``layout="nhwc"``:
+``[N, spatial..., C]``, the weight channels-last) or all packed channels-first. Anything else
+(float32, whose TF32 choice stays torch's; another layout; sizes past cuDNN's int descriptors)
+gets ``None`` and torch computes it. ``tests/gpu/test_gpu_cudnn_conv.py`` checks the results
+against torch's over many shapes; the problem descriptions are checked on the CPU
+(``tests/unit/test_cudnn_conv.py``) and in ctest.
+
+The library is the one PyTorch loaded (its path read from ``/proc/self/maps``): one cuDNN in the
+process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: cudnnDataType of the dtypes served here
+CUDNN_DTYPES = {torch.float16: 2, torch.bfloat16: 9}
+#: the most workspace an algorithm may ask for (bytes); faster algorithms needing more are skipped
+WORKSPACE_LIMIT = 32 << 20
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """One convolution as ``runtime/cpp/cudnn_conv.h`` takes it (sizes in cuDNN's N, C, spatial
+    order whatever the memory order)."""
+
+    dtype: int
+    nhwc: bool
+    n: int
+    c: int
+    k: int
+    groups: int
+    input: tuple[int, ...]
+    kernel: tuple[int, ...]
+    padding: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    def args(self) -> tuple:
+        return (self.dtype, self.nhwc, self.n, self.c, self.k, self.groups, list(self.input), list(self.kernel),
+                list(self.padding), list(self.stride), list(self.dilation))
+
+
+def _dense(t: torch.Tensor, order: list[int]) -> bool:
+    """Whether ``t`` is packed with its dims laid out in ``order`` (outermost first); size-1 dims'
+    strides do not matter (nothing is addressed through them)."""
+    acc = 1
+    for d in reversed(order):
+        if t.shape[d] != 1 and t.stride(d) != acc:
+            return False
+        acc *= t.shape[d]
+    return True
+
+
+def conv_problem(attrs: dict[str, Any], x: torch.Tensor, w: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> tuple[ConvProblem, tuple[int, ...]] | None:
+    """(problem, result shape) of a ``conv`` call with these tensors (``attrs``: the library
+    call's ``stride``, ``padding``, ``dilation``, ``groups``, ``layout``), or None where cuDNN is not
+    given it here (see the module docstring). The output size is the one PyTorch computes."""
+    dtype = CUDNN_DTYPES.get(x.dtype)
+    spatial = w.dim() - 2
+    if dtype is None or w.dtype != x.dtype or x.dim() != w.dim() or not 1 <= spatial <= 3:
+        return None
+    if x.device != w.device or (bias is not None and bias.device != x.device):
+        return None
+    nhwc = attrs.get("layout", "nchw") == "nhwc"
+    groups = int(attrs["groups"])
+    if nhwc:
+        n, c, size = x.shape[0], x.shape[-1], tuple(x.shape[1:-1])
+        x_ok = _dense(x, list(range(x.dim())))
+        w_ok = _dense(w, [0, *range(2, w.dim()), 1])  # K, spatial..., C/groups in memory
+    else:
+        n, c, size = x.shape[0], x.shape[1], tuple(x.shape[2:])
+        x_ok = _dense(x, list(range(x.dim())))
+        w_ok = _dense(w, list(range(w.dim())))
+    k = w.shape[0]
+    if not (x_ok and w_ok) or groups < 1 or c != w.shape[1] * groups or k % groups:
+        return None
+    if bias is not None and (bias.dtype != x.dtype or bias.dim() != 1 or bias.shape[0] != k
+                             or (bias.stride(0) != 1 and k > 1)):
+        return None
+    stride, padding, dilation = (tuple(int(v) for v in attrs[name]) for name in ("stride", "padding", "dilation"))
+    if not len(stride) == len(padding) == len(dilation) == spatial:
+        return None
+    out = []
+    for i in range(spatial):
+        span = dilation[i] * (w.shape[2 + i] - 1) + 1
+        if stride[i] < 1 or dilation[i] < 1 or padding[i] < 0 or size[i] + 2 * padding[i] < span:
+            return None
+        out.append((size[i] + 2 * padding[i] - span) // stride[i] + 1)
+    if min(n, c, k) < 1 or max(n * c * math.prod(size), n * k * math.prod(out), w.numel()) >= 2 ** 31:
+        return None  # cuDNN's descriptors take int sizes
+    problem = ConvProblem(dtype, nhwc, n, c, k, groups, size, tuple(w.shape[2:]), padding, stride, dilation)
+    shape = (n, *out, k) if nhwc else (n, k, *out)
+    return problem, shape
+
+
+def cudnn_library() -> str | None:
+    """The path of the cuDNN PyTorch loaded into this process (None where it loaded none)."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rsplit(None, 1)[-1]
+                if os.path.basename(path).startswith("libcudnn.so"):
+                    return path
+    except OSError:
+        return None
+    return None
+
+
+class CudnnConvolution:
+    """``conv`` library calls through the native cuDNN convolution. ``__call__`` returns the
+    result, or None where the call is not one it serves (the caller computes it with torch).
+    Construct with ``CudnnConvolution.create()``, which says why where it cannot be used."""
+
+    def __init__(self, native, library: str):
+        self._conv = native.CudnnConv(library)
+        #: call layout -> (problem, result shape) or False
+        self._layouts: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+        self.calls = 0  # convolutions served (tests and reports read it)
+        self.searches = 0  # problems timed
+        self._searched: set[tuple] = set()  # (problem, bias, device) timed already
+
+    @staticmethod
+    def create() -> tuple["CudnnConvolution | None", str]:
+        from blade.runtime import shape_eval
+
+        native = shape_eval.load_native()
+        if not native or not hasattr(native, "CudnnConv"):
+            return None, "Blade's C++ runtime (runtime/_native*.so) is not built with the cuDNN convolution"
+        if not torch.cuda.is_available():
+            return None, "CUDA is not available"
+        torch.backends.cudnn.version()  # PyTorch loads cuDNN on first use
+        library = cudnn_library()
+        if library is None:
+            return None, "PyTorch has not loaded cuDNN in this process"
+        ok, why = native.cudnn_available(library)
+        if not ok:
+            return None, why
+        return CudnnConvolution(native, library), ""
+
+    @property
+    def native(self):
+        """The ``_native.CudnnConv`` (the C++ step list runs its plans)."""
+        return self._conv
+
+    def describe(self, attrs: dict[str, Any], inputs: list[torch.Tensor]):
+        """(problem, result shape) of a call, or False where it is not served (kept per layout)."""
+        x, w = inputs[0], inputs[1]
+        bias = inputs[2] if len(inputs) == 3 else None
+        key = (x.dtype, x.device, x.shape, x.stride(), w.shape, w.stride(), w.device,
+               None if bias is None else (bias.shape, bias.stride(), bias.dtype, bias.device),
+               tuple(attrs["stride"]), tuple(attrs["padding"]), tuple(attrs["dilation"]), attrs["groups"],
+               attrs.get("layout", "nchw"))
+        hit = self._layouts.get(key)
+        if hit is None:
+            hit = conv_problem(attrs, x, w, bias) if x.is_cuda and len(inputs) in (2, 3) else None
+            hit = self._layouts[key] = hit if hit is not None else False
+            if len(self._layouts) > 4096:  # bounded: a long run over ever new shapes
+                self._layouts.clear()
+        return hit
+
+    def plan(self, problem: ConvProblem, bias: bool, device: int) -> int:
+        """The id of the problem's current plan (its timed one once a search ran)."""
+        return self._conv.prepare(*problem.args(), bias, WORKSPACE_LIMIT, device)
+
+    def workspace_size(self, plan: int) -> int:
+        return self._conv.workspace_size(plan)
+
+    def __call__(self, attrs: dict[str, Any], inputs: list[torch.Tensor], search: bool = False) -> torch.Tensor | None:
+        """The convolution's result, or None where it is not served. ``search``: time cuDNN's
+        algorithms for this problem first (once per problem; never inside a CUDA-graph capture)."""
+        hit = self.describe(attrs, inputs)
+        if hit is False:
+            return None
+        problem, shape = hit
+        x, w = inputs[0], inputs[1]
+        bias = inputs[2] if len(inputs) == 3 else None
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+        device = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        stream = torch._C._cuda_getCurrentRawStream(device)
+        searched = (problem, bias is not None, device)
+        if search and searched not in self._searched and not torch.cuda.is_current_stream_capturing():
+            ws = torch.empty(WORKSPACE_LIMIT, dtype=torch.uint8, device=x.device)
+            plan = self._conv.prepare(*problem.args(), bias is not None, WORKSPACE_LIMIT, device, True, x.data_ptr(),
+                                      w.data_ptr(), out.data_ptr(), ws.data_ptr(), stream)
+            del ws
+            with self._lock:
+                self._searched.add(searched)
+            self.searches += 1
+        else:
+            plan = self.plan(problem, bias is not None, device)
+        nbytes = self._conv.workspace_size(plan)
+        ws = torch.empty(nbytes, dtype=torch.uint8, device=x.device) if nbytes else None
+        self._conv.run(plan, x.data_ptr(), w.data_ptr(), out.data_ptr(), 0 if bias is None else bias.data_ptr(),
+                       0 if ws is None else ws.data_ptr(), stream, device)
+        self.calls += 1
+        return out
