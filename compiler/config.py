@@ -114,8 +114,10 @@ class Config:
     #: or channels-first; ``Config(executor="program")``): ``"cudnn"`` calls cuDNN from Blade's C++
     #: runtime (``runtime/cudnn_conv.py``: no dispatcher, and the C++ step loop runs them without
     #: Python), ``"torch"`` calls torch's operators. Where the C++ runtime or cuDNN is missing, or a
-    #: layout is not one it describes, torch computes it.
-    conv_library: Literal["torch", "cudnn"] = "cudnn"
+    #: layout is not one it describes, torch computes it. Opt-in: cuDNN 9's legacy convolution call
+    #: (the one made here) costs 42-86 us of host time per call against torch's 14-27 us on an H200
+    #: (``benchmarks/conv_host_overhead.py``), so today it trades Python steps for slower calls.
+    conv_library: Literal["torch", "cudnn"] = "torch"
 
     #: The Program executor's step loop on CUDA (``Config(executor="program")`` and loaded
     #: artifacts): from a size signature's second call, its generated-kernel launches run from
