@@ -4,7 +4,7 @@ allocation and one native call) and the prepared cuDNN plan's ``run`` alone (wha
 list pays per convolution). Each is timed as the wall time of N back-to-back calls on a problem so
 small the GPU keeps up, so the time is the host's.
 
-    python benchmarks/conv_host_overhead.py [--calls 2000]
+    python benchmarks/conv_host_overhead.py [--calls 2000] [--api legacy|graph]
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def _per_call_us(fn, calls: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--api", choices=["legacy", "graph"], default="legacy",
+                    help="Blade's cuDNN calls: the legacy API or the graph API (execution plans)")
     args = ap.parse_args()
     print(environment())
-    conv, why = CudnnConvolution.create()
+    conv, why = CudnnConvolution.create(api=args.api)
     assert conv is not None, why
     torch.backends.cudnn.benchmark = True
     print(f"{'problem':<34} {'torch us':>9} {'blade py us':>12} {'native run us':>14} {'no bias':>8} {'torch no bias':>14}")
@@ -68,7 +70,7 @@ def main() -> None:
         native.run(plan, *p, stream, 0)
         torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
         print(f"{f'{n}x{c}x{hw}x{hw} -> {k}, 3x3':<34} {t_torch:>9.1f} {t_py:>12.1f} {t_run:>14.1f} {t_plain:>8.1f} {t_torch_plain:>14.1f}  "
-              f"(algorithm {native.algorithm(plan)})")
+              f"({native.api(plan)}, algorithm {native.algorithm(plan)})")
 
 
 if __name__ == "__main__":

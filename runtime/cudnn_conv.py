@@ -3,12 +3,17 @@
 
 A ``conv`` library call becomes one call into ``runtime/cpp/cudnn_conv.cpp``, which keeps the cuDNN
 plan of each problem (descriptors, algorithm, workspace size) and enqueues
-``cudnnConvolutionForward`` (+ ``cudnnAddTensor`` for the bias) on the current stream: the calls
-PyTorch's own cuDNN path makes, without its dispatcher, and the kind of step the C++ step loop
-(``runtime/native_loop.py``) runs without Python. The algorithm is cuDNN's heuristic pick; a
-problem met again is timed once (``search``: ``cudnnFindConvolutionForwardAlgorithmEx`` over
-cuDNN's algorithms, the fastest kept), which is what ``Config.conv_algorithm_search`` asks of
-torch's path too.
+the convolution (+ bias) on the current stream, without torch's dispatcher: the kind of step the
+C++ step loop (``runtime/native_loop.py``) runs without Python. Two ways, per problem:
+
+* cuDNN's graph API (``BLADE_CUDNN_API=graph``; written after the measurement below, NOT YET RUN
+  ON A GPU): the operation graph conv (+ bias add) and an execution plan from cuDNN's heuristic
+  engine order, made once; a call builds one variant pack and executes it, as PyTorch's own cuDNN
+  path does;
+* the legacy calls (the default, and where the graph API has no plan for a problem):
+  ``cudnnConvolutionForward`` + ``cudnnAddTensor``, the algorithm cuDNN's heuristic pick, and a
+  problem met again timed once (``search``: ``cudnnFindConvolutionForwardAlgorithmEx``), which is
+  what ``Config.conv_algorithm_search`` asks of torch's path too.
 
 Served: float16 / bfloat16 convolutions with 1-3 spatial dims, any stride, padding, dilation and
 groups, where input, weight and result are all packed channels-last (Blade's ``layout="nhwc"``:
@@ -21,11 +26,12 @@ against torch's over many shapes; the problem descriptions are checked on the CP
 The library is the one PyTorch loaded (its path read from ``/proc/self/maps``): one cuDNN in the
 process.
 
-Measured on an H200 (cuDNN 9 with torch 2.11, ``benchmarks/conv_host_overhead.py``): the prepared
-plan's ``run`` costs 42-86 us of host time per convolution, torch's ``F.conv2d`` 14-27 us (its cuDNN
-path keeps execution plans of cuDNN's graph API; the legacy ``cudnnConvolutionForward`` called here
-does more work per call). So this provider removes Python steps from the C++ loop but not host
-time; calling cuDNN's graph API with a prepared execution plan per problem is the step that would.
+Measured on an H200 (cuDNN 9 with torch 2.11, ``benchmarks/conv_host_overhead.py``, session 13):
+the legacy calls cost 42-86 us of host time per convolution, torch's ``F.conv2d`` 14-27 us (its
+cuDNN path keeps execution plans of the graph API). The graph-API path was written after that
+measurement and is not yet run on a GPU: until ``tests/gpu/test_gpu_cudnn_conv.py`` and the host
+benchmark have run with it, it stays behind ``BLADE_CUDNN_API=graph`` and ``conv_library="cudnn"``
+stays opt-in.
 """
 
 from __future__ import annotations
@@ -138,8 +144,8 @@ class CudnnConvolution:
     result, or None where the call is not one it serves (the caller computes it with torch).
     Construct with ``CudnnConvolution.create()``, which says why where it cannot be used."""
 
-    def __init__(self, native, library: str):
-        self._conv = native.CudnnConv(library)
+    def __init__(self, native, library: str, api: str = "legacy"):
+        self._conv = native.CudnnConv(library, api == "graph")
         #: call layout -> (problem, result shape) or False
         self._layouts: dict[tuple, Any] = {}
         self._lock = threading.Lock()
@@ -148,8 +154,14 @@ class CudnnConvolution:
         self._searched: set[tuple] = set()  # (problem, bias, device) timed already
 
     @staticmethod
-    def create() -> tuple["CudnnConvolution | None", str]:
+    def create(api: str | None = None) -> tuple["CudnnConvolution | None", str]:
+        """``api``: ``"legacy"`` or ``"graph"`` (cuDNN's graph API first; not yet run on a GPU);
+        default: the environment's ``BLADE_CUDNN_API``, else ``"legacy"``."""
         from blade.runtime import shape_eval
+
+        api = api or os.environ.get("BLADE_CUDNN_API", "legacy")
+        if api not in ("legacy", "graph"):
+            return None, f"BLADE_CUDNN_API must be 'legacy' or 'graph', not {api!r}"
 
         native = shape_eval.load_native()
         if not native or not hasattr(native, "CudnnConv"):
@@ -163,7 +175,7 @@ class CudnnConvolution:
         ok, why = native.cudnn_available(library)
         if not ok:
             return None, why
-        return CudnnConvolution(native, library), ""
+        return CudnnConvolution(native, library, api), ""
 
     @property
     def native(self):
@@ -193,11 +205,19 @@ class CudnnConvolution:
     def workspace_size(self, plan: int) -> int:
         return self._conv.workspace_size(plan)
 
+    def api(self, attrs: dict[str, Any], inputs: list[torch.Tensor]) -> str:
+        """How a call's problem runs: ``"graph"`` (cuDNN's graph API) or ``"legacy (why not)"``."""
+        hit = self.describe(attrs, inputs)
+        if hit is False:
+            return "torch (not a problem cuDNN is given here)"
+        device = inputs[0].device.index if inputs[0].device.index is not None else torch.cuda.current_device()
+        return self._conv.api(self.plan(hit[0], len(inputs) == 3, device))
+
     def __call__(self, attrs: dict[str, Any], inputs: list[torch.Tensor], search: bool = False) -> torch.Tensor | None:
         """The convolution's result, or None where it is not served. ``search``: time cuDNN's
         algorithms for this problem first (once per problem; never inside a CUDA-graph capture)."""
         hit = self.describe(attrs, inputs)
-        if hit is False:
+        if hit is False or any(t.data_ptr() % 16 for t in inputs):  # the plans assume 16-byte alignment
             return None
         problem, shape = hit
         x, w = inputs[0], inputs[1]

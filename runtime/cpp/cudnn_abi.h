@@ -39,3 +39,77 @@ constexpr int kAlgoCount = 8;           // CUDNN_CONVOLUTION_FWD_ALGO_COUNT
 
 }  // namespace cudnn_abi
 }  // namespace blade
+
+// cuDNN's graph ("backend") API, as far as a convolution (+ bias) graph uses it (cudnn_graph.h).
+namespace blade {
+namespace cudnn_backend {
+
+using Desc = void*;  // cudnnBackendDescriptor_t
+
+// cudnnBackendDescriptorType_t
+constexpr int kPointwiseDesc = 0;        // CUDNN_BACKEND_POINTWISE_DESCRIPTOR
+constexpr int kConvolutionDesc = 1;      // CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR
+constexpr int kEngineCfgDesc = 3;        // CUDNN_BACKEND_ENGINECFG_DESCRIPTOR
+constexpr int kEngineHeurDesc = 4;       // CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR
+constexpr int kExecutionPlanDesc = 5;    // CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR
+constexpr int kConvForwardOpDesc = 10;   // CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR
+constexpr int kPointwiseOpDesc = 13;     // CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR
+constexpr int kOperationGraphDesc = 15;  // CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR
+constexpr int kVariantPackDesc = 16;     // CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR
+constexpr int kTensorDesc = 17;          // CUDNN_BACKEND_TENSOR_DESCRIPTOR
+
+// cudnnBackendAttributeType_t
+constexpr int kTypeHandle = 0;           // CUDNN_TYPE_HANDLE
+constexpr int kTypeDataType = 1;         // CUDNN_TYPE_DATA_TYPE
+constexpr int kTypeBoolean = 2;          // CUDNN_TYPE_BOOLEAN
+constexpr int kTypeInt64 = 3;            // CUDNN_TYPE_INT64
+constexpr int kTypeFloat = 4;            // CUDNN_TYPE_FLOAT
+constexpr int kTypeVoidPtr = 6;          // CUDNN_TYPE_VOID_PTR
+constexpr int kTypeConvolutionMode = 7;  // CUDNN_TYPE_CONVOLUTION_MODE
+constexpr int kTypeHeurMode = 8;         // CUDNN_TYPE_HEUR_MODE
+constexpr int kTypePointwiseMode = 14;   // CUDNN_TYPE_POINTWISE_MODE
+constexpr int kTypeDescriptor = 15;      // CUDNN_TYPE_BACKEND_DESCRIPTOR
+
+// cudnnBackendAttributeName_t
+constexpr int kPointwiseMode = 0;             // CUDNN_ATTR_POINTWISE_MODE
+constexpr int kPointwiseMathPrec = 1;         // CUDNN_ATTR_POINTWISE_MATH_PREC
+constexpr int kConvCompType = 100;            // CUDNN_ATTR_CONVOLUTION_COMP_TYPE
+constexpr int kConvMode = 101;                // CUDNN_ATTR_CONVOLUTION_CONV_MODE
+constexpr int kConvDilations = 102;           // CUDNN_ATTR_CONVOLUTION_DILATIONS
+constexpr int kConvFilterStrides = 103;       // CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES
+constexpr int kConvPostPaddings = 104;        // CUDNN_ATTR_CONVOLUTION_POST_PADDINGS
+constexpr int kConvPrePaddings = 105;         // CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS
+constexpr int kConvSpatialDims = 106;         // CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS
+constexpr int kHeurMode = 200;                // CUDNN_ATTR_ENGINEHEUR_MODE
+constexpr int kHeurOperationGraph = 201;      // CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH
+constexpr int kHeurResults = 202;             // CUDNN_ATTR_ENGINEHEUR_RESULTS
+constexpr int kPlanHandle = 400;              // CUDNN_ATTR_EXECUTION_PLAN_HANDLE
+constexpr int kPlanEngineConfig = 401;        // CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG
+constexpr int kPlanWorkspaceSize = 402;       // CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE
+constexpr int kConvFwdAlpha = 700;            // CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA
+constexpr int kConvFwdBeta = 701;             // CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA
+constexpr int kConvFwdConvDesc = 702;         // CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC
+constexpr int kConvFwdW = 703;                // CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W
+constexpr int kConvFwdX = 704;                // CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X
+constexpr int kConvFwdY = 705;                // CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y
+constexpr int kPointwisePwDesc = 750;         // CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR
+constexpr int kPointwiseX = 751;              // CUDNN_ATTR_OPERATION_POINTWISE_XDESC
+constexpr int kPointwiseB = 752;              // CUDNN_ATTR_OPERATION_POINTWISE_BDESC
+constexpr int kPointwiseY = 753;              // CUDNN_ATTR_OPERATION_POINTWISE_YDESC
+constexpr int kGraphHandle = 800;             // CUDNN_ATTR_OPERATIONGRAPH_HANDLE
+constexpr int kGraphOps = 801;                // CUDNN_ATTR_OPERATIONGRAPH_OPS
+constexpr int kTensorByteAlignment = 900;     // CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT
+constexpr int kTensorDataType = 901;          // CUDNN_ATTR_TENSOR_DATA_TYPE
+constexpr int kTensorDimensions = 902;        // CUDNN_ATTR_TENSOR_DIMENSIONS
+constexpr int kTensorStrides = 903;           // CUDNN_ATTR_TENSOR_STRIDES
+constexpr int kTensorUniqueId = 906;          // CUDNN_ATTR_TENSOR_UNIQUE_ID
+constexpr int kTensorIsVirtual = 907;         // CUDNN_ATTR_TENSOR_IS_VIRTUAL
+constexpr int kVariantPackUniqueIds = 1000;   // CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS
+constexpr int kVariantPackDataPointers = 1001;  // CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS
+constexpr int kVariantPackWorkspace = 1003;   // CUDNN_ATTR_VARIANT_PACK_WORKSPACE
+
+constexpr int kHeurModeInstant = 0;           // CUDNN_HEUR_MODE_INSTANT
+constexpr int kPointwiseAdd = 0;              // CUDNN_POINTWISE_ADD
+
+}  // namespace cudnn_backend
+}  // namespace blade

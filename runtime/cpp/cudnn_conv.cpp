@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "cuda_driver.h"
@@ -41,6 +42,14 @@ struct Library {
   Status (*forward)(Handle, const void*, TensorDesc, const void*, FilterDesc, const void*, ConvDesc, int, void*,
                     size_t, const void*, TensorDesc, void*) = nullptr;
   Status (*add)(Handle, const void*, TensorDesc, const void*, const void*, TensorDesc, void*) = nullptr;
+  // the graph API (bound where present: without it every plan takes the legacy calls above)
+  bool graph = false;
+  Status (*be_create)(int, cudnn_backend::Desc*) = nullptr;
+  Status (*be_destroy)(cudnn_backend::Desc) = nullptr;
+  Status (*be_set)(cudnn_backend::Desc, int, int, int64_t, const void*) = nullptr;
+  Status (*be_get)(cudnn_backend::Desc, int, int, int64_t, int64_t*, void*) = nullptr;
+  Status (*be_finalize)(cudnn_backend::Desc) = nullptr;
+  Status (*be_execute)(Handle, cudnn_backend::Desc, cudnn_backend::Desc) = nullptr;
 };
 
 template <typename F>
@@ -75,6 +84,13 @@ Library open_library(const std::string& path) {
              bind(lib, "cudnnFindConvolutionForwardAlgorithmEx", &l.find, &l.why) &&
              bind(lib, "cudnnGetConvolutionForwardWorkspaceSize", &l.workspace, &l.why) &&
              bind(lib, "cudnnConvolutionForward", &l.forward, &l.why) && bind(lib, "cudnnAddTensor", &l.add, &l.why);
+  std::string no_graph;
+  l.graph = bind(lib, "cudnnBackendCreateDescriptor", &l.be_create, &no_graph) &&
+            bind(lib, "cudnnBackendDestroyDescriptor", &l.be_destroy, &no_graph) &&
+            bind(lib, "cudnnBackendSetAttribute", &l.be_set, &no_graph) &&
+            bind(lib, "cudnnBackendGetAttribute", &l.be_get, &no_graph) &&
+            bind(lib, "cudnnBackendFinalize", &l.be_finalize, &no_graph) &&
+            bind(lib, "cudnnBackendExecute", &l.be_execute, &no_graph);
   return l;
 }
 
@@ -117,6 +133,181 @@ std::vector<int> packed_strides(const std::vector<int>& dims, bool nhwc) {
   for (int i = static_cast<int>(dims.size()) - 1; i >= 2; --i) s[i] = acc, acc *= dims[i];
   s[0] = acc;
   return s;
+}
+
+// The descriptors of one graph-API plan (destroyed with it) and how it runs.
+struct GraphPlan {
+  const Library* lib = nullptr;
+  std::vector<cudnn_backend::Desc> owned;
+  cudnn_backend::Desc exec = nullptr;  // the execution plan
+  int64_t workspace = 0;
+  bool bias = false;
+  GraphPlan() = default;
+  GraphPlan(const GraphPlan&) = delete;
+  GraphPlan& operator=(const GraphPlan&) = delete;
+  ~GraphPlan() {
+    for (auto it = owned.rbegin(); it != owned.rend(); ++it) lib->be_destroy(*it);
+  }
+};
+
+// unique ids of the graph's tensors (the variant pack names its pointers by them)
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidConvOut = 5;
+
+// Builds descriptors, stopping at the first failure (then `why` says which step and cuDNN's status).
+class GraphBuilder {
+ public:
+  GraphBuilder(const Library& l, GraphPlan& g, std::string* why) : l_(l), g_(g), why_(why) {}
+  bool ok() const { return ok_; }
+  cudnn_backend::Desc make(int type, const char* what) {
+    cudnn_backend::Desc d = nullptr;
+    if (!ok_) return nullptr;
+    if (!check(l_.be_create(type, &d), what)) return nullptr;
+    g_.owned.push_back(d);
+    return d;
+  }
+  void set(cudnn_backend::Desc d, int name, int type, int64_t count, const void* values, const char* what) {
+    if (ok_) check(l_.be_set(d, name, type, count, values), what);
+  }
+  void finalize(cudnn_backend::Desc d, const char* what) {
+    if (ok_) check(l_.be_finalize(d), what);
+  }
+  cudnn_backend::Desc tensor(int64_t uid, int dtype, const std::vector<int64_t>& dims,
+                             const std::vector<int64_t>& strides, bool is_virtual) {
+    using namespace cudnn_backend;
+    Desc t = make(kTensorDesc, "creating a tensor descriptor");
+    int32_t type = dtype;
+    int64_t alignment = 16;
+    set(t, kTensorDataType, kTypeDataType, 1, &type, "a tensor's data type");
+    set(t, kTensorDimensions, kTypeInt64, static_cast<int64_t>(dims.size()), dims.data(), "a tensor's dims");
+    set(t, kTensorStrides, kTypeInt64, static_cast<int64_t>(strides.size()), strides.data(), "a tensor's strides");
+    set(t, kTensorUniqueId, kTypeInt64, 1, &uid, "a tensor's id");
+    set(t, kTensorByteAlignment, kTypeInt64, 1, &alignment, "a tensor's alignment");
+    if (is_virtual) {
+      bool v = true;
+      set(t, kTensorIsVirtual, kTypeBoolean, 1, &v, "a virtual tensor");
+    }
+    finalize(t, "finalizing a tensor descriptor");
+    return t;
+  }
+
+ private:
+  bool check(Status s, const char* what) {
+    if (s == kSuccess) return true;
+    ok_ = false;
+    *why_ = std::string(what) + ": " + status_text(l_, s);
+    return false;
+  }
+  const Library& l_;
+  GraphPlan& g_;
+  std::string* why_;
+  bool ok_ = true;
+};
+
+std::vector<int64_t> wide(const std::vector<int>& v) { return std::vector<int64_t>(v.begin(), v.end()); }
+
+// The graph y = conv(x, w) (+ bias) and the first of cuDNN's heuristic engine configurations that
+// makes an execution plan within `limit` bytes of workspace; false (and why) where none does.
+bool build_graph(const Library& l, Handle h, const ConvProblem& p, bool bias, int64_t limit,
+                 const std::vector<int>& xdims, const std::vector<int>& wdims, const std::vector<int>& ydims,
+                 const std::vector<int>& pad, const std::vector<int>& stride, const std::vector<int>& dilation,
+                 GraphPlan& g, std::string* why) {
+  using namespace cudnn_backend;
+  g.lib = &l;
+  g.bias = bias;
+  GraphBuilder b(l, g, why);
+  Desc x = b.tensor(kUidX, p.dtype, wide(xdims), wide(packed_strides(xdims, p.nhwc)), false);
+  Desc w = b.tensor(kUidW, p.dtype, wide(wdims), wide(packed_strides(wdims, p.nhwc)), false);
+  Desc y = b.tensor(kUidY, p.dtype, wide(ydims), wide(packed_strides(ydims, p.nhwc)), false);
+  Desc conv_out = y;
+  Desc bias_t = nullptr;
+  if (bias) {
+    std::vector<int> bdims(xdims.size(), 1);
+    bdims[1] = static_cast<int>(p.k);
+    bias_t = b.tensor(kUidBias, p.dtype, wide(bdims), wide(packed_strides(bdims, false)), false);
+    conv_out = b.tensor(kUidConvOut, kFloat, wide(ydims), wide(packed_strides(ydims, p.nhwc)), true);
+  }
+  Desc conv = b.make(kConvolutionDesc, "creating the convolution descriptor");
+  int32_t compute = kFloat, mode = kCrossCorrelation;
+  int64_t spatial = static_cast<int64_t>(pad.size());
+  std::vector<int64_t> pads = wide(pad), strides = wide(stride), dilations = wide(dilation);
+  b.set(conv, kConvCompType, kTypeDataType, 1, &compute, "the convolution's compute type");
+  b.set(conv, kConvMode, kTypeConvolutionMode, 1, &mode, "the convolution's mode");
+  b.set(conv, kConvSpatialDims, kTypeInt64, 1, &spatial, "the convolution's spatial dims");
+  b.set(conv, kConvDilations, kTypeInt64, spatial, dilations.data(), "the convolution's dilations");
+  b.set(conv, kConvFilterStrides, kTypeInt64, spatial, strides.data(), "the convolution's strides");
+  b.set(conv, kConvPrePaddings, kTypeInt64, spatial, pads.data(), "the convolution's paddings");
+  b.set(conv, kConvPostPaddings, kTypeInt64, spatial, pads.data(), "the convolution's paddings");
+  b.finalize(conv, "finalizing the convolution descriptor");
+  Desc op = b.make(kConvForwardOpDesc, "creating the convolution operation");
+  float alpha = 1.0f, beta = 0.0f;
+  b.set(op, kConvFwdX, kTypeDescriptor, 1, &x, "the convolution's input");
+  b.set(op, kConvFwdW, kTypeDescriptor, 1, &w, "the convolution's weight");
+  b.set(op, kConvFwdY, kTypeDescriptor, 1, &conv_out, "the convolution's output");
+  b.set(op, kConvFwdConvDesc, kTypeDescriptor, 1, &conv, "the convolution's descriptor");
+  b.set(op, kConvFwdAlpha, kTypeFloat, 1, &alpha, "the convolution's alpha");
+  b.set(op, kConvFwdBeta, kTypeFloat, 1, &beta, "the convolution's beta");
+  b.finalize(op, "finalizing the convolution operation");
+  std::vector<Desc> ops{op};
+  if (bias) {
+    Desc pw = b.make(kPointwiseDesc, "creating the bias addition");
+    int32_t add = kPointwiseAdd, precision = kFloat;
+    b.set(pw, kPointwiseMode, kTypePointwiseMode, 1, &add, "the bias addition's mode");
+    b.set(pw, kPointwiseMathPrec, kTypeDataType, 1, &precision, "the bias addition's precision");
+    b.finalize(pw, "finalizing the bias addition");
+    Desc add_op = b.make(kPointwiseOpDesc, "creating the bias operation");
+    b.set(add_op, kPointwisePwDesc, kTypeDescriptor, 1, &pw, "the bias operation's descriptor");
+    b.set(add_op, kPointwiseX, kTypeDescriptor, 1, &conv_out, "the bias operation's input");
+    b.set(add_op, kPointwiseB, kTypeDescriptor, 1, &bias_t, "the bias operation's bias");
+    b.set(add_op, kPointwiseY, kTypeDescriptor, 1, &y, "the bias operation's output");
+    b.finalize(add_op, "finalizing the bias operation");
+    ops.push_back(add_op);
+  }
+  Desc graph = b.make(kOperationGraphDesc, "creating the operation graph");
+  b.set(graph, kGraphOps, kTypeDescriptor, static_cast<int64_t>(ops.size()), ops.data(), "the graph's operations");
+  b.set(graph, kGraphHandle, kTypeHandle, 1, &h, "the graph's handle");
+  b.finalize(graph, "finalizing the operation graph");
+  Desc heur = b.make(kEngineHeurDesc, "creating the engine heuristics");
+  int32_t heur_mode = kHeurModeInstant;
+  b.set(heur, kHeurOperationGraph, kTypeDescriptor, 1, &graph, "the heuristics' graph");
+  b.set(heur, kHeurMode, kTypeHeurMode, 1, &heur_mode, "the heuristics' mode");
+  b.finalize(heur, "finalizing the engine heuristics");
+  if (!b.ok()) return false;
+  int64_t count = 0;
+  Status s = l.be_get(heur, kHeurResults, kTypeDescriptor, 0, &count, nullptr);
+  if (s != kSuccess || count < 1) {
+    *why = "cuDNN's heuristics offer no engine (" + (s != kSuccess ? status_text(l, s) : std::string("0 results")) + ")";
+    return false;
+  }
+  count = std::min<int64_t>(count, 16);
+  std::vector<Desc> configs;
+  for (int64_t i = 0; i < count; ++i) configs.push_back(b.make(kEngineCfgDesc, "creating an engine configuration"));
+  if (!b.ok()) return false;
+  int64_t got = 0;
+  s = l.be_get(heur, kHeurResults, kTypeDescriptor, count, &got, configs.data());
+  if (s != kSuccess) {
+    *why = "reading cuDNN's heuristic results: " + status_text(l, s);
+    return false;
+  }
+  std::string tried;
+  for (int64_t i = 0; i < got; ++i) {
+    Desc plan = nullptr;
+    if (l.be_create(kExecutionPlanDesc, &plan) != kSuccess) continue;
+    int64_t ws = -1, one = 0;
+    Status ps = l.be_set(plan, kPlanHandle, kTypeHandle, 1, &h);
+    if (ps == kSuccess) ps = l.be_set(plan, kPlanEngineConfig, kTypeDescriptor, 1, &configs[i]);
+    if (ps == kSuccess) ps = l.be_finalize(plan);
+    if (ps == kSuccess) ps = l.be_get(plan, kPlanWorkspaceSize, kTypeInt64, 1, &one, &ws);
+    if (ps == kSuccess && ws >= 0 && ws <= limit) {
+      g.owned.push_back(plan);
+      g.exec = plan;
+      g.workspace = ws;
+      return true;
+    }
+    l.be_destroy(plan);
+    tried += " " + std::to_string(i) + ":" + (ps == kSuccess ? "workspace " + std::to_string(ws) : status_text(l, ps));
+  }
+  *why = "no engine configuration makes an execution plan within " + std::to_string(limit) + " bytes (" + tried + ")";
+  return false;
 }
 
 }  // namespace
@@ -187,6 +378,8 @@ struct CudnnConv::Plan {
   ConvDesc conv = nullptr;
   int algo = 0;
   size_t workspace = 0;
+  std::unique_ptr<GraphPlan> graph;  // set: the plan runs through the graph API
+  std::string graph_why;             // why not, where it does not
   ~Plan() {
     if (lib == nullptr) return;
     for (TensorDesc t : {x, y, b}) {
@@ -197,9 +390,17 @@ struct CudnnConv::Plan {
   }
 };
 
-CudnnConv::CudnnConv(std::string library_path) : library_(std::move(library_path)) {
+CudnnConv::CudnnConv(std::string library_path, bool graph_api)
+    : library_(std::move(library_path)), use_graph_(graph_api) {
   std::string why;
   if (!cudnn_available(library_, &why)) throw std::runtime_error(why);
+}
+
+std::string CudnnConv::api(int64_t id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no cuDNN plan " + std::to_string(id));
+  const Plan& plan = *plans_[id];
+  return plan.graph ? std::string("graph") : "legacy (" + plan.graph_why + ")";
 }
 
 CudnnConv::~CudnnConv() {
@@ -236,7 +437,10 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
                     std::to_string(device);
   std::lock_guard<std::mutex> lock(mutex_);
   auto found = by_key_.find(key);
-  if (found != by_key_.end() && (!search || plans_[found->second]->searched)) return found->second;
+  if (found != by_key_.end() &&
+      (!search || plans_[found->second]->searched || plans_[found->second]->graph)) {
+    return found->second;  // a graph plan is not searched (heuristic engine order)
+  }
 
   const Library& l = library(library_);
   current_context(device);
@@ -278,6 +482,23 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
   check(l.output_dim(plan->conv, plan->x, plan->w, nb, out.data()), "cudnnGetConvolutionNdForwardOutputDim");
   if (out != ydims) throw std::logic_error(describe(p) + ": cuDNN computes another output size than Blade");
 
+  // the graph API first (heuristic engine order, no search); the legacy calls where it has no plan
+  if (l.graph && use_graph_) {
+    auto g = std::make_unique<GraphPlan>();
+    if (build_graph(l, h, p, bias, workspace_limit, xdims, wdims, ydims, pad, strides, dilation, *g, &plan->graph_why)) {
+      plan->graph = std::move(g);
+      plan->workspace = static_cast<size_t>(plan->graph->workspace);
+      plan->algo = -1;
+      int64_t id = static_cast<int64_t>(plans_.size());
+      plans_.push_back(std::move(plan));
+      by_key_[key] = id;
+      return id;
+    }
+  } else if (!l.graph) {
+    plan->graph_why = "this cuDNN has no graph API";
+  } else {
+    plan->graph_why = "the graph API not asked for";
+  }
   FwdAlgoPerf perf[kAlgoCount] = {};
   int returned = 0;
   if (search) {
@@ -345,6 +566,25 @@ void CudnnConv::run(int64_t id, uint64_t x, uint64_t w, uint64_t y, uint64_t bia
   Handle h = static_cast<Handle>(handle_for(device));
   Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
+  if (plan.graph) {
+    using namespace cudnn_backend;
+    Desc pack = nullptr;
+    s = l.be_create(kVariantPackDesc, &pack);
+    if (s != kSuccess) throw std::runtime_error(describe(p) + ": creating a variant pack: " + status_text(l, s));
+    int64_t uids[4] = {kUidX, kUidW, kUidY, kUidBias};
+    void* ptrs[4] = {reinterpret_cast<void*>(x), reinterpret_cast<void*>(w), reinterpret_cast<void*>(y),
+                     reinterpret_cast<void*>(bias)};
+    void* ws = plan.workspace ? reinterpret_cast<void*>(workspace) : nullptr;
+    int64_t n = plan.bias ? 4 : 3;
+    s = l.be_set(pack, kVariantPackUniqueIds, kTypeInt64, n, uids);
+    if (s == kSuccess) s = l.be_set(pack, kVariantPackDataPointers, kTypeVoidPtr, n, ptrs);
+    if (s == kSuccess) s = l.be_set(pack, kVariantPackWorkspace, kTypeVoidPtr, 1, &ws);
+    if (s == kSuccess) s = l.be_finalize(pack);
+    if (s == kSuccess) s = l.be_execute(h, plan.graph->exec, pack);
+    l.be_destroy(pack);
+    if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnBackendExecute: " + status_text(l, s));
+    return;
+  }
   const float one = 1.0f, zero = 0.0f;
   s = l.forward(h, &one, plan.x, reinterpret_cast<const void*>(x), plan.w, reinterpret_cast<const void*>(w), plan.conv,
                 plan.algo, plan.workspace ? reinterpret_cast<void*>(workspace) : nullptr, plan.workspace, &zero, plan.y,

@@ -6,15 +6,20 @@
 // The library is the one PyTorch already loaded (the Python side, runtime/cudnn_conv.py, finds its
 // path), so Blade adds no second cuDNN to the process.
 //
-// One call is one `cudnnConvolutionForward` (cross-correlation, float32 accumulation, tensor-core
-// math, `groups` groups) of a packed input into a packed output, plus `cudnnAddTensor` for a bias
-// (one value per output channel), as PyTorch's own cuDNN path computes it. Input, weight and
+// One call is one convolution (cross-correlation, float32 accumulation, tensor-core math, `groups`
+// groups) of a packed input into a packed output, plus a bias (one value per output channel): one
+// `cudnnBackendExecute` of a conv + add graph, or `cudnnConvolutionForward` + `cudnnAddTensor`. Input, weight and
 // output are all channels-last (`nhwc`: N, spatial..., C in memory; the weight K, spatial..., C/groups)
 // or all channels-first (NCHW packed). One to three spatial dims (a 1-D convolution is given to
 // cuDNN as a 2-D one of height 1).
 //
-// The plan of a problem (descriptors, algorithm, workspace size) is made on `prepare` and kept:
-// the algorithm is cuDNN's heuristic pick, or, with `search`, the fastest of cuDNN's algorithms
+// The plan of a problem is made on `prepare` and kept. With `graph_api`, through cuDNN's graph API
+// where it makes one (the operation graph conv (+ bias add) built once, the first of cuDNN's
+// heuristic engine configurations that makes an execution plan; a call then builds one variant
+// pack and executes: PyTorch's own path; `search` does not apply; NOT YET RUN ON A GPU), else
+// through the legacy calls (42-86 us of host time per call on an H200, measured: why the graph
+// API is being added): descriptors and an algorithm, cuDNN's heuristic pick or, with `search`, the
+// fastest of cuDNN's algorithms
 // timed on the buffers given (cudnnFindConvolutionForwardAlgorithmEx: it synchronises the device
 // and writes the output buffer; never inside a CUDA-graph capture). Only algorithms needing at
 // most `workspace_limit` bytes of workspace are taken. A failure raises naming the problem and
@@ -55,7 +60,8 @@ void validate(const ConvProblem& p);
 
 class CudnnConv {
  public:
-  explicit CudnnConv(std::string library);
+  // graph_api: plans through cuDNN's graph API where it makes one (else the legacy calls only).
+  explicit CudnnConv(std::string library, bool graph_api = false);
   ~CudnnConv();
   CudnnConv(const CudnnConv&) = delete;
   CudnnConv& operator=(const CudnnConv&) = delete;
@@ -78,11 +84,16 @@ class CudnnConv {
 
   int64_t plans() const;
 
+  // "graph" where the plan runs through cuDNN's graph API (an execution plan made once, one
+  // variant pack per call), else "legacy (why not graph)".
+  std::string api(int64_t plan) const;
+
  private:
   struct Plan;
   void* handle_for(int64_t device);
 
   std::string library_;
+  bool use_graph_ = false;
   mutable std::mutex mutex_;
   std::map<int64_t, void*> handles_;  // device -> cudnnHandle_t
   std::map<std::string, int64_t> by_key_;  // problem, bias, limit, device -> plan id

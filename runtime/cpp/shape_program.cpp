@@ -195,7 +195,7 @@ PYBIND11_MODULE(_native, m) {
       py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"),
       "(description, output spatial sizes) of a convolution problem; ValueError where it is not valid (no CUDA).");
   py::class_<blade::CudnnConv, std::shared_ptr<blade::CudnnConv>>(m, "CudnnConv")
-      .def(py::init<std::string>(), py::arg("library"))
+      .def(py::init<std::string, bool>(), py::arg("library"), py::arg("graph_api") = false)
       .def_property_readonly("plans", &blade::CudnnConv::plans)
       .def(
           "prepare",
@@ -214,7 +214,9 @@ PYBIND11_MODULE(_native, m) {
           py::arg("w") = 0, py::arg("y") = 0, py::arg("workspace") = 0, py::arg("stream") = 0,
           "The id of the plan of a convolution (heuristic pick, or timed on the given buffers: search).")
       .def("workspace_size", &blade::CudnnConv::workspace_size, py::arg("plan"))
-      .def("algorithm", &blade::CudnnConv::algorithm, py::arg("plan"), "(cuDNN algorithm, timed by a search)")
+      .def("algorithm", &blade::CudnnConv::algorithm, py::arg("plan"),
+           "(cuDNN legacy algorithm or -1 for a graph plan, timed by a search)")
+      .def("api", &blade::CudnnConv::api, py::arg("plan"), "'graph', or 'legacy (why not graph)'")
       .def("run", &blade::CudnnConv::run, py::arg("plan"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("bias"),
            py::arg("workspace"), py::arg("stream"), py::arg("device"),
            "Enqueue a prepared convolution (+ bias) on a CUstream handle.");

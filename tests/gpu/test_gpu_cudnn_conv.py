@@ -85,6 +85,35 @@ def test_random_convolutions_against_torch(conv, seed):
     _within_bar(got, ref32, eager)
 
 
+@pytest.fixture(scope="module")
+def graph_conv():
+    c, why = CudnnConvolution.create(api="graph")
+    assert c is not None, why
+    return c
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_graph_api_against_torch(graph_conv, seed):
+    """The random problems above through cuDNN's graph API (where it makes no plan, the legacy
+    calls: said by ``api``)."""
+    test_random_convolutions_against_torch(graph_conv, 1000 + seed)
+
+
+@pytest.mark.parametrize("shape", [(2, 320, 64, 64, 320), (1, 4, 31, 45, 320), (3, 640, 17, 9, 1280)])
+def test_graph_api_serves_unet_convolutions(graph_conv, shape):
+    """A UNet's 3x3 convolutions (fp16, channels-last, with bias) get graph-API plans (the legacy
+    calls cost 2-4x torch's host time) and give torch's results."""
+    conv = graph_conv
+    n, c, h, w_, k = shape
+    case = (n, c, k, 1, [h, w_], [3, 3], [1, 1], [1, 1], [1, 1])
+    x, w, b, xs, ws, bs, attrs = _tensors(case, torch.float16, True, True, 7)
+    got = conv(attrs, [xs, ws, bs])
+    assert conv.api(attrs, [xs, ws, bs]) == "graph"
+    ref32 = _torch(x.double(), w.double(), b.double(), attrs).float().movedim(1, -1)
+    eager = _torch(x.half(), w.half(), b.half(), attrs).movedim(1, -1)
+    _within_bar(got, ref32, eager)
+
+
 def test_refused_layouts_fall_back(conv):
     x = torch.randn(2, 9, 11, 8, device="cuda", dtype=torch.float16)
     w = torch.randn(4, 8, 3, 3, device="cuda", dtype=torch.float16)  # not channels-last
@@ -92,6 +121,9 @@ def test_refused_layouts_fall_back(conv):
     assert conv(attrs, [x, w]) is None
     assert conv(attrs, [x.float(), w.float().contiguous(memory_format=torch.channels_last)]) is None  # float32: torch's
     assert conv(attrs, [x[:, :, :5], w.contiguous(memory_format=torch.channels_last)]) is None  # not packed
+    flat = torch.randn(1 + x.numel(), device="cuda", dtype=torch.float16)
+    shifted = flat[1:].view(x.shape)  # 2 bytes past an allocation: the plans assume 16
+    assert conv(attrs, [shifted, w.contiguous(memory_format=torch.channels_last)]) is None
 
 
 def test_capture_in_a_cuda_graph(conv):

@@ -81,3 +81,13 @@ def test_invalid_problems_raise_in_cpp(native):
         native.conv_problem_text(0, True, 1, 4, 4, 1, [5, 5], [3, 3], [1, 1], [1, 1], [1, 1])
     ok, why = native.cudnn_available("/nonexistent/libcudnn.so.9")
     assert not ok and "cannot be opened" in why
+
+
+def test_create_says_why_not():
+    from blade.runtime.cudnn_conv import CudnnConvolution
+
+    conv, why = CudnnConvolution.create(api="bogus")
+    assert conv is None and "BLADE_CUDNN_API" in why
+    if not torch.cuda.is_available():
+        conv, why = CudnnConvolution.create()
+        assert conv is None and why  # no C++ runtime in place, or no CUDA: said, not raised
