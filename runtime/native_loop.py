@@ -50,9 +50,73 @@ class NativeLoopError(RuntimeError):
     """A call plan cannot be run by the native loop (said once; the plan stays in Python)."""
 
 
+class Shadow:
+    """What making a ``NativeLoop`` reads of a tensor the recording run has let go: its sizes,
+    strides, dtype, device, address and its storage's address (the memory itself is freed, so the
+    recording run's peak is a normal run's). Two shadows' storage addresses are compared only for a
+    view and its source, which were alive together (a view's source lives as long as the view)."""
+
+    __slots__ = ("shape", "dtype", "device", "is_cuda", "_stride", "_ptr", "_storage", "_numel", "_size",
+                 "_contiguous")
+
+    def __init__(self, t, shape=None, stride=None):
+        """The shadow of ``t`` (a tensor or a shadow); ``shape``/``stride``: of a view of it at the
+        same address instead (a 1x1 convolution's weight read as a matrix)."""
+        self.shape = torch.Size(t.shape if shape is None else shape)
+        self._stride = tuple(t.stride() if stride is None else stride)
+        self.dtype, self.device, self.is_cuda = t.dtype, t.device, t.is_cuda
+        self._ptr, self._storage, self._size = t.data_ptr(), _storage_ptr(t), t.element_size()
+        self._numel = self.shape.numel()
+        self._contiguous = t.is_contiguous() if shape is None else _contiguous(self.shape, self._stride)
+
+    def stride(self, dim: int | None = None):
+        return self._stride if dim is None else self._stride[dim]
+
+    def data_ptr(self) -> int:
+        return self._ptr
+
+    def numel(self) -> int:
+        return self._numel
+
+    def element_size(self) -> int:
+        return self._size
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def is_contiguous(self) -> bool:
+        return self._contiguous
+
+
+def record_step(ex, plan, specs: dict[int, Any], index: int, env: list[Any], with_kernels: bool = True) -> None:
+    """During a recording run (``ProgramExecutor``), right after step ``index`` ran: what the C++
+    list needs of it that only its tensors tell (a launch's ``native_spec``: row addressing and
+    variants are decided from the actual strides and alignment), kept in ``specs`` while the
+    tensors may then be let go. An error is kept too (raised when the loop is made: the call
+    itself goes on)."""
+    fn, step = plan.steps[index]
+    spec_of = getattr(fn, "native_spec", None)
+    if step.kind == StepKind.LAUNCH.value and index not in ex._prepared_steps and spec_of is not None:
+        try:
+            specs[index] = spec_of(env, with_kernels)
+        except Exception as e:  # noqa: BLE001 - said when the loop is made, not by this call
+            specs[index] = e
+
+
+def let_go(env: list[Any], values: list[int]) -> None:
+    """A recording run's drop: each tensor replaced by its ``Shadow`` (its memory freed)."""
+    for v in values:
+        t = env[v]
+        env[v] = Shadow(t) if isinstance(t, torch.Tensor) else None
+
+
 class NativeLoop:
-    def __init__(self, ex, plan, env: list[Any], arena: torch.Tensor | None, native, with_kernels: bool = True):
-        """``env``: every value of a finished Python run of ``plan`` (``arena``: its arena)."""
+    def __init__(self, ex, plan, env: list[Any], arena: torch.Tensor | None, native, with_kernels: bool = True,
+                 specs: dict[int, Any] | None = None):
+        """``env``: every value of a finished Python run of ``plan`` (``arena``: its arena), as
+        tensors or, for those the run let go, their ``Shadow``; ``specs``: the launches'
+        ``native_spec`` taken during that run (``record_step``), else computed here from ``env``
+        (which then holds every tensor)."""
         p = ex.program
         self.list = native.StepList()
         arena_values = {entry[0] for entry in plan.arena}
@@ -60,11 +124,13 @@ class NativeLoop:
         producer = {o: i for i, st in enumerate(p.steps) for o in st.outputs}
 
         # which steps the C++ list runs
-        specs: dict[int, tuple] = {}
+        recorded, specs = specs, {}
         for i, (fn, step) in enumerate(plan.steps):
             spec_of = getattr(fn, "native_spec", None)
             if step.kind == StepKind.LAUNCH.value and i not in ex._prepared_steps and spec_of is not None:
-                spec = spec_of(env, with_kernels)
+                spec = spec_of(env, with_kernels) if recorded is None else recorded.get(i)
+                if isinstance(spec, Exception):
+                    raise spec
                 if spec is not None:
                     specs[i] = spec
 
@@ -107,7 +173,7 @@ class NativeLoop:
             if v in located:
                 return located[v]
             t = env[v]
-            if not isinstance(t, torch.Tensor):
+            if not _is_tensor(t):
                 raise NativeLoopError(f"value %{v} has no tensor in the recorded run")
             r = v
             while r in view_source:
@@ -179,7 +245,7 @@ class NativeLoop:
                 while r in view_source:
                     r = view_source[r]
                 t = env[v]
-                if i not in forced_views and isinstance(t, torch.Tensor):
+                if i not in forced_views and _is_tensor(t):
                     # a view of an arena value or a GEMM result (no copy on the way): one
                     # as_strided of that arena per call instead of the chain of view steps
                     made = None  # (the list of its arena's views, byte offset in that arena)
@@ -356,7 +422,7 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
             continue
         ins = [env[v] for v in step.inputs]
         out = env[o]
-        if not all(isinstance(t, torch.Tensor) and t.is_cuda for t in ins + [out]) or out.numel() == 0:
+        if not all(_is_tensor(t) and t.is_cuda for t in ins + [out]) or out.numel() == 0:
             continue
         if step.op == "conv" and len(ins) in (2, 3) and not (gemm is not None and _pointwise_nhwc(step.attrs, ins[1])):
             # a convolution through cuDNN (TorchProvider(conv_library="cudnn")), as the provider called it
@@ -373,10 +439,9 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
             problem = linear_problem(ins[0], ins[1], ins[2] if len(ins) == 3 else None)
             shape = (*ins[0].shape[:-1], ins[1].shape[0])
         elif step.op == "conv" and len(ins) in (2, 3) and _pointwise_nhwc(step.attrs, ins[1]):
-            # a 1x1 convolution over channels-last data: the provider's GEMM over the pixels
-            w = ins[1].reshape(ins[1].shape[0], ins[1].shape[1])
-            if w.data_ptr() != ins[1].data_ptr():
-                continue
+            # a 1x1 convolution over channels-last data: the provider's GEMM over the pixels (its
+            # weight read as the matrix [K, C]: the trailing size-1 dims dropped, a view)
+            w = Shadow(ins[1], ins[1].shape[:2], ins[1].stride()[:2])
             problem = linear_problem(ins[0], w, ins[2] if len(ins) == 3 else None)
             shape = (*ins[0].shape[:-1], w.shape[0])
         elif step.op == "matmul" and len(ins) == 2:
@@ -435,5 +500,22 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
                            total if conv_workspace else None)
 
 
-def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+def _same_storage(a, b) -> bool:
+    return _storage_ptr(a) == _storage_ptr(b)
+
+
+def _storage_ptr(t) -> int:
+    return t._storage if isinstance(t, Shadow) else t.untyped_storage().data_ptr()
+
+
+def _is_tensor(t) -> bool:
+    return isinstance(t, (torch.Tensor, Shadow))
+
+
+def _contiguous(shape: torch.Size, stride: tuple[int, ...]) -> bool:
+    expect = 1
+    for n, st in zip(reversed(shape), reversed(stride)):
+        if n != 1 and st != expect:
+            return False
+        expect *= n
+    return True

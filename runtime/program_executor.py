@@ -31,7 +31,8 @@ met a second time is recorded into a C++ step list (``runtime/native_loop.py``):
 launches (and, with the cuBLASLt GEMM provider, its GEMMs) run from C++ and only torch's library
 calls and fallbacks remain Python steps. A call lets go of each intermediate after its last reader
 (``_last_uses``), so torch-allocated library results are freed within the call; the recording run
-keeps them all (its peak is the old one), and a CUDA graph's warm-up never records
+does too, keeping of each only what making the loop reads (``native_loop.Shadow``: sizes, strides,
+addresses; each launch's spec taken as it runs), and a CUDA graph's warm-up never records
 (``no_recording``). What remains of issue 9's host bound: convolutions and attention through torch
 (~38 us of host time each on an H200 host), the Python around them, and a library GEMM's own
 microseconds inside cuBLASLt: the bound needs them called from the C++ list.
@@ -50,7 +51,7 @@ from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
 from blade.runtime.host_provider import Provider, ProviderError, module_call, torch_provider
 from blade.runtime.kernel_runner import KernelRunner
-from blade.runtime.native_loop import NativeLoop
+from blade.runtime.native_loop import NativeLoop, let_go, record_step
 from blade.runtime.program import Program, Step, StepKind, ValueKind
 from blade.runtime.program_errors import ProgramRunError, ProgramShapeError
 
@@ -310,17 +311,23 @@ class ProgramExecutor:
         record = self._records(plan, device)
         if record:
             plan.python_runs += 1
-        keep = trace or (record and plan.python_runs >= 2)  # the loop is made from every value of the run
+        # a size signature met again is worth its C++ step list: this run records it, each step's
+        # launch spec taken as it runs and each value let go as usual, its Shadow kept instead
+        # (so the recording run's peak is a normal run's)
+        specs = {} if record and plan.python_runs >= 2 and not trace else None
         drops = self._drops
         for index, (fn, step) in enumerate(plan.steps):
             _call_step(fn, step, index, env)
-            if not keep:
+            if specs is not None:
+                record_step(self, plan, specs, index, env)
+                let_go(env, drops[index])
+            elif not trace:
                 for v in drops[index]:
                     env[v] = None
         if trace:
             return plan, env, arena
-        if record and plan.python_runs >= 2:  # a size signature met again: worth its C++ step list
-            self._make_native_loop(plan, env, arena)
+        if specs is not None:
+            self._make_native_loop(plan, env, arena, specs)
         return [env[o] for o in p.outputs]
 
     def _records(self, plan: _CallPlan, device: torch.device) -> bool:
@@ -330,7 +337,8 @@ class ProgramExecutor:
         return (self.native_loop and device.type == "cuda" and not plan.native_tried
                 and not getattr(_NO_RECORDING, "on", False) and not torch.cuda.is_current_stream_capturing())
 
-    def _make_native_loop(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None) -> None:
+    def _make_native_loop(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None,
+                          specs: dict[int, Any] | None = None) -> None:
         plan.native_tried = True
         plan.recordings += 1
         native = self.native or None
@@ -338,7 +346,7 @@ class ProgramExecutor:
             self.native_stats["note"] = "the C++ runtime (runtime/_native*.so) with StepList is not built"
             return
         try:
-            plan.native = NativeLoop(self, plan, env, arena, native)
+            plan.native = NativeLoop(self, plan, env, arena, native, specs=specs)
             self.native_stats["note"] = plan.native.describe()
         except Exception as e:  # noqa: BLE001 - the call itself succeeded: the plan stays in Python
             # (NativeLoopError, or what the C++ list or cuBLASLt's planning refuse: said in the note)

@@ -85,6 +85,66 @@ def test_step_list_relocates_to_another_run(native, name):
         del keep
 
 
+def _loop_summary(loop, bases):
+    return (loop.describe(), [op[:1] + op[3:4] for op in loop.ops], loop.list.resolve(bases, 0, len(loop.list)),
+            loop.static, loop._static_checks, [(v, b) for v, b in loop._produced], loop.arena_views, loop.gemm_views)
+
+
+@pytest.mark.parametrize("name", ["attention", "conv_block", "geglu", "shapes", "matmuls", "upsample", "reductions"])
+def test_loop_made_from_shadows_is_the_loop_made_from_tensors(native, name, monkeypatch):
+    """The recording run lets go of each value as a normal run does, keeping its ``Shadow`` and
+    each launch's spec taken as it ran (so its peak is a normal run's): the loop made from that is
+    the one made from every tensor kept, entry for entry. Through the executor's own recording
+    path (``_records`` forced on, launch specs without cubins, as CPU has none)."""
+    import blade.runtime.native_loop as native_loop
+    import blade.runtime.program_executor as program_executor
+
+    model, make, prog = _program(name)
+    ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
+    monkeypatch.setattr(ex, "_records", lambda plan, device: not plan.native_tried)
+    monkeypatch.setattr(program_executor, "record_step",
+                        lambda *a: native_loop.record_step(*a, with_kernels=False))
+    shadows = []
+    real_let_go = native_loop.let_go
+
+    def counting_let_go(env, values):
+        real_let_go(env, values)
+        shadows.extend(v for v in values if isinstance(env[v], native_loop.Shadow))
+
+    monkeypatch.setattr(program_executor, "let_go", counting_let_go)
+    b, n = SIZES[0]
+    x = make(b, n)
+    ex.run(x)
+    ex.run(x)  # the second run of this size records the loop
+    (plan,) = ex._call_plans.values()
+    assert plan.native is not None, ex.native_stats
+    recorded = plan.native
+    assert shadows or not any(ex._drops), "the recording run let its intermediates go"
+    trace_plan, env, arena = ex.trace(x)
+    assert trace_plan is plan
+    full = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
+    bases = full.bases_from(env, arena)
+    assert _loop_summary(recorded, bases) == _loop_summary(full, bases), name
+
+
+def test_shadow_reads_like_its_tensor():
+    t = torch.empty(4, 6, 5)[:, 1:, :].permute(0, 2, 1)
+    s = native_loop_shadow(t)
+    assert (s.shape, s.stride(), s.stride(-1), s.dtype, s.data_ptr(), s.numel(), s.dim(), s.is_contiguous()) == \
+        (t.shape, t.stride(), t.stride(-1), t.dtype, t.data_ptr(), t.numel(), t.dim(), t.is_contiguous())
+    w = torch.empty(8, 3, 1, 1).contiguous(memory_format=torch.channels_last)
+    m = native_loop_shadow(w, w.shape[:2], w.stride()[:2])  # a 1x1 convolution's weight as a matrix
+    r = w.reshape(8, 3)
+    assert (m.shape, m.stride(), m.data_ptr(), m.is_contiguous()) == (r.shape, r.stride(), r.data_ptr(),
+                                                                      r.is_contiguous())
+
+
+def native_loop_shadow(*args):
+    from blade.runtime.native_loop import Shadow
+
+    return Shadow(*args)
+
+
 def test_views_cost_nothing_and_libraries_stay_python(native):
     """The attention block: its permutes and reshapes feed generated kernels and library calls;
     the views only kernels read are offsets, the library calls (matmul, softmax's neighbours in
