@@ -123,13 +123,14 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
     if not opt.variants:  # capture failed: every call ran the module eagerly (correct, not compiled)
         return Failure("not compiled", 0, "blade.optimize could not compile the network and runs it in "
                        "eager PyTorch (see the [blade] message above)")
-    KERNEL_LAUNCHES.setdefault(executor, []).append(_launches(opt.variants[0]))
+    KERNEL_LAUNCHES.setdefault(executor, []).append(generated_launches(opt.variants[0]))
     return None
 
 
-def _launches(variant) -> int:
+def generated_launches(variant) -> int:
     """Generated-kernel launches of a variant: counted by the IR executor's launchers, or the
-    Program's launch steps (every call runs each once)."""
+    Program's launch steps (every call runs each once). The GPU tests ask it too
+    (``tests/gpu/helpers.py``)."""
     program = getattr(variant.executor, "program", None)
     if program is not None and hasattr(program, "steps"):
         return sum(1 for s in program.steps if s.kind == "launch")

@@ -1,16 +1,13 @@
 """Helpers shared by the GPU tests."""
 
 from blade.executors.program_backed import ProgramBackedExecutor
-from blade.runtime.program import StepKind
+from tests.generated.check import generated_launches
 
 
 def ran_generated_kernels(opt) -> bool:
     """Whether the first variant of ``opt`` ran generated kernels: the Program executor's steps
     include launches (it runs every step of every call), the IR executor's launchers counted some."""
-    executor = opt.variants[0].executor
-    if isinstance(executor, ProgramBackedExecutor):
-        return any(s.kind == StepKind.LAUNCH.value for s in executor.program.steps)
-    return opt.variants[0].program.launch_stats.launches > 0
+    return generated_launches(opt.variants[0]) > 0
 
 
 def channels_last_copies(opt) -> int:
