@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import blade
 from blade.runtime.cublaslt_gemm import CublasLtGemm, linear_problem, matmul_problem
 from blade.runtime.host_provider import TorchProvider
+from blade.runtime.native_loop import Shadow
 
 
 def _read(t: torch.Tensor, rows: int, cols: int, ld: int, batch: int, stride: int) -> torch.Tensor:
@@ -55,6 +56,8 @@ def test_linear_problems_compute_linear(seed):
     w = torch.randn(n, k).half() if rng.random() < 0.6 else torch.randn(k, n).half().t()
     bias = torch.randn(n).half() if rng.random() < 0.5 else None
     p = linear_problem(x, w, bias)
+    # the C++ loop's recording run describes let-go tensors by their Shadow: the same problem
+    assert linear_problem(Shadow(x), Shadow(w), None if bias is None else Shadow(bias)) == p
     # independent of the mapping: the rows' element offsets are one arithmetic progression
     starts = torch.as_strided(torch.arange(10 ** 6), x.shape[:-1], x.stride()[:-1]).flatten().tolist()
     rows_collapse = len(starts) < 2 or (starts[1] - starts[0] >= k and
@@ -83,6 +86,7 @@ def test_matmul_problems_compute_matmul(seed):
     else:  # torch broadcasts the batch: left to torch
         a, b = torch.randn(4, m, k).half(), torch.randn(1, k, n).half()
     p = matmul_problem(a, b)
+    assert matmul_problem(Shadow(a), Shadow(b)) == p  # as the recording run sees let-go tensors
     if p is None:
         assert form in ("heads", "broadcast"), (form, a.stride(), b.stride())
         return

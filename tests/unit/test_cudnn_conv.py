@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from blade.runtime.cudnn_conv import conv_problem
+from blade.runtime.native_loop import Shadow
 from tests.native_build import build_native
 
 
@@ -48,6 +49,8 @@ def test_result_shape_is_torchs(seed, native):
     x, w = _tensors(n, c, k, size, kernel, attrs)
     bias = torch.empty(k, dtype=torch.float16) if rng.random() < 0.5 else None
     problem, shape = conv_problem(attrs, x, w, bias)
+    # the C++ loop's recording run describes let-go tensors by their Shadow: the same problem
+    assert conv_problem(attrs, Shadow(x), Shadow(w), None if bias is None else Shadow(bias)) == (problem, shape)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(size)]
     ref = conv(torch.empty(n, c, *size, device="meta"), torch.empty(k, c // attrs["groups"], *kernel, device="meta"),
                None, attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"])
