@@ -109,6 +109,7 @@ constexpr int kVariantPackDataPointers = 1001;  // CUDNN_ATTR_VARIANT_PACK_DATA_
 constexpr int kVariantPackWorkspace = 1003;   // CUDNN_ATTR_VARIANT_PACK_WORKSPACE
 
 constexpr int kHeurModeInstant = 0;           // CUDNN_HEUR_MODE_INSTANT
+constexpr int kHeurModeFallback = 2;          // CUDNN_HEUR_MODE_FALLBACK
 constexpr int kPointwiseAdd = 0;              // CUDNN_POINTWISE_ADD
 
 }  // namespace cudnn_backend

@@ -142,6 +142,7 @@ struct GraphPlan {
   cudnn_backend::Desc exec = nullptr;  // the execution plan
   int64_t workspace = 0;
   bool bias = false;
+  std::string engine;  // which heuristic result it is (for reports)
   GraphPlan() = default;
   GraphPlan(const GraphPlan&) = delete;
   GraphPlan& operator=(const GraphPlan&) = delete;
@@ -223,7 +224,8 @@ bool build_graph(const Library& l, Handle h, const ConvProblem& p, bool bias, in
   if (bias) {
     std::vector<int> bdims(xdims.size(), 1);
     bdims[1] = static_cast<int>(p.k);
-    bias_t = b.tensor(kUidBias, p.dtype, wide(bdims), wide(packed_strides(bdims, false)), false);
+    // strides in the problem's layout (channels-last: [K, 1, K, K]), as PyTorch gives them
+    bias_t = b.tensor(kUidBias, p.dtype, wide(bdims), wide(packed_strides(bdims, p.nhwc)), false);
     conv_out = b.tensor(kUidConvOut, kFloat, wide(ydims), wide(packed_strides(ydims, p.nhwc)), true);
   }
   Desc conv = b.make(kConvolutionDesc, "creating the convolution descriptor");
@@ -266,45 +268,49 @@ bool build_graph(const Library& l, Handle h, const ConvProblem& p, bool bias, in
   b.set(graph, kGraphOps, kTypeDescriptor, static_cast<int64_t>(ops.size()), ops.data(), "the graph's operations");
   b.set(graph, kGraphHandle, kTypeHandle, 1, &h, "the graph's handle");
   b.finalize(graph, "finalizing the operation graph");
-  Desc heur = b.make(kEngineHeurDesc, "creating the engine heuristics");
-  int32_t heur_mode = kHeurModeInstant;
-  b.set(heur, kHeurOperationGraph, kTypeDescriptor, 1, &graph, "the heuristics' graph");
-  b.set(heur, kHeurMode, kTypeHeurMode, 1, &heur_mode, "the heuristics' mode");
-  b.finalize(heur, "finalizing the engine heuristics");
   if (!b.ok()) return false;
-  int64_t count = 0;
-  Status s = l.be_get(heur, kHeurResults, kTypeDescriptor, 0, &count, nullptr);
-  if (s != kSuccess || count < 1) {
-    *why = "cuDNN's heuristics offer no engine (" + (s != kSuccess ? status_text(l, s) : std::string("0 results")) + ")";
-    return false;
-  }
-  count = std::min<int64_t>(count, 16);
-  std::vector<Desc> configs;
-  for (int64_t i = 0; i < count; ++i) configs.push_back(b.make(kEngineCfgDesc, "creating an engine configuration"));
-  if (!b.ok()) return false;
-  int64_t got = 0;
-  s = l.be_get(heur, kHeurResults, kTypeDescriptor, count, &got, configs.data());
-  if (s != kSuccess) {
-    *why = "reading cuDNN's heuristic results: " + status_text(l, s);
-    return false;
-  }
   std::string tried;
-  for (int64_t i = 0; i < got; ++i) {
-    Desc plan = nullptr;
-    if (l.be_create(kExecutionPlanDesc, &plan) != kSuccess) continue;
-    int64_t ws = -1, one = 0;
-    Status ps = l.be_set(plan, kPlanHandle, kTypeHandle, 1, &h);
-    if (ps == kSuccess) ps = l.be_set(plan, kPlanEngineConfig, kTypeDescriptor, 1, &configs[i]);
-    if (ps == kSuccess) ps = l.be_finalize(plan);
-    if (ps == kSuccess) ps = l.be_get(plan, kPlanWorkspaceSize, kTypeInt64, 1, &one, &ws);
-    if (ps == kSuccess && ws >= 0 && ws <= limit) {
-      g.owned.push_back(plan);
-      g.exec = plan;
-      g.workspace = ws;
-      return true;
+  for (int32_t heur_mode : {kHeurModeInstant, kHeurModeFallback}) {  // as PyTorch: then the fallback list
+    Desc heur = b.make(kEngineHeurDesc, "creating the engine heuristics");
+    b.set(heur, kHeurOperationGraph, kTypeDescriptor, 1, &graph, "the heuristics' graph");
+    b.set(heur, kHeurMode, kTypeHeurMode, 1, &heur_mode, "the heuristics' mode");
+    b.finalize(heur, "finalizing the engine heuristics");
+    if (!b.ok()) return false;
+    int64_t count = 0;
+    Status s = l.be_get(heur, kHeurResults, kTypeDescriptor, 0, &count, nullptr);
+    if (s != kSuccess || count < 1) {
+      tried += " mode " + std::to_string(heur_mode) + ": " + (s != kSuccess ? status_text(l, s) : "no engine");
+      continue;
     }
-    l.be_destroy(plan);
-    tried += " " + std::to_string(i) + ":" + (ps == kSuccess ? "workspace " + std::to_string(ws) : status_text(l, ps));
+    count = std::min<int64_t>(count, 16);
+    std::vector<Desc> configs;
+    for (int64_t i = 0; i < count; ++i) configs.push_back(b.make(kEngineCfgDesc, "creating an engine configuration"));
+    if (!b.ok()) return false;
+    int64_t got = 0;
+    s = l.be_get(heur, kHeurResults, kTypeDescriptor, count, &got, configs.data());
+    if (s != kSuccess) {
+      tried += " mode " + std::to_string(heur_mode) + ": reading the results: " + status_text(l, s);
+      continue;
+    }
+    for (int64_t i = 0; i < got; ++i) {
+      Desc plan = nullptr;
+      if (l.be_create(kExecutionPlanDesc, &plan) != kSuccess) continue;
+      int64_t ws = -1, one = 0;
+      Status ps = l.be_set(plan, kPlanHandle, kTypeHandle, 1, &h);
+      if (ps == kSuccess) ps = l.be_set(plan, kPlanEngineConfig, kTypeDescriptor, 1, &configs[i]);
+      if (ps == kSuccess) ps = l.be_finalize(plan);
+      if (ps == kSuccess) ps = l.be_get(plan, kPlanWorkspaceSize, kTypeInt64, 1, &one, &ws);
+      if (ps == kSuccess && ws >= 0 && ws <= limit) {
+        g.owned.push_back(plan);
+        g.exec = plan;
+        g.workspace = ws;
+        g.engine = "heuristic mode " + std::to_string(heur_mode) + ", configuration " + std::to_string(i);
+        return true;
+      }
+      l.be_destroy(plan);
+      tried += " mode " + std::to_string(heur_mode) + " #" + std::to_string(i) + ": " +
+               (ps == kSuccess ? "workspace " + std::to_string(ws) : status_text(l, ps));
+    }
   }
   *why = "no engine configuration makes an execution plan within " + std::to_string(limit) + " bytes (" + tried + ")";
   return false;
@@ -380,6 +386,9 @@ struct CudnnConv::Plan {
   size_t workspace = 0;
   std::unique_ptr<GraphPlan> graph;  // set: the plan runs through the graph API
   std::string graph_why;             // why not, where it does not
+  bool legacy = false;               // the legacy algorithm is set (a graph plan's fallback)
+  bool graph_off = false;            // the graph plan failed to execute once: legacy calls from then on
+  int64_t graph_fallbacks = 0;       // calls of a graph plan that took the legacy calls
   ~Plan() {
     if (lib == nullptr) return;
     for (TensorDesc t : {x, y, b}) {
@@ -400,7 +409,13 @@ std::string CudnnConv::api(int64_t id) const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no cuDNN plan " + std::to_string(id));
   const Plan& plan = *plans_[id];
-  return plan.graph ? std::string("graph") : "legacy (" + plan.graph_why + ")";
+  if (!plan.graph) return "legacy (" + plan.graph_why + ")";
+  if (plan.graph_off) return "legacy after the graph plan failed (" + plan.graph_why + ")";
+  std::string text = "graph (" + plan.graph->engine + ")";
+  if (plan.graph_fallbacks) {
+    text += ", " + std::to_string(plan.graph_fallbacks) + " calls through the legacy calls (" + plan.graph_why + ")";
+  }
+  return text;
 }
 
 CudnnConv::~CudnnConv() {
@@ -482,17 +497,13 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
   check(l.output_dim(plan->conv, plan->x, plan->w, nb, out.data()), "cudnnGetConvolutionNdForwardOutputDim");
   if (out != ydims) throw std::logic_error(describe(p) + ": cuDNN computes another output size than Blade");
 
-  // the graph API first (heuristic engine order, no search); the legacy calls where it has no plan
+  // the graph API first (heuristic engine order, no search); the legacy calls where it has no plan,
+  // and as the graph plan's fallback (a pointer less aligned than declared, a failed execute)
   if (l.graph && use_graph_) {
     auto g = std::make_unique<GraphPlan>();
     if (build_graph(l, h, p, bias, workspace_limit, xdims, wdims, ydims, pad, strides, dilation, *g, &plan->graph_why)) {
       plan->graph = std::move(g);
-      plan->workspace = static_cast<size_t>(plan->graph->workspace);
-      plan->algo = -1;
-      int64_t id = static_cast<int64_t>(plans_.size());
-      plans_.push_back(std::move(plan));
-      by_key_[key] = id;
-      return id;
+      search = false;
     }
   } else if (!l.graph) {
     plan->graph_why = "this cuDNN has no graph API";
@@ -501,7 +512,9 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
   }
   FwdAlgoPerf perf[kAlgoCount] = {};
   int returned = 0;
-  if (search) {
+  if (plan->graph) {  // the fallback: cuDNN's heuristic pick, not fatal where there is none
+    if (l.heuristic(h, plan->x, plan->w, plan->conv, plan->y, kAlgoCount, &returned, perf) != kSuccess) returned = 0;
+  } else if (search) {
     check(l.set_stream(h, reinterpret_cast<void*>(stream)), "cudnnSetStream");
     check(l.find(h, plan->x, reinterpret_cast<const void*>(x), plan->w, reinterpret_cast<const void*>(w), plan->conv,
                  plan->y, reinterpret_cast<void*>(y), kAlgoCount, &returned, perf,
@@ -525,10 +538,13 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
     plan->workspace = bytes;
     chosen = true;
   }
-  if (!chosen) {
+  plan->legacy = chosen;
+  if (plan->graph) {
+    plan->workspace = std::max(plan->workspace, static_cast<size_t>(plan->graph->workspace));
+  } else if (!chosen) {
     throw std::runtime_error(describe(p) + ": cuDNN has no algorithm for it within " +
                              std::to_string(workspace_limit) + " bytes of workspace (" + std::to_string(returned) +
-                             " considered)");
+                             " considered; graph API: " + plan->graph_why + ")");
   }
   plan->searched = search;
   int64_t id = static_cast<int64_t>(plans_.size());
@@ -566,7 +582,14 @@ void CudnnConv::run(int64_t id, uint64_t x, uint64_t w, uint64_t y, uint64_t bia
   Handle h = static_cast<Handle>(handle_for(device));
   Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
-  if (plan.graph) {
+  // the graph plan promised cuDNN 16-byte aligned tensors: a pointer less aligned takes the legacy calls
+  bool aligned = ((x | w | y | bias | (plan.graph && plan.graph->workspace ? workspace : 0)) & 15) == 0;
+  bool graph = plan.graph && !plan.graph_off;
+  if (graph && (aligned || !plan.legacy)) {
+    if (!aligned) {
+      throw std::invalid_argument(describe(p) + ": a pointer is less than 16-byte aligned and cuDNN offered no "
+                                  "legacy algorithm to take it");
+    }
     using namespace cudnn_backend;
     Desc pack = nullptr;
     s = l.be_create(kVariantPackDesc, &pack);
@@ -580,10 +603,18 @@ void CudnnConv::run(int64_t id, uint64_t x, uint64_t w, uint64_t y, uint64_t bia
     if (s == kSuccess) s = l.be_set(pack, kVariantPackDataPointers, kTypeVoidPtr, n, ptrs);
     if (s == kSuccess) s = l.be_set(pack, kVariantPackWorkspace, kTypeVoidPtr, 1, &ws);
     if (s == kSuccess) s = l.be_finalize(pack);
+    Status built = s;
     if (s == kSuccess) s = l.be_execute(h, plan.graph->exec, pack);
     l.be_destroy(pack);
-    if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnBackendExecute: " + status_text(l, s));
-    return;
+    if (s == kSuccess) return;
+    std::string what = std::string(built == kSuccess ? "cudnnBackendExecute" : "making the variant pack") + " (" +
+                       plan.graph->engine + "): " + status_text(l, s);
+    if (!plan.legacy) throw std::runtime_error(describe(p) + ": " + what);
+    plan.graph_off = true;  // this plan takes the legacy calls from now on (said by api()); the execution
+    plan.graph_why = what;  // plan stays alive: earlier calls' work may still be running
+  } else if (graph) {
+    ++plan.graph_fallbacks;
+    plan.graph_why = "a pointer less than 16-byte aligned";
   }
   const float one = 1.0f, zero = 0.0f;
   s = l.forward(h, &one, plan.x, reinterpret_cast<const void*>(x), plan.w, reinterpret_cast<const void*>(w), plan.conv,

@@ -80,6 +80,7 @@ static_assert(be::kVariantPackUniqueIds == CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, "
 static_assert(be::kVariantPackDataPointers == CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, "CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS");
 static_assert(be::kVariantPackWorkspace == CUDNN_ATTR_VARIANT_PACK_WORKSPACE, "CUDNN_ATTR_VARIANT_PACK_WORKSPACE");
 static_assert(be::kHeurModeInstant == CUDNN_HEUR_MODE_INSTANT, "CUDNN_HEUR_MODE_INSTANT");
+static_assert(be::kHeurModeFallback == CUDNN_HEUR_MODE_FALLBACK, "CUDNN_HEUR_MODE_FALLBACK");
 static_assert(be::kPointwiseAdd == CUDNN_POINTWISE_ADD, "CUDNN_POINTWISE_ADD");
 
 int main() { return 0; }
