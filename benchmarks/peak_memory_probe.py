@@ -1,9 +1,10 @@
 """Where Blade's peak memory at a small shape comes from (issue 9: peak memory at most eager's at
 every shape; session 9 measured the SD 1.5 UNet at batch 1, 512x512: Blade 1.75 GiB, eager 1.72).
 
-Per setting, in one process: the peak allocated during eager's call, Blade's first call (no
-graph), its second call (warm-up + capture) and a replay, and what stays allocated after the
-capture. A separate measurement tells how much a CUDA-graph capture of one ``F.linear`` on the
+Per setting, in one process: the peak allocated during eager's call; Blade without graphs: its
+first call, its second (which records the C++ step loop) and the loop's calls; Blade with graphs:
+its first call (no graph), its second call (warm-up + capture) and replays; and what stays
+allocated after each. A separate measurement tells how much a CUDA-graph capture of one ``F.linear`` on the
 capture stream leaves allocated (the suspected cause: torch gives every stream its own cuBLAS
 workspace, 32 MiB on Hopper, and the capture stream is a new stream).
 
@@ -76,12 +77,15 @@ def main() -> None:
         base = torch.cuda.memory_allocated() / MIB
         peak, _ = _peak(lambda: model(*x))
         rows.append(("eager", peak, base))
-        # the Program + cuBLASLt setting first: the default one's capture leaves torch's cuBLAS
-        # workspace of the capture stream allocated for the rest of the process
-        for label, config in (("blade, Program + cuBLASLt", blade.Config(executor="program", gemm_library="cublaslt")),
-                              ("blade", blade.Config())):
+        # graphs off first: the default's capture leaves torch's cuBLAS workspace of the capture
+        # stream allocated for the rest of the process. Without graphs a size's second call records
+        # the C++ step loop (session 13: letting intermediates go as it runs) and later calls run it.
+        settings = (("blade, graphs off", blade.Config(cuda_graphs=False),
+                     ("first call", "second call (records the C++ loop)", "third call (C++ loop)", "C++ loop")),
+                    ("blade", blade.Config(), ("first call", "second call (capture)", "replay", "replay")))
+        for label, config, calls in settings:
             opt = blade.optimize(model, x, config=config)
-            for what in ("first call", "second call (capture)", "replay", "replay"):
+            for what in calls:
                 peak, after = _peak(lambda: opt(*x))
                 rows.append((f"{label}: {what}", peak, after))
             opt = None  # its graphs and arena go before the next setting
@@ -92,11 +96,12 @@ def main() -> None:
     print(f"capture of one F.linear (after the rows below) leaves {result['capture_leftover_mib']:.1f} MiB allocated")
     print(f"SD 1.5 UNet fp16, batch {args.batch}, {args.size}x{args.size}; weights + eager's warm state "
           f"{base:.1f} MiB allocated")
-    print(f"{'call':44s} {'peak MiB':>10s} {'allocated after':>16s}")
+    print(f"{'call':56s} {'peak MiB':>10s} {'allocated after':>16s}")
     for label, peak, after in rows:
-        print(f"{label:44s} {peak:10.1f} {after:16.1f}")
+        print(f"{label:56s} {peak:10.1f} {after:16.1f}")
     result["rows"] = rows
     if args.out:
+        os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "peak_memory_probe.json"), "w") as f:
             json.dump(result, f, indent=1)
 
