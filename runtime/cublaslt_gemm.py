@@ -150,17 +150,23 @@ def _alignment(ptr: int) -> int:
     return min(256, ptr & -ptr) if ptr else 256
 
 
-def cublaslt_library() -> str | None:
-    """The path of the cuBLASLt PyTorch loaded into this process (None where it loaded none)."""
+def loaded_library(soname: str) -> str | None:
+    """The path of the library ``soname`` (e.g. ``libcublasLt.so``, any version suffix) that this
+    process has loaded (PyTorch's), read from ``/proc/self/maps``; None where it has loaded none."""
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 path = line.rsplit(None, 1)[-1]
-                if os.path.basename(path).startswith("libcublasLt.so"):
+                if os.path.basename(path).startswith(soname):
                     return path
     except OSError:
         return None
     return None
+
+
+def cublaslt_library() -> str | None:
+    """The path of the cuBLASLt PyTorch loaded into this process (None where it loaded none)."""
+    return loaded_library("libcublasLt.so")
 
 
 class CublasLtGemm:

@@ -128,15 +128,9 @@ def conv_problem(attrs: dict[str, Any], x: torch.Tensor, w: torch.Tensor,
 
 def cudnn_library() -> str | None:
     """The path of the cuDNN PyTorch loaded into this process (None where it loaded none)."""
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                path = line.rsplit(None, 1)[-1]
-                if os.path.basename(path).startswith("libcudnn.so"):
-                    return path
-    except OSError:
-        return None
-    return None
+    from blade.runtime.cublaslt_gemm import loaded_library
+
+    return loaded_library("libcudnn.so")
 
 
 class CudnnConvolution:

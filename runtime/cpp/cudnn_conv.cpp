@@ -59,12 +59,8 @@ bool bind(void* lib, const char* name, F* fn, std::string* why) {
 
 Library open_library(const std::string& path) {
   Library l;
-  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* err = dlerror();
-    l.why = "cuDNN (" + path + ") cannot be opened: " + (err ? err : "unknown error");
-    return l;
-  }
+  void* lib = open_shared_library(path, "cuDNN", &l.why);
+  if (lib == nullptr) return l;
   l.loaded = bind(lib, "cudnnCreate", &l.create, &l.why) && bind(lib, "cudnnDestroy", &l.destroy, &l.why) &&
              bind(lib, "cudnnSetStream", &l.set_stream, &l.why) &&
              bind(lib, "cudnnGetErrorString", &l.error_string, &l.why) &&
@@ -94,14 +90,8 @@ Library open_library(const std::string& path) {
   return l;
 }
 
-const Library& library(const std::string& path) {
-  static std::mutex mutex;
-  static std::map<std::string, std::unique_ptr<Library>> opened;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = opened[path];
-  if (!slot) slot = std::make_unique<Library>(open_library(path));
-  return *slot;
-}
+// One library per path, opened once.
+const Library& library(const std::string& path) { return opened_once<Library>(path, open_library); }
 
 std::string status_text(const Library& l, Status s) {
   const char* text = l.error_string ? l.error_string(s) : nullptr;
