@@ -33,29 +33,28 @@ void StepList::add_gemm(std::shared_ptr<CublasLt> lt, int64_t plan, const std::a
                         const std::array<int64_t, 5>& offsets, std::string label) {
   Step s;
   s.kind = Kind::kGemm;
-  s.label = std::move(label);
   s.lt = std::move(lt);
-  s.plan = plan;
-  s.bases = bases;
-  s.offsets = offsets;
-  for (int k = 0; k < 5; ++k) {
-    if (bases[k] < 0 && k != 3) throw std::invalid_argument(s.label + ": a GEMM operand without a base");
-    num_bases_ = std::max<int64_t>(num_bases_, bases[k] + 1);
-  }
-  steps_.push_back(std::move(s));
+  add_library_step(std::move(s), plan, bases, offsets, std::move(label), "a GEMM", {false, false, false, true, false});
 }
 
 void StepList::add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std::array<int32_t, 5>& bases,
                         const std::array<int64_t, 5>& offsets, std::string label) {
   Step s;
   s.kind = Kind::kConv;
-  s.label = std::move(label);
   s.conv = std::move(conv);
+  add_library_step(std::move(s), plan, bases, offsets, std::move(label), "a convolution",
+                   {false, false, false, true, true});
+}
+
+void StepList::add_library_step(Step s, int64_t plan, const std::array<int32_t, 5>& bases,
+                                const std::array<int64_t, 5>& offsets, std::string label, const char* what,
+                                const std::array<bool, 5>& optional) {
+  s.label = std::move(label);
   s.plan = plan;
   s.bases = bases;
   s.offsets = offsets;
   for (int k = 0; k < 5; ++k) {
-    if (bases[k] < 0 && k < 3) throw std::invalid_argument(s.label + ": a convolution operand without a base");
+    if (bases[k] < 0 && !optional[k]) throw std::invalid_argument(s.label + ": " + what + " operand without a base");
     num_bases_ = std::max<int64_t>(num_bases_, bases[k] + 1);
   }
   steps_.push_back(std::move(s));

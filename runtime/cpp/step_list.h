@@ -71,6 +71,9 @@ class StepList {
     std::array<int32_t, 5> bases{};
     std::array<int64_t, 5> offsets{};
   };
+  // A library step's operands (bases, byte offsets); `optional[k]`: operand k may have no base (< 0).
+  void add_library_step(Step s, int64_t plan, const std::array<int32_t, 5>& bases, const std::array<int64_t, 5>& offsets,
+                        std::string label, const char* what, const std::array<bool, 5>& optional);
   void check_range(const std::vector<uint64_t>& bases, size_t begin, size_t end) const;
   uint64_t at(const std::vector<uint64_t>& bases, int32_t base, int64_t offset) const;
 
