@@ -164,9 +164,26 @@ def loaded_library(soname: str) -> str | None:
     return None
 
 
-def cublaslt_library() -> str | None:
-    """The path of the cuBLASLt PyTorch loaded into this process (None where it loaded none)."""
-    return loaded_library("libcublasLt.so")
+def native_library(binding: str, what: str, soname: str, available: str, load=None) -> tuple[Any, str]:
+    """(Blade's C++ runtime module, the library's path) where the runtime is built with ``binding``
+    (``what`` names it), CUDA is here, PyTorch has loaded ``soname`` (``load()`` first makes it
+    load it) and the runtime can open it (its ``available`` function); else (None, why not)."""
+    from blade.runtime import shape_eval
+
+    native = shape_eval.load_native()
+    if not native or not hasattr(native, binding):
+        return None, f"Blade's C++ runtime (runtime/_native*.so) is not built with the {what}"
+    if not torch.cuda.is_available():
+        return None, "CUDA is not available"
+    if load is not None:
+        load()
+    library = loaded_library(soname)
+    if library is None:
+        return None, f"PyTorch has not loaded {soname} in this process"
+    ok, why = getattr(native, available)(library)
+    return (native, library) if ok else (None, why)
+
+
 
 
 class CublasLtGemm:
@@ -184,20 +201,8 @@ class CublasLtGemm:
 
     @staticmethod
     def create() -> tuple["CublasLtGemm | None", str]:
-        from blade.runtime import shape_eval
-
-        native = shape_eval.load_native()
-        if not native or not hasattr(native, "CublasLt"):
-            return None, "Blade's C++ runtime (runtime/_native*.so) is not built with the cuBLASLt GEMM"
-        if not torch.cuda.is_available():
-            return None, "CUDA is not available"
-        library = cublaslt_library()
-        if library is None:
-            return None, "PyTorch has not loaded cuBLASLt in this process"
-        ok, why = native.cublaslt_available(library)
-        if not ok:
-            return None, why
-        return CublasLtGemm(native, library), ""
+        native, library = native_library("CublasLt", "cuBLASLt GEMM", "libcublasLt.so", "cublaslt_available")
+        return (CublasLtGemm(native, library), "") if native else (None, library)
 
     @property
     def plans(self) -> int:

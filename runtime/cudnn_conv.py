@@ -126,11 +126,6 @@ def conv_problem(attrs: dict[str, Any], x: torch.Tensor, w: torch.Tensor,
     return problem, shape
 
 
-def cudnn_library() -> str | None:
-    """The path of the cuDNN PyTorch loaded into this process (None where it loaded none)."""
-    from blade.runtime.cublaslt_gemm import loaded_library
-
-    return loaded_library("libcudnn.so")
 
 
 class CudnnConvolution:
@@ -151,25 +146,15 @@ class CudnnConvolution:
     def create(api: str | None = None) -> tuple["CudnnConvolution | None", str]:
         """``api``: ``"legacy"`` or ``"graph"`` (cuDNN's graph API first; not yet run on a GPU);
         default: the environment's ``BLADE_CUDNN_API``, else ``"legacy"``."""
-        from blade.runtime import shape_eval
+        from blade.runtime.cublaslt_gemm import native_library
 
         api = api or os.environ.get("BLADE_CUDNN_API", "legacy")
         if api not in ("legacy", "graph"):
             return None, f"BLADE_CUDNN_API must be 'legacy' or 'graph', not {api!r}"
-
-        native = shape_eval.load_native()
-        if not native or not hasattr(native, "CudnnConv"):
-            return None, "Blade's C++ runtime (runtime/_native*.so) is not built with the cuDNN convolution"
-        if not torch.cuda.is_available():
-            return None, "CUDA is not available"
-        torch.backends.cudnn.version()  # PyTorch loads cuDNN on first use
-        library = cudnn_library()
-        if library is None:
-            return None, "PyTorch has not loaded cuDNN in this process"
-        ok, why = native.cudnn_available(library)
-        if not ok:
-            return None, why
-        return CudnnConvolution(native, library, api), ""
+        # PyTorch loads cuDNN on first use
+        native, library = native_library("CudnnConv", "cuDNN convolution", "libcudnn.so", "cudnn_available",
+                                         load=torch.backends.cudnn.version)
+        return (CudnnConvolution(native, library, api), "") if native else (None, library)
 
     @property
     def native(self):

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from blade.runtime.cublaslt_gemm import CublasLtGemm, linear_problem, matmul_problem
 
+from tests.gpu.helpers import within_fp16_bar as _within_bar
+
 pytestmark = pytest.mark.gpu
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -22,13 +24,6 @@ def gemm():
     g, why = CublasLtGemm.create()
     assert g is not None, f"cuBLASLt must be usable on the GPU machine: {why}"
     return g
-
-
-def _within_bar(got, ref32, eager):
-    """Error against float32 at most twice eager's (plus a floor for results that round to 0)."""
-    err = (got.float() - ref32).abs().max().item()
-    eager_err = (eager.float() - ref32).abs().max().item()
-    assert err <= 2 * eager_err + 1e-3 * max(1.0, ref32.abs().max().item()), (err, eager_err)
 
 
 def _x(rng, rows_shape, k, dtype, mode):

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 import blade
 from blade.runtime.cudnn_conv import CudnnConvolution, conv_problem
 
+from tests.gpu.helpers import within_fp16_bar as _within_bar
+
 pytestmark = pytest.mark.gpu
 
 
@@ -22,13 +24,6 @@ def conv():
     c, why = CudnnConvolution.create()
     assert c is not None, f"cuDNN must be usable on the GPU machine: {why}"
     return c
-
-
-def _within_bar(got, ref32, eager):
-    """Error against float32 at most twice eager's (plus a floor for results that round to 0)."""
-    err = (got.float() - ref32).abs().max().item()
-    eager_err = (eager.float() - ref32).abs().max().item()
-    assert err <= 2 * eager_err + 1e-3 * max(1.0, ref32.abs().max().item()), (err, eager_err)
 
 
 def _case(rng: random.Random):
