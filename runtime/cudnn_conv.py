@@ -6,14 +6,13 @@ plan of each problem (descriptors, algorithm, workspace size) and enqueues
 the convolution (+ bias) on the current stream, without torch's dispatcher: the kind of step the
 C++ step loop (``runtime/native_loop.py``) runs without Python. Two ways, per problem:
 
-* cuDNN's graph API (``BLADE_CUDNN_API=graph``; written after the measurement below, NOT YET RUN
-  ON A GPU): the operation graph conv (+ bias add) and an execution plan from cuDNN's heuristic
-  engine order, made once; a call builds one variant pack and executes it, as PyTorch's own cuDNN
-  path does;
-* the legacy calls (the default, and where the graph API has no plan for a problem):
-  ``cudnnConvolutionForward`` + ``cudnnAddTensor``, the algorithm cuDNN's heuristic pick, and a
-  problem met again timed once (``search``: ``cudnnFindConvolutionForwardAlgorithmEx``), which is
-  what ``Config.conv_algorithm_search`` asks of torch's path too.
+* cuDNN's graph API (the default): the operation graph conv (+ bias add) and an execution plan
+  from cuDNN's heuristic engine order, made once; a call builds one variant pack and executes it,
+  as PyTorch's own cuDNN path does;
+* the legacy calls (``BLADE_CUDNN_API=legacy``, and where the graph API has no plan for a
+  problem): ``cudnnConvolutionForward`` + ``cudnnAddTensor``, the algorithm cuDNN's heuristic pick,
+  and a problem met again timed once (``search``: ``cudnnFindConvolutionForwardAlgorithmEx``),
+  which is what ``Config.conv_algorithm_search`` asks of torch's path too.
 
 Served: float16 / bfloat16 convolutions with 1-3 spatial dims, any stride, padding, dilation and
 groups, where input, weight and result are all packed channels-last (Blade's ``layout="nhwc"``:
@@ -26,12 +25,9 @@ against torch's over many shapes; the problem descriptions are checked on the CP
 The library is the one PyTorch loaded (its path read from ``/proc/self/maps``): one cuDNN in the
 process.
 
-Measured on an H200 (cuDNN 9 with torch 2.11, ``benchmarks/conv_host_overhead.py``, session 13):
-the legacy calls cost 42-86 us of host time per convolution, torch's ``F.conv2d`` 14-27 us (its
-cuDNN path keeps execution plans of the graph API). The graph-API path was written after that
-measurement and is not yet run on a GPU: until ``tests/gpu/test_gpu_cudnn_conv.py`` and the host
-benchmark have run with it, it stays behind ``BLADE_CUDNN_API=graph`` and ``conv_library="cudnn"``
-stays opt-in.
+Measured on an H200 (cuDNN 9 with torch 2.11, ``benchmarks/conv_host_overhead.py``,
+``docs/results/conv_host_overhead_session14.txt``): host time to issue one convolution, the legacy
+calls 42-86 us (session 13), the graph API's prepared plan 10-39 us, torch's ``F.conv2d`` 15-45 us.
 """
 
 from __future__ import annotations
@@ -133,7 +129,7 @@ class CudnnConvolution:
     result, or None where the call is not one it serves (the caller computes it with torch).
     Construct with ``CudnnConvolution.create()``, which says why where it cannot be used."""
 
-    def __init__(self, native, library: str, api: str = "legacy"):
+    def __init__(self, native, library: str, api: str = "graph"):
         self._conv = native.CudnnConv(library, api == "graph")
         #: call layout -> (problem, result shape) or False
         self._layouts: dict[tuple, Any] = {}
@@ -144,11 +140,11 @@ class CudnnConvolution:
 
     @staticmethod
     def create(api: str | None = None) -> tuple["CudnnConvolution | None", str]:
-        """``api``: ``"legacy"`` or ``"graph"`` (cuDNN's graph API first; not yet run on a GPU);
-        default: the environment's ``BLADE_CUDNN_API``, else ``"legacy"``."""
+        """``api``: ``"graph"`` (cuDNN's graph API first, the legacy calls where it has no plan) or
+        ``"legacy"``; default: the environment's ``BLADE_CUDNN_API``, else ``"graph"``."""
         from blade.runtime.cublaslt_gemm import native_library
 
-        api = api or os.environ.get("BLADE_CUDNN_API", "legacy")
+        api = api or os.environ.get("BLADE_CUDNN_API", "graph")
         if api not in ("legacy", "graph"):
             return None, f"BLADE_CUDNN_API must be 'legacy' or 'graph', not {api!r}"
         # PyTorch loads cuDNN on first use

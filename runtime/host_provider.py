@@ -343,6 +343,11 @@ class TorchProvider:
         (``runtime/native_loop.py``)."""
         return self._gemm if self.gemm_library == "cublaslt" else None
 
+    def native_concat(self) -> bool:
+        """Whether the C++ step loop may run this provider's ``concat`` as copies of rows (it is
+        ``torch.cat``: a copy of each input into its slice of the result)."""
+        return True
+
     def native_conv(self):
         """The ``CudnnConvolution`` this provider computes convolutions with (None: torch computes
         them, or no CUDA convolution has run yet): the C++ step loop runs its plans itself."""

@@ -30,8 +30,11 @@ Library GEMMs and convolutions: where the provider computes ``linear`` / ``matmu
 (``TorchProvider(gemm_library="cublaslt")``) or convolutions with cuDNN
 (``TorchProvider(conv_library="cudnn")``), the list runs them too, as the same prepared plans,
 writing into the loop's own arena for library results (one allocation per call; first fit over
-each result's live steps). Attention and the other library ops stay Python steps through torch
-(each costs 15-50 us of host time there): the next step for the graphs-off host bound.
+each result's live steps). A ``concat`` whose inputs and result are rows in memory (the inputs'
+dims outside the concatenated one of one pitch, the rest packed: a channels-last concatenation
+over channels, any concatenation of packed tensors) is one device-to-device copy of rows per
+input into its slice of the result (``cuMemcpy2DAsync``), in that arena too. Attention and the
+other library ops stay Python steps through torch (each costs 15-50 us of host time there).
 """
 
 from __future__ import annotations
@@ -195,6 +198,15 @@ class NativeLoop:
         getter_bases: dict[int, int] = {}           # id(getter) -> base
         self._list_steps: list[int] = []            # the step of each entry of the C++ list
         for i in sorted(set(specs) | set(gemms)):
+            if i in gemms and gemms[i][0] == "copy":
+                _, copies, o = gemms[i]
+                dst_base, dst_off = locate(o)
+                for v, offset, dst_pitch, src_pitch, width, rows in copies:
+                    src_base, src_off = locate(v)
+                    self.list.add_copy([dst_base, src_base], [dst_off + offset, src_off], dst_pitch, src_pitch, width,
+                                       rows, f"step {i} (library_call {p.steps[i].provider}.concat)")
+                    self._list_steps.append(i)
+                continue
             if i in gemms:
                 kind, lib, plan_id, operands = gemms[i]
                 where = [locate(v) if v is not None else (-1, 0) for v in operands[:4]]
@@ -288,6 +300,7 @@ class NativeLoop:
         self.native_steps = len(native_steps)
         self.native_gemms = sum(1 for g in gemms.values() if g[0] == "gemm")
         self.native_convs = sum(1 for g in gemms.values() if g[0] == "conv")
+        self.native_concats = sum(1 for g in gemms.values() if g[0] == "copy")
         self.python_steps = sum(1 for op in self.ops if op[0] == "python")
         self.skipped_views = sum(1 for st in p.steps if st.kind == StepKind.VIEW.value) - len(run_views)
         #: produced bases by value, for ``bases_from``
@@ -361,9 +374,9 @@ class NativeLoop:
         return bases
 
     def describe(self) -> str:
-        launches = self.native_steps - self.native_gemms - self.native_convs
-        return (f"{launches} launches, {self.native_gemms} cuBLASLt GEMMs and {self.native_convs} cuDNN "
-                f"convolutions in C++, "
+        launches = self.native_steps - self.native_gemms - self.native_convs - self.native_concats
+        return (f"{launches} launches, {self.native_gemms} cuBLASLt GEMMs, {self.native_convs} cuDNN "
+                f"convolutions and {self.native_concats} concatenations in C++, "
                 f"{self.python_steps} Python steps, {self.skipped_views} views resolved to offsets, "
                 f"{self.num_bases} bases")
 
@@ -404,7 +417,9 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     (``TorchProvider(gemm_library="cublaslt")``, ``TorchProvider(conv_library="cudnn")``), the
     recorded operands are 16-byte aligned and described by ``runtime/cublaslt_gemm.py`` /
     ``runtime/cudnn_conv.py``, and the result is an intermediate (not a Program output, nor
-    aliased by one)."""
+    aliased by one). A ``concat`` whose tensors are rows in memory (``concat_rows``) is step ->
+    ("copy", [(input value, byte offset in the result, result pitch, input pitch, width, rows)],
+    result value), where its provider allows (``native_concat``)."""
     from blade.runtime.cublaslt_gemm import WORKSPACE_BYTES, linear_problem, matmul_problem
     from blade.runtime.host_provider import _pointwise_nhwc
     from blade.runtime.program_executor import first_fit
@@ -412,7 +427,7 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     p = ex.program
     found: dict[int, tuple] = {}
     for i, (fn, step) in enumerate(plan.steps):
-        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul", "conv") \
+        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul", "conv", "concat") \
                 or len(step.outputs) != 1:
             continue
         provider = ex.providers.get(step.provider)
@@ -423,6 +438,12 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
         ins = [env[v] for v in step.inputs]
         out = env[o]
         if not all(_is_tensor(t) and t.is_cuda for t in ins + [out]) or out.numel() == 0:
+            continue
+        if step.op == "concat":
+            copies = concat_rows(ins, out, step.attrs["dim"]) \
+                if getattr(provider, "native_concat", lambda: False)() and out.dtype == ex._dtypes[o] else None
+            if copies is not None:
+                found[i] = ("copy", None, None, o, [(v, *c) for v, c in zip(step.inputs, copies) if c[3] and c[4]])
             continue
         if step.op == "conv" and len(ins) in (2, 3) and not (gemm is not None and _pointwise_nhwc(step.attrs, ins[1])):
             # a convolution through cuDNN (TorchProvider(conv_library="cudnn")), as the provider called it
@@ -484,7 +505,11 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     device = env[-1][1]
     gemm_workspace = None
     conv_workspace = 0  # bytes the convolutions' algorithms need (one region, after the results)
-    for i, (kind, lib, problem, o, (x, w, bias)) in found.items():
+    for i, (kind, lib, problem, o, operands) in found.items():
+        if kind == "copy":
+            out[i] = ("copy", operands, o)
+            continue
+        x, w, bias = operands
         if kind == "conv":
             plan_id = lib.plan(problem, bias is not None, device)
             conv_workspace = max(conv_workspace, lib.workspace_size(plan_id))
@@ -498,6 +523,62 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     total = -(-total // 256) * 256  # the arena is viewed as every result's dtype: whole 256-byte blocks
     return out, _GemmArena(place, total + -(-conv_workspace // 256) * 256, values, gemm_workspace, env[order[0]].device,
                            total if conv_workspace else None)
+
+
+def concat_rows(ins: list[Any], out: Any, dim: int) -> list[tuple[int, int, int, int, int]] | None:
+    """``torch.cat(ins, dim)`` into ``out`` as copies of rows: per input (byte offset of its slice
+    in a row of ``out``, ``out``'s row pitch, the input's row pitch, row width (bytes), rows), or
+    None where the memory is not rows. Read in ``out``'s memory order (its dims by stride, size-1
+    dims left out): the dims outside ``dim`` collapse into rows of one pitch, ``dim`` and the dims
+    inside it are packed, in every tensor (a channels-last concatenation over channels: rows are
+    pixels; a concatenation of packed tensors over dim 0: one row)."""
+    nd = len(out.shape)
+    dim = dim % nd if nd else 0
+    if nd == 0 or out.shape[dim] < 1 or any(t.dtype != out.dtype or len(t.shape) != nd for t in ins):
+        return None
+    order = sorted((k for k in range(nd) if out.shape[k] != 1 or k == dim), key=lambda k: -out.stride(k))
+    if len({out.stride(k) for k in order}) != len(order):
+        return None
+    at = order.index(dim)
+    outer, inner = order[:at], order[at + 1:]
+
+    def rows_of(t) -> tuple[int, int, int] | None:  # (rows, row elements, pitch elements)
+        if any(t.shape[k] != out.shape[k] for k in range(nd) if k != dim):
+            return None
+        packed = 1
+        for k in reversed(inner):
+            if t.shape[k] != 1 and t.stride(k) != packed:
+                return None
+            packed *= t.shape[k]
+        if t.shape[dim] > 1 and t.stride(dim) != packed:
+            return None
+        width = packed * t.shape[dim]
+        rows, pitch, expect = 1, None, None
+        for k in reversed(outer):
+            n = t.shape[k]
+            if n == 1:
+                continue
+            if pitch is None:
+                pitch = expect = t.stride(k)
+            elif t.stride(k) != expect:
+                return None
+            expect = t.stride(k) * n
+            rows *= n
+        return rows, width, (pitch if pitch is not None else width)
+
+    whole = rows_of(out)
+    if whole is None or whole[2] != whole[1]:  # the result packed: its rows cover its memory
+        return None
+    size = out.element_size()
+    copies, offset = [], 0
+    for t in ins:
+        got = rows_of(t)
+        if got is None or (got[0] > 1 and got[2] < got[1]) or got[0] != whole[0] and t.numel():
+            return None
+        rows, width, pitch = got
+        copies.append((offset * size, whole[1] * size, pitch * size, width * size, rows if t.numel() else 0))
+        offset += width
+    return copies if offset == whole[1] else None
 
 
 def _same_storage(a, b) -> bool:

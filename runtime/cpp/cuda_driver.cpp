@@ -25,6 +25,23 @@ constexpr int kDevAttrMaxSharedPerBlockOptin = 97;      // CU_DEVICE_ATTRIBUTE_M
 constexpr int kFuncCachePreferShared = 1;               // CU_FUNC_CACHE_PREFER_SHARED
 constexpr int64_t kDefaultSharedLimit = 49152;          // what a kernel gets without opting in
 constexpr size_t kMaxParams = 256;                     // parameters of one launch (Triton kernels have tens)
+constexpr int kMemoryTypeDevice = 2;                    // CU_MEMORYTYPE_DEVICE
+
+struct Memcpy2D {  // CUDA_MEMCPY2D (v2)
+  size_t srcXInBytes, srcY;
+  int srcMemoryType;
+  const void* srcHost;
+  uint64_t srcDevice;
+  void* srcArray;
+  size_t srcPitch;
+  size_t dstXInBytes, dstY;
+  int dstMemoryType;
+  void* dstHost;
+  uint64_t dstDevice;
+  void* dstArray;
+  size_t dstPitch;
+  size_t WidthInBytes, Height;
+};
 
 struct Driver {
   bool loaded = false;
@@ -45,6 +62,7 @@ struct Driver {
   CUresult (*cuFuncSetCacheConfig)(CUfunction, int) = nullptr;
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              CUstream, void**, void**) = nullptr;
+  CUresult (*cuMemcpy2DAsync)(const Memcpy2D*, CUstream) = nullptr;
 };
 
 template <typename F>
@@ -73,7 +91,8 @@ Driver load_driver() {
             bind(lib, "cuFuncGetAttribute", &d.cuFuncGetAttribute, &d.why) &&
             bind(lib, "cuFuncSetAttribute", &d.cuFuncSetAttribute, &d.why) &&
             bind(lib, "cuFuncSetCacheConfig", &d.cuFuncSetCacheConfig, &d.why) &&
-            bind(lib, "cuLaunchKernel", &d.cuLaunchKernel, &d.why);
+            bind(lib, "cuLaunchKernel", &d.cuLaunchKernel, &d.why) &&
+            bind(lib, "cuMemcpy2DAsync_v2", &d.cuMemcpy2DAsync, &d.why);
   if (!ok) return d;
   CUresult r = d.cuInit(0);
   if (r != 0) {
@@ -160,6 +179,29 @@ void* current_context(int64_t device) {
     check(d.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
   }
   return ctx;
+}
+
+void copy_2d(uint64_t dst, int64_t dst_pitch, uint64_t src, int64_t src_pitch, int64_t width, int64_t height,
+             uint64_t stream, int64_t device) {
+  if (width < 0 || height < 0 || (height > 1 && (src_pitch < width || dst_pitch < width))) {
+    throw std::invalid_argument("copy of " + std::to_string(height) + " rows of " + std::to_string(width) +
+                                " bytes: a pitch (source " + std::to_string(src_pitch) + ", destination " +
+                                std::to_string(dst_pitch) + ") below the width, or a negative size");
+  }
+  if (width == 0 || height == 0) return;
+  current_context(device);
+  Memcpy2D c{};
+  c.srcMemoryType = c.dstMemoryType = kMemoryTypeDevice;
+  c.srcDevice = src;
+  c.dstDevice = dst;
+  // one row: the driver still checks the pitches against the width
+  c.srcPitch = static_cast<size_t>(height > 1 ? src_pitch : width);
+  c.dstPitch = static_cast<size_t>(height > 1 ? dst_pitch : width);
+  c.WidthInBytes = static_cast<size_t>(width);
+  c.Height = static_cast<size_t>(height);
+  check(driver().cuMemcpy2DAsync(&c, reinterpret_cast<CUstream>(stream)),
+        "copying " + std::to_string(height) + " rows of " + std::to_string(width) + " bytes (pitches " +
+            std::to_string(src_pitch) + " -> " + std::to_string(dst_pitch) + ")");
 }
 
 void* CudaKernel::function_for_device(int64_t device) {

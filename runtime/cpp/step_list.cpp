@@ -46,6 +46,23 @@ void StepList::add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std
                    {false, false, false, true, true});
 }
 
+void StepList::add_copy(const std::array<int32_t, 2>& bases, const std::array<int64_t, 2>& offsets,
+                        int64_t dst_pitch, int64_t src_pitch, int64_t width, int64_t height, std::string label) {
+  if (bases[0] < 0 || bases[1] < 0) throw std::invalid_argument(label + ": a copy operand without a base");
+  if (width < 0 || height < 0 || (height > 1 && (dst_pitch < width || src_pitch < width))) {
+    throw std::invalid_argument(label + ": a copy of " + std::to_string(height) + " rows of " + std::to_string(width) +
+                                " bytes with pitches " + std::to_string(dst_pitch) + " and " + std::to_string(src_pitch));
+  }
+  Step s;
+  s.kind = Kind::kCopy;
+  s.label = std::move(label);
+  s.bases = {bases[0], bases[1], -1, -1, -1};
+  s.offsets = {offsets[0], offsets[1], 0, 0, 0};
+  s.copy = {dst_pitch, src_pitch, width, height};
+  num_bases_ = std::max<int64_t>(num_bases_, std::max(bases[0], bases[1]) + 1);
+  steps_.push_back(std::move(s));
+}
+
 void StepList::add_library_step(Step s, int64_t plan, const std::array<int32_t, 5>& bases,
                                 const std::array<int64_t, 5>& offsets, std::string label, const char* what,
                                 const std::array<bool, 5>& optional) {
@@ -81,6 +98,10 @@ std::vector<std::vector<uint64_t>> StepList::resolve(const std::vector<uint64_t>
   std::vector<std::vector<uint64_t>> out;
   for (size_t i = begin; i < end; ++i) {
     const Step& s = steps_[i];
+    if (s.kind == Kind::kCopy) {
+      out.push_back({at(bases, s.bases[0], s.offsets[0]), at(bases, s.bases[1], s.offsets[1])});
+      continue;
+    }
     if (s.kind != Kind::kLaunch) {
       std::vector<uint64_t> ptrs(5);
       for (int k = 0; k < 5; ++k) ptrs[k] = at(bases, s.bases[k], s.offsets[k]);
@@ -101,6 +122,11 @@ void StepList::run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t 
   for (size_t i = begin; i < end; ++i) {
     const Step& s = steps_[i];
     try {
+      if (s.kind == Kind::kCopy) {
+        copy_2d(at(bases, s.bases[0], s.offsets[0]), s.copy[0], at(bases, s.bases[1], s.offsets[1]), s.copy[1],
+                s.copy[2], s.copy[3], stream, device);
+        continue;
+      }
       if (s.kind == Kind::kConv) {
         if (!s.conv) throw std::logic_error("no cuDNN library given (a list made to be resolved only)");
         uint64_t p[5];

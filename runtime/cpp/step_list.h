@@ -44,18 +44,24 @@ class StepList {
   void add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std::array<int32_t, 5>& bases,
                 const std::array<int64_t, 5>& offsets, std::string label);
 
+  // A device-to-device copy of `height` rows of `width` bytes (rows `src_pitch` / `dst_pitch` bytes
+  // apart) from (src base, byte offset) to (dst base, byte offset): one input of a concatenation
+  // into its slice of the result.
+  void add_copy(const std::array<int32_t, 2>& bases, const std::array<int64_t, 2>& offsets, int64_t dst_pitch,
+                int64_t src_pitch, int64_t width, int64_t height, std::string label);
+
   size_t size() const { return steps_.size(); }
   int64_t num_bases() const { return num_bases_; }
 
   // Per step of [begin, end): a launch's parameter slots (8 bytes each, scratch pointers left
-  // out), a GEMM's or a convolution's five pointers (0 for none).
+  // out), a GEMM's or a convolution's five pointers (0 for none), a copy's destination and source.
   std::vector<std::vector<uint64_t>> resolve(const std::vector<uint64_t>& bases, size_t begin, size_t end) const;
 
   // Enqueue steps [begin, end) on `stream` of CUDA device `device`. Throws naming the step's label.
   void run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t device, size_t begin, size_t end) const;
 
  private:
-  enum class Kind { kLaunch, kGemm, kConv };
+  enum class Kind { kLaunch, kGemm, kConv, kCopy };
   struct Step {
     Kind kind = Kind::kLaunch;
     std::string label;
@@ -70,6 +76,8 @@ class StepList {
     int64_t plan = -1;
     std::array<int32_t, 5> bases{};
     std::array<int64_t, 5> offsets{};
+    // copy: destination pitch, source pitch, width, height (bytes, bytes, bytes, rows)
+    std::array<int64_t, 4> copy{};
   };
   // A library step's operands (bases, byte offsets); `optional[k]`: operand k may have no base (< 0).
   void add_library_step(Step s, int64_t plan, const std::array<int32_t, 5>& bases, const std::array<int64_t, 5>& offsets,

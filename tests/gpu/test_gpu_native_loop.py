@@ -126,7 +126,7 @@ def test_unet_program_with_the_native_loop(gemm_library, conv_library):
     """SD 1.5 UNet (fp16, public config, random weights) through ``Config(executor="program")``
     without CUDA graphs: at two shapes, the third call (C++ step loop; with cuBLASLt its GEMMs
     too, with cuDNN its convolutions) gives what the same module gives with the loop switched off
-    (every step from Python)."""
+    (every step from Python); its concatenations from C++ too, as copies of rows."""
     model = models.unet(torch.float16, "cuda")
     x0 = models.unet_inputs(2, 256, 256, dtype=torch.float16, device="cuda")
     opt = blade.optimize(model, x0, config=blade.Config(executor="program", cuda_graphs=False,
@@ -144,6 +144,8 @@ def test_unet_program_with_the_native_loop(gemm_library, conv_library):
         print(f"UNet ({gemm_library}, {conv_library}): {stats} {[loop.describe() for loop in loops]}")
         if gemm_library == "cublaslt":
             assert any(loop.native_gemms for loop in loops), stats
+        # the skip connections' concatenations (channels-last over channels) as copies of rows
+        assert loops and all(loop.native_concats >= 10 for loop in loops), [loop.describe() for loop in loops]
         if conv_library == "cudnn":  # every 3x3 convolution of the UNet from the C++ list
             assert loops and all(loop.native_convs >= 20 for loop in loops), [loop.describe() for loop in loops]
         assert sum(s["calls"] for s in stats) >= 2 and not any(s["finished_in_python"] for s in stats), stats

@@ -54,6 +54,14 @@ void test_relocation() {
         "convolution operands relocated, no workspace = 0");
   check(throws_with([&] { list.run(bases, 0, 0, 2, 3); }, "step 6 (library_call torch.conv)"),
         "running a resolve-only convolution names the step");
+  list.add_copy({2, 0}, {640, 1280}, 1920, 640, 640, 4096, "step 7 (library_call torch.concat)");
+  auto c = list.resolve(bases, 3, 4);
+  check(c.size() == 1 && c[0] == std::vector<uint64_t>({0x30000 + 640, 0x10000 + 1280}),
+        "a copy resolves to its destination and source");
+  check(throws_with([&] { list.add_copy({0, 1}, {0, 0}, 100, 640, 640, 2, "step 8"); }, "pitches"),
+        "a copy whose pitch is below its width is refused");
+  check(throws_with([&] { list.add_copy({-1, 1}, {0, 0}, 640, 640, 640, 2, "step 9"); }, "without a base"),
+        "a copy without a base is refused");
   bases[0] = 0x90000;  // another call: only the bases change
   check(list.resolve(bases, 0, 1)[0][0] == 0x90000 + 256, "a new arena address moves the pointer");
 }
