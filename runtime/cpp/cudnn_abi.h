@@ -104,6 +104,7 @@ constexpr int kTensorDimensions = 902;        // CUDNN_ATTR_TENSOR_DIMENSIONS
 constexpr int kTensorStrides = 903;           // CUDNN_ATTR_TENSOR_STRIDES
 constexpr int kTensorUniqueId = 906;          // CUDNN_ATTR_TENSOR_UNIQUE_ID
 constexpr int kTensorIsVirtual = 907;         // CUDNN_ATTR_TENSOR_IS_VIRTUAL
+constexpr int kTensorIsByValue = 908;         // CUDNN_ATTR_TENSOR_IS_BY_VALUE
 constexpr int kVariantPackUniqueIds = 1000;   // CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS
 constexpr int kVariantPackDataPointers = 1001;  // CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS
 constexpr int kVariantPackWorkspace = 1003;   // CUDNN_ATTR_VARIANT_PACK_WORKSPACE

@@ -1,102 +1,24 @@
 // Blade runtime: convolutions through cuDNN opened at run time (see cudnn_conv.h).
 #include "cudnn_conv.h"
 
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <stdexcept>
 
 #include "cuda_driver.h"
 #include "cudnn_abi.h"
-#include "dl_symbols.h"
+#include "cudnn_graph.h"
 
 namespace blade {
 
 namespace {
 
 using namespace cudnn_abi;
-
-struct Library {
-  bool loaded = false;
-  std::string why;
-  Status (*create)(Handle*) = nullptr;
-  Status (*destroy)(Handle) = nullptr;
-  Status (*set_stream)(Handle, void*) = nullptr;
-  const char* (*error_string)(Status) = nullptr;
-  Status (*tensor_create)(TensorDesc*) = nullptr;
-  Status (*tensor_destroy)(TensorDesc) = nullptr;
-  Status (*tensor_set)(TensorDesc, int, int, const int*, const int*) = nullptr;
-  Status (*filter_create)(FilterDesc*) = nullptr;
-  Status (*filter_destroy)(FilterDesc) = nullptr;
-  Status (*filter_set)(FilterDesc, int, int, int, const int*) = nullptr;
-  Status (*conv_create)(ConvDesc*) = nullptr;
-  Status (*conv_destroy)(ConvDesc) = nullptr;
-  Status (*conv_set)(ConvDesc, int, const int*, const int*, const int*, int, int) = nullptr;
-  Status (*conv_groups)(ConvDesc, int) = nullptr;
-  Status (*conv_math)(ConvDesc, int) = nullptr;
-  Status (*output_dim)(ConvDesc, TensorDesc, FilterDesc, int, int*) = nullptr;
-  Status (*heuristic)(Handle, TensorDesc, FilterDesc, ConvDesc, TensorDesc, int, int*, FwdAlgoPerf*) = nullptr;
-  Status (*find)(Handle, TensorDesc, const void*, FilterDesc, const void*, ConvDesc, TensorDesc, void*, int, int*,
-                 FwdAlgoPerf*, void*, size_t) = nullptr;
-  Status (*workspace)(Handle, TensorDesc, FilterDesc, ConvDesc, TensorDesc, int, size_t*) = nullptr;
-  Status (*forward)(Handle, const void*, TensorDesc, const void*, FilterDesc, const void*, ConvDesc, int, void*,
-                    size_t, const void*, TensorDesc, void*) = nullptr;
-  Status (*add)(Handle, const void*, TensorDesc, const void*, const void*, TensorDesc, void*) = nullptr;
-  // the graph API (bound where present: without it every plan takes the legacy calls above)
-  bool graph = false;
-  Status (*be_create)(int, cudnn_backend::Desc*) = nullptr;
-  Status (*be_destroy)(cudnn_backend::Desc) = nullptr;
-  Status (*be_set)(cudnn_backend::Desc, int, int, int64_t, const void*) = nullptr;
-  Status (*be_get)(cudnn_backend::Desc, int, int, int64_t, int64_t*, void*) = nullptr;
-  Status (*be_finalize)(cudnn_backend::Desc) = nullptr;
-  Status (*be_execute)(Handle, cudnn_backend::Desc, cudnn_backend::Desc) = nullptr;
-};
-
-template <typename F>
-bool bind(void* lib, const char* name, F* fn, std::string* why) {
-  return bind_symbol(lib, "cuDNN", name, fn, why);
-}
-
-Library open_library(const std::string& path) {
-  Library l;
-  void* lib = open_shared_library(path, "cuDNN", &l.why);
-  if (lib == nullptr) return l;
-  l.loaded = bind(lib, "cudnnCreate", &l.create, &l.why) && bind(lib, "cudnnDestroy", &l.destroy, &l.why) &&
-             bind(lib, "cudnnSetStream", &l.set_stream, &l.why) &&
-             bind(lib, "cudnnGetErrorString", &l.error_string, &l.why) &&
-             bind(lib, "cudnnCreateTensorDescriptor", &l.tensor_create, &l.why) &&
-             bind(lib, "cudnnDestroyTensorDescriptor", &l.tensor_destroy, &l.why) &&
-             bind(lib, "cudnnSetTensorNdDescriptor", &l.tensor_set, &l.why) &&
-             bind(lib, "cudnnCreateFilterDescriptor", &l.filter_create, &l.why) &&
-             bind(lib, "cudnnDestroyFilterDescriptor", &l.filter_destroy, &l.why) &&
-             bind(lib, "cudnnSetFilterNdDescriptor", &l.filter_set, &l.why) &&
-             bind(lib, "cudnnCreateConvolutionDescriptor", &l.conv_create, &l.why) &&
-             bind(lib, "cudnnDestroyConvolutionDescriptor", &l.conv_destroy, &l.why) &&
-             bind(lib, "cudnnSetConvolutionNdDescriptor", &l.conv_set, &l.why) &&
-             bind(lib, "cudnnSetConvolutionGroupCount", &l.conv_groups, &l.why) &&
-             bind(lib, "cudnnSetConvolutionMathType", &l.conv_math, &l.why) &&
-             bind(lib, "cudnnGetConvolutionNdForwardOutputDim", &l.output_dim, &l.why) &&
-             bind(lib, "cudnnGetConvolutionForwardAlgorithm_v7", &l.heuristic, &l.why) &&
-             bind(lib, "cudnnFindConvolutionForwardAlgorithmEx", &l.find, &l.why) &&
-             bind(lib, "cudnnGetConvolutionForwardWorkspaceSize", &l.workspace, &l.why) &&
-             bind(lib, "cudnnConvolutionForward", &l.forward, &l.why) && bind(lib, "cudnnAddTensor", &l.add, &l.why);
-  std::string no_graph;
-  l.graph = bind(lib, "cudnnBackendCreateDescriptor", &l.be_create, &no_graph) &&
-            bind(lib, "cudnnBackendDestroyDescriptor", &l.be_destroy, &no_graph) &&
-            bind(lib, "cudnnBackendSetAttribute", &l.be_set, &no_graph) &&
-            bind(lib, "cudnnBackendGetAttribute", &l.be_get, &no_graph) &&
-            bind(lib, "cudnnBackendFinalize", &l.be_finalize, &no_graph) &&
-            bind(lib, "cudnnBackendExecute", &l.be_execute, &no_graph);
-  return l;
-}
-
-// One library per path, opened once.
-const Library& library(const std::string& path) { return opened_once<Library>(path, open_library); }
-
-std::string status_text(const Library& l, Status s) {
-  const char* text = l.error_string ? l.error_string(s) : nullptr;
-  return std::string(text ? text : "cuDNN error") + " (" + std::to_string(s) + ")";
-}
+using cudnn::GraphBuilder;
+using cudnn::GraphPlan;
+using cudnn::Library;
+using cudnn::library;
+using cudnn::status_text;
 
 // cuDNN's dims of the problem: every tensor has 2 + max(spatial, 2) dims (a 1-D convolution is a
 // 2-D one of height 1).
@@ -125,74 +47,8 @@ std::vector<int> packed_strides(const std::vector<int>& dims, bool nhwc) {
   return s;
 }
 
-// The descriptors of one graph-API plan (destroyed with it) and how it runs.
-struct GraphPlan {
-  const Library* lib = nullptr;
-  std::vector<cudnn_backend::Desc> owned;
-  cudnn_backend::Desc exec = nullptr;  // the execution plan
-  int64_t workspace = 0;
-  bool bias = false;
-  std::string engine;  // which heuristic result it is (for reports)
-  GraphPlan() = default;
-  GraphPlan(const GraphPlan&) = delete;
-  GraphPlan& operator=(const GraphPlan&) = delete;
-  ~GraphPlan() {
-    for (auto it = owned.rbegin(); it != owned.rend(); ++it) lib->be_destroy(*it);
-  }
-};
-
 // unique ids of the graph's tensors (the variant pack names its pointers by them)
 constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3, kUidBias = 4, kUidConvOut = 5;
-
-// Builds descriptors, stopping at the first failure (then `why` says which step and cuDNN's status).
-class GraphBuilder {
- public:
-  GraphBuilder(const Library& l, GraphPlan& g, std::string* why) : l_(l), g_(g), why_(why) {}
-  bool ok() const { return ok_; }
-  cudnn_backend::Desc make(int type, const char* what) {
-    cudnn_backend::Desc d = nullptr;
-    if (!ok_) return nullptr;
-    if (!check(l_.be_create(type, &d), what)) return nullptr;
-    g_.owned.push_back(d);
-    return d;
-  }
-  void set(cudnn_backend::Desc d, int name, int type, int64_t count, const void* values, const char* what) {
-    if (ok_) check(l_.be_set(d, name, type, count, values), what);
-  }
-  void finalize(cudnn_backend::Desc d, const char* what) {
-    if (ok_) check(l_.be_finalize(d), what);
-  }
-  cudnn_backend::Desc tensor(int64_t uid, int dtype, const std::vector<int64_t>& dims,
-                             const std::vector<int64_t>& strides, bool is_virtual) {
-    using namespace cudnn_backend;
-    Desc t = make(kTensorDesc, "creating a tensor descriptor");
-    int32_t type = dtype;
-    int64_t alignment = 16;
-    set(t, kTensorDataType, kTypeDataType, 1, &type, "a tensor's data type");
-    set(t, kTensorDimensions, kTypeInt64, static_cast<int64_t>(dims.size()), dims.data(), "a tensor's dims");
-    set(t, kTensorStrides, kTypeInt64, static_cast<int64_t>(strides.size()), strides.data(), "a tensor's strides");
-    set(t, kTensorUniqueId, kTypeInt64, 1, &uid, "a tensor's id");
-    set(t, kTensorByteAlignment, kTypeInt64, 1, &alignment, "a tensor's alignment");
-    if (is_virtual) {
-      bool v = true;
-      set(t, kTensorIsVirtual, kTypeBoolean, 1, &v, "a virtual tensor");
-    }
-    finalize(t, "finalizing a tensor descriptor");
-    return t;
-  }
-
- private:
-  bool check(Status s, const char* what) {
-    if (s == kSuccess) return true;
-    ok_ = false;
-    *why_ = std::string(what) + ": " + status_text(l_, s);
-    return false;
-  }
-  const Library& l_;
-  GraphPlan& g_;
-  std::string* why_;
-  bool ok_ = true;
-};
 
 std::vector<int64_t> wide(const std::vector<int>& v) { return std::vector<int64_t>(v.begin(), v.end()); }
 
@@ -204,7 +60,6 @@ bool build_graph(const Library& l, Handle h, const ConvProblem& p, bool bias, in
                  GraphPlan& g, std::string* why) {
   using namespace cudnn_backend;
   g.lib = &l;
-  g.bias = bias;
   GraphBuilder b(l, g, why);
   Desc x = b.tensor(kUidX, p.dtype, wide(xdims), wide(packed_strides(xdims, p.nhwc)), false);
   Desc w = b.tensor(kUidW, p.dtype, wide(wdims), wide(packed_strides(wdims, p.nhwc)), false);
@@ -259,51 +114,7 @@ bool build_graph(const Library& l, Handle h, const ConvProblem& p, bool bias, in
   b.set(graph, kGraphHandle, kTypeHandle, 1, &h, "the graph's handle");
   b.finalize(graph, "finalizing the operation graph");
   if (!b.ok()) return false;
-  std::string tried;
-  for (int32_t heur_mode : {kHeurModeInstant, kHeurModeFallback}) {  // as PyTorch: then the fallback list
-    Desc heur = b.make(kEngineHeurDesc, "creating the engine heuristics");
-    b.set(heur, kHeurOperationGraph, kTypeDescriptor, 1, &graph, "the heuristics' graph");
-    b.set(heur, kHeurMode, kTypeHeurMode, 1, &heur_mode, "the heuristics' mode");
-    b.finalize(heur, "finalizing the engine heuristics");
-    if (!b.ok()) return false;
-    int64_t count = 0;
-    Status s = l.be_get(heur, kHeurResults, kTypeDescriptor, 0, &count, nullptr);
-    if (s != kSuccess || count < 1) {
-      tried += " mode " + std::to_string(heur_mode) + ": " + (s != kSuccess ? status_text(l, s) : "no engine");
-      continue;
-    }
-    count = std::min<int64_t>(count, 16);
-    std::vector<Desc> configs;
-    for (int64_t i = 0; i < count; ++i) configs.push_back(b.make(kEngineCfgDesc, "creating an engine configuration"));
-    if (!b.ok()) return false;
-    int64_t got = 0;
-    s = l.be_get(heur, kHeurResults, kTypeDescriptor, count, &got, configs.data());
-    if (s != kSuccess) {
-      tried += " mode " + std::to_string(heur_mode) + ": reading the results: " + status_text(l, s);
-      continue;
-    }
-    for (int64_t i = 0; i < got; ++i) {
-      Desc plan = nullptr;
-      if (l.be_create(kExecutionPlanDesc, &plan) != kSuccess) continue;
-      int64_t ws = -1, one = 0;
-      Status ps = l.be_set(plan, kPlanHandle, kTypeHandle, 1, &h);
-      if (ps == kSuccess) ps = l.be_set(plan, kPlanEngineConfig, kTypeDescriptor, 1, &configs[i]);
-      if (ps == kSuccess) ps = l.be_finalize(plan);
-      if (ps == kSuccess) ps = l.be_get(plan, kPlanWorkspaceSize, kTypeInt64, 1, &one, &ws);
-      if (ps == kSuccess && ws >= 0 && ws <= limit) {
-        g.owned.push_back(plan);
-        g.exec = plan;
-        g.workspace = ws;
-        g.engine = "heuristic mode " + std::to_string(heur_mode) + ", configuration " + std::to_string(i);
-        return true;
-      }
-      l.be_destroy(plan);
-      tried += " mode " + std::to_string(heur_mode) + " #" + std::to_string(i) + ": " +
-               (ps == kSuccess ? "workspace " + std::to_string(ws) : status_text(l, ps));
-    }
-  }
-  *why = "no engine configuration makes an execution plan within " + std::to_string(limit) + " bytes (" + tried + ")";
-  return false;
+  return make_plan(l, h, graph, limit, g, why);
 }
 
 }  // namespace
@@ -580,25 +391,14 @@ void CudnnConv::run(int64_t id, uint64_t x, uint64_t w, uint64_t y, uint64_t bia
       throw std::invalid_argument(describe(p) + ": a pointer is less than 16-byte aligned and cuDNN offered no "
                                   "legacy algorithm to take it");
     }
-    using namespace cudnn_backend;
-    Desc pack = nullptr;
-    s = l.be_create(kVariantPackDesc, &pack);
-    if (s != kSuccess) throw std::runtime_error(describe(p) + ": creating a variant pack: " + status_text(l, s));
     int64_t uids[4] = {kUidX, kUidW, kUidY, kUidBias};
     void* ptrs[4] = {reinterpret_cast<void*>(x), reinterpret_cast<void*>(w), reinterpret_cast<void*>(y),
                      reinterpret_cast<void*>(bias)};
-    void* ws = plan.workspace ? reinterpret_cast<void*>(workspace) : nullptr;
-    int64_t n = plan.bias ? 4 : 3;
-    s = l.be_set(pack, kVariantPackUniqueIds, kTypeInt64, n, uids);
-    if (s == kSuccess) s = l.be_set(pack, kVariantPackDataPointers, kTypeVoidPtr, n, ptrs);
-    if (s == kSuccess) s = l.be_set(pack, kVariantPackWorkspace, kTypeVoidPtr, 1, &ws);
-    if (s == kSuccess) s = l.be_finalize(pack);
-    Status built = s;
-    if (s == kSuccess) s = l.be_execute(h, plan.graph->exec, pack);
-    l.be_destroy(pack);
+    std::string what;
+    s = cudnn::execute(l, h, *plan.graph, plan.bias ? 4 : 3, uids, ptrs,
+                       plan.workspace ? reinterpret_cast<void*>(workspace) : nullptr, &what);
     if (s == kSuccess) return;
-    std::string what = std::string(built == kSuccess ? "cudnnBackendExecute" : "making the variant pack") + " (" +
-                       plan.graph->engine + "): " + status_text(l, s);
+    what += ": " + status_text(l, s);
     if (!plan.legacy) throw std::runtime_error(describe(p) + ": " + what);
     plan.graph_off = true;  // this plan takes the legacy calls from now on (said by api()); the execution
     plan.graph_why = what;  // plan stays alive: earlier calls' work may still be running

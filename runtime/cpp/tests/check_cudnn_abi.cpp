@@ -76,6 +76,7 @@ static_assert(be::kTensorDimensions == CUDNN_ATTR_TENSOR_DIMENSIONS, "CUDNN_ATTR
 static_assert(be::kTensorStrides == CUDNN_ATTR_TENSOR_STRIDES, "CUDNN_ATTR_TENSOR_STRIDES");
 static_assert(be::kTensorUniqueId == CUDNN_ATTR_TENSOR_UNIQUE_ID, "CUDNN_ATTR_TENSOR_UNIQUE_ID");
 static_assert(be::kTensorIsVirtual == CUDNN_ATTR_TENSOR_IS_VIRTUAL, "CUDNN_ATTR_TENSOR_IS_VIRTUAL");
+static_assert(be::kTensorIsByValue == CUDNN_ATTR_TENSOR_IS_BY_VALUE, "CUDNN_ATTR_TENSOR_IS_BY_VALUE");
 static_assert(be::kVariantPackUniqueIds == CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, "CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS");
 static_assert(be::kVariantPackDataPointers == CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, "CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS");
 static_assert(be::kVariantPackWorkspace == CUDNN_ATTR_VARIANT_PACK_WORKSPACE, "CUDNN_ATTR_VARIANT_PACK_WORKSPACE");
