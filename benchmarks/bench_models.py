@@ -210,7 +210,8 @@ def parse_config(text: str) -> tuple[str, "blade.Config | None"]:
         low = value.strip().lower()
         fields[key.strip()] = True if low == "true" else False if low == "false" else \
             int(low) if low.lstrip("-").isdigit() else value.strip()
-    return "+".join(str(v) if v is not True else k for k, v in fields.items()), blade.Config(**fields)
+    label = "+".join(k if v is True else f"{k.removesuffix('_library')}={v}" for k, v in fields.items())
+    return label, blade.Config(**fields)
 
 
 def main() -> None:

@@ -112,12 +112,20 @@ class Config:
 
     #: Who computes the convolutions of a Program on CUDA (float16 and bfloat16, packed channels-last
     #: or channels-first; ``Config(executor="program")``): ``"cudnn"`` calls cuDNN from Blade's C++
-    #: runtime (``runtime/cudnn_conv.py``: no dispatcher, and the C++ step loop runs them without
-    #: Python), ``"torch"`` calls torch's operators. Where the C++ runtime or cuDNN is missing, or a
-    #: layout is not one it describes, torch computes it. Opt-in: cuDNN 9's legacy convolution call
-    #: (the one made here) costs 42-86 us of host time per call against torch's 14-27 us on an H200
-    #: (``benchmarks/conv_host_overhead.py``), so today it trades Python steps for slower calls.
+    #: runtime (``runtime/cudnn_conv.py``: execution plans of cuDNN's graph API, no dispatcher, and
+    #: the C++ step loop runs them without Python), ``"torch"`` calls torch's operators. Where the
+    #: C++ runtime or cuDNN is missing, or a layout is not one it describes, torch computes it.
+    #: Opt-in: its host cost per call is below torch's (10-39 us against 15-45 on an H200), but its
+    #: plans follow cuDNN's heuristic order untimed, and the SD 1.5 UNet's convolutions came out
+    #: 0.4 ms per step slower on the GPU than torch's timed choice (session 14).
     conv_library: Literal["torch", "cudnn"] = "torch"
+
+    #: Who computes the attention library calls of a Program on CUDA: ``"cudnn"`` calls cuDNN's
+    #: fused attention from Blade's C++ runtime (``runtime/cudnn_attention.py``: float16/bfloat16,
+    #: no mask, not causal; the C++ step loop runs it without Python), from a shape's second call on
+    #: (a plan costs tens of milliseconds; the first call takes torch's plan-free backend);
+    #: ``"torch"`` calls ``scaled_dot_product_attention``. Opt-in until measured on the GPU.
+    attention_library: Literal["torch", "cudnn"] = "torch"
 
     #: The Program executor's step loop on CUDA (``Config(executor="program")`` and loaded
     #: artifacts): from a size signature's second call, its generated-kernel launches run from
@@ -181,6 +189,8 @@ class Config:
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
         if self.conv_library not in ("torch", "cudnn"):
             raise ValueError(f"Config.conv_library must be 'torch' or 'cudnn', not {self.conv_library!r}")
+        if self.attention_library not in ("torch", "cudnn"):
+            raise ValueError(f"Config.attention_library must be 'torch' or 'cudnn', not {self.attention_library!r}")
         if self.gemm_library not in ("torch", "cublaslt"):
             raise ValueError(f"Config.gemm_library must be 'torch' or 'cublaslt', not {self.gemm_library!r}")
         if self.executor not in ("auto", "kernels", "reference", "program"):

@@ -288,7 +288,7 @@ class BladeModule(torch.nn.Module):
         #: the library provider of Config(executor="program") variants, one per module (as above)
         self._torch_provider = TorchProvider(self._config.conv_algorithm_search,
                                              self._config.convert_weights_in_place, self._config.gemm_library,
-                                             self._config.conv_library)
+                                             self._config.conv_library, self._config.attention_library)
         #: guard classes captured past Config.max_variants whose program was new: they run eagerly
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
         self._beyond_limit: list[Variant] = []
@@ -553,7 +553,7 @@ class BladeModule(torch.nn.Module):
             self._prepared_casts.clear()
             self._torch_provider = TorchProvider(self._config.conv_algorithm_search,
                                                  self._config.convert_weights_in_place, self._config.gemm_library,
-                                                 self._config.conv_library)
+                                                 self._config.conv_library, self._config.attention_library)
             self._said_max_variants = False
             watch.wrap(self.original)  # new submodules are watched too
             self._structure_seen = watch.version

@@ -264,7 +264,7 @@ class TorchProvider:
     """The torch provider (see the module docstring); ``torch_provider`` is the default instance."""
 
     def __init__(self, conv_algorithm_search: bool = True, convert_weights_in_place: bool = True,
-                 gemm_library: str = "torch", conv_library: str = "torch"):
+                 gemm_library: str = "torch", conv_library: str = "torch", attention_library: str = "torch"):
         """``gemm_library``: ``"cublaslt"`` computes float16/bfloat16 ``linear`` and ``matmul`` on CUDA
         with cuBLASLt through Blade's C++ runtime (``runtime/cublaslt_gemm.py``), the rest with torch.
         ``convert_weights_in_place``: an NHWC convolution's weight that is a parameter is made
@@ -272,7 +272,9 @@ class TorchProvider:
         any later update of it, even through ``.data``, is read); False keeps a channels-last copy,
         refreshed when the parameter's version or storage changes. ``conv_library``: ``"cudnn"``
         computes float16/bfloat16 convolutions on CUDA with cuDNN through Blade's C++ runtime
-        (``runtime/cudnn_conv.py``), the rest with torch."""
+        (``runtime/cudnn_conv.py``), the rest with torch. ``attention_library``: ``"cudnn"`` computes
+        float16/bfloat16 attention without mask on CUDA with cuDNN's fused attention through Blade's
+        C++ runtime (``runtime/cudnn_attention.py``) from a shape's second call on, the rest with torch."""
         self.conv_algorithm_search = conv_algorithm_search
         self._search = ConvSearch(conv_algorithm_search)
         self.convert_weights_in_place = convert_weights_in_place
@@ -294,6 +296,10 @@ class TorchProvider:
             raise ValueError(f"conv_library must be 'torch' or 'cudnn', not {conv_library!r}")
         self.conv_library = conv_library
         self._cudnn = None  # the CudnnConvolution, made on the first CUDA convolution
+        if attention_library not in ("torch", "cudnn"):
+            raise ValueError(f"attention_library must be 'torch' or 'cudnn', not {attention_library!r}")
+        self.attention_library = attention_library
+        self._cudnn_attention = None  # the CudnnAttention, made on the first tuned CUDA attention
 
     def mark_stable(self, t: torch.Tensor) -> None:
         """``t`` keeps its identity across calls and is updated in place (with a version bump):
@@ -308,6 +314,8 @@ class TorchProvider:
             result = _BINARY[op](inputs[0], inputs[1])
         elif op == "conv" and inputs[0].is_cuda:
             result = self._conv_cuda(attrs, inputs)
+        elif op == "attention" and self.attention_library == "cudnn" and inputs[0].is_cuda:
+            result = self._attention_cuda(attrs, inputs)
         elif op in ("linear", "matmul") and self.gemm_library == "cublaslt" and inputs[0].is_cuda:
             result = self._cublaslt(op, attrs, inputs, outputs)
         elif op in _OPS:
@@ -352,6 +360,32 @@ class TorchProvider:
         """The ``CudnnConvolution`` this provider computes convolutions with (None: torch computes
         them, or no CUDA convolution has run yet): the C++ step loop runs its plans itself."""
         return self._cudnn if self.conv_library == "cudnn" else None
+
+    def native_attention(self):
+        """The ``CudnnAttention`` this provider computes attention with (None: torch computes it, or
+        none has run yet): the C++ step loop runs its plans itself."""
+        return self._cudnn_attention if self.attention_library == "cudnn" else None
+
+    def _attention_cuda(self, a: dict[str, Any], inputs: list[torch.Tensor]) -> torch.Tensor:
+        """cuDNN's fused attention from a shape's second call on (``attention.tuned``: the first takes
+        torch's plan-free backend), where it serves the call; else torch's."""
+        if len(inputs) == 3 and attention.tuned(inputs[0], inputs[1], inputs[2], None):
+            if self._cudnn_attention is None:
+                with self._gemm_lock:
+                    if self._cudnn_attention is None and self.attention_library == "cudnn":
+                        from blade.runtime.cudnn_attention import CudnnAttention
+
+                        made, why = CudnnAttention.create()
+                        if made is None:
+                            warnings.warn(f"Blade: cuDNN attention from the C++ runtime is not available ({why}); "
+                                          "torch computes it", stacklevel=3)
+                            self.attention_library = "torch"
+                        self._cudnn_attention = made
+            if self._cudnn_attention is not None:
+                result = self._cudnn_attention(a, inputs)
+                if result is not None:
+                    return result
+        return _OPS["attention"](a, inputs, [None])
 
     def _cudnn_or_none(self, a: dict[str, Any], inputs: list[torch.Tensor], search: bool) -> torch.Tensor | None:
         """The convolution through cuDNN from the C++ runtime, or None where it does not serve it

@@ -30,11 +30,12 @@ Library GEMMs and convolutions: where the provider computes ``linear`` / ``matmu
 (``TorchProvider(gemm_library="cublaslt")``) or convolutions with cuDNN
 (``TorchProvider(conv_library="cudnn")``), the list runs them too, as the same prepared plans,
 writing into the loop's own arena for library results (one allocation per call; first fit over
-each result's live steps). A ``concat`` whose inputs and result are rows in memory (the inputs'
+each result's live steps); likewise attention computed with cuDNN's fused attention
+(``TorchProvider(attention_library="cudnn")``). A ``concat`` whose inputs and result are rows in memory (the inputs'
 dims outside the concatenated one of one pitch, the rest packed: a channels-last concatenation
 over channels, any concatenation of packed tensors) is one device-to-device copy of rows per
-input into its slice of the result (``cuMemcpy2DAsync``), in that arena too. Attention and the
-other library ops stay Python steps through torch (each costs 15-50 us of host time there).
+input into its slice of the result (``cuMemcpy2DAsync``), in that arena too. The other library
+ops stay Python steps through torch (each costs 15-50 us of host time there).
 """
 
 from __future__ import annotations
@@ -214,10 +215,11 @@ class NativeLoop:
                 if kind == "gemm":
                     where.append((2, 0))
                     self.list.add_gemm(lib, plan_id, [b for b, _ in where], [off for _, off in where], label)
-                else:
+                else:  # a convolution or an attention: the shared workspace region, where one is needed
                     ws = self._gemm_arena.conv_workspace
                     where.append((gemm_base, ws) if ws is not None else (-1, 0))
-                    self.list.add_conv(lib, plan_id, [b for b, _ in where], [off for _, off in where], label)
+                    add = self.list.add_conv if kind == "conv" else self.list.add_attention
+                    add(lib, plan_id, [b for b, _ in where], [off for _, off in where], label)
                 self._list_steps.append(i)
                 continue
             name = p.kernels[p.steps[i].op]["name"]
@@ -301,6 +303,7 @@ class NativeLoop:
         self.native_gemms = sum(1 for g in gemms.values() if g[0] == "gemm")
         self.native_convs = sum(1 for g in gemms.values() if g[0] == "conv")
         self.native_concats = sum(1 for g in gemms.values() if g[0] == "copy")
+        self.native_attentions = sum(1 for g in gemms.values() if g[0] == "attention")
         self.python_steps = sum(1 for op in self.ops if op[0] == "python")
         self.skipped_views = sum(1 for st in p.steps if st.kind == StepKind.VIEW.value) - len(run_views)
         #: produced bases by value, for ``bases_from``
@@ -374,9 +377,11 @@ class NativeLoop:
         return bases
 
     def describe(self) -> str:
-        launches = self.native_steps - self.native_gemms - self.native_convs - self.native_concats
+        launches = (self.native_steps - self.native_gemms - self.native_convs - self.native_concats
+                    - self.native_attentions)
         return (f"{launches} launches, {self.native_gemms} cuBLASLt GEMMs, {self.native_convs} cuDNN "
-                f"convolutions and {self.native_concats} concatenations in C++, "
+                f"convolutions, {self.native_attentions} cuDNN attentions and {self.native_concats} "
+                f"concatenations in C++, "
                 f"{self.python_steps} Python steps, {self.skipped_views} views resolved to offsets, "
                 f"{self.num_bases} bases")
 
@@ -392,7 +397,7 @@ class _GemmArena:
         self.offsets, self.total, self.values = offsets, total, values
         self.workspace = workspace  # (device index, stream) -> the cuBLASLt workspace tensor (None: no GEMMs)
         self.device = device
-        self.conv_workspace = conv_workspace  # byte offset of the convolutions' workspace (None: none needed)
+        self.conv_workspace = conv_workspace  # byte offset of the convolutions' and attentions' workspace (None: none)
 
     def allocate(self, env: list[Any], views: list[tuple]) -> torch.Tensor:
         garena = torch.empty(self.total, dtype=torch.uint8, device=self.device)
@@ -427,7 +432,7 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     p = ex.program
     found: dict[int, tuple] = {}
     for i, (fn, step) in enumerate(plan.steps):
-        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul", "conv", "concat") \
+        if step.kind != StepKind.LIBRARY_CALL.value or step.op not in ("linear", "matmul", "conv", "concat", "attention") \
                 or len(step.outputs) != 1:
             continue
         provider = ex.providers.get(step.provider)
@@ -438,6 +443,18 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
         ins = [env[v] for v in step.inputs]
         out = env[o]
         if not all(_is_tensor(t) and t.is_cuda for t in ins + [out]) or out.numel() == 0:
+            continue
+        if step.op == "attention":
+            # cuDNN's fused attention (TorchProvider(attention_library="cudnn")), where the recorded
+            # run made its plan and the result has the layout the plan writes
+            attn = getattr(provider, "native_attention", lambda: None)()
+            hit = attn.describe(step.attrs, ins) if attn is not None else False
+            if hit is False or tuple(out.shape) != tuple(hit[1]) or tuple(out.stride()) != tuple(hit[2]) \
+                    or out.dtype != ex._dtypes[o] or any(t.data_ptr() % 16 for t in ins):
+                continue
+            plan_id = attn.plan(hit[0], hit[3], out.device.index if out.device.index is not None else 0, make=False)
+            if plan_id is not None:
+                found[i] = ("attention", attn, plan_id, o, list(step.inputs))
             continue
         if step.op == "concat":
             copies = concat_rows(ins, out, step.attrs["dim"]) \
@@ -504,10 +521,14 @@ def _gemms(ex, plan, env: list[Any]) -> tuple[dict[int, tuple], _GemmArena]:
     out: dict[int, tuple] = {}
     device = env[-1][1]
     gemm_workspace = None
-    conv_workspace = 0  # bytes the convolutions' algorithms need (one region, after the results)
+    conv_workspace = 0  # bytes the convolutions and attentions need (one region, after the results)
     for i, (kind, lib, problem, o, operands) in found.items():
         if kind == "copy":
             out[i] = ("copy", operands, o)
+            continue
+        if kind == "attention":
+            conv_workspace = max(conv_workspace, lib.workspace_size(problem))
+            out[i] = ("attention", lib.native, problem, operands + [o])
             continue
         x, w, bias = operands
         if kind == "conv":

@@ -40,7 +40,8 @@ constexpr int kAlgoCount = 8;           // CUDNN_CONVOLUTION_FWD_ALGO_COUNT
 }  // namespace cudnn_abi
 }  // namespace blade
 
-// cuDNN's graph ("backend") API, as far as a convolution (+ bias) graph uses it (cudnn_graph.h).
+// cuDNN's graph ("backend") API, as far as a convolution (+ bias) graph and the fused attention
+// operation use it (cudnn_graph.h).
 namespace blade {
 namespace cudnn_backend {
 
@@ -57,6 +58,7 @@ constexpr int kPointwiseOpDesc = 13;     // CUDNN_BACKEND_OPERATION_POINTWISE_DE
 constexpr int kOperationGraphDesc = 15;  // CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR
 constexpr int kVariantPackDesc = 16;     // CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR
 constexpr int kTensorDesc = 17;          // CUDNN_BACKEND_TENSOR_DESCRIPTOR
+constexpr int kSdpaFwdOpDesc = 41;       // CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR (cuDNN >= 9.13.1)
 
 // cudnnBackendAttributeType_t
 constexpr int kTypeHandle = 0;           // CUDNN_TYPE_HANDLE
@@ -108,6 +110,11 @@ constexpr int kTensorIsByValue = 908;         // CUDNN_ATTR_TENSOR_IS_BY_VALUE
 constexpr int kVariantPackUniqueIds = 1000;   // CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS
 constexpr int kVariantPackDataPointers = 1001;  // CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS
 constexpr int kVariantPackWorkspace = 1003;   // CUDNN_ATTR_VARIANT_PACK_WORKSPACE
+constexpr int kSdpaFwdQ = 2800;               // CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC
+constexpr int kSdpaFwdK = 2801;               // CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC
+constexpr int kSdpaFwdV = 2802;               // CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC
+constexpr int kSdpaFwdO = 2803;               // CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC
+constexpr int kSdpaFwdScale = 2805;           // CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC
 
 constexpr int kHeurModeInstant = 0;           // CUDNN_HEUR_MODE_INSTANT
 constexpr int kHeurModeFallback = 2;          // CUDNN_HEUR_MODE_FALLBACK

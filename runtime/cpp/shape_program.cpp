@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cublaslt.h"
+#include "cudnn_attention.h"
 #include "cudnn_conv.h"
 #include "cuda_driver.h"
 #include "program_core.h"
@@ -35,6 +36,25 @@ std::vector<blade::KernelArg> kernel_args(const std::string& codes, const py::se
     }
   }
   return out;
+}
+
+// An attention problem from Python's description: sizes (b, h_q, h_k, s_q, s_kv, d, d_v) and the
+// strides of Q, K, V and O over [b, h, s, d].
+blade::AttentionProblem attention_problem(int dtype, const std::vector<int64_t>& sizes,
+                                          const std::vector<std::vector<int64_t>>& strides) {
+  if (sizes.size() != 7 || strides.size() != 4) {
+    throw std::invalid_argument("an attention problem takes 7 sizes and 4 stride lists");
+  }
+  blade::AttentionProblem p;
+  p.dtype = dtype;
+  p.b = sizes[0], p.h_q = sizes[1], p.h_k = sizes[2], p.s_q = sizes[3], p.s_kv = sizes[4], p.d = sizes[5];
+  p.d_v = sizes[6];
+  std::array<int64_t, 4>* out[4] = {&p.q_stride, &p.k_stride, &p.v_stride, &p.o_stride};
+  for (int t = 0; t < 4; ++t) {
+    if (strides[t].size() != 4) throw std::invalid_argument("an attention operand's strides: 4 values");
+    for (int i = 0; i < 4; ++i) (*out[t])[i] = strides[t][i];
+  }
+  return p;
 }
 
 blade::ConvProblem conv_problem(int dtype, bool nhwc, int64_t n, int64_t c, int64_t k, int64_t groups,
@@ -194,6 +214,32 @@ PYBIND11_MODULE(_native, m) {
       py::arg("dtype"), py::arg("nhwc"), py::arg("n"), py::arg("c"), py::arg("k"), py::arg("groups"), py::arg("input"),
       py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"),
       "(description, output spatial sizes) of a convolution problem; ValueError where it is not valid (no CUDA).");
+  m.def(
+      "attention_problem_text",
+      [](int dtype, const std::vector<int64_t>& sizes, const std::vector<std::vector<int64_t>>& strides) {
+        blade::AttentionProblem p = attention_problem(dtype, sizes, strides);
+        blade::validate(p);
+        return blade::describe(p);
+      },
+      py::arg("dtype"), py::arg("sizes"), py::arg("strides"),
+      "The description of an attention problem; ValueError where cuDNN's fused attention does not take it.");
+  py::class_<blade::CudnnAttention, std::shared_ptr<blade::CudnnAttention>>(m, "CudnnAttention")
+      .def(py::init<std::string>(), py::arg("library"))
+      .def_property_readonly("plans", &blade::CudnnAttention::plans)
+      .def(
+          "prepare",
+          [](blade::CudnnAttention& a, int dtype, const std::vector<int64_t>& sizes,
+             const std::vector<std::vector<int64_t>>& strides, float scale, int64_t workspace_limit, int64_t device) {
+            blade::AttentionProblem p = attention_problem(dtype, sizes, strides);
+            py::gil_scoped_release release;  // cuDNN may compile its engine
+            return a.prepare(p, scale, workspace_limit, device);
+          },
+          py::arg("dtype"), py::arg("sizes"), py::arg("strides"), py::arg("scale"), py::arg("workspace_limit"),
+          py::arg("device"), "The id of the plan of an attention problem (RuntimeError where cuDNN makes none).")
+      .def("workspace_size", &blade::CudnnAttention::workspace_size, py::arg("plan"))
+      .def("engine", &blade::CudnnAttention::engine, py::arg("plan"))
+      .def("run", &blade::CudnnAttention::run, py::arg("plan"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("o"),
+           py::arg("workspace"), py::arg("stream"), py::arg("device"), "Enqueue a prepared attention on a CUstream handle.");
   py::class_<blade::CudnnConv, std::shared_ptr<blade::CudnnConv>>(m, "CudnnConv")
       .def(py::init<std::string, bool>(), py::arg("library"), py::arg("graph_api") = false)
       .def_property_readonly("plans", &blade::CudnnConv::plans)
@@ -250,6 +296,14 @@ PYBIND11_MODULE(_native, m) {
           },
           py::arg("conv"), py::arg("plan"), py::arg("bases"), py::arg("offsets"), py::arg("label"),
           "A prepared cuDNN convolution; (base, byte offset) of x, w, y, bias (base -1: none), workspace (-1: none).")
+      .def(
+          "add_attention",
+          [](blade::StepList& l, std::shared_ptr<blade::CudnnAttention> attention, int64_t plan,
+             const std::array<int32_t, 5>& bases, const std::array<int64_t, 5>& offsets, std::string label) {
+            l.add_attention(std::move(attention), plan, bases, offsets, std::move(label));
+          },
+          py::arg("attention"), py::arg("plan"), py::arg("bases"), py::arg("offsets"), py::arg("label"),
+          "A prepared cuDNN attention; (base, byte offset) of q, k, v, o, workspace (-1: none).")
       .def("add_copy", &blade::StepList::add_copy, py::arg("bases"), py::arg("offsets"), py::arg("dst_pitch"),
            py::arg("src_pitch"), py::arg("width"), py::arg("height"), py::arg("label"),
            "A copy of `height` rows of `width` bytes; (base, byte offset) of the destination and the source.")

@@ -46,6 +46,16 @@ void StepList::add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std
                    {false, false, false, true, true});
 }
 
+void StepList::add_attention(std::shared_ptr<CudnnAttention> attention, int64_t plan,
+                             const std::array<int32_t, 5>& bases, const std::array<int64_t, 5>& offsets,
+                             std::string label) {
+  Step s;
+  s.kind = Kind::kAttention;
+  s.attention = std::move(attention);
+  add_library_step(std::move(s), plan, bases, offsets, std::move(label), "an attention",
+                   {false, false, false, false, true});
+}
+
 void StepList::add_copy(const std::array<int32_t, 2>& bases, const std::array<int64_t, 2>& offsets,
                         int64_t dst_pitch, int64_t src_pitch, int64_t width, int64_t height, std::string label) {
   if (bases[0] < 0 || bases[1] < 0) throw std::invalid_argument(label + ": a copy operand without a base");
@@ -125,6 +135,13 @@ void StepList::run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t 
       if (s.kind == Kind::kCopy) {
         copy_2d(at(bases, s.bases[0], s.offsets[0]), s.copy[0], at(bases, s.bases[1], s.offsets[1]), s.copy[1],
                 s.copy[2], s.copy[3], stream, device);
+        continue;
+      }
+      if (s.kind == Kind::kAttention) {
+        if (!s.attention) throw std::logic_error("no cuDNN attention given (a list made to be resolved only)");
+        uint64_t p[5];
+        for (int k = 0; k < 5; ++k) p[k] = at(bases, s.bases[k], s.offsets[k]);
+        s.attention->run(s.plan, p[0], p[1], p[2], p[3], p[4], stream, device);
         continue;
       }
       if (s.kind == Kind::kConv) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cublaslt.h"
+#include "cudnn_attention.h"
 #include "cudnn_conv.h"
 #include "cuda_driver.h"
 
@@ -44,6 +45,11 @@ class StepList {
   void add_conv(std::shared_ptr<CudnnConv> conv, int64_t plan, const std::array<int32_t, 5>& bases,
                 const std::array<int64_t, 5>& offsets, std::string label);
 
+  // A prepared cuDNN attention plan; operands q, k, v, o, workspace as (base, byte offset); a
+  // workspace base < 0 means none. `attention` may be null for a list that is only resolved.
+  void add_attention(std::shared_ptr<CudnnAttention> attention, int64_t plan, const std::array<int32_t, 5>& bases,
+                     const std::array<int64_t, 5>& offsets, std::string label);
+
   // A device-to-device copy of `height` rows of `width` bytes (rows `src_pitch` / `dst_pitch` bytes
   // apart) from (src base, byte offset) to (dst base, byte offset): one input of a concatenation
   // into its slice of the result.
@@ -54,14 +60,15 @@ class StepList {
   int64_t num_bases() const { return num_bases_; }
 
   // Per step of [begin, end): a launch's parameter slots (8 bytes each, scratch pointers left
-  // out), a GEMM's or a convolution's five pointers (0 for none), a copy's destination and source.
+  // out), a GEMM's, a convolution's or an attention's five pointers (0 for none), a copy's
+  // destination and source.
   std::vector<std::vector<uint64_t>> resolve(const std::vector<uint64_t>& bases, size_t begin, size_t end) const;
 
   // Enqueue steps [begin, end) on `stream` of CUDA device `device`. Throws naming the step's label.
   void run(const std::vector<uint64_t>& bases, uint64_t stream, int64_t device, size_t begin, size_t end) const;
 
  private:
-  enum class Kind { kLaunch, kGemm, kConv, kCopy };
+  enum class Kind { kLaunch, kGemm, kConv, kAttention, kCopy };
   struct Step {
     Kind kind = Kind::kLaunch;
     std::string label;
@@ -73,6 +80,7 @@ class StepList {
     // GEMM, convolution
     std::shared_ptr<CublasLt> lt;
     std::shared_ptr<CudnnConv> conv;
+    std::shared_ptr<CudnnAttention> attention;
     int64_t plan = -1;
     std::array<int32_t, 5> bases{};
     std::array<int64_t, 5> offsets{};

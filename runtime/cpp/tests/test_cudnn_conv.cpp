@@ -1,10 +1,11 @@
-// ctest: the cuDNN convolution's parts that need no GPU: problem validation, output sizes and
-// descriptions, and a clear "cannot be opened" where the library is missing (the CI machine)
-// instead of a crash.
+// ctest: the cuDNN convolution's and attention's parts that need no GPU: problem validation,
+// output sizes and descriptions, and a clear "cannot be opened" where the library is missing (the
+// CI machine) instead of a crash.
 #include <stdexcept>
 #include <string>
 
 #include "check.h"
+#include "../cudnn_attention.h"
 #include "../cudnn_conv.h"
 
 namespace {
@@ -59,6 +60,51 @@ void test_output_and_validate() {
   check(rejects(bad, "2^31 elements"), "sizes past cuDNN's int descriptors refused");
 }
 
+blade::AttentionProblem unet_attention() {  // an SD 1.5 UNet self-attention at 64x64, batch 2
+  blade::AttentionProblem p;
+  p.dtype = 2, p.b = 2, p.h_q = 8, p.h_k = 8, p.s_q = 4096, p.s_kv = 4096, p.d = 40, p.d_v = 40;
+  p.q_stride = p.k_stride = p.v_stride = {4096 * 320 * 3, 40, 320 * 3, 1};  // views of one QKV projection
+  p.o_stride = {4096 * 320, 40, 320, 1};                                  // [b, s, h, d] in memory
+  return p;
+}
+
+bool attention_rejects(const blade::AttentionProblem& p, const std::string& needle) {
+  try {
+    blade::validate(p);
+  } catch (const std::invalid_argument& e) {
+    return std::string(e.what()).find(needle) != std::string::npos;
+  }
+  return false;
+}
+
+void test_attention_validate() {
+  blade::AttentionProblem p = unet_attention();
+  blade::validate(p);
+  check(blade::describe(p).find("Q [2, 8, 4096, 40] strides [3932160, 40, 960, 1]") != std::string::npos,
+        "describe names sizes and strides: " + blade::describe(p));
+  blade::AttentionProblem bad = unet_attention();
+  bad.dtype = 0;
+  check(attention_rejects(bad, "float16 and bfloat16"), "float32 attention refused by name");
+  bad = unet_attention();
+  bad.d = bad.d_v = 36;
+  check(attention_rejects(bad, "multiples of 8"), "a head dim not a multiple of 8 refused");
+  bad = unet_attention();
+  bad.d = 264;
+  check(attention_rejects(bad, "at most 256"), "a head dim above 256 refused");
+  bad = unet_attention();
+  bad.h_k = 3;
+  check(attention_rejects(bad, "multiple of key heads"), "query heads not a multiple of key heads refused");
+  bad = unet_attention();
+  bad.k_stride[3] = 2;
+  check(attention_rejects(bad, "stride must be 1"), "a strided head dim refused");
+  bad = unet_attention();
+  bad.v_stride[2] = 44;
+  check(attention_rejects(bad, "multiples of 8 elements"), "a row stride off 16 bytes refused");
+  bad = unet_attention();
+  bad.s_kv = 0;
+  check(attention_rejects(bad, "size below 1"), "an empty key sequence refused");
+}
+
 void test_missing_library() {
   std::string why;
   check(!blade::cudnn_available("/nonexistent/libcudnn.so.9", &why), "a missing library is not available");
@@ -70,12 +116,20 @@ void test_missing_library() {
     threw = std::string(e.what()).find("cannot be opened") != std::string::npos;
   }
   check(threw, "constructing on a missing library raises with the reason");
+  threw = false;
+  try {
+    blade::CudnnAttention attention("/nonexistent/libcudnn.so.9");
+  } catch (const std::runtime_error& e) {
+    threw = std::string(e.what()).find("cannot be opened") != std::string::npos;
+  }
+  check(threw, "the attention on a missing library raises with the reason");
 }
 
 }  // namespace
 
 int main() {
   test_output_and_validate();
+  test_attention_validate();
   test_missing_library();
   if (failures == 0) std::printf("cudnn_conv: all checks passed\n");
   return failures == 0 ? 0 : 1;

@@ -56,6 +56,11 @@ void test_relocation() {
         "running a resolve-only convolution names the step");
   list.add_copy({2, 0}, {640, 1280}, 1920, 640, 640, 4096, "step 7 (library_call torch.concat)");
   auto c = list.resolve(bases, 3, 4);
+  list.add_attention(nullptr, 0, {0, 0, 0, 1, -1}, {0, 4096, 8192, 128, 0}, "step 8 (library_call torch.attention)");
+  check(list.resolve(bases, 4, 5)[0] == std::vector<uint64_t>({0x10000, 0x10000 + 4096, 0x10000 + 8192, 0x20000 + 128, 0}),
+        "attention operands relocated, no workspace = 0");
+  check(throws_with([&] { list.run(bases, 0, 0, 4, 5); }, "step 8 (library_call torch.attention)"),
+        "running a resolve-only attention names the step");
   check(c.size() == 1 && c[0] == std::vector<uint64_t>({0x30000 + 640, 0x10000 + 1280}),
         "a copy resolves to its destination and source");
   check(throws_with([&] { list.add_copy({0, 1}, {0, 0}, 100, 640, 640, 2, "step 8"); }, "pitches"),

@@ -1,0 +1,188 @@
+// Blade runtime: attention through cuDNN's fused attention operation (see cudnn_attention.h).
+#include "cudnn_attention.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "cuda_driver.h"
+#include "cudnn_abi.h"
+#include "cudnn_graph.h"
+
+namespace blade {
+
+namespace {
+
+using namespace cudnn_abi;
+using cudnn::GraphBuilder;
+using cudnn::GraphPlan;
+using cudnn::Library;
+using cudnn::library;
+using cudnn::status_text;
+
+// unique ids of the graph's tensors (the variant pack names its pointers by them)
+constexpr int64_t kUidQ = 1, kUidK = 2, kUidV = 3, kUidO = 4, kUidScale = 5;
+
+std::string dims(int64_t a, int64_t b, int64_t c, int64_t d) {
+  return "[" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " + std::to_string(d) + "]";
+}
+
+std::string strides(const std::array<int64_t, 4>& s) { return dims(s[0], s[1], s[2], s[3]); }
+
+std::vector<int64_t> vec(const std::array<int64_t, 4>& s) { return std::vector<int64_t>(s.begin(), s.end()); }
+
+}  // namespace
+
+std::string describe(const AttentionProblem& p) {
+  return std::string("cuDNN attention ") +
+         (p.dtype == kHalf ? "float16" : p.dtype == kBFloat16 ? "bfloat16" : "dtype " + std::to_string(p.dtype)) +
+         " Q " + dims(p.b, p.h_q, p.s_q, p.d) + " strides " + strides(p.q_stride) + ", K " +
+         dims(p.b, p.h_k, p.s_kv, p.d) + " strides " + strides(p.k_stride) + ", V " +
+         dims(p.b, p.h_k, p.s_kv, p.d_v) + " strides " + strides(p.v_stride) + ", O strides " + strides(p.o_stride);
+}
+
+void validate(const AttentionProblem& p) {
+  if (p.dtype != kHalf && p.dtype != kBFloat16) {
+    throw std::invalid_argument(describe(p) + ": only float16 and bfloat16 are supported");
+  }
+  if (p.b < 1 || p.h_q < 1 || p.h_k < 1 || p.s_q < 1 || p.s_kv < 1 || p.d < 1 || p.d_v < 1) {
+    throw std::invalid_argument(describe(p) + ": a size below 1");
+  }
+  if (p.h_q % p.h_k != 0) throw std::invalid_argument(describe(p) + ": query heads not a multiple of key heads");
+  if (p.d % 8 != 0 || p.d_v % 8 != 0 || p.d > 256 || p.d_v > 256) {
+    throw std::invalid_argument(describe(p) + ": head dims must be multiples of 8, at most 256");
+  }
+  for (const auto* s : {&p.q_stride, &p.k_stride, &p.v_stride, &p.o_stride}) {
+    if ((*s)[3] != 1) throw std::invalid_argument(describe(p) + ": the head dim's stride must be 1");
+    for (int i = 0; i < 3; ++i) {
+      if ((*s)[i] < 0 || (*s)[i] % 8 != 0) {
+        throw std::invalid_argument(describe(p) + ": strides must be non-negative multiples of 8 elements (16 bytes)");
+      }
+    }
+  }
+}
+
+struct CudnnAttention::Plan {
+  AttentionProblem problem;
+  float scale = 1.0f;
+  int64_t device = 0;
+  GraphPlan graph;
+};
+
+CudnnAttention::CudnnAttention(std::string library_path) : library_(std::move(library_path)) {
+  const Library& l = library(library_);
+  if (!l.loaded) throw std::runtime_error(l.why);
+  if (!l.graph) throw std::runtime_error("this cuDNN has no graph API (cuDNN's fused attention needs it)");
+}
+
+CudnnAttention::~CudnnAttention() {
+  const Library& l = library(library_);
+  plans_.clear();
+  for (auto& [device, handle] : handles_) l.destroy(static_cast<Handle>(handle));
+}
+
+void* CudnnAttention::handle_for(int64_t device) {
+  auto it = handles_.find(device);
+  if (it != handles_.end()) return it->second;
+  const Library& l = library(library_);
+  current_context(device);
+  Handle h = nullptr;
+  Status s = l.create(&h);
+  if (s != kSuccess) throw std::runtime_error("cudnnCreate on device " + std::to_string(device) + ": " + status_text(l, s));
+  handles_[device] = h;
+  return h;
+}
+
+int64_t CudnnAttention::prepare(const AttentionProblem& p, float scale, int64_t workspace_limit, int64_t device) {
+  validate(p);
+  if (workspace_limit < 0) throw std::invalid_argument("negative workspace limit");
+  char scale_bits[16];
+  std::snprintf(scale_bits, sizeof scale_bits, "%a", static_cast<double>(scale));
+  std::string key = describe(p) + " scale " + scale_bits + " limit " + std::to_string(workspace_limit) + " device " +
+                    std::to_string(device);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = by_key_.find(key);
+  if (found != by_key_.end()) return found->second;
+
+  const Library& l = library(library_);
+  current_context(device);
+  Handle h = static_cast<Handle>(handle_for(device));
+  auto plan = std::make_unique<Plan>();
+  plan->problem = p;
+  plan->scale = scale;
+  plan->device = device;
+  GraphPlan& g = plan->graph;
+  g.lib = &l;
+  std::string why;
+  GraphBuilder b(l, g, &why);
+  using namespace cudnn_backend;
+  Desc q = b.tensor(kUidQ, p.dtype, {p.b, p.h_q, p.s_q, p.d}, vec(p.q_stride), false);
+  Desc k = b.tensor(kUidK, p.dtype, {p.b, p.h_k, p.s_kv, p.d}, vec(p.k_stride), false);
+  Desc v = b.tensor(kUidV, p.dtype, {p.b, p.h_k, p.s_kv, p.d_v}, vec(p.v_stride), false);
+  Desc o = b.tensor(kUidO, p.dtype, {p.b, p.h_q, p.s_q, p.d_v}, vec(p.o_stride), false);
+  // the scale: a float32 scalar passed by value, of the other tensors' rank
+  Desc sc = b.tensor(kUidScale, kFloat, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+  Desc op = b.make(kSdpaFwdOpDesc, "creating the fused attention operation (cuDNN 9.13.1 or later)");
+  b.set(op, kSdpaFwdQ, kTypeDescriptor, 1, &q, "the attention's Q");
+  b.set(op, kSdpaFwdK, kTypeDescriptor, 1, &k, "the attention's K");
+  b.set(op, kSdpaFwdV, kTypeDescriptor, 1, &v, "the attention's V");
+  b.set(op, kSdpaFwdO, kTypeDescriptor, 1, &o, "the attention's O");
+  b.set(op, kSdpaFwdScale, kTypeDescriptor, 1, &sc, "the attention's scale");
+  b.finalize(op, "finalizing the fused attention operation");
+  Desc graph = b.make(kOperationGraphDesc, "creating the operation graph");
+  b.set(graph, kGraphOps, kTypeDescriptor, 1, &op, "the graph's operations");
+  b.set(graph, kGraphHandle, kTypeHandle, 1, &h, "the graph's handle");  // needed: without it no engine
+  b.finalize(graph, "finalizing the operation graph");
+  if (!b.ok() || !cudnn::make_plan(l, h, graph, workspace_limit, g, &why)) {
+    throw std::runtime_error(describe(p) + ": " + why);
+  }
+  int64_t id = static_cast<int64_t>(plans_.size());
+  plans_.push_back(std::move(plan));
+  by_key_[key] = id;
+  return id;
+}
+
+int64_t CudnnAttention::workspace_size(int64_t id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no attention plan " + std::to_string(id));
+  return plans_[id]->graph.workspace;
+}
+
+std::string CudnnAttention::engine(int64_t id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no attention plan " + std::to_string(id));
+  return plans_[id]->graph.engine;
+}
+
+int64_t CudnnAttention::plans() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(plans_.size());
+}
+
+void CudnnAttention::run(int64_t id, uint64_t q, uint64_t k, uint64_t v, uint64_t o, uint64_t workspace,
+                         uint64_t stream, int64_t device) {
+  std::lock_guard<std::mutex> lock(mutex_);  // the handle's stream is set per call
+  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no attention plan " + std::to_string(id));
+  Plan& plan = *plans_[id];
+  const AttentionProblem& p = plan.problem;
+  if (device != plan.device) {
+    throw std::invalid_argument(describe(p) + ": planned for device " + std::to_string(plan.device) + ", run on " +
+                                std::to_string(device));
+  }
+  if (((q | k | v | o) & 15) != 0) throw std::invalid_argument(describe(p) + ": a pointer less than 16-byte aligned");
+  if (plan.graph.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
+  const Library& l = *plan.graph.lib;
+  current_context(device);
+  Handle h = static_cast<Handle>(handle_for(device));
+  Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
+  if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
+  float scale = plan.scale;  // read by cuDNN during the call (a by-value tensor: a host pointer)
+  int64_t uids[5] = {kUidQ, kUidK, kUidV, kUidO, kUidScale};
+  void* ptrs[5] = {reinterpret_cast<void*>(q), reinterpret_cast<void*>(k), reinterpret_cast<void*>(v),
+                   reinterpret_cast<void*>(o), &scale};
+  std::string what;
+  s = cudnn::execute(l, h, plan.graph, 5, uids, ptrs, plan.graph.workspace ? reinterpret_cast<void*>(workspace) : nullptr,
+                     &what);
+  if (s != kSuccess) throw std::runtime_error(describe(p) + ": " + what + ": " + status_text(l, s));
+}
+
+}  // namespace blade

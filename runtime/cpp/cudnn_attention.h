@@ -1,0 +1,73 @@
+// Blade runtime: scaled dot-product attention through cuDNN's fused attention operation, opened at
+// run time like the convolution (cudnn_conv.h; the shared graph-API pieces in cudnn_graph.h).
+//
+// One call computes O = softmax(scale * Q K^T) V for Q [b, h_q, s_q, d], K [b, h_k, s_kv, d],
+// V [b, h_k, s_kv, d_v] and O [b, h_q, s_q, d_v] (h_q a multiple of h_k: grouped-query attention),
+// float16 or bfloat16, each with its own strides (the last dim's 1): cuDNN's
+// OPERATION_SDPA_FWD (cuDNN 9.13.1 and later), float32 accumulation, no mask, no dropout, no
+// softmax statistics (inference). The plan of a problem (dims, strides, dtype, scale, device) is
+// made once on `prepare` (the operation graph, the first of cuDNN's heuristic engine
+// configurations that makes an execution plan within the workspace limit); `run` builds one
+// variant pack (the scale passed by value as a host float) and executes it on the caller's
+// stream. Causal or masked attention is not served here (the caller's torch computes it).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace blade {
+
+struct AttentionProblem {
+  int dtype = 2;  // cudnnDataType: 2 float16, 9 bfloat16
+  int64_t b = 0, h_q = 0, h_k = 0, s_q = 0, s_kv = 0, d = 0, d_v = 0;
+  // strides in elements of Q, K, V, O over their dims [b, h, s, d]
+  std::array<int64_t, 4> q_stride{}, k_stride{}, v_stride{}, o_stride{};
+};
+
+// The problem in words, for error messages and tests.
+std::string describe(const AttentionProblem& p);
+
+// Throws std::invalid_argument when cuDNN's fused attention does not take the problem: a dtype
+// other than float16/bfloat16, a size below 1, h_q not a multiple of h_k, a head dim not a multiple
+// of 8 or above 256, a last-dim stride other than 1, another stride not a multiple of 8 elements
+// (16 bytes).
+void validate(const AttentionProblem& p);
+
+class CudnnAttention {
+ public:
+  explicit CudnnAttention(std::string library);
+  ~CudnnAttention();
+  CudnnAttention(const CudnnAttention&) = delete;
+  CudnnAttention& operator=(const CudnnAttention&) = delete;
+
+  // The id of the plan of a problem with softmax scale `scale` on device `device` (made once,
+  // kept). Throws naming the problem and cuDNN's answer where cuDNN makes no plan for it.
+  int64_t prepare(const AttentionProblem& p, float scale, int64_t workspace_limit, int64_t device);
+
+  // Bytes of workspace a plan needs (run's `workspace` holds at least that many).
+  int64_t workspace_size(int64_t plan) const;
+  // Which heuristic engine configuration the plan runs (for reports).
+  std::string engine(int64_t plan) const;
+  int64_t plans() const;
+
+  // Enqueue O = attention(Q, K, V) on `stream` of CUDA device `device`.
+  void run(int64_t plan, uint64_t q, uint64_t k, uint64_t v, uint64_t o, uint64_t workspace, uint64_t stream,
+           int64_t device);
+
+ private:
+  struct Plan;
+  void* handle_for(int64_t device);
+
+  std::string library_;
+  mutable std::mutex mutex_;
+  std::map<int64_t, void*> handles_;       // device -> cudnnHandle_t
+  std::map<std::string, int64_t> by_key_;  // problem, scale, limit, device -> plan id
+  std::vector<std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace blade
