@@ -11,7 +11,9 @@ needs neither xDSL nor Triton's compiler; its versions are checked against the a
 
 On a GPU a loaded module launches the cubins ``save(..., target=("cuda", 90, 32))`` stored, through
 the C++ runtime's driver launcher (no Triton compile); on a CPU it runs the kernels' source under
-``TRITON_INTERPRET=1``. ``BladeModule`` runs Programs only with ``Config(executor="program")``
+``TRITON_INTERPRET=1``. Its library calls are computed as the saved module's ``Config`` chose
+(``gemm_library``, ``conv_library``, ``attention_library``, ``conv_algorithm_search``: the
+manifest's ``libraries``). ``BladeModule`` runs Programs only with ``Config(executor="program")``
 (``compiler/executors/program_backed.py``); by default it runs the IR executors.
 """
 
@@ -23,7 +25,8 @@ from typing import Any
 
 import torch.utils._pytree as pytree
 
-from blade.runtime.program_module import MANIFEST, MANIFEST_FORMAT, ProgramModule, load_module, signature_key
+from blade.runtime.program_module import (LIBRARY_SETTINGS, MANIFEST, MANIFEST_FORMAT, ProgramModule, load_module,
+                                         signature_key)
 
 
 def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = None) -> list[str]:
@@ -53,6 +56,8 @@ def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = 
                         "outputs": [[kind, value] for kind, value in ir.outputs],
                         "out_spec": pytree.treespec_dumps(ir.out_spec)})
     manifest = {"format": MANIFEST_FORMAT, "module": type(module.original).__name__, "variants": entries}
+    if config is not None:  # who computes the library calls, as the saved module chose (Config)
+        manifest["libraries"] = {k: getattr(config, k) for k in LIBRARY_SETTINGS}
     tmp = os.path.join(path, MANIFEST + ".tmp")
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)

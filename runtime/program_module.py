@@ -8,6 +8,11 @@ training flag) and its output structure (a JSON pytree spec plus, per output lea
 output index or a constant). Weights are not in the artifact: the loaded module reads them from
 ``module`` (the user's, by name, never copied), so in-place updates are seen.
 
+The manifest's ``libraries`` (``LIBRARY_SETTINGS``: who computes GEMMs, convolutions and
+attention, whether convolution algorithms are timed) say how the saved module computed its library
+calls: the loaded module's ``TorchProvider`` is made with them (an artifact without them, written
+before they were saved, gets the process-wide default provider; an unknown setting is refused).
+
 ``ProgramModule.forward`` binds and flattens the call as ``BladeModule`` does
 (``runtime/call_signature.py``), takes the first variant with the same signature whose Program
 accepts the sizes (its checks and guards), runs it with ``ProgramExecutor`` and rebuilds the
@@ -25,10 +30,30 @@ import torch.utils._pytree as pytree
 
 from blade.runtime.call_signature import CallSignature, bind_call, flatten_call, forward_signature
 from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
-from blade.runtime.program_executor import ProgramExecutor, ProgramShapeError, module_weights
+from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
 
 MANIFEST = "blade-module.json"
 MANIFEST_FORMAT = 1
+#: the ``Config`` fields a manifest's ``libraries`` holds (``TorchProvider``'s arguments of those names)
+LIBRARY_SETTINGS = ("gemm_library", "conv_library", "attention_library", "conv_algorithm_search")
+
+
+def library_provider(libraries: dict[str, Any] | None, path: str | os.PathLike = "the artifact"):
+    """The torch provider of a loaded module: made with the manifest's ``libraries`` settings,
+    or the process-wide default where it has none. A setting this runtime does not know is
+    refused with a message naming it."""
+    from blade.runtime.host_provider import TorchProvider
+
+    if libraries is None:
+        return PROVIDERS["torch"]
+    unknown = sorted(set(libraries) - set(LIBRARY_SETTINGS))
+    if unknown:
+        raise ProgramFormatError(f"{path}: library settings {unknown} are not known to this Blade runtime "
+                                 f"(it knows {list(LIBRARY_SETTINGS)})")
+    try:
+        return TorchProvider(**libraries)
+    except (TypeError, ValueError) as e:
+        raise ProgramFormatError(f"{path}: library settings {libraries}: {e}") from e
 
 
 def signature_key(sig: CallSignature) -> dict[str, Any]:
@@ -44,12 +69,14 @@ def signature_key(sig: CallSignature) -> dict[str, Any]:
 
 
 class _Variant:
-    def __init__(self, entry: dict[str, Any], program: Program, module: torch.nn.Module):
+    def __init__(self, entry: dict[str, Any], program: Program, module: torch.nn.Module, provider=None):
         self.key = entry["signature"]
         self.outputs = entry["outputs"]
         self.out_spec = pytree.treespec_loads(entry["out_spec"])
         self.program = program
-        self.executor = ProgramExecutor(program, module_weights(program, module), native_loop=True)
+        providers = None if provider is None else {**PROVIDERS, "torch": provider}
+        self.executor = ProgramExecutor(program, module_weights(program, module), native_loop=True,
+                                        providers=providers)
 
 
 class ProgramModule(torch.nn.Module):
@@ -96,6 +123,7 @@ def load_module(path: str | os.PathLike, module: torch.nn.Module,
     manifest = read_versioned_json(os.path.join(path, MANIFEST), "saved Blade module", MANIFEST_FORMAT)
     if manifest.get("module") != type(module).__name__:
         raise ProgramFormatError(f"{path} was saved from a {manifest.get('module')}, not a {type(module).__name__}")
-    variants = [_Variant(e, Program.load(os.path.join(path, e["dir"]), expect=expect), module)
+    provider = library_provider(manifest.get("libraries"), path)  # one per loaded module, as BladeModule's
+    variants = [_Variant(e, Program.load(os.path.join(path, e["dir"]), expect=expect), module, provider)
                 for e in manifest["variants"]]
     return ProgramModule(module, variants)

@@ -412,6 +412,52 @@ def test_loaded_module_refuses_calls_no_variant_accepts(tmp_path):
         load(tmp_path / "m", CASES["geglu"][0]())
 
 
+def test_loaded_module_computes_library_calls_as_the_saved_config_chose(tmp_path):
+    """The manifest keeps the saved module's library choices; the loaded module's torch provider is
+    made with them (one for all its variants); an artifact without them gets the process-wide
+    default provider; a setting this runtime does not know is refused naming it."""
+    import json
+
+    from blade.artifact import load, save
+    from blade.runtime.program_executor import PROVIDERS
+    from blade.runtime.program_module import MANIFEST
+
+    factory, make = ALL_CASES["shapes"]
+    torch.manual_seed(0)
+    model = factory().eval()
+    config = blade.Config(executor="reference", gemm_library="torch", conv_library="cudnn",
+                          attention_library="cudnn", conv_algorithm_search=False)
+    opt = blade.optimize(model, make(*SIZES[0]), config=config)
+    save(opt, tmp_path / "m")
+    with open(tmp_path / "m" / MANIFEST) as f:
+        manifest = json.load(f)
+    assert manifest["libraries"] == {"gemm_library": "torch", "conv_library": "cudnn", "attention_library": "cudnn",
+                                     "conv_algorithm_search": False}
+    loaded = load(tmp_path / "m", model)
+    providers = {id(v.executor.providers["torch"]) for v in loaded.variants}
+    provider = loaded.variants[0].executor.providers["torch"]
+    assert len(providers) == 1 and provider is not PROVIDERS["torch"]
+    assert (provider.gemm_library, provider.conv_library, provider.attention_library,
+            provider.conv_algorithm_search) == ("torch", "cudnn", "cudnn", False)
+    x = make(*SIZES[1])
+    torch.testing.assert_close(loaded(*x), opt(*x))  # on the CPU the libraries are torch's either way
+
+    del manifest["libraries"]  # written before the settings were saved
+    with open(tmp_path / "m" / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+    assert load(tmp_path / "m", model).variants[0].executor.providers["torch"] is PROVIDERS["torch"]
+    manifest["libraries"] = {"gemm_library": "torch", "matmul_precision": "tf32"}
+    with open(tmp_path / "m" / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(ProgramFormatError, match=r"\['matmul_precision'\] are not known"):
+        load(tmp_path / "m", model)
+    manifest["libraries"] = {"gemm_library": "mkl"}
+    with open(tmp_path / "m" / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(ProgramFormatError, match="gemm_library must be"):
+        load(tmp_path / "m", model)
+
+
 def test_artifact_with_cubins_is_for_one_gpu_arch(tmp_path, monkeypatch):
     """save(..., target=sm_90) stores every kernel variant's cubin (compiled on this CPU machine);
     load refuses the artifact for another GPU arch, naming it."""
