@@ -9,11 +9,11 @@ the current stream without torch's dispatcher: the kind of step the C++ step loo
 
 Served: float16 / bfloat16 ``Q [b, h, s_q, d]``, ``K [b, h, s_kv, d]``, ``V [b, h, s_kv, d_v]``
 with any strides whose last is 1 and the others multiples of 8 elements, head dims multiples of
-8 up to 256, no mask, not causal, no dropout; the result is made ``[b, s_q, h, d_v]`` in memory
+8 up to 256, no mask tensor, no dropout, causal or not (causal: cuDNN's composite graph, NOT YET RUN
+ON A GPU; see ``runtime/cpp/cudnn_attention.h``); the result is made ``[b, s_q, h, d_v]`` in memory
 (seen as ``[b, h, s_q, d_v]``: the layout torch's flash and cuDNN attention return, so the usual
 ``transpose(1, 2).reshape`` after it is a view). Anything else gets ``None`` and torch computes
-it. Causal attention (a text encoder's) needs cuDNN's composite graph (matmul, scale, index mask,
-softmax, matmul), not built yet.
+it.
 
 A plan costs cuDNN tens of milliseconds to make, so a shape's first call is left to torch (the
 provider asks only from a shape's second call, as for torch's own attention choice) and a CUDA-graph
@@ -41,9 +41,10 @@ class AttentionProblem:
     dtype: int
     sizes: tuple[int, ...]  # b, h_q, h_k, s_q, s_kv, d, d_v
     strides: tuple[tuple[int, ...], ...]  # of Q, K, V, O over [b, h, s, d]
+    causal: bool = False
 
     def args(self) -> tuple:
-        return self.dtype, list(self.sizes), [list(s) for s in self.strides]
+        return self.dtype, list(self.sizes), [list(s) for s in self.strides], self.causal
 
 
 def result_strides(b: int, h: int, s: int, d_v: int) -> tuple[int, int, int, int]:
@@ -64,7 +65,7 @@ def _strides(t) -> tuple[int, ...]:
 def attention_problem(attrs: dict[str, Any], q, k, v) -> tuple[AttentionProblem, tuple, tuple, float] | None:
     """(problem, result shape, result strides, scale) of an attention call, or None where this path
     does not serve it (then torch computes it). ``q``, ``k``, ``v``: tensors or ``Shadow``s."""
-    if attrs.get("is_causal") or attrs.get("dropout_p", 0.0):
+    if attrs.get("dropout_p", 0.0):
         return None
     if any(len(t.shape) != 4 for t in (q, k, v)) or not (q.dtype == k.dtype == v.dtype) or q.dtype not in CUDNN_DTYPES:
         return None
@@ -81,7 +82,8 @@ def attention_problem(attrs: dict[str, Any], q, k, v) -> tuple[AttentionProblem,
         return None
     scale = attrs.get("scale")
     scale = float(1.0 / math.sqrt(d) if scale is None else scale)
-    problem = AttentionProblem(CUDNN_DTYPES[q.dtype], (b, h, h, s_q, s_kv, d, d_v), strides)
+    problem = AttentionProblem(CUDNN_DTYPES[q.dtype], (b, h, h, s_q, s_kv, d, d_v), strides,
+                               bool(attrs.get("is_causal")))
     return problem, (b, h, s_q, d_v), strides[3], scale
 
 

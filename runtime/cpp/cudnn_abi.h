@@ -31,6 +31,8 @@ constexpr Status kSuccess = 0;          // CUDNN_STATUS_SUCCESS
 constexpr int kFloat = 0;               // CUDNN_DATA_FLOAT
 constexpr int kHalf = 2;                // CUDNN_DATA_HALF
 constexpr int kBFloat16 = 9;            // CUDNN_DATA_BFLOAT16
+constexpr int kInt32 = 4;               // CUDNN_DATA_INT32
+constexpr int kBoolean = 11;            // CUDNN_DATA_BOOLEAN
 constexpr int kNCHW = 0;                // CUDNN_TENSOR_NCHW
 constexpr int kNHWC = 1;                // CUDNN_TENSOR_NHWC
 constexpr int kCrossCorrelation = 1;    // CUDNN_CROSS_CORRELATION
@@ -58,6 +60,10 @@ constexpr int kPointwiseOpDesc = 13;     // CUDNN_BACKEND_OPERATION_POINTWISE_DE
 constexpr int kOperationGraphDesc = 15;  // CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR
 constexpr int kVariantPackDesc = 16;     // CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR
 constexpr int kTensorDesc = 17;          // CUDNN_BACKEND_TENSOR_DESCRIPTOR
+constexpr int kMatmulDesc = 18;         // CUDNN_BACKEND_MATMUL_DESCRIPTOR
+constexpr int kMatmulOpDesc = 19;       // CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR
+constexpr int kReductionDesc = 21;      // CUDNN_BACKEND_REDUCTION_DESCRIPTOR
+constexpr int kReductionOpDesc = 22;    // CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR
 constexpr int kSdpaFwdOpDesc = 41;       // CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR (cuDNN >= 9.13.1)
 
 // cudnnBackendAttributeType_t
@@ -71,10 +77,12 @@ constexpr int kTypeConvolutionMode = 7;  // CUDNN_TYPE_CONVOLUTION_MODE
 constexpr int kTypeHeurMode = 8;         // CUDNN_TYPE_HEUR_MODE
 constexpr int kTypePointwiseMode = 14;   // CUDNN_TYPE_POINTWISE_MODE
 constexpr int kTypeDescriptor = 15;      // CUDNN_TYPE_BACKEND_DESCRIPTOR
+constexpr int kTypeReductionOp = 18;     // CUDNN_TYPE_REDUCTION_OPERATOR_TYPE
 
 // cudnnBackendAttributeName_t
 constexpr int kPointwiseMode = 0;             // CUDNN_ATTR_POINTWISE_MODE
 constexpr int kPointwiseMathPrec = 1;         // CUDNN_ATTR_POINTWISE_MATH_PREC
+constexpr int kPointwiseAxis = 9;             // CUDNN_ATTR_POINTWISE_AXIS
 constexpr int kConvCompType = 100;            // CUDNN_ATTR_CONVOLUTION_COMP_TYPE
 constexpr int kConvMode = 101;                // CUDNN_ATTR_CONVOLUTION_CONV_MODE
 constexpr int kConvDilations = 102;           // CUDNN_ATTR_CONVOLUTION_DILATIONS
@@ -98,6 +106,7 @@ constexpr int kPointwisePwDesc = 750;         // CUDNN_ATTR_OPERATION_POINTWISE_
 constexpr int kPointwiseX = 751;              // CUDNN_ATTR_OPERATION_POINTWISE_XDESC
 constexpr int kPointwiseB = 752;              // CUDNN_ATTR_OPERATION_POINTWISE_BDESC
 constexpr int kPointwiseY = 753;              // CUDNN_ATTR_OPERATION_POINTWISE_YDESC
+constexpr int kPointwiseT = 758;              // CUDNN_ATTR_OPERATION_POINTWISE_TDESC
 constexpr int kGraphHandle = 800;             // CUDNN_ATTR_OPERATIONGRAPH_HANDLE
 constexpr int kGraphOps = 801;                // CUDNN_ATTR_OPERATIONGRAPH_OPS
 constexpr int kTensorByteAlignment = 900;     // CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT
@@ -110,6 +119,16 @@ constexpr int kTensorIsByValue = 908;         // CUDNN_ATTR_TENSOR_IS_BY_VALUE
 constexpr int kVariantPackUniqueIds = 1000;   // CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS
 constexpr int kVariantPackDataPointers = 1001;  // CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS
 constexpr int kVariantPackWorkspace = 1003;   // CUDNN_ATTR_VARIANT_PACK_WORKSPACE
+constexpr int kMatmulCompType = 1500;        // CUDNN_ATTR_MATMUL_COMP_TYPE
+constexpr int kMatmulA = 1520;                // CUDNN_ATTR_OPERATION_MATMUL_ADESC
+constexpr int kMatmulB = 1521;                // CUDNN_ATTR_OPERATION_MATMUL_BDESC
+constexpr int kMatmulC = 1522;                // CUDNN_ATTR_OPERATION_MATMUL_CDESC
+constexpr int kMatmulOpMatmul = 1523;         // CUDNN_ATTR_OPERATION_MATMUL_DESC
+constexpr int kReductionOperator = 1600;      // CUDNN_ATTR_REDUCTION_OPERATOR
+constexpr int kReductionCompType = 1601;      // CUDNN_ATTR_REDUCTION_COMP_TYPE
+constexpr int kReductionX = 1610;             // CUDNN_ATTR_OPERATION_REDUCTION_XDESC
+constexpr int kReductionY = 1611;             // CUDNN_ATTR_OPERATION_REDUCTION_YDESC
+constexpr int kReductionOpReduction = 1612;   // CUDNN_ATTR_OPERATION_REDUCTION_DESC
 constexpr int kSdpaFwdQ = 2800;               // CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC
 constexpr int kSdpaFwdK = 2801;               // CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC
 constexpr int kSdpaFwdV = 2802;               // CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC
@@ -119,6 +138,16 @@ constexpr int kSdpaFwdScale = 2805;           // CUDNN_ATTR_OPERATION_SDPA_FWD_S
 constexpr int kHeurModeInstant = 0;           // CUDNN_HEUR_MODE_INSTANT
 constexpr int kHeurModeFallback = 2;          // CUDNN_HEUR_MODE_FALLBACK
 constexpr int kPointwiseAdd = 0;              // CUDNN_POINTWISE_ADD
+constexpr int kPointwiseMul = 1;              // CUDNN_POINTWISE_MUL
+constexpr int kPointwiseDiv = 6;              // CUDNN_POINTWISE_DIV
+constexpr int kPointwiseSub = 9;              // CUDNN_POINTWISE_SUB
+constexpr int kPointwiseExp = 13;             // CUDNN_POINTWISE_EXP
+constexpr int kPointwiseLog = 15;             // CUDNN_POINTWISE_LOG
+constexpr int kPointwiseCmpGe = 303;          // CUDNN_POINTWISE_CMP_GE
+constexpr int kPointwiseGenIndex = 501;       // CUDNN_POINTWISE_GEN_INDEX
+constexpr int kPointwiseBinarySelect = 601;   // CUDNN_POINTWISE_BINARY_SELECT
+constexpr int kReduceAdd = 0;                 // CUDNN_REDUCE_TENSOR_ADD
+constexpr int kReduceMax = 3;                 // CUDNN_REDUCE_TENSOR_MAX
 
 }  // namespace cudnn_backend
 }  // namespace blade

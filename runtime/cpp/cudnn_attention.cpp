@@ -2,6 +2,7 @@
 #include "cudnn_attention.h"
 
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "cuda_driver.h"
@@ -20,7 +21,8 @@ using cudnn::library;
 using cudnn::status_text;
 
 // unique ids of the graph's tensors (the variant pack names its pointers by them)
-constexpr int64_t kUidQ = 1, kUidK = 2, kUidV = 3, kUidO = 4, kUidScale = 5;
+constexpr int64_t kUidQ = 1, kUidK = 2, kUidV = 3, kUidO = 4, kUidScale = 5, kUidNegInf = 6;
+constexpr int64_t kFirstVirtualUid = 101;  // the composite graph's intermediates
 
 std::string dims(int64_t a, int64_t b, int64_t c, int64_t d) {
   return "[" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " + std::to_string(d) + "]";
@@ -30,6 +32,111 @@ std::string strides(const std::array<int64_t, 4>& s) { return dims(s[0], s[1], s
 
 std::vector<int64_t> vec(const std::array<int64_t, 4>& s) { return std::vector<int64_t>(s.begin(), s.end()); }
 
+// The operations of a composite graph, built through one GraphBuilder (its first failure kept).
+class Composite {
+ public:
+  Composite(GraphBuilder& b) : b_(b) {}
+  std::vector<cudnn_backend::Desc> ops;
+
+  // a virtual intermediate of dims `d` (packed strides)
+  cudnn_backend::Desc virt(int dtype, const std::vector<int64_t>& d) {
+    std::vector<int64_t> st(d.size());
+    int64_t acc = 1;
+    for (int i = static_cast<int>(d.size()) - 1; i >= 0; --i) st[i] = acc, acc *= d[i];
+    return b_.tensor(next_uid_++, dtype, d, st, true);
+  }
+
+  // y = mode(x[, b][, t]) computed in `precision`; `axis` >= 0: GEN_INDEX's axis
+  void pointwise(int mode, int precision, cudnn_backend::Desc x, cudnn_backend::Desc bd, cudnn_backend::Desc t,
+                 cudnn_backend::Desc y, int64_t axis = -1) {
+    using namespace cudnn_backend;
+    Desc pw = b_.make(kPointwiseDesc, "creating a pointwise descriptor");
+    int32_t m = mode, prec = precision;
+    b_.set(pw, kPointwiseMode, kTypePointwiseMode, 1, &m, "a pointwise mode");
+    b_.set(pw, kPointwiseMathPrec, kTypeDataType, 1, &prec, "a pointwise precision");
+    if (axis >= 0) b_.set(pw, kPointwiseAxis, kTypeInt64, 1, &axis, "an index generator's axis");
+    b_.finalize(pw, "finalizing a pointwise descriptor");
+    Desc op = b_.make(kPointwiseOpDesc, "creating a pointwise operation");
+    b_.set(op, kPointwisePwDesc, kTypeDescriptor, 1, &pw, "a pointwise operation's descriptor");
+    b_.set(op, kPointwiseX, kTypeDescriptor, 1, &x, "a pointwise operation's input");
+    if (bd) b_.set(op, kPointwiseB, kTypeDescriptor, 1, &bd, "a pointwise operation's second input");
+    if (t) b_.set(op, kPointwiseT, kTypeDescriptor, 1, &t, "a select's condition");
+    b_.set(op, kPointwiseY, kTypeDescriptor, 1, &y, "a pointwise operation's output");
+    b_.finalize(op, "finalizing a pointwise operation");
+    ops.push_back(op);
+  }
+
+  // c = a @ b (float32 accumulation)
+  void matmul(cudnn_backend::Desc a, cudnn_backend::Desc bd, cudnn_backend::Desc c) {
+    using namespace cudnn_backend;
+    Desc mm = b_.make(kMatmulDesc, "creating a matmul descriptor");
+    int32_t compute = kFloat;
+    b_.set(mm, kMatmulCompType, kTypeDataType, 1, &compute, "a matmul's compute type");
+    b_.finalize(mm, "finalizing a matmul descriptor");
+    Desc op = b_.make(kMatmulOpDesc, "creating a matmul operation");
+    b_.set(op, kMatmulA, kTypeDescriptor, 1, &a, "a matmul's A");
+    b_.set(op, kMatmulB, kTypeDescriptor, 1, &bd, "a matmul's B");
+    b_.set(op, kMatmulC, kTypeDescriptor, 1, &c, "a matmul's C");
+    b_.set(op, kMatmulOpMatmul, kTypeDescriptor, 1, &mm, "a matmul's descriptor");
+    b_.finalize(op, "finalizing a matmul operation");
+    ops.push_back(op);
+  }
+
+  // y = reduce(x) over the dims where y has size 1
+  void reduction(int mode, cudnn_backend::Desc x, cudnn_backend::Desc y) {
+    using namespace cudnn_backend;
+    Desc rd = b_.make(kReductionDesc, "creating a reduction descriptor");
+    int32_t m = mode, compute = kFloat;
+    b_.set(rd, kReductionOperator, kTypeReductionOp, 1, &m, "a reduction's operator");
+    b_.set(rd, kReductionCompType, kTypeDataType, 1, &compute, "a reduction's compute type");
+    b_.finalize(rd, "finalizing a reduction descriptor");
+    Desc op = b_.make(kReductionOpDesc, "creating a reduction operation");
+    b_.set(op, kReductionX, kTypeDescriptor, 1, &x, "a reduction's input");
+    b_.set(op, kReductionY, kTypeDescriptor, 1, &y, "a reduction's output");
+    b_.set(op, kReductionOpReduction, kTypeDescriptor, 1, &rd, "a reduction's descriptor");
+    b_.finalize(op, "finalizing a reduction operation");
+    ops.push_back(op);
+  }
+
+ private:
+  GraphBuilder& b_;
+  int64_t next_uid_ = kFirstVirtualUid;
+};
+
+// The composite graph of causal attention (see cudnn_attention.h): its operations, given the
+// graph's non-virtual tensors.
+std::vector<cudnn_backend::Desc> causal_graph(GraphBuilder& b, const AttentionProblem& p, cudnn_backend::Desc q,
+                                              cudnn_backend::Desc kt, cudnn_backend::Desc v, cudnn_backend::Desc o,
+                                              cudnn_backend::Desc scale, cudnn_backend::Desc neg_inf) {
+  using namespace cudnn_backend;
+  Composite c(b);
+  const std::vector<int64_t> scores{p.b, p.h_q, p.s_q, p.s_kv}, rows{p.b, p.h_q, p.s_q, 1};
+  Desc s1 = c.virt(kFloat, scores);
+  c.matmul(q, kt, s1);
+  Desc s2 = c.virt(kFloat, scores);
+  c.pointwise(kPointwiseMul, kFloat, s1, scale, nullptr, s2);
+  Desc row = c.virt(kInt32, scores), col = c.virt(kInt32, scores), keep = c.virt(kBoolean, scores);
+  c.pointwise(kPointwiseGenIndex, kFloat, s2, nullptr, nullptr, row, 2);  // the query's index
+  c.pointwise(kPointwiseGenIndex, kFloat, s2, nullptr, nullptr, col, 3);  // the key's index
+  c.pointwise(kPointwiseCmpGe, kBoolean, row, col, nullptr, keep);        // key <= query
+  Desc s3 = c.virt(kFloat, scores);
+  c.pointwise(kPointwiseBinarySelect, kFloat, s2, neg_inf, keep, s3);     // kept, else -inf
+  Desc max = c.virt(kFloat, rows);
+  c.reduction(kReduceMax, s3, max);
+  Desc shifted = c.virt(kFloat, scores), e = c.virt(kFloat, scores), sum = c.virt(kFloat, rows);
+  c.pointwise(kPointwiseSub, kFloat, s3, max, nullptr, shifted);
+  c.pointwise(kPointwiseExp, kFloat, shifted, nullptr, nullptr, e);
+  c.reduction(kReduceAdd, e, sum);
+  // the log-sum statistics (virtual: inference): without this branch cuDNN offers no engine
+  Desc log_sum = c.virt(kFloat, rows), stats = c.virt(kFloat, rows);
+  c.pointwise(kPointwiseLog, kFloat, sum, nullptr, nullptr, log_sum);
+  c.pointwise(kPointwiseAdd, kFloat, max, log_sum, nullptr, stats);
+  Desc probs = c.virt(p.dtype, scores);  // in the data's dtype: the second matmul's A must be
+  c.pointwise(kPointwiseDiv, kFloat, e, sum, nullptr, probs);
+  c.matmul(probs, v, o);
+  return c.ops;
+}
+
 }  // namespace
 
 std::string describe(const AttentionProblem& p) {
@@ -37,7 +144,8 @@ std::string describe(const AttentionProblem& p) {
          (p.dtype == kHalf ? "float16" : p.dtype == kBFloat16 ? "bfloat16" : "dtype " + std::to_string(p.dtype)) +
          " Q " + dims(p.b, p.h_q, p.s_q, p.d) + " strides " + strides(p.q_stride) + ", K " +
          dims(p.b, p.h_k, p.s_kv, p.d) + " strides " + strides(p.k_stride) + ", V " +
-         dims(p.b, p.h_k, p.s_kv, p.d_v) + " strides " + strides(p.v_stride) + ", O strides " + strides(p.o_stride);
+         dims(p.b, p.h_k, p.s_kv, p.d_v) + " strides " + strides(p.v_stride) + ", O strides " + strides(p.o_stride) +
+         (p.causal ? ", causal" : "");
 }
 
 void validate(const AttentionProblem& p) {
@@ -116,20 +224,30 @@ int64_t CudnnAttention::prepare(const AttentionProblem& p, float scale, int64_t 
   GraphBuilder b(l, g, &why);
   using namespace cudnn_backend;
   Desc q = b.tensor(kUidQ, p.dtype, {p.b, p.h_q, p.s_q, p.d}, vec(p.q_stride), false);
-  Desc k = b.tensor(kUidK, p.dtype, {p.b, p.h_k, p.s_kv, p.d}, vec(p.k_stride), false);
   Desc v = b.tensor(kUidV, p.dtype, {p.b, p.h_k, p.s_kv, p.d_v}, vec(p.v_stride), false);
   Desc o = b.tensor(kUidO, p.dtype, {p.b, p.h_q, p.s_q, p.d_v}, vec(p.o_stride), false);
-  // the scale: a float32 scalar passed by value, of the other tensors' rank
+  // the scale (and -inf): float32 scalars passed by value, of the other tensors' rank
   Desc sc = b.tensor(kUidScale, kFloat, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  Desc op = b.make(kSdpaFwdOpDesc, "creating the fused attention operation (cuDNN 9.13.1 or later)");
-  b.set(op, kSdpaFwdQ, kTypeDescriptor, 1, &q, "the attention's Q");
-  b.set(op, kSdpaFwdK, kTypeDescriptor, 1, &k, "the attention's K");
-  b.set(op, kSdpaFwdV, kTypeDescriptor, 1, &v, "the attention's V");
-  b.set(op, kSdpaFwdO, kTypeDescriptor, 1, &o, "the attention's O");
-  b.set(op, kSdpaFwdScale, kTypeDescriptor, 1, &sc, "the attention's scale");
-  b.finalize(op, "finalizing the fused attention operation");
+  std::vector<Desc> ops;
+  if (p.causal) {
+    // K read as K^T [b, h, d, s_kv]: the same memory, the last two dims and strides swapped
+    const auto& ks = p.k_stride;
+    Desc kt = b.tensor(kUidK, p.dtype, {p.b, p.h_k, p.d, p.s_kv}, {ks[0], ks[1], ks[3], ks[2]}, false);
+    Desc neg_inf = b.tensor(kUidNegInf, kFloat, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+    ops = causal_graph(b, p, q, kt, v, o, sc, neg_inf);
+  } else {
+    Desc k = b.tensor(kUidK, p.dtype, {p.b, p.h_k, p.s_kv, p.d}, vec(p.k_stride), false);
+    Desc op = b.make(kSdpaFwdOpDesc, "creating the fused attention operation (cuDNN 9.13.1 or later)");
+    b.set(op, kSdpaFwdQ, kTypeDescriptor, 1, &q, "the attention's Q");
+    b.set(op, kSdpaFwdK, kTypeDescriptor, 1, &k, "the attention's K");
+    b.set(op, kSdpaFwdV, kTypeDescriptor, 1, &v, "the attention's V");
+    b.set(op, kSdpaFwdO, kTypeDescriptor, 1, &o, "the attention's O");
+    b.set(op, kSdpaFwdScale, kTypeDescriptor, 1, &sc, "the attention's scale");
+    b.finalize(op, "finalizing the fused attention operation");
+    ops.push_back(op);
+  }
   Desc graph = b.make(kOperationGraphDesc, "creating the operation graph");
-  b.set(graph, kGraphOps, kTypeDescriptor, 1, &op, "the graph's operations");
+  b.set(graph, kGraphOps, kTypeDescriptor, static_cast<int64_t>(ops.size()), ops.data(), "the graph's operations");
   b.set(graph, kGraphHandle, kTypeHandle, 1, &h, "the graph's handle");  // needed: without it no engine
   b.finalize(graph, "finalizing the operation graph");
   if (!b.ok() || !cudnn::make_plan(l, h, graph, workspace_limit, g, &why)) {
@@ -175,13 +293,14 @@ void CudnnAttention::run(int64_t id, uint64_t q, uint64_t k, uint64_t v, uint64_
   Handle h = static_cast<Handle>(handle_for(device));
   Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
-  float scale = plan.scale;  // read by cuDNN during the call (a by-value tensor: a host pointer)
-  int64_t uids[5] = {kUidQ, kUidK, kUidV, kUidO, kUidScale};
-  void* ptrs[5] = {reinterpret_cast<void*>(q), reinterpret_cast<void*>(k), reinterpret_cast<void*>(v),
-                   reinterpret_cast<void*>(o), &scale};
+  // by-value tensors: host pointers read by cuDNN during the call
+  float scale = plan.scale, neg_inf = -std::numeric_limits<float>::infinity();
+  int64_t uids[6] = {kUidQ, kUidK, kUidV, kUidO, kUidScale, kUidNegInf};
+  void* ptrs[6] = {reinterpret_cast<void*>(q), reinterpret_cast<void*>(k), reinterpret_cast<void*>(v),
+                   reinterpret_cast<void*>(o), &scale, &neg_inf};
   std::string what;
-  s = cudnn::execute(l, h, plan.graph, 5, uids, ptrs, plan.graph.workspace ? reinterpret_cast<void*>(workspace) : nullptr,
-                     &what);
+  s = cudnn::execute(l, h, plan.graph, p.causal ? 6 : 5, uids, ptrs,
+                     plan.graph.workspace ? reinterpret_cast<void*>(workspace) : nullptr, &what);
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": " + what + ": " + status_text(l, s));
 }
 

@@ -3,13 +3,19 @@
 //
 // One call computes O = softmax(scale * Q K^T) V for Q [b, h_q, s_q, d], K [b, h_k, s_kv, d],
 // V [b, h_k, s_kv, d_v] and O [b, h_q, s_q, d_v] (h_q a multiple of h_k: grouped-query attention),
-// float16 or bfloat16, each with its own strides (the last dim's 1): cuDNN's
-// OPERATION_SDPA_FWD (cuDNN 9.13.1 and later), float32 accumulation, no mask, no dropout, no
-// softmax statistics (inference). The plan of a problem (dims, strides, dtype, scale, device) is
-// made once on `prepare` (the operation graph, the first of cuDNN's heuristic engine
-// configurations that makes an execution plan within the workspace limit); `run` builds one
-// variant pack (the scale passed by value as a host float) and executes it on the caller's
-// stream. Causal or masked attention is not served here (the caller's torch computes it).
+// float16 or bfloat16, each with its own strides (the last dim's 1), float32 accumulation, no
+// mask tensor, no dropout, no softmax statistics (inference). Two operation graphs:
+// * not causal: cuDNN's fused OPERATION_SDPA_FWD (cuDNN 9.13.1 and later), one operation;
+// * causal (query i sees keys 0..i, top-left aligned, as torch's is_causal): the composite graph
+//   cudnn-frontend builds for it: matmul Q K^T, scale, the mask from two index generators, a
+//   compare and a select (-inf), softmax as max / subtract / exp / sum / divide (with the log-sum
+//   statistics branch the engine requires, virtual), the probabilities in the data's dtype, and
+//   matmul by V. NOT YET RUN ON A GPU (written after the last device call of session 14; the
+//   recipe was checked on an H200 with cuDNN 9.19 by a probe outside the repo).
+// The plan of a problem (dims, strides, dtype, causal, scale, device) is made once on `prepare`
+// (the operation graph, the first of cuDNN's heuristic engine configurations that makes an
+// execution plan within the workspace limit); `run` builds one variant pack (the scale, and -inf
+// for the causal mask, passed by value as host floats) and executes it on the caller's stream.
 #pragma once
 
 #include <array>
@@ -27,6 +33,7 @@ struct AttentionProblem {
   int64_t b = 0, h_q = 0, h_k = 0, s_q = 0, s_kv = 0, d = 0, d_v = 0;
   // strides in elements of Q, K, V, O over their dims [b, h, s, d]
   std::array<int64_t, 4> q_stride{}, k_stride{}, v_stride{}, o_stride{};
+  bool causal = false;
 };
 
 // The problem in words, for error messages and tests.

@@ -41,7 +41,7 @@ std::vector<blade::KernelArg> kernel_args(const std::string& codes, const py::se
 // An attention problem from Python's description: sizes (b, h_q, h_k, s_q, s_kv, d, d_v) and the
 // strides of Q, K, V and O over [b, h, s, d].
 blade::AttentionProblem attention_problem(int dtype, const std::vector<int64_t>& sizes,
-                                          const std::vector<std::vector<int64_t>>& strides) {
+                                          const std::vector<std::vector<int64_t>>& strides, bool causal) {
   if (sizes.size() != 7 || strides.size() != 4) {
     throw std::invalid_argument("an attention problem takes 7 sizes and 4 stride lists");
   }
@@ -49,6 +49,7 @@ blade::AttentionProblem attention_problem(int dtype, const std::vector<int64_t>&
   p.dtype = dtype;
   p.b = sizes[0], p.h_q = sizes[1], p.h_k = sizes[2], p.s_q = sizes[3], p.s_kv = sizes[4], p.d = sizes[5];
   p.d_v = sizes[6];
+  p.causal = causal;
   std::array<int64_t, 4>* out[4] = {&p.q_stride, &p.k_stride, &p.v_stride, &p.o_stride};
   for (int t = 0; t < 4; ++t) {
     if (strides[t].size() != 4) throw std::invalid_argument("an attention operand's strides: 4 values");
@@ -216,12 +217,13 @@ PYBIND11_MODULE(_native, m) {
       "(description, output spatial sizes) of a convolution problem; ValueError where it is not valid (no CUDA).");
   m.def(
       "attention_problem_text",
-      [](int dtype, const std::vector<int64_t>& sizes, const std::vector<std::vector<int64_t>>& strides) {
-        blade::AttentionProblem p = attention_problem(dtype, sizes, strides);
+      [](int dtype, const std::vector<int64_t>& sizes, const std::vector<std::vector<int64_t>>& strides,
+         bool causal) {
+        blade::AttentionProblem p = attention_problem(dtype, sizes, strides, causal);
         blade::validate(p);
         return blade::describe(p);
       },
-      py::arg("dtype"), py::arg("sizes"), py::arg("strides"),
+      py::arg("dtype"), py::arg("sizes"), py::arg("strides"), py::arg("causal"),
       "The description of an attention problem; ValueError where cuDNN's fused attention does not take it.");
   py::class_<blade::CudnnAttention, std::shared_ptr<blade::CudnnAttention>>(m, "CudnnAttention")
       .def(py::init<std::string>(), py::arg("library"))
@@ -229,12 +231,14 @@ PYBIND11_MODULE(_native, m) {
       .def(
           "prepare",
           [](blade::CudnnAttention& a, int dtype, const std::vector<int64_t>& sizes,
-             const std::vector<std::vector<int64_t>>& strides, float scale, int64_t workspace_limit, int64_t device) {
-            blade::AttentionProblem p = attention_problem(dtype, sizes, strides);
+             const std::vector<std::vector<int64_t>>& strides, bool causal, float scale, int64_t workspace_limit,
+             int64_t device) {
+            blade::AttentionProblem p = attention_problem(dtype, sizes, strides, causal);
             py::gil_scoped_release release;  // cuDNN may compile its engine
             return a.prepare(p, scale, workspace_limit, device);
           },
-          py::arg("dtype"), py::arg("sizes"), py::arg("strides"), py::arg("scale"), py::arg("workspace_limit"),
+          py::arg("dtype"), py::arg("sizes"), py::arg("strides"), py::arg("causal"), py::arg("scale"),
+          py::arg("workspace_limit"),
           py::arg("device"), "The id of the plan of an attention problem (RuntimeError where cuDNN makes none).")
       .def("workspace_size", &blade::CudnnAttention::workspace_size, py::arg("plan"))
       .def("engine", &blade::CudnnAttention::engine, py::arg("plan"))

@@ -1,7 +1,8 @@
 """cuDNN's fused attention from Blade's C++ runtime on a GPU (``runtime/cudnn_attention.py``,
 ``runtime/cpp/cudnn_attention.cpp``): random problems (float16 and bfloat16; batch 1 and 3, odd
 sequence lengths, head dims 8-256, layouts [b, h, s, d] and views of one [b, s, 3, h, d]
-projection, explicit scales), each against float64 within the fp16 bar; a CUDA-graph capture;
+projection, explicit scales, causal or not), each against float64 within the fp16 bar; a
+CUDA-graph capture;
 what it refuses going to torch; and the SD 1.5 UNet through ``Config(attention_library="cudnn")``,
 its attention from the C++ step loop, against the same module with the loop off."""
 
@@ -43,14 +44,14 @@ def _case(rng: random.Random, seed: int):
         k = torch.randn(b, h, s_kv, d, device="cuda", generator=g)
         v = torch.randn(b, h, s_kv, d, device="cuda", generator=g)
     scale = rng.choice([None, 0.1, 1.0])
-    return q, k, v, dtype, scale
+    return q, k, v, dtype, scale, rng.random() < 0.35
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_random_attention_against_float64(attn, seed):
     rng = random.Random(seed)
-    q, k, v, dtype, scale = _case(rng, seed)
-    attrs = {"is_causal": False, "scale": scale}
+    q, k, v, dtype, scale, causal = _case(rng, seed)
+    attrs = {"is_causal": causal, "scale": scale}
     inputs = [t.to(dtype) for t in (q, k, v)]
     if not q.is_contiguous():  # keep the projection's layout in the low-precision copy
         qkv = torch.stack([q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)], 2).to(dtype)
@@ -58,15 +59,14 @@ def test_random_attention_against_float64(attn, seed):
     assert attention_problem(attrs, *inputs) is not None
     got = attn(attrs, inputs)
     assert got is not None, attn.refused
-    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), scale=scale).float()
-    eager = F.scaled_dot_product_attention(*inputs, scale=scale)
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), scale=scale, is_causal=causal).float()
+    eager = F.scaled_dot_product_attention(*inputs, scale=scale, is_causal=causal)
     assert got.shape == ref.shape and got.dtype == dtype
     within_fp16_bar(got, ref, eager)
 
 
 def test_refused_calls_go_to_torch(attn):
     q = torch.randn(2, 4, 33, 64, device="cuda", dtype=torch.float16)
-    assert attn({"is_causal": True, "scale": None}, [q, q, q]) is None  # causal: not built yet
     assert attn({"is_causal": False, "scale": None}, [q.float(), q.float(), q.float()]) is None
     odd = torch.randn(2, 4, 33, 36, device="cuda", dtype=torch.float16)  # head dim not a multiple of 8
     assert attn({"is_causal": False, "scale": None}, [odd, odd, odd]) is None

@@ -2,7 +2,8 @@
 the CPU: for random calls (batch 1-3, heads, odd sequence lengths, head dims, packed and
 projection-view layouts, size-1 dims) a served call's problem is one the C++ runtime validates and
 describes with the same sizes, its result layout is the ``[b, s, h, d]`` memory the provider
-allocates, and what cuDNN's fused attention does not take (a mask, causal, float32, head dims off
+allocates (causal calls too, as the composite graph's problems), and what cuDNN's attention does
+not take (a mask, float32, head dims off
 8 or above 256, a strided head dim, strides off 16 bytes, mismatched shapes) is refused so torch
 computes it. The GPU results are checked in tests/gpu/test_gpu_cudnn_attention.py."""
 
@@ -48,7 +49,8 @@ def test_served_calls_are_valid_problems(native, seed):
     q = _layout(rng, b, h, s_q, d, dtype)
     k, v = _layout(rng, b, h, s_kv, d, dtype), _layout(rng, b, h, s_kv, d, dtype)
     scale = rng.choice([None, 0.125])
-    hit = attention_problem({"is_causal": False, "scale": scale}, *_on_cuda(q, k, v))
+    causal = rng.random() < 0.4
+    hit = attention_problem({"is_causal": causal, "scale": scale}, *_on_cuda(q, k, v))
     assert hit is not None, (q.stride(), k.stride(), v.stride())
     problem, shape, strides, got_scale = hit
     assert shape == (b, h, s_q, d)
@@ -56,6 +58,7 @@ def test_served_calls_are_valid_problems(native, seed):
     assert got_scale == pytest.approx(1 / math.sqrt(d) if scale is None else scale)
     text = native.attention_problem_text(*problem.args())  # the C++ runtime takes it
     assert f"Q [{b}, {h}, {s_q}, {d}]" in text and f"K [{b}, {h}, {s_kv}, {d}]" in text
+    assert problem.causal == causal and text.endswith(", causal") == causal
 
 
 def test_result_strides_are_torch_s_transposed_layout():
@@ -67,7 +70,8 @@ def test_refusals(native):
     q = torch.empty(2, 4, 33, 64, dtype=torch.float16)
     ok = {"is_causal": False, "scale": None}
     assert attention_problem(ok, *_on_cuda(q, q, q)) is not None
-    assert attention_problem({"is_causal": True, "scale": None}, *_on_cuda(q, q, q)) is None
+    assert attention_problem({"is_causal": True, "scale": None}, *_on_cuda(q, q, q))[0].causal
+    assert attention_problem({"is_causal": False, "scale": None, "dropout_p": 0.1}, *_on_cuda(q, q, q)) is None
     assert attention_problem(ok, *_on_cuda(q.float(), q.float(), q.float())) is None
     assert attention_problem(ok, q, q, q) is None  # not on CUDA
     odd = torch.empty(2, 4, 33, 36, dtype=torch.float16)
@@ -81,4 +85,4 @@ def test_refusals(native):
     k = torch.empty(2, 2, 33, 64, dtype=torch.float16)  # fewer key heads: torch's enable_gqa, not served
     assert attention_problem(ok, *_on_cuda(q, k, k)) is None
     with pytest.raises(ValueError, match="multiples of 8"):  # the C++ runtime's own check agrees
-        native.attention_problem_text(2, [2, 4, 4, 33, 33, 36, 36], [[0, 0, 0, 1]] * 4)
+        native.attention_problem_text(2, [2, 4, 4, 33, 33, 36, 36], [[0, 0, 0, 1]] * 4, False)
