@@ -9,8 +9,8 @@ the current stream without torch's dispatcher: the kind of step the C++ step loo
 
 Served: float16 / bfloat16 ``Q [b, h, s_q, d]``, ``K [b, h, s_kv, d]``, ``V [b, h, s_kv, d_v]``
 with any strides whose last is 1 and the others multiples of 8 elements, head dims multiples of
-8 up to 256, no mask tensor, no dropout, causal or not (causal: cuDNN's composite graph, NOT YET RUN
-ON A GPU; see ``runtime/cpp/cudnn_attention.h``); the result is made ``[b, s_q, h, d_v]`` in memory
+8 up to 256, no mask tensor, no dropout, causal or not (causal: cuDNN's composite graph, see
+``runtime/cpp/cudnn_attention.h``); the result is made ``[b, s_q, h, d_v]`` in memory
 (seen as ``[b, h, s_q, d_v]``: the layout torch's flash and cuDNN attention return, so the usual
 ``transpose(1, 2).reshape`` after it is a view). Anything else gets ``None`` and torch computes
 it.
