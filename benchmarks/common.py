@@ -24,6 +24,20 @@ def environment() -> dict:
     }
 
 
+def host_us(fn: Callable, calls: int, warmup: int = 50) -> float:
+    """Host microseconds to issue one call: the wall time of ``calls`` back-to-back calls (on a
+    problem small enough that the GPU keeps up, this is the host's time), synchronised around."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    return (t1 - t0) / calls * 1e6
+
+
 def wall_ms(fn: Callable, iters: int = 20, warmup: int = 3) -> float:
     """Median milliseconds per call, timed with CUDA events around each call."""
     for _ in range(warmup):

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import environment  # noqa: E402
+from common import environment, host_us  # noqa: E402
 
 from blade.runtime.native_loop import concat_rows  # noqa: E402
 from blade.runtime.shape_eval import load_native  # noqa: E402
@@ -33,18 +32,6 @@ def _gpu_us(fn, calls: int) -> float:
     end.record()
     torch.cuda.synchronize()
     return start.elapsed_time(end) / calls * 1e3
-
-
-def _host_us(fn, calls: int) -> float:
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / calls * 1e6
 
 
 def main() -> None:
@@ -81,8 +68,8 @@ def main() -> None:
         assert torch.equal(got, out), name
         t_cat = _gpu_us(lambda: torch.cat(ins, dim, out=got), args.calls)
         t_copy = _gpu_us(lambda: call.run(stream, 0, 0, n), args.calls)
-        h_cat = _host_us(lambda: torch.cat(ins, dim, out=got), args.calls)
-        h_copy = _host_us(lambda: call.run(stream, 0, 0, n), args.calls)
+        h_cat = host_us(lambda: torch.cat(ins, dim, out=got), args.calls)
+        h_copy = host_us(lambda: call.run(stream, 0, 0, n), args.calls)
         print(f"{name:<30} {t_cat:>17.1f} {t_copy:>14.1f} {h_cat:>18.1f} {h_copy:>15.1f}")
 
 

@@ -12,27 +12,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import environment  # noqa: E402
+from common import environment, host_us  # noqa: E402
 
 from blade.runtime.cudnn_conv import WORKSPACE_LIMIT, CudnnConvolution  # noqa: E402
 
 
-def _per_call_us(fn, calls: int) -> float:
-    for _ in range(50):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    return (t1 - t0) / calls * 1e6
 
 
 def main() -> None:
@@ -60,12 +49,12 @@ def main() -> None:
         stream = torch.cuda.current_stream().cuda_stream
         native = conv.native
         p = (x.data_ptr(), w.data_ptr(), out.data_ptr(), b.data_ptr(), ws.data_ptr())
-        t_torch = _per_call_us(lambda: F.conv2d(x, w, b, 1, 1), args.calls)
-        t_py = _per_call_us(lambda: conv(attrs, [xs, w, b]), args.calls)
-        t_run = _per_call_us(lambda: native.run(plan, *p, stream, 0), args.calls)
+        t_torch = host_us(lambda: F.conv2d(x, w, b, 1, 1), args.calls)
+        t_py = host_us(lambda: conv(attrs, [xs, w, b]), args.calls)
+        t_run = host_us(lambda: native.run(plan, *p, stream, 0), args.calls)
         plain = conv.plan(problem, False, 0)  # the same convolution without cudnnAddTensor
-        t_plain = _per_call_us(lambda: native.run(plain, p[0], p[1], p[2], 0, p[4], stream, 0), args.calls)
-        t_torch_plain = _per_call_us(lambda: F.conv2d(x, w, None, 1, 1), args.calls)
+        t_plain = host_us(lambda: native.run(plain, p[0], p[1], p[2], 0, p[4], stream, 0), args.calls)
+        t_torch_plain = host_us(lambda: F.conv2d(x, w, None, 1, 1), args.calls)
         ref = F.conv2d(x, w, b, 1, 1).permute(0, 2, 3, 1)
         native.run(plan, *p, stream, 0)
         torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)

@@ -370,19 +370,9 @@ class TorchProvider:
         """cuDNN's fused attention from a shape's second call on (``attention.tuned``: the first takes
         torch's plan-free backend), where it serves the call; else torch's."""
         if len(inputs) == 3 and attention.tuned(inputs[0], inputs[1], inputs[2], None):
-            if self._cudnn_attention is None:
-                with self._gemm_lock:
-                    if self._cudnn_attention is None and self.attention_library == "cudnn":
-                        from blade.runtime.cudnn_attention import CudnnAttention
-
-                        made, why = CudnnAttention.create()
-                        if made is None:
-                            warnings.warn(f"Blade: cuDNN attention from the C++ runtime is not available ({why}); "
-                                          "torch computes it", stacklevel=3)
-                            self.attention_library = "torch"
-                        self._cudnn_attention = made
-            if self._cudnn_attention is not None:
-                result = self._cudnn_attention(a, inputs)
+            attn = self._native("_cudnn_attention", "attention_library", "cuDNN attention", _cudnn_attention)
+            if attn is not None:
+                result = attn(a, inputs)
                 if result is not None:
                     return result
         return _OPS["attention"](a, inputs, [None])
@@ -390,18 +380,8 @@ class TorchProvider:
     def _cudnn_or_none(self, a: dict[str, Any], inputs: list[torch.Tensor], search: bool) -> torch.Tensor | None:
         """The convolution through cuDNN from the C++ runtime, or None where it does not serve it
         (layout, dtype, or no cuDNN here: then said once, and torch computes every convolution)."""
-        if self._cudnn is None:
-            with self._gemm_lock:
-                if self._cudnn is None and self.conv_library == "cudnn":
-                    from blade.runtime.cudnn_conv import CudnnConvolution
-
-                    conv, why = CudnnConvolution.create()
-                    if conv is None:
-                        warnings.warn(f"Blade: cuDNN convolutions from the C++ runtime are not available ({why}); "
-                                      "torch computes them", stacklevel=3)
-                        self.conv_library = "torch"
-                    self._cudnn = conv
-        return self._cudnn(a, inputs, search) if self._cudnn is not None else None
+        conv = self._native("_cudnn", "conv_library", "cuDNN convolutions", _cudnn_convolution)
+        return conv(a, inputs, search) if conv is not None else None
 
     def _cublaslt(self, op: str, attrs: dict[str, Any], inputs: list[torch.Tensor], outputs) -> torch.Tensor:
         result = self._cublaslt_or_none(op, inputs)
@@ -410,18 +390,26 @@ class TorchProvider:
     def _cublaslt_or_none(self, op: str, inputs: list[torch.Tensor]) -> torch.Tensor | None:
         """The GEMM through cuBLASLt, or None where it does not serve it (layout, dtype, or no
         cuBLASLt here: then said once, and torch computes every GEMM from then on)."""
-        if self._gemm is None:
-            with self._gemm_lock:
-                if self._gemm is None and self.gemm_library == "cublaslt":
-                    from blade.runtime.cublaslt_gemm import CublasLtGemm
+        gemm = self._native("_gemm", "gemm_library", "cuBLASLt GEMMs", _cublaslt_gemm)
+        return gemm(op, inputs) if gemm is not None else None
 
-                    gemm, why = CublasLtGemm.create()
-                    if gemm is None:
-                        warnings.warn(f"Blade: cuBLASLt GEMMs are not available ({why}); torch computes them",
-                                      stacklevel=3)
-                        self.gemm_library = "torch"
-                    self._gemm = gemm
-        return self._gemm(op, inputs) if self._gemm is not None else None
+    def _native(self, slot: str, setting: str, what: str, create):
+        """The C++ runtime's library object kept in ``self.<slot>`` (cuBLASLt GEMMs, cuDNN
+        convolutions or attention), made on first use while ``self.<setting>`` asks for it; where it
+        cannot be made, said once, and the setting falls back to ``"torch"`` (torch computes those
+        calls from then on)."""
+        made = getattr(self, slot)
+        if made is None and getattr(self, setting) != "torch":
+            with self._gemm_lock:
+                made = getattr(self, slot)
+                if made is None and getattr(self, setting) != "torch":
+                    made, why = create()
+                    if made is None:
+                        warnings.warn(f"Blade: {what} from the C++ runtime are not available ({why}); torch computes "
+                                      "them", stacklevel=4)
+                        setattr(self, setting, "torch")
+                    setattr(self, slot, made)
+        return made
 
     def _conv_cuda(self, a: dict[str, Any], inputs: list[torch.Tensor]) -> torch.Tensor:
         x, w = inputs[0], inputs[1]
@@ -482,6 +470,24 @@ class TorchProvider:
         for w, (version, ptr, copy) in hits:
             if (version != w._version or ptr != w.data_ptr()) and _same_kind(copy, w):
                 self._refreshed(w, copy)
+
+
+def _cublaslt_gemm():
+    from blade.runtime.cublaslt_gemm import CublasLtGemm
+
+    return CublasLtGemm.create()
+
+
+def _cudnn_convolution():
+    from blade.runtime.cudnn_conv import CudnnConvolution
+
+    return CudnnConvolution.create()
+
+
+def _cudnn_attention():
+    from blade.runtime.cudnn_attention import CudnnAttention
+
+    return CudnnAttention.create()
 
 
 def _pointwise_nhwc(a: dict[str, Any], w: torch.Tensor) -> bool:

@@ -180,25 +180,10 @@ CudnnAttention::CudnnAttention(std::string library_path) : library_(std::move(li
   const Library& l = library(library_);
   if (!l.loaded) throw std::runtime_error(l.why);
   if (!l.graph) throw std::runtime_error("this cuDNN has no graph API (cuDNN's fused attention needs it)");
+  handles_ = std::make_unique<cudnn::Handles>(l);
 }
 
-CudnnAttention::~CudnnAttention() {
-  const Library& l = library(library_);
-  plans_.clear();
-  for (auto& [device, handle] : handles_) l.destroy(static_cast<Handle>(handle));
-}
-
-void* CudnnAttention::handle_for(int64_t device) {
-  auto it = handles_.find(device);
-  if (it != handles_.end()) return it->second;
-  const Library& l = library(library_);
-  current_context(device);
-  Handle h = nullptr;
-  Status s = l.create(&h);
-  if (s != kSuccess) throw std::runtime_error("cudnnCreate on device " + std::to_string(device) + ": " + status_text(l, s));
-  handles_[device] = h;
-  return h;
-}
+CudnnAttention::~CudnnAttention() = default;  // the plans, then the handles
 
 int64_t CudnnAttention::prepare(const AttentionProblem& p, float scale, int64_t workspace_limit, int64_t device) {
   validate(p);
@@ -213,7 +198,7 @@ int64_t CudnnAttention::prepare(const AttentionProblem& p, float scale, int64_t 
 
   const Library& l = library(library_);
   current_context(device);
-  Handle h = static_cast<Handle>(handle_for(device));
+  Handle h = handles_->get(device);
   auto plan = std::make_unique<Plan>();
   plan->problem = p;
   plan->scale = scale;
@@ -290,7 +275,7 @@ void CudnnAttention::run(int64_t id, uint64_t q, uint64_t k, uint64_t v, uint64_
   if (plan.graph.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
   const Library& l = *plan.graph.lib;
   current_context(device);
-  Handle h = static_cast<Handle>(handle_for(device));
+  Handle h = handles_->get(device);
   Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
   // by-value tensors: host pointers read by cuDNN during the call

@@ -27,6 +27,10 @@
 
 namespace blade {
 
+namespace cudnn {
+class Handles;
+}  // namespace cudnn
+
 struct AttentionProblem {
   int dtype = 2;  // cudnnDataType: 2 float16, 9 bfloat16
   int64_t b = 0, h_q = 0, h_k = 0, s_q = 0, s_kv = 0, d = 0, d_v = 0;
@@ -67,11 +71,10 @@ class CudnnAttention {
 
  private:
   struct Plan;
-  void* handle_for(int64_t device);
 
   std::string library_;
   mutable std::mutex mutex_;
-  std::map<int64_t, void*> handles_;       // device -> cudnnHandle_t
+  std::unique_ptr<cudnn::Handles> handles_;  // declared before the plans: destroyed after them
   std::map<std::string, int64_t> by_key_;  // problem, scale, limit, device -> plan id
   std::vector<std::unique_ptr<Plan>> plans_;
 };

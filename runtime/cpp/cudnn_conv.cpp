@@ -204,6 +204,7 @@ CudnnConv::CudnnConv(std::string library_path, bool graph_api)
     : library_(std::move(library_path)), use_graph_(graph_api) {
   std::string why;
   if (!cudnn_available(library_, &why)) throw std::runtime_error(why);
+  handles_ = std::make_unique<cudnn::Handles>(library(library_));
 }
 
 std::string CudnnConv::api(int64_t id) const {
@@ -219,27 +220,11 @@ std::string CudnnConv::api(int64_t id) const {
   return text;
 }
 
-CudnnConv::~CudnnConv() {
-  const Library& l = library(library_);
-  plans_.clear();
-  for (auto& [device, handle] : handles_) l.destroy(static_cast<Handle>(handle));
-}
+CudnnConv::~CudnnConv() = default;  // the plans, then the handles
 
 int64_t CudnnConv::plans() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return static_cast<int64_t>(plans_.size());
-}
-
-void* CudnnConv::handle_for(int64_t device) {
-  auto it = handles_.find(device);
-  if (it != handles_.end()) return it->second;
-  const Library& l = library(library_);
-  current_context(device);
-  Handle h = nullptr;
-  Status s = l.create(&h);
-  if (s != kSuccess) throw std::runtime_error("cudnnCreate on device " + std::to_string(device) + ": " + status_text(l, s));
-  handles_[device] = h;
-  return h;
 }
 
 int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_limit, int64_t device, bool search,
@@ -260,7 +245,7 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
 
   const Library& l = library(library_);
   current_context(device);
-  Handle h = static_cast<Handle>(handle_for(device));
+  Handle h = handles_->get(device);
   auto plan = std::make_unique<Plan>();
   plan->lib = &l;
   plan->problem = p;
@@ -380,7 +365,7 @@ void CudnnConv::run(int64_t id, uint64_t x, uint64_t w, uint64_t y, uint64_t bia
   if (plan.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
   const Library& l = *plan.lib;
   current_context(device);
-  Handle h = static_cast<Handle>(handle_for(device));
+  Handle h = handles_->get(device);
   Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
   // the graph plan promised cuDNN 16-byte aligned tensors: a pointer less aligned takes the legacy calls

@@ -34,6 +34,10 @@
 
 namespace blade {
 
+namespace cudnn {
+class Handles;
+}  // namespace cudnn
+
 struct ConvProblem {
   int dtype = 2;  // cudnnDataType: 2 float16, 9 bfloat16
   bool nhwc = true;
@@ -88,12 +92,11 @@ class CudnnConv {
 
  private:
   struct Plan;
-  void* handle_for(int64_t device);
 
   std::string library_;
   bool use_graph_ = false;
   mutable std::mutex mutex_;
-  std::map<int64_t, void*> handles_;  // device -> cudnnHandle_t
+  std::unique_ptr<cudnn::Handles> handles_;  // declared before the plans: destroyed after them
   std::map<std::string, int64_t> by_key_;  // problem, bias, limit, device -> plan id
   std::vector<std::unique_ptr<Plan>> plans_;
 };

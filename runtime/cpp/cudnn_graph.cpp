@@ -4,6 +4,9 @@
 
 #include <algorithm>
 
+#include <stdexcept>
+
+#include "cuda_driver.h"
 #include "dl_symbols.h"
 
 namespace blade {
@@ -61,6 +64,21 @@ const Library& library(const std::string& path) { return opened_once<Library>(pa
 std::string status_text(const Library& l, Status s) {
   const char* text = l.error_string ? l.error_string(s) : nullptr;
   return std::string(text ? text : "cuDNN error") + " (" + std::to_string(s) + ")";
+}
+
+Handles::~Handles() {
+  for (auto& [device, handle] : handles_) l_.destroy(handle);
+}
+
+Handle Handles::get(int64_t device) {
+  auto it = handles_.find(device);
+  if (it != handles_.end()) return it->second;
+  current_context(device);
+  Handle h = nullptr;
+  Status s = l_.create(&h);
+  if (s != kSuccess) throw std::runtime_error("cudnnCreate on device " + std::to_string(device) + ": " + status_text(l_, s));
+  handles_[device] = h;
+  return h;
 }
 
 bool make_plan(const Library& l, Handle h, cudnn_backend::Desc graph, int64_t limit, GraphPlan& g, std::string* why) {

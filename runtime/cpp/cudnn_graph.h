@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,21 @@ class GraphBuilder {
   GraphPlan& g_;
   std::string* why_;
   bool ok_ = true;
+};
+
+// cuDNN handles, one per CUDA device, made on first use (with the device's primary context
+// current) and destroyed with this object. Not locked: its owner's mutex guards it.
+class Handles {
+ public:
+  explicit Handles(const Library& l) : l_(l) {}
+  ~Handles();
+  Handles(const Handles&) = delete;
+  Handles& operator=(const Handles&) = delete;
+  Handle get(int64_t device);
+
+ private:
+  const Library& l_;
+  std::map<int64_t, Handle> handles_;
 };
 
 // The first of cuDNN's heuristic engine configurations for `graph` (INSTANT, then FALLBACK, as

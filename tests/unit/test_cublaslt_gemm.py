@@ -133,3 +133,29 @@ def test_pointwise_convolution_predicate():
     assert not _pointwise_nhwc(base | {"groups": 2}, torch.empty(8, 2, 1, 1))
     assert _pointwise_nhwc({"layout": "nhwc", "stride": [1], "padding": [0], "dilation": [1], "groups": 1},
                            torch.empty(8, 4, 1))
+
+
+@pytest.mark.parametrize("slot,setting", [("_gemm", "gemm_library"), ("_cudnn", "conv_library"),
+                                          ("_cudnn_attention", "attention_library")])
+def test_native_libraries_are_made_once_or_said_once(slot, setting):
+    """``TorchProvider._native``: the C++ runtime's library object is made on first use and kept;
+    where it cannot be made the provider warns once, names why, and its setting falls back to torch
+    (no second attempt); a provider set to torch never makes one."""
+    on = {"gemm_library": "cublaslt", "conv_library": "cudnn", "attention_library": "cudnn"}[setting]
+    made = []
+
+    def works():
+        made.append(object())
+        return made[-1], ""
+
+    provider = TorchProvider(**{setting: on})
+    first = provider._native(slot, setting, "the library", works)
+    assert first is made[0] and provider._native(slot, setting, "the library", works) is first and len(made) == 1
+
+    provider = TorchProvider(**{setting: on})
+    with pytest.warns(UserWarning, match=r"the library from the C\+\+ runtime are not available \(no GPU\)"):
+        assert provider._native(slot, setting, "the library", lambda: (None, "no GPU")) is None
+    assert getattr(provider, setting) == "torch"
+    assert provider._native(slot, setting, "the library", works) is None and len(made) == 1  # not tried again
+
+    assert TorchProvider()._native(slot, setting, "the library", works) is None and len(made) == 1
