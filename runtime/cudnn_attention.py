@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from blade.runtime.cudnn_conv import CUDNN_DTYPES, WORKSPACE_LIMIT
+
+#: the first cuDNN with the fused attention operation (OPERATION_SDPA_FWD), as torch reports versions
+MIN_CUDNN = 91301
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,19 @@ def result_strides(b: int, h: int, s: int, d_v: int) -> tuple[int, int, int, int
     return (s * h * d_v, d_v, h * d_v, 1)
 
 
-def _strides(t) -> tuple[int, ...]:
+def _strides(t) -> tuple[int, ...] | None:
     """``t``'s strides, a size-1 dim's (which addresses nothing) set to the span of the dims after
-    it, so every stride cuDNN sees follows the alignment rule."""
+    it (from the last dim back, so every stride cuDNN sees follows the alignment rule); None where a
+    dim of size > 1 has stride 0 (an ``expand``: not a layout cuDNN's attention is checked on)."""
     strides = list(t.stride())
-    for k, n in enumerate(t.shape):
+    span = 1
+    for k in range(len(strides) - 1, -1, -1):
+        n = t.shape[k]
         if n == 1:
-            strides[k] = max([strides[j] * t.shape[j] for j in range(k + 1, len(strides))] + [1])
+            strides[k] = span
+        elif strides[k] == 0:
+            return None
+        span = max(span, strides[k] * n)
     return tuple(strides)
 
 
@@ -75,7 +86,10 @@ def attention_problem(attrs: dict[str, Any], q, k, v) -> tuple[AttentionProblem,
     if tuple(k.shape[:2]) != (b, h) or k.shape[3] != d or tuple(v.shape[:3]) != (b, h, k.shape[2]):
         return None
     s_kv, d_v = k.shape[2], v.shape[3]
-    strides = tuple(_strides(t) for t in (q, k, v)) + (result_strides(b, h, s_q, d_v),)
+    given = [_strides(t) for t in (q, k, v)]
+    if any(st is None for st in given):
+        return None
+    strides = tuple(given) + (result_strides(b, h, s_q, d_v),)
     if any(s[3] != 1 or any(x < 0 or x % 8 for x in s[:3]) for s in strides) or d % 8 or d_v % 8 or max(d, d_v) > 256:
         return None
     if min(b, h, s_q, s_kv, d, d_v) < 1:
@@ -108,6 +122,9 @@ class CudnnAttention:
                                          load=torch.backends.cudnn.version)
         if native is None:
             return None, library
+        version = torch.backends.cudnn.version() or 0
+        if version < MIN_CUDNN:
+            return None, f"cuDNN {version} has no fused attention operation (it needs {MIN_CUDNN} or later)"
         try:
             return CudnnAttention(native, library), ""
         except RuntimeError as e:  # no graph API in this cuDNN
@@ -137,14 +154,18 @@ class CudnnAttention:
         """The id of the problem's plan, made where ``make`` and not made yet; None where cuDNN makes
         none for it (said once in ``refused``) or it is not made and ``make`` is False."""
         key = (problem, scale, device)
-        if key in self._plans:
-            return self._plans[key]
+        plan = self._plans.get(key, _MISSING)
+        if plan is not _MISSING:
+            return plan
         if not make:
             return None
         try:
             plan = self._attention.prepare(*problem.args(), scale, WORKSPACE_LIMIT, device)
         except (RuntimeError, ValueError) as e:
             plan = None
+            if not self.refused:  # said once; every refusal is kept in ``refused``
+                warnings.warn(f"Blade: cuDNN made no attention plan, torch computes such calls ({e}; later "
+                              "refusals are listed in the provider's native_attention().refused)", stacklevel=2)
             self.refused[str(problem)] = str(e)
         with self._lock:
             self._plans[key] = plan

@@ -228,7 +228,11 @@ class _FirstCallAttention:
         return self._calls.tuned(key, _capturing(q))
 
     def __call__(self, q, k, v, mask, is_causal: bool, scale):
-        if q.is_cuda and not self.tuned(q, k, v, mask):
+        return self.run(q, k, v, mask, is_causal, scale, not q.is_cuda or self.tuned(q, k, v, mask))
+
+    def run(self, q, k, v, mask, is_causal: bool, scale, tuned: bool):
+        """The attention with the call already counted (``tuned``: its shape's first call or not)."""
+        if q.is_cuda and not tuned:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             with self._lock, sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
@@ -369,13 +373,16 @@ class TorchProvider:
     def _attention_cuda(self, a: dict[str, Any], inputs: list[torch.Tensor]) -> torch.Tensor:
         """cuDNN's fused attention from a shape's second call on (``attention.tuned``: the first takes
         torch's plan-free backend), where it serves the call; else torch's."""
-        if len(inputs) == 3 and attention.tuned(inputs[0], inputs[1], inputs[2], None):
+        q, k, v = inputs[0], inputs[1], inputs[2]
+        mask = inputs[3] if len(inputs) == 4 else None
+        tuned = attention.tuned(q, k, v, mask)  # counted once: the torch fallback below is told
+        if tuned and mask is None:
             attn = self._native("_cudnn_attention", "attention_library", "cuDNN attention", _cudnn_attention)
             if attn is not None:
                 result = attn(a, inputs)
                 if result is not None:
                     return result
-        return _OPS["attention"](a, inputs, [None])
+        return attention.run(q, k, v, mask, bool(a["is_causal"]), a.get("scale"), tuned)
 
     def _cudnn_or_none(self, a: dict[str, Any], inputs: list[torch.Tensor], search: bool) -> torch.Tensor | None:
         """The convolution through cuDNN from the C++ runtime, or None where it does not serve it

@@ -46,6 +46,8 @@ import torch
 
 from blade.runtime.program import StepKind, ValueKind
 
+#: the largest pitch (bytes) of the driver's 2-D copies (CU_DEVICE_ATTRIBUTE_MAX_PITCH on current GPUs)
+MAX_PITCH = 2**31 - 1
 #: Program value kinds whose tensors exist before the first step (read at the start of a call)
 _STATIC_KINDS = (ValueKind.INPUT.value, ValueKind.WEIGHT.value, ValueKind.CONSTANT.value, ValueKind.OUTPUT.value)
 
@@ -552,7 +554,8 @@ def concat_rows(ins: list[Any], out: Any, dim: int) -> list[tuple[int, int, int,
     None where the memory is not rows. Read in ``out``'s memory order (its dims by stride, size-1
     dims left out): the dims outside ``dim`` collapse into rows of one pitch, ``dim`` and the dims
     inside it are packed, in every tensor (a channels-last concatenation over channels: rows are
-    pixels; a concatenation of packed tensors over dim 0: one row)."""
+    pixels; a concatenation of packed tensors over dim 0: one row). A pitch (or a single row's width)
+    above ``MAX_PITCH`` bytes is not served."""
     nd = len(out.shape)
     dim = dim % nd if nd else 0
     if nd == 0 or out.shape[dim] < 1 or any(t.dtype != out.dtype or len(t.shape) != nd for t in ins):
@@ -590,6 +593,8 @@ def concat_rows(ins: list[Any], out: Any, dim: int) -> list[tuple[int, int, int,
     whole = rows_of(out)
     if whole is None or whole[2] != whole[1]:  # the result packed: its rows cover its memory
         return None
+    if whole[1] * out.element_size() > MAX_PITCH:  # the driver's 2-D copies take pitches up to 2^31 - 1
+        return None
     size = out.element_size()
     copies, offset = [], 0
     for t in ins:
@@ -597,6 +602,8 @@ def concat_rows(ins: list[Any], out: Any, dim: int) -> list[tuple[int, int, int,
         if got is None or (got[0] > 1 and got[2] < got[1]) or got[0] != whole[0] and t.numel():
             return None
         rows, width, pitch = got
+        if pitch * out.element_size() > MAX_PITCH:
+            return None
         copies.append((offset * size, whole[1] * size, pitch * size, width * size, rows if t.numel() else 0))
         offset += width
     return copies if offset == whole[1] else None

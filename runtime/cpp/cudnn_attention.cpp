@@ -1,6 +1,7 @@
 // Blade runtime: attention through cuDNN's fused attention operation (see cudnn_attention.h).
 #include "cudnn_attention.h"
 
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -159,11 +160,18 @@ void validate(const AttentionProblem& p) {
   if (p.d % 8 != 0 || p.d_v % 8 != 0 || p.d > 256 || p.d_v > 256) {
     throw std::invalid_argument(describe(p) + ": head dims must be multiples of 8, at most 256");
   }
-  for (const auto* s : {&p.q_stride, &p.k_stride, &p.v_stride, &p.o_stride}) {
-    if ((*s)[3] != 1) throw std::invalid_argument(describe(p) + ": the head dim's stride must be 1");
+  const std::array<int64_t, 4> sizes[4] = {{p.b, p.h_q, p.s_q, p.d}, {p.b, p.h_k, p.s_kv, p.d},
+                                            {p.b, p.h_k, p.s_kv, p.d_v}, {p.b, p.h_q, p.s_q, p.d_v}};
+  const std::array<int64_t, 4>* all[4] = {&p.q_stride, &p.k_stride, &p.v_stride, &p.o_stride};
+  for (int t = 0; t < 4; ++t) {
+    const auto& s = *all[t];
+    if (s[3] != 1) throw std::invalid_argument(describe(p) + ": the head dim's stride must be 1");
     for (int i = 0; i < 3; ++i) {
-      if ((*s)[i] < 0 || (*s)[i] % 8 != 0) {
+      if (s[i] < 0 || s[i] % 8 != 0) {
         throw std::invalid_argument(describe(p) + ": strides must be non-negative multiples of 8 elements (16 bytes)");
+      }
+      if (s[i] == 0 && sizes[t][i] > 1) {
+        throw std::invalid_argument(describe(p) + ": a dim of size > 1 with stride 0 (broadcast) is not taken");
       }
     }
   }
@@ -183,12 +191,15 @@ CudnnAttention::CudnnAttention(std::string library_path) : library_(std::move(li
   handles_ = std::make_unique<cudnn::Handles>(l);
 }
 
-CudnnAttention::~CudnnAttention() = default;  // the plans, then the handles
+CudnnAttention::~CudnnAttention() {
+  handles_.reset();  // cudnnDestroy waits for the device: no plan goes while its work may still run
+  plans_.clear();
+}
 
 int64_t CudnnAttention::prepare(const AttentionProblem& p, float scale, int64_t workspace_limit, int64_t device) {
   validate(p);
   if (workspace_limit < 0) throw std::invalid_argument("negative workspace limit");
-  char scale_bits[16];
+  char scale_bits[32];
   std::snprintf(scale_bits, sizeof scale_bits, "%a", static_cast<double>(scale));
   std::string key = describe(p) + " scale " + scale_bits + " limit " + std::to_string(workspace_limit) + " device " +
                     std::to_string(device);

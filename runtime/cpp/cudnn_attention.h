@@ -74,7 +74,7 @@ class CudnnAttention {
 
   std::string library_;
   mutable std::mutex mutex_;
-  std::unique_ptr<cudnn::Handles> handles_;  // declared before the plans: destroyed after them
+  std::unique_ptr<cudnn::Handles> handles_;  // destroyed before the plans (the destructor)
   std::map<std::string, int64_t> by_key_;  // problem, scale, limit, device -> plan id
   std::vector<std::unique_ptr<Plan>> plans_;
 };

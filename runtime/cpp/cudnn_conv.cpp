@@ -220,7 +220,10 @@ std::string CudnnConv::api(int64_t id) const {
   return text;
 }
 
-CudnnConv::~CudnnConv() = default;  // the plans, then the handles
+CudnnConv::~CudnnConv() {
+  handles_.reset();  // cudnnDestroy waits for the device: no plan goes while its work may still run
+  plans_.clear();
+}
 
 int64_t CudnnConv::plans() const {
   std::lock_guard<std::mutex> lock(mutex_);

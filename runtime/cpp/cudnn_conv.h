@@ -96,7 +96,7 @@ class CudnnConv {
   std::string library_;
   bool use_graph_ = false;
   mutable std::mutex mutex_;
-  std::unique_ptr<cudnn::Handles> handles_;  // declared before the plans: destroyed after them
+  std::unique_ptr<cudnn::Handles> handles_;  // destroyed before the plans (the destructor)
   std::map<std::string, int64_t> by_key_;  // problem, bias, limit, device -> plan id
   std::vector<std::unique_ptr<Plan>> plans_;
 };

@@ -135,3 +135,14 @@ def test_refusals():
     assert concat_rows([a, b], torch.empty(3, 8)[:, ::1].t().contiguous().t(), 1) is None  # result not rows
     assert concat_rows([a, b[:, ::2].repeat(1, 2)[:, ::1]], torch.empty(3, 8), 1) is not None
     assert concat_rows([a, torch.randn(4, 3).t()], torch.empty(3, 8), 1) is None  # input column-major
+
+
+def test_pitches_past_the_driver_s_limit_are_refused():
+    """The driver's 2-D copies take pitches (and one row's width) up to 2^31 - 1 bytes: beyond,
+    torch concatenates (meta tensors: sizes only, no memory)."""
+    big = [torch.empty(2**30, dtype=torch.float16, device="meta")] * 2  # one row of 2^31 bytes each
+    assert concat_rows(big, torch.empty(2**31, dtype=torch.float16, device="meta"), 0) is None
+    wide = [torch.empty(2, 640, 1024, 1024, dtype=torch.float16, device="meta")] * 2  # rows 2.5 GiB apart
+    assert concat_rows(wide, torch.empty(2, 1280, 1024, 1024, dtype=torch.float16, device="meta"), 1) is None
+    ok = [torch.empty(2, 64, 1024, 1024, dtype=torch.float16, device="meta")] * 2
+    assert concat_rows(ok, torch.empty(2, 128, 1024, 1024, dtype=torch.float16, device="meta"), 1) is not None

@@ -82,6 +82,14 @@ def test_refusals(native):
     assert attention_problem(ok, *_on_cuda(strided, strided, strided)) is None
     ragged = torch.empty(2, 4, 33, 68, dtype=torch.float16)[..., :64]  # rows 136 bytes apart
     assert attention_problem(ok, *_on_cuda(ragged, ragged, ragged)) is None
+    expanded = torch.empty(1, 4, 33, 64, dtype=torch.float16).expand(2, -1, -1, -1)  # stride 0 over the batch
+    assert attention_problem(ok, *_on_cuda(q, expanded, expanded)) is None
+    one = torch.empty(2, 4, 1, 64, dtype=torch.float16).expand(-1, -1, 33, -1)  # over the sequence
+    assert attention_problem(ok, *_on_cuda(q, one, one)) is None
+    with pytest.raises(ValueError, match="stride 0"):  # and the C++ runtime refuses it too
+        native.attention_problem_text(2, [2, 4, 4, 33, 33, 64, 64],
+                                      [[8448, 2112, 64, 1], [0, 2112, 64, 1], [8448, 2112, 64, 1], [8448, 64, 256, 1]],
+                                      False)
     k = torch.empty(2, 2, 33, 64, dtype=torch.float16)  # fewer key heads: torch's enable_gqa, not served
     assert attention_problem(ok, *_on_cuda(q, k, k)) is None
     with pytest.raises(ValueError, match="multiples of 8"):  # the C++ runtime's own check agrees

@@ -101,6 +101,12 @@ void test_attention_validate() {
   bad.v_stride[2] = 44;
   check(attention_rejects(bad, "multiples of 8 elements"), "a row stride off 16 bytes refused");
   bad = unet_attention();
+  bad.k_stride[0] = 0;  // K broadcast over the batch
+  check(attention_rejects(bad, "stride 0"), "a broadcast (stride 0) dim of size > 1 refused");
+  blade::AttentionProblem one = unet_attention();
+  one.b = 1, one.q_stride[0] = one.k_stride[0] = one.v_stride[0] = one.o_stride[0] = 0;
+  blade::validate(one);  // a size-1 dim's stride addresses nothing
+  bad = unet_attention();
   bad.s_kv = 0;
   check(attention_rejects(bad, "size below 1"), "an empty key sequence refused");
 }
