@@ -68,11 +68,12 @@ HEADER = ["workload", "eager", "compile", "blade", "blade no graphs", "back to b
           "max diff"]
 
 
-def program_runner(opt, model, gemm_library: str = "torch", native_loop: bool = False):
+def program_runner(opt, model, gemm_library: str = "torch", native_loop: bool = False, **libraries):
     """The first variant lowered to a Program with this GPU's cubins, run by the Program executor
     (generated kernels through the C++ driver launcher, no graphs; GEMMs through torch or, with
-    ``gemm_library="cublaslt"``, cuBLASLt from the C++ runtime; ``native_loop``: the launches from
-    the C++ step list, ``runtime/native_loop.py``); None (and why) if it cannot."""
+    ``gemm_library="cublaslt"``, cuBLASLt from the C++ runtime; ``libraries``: more
+    ``TorchProvider`` settings, ``conv_library`` / ``attention_library``; ``native_loop``: the
+    launches from the C++ step list, ``runtime/native_loop.py``); None (and why) if it cannot."""
     try:
         from blade.lower_program import lower_program
         from blade.runtime.host_provider import TorchProvider
@@ -81,7 +82,7 @@ def program_runner(opt, model, gemm_library: str = "torch", native_loop: bool = 
         major, minor = torch.cuda.get_device_capability()
         prog = lower_program(opt.variants[0].program, target=("cuda", major * 10 + minor, 32))
         return ProgramExecutor(prog, module_weights(prog, model),
-                               providers={"torch": TorchProvider(gemm_library=gemm_library)},
+                               providers={"torch": TorchProvider(gemm_library=gemm_library, **libraries)},
                                native_loop=native_loop), ""
     except Exception as e:  # noqa: BLE001 - a benchmark column, reported, not fatal
         return None, f"{type(e).__name__}: {str(e)[:300]}"

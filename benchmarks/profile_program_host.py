@@ -4,7 +4,8 @@ once, its first variant run as a Program (``bench_models.program_runner``), then
 a few calls with the GPU synchronised only at the end (the host issues ahead, as in serving).
 Prints the functions by own time and the per-call step counts by kind.
 
-    python benchmarks/profile_program_host.py [--model unet|vae|clip] [--size 512] [--calls 10] [--gemm-library cublaslt] [--native-loop]
+    python benchmarks/profile_program_host.py [--model unet|vae|clip] [--size 512] [--calls 10] [--gemm-library cublaslt]
+        [--conv-library cudnn] [--attention-library cudnn] [--native-loop]
 """
 
 import argparse
@@ -29,12 +30,16 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--size", type=int, default=512, help="image pixels (the UNet at batch 2, the VAE at 1)")
     ap.add_argument("--gemm-library", default="torch", choices=["torch", "cublaslt"])
+    ap.add_argument("--conv-library", default="torch", choices=["torch", "cudnn"])
+    ap.add_argument("--attention-library", default="torch", choices=["torch", "cudnn"])
     ap.add_argument("--native-loop", action="store_true", help="the C++ step list (runtime/native_loop.py)")
     args = ap.parse_args()
     model, make = bench_models._build(args.model)
     x = make({"unet": (2, args.size, args.size), "vae": (1, args.size, args.size), "clip": (2, 77)}[args.model])
     opt = blade.optimize(model, x)  # as bench_models does (the model is already fp16)
-    runner, why = bench_models.program_runner(opt, model, args.gemm_library, args.native_loop)
+    runner, why = bench_models.program_runner(opt, model, args.gemm_library, args.native_loop,
+                                              conv_library=args.conv_library,
+                                              attention_library=args.attention_library)
     if runner is None:
         raise SystemExit(f"no Program: {why}")
     steps = collections.Counter(s.kind if s.kind != "library_call" else f"library {s.op}" for s in runner.program.steps)
