@@ -11,11 +11,11 @@ cd "$(dirname "$0")/.."
 P="python3 -m pytest -q -p no:cacheprovider -rA $*"
 Z="$P -s tests/gpu/test_zoo.py -k"
 parts=("sd15 or sd2 or sdxl or controlnet" "vae or vit or resnet" "clip or bert or gpt2 or t5")
-own=" test_zoo.py test_unet_fuzz.py test_pipelines.py test_gpu_op_coverage.py test_gpu_cublaslt.py
- test_gpu_native_loop.py test_gpu_program.py test_gpu_precompile.py "
+own=(test_zoo.py test_unet_fuzz.py test_pipelines.py test_gpu_op_coverage.py test_gpu_cublaslt.py
+     test_gpu_native_loop.py test_gpu_program.py test_gpu_precompile.py)
 rest=""
 for f in tests/gpu/test_*.py; do
-  case "$own" in *" $(basename "$f") "*) ;; *) rest="$rest $f" ;; esac
+  case " ${own[*]} " in *" $(basename "$f") "*) ;; *) rest="$rest $f" ;; esac
 done
 exec bash benchmarks/gpu_jobs.sh \
   "gpu=$P$rest" \
