@@ -257,14 +257,12 @@ int64_t CudnnAttention::prepare(const AttentionProblem& p, float scale, int64_t 
 
 int64_t CudnnAttention::workspace_size(int64_t id) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no attention plan " + std::to_string(id));
-  return plans_[id]->graph.workspace;
+  return cudnn::plan_at(plans_, id, "attention plan").graph.workspace;
 }
 
 std::string CudnnAttention::engine(int64_t id) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no attention plan " + std::to_string(id));
-  return plans_[id]->graph.engine;
+  return cudnn::plan_at(plans_, id, "attention plan").graph.engine;
 }
 
 int64_t CudnnAttention::plans() const {
@@ -275,27 +273,19 @@ int64_t CudnnAttention::plans() const {
 void CudnnAttention::run(int64_t id, uint64_t q, uint64_t k, uint64_t v, uint64_t o, uint64_t workspace,
                          uint64_t stream, int64_t device) {
   std::lock_guard<std::mutex> lock(mutex_);  // the handle's stream is set per call
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no attention plan " + std::to_string(id));
-  Plan& plan = *plans_[id];
+  Plan& plan = cudnn::plan_at(plans_, id, "attention plan");
   const AttentionProblem& p = plan.problem;
-  if (device != plan.device) {
-    throw std::invalid_argument(describe(p) + ": planned for device " + std::to_string(plan.device) + ", run on " +
-                                std::to_string(device));
-  }
   if (((q | k | v | o) & 15) != 0) throw std::invalid_argument(describe(p) + ": a pointer less than 16-byte aligned");
   if (plan.graph.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
   const Library& l = *plan.graph.lib;
-  current_context(device);
-  Handle h = handles_->get(device);
-  Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
-  if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
+  Handle h = handles_->on_stream(device, plan.device, stream, [&] { return describe(p); });
   // by-value tensors: host pointers read by cuDNN during the call
   float scale = plan.scale, neg_inf = -std::numeric_limits<float>::infinity();
   int64_t uids[6] = {kUidQ, kUidK, kUidV, kUidO, kUidScale, kUidNegInf};
   void* ptrs[6] = {reinterpret_cast<void*>(q), reinterpret_cast<void*>(k), reinterpret_cast<void*>(v),
                    reinterpret_cast<void*>(o), &scale, &neg_inf};
   std::string what;
-  s = cudnn::execute(l, h, plan.graph, p.causal ? 6 : 5, uids, ptrs,
+  Status s = cudnn::execute(l, h, plan.graph, p.causal ? 6 : 5, uids, ptrs,
                      plan.graph.workspace ? reinterpret_cast<void*>(workspace) : nullptr, &what);
   if (s != kSuccess) throw std::runtime_error(describe(p) + ": " + what + ": " + status_text(l, s));
 }

@@ -209,8 +209,7 @@ CudnnConv::CudnnConv(std::string library_path, bool graph_api)
 
 std::string CudnnConv::api(int64_t id) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no cuDNN plan " + std::to_string(id));
-  const Plan& plan = *plans_[id];
+  const Plan& plan = cudnn::plan_at(plans_, id, "cuDNN plan");
   if (!plan.graph) return "legacy (" + plan.graph_why + ")";
   if (plan.graph_off) return "legacy after the graph plan failed (" + plan.graph_why + ")";
   std::string text = "graph (" + plan.graph->engine + ")";
@@ -344,33 +343,25 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
 
 int64_t CudnnConv::workspace_size(int64_t id) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no cuDNN plan " + std::to_string(id));
-  return static_cast<int64_t>(plans_[id]->workspace);
+  return static_cast<int64_t>(cudnn::plan_at(plans_, id, "cuDNN plan").workspace);
 }
 
 std::pair<int, bool> CudnnConv::algorithm(int64_t id) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no cuDNN plan " + std::to_string(id));
-  return {plans_[id]->algo, plans_[id]->searched};
+  const Plan& plan = cudnn::plan_at(plans_, id, "cuDNN plan");
+  return {plan.algo, plan.searched};
 }
 
 void CudnnConv::run(int64_t id, uint64_t x, uint64_t w, uint64_t y, uint64_t bias, uint64_t workspace,
                     uint64_t stream, int64_t device) {
   std::lock_guard<std::mutex> lock(mutex_);  // the handle's stream is set per call
-  if (id < 0 || id >= static_cast<int64_t>(plans_.size())) throw std::out_of_range("no cuDNN plan " + std::to_string(id));
-  Plan& plan = *plans_[id];
+  Plan& plan = cudnn::plan_at(plans_, id, "cuDNN plan");
   const ConvProblem& p = plan.problem;
-  if (device != plan.device) {
-    throw std::invalid_argument(describe(p) + ": planned for device " + std::to_string(plan.device) + ", run on " +
-                                std::to_string(device));
-  }
   if ((bias != 0) != plan.bias) throw std::invalid_argument(describe(p) + ": bias given where the plan has none, or the reverse");
   if (plan.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
   const Library& l = *plan.lib;
-  current_context(device);
-  Handle h = handles_->get(device);
-  Status s = l.set_stream(h, reinterpret_cast<void*>(stream));
-  if (s != kSuccess) throw std::runtime_error(describe(p) + ": cudnnSetStream: " + status_text(l, s));
+  Handle h = handles_->on_stream(device, plan.device, stream, [&] { return describe(p); });
+  Status s = kSuccess;
   // the graph plan promised cuDNN 16-byte aligned tensors: a pointer less aligned takes the legacy calls
   bool aligned = ((x | w | y | bias | (plan.graph && plan.graph->workspace ? workspace : 0)) & 15) == 0;
   bool graph = plan.graph && !plan.graph_off;

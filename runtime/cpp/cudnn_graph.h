@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -147,11 +149,32 @@ class Handles {
   Handles(const Handles&) = delete;
   Handles& operator=(const Handles&) = delete;
   Handle get(int64_t device);
+  // The device's handle with its stream set to `stream`, for a call on device `device` of a plan
+  // made for device `planned`; where they differ or cuDNN fails, throws naming what(), the problem
+  // (a callable: the text is made only then, not on every call).
+  template <typename What>
+  Handle on_stream(int64_t device, int64_t planned, uint64_t stream, const What& what) {
+    if (device != planned) {
+      throw std::invalid_argument(what() + ": planned for device " + std::to_string(planned) + ", run on " +
+                                  std::to_string(device));
+    }
+    Handle h = get(device);  // makes the device's context current
+    Status s = l_.set_stream(h, reinterpret_cast<void*>(stream));
+    if (s != kSuccess) throw std::runtime_error(what() + ": cudnnSetStream: " + status_text(l_, s));
+    return h;
+  }
 
  private:
   const Library& l_;
   std::map<int64_t, Handle> handles_;
 };
+
+// plans[id], or std::out_of_range naming `what` ("cuDNN plan", "attention plan") and the id.
+template <typename Plan>
+Plan& plan_at(const std::vector<std::unique_ptr<Plan>>& plans, int64_t id, const char* what) {
+  if (id < 0 || id >= static_cast<int64_t>(plans.size())) throw std::out_of_range(std::string("no ") + what + " " + std::to_string(id));
+  return *plans[id];
+}
 
 // The first of cuDNN's heuristic engine configurations for `graph` (INSTANT, then FALLBACK, as
 // PyTorch) that makes an execution plan within `limit` bytes of workspace, kept in `g`; false (and
