@@ -3,6 +3,8 @@
 # logs to $OUT/install.log, and records the GPU and versions in $OUT/gpu.txt.
 OUT=${OUT:-/tmp/blade-out}
 mkdir -p "$OUT"
+# sourced a second time in one shell (gpu_jobs.sh after a script that installed): nothing to redo
+if [ -n "${BLADE_GPU_INSTALLED:-}" ]; then return 0; fi
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -21,3 +23,4 @@ rm -rf /tmp/blade-build
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
   git log -1 --format='commit %h %s' 2>/dev/null; date -u; } | tee "$OUT/gpu.txt"
+export BLADE_GPU_INSTALLED=1

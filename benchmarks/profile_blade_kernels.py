@@ -3,7 +3,7 @@ with ``--inductor`` also torch.compile's generated Triton kernels for the same m
 side by side in one run. Time and launch count per kernel, largest first.
 
     python benchmarks/profile_blade_kernels.py [--model unet|vae] [--inductor] [BATCHxHEIGHTxWIDTH]
-        [--blade-configs "default;executor=kernels,gemm_library=torch"]
+        [--blade-configs "default;executor=kernels,gemm_library=torch"] [--timeline]
 
 Generated kernels are Blade's (names start with ``pointwise_``, ``row_norm_``, ``group_norm_``) and
 Inductor's (names start with ``triton_``). Everything else (cuBLAS, cuDNN, attention, copies) is
@@ -97,6 +97,48 @@ _LIBRARY_KINDS = (("attention", ("flash", "fmha", "attention", "softmax")),
                   ("copy", ("copy", "elementwise", "cat", "memcpy", "memset", "fill")))
 
 
+def timeline(label: str, events) -> dict:
+    """The GPU timeline of one profiled call: its span (first kernel start to last kernel end), the
+    time kernels were busy, the idle gaps between them (how many, their sum, the largest with the
+    kernels on either side), the idle time summed by the kinds of kernel on either side, and how
+    many kernels started before the one before them ended (overlap, as programmatic dependent
+    launch gives). With CUDA graphs the gaps are what a replay adds between nodes."""
+    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in events)
+    if not spans:
+        return {}
+    gaps, by_kinds, overlaps = [], collections.Counter(), 0
+    busy_until, prev = spans[0][1], spans[0][2]
+    for start, end, name in spans[1:]:
+        if start > busy_until:
+            gaps.append((start - busy_until, prev, name))
+            by_kinds[f"{_event_kind(prev)} -> {_event_kind(name)}"] += start - busy_until
+        elif start < busy_until:
+            overlaps += 1
+        if end > busy_until:
+            busy_until, prev = end, name
+    span = busy_until - spans[0][0]
+    idle = sum(g for g, _, _ in gaps)
+    kinds = collections.Counter(_event_kind(name) for _, _, name in spans)
+    print(f"{label}: span {span / 1000:.3f} ms, {len(spans)} GPU events ("
+          + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + f"), busy {(span - idle) / 1000:.3f} ms, "
+          f"{len(gaps)} gaps summing to {idle / 1000:.3f} ms, {overlaps} overlapping starts")
+    for g, before, after in sorted(gaps, reverse=True)[:5]:
+        print(f"  gap {g:6.1f} us after {before[:60]} before {after[:60]}")
+    print("  idle us by kinds: " + ", ".join(f"{k} {us:.0f}" for k, us in by_kinds.most_common(10)))
+    return {"span_ms": span / 1000, "events": len(spans), "gaps": len(gaps), "idle_ms": idle / 1000,
+            "overlaps": overlaps, "idle_us_by_kinds": dict(by_kinds)}
+
+
+def _event_kind(name: str) -> str:
+    if name.startswith(BLADE_PREFIXES):
+        return "generated"
+    if name.startswith("Memset"):
+        return "memset"
+    if name.startswith("Memcpy"):
+        return "memcpy"
+    return library_kind(name)
+
+
 def library_kind(name: str) -> str:
     """The kind of a library kernel from its name (first match of ``_LIBRARY_KINDS``)."""
     low = name.lower()
@@ -109,6 +151,8 @@ def main() -> None:
     ap.add_argument("--model", choices=["unet", "vae"], default="unet")
     ap.add_argument("--inductor", action="store_true", help="also profile torch.compile (reduce-overhead)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--timeline", action="store_true",
+                    help="also the span, busy time and idle gaps of each profiled call's GPU timeline")
     ap.add_argument("--blade-configs", default="",
                     help="';'-separated Blade configurations, each 'default' or 'field=value,...'")
     args = ap.parse_args()
@@ -124,15 +168,21 @@ def main() -> None:
 
     for label, config in [parse_config(t) for t in (args.blade_configs or "default").split(";")]:
         key = "blade" if label == "default" else f"blade {label}"
-        result[key] = summarize(f"Blade ({label}) {args.model} {args.shape}", _blade_events(model, inputs, config),
+        events = _blade_events(model, inputs, config)
+        result[key] = summarize(f"Blade ({label}) {args.model} {args.shape}", events,
                                 lambda n: n.startswith(BLADE_PREFIXES), _blade_key)
+        if args.timeline:
+            result[key]["timeline"] = timeline(f"Blade ({label}) timeline", events)
     if args.inductor:
         import torch._inductor.config as ic
         ic.conv_1x1_as_mm = True
         cl = model.to(memory_format=torch.channels_last)
         compiled = torch.compile(cl, mode="reduce-overhead", fullgraph=True)
-        result["inductor"] = summarize(f"torch.compile {args.model} {args.shape}", _profile(lambda: compiled(*inputs)),
+        events = _profile(lambda: compiled(*inputs))
+        result["inductor"] = summarize(f"torch.compile {args.model} {args.shape}", events,
                                        lambda n: n.startswith("triton_"), _inductor_key)
+        if args.timeline:
+            result["inductor"]["timeline"] = timeline("torch.compile timeline", events)
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:

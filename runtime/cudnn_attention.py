@@ -1,5 +1,5 @@
 """Attention of a Program through cuDNN's fused attention from Blade's C++ runtime, not through
-torch's ``scaled_dot_product_attention`` (``Config(attention_library="cudnn")``, opt-in).
+torch's ``scaled_dot_product_attention`` (``Config(attention_library="cudnn")``, the default).
 
 An ``attention`` library call becomes one call into ``runtime/cpp/cudnn_attention.cpp``, which
 keeps the cuDNN plan of each problem (the fused attention operation ``OPERATION_SDPA_FWD`` of
