@@ -106,7 +106,7 @@ def timeline(label: str, events) -> dict:
     spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in events)
     if not spans:
         return {}
-    gaps, by_kinds, overlaps = [], collections.Counter(), 0
+    gaps, by_kinds, overlaps, overlapped = [], collections.Counter(), 0, collections.Counter()
     busy_until, prev = spans[0][1], spans[0][2]
     for start, end, name in spans[1:]:
         if start > busy_until:
@@ -114,6 +114,7 @@ def timeline(label: str, events) -> dict:
             by_kinds[f"{_event_kind(prev)} -> {_event_kind(name)}"] += start - busy_until
         elif start < busy_until:
             overlaps += 1
+            overlapped[f"{_event_kind(prev)} -> {_event_kind(name)}"] += 1
         if end > busy_until:
             busy_until, prev = end, name
     span = busy_until - spans[0][0]
@@ -125,6 +126,8 @@ def timeline(label: str, events) -> dict:
     for g, before, after in sorted(gaps, reverse=True)[:5]:
         print(f"  gap {g:6.1f} us after {before[:60]} before {after[:60]}")
     print("  idle us by kinds: " + ", ".join(f"{k} {us:.0f}" for k, us in by_kinds.most_common(10)))
+    if overlapped:
+        print("  overlapping starts by kinds: " + ", ".join(f"{k} {n}" for k, n in overlapped.most_common(8)))
     return {"span_ms": span / 1000, "events": len(spans), "gaps": len(gaps), "idle_ms": idle / 1000,
             "overlaps": overlaps, "idle_us_by_kinds": dict(by_kinds)}
 

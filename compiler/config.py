@@ -115,10 +115,11 @@ class Config:
     #: runtime (``runtime/cudnn_conv.py``: execution plans of cuDNN's graph API, no dispatcher, and
     #: the C++ step loop runs them without Python), ``"torch"`` calls torch's operators. Where the
     #: C++ runtime or cuDNN is missing, or a layout is not one it describes, torch computes it.
-    #: Opt-in: its host cost per call is below torch's (10-39 us against 15-45 on an H200), but its
-    #: plans follow cuDNN's heuristic order untimed, and the SD 1.5 UNet's convolutions came out
-    #: 0.4 ms per step slower on the GPU than torch's timed choice (session 14).
-    conv_library: Literal["torch", "cudnn"] = "torch"
+    #: Default since session 15: host cost per call below torch's (10-39 us against 15-45 on an
+    #: H200), the same GPU kernels as torch's timed choice in the SD 1.5 UNet, and graphs off its
+    #: convolutions leave Python. (Session 14's "0.2 ms slower with CUDA graphs" was the order the
+    #: modules were made in one process, not cuDNN: ``benchmarks/graph_replay_probe.py``.)
+    conv_library: Literal["torch", "cudnn"] = "cudnn"
 
     #: Who computes the attention library calls of a Program on CUDA: ``"cudnn"`` calls cuDNN's
     #: fused attention from Blade's C++ runtime (``runtime/cudnn_attention.py``: float16/bfloat16,

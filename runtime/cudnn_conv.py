@@ -1,5 +1,5 @@
 """Convolutions of a Program through cuDNN from Blade's C++ runtime, not through torch's operators
-(``Config(conv_library="cudnn")``, opt-in).
+(``Config(conv_library="cudnn")``, the default).
 
 A ``conv`` library call becomes one call into ``runtime/cpp/cudnn_conv.cpp``, which keeps the cuDNN
 plan of each problem (descriptors, algorithm, workspace size) and enqueues
