@@ -6,13 +6,17 @@
 # test file joins that job by itself). Extra arguments go to every pytest run (--bounds-check, -x).
 #
 #   JOB_LIMIT=440 bash benchmarks/gpu_suite.sh [pytest args]      (about 7 minutes on an H200)
+#
+# Session 15 (H200): the longest jobs took pipe 399 s, prog 345, zoo1 321, fuzz 313, lt 268; the 'gpu'
+# job then also held the cuDNN suites and was cut at 430 s, so those are the 'cudnn' job now.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 P="python3 -m pytest -q -p no:cacheprovider -rA $*"
 Z="$P -s tests/gpu/test_zoo.py -k"
 parts=("sd15 or sd2 or sdxl or controlnet" "vae or vit or resnet" "clip or bert or gpt2 or t5")
 own=(test_zoo.py test_unet_fuzz.py test_pipelines.py test_gpu_op_coverage.py test_gpu_cublaslt.py
-     test_gpu_native_loop.py test_gpu_program.py test_gpu_precompile.py)
+     test_gpu_native_loop.py test_gpu_program.py test_gpu_precompile.py test_gpu_cudnn_attention.py
+     test_gpu_cudnn_conv.py)
 rest=""
 for f in tests/gpu/test_*.py; do
   case " ${own[*]} " in *" $(basename "$f") "*) ;; *) rest="$rest $f" ;; esac
@@ -22,6 +26,7 @@ exec bash benchmarks/gpu_jobs.sh \
   "cov=$P tests/gpu/test_gpu_op_coverage.py" \
   "lt=ctest --test-dir /tmp/blade-build --output-on-failure; $P tests/gpu/test_gpu_cublaslt.py tests/gpu/test_gpu_native_loop.py" \
   "prog=$P -s tests/gpu/test_gpu_program.py tests/gpu/test_gpu_precompile.py" \
+  "cudnn=$P tests/gpu/test_gpu_cudnn_attention.py tests/gpu/test_gpu_cudnn_conv.py" \
   "fuzz=$P -s tests/gpu/test_unet_fuzz.py" \
   "zoo1=$Z '${parts[0]}'" "zoo2=$Z '${parts[1]}'" "zoo3=$Z '${parts[2]}'" \
   "zoo4=$Z 'not (${parts[0]} or ${parts[1]} or ${parts[2]})'; r=\$?; [ \$r = 5 ] && r=0; exit \$r" \
