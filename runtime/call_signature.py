@@ -123,5 +123,99 @@ def flatten_call(args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.
     return tensors, constants, sig
 
 
+class _NotRemembered(Exception):
+    """A call holds a value the layout cache does not describe (an object, a NaN, ...)."""
+
+
+_LAYOUT_CONSTANTS = frozenset((type(None), bool, int, float, str, torch.dtype, torch.device))
+
+
+def _layout(value: Any, leaves: list) -> Any:
+    """A hashable description of ``value``'s structure and non-tensor values (tensors are ``0``,
+    appended to ``leaves`` in visiting order); raises ``_NotRemembered`` for anything else."""
+    kind = type(value)
+    if isinstance(value, torch.Tensor):
+        leaves.append(value)
+        return 0
+    if kind in _LAYOUT_CONSTANTS:
+        if kind is float and value != value:  # NaN: equal to nothing, so never found again
+            raise _NotRemembered
+        return (kind, value)
+    if kind is tuple or kind is list:
+        return (kind, tuple(_layout(v, leaves) for v in value))
+    if kind is dict:
+        return (dict, tuple(value), tuple(_layout(v, leaves) for v in value.values()))
+    raise _NotRemembered
+
+
+def _with_sentinels(value: Any, sentinels: list) -> Any:
+    """``value`` with every tensor replaced by a distinct empty tensor (appended to ``sentinels``),
+    the containers rebuilt as ``_layout`` visits them."""
+    if isinstance(value, torch.Tensor):
+        sentinels.append(torch.empty(0))
+        return sentinels[-1]
+    if type(value) is tuple or type(value) is list:
+        return type(value)(_with_sentinels(v, sentinels) for v in value)
+    if type(value) is dict:
+        return {k: _with_sentinels(v, sentinels) for k, v in value.items()}
+    return value
+
+
+class CallLayouts:
+    """``bind_call`` + ``flatten_call`` for calls shaped like an earlier one, without binding.
+
+    Binding to ``forward``'s signature and flattening the canonical call cost tens of microseconds
+    of Python per call, on every call, CUDA-graph replays included. What they produce depends only
+    on the call's *layout*: how many positional arguments, which keywords in which order, the
+    containers, and the non-tensor values; the tensors only fill the leaves. So the first call of
+    a layout is normalised the full way, once more with a distinct sentinel in each tensor's place,
+    which shows where each of the call's tensors lands in the canonical flattening; later calls of
+    that layout pick their tensors into that order and keep the tree structure and constants.
+
+    Calls holding anything but tensors, ``None``, bools, numbers, strings, dtypes, devices and
+    plain tuples, lists and dicts of those (an object, a NaN) take the full way every time
+    (``normalise`` returns None for them). At most ``limit`` layouts are kept."""
+
+    def __init__(self, sig: inspect.Signature | None, fill_defaults: bool = True, limit: int = 64):
+        self._sig, self._fill, self._limit = sig, fill_defaults, limit
+        self._known: dict = {}  # layout -> (canonical position of each raw tensor, spec, constants)
+        self.remembered = 0  # calls served from a known layout (tests read it)
+
+    def normalise(self, args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], CallSignature] | None:
+        """The tensors and signature ``flatten_call(*bind_call(...))`` gives, or None where the
+        call's layout cannot be remembered. Raises ``TypeError`` as ``bind_call`` does."""
+        leaves: list = []
+        try:
+            key = (tuple(kwargs), tuple(_layout(a, leaves) for a in args),
+                   tuple(_layout(v, leaves) for v in kwargs.values()))
+        except _NotRemembered:
+            return None
+        known = self._known.get(key)
+        if known is None:
+            known = self._learn(args, kwargs, training, key)
+            if known is None:
+                return None
+        else:
+            self.remembered += 1
+        order, spec, constants = known
+        tensors = [leaves[i] for i in order]
+        return tensors, CallSignature(spec, tuple((t.dtype, t.device) for t in tensors), constants, bool(training))
+
+    def _learn(self, args: tuple, kwargs: dict, training: bool, key: Any) -> tuple | None:
+        sentinels: list = []
+        probe_args = tuple(_with_sentinels(a, sentinels) for a in args)
+        probe_kwargs = {k: _with_sentinels(v, sentinels) for k, v in kwargs.items()}
+        cargs, ckwargs = bind_call(self._sig, probe_args, probe_kwargs, self._fill)
+        tensors, _, signature = flatten_call(cargs, ckwargs, training)
+        where = {id(t): i for i, t in enumerate(sentinels)}
+        if len(tensors) != len(sentinels) or any(id(t) not in where for t in tensors):
+            return None  # a tensor that is not one of the call's (none expected): the full way
+        known = (tuple(where[id(t)] for t in tensors), signature.spec, signature.constants)
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        self._known[key] = known
+        return known
+
+
 def describe_inputs(tensors: list[torch.Tensor]) -> str:
     return "[" + ", ".join(f"{tuple(t.shape)}:{str(t.dtype).removeprefix('torch.')}" for t in tensors) + "]"
