@@ -100,6 +100,8 @@ class Config:
     #: of that shape (the CUDA-graph warm-up run; the first call of a new input shape takes cuDNN's
     #: heuristic pick and stays cheap) and keep the fastest; off: cuDNN's heuristic pick always.
     #: Only Blade's own convolution calls are affected, not ``torch.backends.cudnn.benchmark``.
+    #: With ``conv_library="cudnn"`` (the default) it applies to the legacy-call fallback only:
+    #: cuDNN's graph-API plans are taken in its heuristic order, untimed.
     conv_algorithm_search: bool = True
 
     #: Who computes the ``linear`` / ``matmul`` library calls of a Program on CUDA (float16 and
