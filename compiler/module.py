@@ -454,12 +454,7 @@ class BladeModule(torch.nn.Module):
         if self._gate.watch.version != self._structure_seen:
             self._structure_changed()
         try:
-            fast = self._call_layouts.normalise(args, kwargs, self.original.training)
-            if fast is None:
-                cargs, ckwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
-                tensors, _, signature = flatten_call(cargs, ckwargs, self.original.training)
-            else:
-                tensors, signature = fast
+            tensors, signature = self._call_layouts.normalise(args, kwargs, self.original.training)
         except TypeError:
             return self._run_eager(args, kwargs)  # raises eager's own TypeError
         chosen, values, reasons = self._select(tensors, signature, self._variants)

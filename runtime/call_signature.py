@@ -173,28 +173,30 @@ class CallLayouts:
     that layout pick their tensors into that order and keep the tree structure and constants.
 
     Calls holding anything but tensors, ``None``, bools, numbers, strings, dtypes, devices and
-    plain tuples, lists and dicts of those (an object, a NaN) take the full way every time
-    (``normalise`` returns None for them). At most ``limit`` layouts are kept."""
+    plain tuples, lists and dicts of those (an object, a NaN) take the full way every time. At
+    most ``limit`` layouts are kept."""
 
     def __init__(self, sig: inspect.Signature | None, fill_defaults: bool = True, limit: int = 64):
         self._sig, self._fill, self._limit = sig, fill_defaults, limit
         self._known: dict = {}  # layout -> (canonical position of each raw tensor, spec, constants)
         self.remembered = 0  # calls served from a known layout (tests read it)
 
-    def normalise(self, args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], CallSignature] | None:
-        """The tensors and signature ``flatten_call(*bind_call(...))`` gives, or None where the
-        call's layout cannot be remembered. Raises ``TypeError`` as ``bind_call`` does."""
+    def normalise(self, args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], CallSignature]:
+        """The tensors and signature of the call, as ``flatten_call(*bind_call(...))`` gives them.
+        Raises ``TypeError`` as ``bind_call`` does."""
         leaves: list = []
         try:
             key = (tuple(kwargs), tuple(_layout(a, leaves) for a in args),
                    tuple(_layout(v, leaves) for v in kwargs.values()))
         except _NotRemembered:
-            return None
-        known = self._known.get(key)
+            key = None
+        known = self._known.get(key) if key is not None else None
         if known is None:
-            known = self._learn(args, kwargs, training, key)
-            if known is None:
-                return None
+            known = self._learn(args, kwargs, training, key) if key is not None else None
+            if known is None:  # the full way
+                cargs, ckwargs = bind_call(self._sig, args, kwargs, self._fill)
+                tensors, _, signature = flatten_call(cargs, ckwargs, training)
+                return tensors, signature
         else:
             self.remembered += 1
         order, spec, constants = known

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
-from blade.runtime.call_signature import CallLayouts, CallSignature, bind_call, flatten_call, forward_signature
+from blade.runtime.call_signature import CallLayouts, CallSignature, forward_signature
 from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
 from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
 
@@ -98,12 +98,7 @@ class ProgramModule(torch.nn.Module):
         pass  # the original's mode is the truth; nn.Module.__init__ sets this once
 
     def forward(self, *args, **kwargs):
-        fast = self._call_layouts.normalise(args, kwargs, self.original.training)
-        if fast is None:
-            cargs, ckwargs = bind_call(self._forward_signature, args, kwargs)
-            tensors, _, signature = flatten_call(cargs, ckwargs, self.original.training)
-        else:
-            tensors, signature = fast
+        tensors, signature = self._call_layouts.normalise(args, kwargs, self.original.training)
         key = signature_key(signature)
         reasons = []
         for i, v in enumerate(self.variants):

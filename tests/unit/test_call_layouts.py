@@ -108,7 +108,6 @@ def test_remembered_layouts_normalise_as_binding_does(seed):
                     layouts.normalise(args, kwargs, training)
                 continue
             got = layouts.normalise(args, kwargs, training)
-            assert got is not None
             assert len(got[0]) == len(want[0]) and all(a is b for a, b in zip(got[0], want[0]))
             assert got[1] == want[1]
     assert layouts.remembered > 0
@@ -127,11 +126,16 @@ def test_values_it_cannot_describe_take_the_full_way():
     sig = SIGNATURES[0]
     layouts = CallLayouts(sig)
     x = torch.ones(2)
-    assert layouts.normalise((x, x), {"scale": float("nan")}, False) is None  # a NaN equals nothing
-    assert layouts.normalise((x, x), {"extra": object()}, False) is None
-    assert layouts.normalise((x, x), {"extra": {1, 2}}, False) is None  # a set: not a pytree container
-    assert layouts.normalise((x, x), {}, False) is not None
-    assert layouts.normalise((x, x), {}, False) is not None and layouts.remembered == 1
+    for extra in ({"scale": float("nan")}, {"extra": object()}, {"extra": {1, 2}}):  # NaN equals nothing; a set
+        for _ in range(2):
+            tensors, signature = layouts.normalise((x, x), extra, False)
+            want = _full(sig, (x, x), extra, False)
+            assert all(a is b for a, b in zip(tensors, want[0])) and len(tensors) == len(want[0])
+            assert signature.spec == want[1].spec and signature.tensors == want[1].tensors
+    assert layouts.remembered == 0 and not layouts._known
+    layouts.normalise((x, x), {}, False)
+    layouts.normalise((x, x), {}, False)
+    assert layouts.remembered == 1
 
 
 def test_wrong_calls_raise_every_time_and_are_not_remembered():
