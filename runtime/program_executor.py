@@ -221,7 +221,10 @@ class ProgramExecutor:
                 plan = (list(offsets), total)
             else:
                 plan = first_fit(bufs)
-            self._plans[sizes] = plan
+            with self._call_plans_lock:  # bounded as the call plans are (a run over ever new sizes)
+                while len(self._plans) >= 4 * MAX_CALL_PLANS:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[sizes] = plan
         return plan
 
     def prepare(self, inputs: Sequence[torch.Tensor], device: torch.device) -> tuple[list[int], list[int], int]:

@@ -181,6 +181,7 @@ PreparedCall CallPlanner::prepare(const std::vector<std::vector<int64_t>>& input
   for (size_t b = 0; b < sizes.size(); ++b) sizes[b] = r.slots.at(buffer_size_slots_[b]);
   auto hit = plans_.find(sizes);
   if (hit == plans_.end()) {
+    if (plans_.size() >= kMaxPlans) plans_.clear();
     std::vector<ArenaBuffer> bufs = buffer_ranges_;
     for (size_t b = 0; b < bufs.size(); ++b) bufs[b].nbytes = sizes[b];
     hit = plans_.emplace(sizes, first_fit(bufs, align_)).first;

@@ -15,6 +15,7 @@
 // future CUDA executor use it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <vector>
@@ -60,6 +61,11 @@ class CallPlanner {
   // input_shapes: the call's input sizes; device_values: the Program's device symbols, in order.
   PreparedCall prepare(const std::vector<std::vector<int64_t>>& input_shapes,
                        const std::vector<int64_t>& device_values);
+
+  // Arena placements kept (one per distinct buffer-size vector met, at most kMaxPlans: a run over
+  // ever new sizes starts over rather than growing without bound).
+  static constexpr size_t kMaxPlans = 256;
+  size_t cached_plans() const { return plans_.size(); }
 
  private:
   int64_t num_symbols_;

@@ -378,3 +378,25 @@ def test_a_key_met_again_within_one_module_call_is_still_untuned():
         assert calls.tuned("q", capturing=True)
         assert not calls.tuned("k", capturing=False)
     assert calls.tuned("k", capturing=False)  # outside module calls every op call counts
+
+
+def test_arena_plans_are_bounded(monkeypatch):
+    """A run over ever new sizes keeps a bounded number of arena plans (as of call plans), and a
+    size met again after its plan was dropped is planned again, correctly."""
+    class IntoArena:  # writes into the arena buffer it is given (so the buffer is placed)
+        def __call__(self, op, attrs, inputs, outputs):
+            torch.neg(inputs[0], out=outputs[0])
+            return outputs
+
+    monkeypatch.setattr(program_executor, "MAX_CALL_PLANS", 2)
+    p = _program(values=[_v("input", index=0), _v("arena", buffer=0), _v("output")],
+                 buffers=[Buffer(1, 1, 0, 1)],
+                 steps=[Step("library_call", "neg", [0], [1], provider="mine"),
+                        Step("library_call", "neg", [1], [2], provider="torch")],
+                 outputs=[2])
+    ex = ProgramExecutor(p, {}, providers={"mine": IntoArena(), "torch": TorchProvider()})
+    assert ex._placed
+    for n in list(range(1, 40)) + [1, 2]:
+        (o,) = ex.run([torch.arange(float(n))])
+        assert torch.equal(o, torch.arange(float(n)))
+        assert len(ex._plans) <= 8 and len(ex._call_plans) <= 2

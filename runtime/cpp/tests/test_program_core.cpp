@@ -93,6 +93,15 @@ void test_call_planner() {
   check(r.ok && r.slots == std::vector<int64_t>({9, 20}), "symbol bound through an offset");
   r = odd.prepare({{8}}, {});
   check(!r.ok && r.bad_input == 0, "an even size does not fit 2*s0 - 1");
+
+  // ever new sizes: the placements kept stay bounded, and a size met again is placed again
+  for (int64_t n = 1; n < 3 * static_cast<int64_t>(blade::CallPlanner::kMaxPlans); n += 2) {
+    r = odd.prepare({{n}}, {});
+    check(r.ok && r.total == 2 * (n + 1), "placement of a new size");
+    check(odd.cached_plans() <= blade::CallPlanner::kMaxPlans, "placements kept are bounded");
+  }
+  r = odd.prepare({{9}}, {});
+  check(r.ok && r.slots == std::vector<int64_t>({9, 20}) && r.total == 20, "a size placed again");
 }
 
 }  // namespace
