@@ -234,9 +234,17 @@ def main() -> None:
                          "convolution algorithms either way: Config.conv_algorithm_search)")
     ap.add_argument("--blade-configs", default="",
                     help="Blade compiled once per configuration, side by side: ';'-separated, each 'default' or "
-                         "comma-separated Config fields, e.g. 'default;executor=program,gemm_library=cublaslt'")
+                         "comma-separated Config fields, e.g. 'default;executor=program,gemm_library=cublaslt'. "
+                         "Each configuration runs in its own process (a Blade module made later in a process "
+                         "replays its CUDA graphs ~0.2 ms slower: benchmarks/graph_replay_probe.py); torch.compile "
+                         "only in the first")
+    ap.add_argument("--one-process", action="store_true",
+                    help="all --blade-configs in this process, one after another (the order then biases them)")
     args = ap.parse_args()
-    configs = [parse_config(s) for s in args.blade_configs.split(";")] if args.blade_configs else [("", None)]
+    specs = args.blade_configs.split(";") if args.blade_configs else []
+    if len(specs) > 1 and not args.one_process:
+        return _configs_in_processes(args, specs)
+    configs = [parse_config(s) for s in specs] if specs else [("", None)]
     start = time.perf_counter()
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     env = environment()
@@ -251,7 +259,7 @@ def main() -> None:
 
     def save():
         save_json(os.path.join(args.out, f"{stem}.json"),
-                  {"env": env, "cudnn_benchmark": args.cudnn_benchmark, "rows": records})
+                  {"env": env, "cudnn_benchmark": args.cudnn_benchmark, "rows": records, "table": rows})
 
     print("  ".join(HEADER), flush=True)
     for name in args.models.split(","):
@@ -260,12 +268,54 @@ def main() -> None:
             continue
         bench_model(name, not args.no_compile and name in compile_for, args.quick, args.program, rows, records, save,
                     configs)
+    _write(args.out, stem, title, rows, records)
+
+
+def _write(out: str, stem: str, title: str, rows: list, records: list) -> None:
     text = print_table(title, HEADER, rows)
-    with open(os.path.join(args.out, f"{stem}.txt"), "w") as f:
+    with open(os.path.join(out, f"{stem}.txt"), "w") as f:
         f.write(text + "\n")
-    bar_plot(os.path.join(args.out, f"{stem}.png"), "SD 1.5 fp16 ms per call (lower is better)",
+    bar_plot(os.path.join(out, f"{stem}.png"), "SD 1.5 fp16 ms per call (lower is better)",
              [r["workload"] for r in records],
              {k: [r[f"{k}_ms"] for r in records] for k in ("eager", "compile", "blade", "blade_nograph")}, "ms")
+
+
+def _configs_in_processes(args, specs: list[str]) -> None:
+    """Each Blade configuration in a process of its own (this script again, ``--one-process``,
+    one configuration, its results under ``out/config<i>``), torch.compile in the first only;
+    the tables merged into one, written as a single run writes it."""
+    import json
+    import subprocess
+
+    argv = _without_option(_without_option(sys.argv[1:], "--blade-configs"), "--out")
+    stem = "models_cudnn_benchmark" if args.cudnn_benchmark else "models"
+    rows, records, title = [], [], ""
+    for i, spec in enumerate(specs):
+        out = os.path.join(args.out, f"config{i}")
+        child = argv + ["--blade-configs", spec, "--out", out, "--one-process"] + (["--no-compile"] if i else [])
+        print(f"[bench] configuration {spec!r} in its own process", flush=True)
+        subprocess.run([sys.executable, os.path.abspath(__file__), *child], check=True)
+        with open(os.path.join(out, f"{stem}.json")) as f:
+            result = json.load(f)
+        rows += result["table"]
+        records += result["rows"]
+        with open(os.path.join(out, f"{stem}.txt")) as f:
+            title = f.readline().rstrip("\n") + " (each configuration in its own process)"
+    save_json(os.path.join(args.out, f"{stem}.json"), {"rows": records, "table": rows, "configs": specs})
+    _write(args.out, stem, title, rows, records)
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":
