@@ -69,7 +69,8 @@ def get_all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
 #: One sentence per pass for ``blade-opt --list-passes`` (kept here so listing imports nothing).
 SUMMARIES = {
-    "canonicalize": "Removes ops that do nothing, merges chains of views and permutes, and deletes dead ops.",
+    "canonicalize": "Removes ops that do nothing, merges chains of views and permutes, turns a causal mask "
+                    "built from positions into is_causal, and deletes dead ops.",
     "shape-propagation": "Gives every value's dims as expressions of the input symbols and checks each op's "
                          "shape rule.",
     "convert-fp16": "Runs a float32 program in float16 the way eager PyTorch runs model.half(), keeping "
