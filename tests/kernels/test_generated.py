@@ -150,7 +150,9 @@ def test_clip_text_encoder_with_generated_kernels():
         with torch.no_grad():
             out, ref = opt(ids).last_hidden_state, model(ids).last_hidden_state
         assert (out - ref).abs().max().item() / ref.abs().max().item() < 1e-4
-    assert opt.variants[0].program.launch_stats.launches >= 2 * 40
+    # at least 12 layers x (2 layer norms + the MLP's activation) launched per call (the causal
+    # mask's kernels are gone since canonicalize makes it is_causal: 38 per call)
+    assert opt.variants[0].program.launch_stats.launches >= 2 * 36
 
 
 @pytest.mark.model
