@@ -24,18 +24,26 @@ def environment() -> dict:
     }
 
 
-def host_us(fn: Callable, calls: int, warmup: int = 50) -> float:
-    """Host microseconds to issue one call: the wall time of ``calls`` back-to-back calls (on a
-    problem small enough that the GPU keeps up, this is the host's time), synchronised around."""
+def _per_call_s(fn: Callable, calls: int, warmup: int, wait: bool) -> float:
+    """Seconds per call of ``calls`` calls issued back to back after ``warmup`` ones, timed until
+    the last returns (``wait=False``) or until the GPU has finished them (``wait=True``)."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
+    if wait:
+        torch.cuda.synchronize()
     t1 = time.perf_counter()
     torch.cuda.synchronize()
-    return (t1 - t0) / calls * 1e6
+    return (t1 - t0) / calls
+
+
+def host_us(fn: Callable, calls: int, warmup: int = 50) -> float:
+    """Host microseconds to issue one call: the wall time of ``calls`` back-to-back calls (on a
+    problem small enough that the GPU keeps up, this is the host's time), synchronised around."""
+    return _per_call_s(fn, calls, warmup, wait=False) * 1e6
 
 
 def wall_ms(fn: Callable, iters: int = 20, warmup: int = 3) -> float:
@@ -59,14 +67,7 @@ def back_to_back_ms(fn: Callable, iters: int = 20, warmup: int = 3) -> float:
     """Milliseconds per call of ``iters`` calls issued back to back, the GPU synchronised only at
     the end (a serving loop that never waits on a step): the larger of host and GPU time per call.
     ``wall_ms`` times each call alone from an idle GPU instead (its latency)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / iters * 1e3
+    return _per_call_s(fn, iters, warmup, wait=True) * 1e3
 
 
 def kernel_ms(fn: Callable, iters: int = 10, warmup: int = 3, name_filter: Callable[[str], bool] | None = None):
