@@ -26,7 +26,24 @@ def optimize(module, model_inputs=(), allow_tracing=None, config=None, model_kwa
 
 blade_optimize = optimize
 
+
+def save(module, path, target=None):
+    """Write an optimized module's compiled variants to the directory ``path`` (weights stay the
+    user's). See ``blade.artifact.save``."""
+    from blade.artifact import save as _save
+
+    return _save(module, path, target)
+
+
+def load(path, module, expect=None):
+    """A drop-in module serving the artifact at ``path`` with ``module``'s weights, in any process
+    and without compiling. See ``blade.artifact.load``."""
+    from blade.artifact import load as _load
+
+    return _load(path, module, expect)
+
+
 # torch.compile(model, backend="blade") finds the backend through the ``torch_dynamo_backends``
 # entry point declared in pyproject.toml; importing blade does not import torch.
 
-__all__ = ["Config", "optimize", "blade_optimize", "__version__"]
+__all__ = ["Config", "optimize", "blade_optimize", "save", "load", "__version__"]

@@ -371,7 +371,8 @@ class BladeModule(torch.nn.Module):
         if self._config.precompile_guard_classes > 0:
             from blade.speculate import precompile_neighbours
 
-            self._precompile = threading.Thread(target=precompile_neighbours, args=(self, args, kwargs),
+            self._precompile = threading.Thread(target=precompile_neighbours,
+                                                args=(self, args, kwargs, signature.autocast),
                                                 name=f"blade-precompile-{self.name}", daemon=True)
             self._precompile.start()
 

@@ -81,13 +81,32 @@ class CompiledProgram:
 
 def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, allow_tracing: bool | None,
             report: CompileReport, pin_ones: bool = False) -> ExportedProgram:
-    from blade.frontend.export import decompose_unsupported, export_module, graph_targets
-    from blade.frontend.export import FOLLOW_UP, has_value_mutation
+    """The module's ExportedProgram for the call ``(args, kwargs)``, traced in the call's
+    ``torch.autocast`` regions (this thread's): their casts are ops of the program. The capture
+    itself runs with autocast off (it re-enters the call's inside ``forward`` only)."""
+    from blade.runtime.call_signature import autocast_scope, autocast_state
+
+    state = autocast_state()
+    with autocast_scope(()):
+        return _capture(module, args, kwargs, config, allow_tracing, report, pin_ones, state)
+
+
+def _capture(module, args, kwargs, config: Config, allow_tracing: bool | None, report: CompileReport,
+             pin_ones: bool, autocast: tuple) -> ExportedProgram:
+    from blade.runtime.call_signature import describe_autocast
+    from blade.frontend.export import CaptureError, decompose_unsupported, export_module, graph_targets
+    from blade.frontend.export import FOLLOW_UP, has_context_regions, has_value_mutation
     from blade.frontend.fx_importer import HANDLERS
     from blade.frontend.torchscript import is_torchscript, torchscript_to_export
 
     use_ts = config.frontend == "torchscript" or (
         config.frontend == "auto" and (is_torchscript(module) or bool(allow_tracing)))
+    if autocast:
+        report.notes.append(f"traced under torch.autocast ({describe_autocast(autocast)}), as the call ran")
+    if use_ts and autocast:
+        raise CaptureError(f"{type(module).__name__} is called under torch.autocast "
+                           f"({describe_autocast(autocast)}): Blade captures autocast regions through torch.export "
+                           "only, not through TorchScript (Config(frontend='export') where the model exports)")
     if use_ts:
         report.frontend = "torchscript"
         with report.stage("capture (torchscript)"):
@@ -95,17 +114,20 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
     else:
         report.frontend = "torch.export"
         with report.stage("capture (torch.export)"):
-            ep = export_module(module, args, kwargs, config, pin_ones=pin_ones)
+            ep = export_module(module, args, kwargs, config, pin_ones=pin_ones, autocast=autocast)
         if torch.ops.aten.scaled_dot_product_attention.default in graph_targets(ep):
             from blade.frontend.export import SDPA_NOTE
             report.notes.append(SDPA_NOTE)
     from blade.frontend import aten_table  # noqa: F401 - fills HANDLERS
 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
-    if unknown or has_value_mutation(ep):
+    # in-place ops and context-manager regions (autocast, no_grad inside forward) need the
+    # functionalising retrace even when nothing is decomposed
+    retrace = has_value_mutation(ep) or has_context_regions(ep)
+    if unknown or retrace:
         with report.stage("decompose unsupported"):
             try:
-                ep = decompose_unsupported(ep, unknown, force=has_value_mutation(ep))
+                ep = decompose_unsupported(ep, unknown, force=retrace)
                 # a decomposition can produce an activation that has one (F.logsigmoid:
                 # log_sigmoid -> log_sigmoid_forward -> elementwise ops): a few more rounds, for
                 # those only (decomposing the scatters functionalisation leaves behind added an
@@ -120,7 +142,7 @@ def capture(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config, 
                 # the ops stay whole and run in eager PyTorch (the importer's fallback)
                 names = ", ".join(sorted(str(t) for t in unknown))[:300]
                 report.notes.append(f"decomposing {names} failed ({type(e).__name__}); they run in eager PyTorch")
-                ep = decompose_unsupported(ep, set(), force=has_value_mutation(ep))
+                ep = decompose_unsupported(ep, set(), force=retrace)
     return ep
 
 

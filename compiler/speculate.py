@@ -35,7 +35,7 @@ import sympy
 import torch
 import torch.utils._pytree as pytree
 
-from blade.runtime.call_signature import describe_inputs, flatten_call
+from blade.runtime.call_signature import autocast_scope, describe_inputs, flatten_call
 
 if TYPE_CHECKING:
     from blade.module import BladeModule
@@ -138,7 +138,15 @@ class _Sized:
         self.dtype = self.device = None
 
 
-def precompile_neighbours(m: "BladeModule", args: tuple, kwargs: dict) -> None:
+def precompile_neighbours(m: "BladeModule", args: tuple, kwargs: dict, autocast: tuple = ()) -> None:
+    """``_precompile_neighbours`` in the example call's ``torch.autocast`` regions (``autocast``,
+    ``autocast_state``'s form; a new thread starts outside any), so its variants serve calls made
+    as the example was."""
+    with autocast_scope(autocast):
+        _precompile_neighbours(m, args, kwargs)
+
+
+def _precompile_neighbours(m: "BladeModule", args: tuple, kwargs: dict) -> None:
     """The background half of ``Config.precompile_guard_classes`` (a thread ``BladeModule`` starts
     after its first compile): compile the variants of input sizes next to the example's that no
     variant accepts (``candidates``), one at a time under the module's compile lock, as a call

@@ -122,7 +122,7 @@ def register_output_pytrees() -> None:
 
 
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
-                  pin_ones: bool = False) -> ExportedProgram:
+                  pin_ones: bool = False, autocast: tuple = ()) -> ExportedProgram:
     """torch.export with Blade's policy; raises ``CaptureError`` naming the failing construct.
 
     Size-oblivious export treats every symbolic dim as "not 1" where an op's meaning depends on
@@ -133,9 +133,50 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     symbolic dim whose example size is 1, or when export fails with size-1 example dims, export
     runs again with every size-1 example dim static (torch's usual 0/1 specialisation).
     ``pin_ones`` asks for that export directly (the importer could not use the other one).
+
+    ``autocast``: the ``torch.autocast`` regions of the call (``call_signature.autocast_state``).
+    torch.export ignores the autocast a caller is in, so ``forward`` is traced entered into them
+    (``_forward_in_autocast``): export records the region, and its casts become ops of the program
+    when the capture inlines it (``has_context_regions``).
     """
     args, kwargs = _unalias(args, kwargs)
     register_output_pytrees()  # before export meets a DynamicCache in the output
+    with _forward_in_autocast(module, autocast):
+        return _export_module(module, args, kwargs, config, pin_ones)
+
+
+@contextlib.contextmanager
+def _forward_in_autocast(module: torch.nn.Module, state: tuple):
+    """While the block runs, ``module.forward`` runs inside the autocast regions of ``state`` (an
+    attribute of the instance over the class's method; hooks, parameter names and the signature
+    stay the module's). Held under ``CAPTURE_LOCK`` by the caller's capture."""
+    if not state:
+        yield
+        return
+    import functools
+
+    from blade.runtime.call_signature import autocast_scope
+
+    had = "forward" in module.__dict__
+    saved = module.__dict__.get("forward")
+    forward = module.forward
+
+    @functools.wraps(forward)
+    def in_autocast(*args, **kwargs):
+        with autocast_scope(state):
+            return forward(*args, **kwargs)
+
+    module.forward = in_autocast
+    try:
+        yield
+    finally:
+        if had:
+            module.forward = saved
+        else:
+            del module.forward
+
+
+def _export_module(module, args, kwargs, config: Config, pin_ones: bool) -> ExportedProgram:
     try:
         return _export_size_oblivious(module, args, kwargs, config, pin_ones)
     except CaptureError as first:
@@ -511,6 +552,24 @@ def graph_targets(ep: ExportedProgram) -> set:
 #: transformers' caches start from ``torch.tensor([])`` constants that export lifts and ``detach_``es,
 #: and torch's ``run_decompositions`` then fails on those constants
 METADATA_ONLY_MUTATIONS = {torch.ops.aten.detach_.default}
+
+
+def _context_regions() -> frozenset:
+    """The higher-order ops export makes of a context manager entered inside ``forward``
+    (``torch.autocast``, ``torch.no_grad`` / ``enable_grad``), where this torch has them."""
+    hops = torch.ops.higher_order
+    return frozenset(getattr(hops, name) for name in ("wrap_with_autocast", "wrap_with_set_grad_enabled")
+                     if hasattr(hops, name))
+
+
+def has_context_regions(ep: ExportedProgram) -> bool:
+    """Whether the graph holds a context-manager region (``_context_regions``). The
+    functionalising retrace (``decompose_unsupported(..., force=True)``) inlines them: an autocast
+    region's casts become explicit ``_to_copy`` ops (so they compile), a grad-mode region's ops
+    become plain ops (an inference program computes the same values either way). Left whole, each
+    region and every op inside it would run in eager PyTorch."""
+    regions = _context_regions()
+    return any(t in regions for t in graph_targets(ep))
 
 
 def has_value_mutation(ep: ExportedProgram) -> bool:

@@ -11,12 +11,16 @@ is both what a variant is compiled with and what every later call is flattened a
 A ``CallSignature`` is what a variant's guards cannot see but its program depends on: the pytree
 structure of the call, each tensor's dtype and device (export specialises on them: an int64 input
 to a program compiled for float32 must not be cast, it needs its own variant, exactly as eager
-computes in int64), the non-tensor leaves (export burns them in as constants) and the module's
-training flag. Sizes are not part of it; guards decide those.
+computes in int64), the non-tensor leaves (export burns them in as constants), the module's
+training flag and the ``torch.autocast`` regions the call runs in (a call under
+``torch.autocast("cuda")`` computes its matmuls and convolutions in float16 in eager PyTorch: its
+variant is traced with the same autocast, whose casts export records). Sizes are not part of it;
+guards decide those.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +87,40 @@ def bind_call(sig: inspect.Signature | None, args: tuple, kwargs: dict,
     return tuple(out_args), out_kwargs
 
 
+#: the device types whose autocast state a call signature records (those Blade compiles for)
+AUTOCAST_DEVICES = ("cuda", "cpu")
+
+
+def autocast_state() -> tuple:
+    """The ``torch.autocast`` regions this thread is in: ``((device type, dtype), ...)`` for each
+    of ``AUTOCAST_DEVICES`` where autocast is on, ``()`` outside any (the usual case). Under 1 us."""
+    state = ()
+    for device in AUTOCAST_DEVICES:
+        if torch.is_autocast_enabled(device):
+            state += ((device, torch.get_autocast_dtype(device)),)
+    return state
+
+
+@contextlib.contextmanager
+def autocast_scope(state: tuple):
+    """Run the block in exactly the autocast regions of ``state`` (``autocast_state``'s form): those
+    regions on with their dtypes, autocast off for the other devices."""
+    wanted = dict(state)
+    with contextlib.ExitStack() as stack:
+        for device in AUTOCAST_DEVICES:
+            dtype = wanted.get(device)
+            on = torch.is_autocast_enabled(device)
+            if dtype is not None and (not on or torch.get_autocast_dtype(device) != dtype):
+                stack.enter_context(torch.autocast(device, dtype=dtype))
+            elif dtype is None and on:
+                stack.enter_context(torch.autocast(device, enabled=False))
+        yield
+
+
+def describe_autocast(state: tuple) -> str:
+    return ", ".join(f"{device} {str(dtype).removeprefix('torch.')}" for device, dtype in state) or "off"
+
+
 def _constant_key(value: Any) -> tuple:
     """Non-tensor leaves compare by type and value: ``1``, ``1.0`` and ``True`` are equal in
     Python but export specialises each differently."""
@@ -95,6 +133,7 @@ class CallSignature:
     tensors: tuple  # (dtype, device) per tensor leaf, in flattening order
     constants: tuple  # (type, value) per non-tensor leaf
     training: bool
+    autocast: tuple = ()  # autocast_state() of the call
 
     def difference(self, other: CallSignature) -> str:
         """Why a variant compiled for ``other`` cannot serve a call of ``self`` ('' if it can)."""
@@ -110,16 +149,20 @@ class CallSignature:
         if self.training != other.training:
             return f"the module is in {'training' if self.training else 'eval'} mode, the variant was " \
                    f"compiled in {'training' if other.training else 'eval'} mode"
+        if self.autocast != other.autocast:
+            return (f"torch.autocast is {describe_autocast(self.autocast)} at the call, "
+                    f"{describe_autocast(other.autocast)} in the compiled variant")
         return ""
 
 
 def flatten_call(args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], list[Any], CallSignature]:
-    """Tensor leaves, non-tensor leaves and the signature of a canonical call."""
+    """Tensor leaves, non-tensor leaves and the signature of a canonical call (made in this
+    thread's autocast state)."""
     flat, spec = pytree.tree_flatten((args, kwargs))
     tensors = [x for x in flat if isinstance(x, torch.Tensor)]
     constants = [x for x in flat if not isinstance(x, torch.Tensor)]
     sig = CallSignature(spec, tuple((t.dtype, t.device) for t in tensors),
-                        tuple(_constant_key(c) for c in constants), bool(training))
+                        tuple(_constant_key(c) for c in constants), bool(training), autocast_state())
     return tensors, constants, sig
 
 
@@ -201,7 +244,8 @@ class CallLayouts:
             self.remembered += 1
         order, spec, constants = known
         tensors = [leaves[i] for i in order]
-        return tensors, CallSignature(spec, tuple((t.dtype, t.device) for t in tensors), constants, bool(training))
+        return tensors, CallSignature(spec, tuple((t.dtype, t.device) for t in tensors), constants, bool(training),
+                                      autocast_state())
 
     def _learn(self, args: tuple, kwargs: dict, training: bool, key: Any) -> tuple | None:
         sentinels: list = []

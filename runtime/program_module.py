@@ -64,8 +64,11 @@ def signature_key(sig: CallSignature) -> dict[str, Any]:
             raise ProgramFormatError(f"a non-tensor argument {value!r} ({kind.__name__}) cannot be saved in an "
                                      "artifact (only None, bool, int, float and str can)")
         constants.append([kind.__name__, value])
-    return {"spec": pytree.treespec_dumps(sig.spec), "dtypes": [str(d).removeprefix("torch.") for d, _ in sig.tensors],
-            "constants": constants, "training": sig.training}
+    key = {"spec": pytree.treespec_dumps(sig.spec), "dtypes": [str(d).removeprefix("torch.") for d, _ in sig.tensors],
+           "constants": constants, "training": sig.training}
+    if sig.autocast:  # only where on: artifacts saved before autocast was recorded keep their keys
+        key["autocast"] = [[device, str(dtype).removeprefix("torch.")] for device, dtype in sig.autocast]
+    return key
 
 
 class _Variant:
