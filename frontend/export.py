@@ -136,23 +136,22 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
 
     ``autocast``: the ``torch.autocast`` regions of the call (``call_signature.autocast_state``).
     torch.export ignores the autocast a caller is in, so ``forward`` is traced entered into them
-    (``_forward_in_autocast``): export records the region, and its casts become ops of the program
+    (``_traced_forward``): export records the region, and its casts become ops of the program
     when the capture inlines it (``has_context_regions``).
     """
     args, kwargs = _unalias(args, kwargs)
     register_output_pytrees()  # before export meets a DynamicCache in the output
-    with _forward_in_autocast(module, autocast):
+    with _traced_forward(module, autocast):
         return _export_module(module, args, kwargs, config, pin_ones)
 
 
 @contextlib.contextmanager
-def _forward_in_autocast(module: torch.nn.Module, state: tuple):
-    """While the block runs, ``module.forward`` runs inside the autocast regions of ``state`` (an
-    attribute of the instance over the class's method; hooks, parameter names and the signature
-    stay the module's). Held under ``CAPTURE_LOCK`` by the caller's capture."""
-    if not state:
-        yield
-        return
+def _traced_forward(module: torch.nn.Module, autocast: tuple):
+    """While the block runs, ``module.forward`` (an attribute of the instance over the class's
+    method: hooks, parameter names and the signature stay the module's) runs inside the autocast
+    regions of ``autocast``, and teaches pytree the dataclasses it returns
+    (``_register_output_dataclasses``) before export flattens them. Held under ``CAPTURE_LOCK``
+    by the caller's capture."""
     import functools
 
     from blade.runtime.call_signature import autocast_scope
@@ -162,11 +161,13 @@ def _forward_in_autocast(module: torch.nn.Module, state: tuple):
     forward = module.forward
 
     @functools.wraps(forward)
-    def in_autocast(*args, **kwargs):
-        with autocast_scope(state):
-            return forward(*args, **kwargs)
+    def traced(*args, **kwargs):
+        with autocast_scope(autocast) if autocast else contextlib.nullcontext():
+            out = forward(*args, **kwargs)
+        _register_output_dataclasses(out)
+        return out
 
-    module.forward = in_autocast
+    module.forward = traced
     try:
         yield
     finally:
@@ -174,6 +175,29 @@ def _forward_in_autocast(module: torch.nn.Module, state: tuple):
             module.forward = saved
         else:
             del module.forward
+
+
+def _register_output_dataclasses(value: Any, depth: int = 0) -> None:
+    """Register with pytree (``torch.export.register_dataclass``: every field a child) each
+    dataclass type in a forward's output that pytree does not know, inside the containers it
+    knows, so a model returning ``Out(a=..., b=...)`` compiles and its compiled module returns an
+    ``Out`` too. Process-wide, as transformers registers its own output classes; a type that cannot
+    be registered (a field outside ``__init__``) is left: export then names it and the module
+    runs in eager PyTorch."""
+    import dataclasses
+
+    if depth > 8 or isinstance(value, torch.Tensor):
+        return
+    kind = type(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and kind not in pytree.SUPPORTED_NODES:
+        try:
+            torch.export.register_dataclass(kind, serialized_type_name=f"blade.output.{kind.__module__}."
+                                                                       f"{kind.__qualname__}")
+        except Exception:  # noqa: BLE001 - export reports the type it cannot flatten
+            return
+    if kind in pytree.SUPPORTED_NODES:
+        for child in pytree.tree_flatten(value, is_leaf=lambda v: v is not value)[0]:
+            _register_output_dataclasses(child, depth + 1)
 
 
 def _export_module(module, args, kwargs, config: Config, pin_ones: bool) -> ExportedProgram:

@@ -3,6 +3,8 @@
 for a wrong call, output structure kept, a variant per dtype signature (never a silent cast), and
 the eager answer (with a one-line message) for models or calls Blade cannot compile."""
 
+import dataclasses
+
 import pytest
 import torch
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
@@ -127,6 +129,61 @@ def test_output_structures_are_kept():
     out = blade.optimize(Dict().eval(), (torch.randn(2, 3),))(torch.ones(4, 3))
     assert out["n"] == 3 and isinstance(out["b"][1], tuple)
     torch.testing.assert_close(out["b"][1][0], torch.zeros(4, 3))
+
+
+@dataclasses.dataclass
+class _Inner:
+    t: torch.Tensor
+    n: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    a: torch.Tensor
+    b: torch.Tensor | None = None
+
+
+@dataclasses.dataclass
+class _Outer:
+    x: torch.Tensor
+    inner: _Inner
+    pair: tuple
+    tag: str = "out"
+
+
+#: outputs a forward may build from plain dataclasses pytree does not know (each compiled in a
+#: fresh module; the classes are registered the first time one is traced)
+DATACLASS_OUTPUTS = {
+    "flat": lambda x: _Frozen(x * 2, x.sum(-1)),
+    "none_field": lambda x: _Frozen(x - 1),
+    "nested": lambda x: _Outer(x + 1, _Inner(x.mean(-1), 5), (x * 3, _Frozen(x.amax(-1)))),
+    "in_containers": lambda x: {"o": [_Inner(x.relu())], "k": (x, _Frozen(x * 0.5, x))},
+}
+
+
+@pytest.mark.parametrize("kind", DATACLASS_OUTPUTS)
+def test_dataclass_outputs_are_compiled_and_rebuilt(kind):
+    make = DATACLASS_OUTPUTS[kind]
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return make(torch.tanh(x))
+
+    model = M().eval()
+    opt = blade.optimize(model, (torch.randn(2, 5, 4),))
+    assert opt.variants, "not compiled"
+    for shape in [(2, 5, 4), (1, 3, 4), (3, 7, 4)]:
+        x = torch.randn(*shape)
+        got, want = opt(x), model(x)
+        got_leaves, got_spec = torch.utils._pytree.tree_flatten(got)
+        want_leaves, want_spec = torch.utils._pytree.tree_flatten(want)
+        assert got_spec == want_spec and type(got) is type(want)
+        for g, w in zip(got_leaves, want_leaves):
+            if isinstance(w, torch.Tensor):
+                torch.testing.assert_close(g, w)
+            else:
+                assert g == w
+    assert opt.eager_calls == 0
 
 
 # ------------------------------------------------------------------ dtypes: eager semantics
