@@ -29,6 +29,7 @@ on the original module; ``training`` is the original's.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import threading
@@ -756,6 +757,21 @@ class BladeModule(torch.nn.Module):
             nbytes = max(0, torch.cuda.memory_reserved(device) - reserved) + sum(t.nbytes for t in static)
         weights = [(w, w.data_ptr()) for w in _program_weights(variant)]
         return _Graph(graph, static, outputs, weights=weights), nbytes
+
+    # ---------------------------------------------------------------- copies
+    def __deepcopy__(self, memo: dict) -> "BladeModule":
+        """A deep copy: the original module deep-copied, optimized with the same configuration and
+        compiled again on its first call (the compiled variants read the weights of the module they
+        were compiled from, so they are not shared: the copy and this module never see each
+        other's weight updates)."""
+        copied = BladeModule(copy.deepcopy(self.original, memo), self._config, self._allow_tracing)
+        memo[id(self)] = copied
+        return copied
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"a Blade-optimized {self.name} is not pickled (torch.save(module), pickle): save its "
+                        "compiled form with blade.save(module, path) and serve it with blade.load(path, model), "
+                        "or save model.state_dict() and optimize the model again")
 
     def __getattr__(self, name: str):
         try:

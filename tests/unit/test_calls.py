@@ -3,7 +3,9 @@
 for a wrong call, output structure kept, a variant per dtype signature (never a silent cast), and
 the eager answer (with a one-line message) for models or calls Blade cannot compile."""
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 import torch
@@ -184,6 +186,24 @@ def test_dataclass_outputs_are_compiled_and_rebuilt(kind):
             else:
                 assert g == w
     assert opt.eager_calls == 0
+
+
+def test_deep_copy_is_an_independent_optimized_module(capfd):
+    torch.manual_seed(5)
+    model = TinyUNet().eval()
+    opt = blade.optimize(model, unet_args())
+    twin = copy.deepcopy(opt)
+    assert type(twin) is type(opt) and twin.original is not model
+    args = unet_args(3, 7, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(*args).sample, model(*args).sample)
+        twin.original.conv.weight.mul_(2)  # the copy's weights are its own: the original is not changed
+        torch.testing.assert_close(opt(*args).sample, model(*args).sample)
+        torch.testing.assert_close(twin(*args).sample, twin.original(*args).sample)
+        assert not torch.allclose(twin(*args).sample, opt(*args).sample)
+    assert twin.eager_calls == 0 and opt.eager_calls == 0
+    with pytest.raises(TypeError, match="blade.save"):
+        pickle.dumps(opt)
 
 
 # ------------------------------------------------------------------ dtypes: eager semantics
