@@ -369,6 +369,14 @@ class BladeModule(torch.nn.Module):
                       f"{describe_inputs(tensors)} ({_one_line(e)}). Config(fallback=\"strict\") raises instead.",
                       file=sys.stderr, flush=True)
                 return
+        hooked = _hooked_modules(self.original)
+        if hooked:
+            note = (f"forward hooks on {', '.join(hooked[:6])}{' ...' if len(hooked) > 6 else ''}: what they do to "
+                    "tensors is compiled in; their Python side effects (storing activations, counting, "
+                    "printing) ran once, while the model was traced, and do not run on calls")
+            print(f"[blade] {self.name}: {note}", file=sys.stderr, flush=True)
+            if self._variants:
+                self._variants[0].program.report.notes.append(note)
         if self._config.precompile_guard_classes > 0:
             from blade.speculate import precompile_neighbours
 
@@ -779,6 +787,18 @@ class BladeModule(torch.nn.Module):
         except AttributeError:
             original = super().__getattr__("original")
             return getattr(original, name)
+
+
+def _hooked_modules(module: torch.nn.Module) -> list[str]:
+    """Names of the submodules with forward (pre-)hooks, and "every module" where a global one is
+    registered (``register_module_forward_hook``)."""
+    import torch.nn.modules.module as nn_module
+
+    names = [name or "the module itself" for name, m in module.named_modules()
+             if m._forward_hooks or m._forward_pre_hooks]
+    if getattr(nn_module, "_global_forward_hooks", None) or getattr(nn_module, "_global_forward_pre_hooks", None):
+        names.append("every module (a global hook)")
+    return names
 
 
 def _program_weights(variant: Variant) -> list[torch.Tensor]:

@@ -206,6 +206,24 @@ def test_deep_copy_is_an_independent_optimized_module(capfd):
         pickle.dumps(opt)
 
 
+def test_hooks_present_at_compile_are_named_with_what_they_lose(capfd):
+    torch.manual_seed(6)
+    model = TinyUNet().eval()
+    seen = []
+    handle = model.conv.register_forward_hook(lambda mod, inputs, out: seen.append(out.shape) or out * 2)
+    opt = blade.optimize(model, unet_args())
+    err = capfd.readouterr().err
+    assert "forward hooks on conv" in err and "do not run on calls" in err
+    assert any("forward hooks on conv" in n for n in opt.report.notes)
+    seen.clear()
+    args = unet_args(3, 7, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(opt(*args).sample, model(*args).sample)  # the doubling is compiled in
+    handle.remove()
+    blade.optimize(TinyUNet().eval(), unet_args())
+    assert "forward hooks" not in capfd.readouterr().err
+
+
 # ------------------------------------------------------------------ dtypes: eager semantics
 class Affine(torch.nn.Module):
     def forward(self, x):
