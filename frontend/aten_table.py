@@ -703,8 +703,25 @@ def _convnd(ctx: ImportCtx, node, x, weight, bias=None, stride=(1,), padding=(0,
 def _convolution(ctx: ImportCtx, node, x, weight, bias, stride, padding, dilation, transposed,
                  output_padding, groups):
     if transposed:
-        raise NotLowered("transposed convolution is not supported yet")
+        return _conv_transpose(ctx, x, weight, bias, stride, padding, output_padding, groups, dilation)
     return _conv(ctx, x, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv_transpose(ctx: ImportCtx, x, weight, bias, stride, padding, output_padding, groups, dilation):
+    xv, wv = ctx.value(x), ctx.value(weight)
+    nsp = wv.type.rank - 2
+    if isinstance(padding, str):
+        raise NotLowered(f"transposed convolution with padding={padding!r}")
+    ops = [xv, wv] + ([ctx.value(bias)] if bias is not None else [])
+    return ctx.emit(st.ConvTransposeOp, ops, ctx.out_type(), stride=ints_attr(_per_dim(stride, nsp)),
+                    padding=ints_attr(_per_dim(padding, nsp)), output_padding=ints_attr(_per_dim(output_padding, nsp)),
+                    dilation=ints_attr(_per_dim(dilation, nsp)), groups=int_attr(groups))
+
+
+@handles("conv_transpose1d.default", "conv_transpose2d.input", "conv_transpose3d.input")
+def _conv_transpose_nd(ctx: ImportCtx, node, x, weight, bias=None, stride=(1,), padding=(0,), output_padding=(0,),
+                       groups=1, dilation=(1,)):
+    return _conv_transpose(ctx, x, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
 @handles("scaled_dot_product_attention.default")

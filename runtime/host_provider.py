@@ -73,6 +73,13 @@ def _conv(a, x, w, b=None):
     return y.movedim(1, -1) if nhwc else y
 
 
+def conv_transpose(a, x, w, b=None):
+    """``blade.conv_transpose`` (NCHW): ``torch.nn.functional.conv_transpose1d/2d/3d``."""
+    conv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[w.dim() - 2]
+    return conv(x, w, b, list(a["stride"]), list(a["padding"]), list(a["output_padding"]), a["groups"],
+                list(a["dilation"]))
+
+
 def _group_norm(a, x, w=None, b=None):
     nhwc = a.get("layout", "nchw") == "nhwc"
     y = F.group_norm(x.movedim(-1, 1) if nhwc else x, a["num_groups"], w, b, a["eps"])
@@ -121,6 +128,7 @@ _OPS: dict[str, Callable] = {
     "linear": lambda a, i, o: F.linear(i[0], i[1], i[2] if len(i) == 3 else None),
     "matmul": lambda a, i, o: torch.matmul(i[0], i[1]),
     "conv": lambda a, i, o: _conv(a, *i),
+    "conv_transpose": lambda a, i, o: conv_transpose(a, *i),
     "attention": lambda a, i, o: attention(i[0], i[1], i[2], i[3] if len(i) == 4 else None, bool(a["is_causal"]),
                                            a.get("scale")),
     "concat": lambda a, i, o: torch.cat(i, dim=a["dim"]),
@@ -136,7 +144,7 @@ _OPS: dict[str, Callable] = {
 
 
 #: ops whose results are new tensors whatever the arguments (``cast`` may return its argument)
-_FRESH_RESULTS = {"conv", "linear", "matmul", "attention", "concat", "group_norm", "layer_norm", "softmax",
+_FRESH_RESULTS = {"conv", "conv_transpose", "linear", "matmul", "attention", "concat", "group_norm", "layer_norm", "softmax",
                   "log_softmax", "embedding"}
 #: ops whose implementation above reads the planned outputs
 _READS_OUTPUTS = {"iota", "full", "constant", "dim_value", "upsample", "reduce_sum", "reduce_mean", "cumsum"}

@@ -358,6 +358,48 @@ class ConvOp(TensorOp):
 
 
 @irdl_op_definition
+class ConvTransposeOp(TensorOp):
+    """N-d transposed convolution (the gradient of ``blade.conv`` with respect to its input:
+    ``nn.ConvTranspose1d/2d/3d``), NCHW input, weight ``[C_in, C_out / groups, *kernel]``;
+    optional bias. Each output size is ``(in - 1) * stride - 2 * padding + dilation * (kernel - 1)
+    + output_padding + 1``.
+
+    %y = blade.conv_transpose %x, %w, %b {stride = array<i64: 2, 2>, padding = array<i64: 1, 1>, output_padding = array<i64: 0, 0>, dilation = array<i64: 1, 1>, groups = 1 : i64} : (!blade.tensor<[s0, 4, s1, s2], f32>, !blade.tensor<[4, 8, 4, 4], f32>, !blade.tensor<[8], f32>) -> !blade.tensor<[s0, 8, 2*s1, 2*s2], f32>
+    """
+
+    name = "blade.conv_transpose"
+    CATEGORY: ClassVar[str] = "conv"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    stride = prop_def(DenseArrayBase)
+    padding = prop_def(DenseArrayBase)
+    output_padding = prop_def(DenseArrayBase)
+    dilation = prop_def(DenseArrayBase)
+    groups = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def infer_shapes(self, shapes):
+        x, w = shapes[0], shapes[1]
+        nsp = len(w) - 2
+        if len(x) != nsp + 2:
+            raise ValueError(f"blade.conv_transpose: input rank {len(x)} does not match weight rank {len(w)}")
+        stride, pad, out_pad, dil = self.p("stride"), self.p("padding"), self.p("output_padding"), self.p("dilation")
+        spatial = [(x[2 + i] - 1) * stride[i] - 2 * pad[i] + dil[i] * (w[2 + i] - 1) + out_pad[i] + 1
+                   for i in range(nsp)]
+        return [(x[0], w[1] * self.p("groups"), *spatial)]
+
+    def reference(self, args, env):
+        from blade.runtime.host_provider import conv_transpose
+
+        return conv_transpose(self.attrs(), *args).to(env.result_dtypes[0])
+
+    def attrs(self) -> dict:
+        return {k: self.p(k) for k in ("stride", "padding", "output_padding", "dilation", "groups")}
+
+
+@irdl_op_definition
 class AttentionOp(TensorOp):
     """Scaled dot-product attention ``softmax(q k^T * scale + mask) v`` over ``[..., L, E]``.
 
@@ -391,4 +433,4 @@ class AttentionOp(TensorOp):
 
 STRUCTURED_OPS = [ReduceSumOp, ReduceMeanOp, ReduceMaxOp, ReduceMinOp, ArgMaxOp, ArgMinOp, CumsumOp, SoftmaxOp,
                   LogSoftmaxOp,
-                  GroupNormOp, LayerNormOp, LinearOp, MatmulOp, ConvOp, AttentionOp]
+                  GroupNormOp, LayerNormOp, LinearOp, MatmulOp, ConvOp, ConvTransposeOp, AttentionOp]

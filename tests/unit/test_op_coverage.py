@@ -103,6 +103,21 @@ class AvgPools(torch.nn.Module):
         return a, b, c, d
 
 
+class TransposedConvs(torch.nn.Module):
+    """A 2x upsampling transposed convolution (SAM's mask decoder, DPT's reassemble stage) feeding
+    GroupNorm + SiLU, and a grouped, dilated 1-D one with output padding (vocoders)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.ConvTranspose2d(4, 8, 2, stride=2)
+        self.norm = torch.nn.GroupNorm(2, 8)
+        self.wave = torch.nn.ConvTranspose1d(4, 6, 5, stride=3, padding=2, output_padding=1, groups=2, dilation=2)
+
+    def forward(self, x):
+        y = F.silu(self.norm(self.up(x))) + 1.0
+        return y, self.wave(x.flatten(2)) * 0.5
+
+
 class PadModes(torch.nn.Module):
     def forward(self, x):
         return (F.pad(x, (1, 2, 2, 1), mode="reflect"), F.pad(x, (3, 0, 1, 1), mode="replicate"),
@@ -150,6 +165,7 @@ CASES = {
     "positions_and_picks": (PositionsAndPicks, _picks, (2, 16), [(1, 9), (3, 5)]),
     "pad_modes": (PadModes, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 6, 7), [(1, 4, 3), (3, 5, 9)]),
     "weight_norm_cdist": (WeightNormCdist, lambda b, n: (torch.randn(b, 4, n),), (2, 9), [(1, 5), (3, 13)]),
+    "transposed_convs": (TransposedConvs, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 6, 5), [(1, 3, 7), (3, 5, 4)]),
     "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 
