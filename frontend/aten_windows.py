@@ -31,9 +31,53 @@ def _pad(ctx: ImportCtx, node, x, pad, mode="constant", value=None):
 
 
 def _emit_pad(ctx: ImportCtx, x, pad, value):
-    if any(p < 0 for p in pad):
+    pads = ctx.syms(pad)
+    if not all(p.is_Integer for p in pads):  # amounts computed from sizes (Swin's windows)
+        return _symbolic_constant_pad(ctx, ctx.value(x), pads, float(ctx.scalar(value)))
+    if any(p < 0 for p in pads):
         raise NotLowered("negative padding (cropping) is not supported")
-    return ctx.emit(dm.PadOp, [ctx.value(x)], ctx.out_type(), pads=ints_attr(pad), value=float_attr(float(value)))
+    return ctx.emit(dm.PadOp, [ctx.value(x)], ctx.out_type(), pads=ints_attr([int(p) for p in pads]),
+                    value=float_attr(float(ctx.scalar(value))))
+
+
+def _symbolic_constant_pad(ctx: ImportCtx, v, pads: list, value: float):
+    """Constant padding by amounts computed from the input sizes (``(7 - w % 7) % 7``: Swin pads to
+    whole windows), which ``blade.pad`` cannot hold: per padded dim an index gather and a select.
+    Output position ``j`` reads ``x[clamp(j - left, 0, n - 1)]`` where ``0 <= j - left < n``, else
+    ``value``. Each amount must be at least 0 (a guard: eager crops for a negative one)."""
+    i64 = torch.int64
+    rank = v.type.rank
+    for k in range(len(pads) // 2):
+        left, right = pads[2 * k], pads[2 * k + 1]
+        if left == 0 and right == 0:
+            continue
+        for amount in (left, right):
+            if not amount.is_Integer:
+                ctx.mapping.table.require(sympy.Ge(amount, 0), "constant padding computed from sizes is not negative")
+            elif amount < 0:
+                raise NotLowered("negative padding (cropping) is not supported")
+        d = rank - 1 - k
+        n = v.type.shape[d]
+        out_n = n + left + right
+        vec = tensor_type([out_n], i64)
+
+        def num(e):
+            e = sympy.sympify(e)
+            return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
+
+        j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(0.0), step=float_attr(1.0))
+        t = ctx.emit(ew.SubOp, [j, num(left)], vec)
+        src = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [t, ctx.constant(0)], vec), num(n - 1)], vec)
+        flags = tensor_type([out_n], torch.bool)
+        inside = ctx.emit(ew.LogicalAndOp, [ctx.emit(ew.GeOp, [t, ctx.constant(0)], flags),
+                                            ctx.emit(ew.LtOp, [t, num(n)], flags)], flags)
+        shape = list(v.type.shape)
+        shape[d] = out_n
+        gathered = ctx.emit(dm.IndexOp, [v, src], v.type.with_shape(shape), indexed=ints_attr([d]))
+        mask = ctx.emit(dm.ReshapeOp, [inside], tensor_type([out_n] + [1] * (rank - 1 - d), torch.bool))
+        fill = ctx.constant(value) if v.type.dtype.is_floating_point else ctx.constant(int(value))
+        v = ctx.emit(ew.WhereOp, [mask, gathered, fill], gathered.type)
+    return v
 
 
 def _index_pad(ctx: ImportCtx, v, pad: list, mode: str):

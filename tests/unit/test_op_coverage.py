@@ -118,6 +118,18 @@ class TransposedConvs(torch.nn.Module):
         return y, self.wave(x.flatten(2)) * 0.5
 
 
+class PadToWindows(torch.nn.Module):
+    """Swin's window padding: constant padding by amounts computed from the sizes (up to whole
+    windows of 7 and 4), a non-zero fill, on float and integer tensors, left and right."""
+
+    def forward(self, x):
+        h, w = x.shape[-2], x.shape[-1]
+        a = F.pad(x, (0, (7 - w % 7) % 7, 0, (4 - h % 4) % 4)) * 2.0
+        b = F.pad(x, ((3 - w % 3) % 3, 1, h % 2, 0), value=-1.5)
+        c = F.pad(x.argmax(1), (w % 4, (5 - w % 5) % 5), value=7)
+        return a, b, c
+
+
 class PadModes(torch.nn.Module):
     def forward(self, x):
         return (F.pad(x, (1, 2, 2, 1), mode="reflect"), F.pad(x, (3, 0, 1, 1), mode="replicate"),
@@ -166,6 +178,7 @@ CASES = {
     "pad_modes": (PadModes, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 6, 7), [(1, 4, 3), (3, 5, 9)]),
     "weight_norm_cdist": (WeightNormCdist, lambda b, n: (torch.randn(b, 4, n),), (2, 9), [(1, 5), (3, 13)]),
     "transposed_convs": (TransposedConvs, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 6, 5), [(1, 3, 7), (3, 5, 4)]),
+    "pad_to_windows": (PadToWindows, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 10, 12), [(1, 7, 14), (3, 9, 5)]),
     "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 
