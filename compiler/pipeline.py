@@ -95,7 +95,7 @@ def _capture(module, args, kwargs, config: Config, allow_tracing: bool | None, r
              pin_ones: bool, autocast: tuple) -> ExportedProgram:
     from blade.runtime.call_signature import describe_autocast
     from blade.frontend.export import CaptureError, decompose_unsupported, export_module, graph_targets
-    from blade.frontend.export import FOLLOW_UP, has_context_regions, has_value_mutation
+    from blade.frontend.export import FOLLOW_UP, drop_metadata_asserts, has_context_regions, has_value_mutation
     from blade.frontend.fx_importer import HANDLERS
     from blade.frontend.torchscript import is_torchscript, torchscript_to_export
 
@@ -124,6 +124,8 @@ def _capture(module, args, kwargs, config: Config, allow_tracing: bool | None, r
     # in-place ops and context-manager regions (autocast, no_grad inside forward) need the
     # functionalising retrace even when nothing is decomposed
     retrace = has_value_mutation(ep) or has_context_regions(ep)
+    if has_context_regions(ep):
+        drop_metadata_asserts(ep)
     if unknown or retrace:
         with report.stage("decompose unsupported"):
             try:

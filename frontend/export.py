@@ -596,6 +596,19 @@ def has_context_regions(ep: ExportedProgram) -> bool:
     return any(t in regions for t in graph_targets(ep))
 
 
+def drop_metadata_asserts(ep: ExportedProgram) -> None:
+    """Remove ``aten._assert_tensor_metadata`` nodes (export's checks of a ``.to()``'s input dtype,
+    which Blade imports as nothing) from ``ep`` in place. Before an autocast region is inlined: a
+    graph captured by TorchDynamo (``torch.compile(backend="blade")``) records the region's result
+    as float32 there, and the inlining retrace, which computes it in the autocast dtype, would stop
+    at the assertion."""
+    target = torch.ops.aten._assert_tensor_metadata.default
+    for node in [n for n in ep.graph.nodes if n.op == "call_function" and n.target is target]:
+        if not node.users:
+            ep.graph.erase_node(node)
+    ep.graph_module.recompile()
+
+
 def has_value_mutation(ep: ExportedProgram) -> bool:
     """Whether the graph mutates values in place (and must be functionalised before import)."""
     return any(isinstance(t, torch._ops.OpOverload) and t._schema.is_mutable and t not in METADATA_ONLY_MUTATIONS

@@ -210,6 +210,48 @@ def test_torch_compile_backend_with_layer_norm(dynamic, capfd):
     assert dynamo_backend._lifted_floats  # the path under test
 
 
+@pytest.mark.parametrize("region", ["autocast_bf16", "autocast_off", "no_grad"])
+def test_torch_compile_backend_with_a_context_region(region, capfd):
+    """Dynamo hands over a graph holding the context manager's enter and exit; export makes the
+    region a higher-order op, whose inlining retrace used to stop at export's dtype assertion
+    before a ``.float()`` (the whole graph then ran in eager PyTorch)."""
+    from tests.unit.test_autocast import REGIONS
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(8, 16)
+
+        def forward(self, x):
+            with REGIONS[region]():
+                g = self.a(x)
+            return g.float().mean(-1) + torch.tanh(x).sum(-1)
+
+    torch._dynamo.reset()
+    compiled_modules = []
+    real_optimize = blade.optimize
+
+    def spy(*args, **kwargs):
+        compiled_modules.append(real_optimize(*args, **kwargs))
+        return compiled_modules[-1]
+
+    model = M().eval()
+    compiled = torch.compile(model, backend="blade")
+    try:
+        blade.optimize = spy
+        with torch.no_grad():
+            for shape in [(2, 5, 8), (3, 7, 8), (1, 1, 8)]:
+                x = torch.randn(*shape)
+                torch.testing.assert_close(compiled(x), model(x), rtol=1e-2, atol=1e-2)
+    finally:
+        blade.optimize = real_optimize
+        torch._dynamo.reset()
+    err = capfd.readouterr().err
+    assert "runs in eager PyTorch" not in err, err[-2000:]
+    assert compiled_modules and all(m.variants and not m.eager_calls for m in compiled_modules)
+    assert all(not v.program.report.unsupported for m in compiled_modules for v in m.variants)
+
+
 def test_aliased_example_inputs_are_not_traced_as_one():
     class Diff(torch.nn.Module):
         def forward(self, x, y):
