@@ -219,3 +219,49 @@ def test_weight_updates_reach_cuda_graph_replays(executor, capfd):
     check()
     check()  # captured again, then replayed
     assert opt.variants[0].graphs and opt.eager_calls == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_generated_networks_under_cuda_autocast(dtype):
+    """Calls under ``torch.autocast("cuda")`` through the CUDA default (Program executor, C++ step
+    list, cuBLASLt / cuDNN, CUDA graphs from the second call): eager autocast's dtypes, and the
+    bar of ``tests/unit/test_autocast.py`` against the float32 model, a transposed convolution
+    included (``blade.conv_transpose``)."""
+    from tests.generated.netgen import generate
+    from tests.unit.test_autocast import _check_against_eager
+
+    lowered = 0
+    for seed in range(60, 72):
+        net = generate(seed)
+        model, make = net.build()
+        model = model.to(DEV)
+
+        def on_gpu(xs):
+            return tuple(x.to(DEV) for x in xs)
+
+        with torch.autocast("cuda", dtype=dtype):
+            opt = blade.optimize(model, on_gpu(make(**net.probes[0], seed=100)))
+        for p, probe in enumerate(net.probes * 2):  # twice: the second calls replay CUDA graphs
+            inputs = on_gpu(make(**probe, seed=p + 1))
+            with torch.no_grad():
+                reference = model(*inputs)
+                with torch.autocast("cuda", dtype=dtype):
+                    want, got = model(*inputs), opt(*inputs)
+            try:
+                lowered += _check_against_eager(net, got, want, reference)
+            except AssertionError as e:
+                raise AssertionError(f"generator seed {seed}, probe {probe}: {e}\n{net.source()}") from None
+        assert opt.eager_calls == 0
+    assert lowered >= 6
+
+    up = torch.nn.Sequential(torch.nn.ConvTranspose2d(8, 16, 4, stride=2, padding=1), torch.nn.GroupNorm(4, 16),
+                             torch.nn.SiLU()).to(DEV).eval()
+    with torch.autocast("cuda", dtype=dtype):
+        opt = blade.optimize(up, (torch.randn(2, 8, 9, 7, device=DEV),))
+    for shape in [(2, 8, 9, 7), (1, 8, 16, 16), (3, 8, 5, 11)] * 2:
+        x = torch.randn(*shape, device=DEV)
+        with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
+            got, want = opt(x), up(x)
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got.float(), want.float(), rtol=3e-2, atol=3e-2)
+    assert not opt.report.unsupported and opt.eager_calls == 0
