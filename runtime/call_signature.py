@@ -138,7 +138,8 @@ class CallSignature:
     def difference(self, other: CallSignature) -> str:
         """Why a variant compiled for ``other`` cannot serve a call of ``self`` ('' if it can)."""
         if self.spec != other.spec:
-            return f"the arguments' structure differs from the compiled one ({self.spec} vs {other.spec})"
+            return (f"the arguments' structure {describe_structure(self.spec)} differs from the compiled "
+                    f"{describe_structure(other.spec)}")
         if self.tensors != other.tensors:
             got = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in self.tensors]
             want = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in other.tensors]
@@ -153,6 +154,45 @@ class CallSignature:
             return (f"torch.autocast is {describe_autocast(self.autocast)} at the call, "
                     f"{describe_autocast(other.autocast)} in the compiled variant")
         return ""
+
+
+def describe_structure(spec: Any, limit: int = 300) -> str:
+    """A pytree spec of a canonical call ``(args, kwargs)`` on one line: ``*`` for each leaf (a
+    tensor or a value), ``[...]``, ``(...)``, ``{key: ...}`` and ``Name(...)`` for other nodes;
+    a list of more than 8 leaves as ``[* x 12]``. Cut at ``limit`` characters."""
+    def children(sp) -> list:
+        return list(sp.children()) if callable(getattr(sp, "children", None)) else list(sp.children_specs)
+
+    def node(sp) -> str:
+        if sp.is_leaf():
+            return "*"
+        kids = [node(c) for c in children(sp)]
+        if kids and len(kids) > 8 and all(k == "*" for k in kids):
+            inner = f"* x {len(kids)}"
+        elif sp.type is dict:
+            inner = ", ".join(f"{k}: {v}" for k, v in zip(sp.context, kids))
+        else:
+            inner = ", ".join(kids)
+        if sp.type is list:
+            return f"[{inner}]"
+        if sp.type is tuple:
+            return f"({inner}{',' if len(kids) == 1 else ''})"
+        if sp.type is dict:
+            return "{" + inner + "}"
+        return f"{getattr(sp.type, '__name__', 'node')}({inner})"
+
+    try:
+        top = children(spec)
+        if spec.type is tuple and len(top) == 2 and top[1].type is dict:  # (args, kwargs): shown as a call
+            args, kwargs = top
+            parts = [node(c) for c in children(args)]
+            parts += [f"{k}={node(c)}" for k, c in zip(kwargs.context or [], children(kwargs))]
+            text = "call(" + ", ".join(parts) + ")"
+        else:
+            text = node(spec)
+    except (AttributeError, TypeError):  # another pytree release: its own text, on one line
+        text = " ".join(str(spec).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def flatten_call(args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], list[Any], CallSignature]:

@@ -224,6 +224,25 @@ def test_hooks_present_at_compile_are_named_with_what_they_lose(capfd):
     assert "forward hooks" not in capfd.readouterr().err
 
 
+def test_a_new_argument_structure_is_said_on_one_line(capfd):
+    class Sum(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, xs: list, scale: float = 1.0, extra=None):
+            return sum(self.lin(x) for x in xs) * scale
+
+    model = Sum().eval()
+    opt = blade.optimize(model, ([torch.randn(2, 4)] * 3,))
+    capfd.readouterr()
+    xs = [torch.randn(1, 4) for _ in range(2)]
+    torch.testing.assert_close(opt(xs, extra={"k": torch.ones(1)}), model(xs))
+    line = next(ln for ln in capfd.readouterr().err.splitlines() if "compiling variant 1" in ln)
+    assert "the arguments' structure call([*, *], scale=*, extra={k: *}) differs from the compiled " \
+           "call([*, *, *], scale=*, extra=*)" in line, line
+
+
 # ------------------------------------------------------------------ dtypes: eager semantics
 class Affine(torch.nn.Module):
     def forward(self, x):
