@@ -451,7 +451,7 @@ class _Source:
                 out += self._anchor(o, f"v{k}")
             else:
                 args = [self.names[v] for v in o.operands]
-                consts = {i: float(self.consts[v]) if self.consts[v] not in ("True", "False") else self.consts[v]
+                consts = {i: (self.consts[v] if self.consts[v] in ("True", "False") else float(v.owner.p("value")))
                           for i, v in enumerate(o.operands) if v in self.consts}
                 expr = expression(o, args, [v.type for v in o.operands], consts)
                 out.append(f"    v{k} = {expr}")

@@ -9,6 +9,8 @@ program asks for.
 
 from __future__ import annotations
 
+import math
+
 from xdsl.ir import Operation
 
 from blade.dialects import elementwise as ew
@@ -102,7 +104,10 @@ def constant_literal(op: ConstantOp) -> str:
         return "True" if v else "False"
     if ct in ("tl.int64", "tl.int32"):
         return str(int(v))
-    return repr(float(v))
+    v = float(v)
+    if not math.isfinite(v):  # repr gives 'inf' / 'nan', which are no Python names in a kernel
+        return f"float('{v}')"
+    return repr(v)
 
 
 def expression(op: Operation, args: list[str], arg_types: list[TensorType], constants: dict) -> str:

@@ -276,12 +276,79 @@ def _avg_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), c
     return ctx.emit(ew.DivOp, [total, count], out)
 
 
-@handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default")
+@handles("adaptive_avg_pool2d.default", "_adaptive_avg_pool2d.default", "adaptive_avg_pool1d.default",
+         "adaptive_avg_pool3d.default", "_adaptive_avg_pool3d.default")
 def _adaptive_avg_pool(ctx: ImportCtx, node, x, output_size):
     v = ctx.value(x)
     n = len(output_size)
-    if any(int(s) != 1 for s in output_size):
-        return ctx.fallback(node, f"adaptive average pooling to {list(output_size)} (only global pooling "
-                                  "to 1 is compiled)")
-    dims = list(range(v.type.rank - n, v.type.rank))
-    return ctx.emit(st.ReduceMeanOp, [v], ctx.out_type(), dims=ints_attr(dims), keepdim=int_attr(True))
+    if all(int(s) == 1 for s in output_size):  # global pooling: one mean
+        dims = list(range(v.type.rank - n, v.type.rank))
+        return ctx.emit(st.ReduceMeanOp, [v], ctx.out_type(), dims=ints_attr(dims), keepdim=int_attr(True))
+    return _adaptive_pool(ctx, v, [int(s) for s in output_size], ctx.out_type(), average=True)
+
+
+@handles("adaptive_max_pool2d.default", "adaptive_max_pool1d.default", "adaptive_max_pool3d.default")
+def _adaptive_max_pool(ctx: ImportCtx, node, x, output_size):
+    import operator
+
+    if any(u.target is not operator.getitem or (u.args[1] != 0 and u.users) for u in node.users):
+        return ctx.fallback(node, "adaptive max pooling whose indices are used")
+    v = ctx.value(x)
+    out_t = ctx.type_of(node.meta["val"][0])
+    values = _adaptive_pool(ctx, v, [int(s) for s in output_size], out_t, average=False)
+    return [values, None]
+
+
+def _adaptive_pool(ctx: ImportCtx, v, output_size: list[int], out_t, average: bool):
+    """Adaptive pooling to a fixed ``output_size`` from input sizes that may be symbolic, one
+    pooled dim at a time (rectangular windows make it separable): output ``i`` of a dim of size
+    ``n`` pools input rows ``[floor(i n / m), ceil((i + 1) n / m))``, PyTorch's windows. The rows
+    of every window are selected by a ``[m, n]`` mask (``where``, so an inf or NaN outside a window
+    stays out) and reduced: a sum over the window's row count, or a max."""
+    i64 = torch.int64
+    rank = v.type.rank
+    first = rank - len(output_size)
+
+    def num(e):
+        e = sympy.sympify(e)
+        return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
+
+    for k, m in enumerate(output_size):
+        d = first + k
+        n = v.type.shape[d]
+        trailing = rank - 1 - d
+        outs = ctx.emit(dm.IotaOp, [], tensor_type([m], i64), start=float_attr(0.0), step=float_attr(1.0))
+        rows = ctx.emit(dm.IotaOp, [], tensor_type([n], i64), start=float_attr(0.0), step=float_attr(1.0))
+        col = tensor_type([m], i64)
+        start = ctx.emit(ew.FloorDivOp, [ctx.emit(ew.MulOp, [outs, num(n)], col), ctx.constant(m)], col)
+        stop = ctx.emit(ew.FloorDivOp, [ctx.emit(ew.AddOp, [ctx.emit(ew.MulOp, [ctx.emit(
+            ew.AddOp, [outs, ctx.constant(1)], col), num(n)], col), ctx.constant(m - 1)], col), ctx.constant(m)], col)
+        start2 = ctx.emit(dm.ReshapeOp, [start], tensor_type([m, 1], i64))
+        stop2 = ctx.emit(dm.ReshapeOp, [stop], tensor_type([m, 1], i64))
+        rows2 = ctx.emit(dm.ReshapeOp, [rows], tensor_type([1, n], i64))
+        flags = tensor_type([m, n], torch.bool)
+        inside = ctx.emit(ew.LogicalAndOp, [ctx.emit(ew.GeOp, [rows2, start2], flags),
+                                            ctx.emit(ew.LtOp, [rows2, stop2], flags)], flags)
+        mask = ctx.emit(dm.ReshapeOp, [inside], tensor_type([m, n] + [1] * trailing, torch.bool))
+        shape = list(v.type.shape)
+        wide_shape = shape[:d] + [m, n] + shape[d + 1:]
+        lifted = ctx.emit(dm.ReshapeOp, [v], v.type.with_shape(shape[:d] + [1, n] + shape[d + 1:]))
+        wide_t = v.type.with_shape(wide_shape)
+        if average:
+            fill = ctx.constant(0.0) if v.type.dtype.is_floating_point else ctx.constant(0)
+        else:
+            fill = ctx.constant(float("-inf")) if v.type.dtype.is_floating_point else \
+                ctx.constant(int(torch.iinfo(v.type.dtype).min))
+        picked = ctx.emit(ew.WhereOp, [mask, lifted, fill], wide_t)
+        pooled_t = v.type.with_shape(shape[:d] + [m] + shape[d + 1:])
+        if average:
+            total = ctx.emit(st.ReduceSumOp, [picked], pooled_t, dims=ints_attr([d + 1]), keepdim=int_attr(False))
+            count_t = tensor_type([m] + [1] * trailing, v.type.dtype)
+            count = ctx.emit(ew.CastOp, [ctx.emit(dm.ReshapeOp, [ctx.emit(ew.SubOp, [stop, start], col)],
+                                                  tensor_type([m] + [1] * trailing, i64))], count_t)
+            v = ctx.emit(ew.DivOp, [total, count], pooled_t)
+        else:
+            v = ctx.emit(st.ReduceMaxOp, [picked], pooled_t, dims=ints_attr([d + 1]), keepdim=int_attr(False))
+    if v.type != out_t:
+        raise NotLowered(f"adaptive pooling produced {v.type}, the graph has {out_t}")
+    return v

@@ -130,6 +130,15 @@ class PadToWindows(torch.nn.Module):
         return a, b, c
 
 
+class AdaptivePools(torch.nn.Module):
+    """UperNet's pyramid pooling (adaptive averages to 1, 2, 3, 6), VGG's head pool to 7x7 (above
+    the input size here: overlapping windows) and an adaptive max pool."""
+
+    def forward(self, x):
+        pyramid = [F.adaptive_avg_pool2d(x, s).flatten(2) for s in (1, 2, 3, 6)]
+        return torch.cat(pyramid, 2), F.adaptive_avg_pool2d(x, (7, 7)), F.adaptive_max_pool2d(x, (2, 3))
+
+
 class PadModes(torch.nn.Module):
     def forward(self, x):
         return (F.pad(x, (1, 2, 2, 1), mode="reflect"), F.pad(x, (3, 0, 1, 1), mode="replicate"),
@@ -179,6 +188,7 @@ CASES = {
     "weight_norm_cdist": (WeightNormCdist, lambda b, n: (torch.randn(b, 4, n),), (2, 9), [(1, 5), (3, 13)]),
     "transposed_convs": (TransposedConvs, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 6, 5), [(1, 3, 7), (3, 5, 4)]),
     "pad_to_windows": (PadToWindows, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 10, 12), [(1, 7, 14), (3, 9, 5)]),
+    "adaptive_pools": (AdaptivePools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 9, 12), [(1, 5, 6), (3, 13, 4)]),
     "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 
