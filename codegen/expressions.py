@@ -104,10 +104,13 @@ def constant_literal(op: ConstantOp) -> str:
         return "True" if v else "False"
     if ct in ("tl.int64", "tl.int32"):
         return str(int(v))
-    v = float(v)
-    if not math.isfinite(v):  # repr gives 'inf' / 'nan', which are no Python names in a kernel
-        return f"float('{v}')"
-    return repr(v)
+    return float_literal(float(v))
+
+
+def float_literal(v: float) -> str:
+    """A float as Triton source: ``repr`` for finite values, ``float('inf')`` / ``float('-inf')``
+    / ``float('nan')`` otherwise (``inf`` and ``nan`` are no names in a kernel)."""
+    return repr(v) if math.isfinite(v) else f"float('{v}')"
 
 
 def expression(op: Operation, args: list[str], arg_types: list[TensorType], constants: dict) -> str:
@@ -180,13 +183,15 @@ def _as(expr: str, t: TensorType, target: str) -> str:
         return expr
     literal = _literal(expr)
     if literal is not None:  # a constant operand: convert the Python literal itself
-        return repr(float(literal)) if target == "tl.float32" else str(int(literal))
+        return float_literal(float(literal)) if target == "tl.float32" else str(int(literal))
     return f"{expr}.to({target})"
 
 
 def _literal(expr: str) -> float | None:
     if expr in ("True", "False"):
         return float(expr == "True")
+    if expr.startswith("float('") and expr.endswith("')"):  # float_literal's non-finite form
+        expr = expr[7:-2]
     try:
         return float(expr)
     except ValueError:
