@@ -482,8 +482,11 @@ def op_mask_use(g: _Gen, m: Val):
             break
     else:
         return None
+    # the last three put an infinite constant into a kernel and bring the result back to finite values
     t = g.choice(["torch.where({m}, {a}, 0.0)", "{a}.masked_fill({m}, -1.0)", "torch.where({m}, {a}, -{a})",
-                  "torch.where({m}, 1.0, {a})"])
+                  "torch.where({m}, 1.0, {a})", "{a}.masked_fill({m}, float('-inf')).clamp(min=-3.0)",
+                  "torch.maximum(torch.where({m}, float('-inf'), {a}), {a} * 0.5)",
+                  "torch.where({m}, float('inf'), {a}).clamp(max=2.0)"])
     return g.emit(t.format(m=mm.name, a=a.name), a.dims, a.dtype, [m, a], exact=a.exact)
 
 
