@@ -48,6 +48,7 @@ from blade.config import Config
 from blade.frontend.export import CAPTURE_LOCK
 from blade.ir import code_key
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
+from blade.report import SLOW_STAGE_S
 from blade.runtime.call_signature import (CallLayouts, CallSignature, bind_call, describe_inputs, flatten_call,
                                          forward_signature)
 from blade.dialects.data_movement import WeightOp
@@ -360,7 +361,12 @@ class BladeModule(torch.nn.Module):
         tensors, _, signature = flatten_call(args, kwargs, self.original.training)
         with self._compile_lock:
             try:
-                self.compile_variant(args, kwargs)
+                start = time.perf_counter()
+                variant = self.compile_variant(args, kwargs)
+                seconds = time.perf_counter() - start
+                if seconds >= SLOW_STAGE_S:  # a long compile says that it ended and where the time went
+                    print(f"[blade] {self.name}: compiled in {seconds:.1f} s "
+                          f"({variant.program.report.stage_summary()})", file=sys.stderr, flush=True)
             except Exception as e:  # noqa: BLE001 - the module still answers every call (eagerly)
                 if self._config.fallback == "strict":
                     raise

@@ -15,6 +15,10 @@ from blade.ir import entry_function, read_symbol_table, walk_ops
 from blade.shape_syntax import format_condition, format_dim
 
 
+#: a compile stage at least this long is printed when it ends, verbose or not (progress output)
+SLOW_STAGE_S = 3.0
+
+
 @dataclass
 class CompileReport:
     model: str
@@ -28,13 +32,16 @@ class CompileReport:
 
     @contextmanager
     def stage(self, name: str):
+        """Time a compile stage. ``verbose`` prints each stage's start and end; otherwise a stage
+        that took ``SLOW_STAGE_S`` or more is still said when it ends, so a long compile (a UNet's
+        capture takes 10-20 s) shows where it is without flooding short ones."""
         if self.verbose:
             print(f"[blade] {self.model}: {name} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         yield
         dt = time.perf_counter() - t0
         self.stages.append((name, dt))
-        if self.verbose:
+        if self.verbose or dt >= SLOW_STAGE_S:
             print(f"[blade] {self.model}: {name} done in {dt:.2f} s", file=sys.stderr, flush=True)
 
     @property

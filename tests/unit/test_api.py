@@ -252,6 +252,26 @@ def test_torch_compile_backend_with_a_context_region(region, capfd):
     assert all(not v.program.report.unsupported for m in compiled_modules for v in m.variants)
 
 
+def test_long_compiles_say_where_they_are(capfd, monkeypatch):
+    """Stages at least ``SLOW_STAGE_S`` long are printed as they end, and a long first compile
+    says that it ended (here with the threshold at 0: every stage counts as long)."""
+    import blade.module
+    import blade.report
+
+    monkeypatch.setattr(blade.report, "SLOW_STAGE_S", 0.0)
+    monkeypatch.setattr(blade.module, "SLOW_STAGE_S", 0.0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU()).eval()
+    blade.optimize(model, (torch.randn(2, 4),))
+    err = capfd.readouterr().err
+    assert "[blade] Sequential#0: capture (torch.export) done in" in err
+    assert "[blade] Sequential#0: fuse-stitch done in" in err
+    assert "[blade] Sequential: compiled in" in err
+    monkeypatch.setattr(blade.report, "SLOW_STAGE_S", 1e9)
+    monkeypatch.setattr(blade.module, "SLOW_STAGE_S", 1e9)
+    blade.optimize(model, (torch.randn(2, 4),))
+    assert "done in" not in capfd.readouterr().err  # short compiles stay quiet
+
+
 def test_aliased_example_inputs_are_not_traced_as_one():
     class Diff(torch.nn.Module):
         def forward(self, x, y):
