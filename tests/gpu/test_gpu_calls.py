@@ -227,32 +227,9 @@ def test_generated_networks_under_cuda_autocast(dtype):
     list, cuBLASLt / cuDNN, CUDA graphs from the second call): eager autocast's dtypes, and the
     bar of ``tests/unit/test_autocast.py`` against the float32 model, a transposed convolution
     included (``blade.conv_transpose``)."""
-    from tests.generated.netgen import generate
-    from tests.unit.test_autocast import _check_against_eager
+    from tests.unit.test_autocast import check_generated_under_autocast
 
-    lowered = 0
-    for seed in range(60, 72):
-        net = generate(seed)
-        model, make = net.build()
-        model = model.to(DEV)
-
-        def on_gpu(xs):
-            return tuple(x.to(DEV) for x in xs)
-
-        with torch.autocast("cuda", dtype=dtype):
-            opt = blade.optimize(model, on_gpu(make(**net.probes[0], seed=100)))
-        for p, probe in enumerate(net.probes * 2):  # twice: the second calls replay CUDA graphs
-            inputs = on_gpu(make(**probe, seed=p + 1))
-            with torch.no_grad():
-                reference = model(*inputs)
-                with torch.autocast("cuda", dtype=dtype):
-                    want, got = model(*inputs), opt(*inputs)
-            try:
-                lowered += _check_against_eager(net, got, want, reference)
-            except AssertionError as e:
-                raise AssertionError(f"generator seed {seed}, probe {probe}: {e}\n{net.source()}") from None
-        assert opt.eager_calls == 0
-    assert lowered >= 6
+    check_generated_under_autocast(range(60, 72), DEV, dtype, calls=2)
 
     up = torch.nn.Sequential(torch.nn.ConvTranspose2d(8, 16, 4, stride=2, padding=1), torch.nn.GroupNorm(4, 16),
                              torch.nn.SiLU()).to(DEV).eval()

@@ -1,5 +1,6 @@
 """The public API: Config, drop-in module behaviour, guard classes and variants, frontends."""
 
+import contextlib
 from collections import OrderedDict
 
 import pytest
@@ -173,6 +174,28 @@ def test_torch_compile_backend(capfd):
     torch._dynamo.reset()
 
 
+@contextlib.contextmanager
+def backend_compiles():
+    """Through the ``with`` block, every ``blade.optimize`` the Dynamo backend calls is kept in the
+    yielded list; afterwards each must have compiled (variants, no eager answer, no fallback op)."""
+    compiled_modules: list = []
+    real_optimize = blade.optimize
+
+    def spy(*args, **kwargs):
+        compiled_modules.append(real_optimize(*args, **kwargs))
+        return compiled_modules[-1]
+
+    torch._dynamo.reset()
+    blade.optimize = spy
+    try:
+        yield compiled_modules
+    finally:
+        blade.optimize = real_optimize
+        torch._dynamo.reset()
+    assert compiled_modules and all(m.variants and not m.eager_calls for m in compiled_modules)
+    assert all(not v.program.report.unsupported for m in compiled_modules for v in m.variants)
+
+
 @pytest.mark.parametrize("dynamic", [True, None])
 def test_torch_compile_backend_with_layer_norm(dynamic, capfd):
     """Dynamo lifts a LayerNorm's float ``eps`` into a 0-d tensor input read with ``.item()``;
@@ -180,33 +203,18 @@ def test_torch_compile_backend_with_layer_norm(dynamic, capfd):
     with the value as a constant and compiles again when the attribute changes."""
     from blade.frontend import dynamo_backend
 
-    torch._dynamo.reset()
-    compiled_modules = []
-    real_optimize = blade.optimize
-
-    def spy(*args, **kwargs):
-        compiled_modules.append(real_optimize(*args, **kwargs))
-        return compiled_modules[-1]
-
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.GELU(),
                                 torch.nn.Linear(16, 4)).eval()
-    compiled = torch.compile(model, backend="blade", dynamic=dynamic)
-    try:
-        blade.optimize = spy
-        with torch.no_grad():
-            for n in [4, 7, 1, 9]:
-                x = torch.randn(n, 8)
-                torch.testing.assert_close(compiled(x), model(x))
-            model[1].eps = 0.5
-            x = torch.randn(5, 8)
+    with backend_compiles(), torch.no_grad():
+        compiled = torch.compile(model, backend="blade", dynamic=dynamic)
+        for n in [4, 7, 1, 9]:
+            x = torch.randn(n, 8)
             torch.testing.assert_close(compiled(x), model(x))
-    finally:
-        blade.optimize = real_optimize
-        torch._dynamo.reset()
+        model[1].eps = 0.5
+        x = torch.randn(5, 8)
+        torch.testing.assert_close(compiled(x), model(x))
     err = capfd.readouterr().err
     assert "runs in eager PyTorch" not in err, err[-2000:]
-    assert compiled_modules and all(m.variants and not m.eager_calls for m in compiled_modules)
-    assert all(not v.program.report.unsupported for m in compiled_modules for v in m.variants)
     assert dynamo_backend._lifted_floats  # the path under test
 
 
@@ -227,29 +235,14 @@ def test_torch_compile_backend_with_a_context_region(region, capfd):
                 g = self.a(x)
             return g.float().mean(-1) + torch.tanh(x).sum(-1)
 
-    torch._dynamo.reset()
-    compiled_modules = []
-    real_optimize = blade.optimize
-
-    def spy(*args, **kwargs):
-        compiled_modules.append(real_optimize(*args, **kwargs))
-        return compiled_modules[-1]
-
     model = M().eval()
-    compiled = torch.compile(model, backend="blade")
-    try:
-        blade.optimize = spy
-        with torch.no_grad():
-            for shape in [(2, 5, 8), (3, 7, 8), (1, 1, 8)]:
-                x = torch.randn(*shape)
-                torch.testing.assert_close(compiled(x), model(x), rtol=1e-2, atol=1e-2)
-    finally:
-        blade.optimize = real_optimize
-        torch._dynamo.reset()
+    with backend_compiles(), torch.no_grad():
+        compiled = torch.compile(model, backend="blade")
+        for shape in [(2, 5, 8), (3, 7, 8), (1, 1, 8)]:
+            x = torch.randn(*shape)
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-2, atol=1e-2)
     err = capfd.readouterr().err
     assert "runs in eager PyTorch" not in err, err[-2000:]
-    assert compiled_modules and all(m.variants and not m.eager_calls for m in compiled_modules)
-    assert all(not v.program.report.unsupported for m in compiled_modules for v in m.variants)
 
 
 def test_long_compiles_say_where_they_are(capfd, monkeypatch):

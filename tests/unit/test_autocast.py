@@ -61,29 +61,41 @@ def _check_against_eager(net, got, under_autocast, reference) -> int:
     return lowered
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
-def test_generated_networks_under_autocast_match_eager_autocast(dtype):
+def check_generated_under_autocast(seeds, device: str, dtype: torch.dtype, config=None, calls: int = 1) -> None:
+    """Each generated network (``seeds``) compiled under ``torch.autocast(device, dtype)`` and called
+    ``calls`` times at every probe (a second call replays a CUDA graph) inside the same autocast:
+    ``_check_against_eager``'s bar, no call answered eagerly, and autocast lowering at least half as
+    many outputs as there are networks."""
     lowered = 0
-    for seed in SEEDS:
+    for seed in seeds:
         net = generate(seed)
         model, make = net.build()
-        with torch.autocast("cpu", dtype=dtype):
-            opt = blade.optimize(model, make(**net.probes[0], seed=100))
+        model = model.to(device)
+
+        def inputs_for(probe, s):
+            return tuple(x.to(device) for x in make(**probe, seed=s))
+
+        with torch.autocast(device, dtype=dtype):
+            opt = blade.optimize(model, inputs_for(net.probes[0], 100), config=config)
         assert opt.variants, f"seed {seed}: not compiled under autocast"
-        assert all(v.signature.autocast == (("cpu", dtype),) for v in opt.variants)
-        for p, probe in enumerate(net.probes):
-            inputs = make(**probe, seed=p + 1)
+        assert all(v.signature.autocast == ((device, dtype),) for v in opt.variants)
+        for p, probe in enumerate(net.probes * calls):
+            inputs = inputs_for(probe, p + 1)
             with torch.no_grad():
                 reference = model(*inputs)
-                with torch.autocast("cpu", dtype=dtype):
-                    want = model(*inputs)
-                    got = opt(*inputs)
+                with torch.autocast(device, dtype=dtype):
+                    want, got = model(*inputs), opt(*inputs)
             try:
                 lowered += _check_against_eager(net, got, want, reference)
             except AssertionError as e:
                 raise AssertionError(f"generator seed {seed}, probe {probe}: {e}\n{net.source()}") from None
         assert opt.eager_calls == 0, f"seed {seed}: {opt.eager_calls} calls answered eagerly"
-    assert lowered >= len(SEEDS) // 2, f"only {lowered} outputs came out in {dtype}: the networks miss autocast ops"
+    assert lowered >= len(seeds) // 2, f"only {lowered} outputs came out in {dtype}: the networks miss autocast ops"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_generated_networks_under_autocast_match_eager_autocast(dtype):
+    check_generated_under_autocast(SEEDS, "cpu", dtype)
 
 
 class _Mlp(torch.nn.Module):
