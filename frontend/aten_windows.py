@@ -210,9 +210,8 @@ def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), d
     st_ = _per_dim(stride or kernel_size, 2)
     pad = _per_dim(padding, 2)
     dil = _per_dim(dilation, 2)
-    if ceil_mode or any(d != 1 for d in dil) or k[0] * k[1] > 16:
-        return ctx.fallback(node, "max pooling with ceil_mode, dilation or a window over 16 elements "
-                                  "is not compiled")
+    if any(d != 1 for d in dil) or k[0] * k[1] > 16:
+        return ctx.fallback(node, "max pooling with dilation or a window over 16 elements is not compiled")
     out = ctx.out_type()
     lowest = float("-inf") if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
     if any(pad):
@@ -220,7 +219,25 @@ def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), d
         shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
         v = ctx.emit(dm.PadOp, [v], v.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
                      value=float_attr(lowest))
+    if ceil_mode:
+        v = _ceil_mode_tail(ctx, v, k, st_, out, lowest)
     return _window_reduce(ctx, v, k, st_, out, ew.MaximumOp)
+
+
+def _ceil_mode_tail(ctx: ImportCtx, v, k, st_, out_t, value: float):
+    """With ``ceil_mode`` the last window of a dim may run past the (padded) input: pad the end of
+    both spatial dims of ``v`` (already padded) with ``value`` by what those windows need,
+    ``max((out - 1) * stride + kernel - padded size, 0)`` (symbolic; the output sizes are the
+    graph's)."""
+    h, w = v.type.shape[2], v.type.shape[3]
+    # at most 0 where the last window ends inside (PyTorch drops a last window that would start
+    # past the input): then nothing is padded
+    extra_h = sympy.Max(sympy.expand((out_t.shape[2] - 1) * st_[0] + k[0] - h), 0)
+    extra_w = sympy.Max(sympy.expand((out_t.shape[3] - 1) * st_[1] + k[1] - w), 0)
+    pads = [sympy.Integer(0), extra_w, sympy.Integer(0), extra_h]
+    if all(p.is_Integer and p <= 0 for p in pads):
+        return v
+    return _symbolic_constant_pad(ctx, v, pads, value)
 
 
 def _window_reduce(ctx: ImportCtx, v, k, st_, out_t, combine):
@@ -250,29 +267,32 @@ def _avg_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), c
     k = _per_dim(kernel_size, 2)
     st_ = _per_dim(stride or kernel_size, 2)
     pad = _per_dim(padding, 2)
-    if ceil_mode or k[0] * k[1] > 16:
-        return ctx.fallback(node, "average pooling with ceil_mode or a window over 16 elements is not compiled")
+    if k[0] * k[1] > 16:
+        return ctx.fallback(node, "average pooling with a window over 16 elements is not compiled")
     out = ctx.out_type()
     if not out.dtype.is_floating_point:
         return ctx.fallback(node, "average pooling of an integer tensor")
     h, w = v.type.shape[2], v.type.shape[3]
+    count_t = tensor_type([1, 1, out.shape[2], out.shape[3]], out.dtype)
 
-    def padded(t):
-        if not any(pad):
-            return t
-        shape = list(t.type.shape)
-        shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
-        return ctx.emit(dm.PadOp, [t], t.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
-                        value=float_attr(0.0))
+    def padded(t, pad_value: float = 0.0):
+        if any(pad):
+            shape = list(t.type.shape)
+            shape[2], shape[3] = shape[2] + 2 * pad[0], shape[3] + 2 * pad[1]
+            t = ctx.emit(dm.PadOp, [t], t.type.with_shape(shape), pads=ints_attr([pad[1], pad[1], pad[0], pad[0]]),
+                         value=float_attr(pad_value))
+        # ceil_mode: windows past the padded end count nothing there (zeros, in the sum and the count)
+        return _ceil_mode_tail(ctx, t, k, st_, out, 0.0) if ceil_mode else t
 
     total = _window_reduce(ctx, padded(v), k, st_, out, ew.AddOp)
     if divisor_override:
         return ctx.emit(ew.DivOp, [total, ctx.constant(float(divisor_override), out.dtype)], out)
-    if count_include_pad or not any(pad):
+    if not ceil_mode and (count_include_pad or not any(pad)):
         return ctx.emit(ew.DivOp, [total, ctx.constant(float(k[0] * k[1]), out.dtype)], out)
+    # the count of each window: its in-bounds elements (and, with count_include_pad, its explicit
+    # padding, which a padded tensor of ones counts; never the part past the padded end)
     ones = ctx.emit(dm.FullOp, [], tensor_type([1, 1, h, w], out.dtype), value=float_attr(1.0))
-    count = _window_reduce(ctx, padded(ones), k, st_, tensor_type([1, 1, out.shape[2], out.shape[3]], out.dtype),
-                           ew.AddOp)
+    count = _window_reduce(ctx, padded(ones, 1.0 if count_include_pad else 0.0), k, st_, count_t, ew.AddOp)
     return ctx.emit(ew.DivOp, [total, count], out)
 
 

@@ -139,6 +139,15 @@ class AdaptivePools(torch.nn.Module):
         return torch.cat(pyramid, 2), F.adaptive_avg_pool2d(x, (7, 7)), F.adaptive_max_pool2d(x, (2, 3))
 
 
+class CeilModePools(torch.nn.Module):
+    """Pools whose last window may run past the input (``ceil_mode``): timm's ResNet-D shortcut
+    (2x2 average, stride 2, in-bounds count) and GoogLeNet's 3x3/2 max pools."""
+
+    def forward(self, x):
+        return (F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False), F.max_pool2d(x, 3, 2, ceil_mode=True),
+                F.avg_pool2d(x, 3, 2, 1, ceil_mode=True))
+
+
 class PadModes(torch.nn.Module):
     def forward(self, x):
         return (F.pad(x, (1, 2, 2, 1), mode="reflect"), F.pad(x, (3, 0, 1, 1), mode="replicate"),
@@ -189,6 +198,7 @@ CASES = {
     "transposed_convs": (TransposedConvs, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 6, 5), [(1, 3, 7), (3, 5, 4)]),
     "pad_to_windows": (PadToWindows, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 10, 12), [(1, 7, 14), (3, 9, 5)]),
     "adaptive_pools": (AdaptivePools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 9, 12), [(1, 5, 6), (3, 13, 4)]),
+    "ceil_mode_pools": (CeilModePools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 9, 12), [(1, 7, 8), (3, 13, 5)]),
     "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 

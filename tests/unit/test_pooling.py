@@ -35,3 +35,56 @@ def test_stem_compiles_without_fallback(k, stride, pad):
         for out, ref in zip(opt(x), model(x)):
             torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert len(opt.variants) == 1
+
+
+def _draw_pool(seed: int) -> dict:
+    import random
+
+    rng = random.Random(seed)
+    k = (rng.randint(1, 4), rng.randint(1, 4))
+    k = (k[0], min(k[1], 16 // k[0]))
+    return dict(average=rng.random() < 0.55, kernel=k, stride=(rng.randint(1, 3), rng.randint(1, 3)),
+                padding=(rng.randint(0, k[0] // 2), rng.randint(0, k[1] // 2)), ceil_mode=rng.random() < 0.7,
+                count_include_pad=rng.random() < 0.5,
+                divisor_override=rng.choice([None, None, None, 3]))
+
+
+class _Pool(torch.nn.Module):
+    def __init__(self, c: dict):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        c = self.c
+        if c["average"]:
+            y = torch.nn.functional.avg_pool2d(x, c["kernel"], c["stride"], c["padding"], c["ceil_mode"],
+                                               c["count_include_pad"], c["divisor_override"])
+        else:
+            y = torch.nn.functional.max_pool2d(x, c["kernel"], c["stride"], c["padding"], ceil_mode=c["ceil_mode"])
+        return y * 2.0 - 1.0
+
+
+@pytest.mark.parametrize("seed", range(48))
+def test_generated_pooling_with_ceil_mode_compiles_and_matches_eager(seed):
+    """Max and average pooling over drawn kernels, strides, paddings, ``ceil_mode`` (the last
+    window may run past the padded input: timm's ResNet-D shortcut pool, GoogLeNet's max pools),
+    ``count_include_pad`` and ``divisor_override``, at five input sizes from one compile."""
+    c = _draw_pool(seed)
+    model = _Pool(c).eval()
+    opt = blade.optimize(model, (torch.randn(2, 3, 11, 14),))
+    unsupported = [u.target for v in opt.variants for u in v.program.report.unsupported]
+    assert not unsupported, f"{c}: eager fallbacks {unsupported}"
+    refused = 0
+    for shape in [(2, 3, 11, 14), (1, 3, 7, 9), (3, 2, 8, 8), (1, 1, 5, 6), (2, 3, 13, 10)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            try:
+                want = model(x)
+            except RuntimeError:  # eager refuses (an output size below 1): so must the compiled module
+                with pytest.raises(RuntimeError):
+                    opt(x)
+                refused += 1
+                continue
+            got = opt(x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{c} at {shape}: {m}")
+    assert opt.eager_calls == refused
