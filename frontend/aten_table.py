@@ -241,6 +241,15 @@ def _normalize_index(e: sympy.Expr, size: sympy.Expr) -> sympy.Expr:
     return e
 
 
+def slice_start(e: sympy.Expr, size: sympy.Expr) -> sympy.Expr:
+    """Where a slice ``[e:]`` of a dim of ``size`` starts, as Python clamps it: a negative ``e``
+    counts from the end but never before 0 (``x[:, -2:]`` of a dim of 1 starts at 0), and no start
+    lies past the end. Exact for symbolic sizes (``max(0, s1 - 2)``)."""
+    if e.is_Integer and int(e) < 0:
+        e = sympy.Max(size + e, 0)
+    return sympy.Min(e, size) if size is not None else e
+
+
 def _slice(ctx: ImportCtx, v, dim: int, start: sympy.Expr, length_type, step: int = 1):
     return ctx.emit(dm.SliceOp, [v], length_type, dim=int_attr(dim), start=DimsAttr.from_dims([start]),
                     step=int_attr(step))
@@ -252,9 +261,7 @@ def _slice_tensor(ctx: ImportCtx, node, x, dim=0, start=None, end=None, step=1):
     out = ctx.out_type()
     d = dim % v.type.rank
     size = v.type.shape[d]
-    s = sympy.Integer(0) if start is None else _normalize_index(ctx.sym(start), size)
-    if s.is_Integer and size is not None and size.is_Integer:
-        s = sympy.Integer(max(0, min(int(s), int(size))))
+    s = sympy.Integer(0) if start is None else slice_start(ctx.sym(start), size)
     if v.type == out and s == 0 and step == 1:
         return v
     return _slice(ctx, v, d, s, out, int(step))
@@ -798,3 +805,5 @@ def _scalar_tensor(ctx: ImportCtx, node, s, **kwargs):
 
 # batch norm, pooling and padding live in aten_windows.py, registered into the same table here
 from blade.frontend import aten_windows  # noqa: E402,F401 - registers its handlers
+# the functional forms of in-place writes (slice/select scatters, fill, copy) live in aten_scatter.py
+from blade.frontend import aten_scatter  # noqa: E402,F401 - registers its handlers

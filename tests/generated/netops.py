@@ -201,6 +201,8 @@ def op_reshape(g: _Gen, a: Val):
 _SLICES = [  # (index, size at n, minimum n)
     ("1:", lambda n: n - 1, 2), (":-1", lambda n: n - 1, 2), ("::2", lambda n: (n + 1) // 2, 1),
     ("1::2", lambda n: n // 2, 2), (":1", lambda n: 1, 1), ("-2:", lambda n: 2, 2), ("1:-1", lambda n: n - 2, 3),
+    # bounds past the dim at some probes, which Python clamps (x[:, -3:] of a dim of 2 is all of it)
+    ("-3:", lambda n: min(3, n), 1), (":5", lambda n: min(5, n), 1),
 ]
 
 
@@ -582,18 +584,50 @@ def op_pad_mode(g: _Gen, a: Val):
 
 
 VOCAB = 10
+def op_inplace_write(g: _Gen, a: Val):
+    """In-place writes into a copy: ``w[:, 0] = v``, ``w[..., 1:-1] = a[..., 1:-1] * 2``,
+    ``w.fill_(c)``, ``w.copy_(b)`` (broadcast, cast). Capture functionalises them into select and
+    slice scatters, ``fill`` and ``copy``, which compile as selects (``frontend/aten_scatter.py``)."""
+    if a.rank == 0 or a.dtype == "bool":
+        return None
+    d = g.rng.randrange(a.rank)
+    w = g.fresh("w")
+    lit = "0.5" if a.is_float else "3"
+    kind = g.choice(["select", "slice", "slice", "fill", "copy"])
+    uses = [a]
+    if kind == "select":
+        i = g.choice(["0", "-1"])
+        rhs = g.choice([lit, f"{a.name}.select({d}, {i}) * 2"])
+        pre = [f"{w} = {a.name}.clone()", f"{w}{_idx(a.rank, d, i)} = {rhs}"]
+    elif kind == "slice":
+        s, least = g.choice([("1:", 2), ("::2", 1), ("1:-1", 3), (":2", 2), ("1::2", 2)])
+        if a.dims[d].min() < least:
+            return None
+        rhs = g.choice([lit, f"{a.name}{_idx(a.rank, d, s)} * 2"])
+        pre = [f"{w} = {a.name}.clone()", f"{w}{_idx(a.rank, d, s)} = {rhs}"]
+    elif kind == "fill":
+        pre = [f"{w} = {a.name}.clone()", f"{w}.fill_({lit})", f"{w}.add_({a.name})"]
+    else:
+        b = g.pick(lambda v: v.name != a.name and v.dtype != "bool" and _bcast(v, a) == a.dims)
+        if b is None:
+            return None
+        uses.append(b)
+        pre = [f"{w} = torch.empty_like({a.name})", f"{w}.copy_({b.name})"]
+    return g.emit(w, a.dims, a.dtype, uses, pre=pre, exact=all(u.exact for u in uses))
+
+
 _OPS = [  # (op, weight)
     (op_unary, 8), (op_binary, 8), (op_reduce, 3), (op_softmax, 2), (op_norm, 3), (op_permute, 3),
     (op_reshape, 3), (op_slice, 4), (op_cat, 3), (op_pad, 1), (op_expand, 1), (op_chunk, 1), (op_cast, 1.5),
     (op_conv, 6), (op_upsample, 2), (op_pool, 1.2), (op_down_up_residual, 2), (op_image_to_seq, 1.5),
     (op_seq_to_image, 3), (op_linear, 4), (op_attention, 2), (op_bmm, 1.5), (op_sym_scalar, 1),
     (op_compare, 1.5), (op_mask_use, 3), (op_bool, 1.5), (op_int, 1.5), (op_embedding, 3), (op_argmax, 0.7),
-    (op_round, 0.8), (op_variance, 0.8), (op_repeat_flip, 1), (op_pad_mode, 0.8),
+    (op_round, 0.8), (op_variance, 0.8), (op_repeat_flip, 1), (op_pad_mode, 0.8), (op_inplace_write, 2.5),
 ]
 
 _NON_FLOAT_OPS = {
     "bool": [(op_mask_use, 5), (op_bool, 2), (op_cast, 1), (op_permute, 0.5), (op_slice, 0.5)],
     "int64": [(op_embedding, 4), (op_compare, 2), (op_int, 1.5), (op_cast, 1), (op_reduce, 0.5), (op_slice, 0.5),
-              (op_permute, 0.5)],
+              (op_permute, 0.5), (op_inplace_write, 0.4)],
 }
 

@@ -179,6 +179,8 @@ def test_ops_declared_fresh_never_return_an_argument_s_memory():
     calls = {
         "conv": ({"layout": "nhwc", "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
                  [x4, torch.randn(3, 4, 3, 3), torch.randn(3)]),
+        "conv_transpose": ({"stride": [2, 2], "padding": [1, 1], "output_padding": [0, 0], "dilation": [1, 1],
+                            "groups": 1}, [x4.permute(0, 3, 1, 2), torch.randn(4, 3, 4, 4), torch.randn(3)]),
         "linear": ({}, [x3, torch.randn(8, 8)]),
         "matmul": ({}, [x3, torch.randn(8, 8)]),
         "attention": ({"is_causal": 0}, [x4, x4, x4]),
