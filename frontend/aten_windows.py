@@ -210,9 +210,13 @@ def _max_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), d
     st_ = _per_dim(stride or kernel_size, 2)
     pad = _per_dim(padding, 2)
     dil = _per_dim(dilation, 2)
+    out = ctx.out_type()
+    if all(d == 1 for d in dil) and k[0] * k[1] > 16 and _whole_window(ctx, node, v, k, pad, out) is not None:
+        one = out.with_shape(list(out.shape[:2]) + [1, 1])
+        pooled = ctx.emit(st.ReduceMaxOp, [v], one, dims=ints_attr([2, 3]), keepdim=int_attr(True))
+        return pooled if one == out else ctx.emit(dm.ReshapeOp, [pooled], out)
     if any(d != 1 for d in dil) or k[0] * k[1] > 16:
         return ctx.fallback(node, "max pooling with dilation or a window over 16 elements is not compiled")
-    out = ctx.out_type()
     lowest = float("-inf") if out.dtype.is_floating_point else float(torch.iinfo(out.dtype).min)
     if any(pad):
         shape = list(v.type.shape)
@@ -238,6 +242,40 @@ def _ceil_mode_tail(ctx: ImportCtx, v, k, st_, out_t, value: float):
     if all(p.is_Integer and p <= 0 for p in pads):
         return v
     return _symbolic_constant_pad(ctx, v, pads, value)
+
+
+def _example_sizes(t) -> list[int] | None:
+    """The example call's sizes of a traced tensor (``meta["val"]``), without adding guards."""
+    if not isinstance(t, torch.Tensor):
+        return None
+    sizes = []
+    for d in t.shape:
+        hint = d.node.hint if isinstance(d, torch.SymInt) else int(d)
+        if hint is None:
+            return None
+        sizes.append(int(hint))
+    return sizes
+
+
+def _whole_window(ctx: ImportCtx, node, v, k, pad, out_t):
+    """True where one window covers the whole unpadded input (EfficientNet's final
+    ``AvgPool2d(1280, ceil_mode=True)`` over a 7x7 map): a 1x1 output, no padding, and guards that
+    the input fits in the kernel; then the pool is a mean (or max) over the spatial dims. None
+    otherwise."""
+    example = _example_sizes(node.args[0].meta.get("val")) if isinstance(node.args[0], torch.fx.Node) else None
+    if any(pad) or example is None or any(size > kernel for size, kernel in zip(example[2:], k)):
+        return None  # the example itself does not fit in one window: its class pools windows
+    checks = []
+    for size, kernel, o in zip(v.type.shape[2:], k, out_t.shape[2:]):
+        if (size.is_Integer and int(size) > kernel) or (o.is_Integer and int(o) != 1):
+            return None
+        if not size.is_Integer:
+            checks.append(sympy.Le(size, kernel))
+        if not o.is_Integer:
+            checks.append(sympy.Eq(o, 1))
+    for cond in checks:
+        ctx.mapping.table.require(cond, "the input fits in one pooling window")
+    return True
 
 
 def _window_reduce(ctx: ImportCtx, v, k, st_, out_t, combine):
@@ -267,9 +305,18 @@ def _avg_pool2d(ctx: ImportCtx, node, x, kernel_size, stride=(), padding=(0,), c
     k = _per_dim(kernel_size, 2)
     st_ = _per_dim(stride or kernel_size, 2)
     pad = _per_dim(padding, 2)
-    if k[0] * k[1] > 16:
-        return ctx.fallback(node, "average pooling with a window over 16 elements is not compiled")
     out = ctx.out_type()
+    if k[0] * k[1] > 16:
+        whole = _whole_window(ctx, node, v, k, pad, out)
+        if whole is None:
+            return ctx.fallback(node, "average pooling with a window over 16 elements is not compiled")
+        one = out.with_shape(list(out.shape[:2]) + [1, 1])
+        if divisor_override:
+            total = ctx.emit(st.ReduceSumOp, [v], one, dims=ints_attr([2, 3]), keepdim=int_attr(True))
+            pooled = ctx.emit(ew.DivOp, [total, ctx.constant(float(divisor_override), out.dtype)], one)
+        else:
+            pooled = ctx.emit(st.ReduceMeanOp, [v], one, dims=ints_attr([2, 3]), keepdim=int_attr(True))
+        return pooled if one == out else ctx.emit(dm.ReshapeOp, [pooled], out)
     if not out.dtype.is_floating_point:
         return ctx.fallback(node, "average pooling of an integer tensor")
     h, w = v.type.shape[2], v.type.shape[3]

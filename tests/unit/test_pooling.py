@@ -88,3 +88,27 @@ def test_generated_pooling_with_ceil_mode_compiles_and_matches_eager(seed):
             got = opt(x)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=lambda m: f"{c} at {shape}: {m}")
     assert opt.eager_calls == refused
+
+
+@pytest.mark.parametrize("average,ceil_mode,divisor,kernel", [
+    (True, True, None, 9), (True, True, 7, 9), (False, True, None, 9), (True, False, None, 7), (False, False, None, 7)])
+def test_one_window_over_the_whole_input_is_a_mean_or_max(average, ceil_mode, divisor, kernel):
+    """EfficientNet's head pools its 7x7 map with ``AvgPool2d(1280, ceil_mode=True)``: one window
+    over the whole input, a mean (or max) over the spatial dims while the input fits in the kernel
+    (guards), and eager's own pooling in another variant for inputs that do not (without
+    ``ceil_mode`` an 8x9 input still gives one window, over its first 7x7 only)."""
+    class Head(torch.nn.Module):
+        def forward(self, x):
+            if average:
+                return torch.nn.functional.avg_pool2d(x, kernel, ceil_mode=ceil_mode, divisor_override=divisor) + 1
+            return torch.nn.functional.max_pool2d(x, kernel, ceil_mode=ceil_mode) + 1
+
+    model = Head().eval()
+    opt = blade.optimize(model, (torch.randn(2, 3, 7, 7),))
+    assert not opt.report.unsupported, opt.report.unsupported
+    shapes = [(2, 3, 7, 7), (1, 3, 9, 4), (3, 2, 1, 1), (1, 1, 12, 3)] if ceil_mode else [(2, 3, 7, 7), (1, 2, 8, 9)]
+    for shape in shapes + [(2, 3, 7, 7)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(opt(x), model(x), msg=lambda m: f"{shape}: {m}")
+    assert opt.eager_calls == 0
