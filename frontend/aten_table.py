@@ -807,3 +807,5 @@ def _scalar_tensor(ctx: ImportCtx, node, s, **kwargs):
 from blade.frontend import aten_windows  # noqa: E402,F401 - registers its handlers
 # the functional forms of in-place writes (slice/select scatters, fill, copy) live in aten_scatter.py
 from blade.frontend import aten_scatter  # noqa: E402,F401 - registers its handlers
+# integer arithmetic of decompositions (fmod) lives in aten_integer.py
+from blade.frontend import aten_integer  # noqa: E402,F401 - registers its handlers

@@ -148,6 +148,16 @@ class CeilModePools(torch.nn.Module):
                 F.avg_pool2d(x, 3, 2, 1, ceil_mode=True))
 
 
+class RollFmod(torch.nn.Module):
+    """``torch.roll`` (its decomposition wraps indices with an integer ``fmod``) and integer
+    ``fmod`` with positive, negative and tensor divisors (C's sign: the dividend's)."""
+
+    def forward(self, x):
+        i = (x * 10).to(torch.int64)
+        return (torch.roll(x, 3, 1), torch.roll(x, (-2, 1), (1, 2)), torch.fmod(i, 3), torch.fmod(i, -4),
+                torch.fmod(i, i.abs() + 1))
+
+
 class PadModes(torch.nn.Module):
     def forward(self, x):
         return (F.pad(x, (1, 2, 2, 1), mode="reflect"), F.pad(x, (3, 0, 1, 1), mode="replicate"),
@@ -199,6 +209,7 @@ CASES = {
     "pad_to_windows": (PadToWindows, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 10, 12), [(1, 7, 14), (3, 9, 5)]),
     "adaptive_pools": (AdaptivePools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 9, 12), [(1, 5, 6), (3, 13, 4)]),
     "ceil_mode_pools": (CeilModePools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 9, 12), [(1, 7, 8), (3, 13, 5)]),
+    "roll_fmod": (RollFmod, lambda b, h, w: (torch.randn(b, 3, h, w),), (2, 6, 5), [(1, 1, 3), (3, 7, 2)]),
     "avg_pools": (AvgPools, lambda b, h, w: (torch.randn(b, 4, h, w),), (2, 12, 10), [(1, 7, 9), (3, 5, 4)]),
 }
 
