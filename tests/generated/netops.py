@@ -318,6 +318,14 @@ def op_conv(g: _Gen, a: Val):
         pad = "padding='same'"
         spatial = list(a.dims[2:])
     cls = "Conv2d" if a.rank == 4 else "Conv1d"
+    if g.rng.random() < 0.15:  # transposed: upsampling by the stride, output padding below it
+        out_pad = g.rng.randrange(max(s, dil))
+        p = min(p, dil * (k - 1) // 2)
+        spatial = [d.map(lambda n: (n - 1) * s - 2 * p + dil * (k - 1) + out_pad + 1) for d in a.dims[2:]]
+        m, decls = g.module(f"torch.nn.ConvTranspose{cls[-2:]}({c}, {co}, {k}, stride={s}, padding={p}, "
+                            f"output_padding={out_pad}, groups={groups}, bias={g.rng.random() < 0.8}, "
+                            f"dilation={dil}).to(torch.{a.dtype})")
+        return g.emit(f"self.{m}({a.name})", (a.dims[0], Dim.const(co), *spatial), a.dtype, [a], decls)
     m, decls = g.module(f"torch.nn.{cls}({c}, {co}, {k}, stride={s}, {pad}, dilation={dil}, groups={groups}, "
                         f"bias={g.rng.random() < 0.8}).to(torch.{a.dtype})")
     return g.emit(f"self.{m}({a.name})", (a.dims[0], Dim.const(co), *spatial), a.dtype, [a], decls)
@@ -335,12 +343,32 @@ def op_upsample(g: _Gen, a: Val):
     return g.emit(t.format(a=a.name), dims, a.dtype, [a], exact=True)
 
 
+def _ceil_pool_out(n: int, k: int, s: int, p: int) -> int:
+    """PyTorch's pooled size with ``ceil_mode``: the last window must start inside the input or
+    its left padding."""
+    out = -(-(n + 2 * p - k) // s) + 1
+    if (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
 def op_pool(g: _Gen, a: Val):
     if not a.is_float or a.rank != 4:
         return None
-    kind = g.choice(["max2", "avg3", "max3", "adaptive"])
+    kind = g.choice(["max2", "avg3", "max3", "adaptive", "adaptive", "ceil"])
     if kind == "adaptive":
-        return g.emit(f"F.adaptive_avg_pool2d({a.name}, 1)", a.dims[:2] + (Dim.const(1),) * 2, a.dtype, [a])
+        oh, ow = g.choice([(1, 1), (3, 3), (2, 5), (7, 7)])
+        fn = g.choice(["adaptive_avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"])
+        return g.emit(f"F.{fn}({a.name}, ({oh}, {ow}))", a.dims[:2] + (Dim.const(oh), Dim.const(ow)), a.dtype, [a],
+                      exact=fn.endswith("max_pool2d"))
+    if kind == "ceil":  # the last window may run past the input
+        k, s, p, t = g.choice([(3, 2, 0, "F.max_pool2d({a}, 3, 2, ceil_mode=True)"),
+                               (2, 2, 0, "F.avg_pool2d({a}, 2, 2, ceil_mode=True, count_include_pad=False)"),
+                               (3, 2, 1, "F.avg_pool2d({a}, 3, 2, 1, ceil_mode=True)")])
+        spatial = [d.map(lambda n: _ceil_pool_out(n, k, s, p)) for d in a.dims[2:]]
+        if any(d.min() < 1 for d in spatial):
+            return None
+        return g.emit(t.format(a=a.name), a.dims[:2] + tuple(spatial), a.dtype, [a], exact=t.startswith("F.max"))
     if kind == "avg3" and g.rng.random() < 0.4:  # windows at the border average their in-bounds part only
         kind = "avg3x"
     k, s, p, t = {"max2": (2, 2, 0, "F.max_pool2d({a}, 2)"), "avg3": (3, 2, 1, "F.avg_pool2d({a}, 3, stride=2, padding=1)"),
@@ -619,7 +647,7 @@ def op_inplace_write(g: _Gen, a: Val):
 _OPS = [  # (op, weight)
     (op_unary, 8), (op_binary, 8), (op_reduce, 3), (op_softmax, 2), (op_norm, 3), (op_permute, 3),
     (op_reshape, 3), (op_slice, 4), (op_cat, 3), (op_pad, 1), (op_expand, 1), (op_chunk, 1), (op_cast, 1.5),
-    (op_conv, 6), (op_upsample, 2), (op_pool, 1.2), (op_down_up_residual, 2), (op_image_to_seq, 1.5),
+    (op_conv, 6), (op_upsample, 2), (op_pool, 2.5), (op_down_up_residual, 2), (op_image_to_seq, 1.5),
     (op_seq_to_image, 3), (op_linear, 4), (op_attention, 2), (op_bmm, 1.5), (op_sym_scalar, 1),
     (op_compare, 1.5), (op_mask_use, 3), (op_bool, 1.5), (op_int, 1.5), (op_embedding, 3), (op_argmax, 0.7),
     (op_round, 0.8), (op_variance, 0.8), (op_repeat_flip, 1), (op_pad_mode, 0.8), (op_inplace_write, 2.5),
