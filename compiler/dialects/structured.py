@@ -385,6 +385,8 @@ class ConvTransposeOp(TensorOp):
         nsp = len(w) - 2
         if len(x) != nsp + 2:
             raise ValueError(f"blade.conv_transpose: input rank {len(x)} does not match weight rank {len(w)}")
+        if all(isinstance(d, int) or getattr(d, "is_Integer", False) for d in (x[1], w[0])) and int(x[1]) != int(w[0]):
+            raise ValueError(f"blade.conv_transpose: {x[1]} input channels, the weight takes {w[0]}")
         stride, pad, out_pad, dil = self.p("stride"), self.p("padding"), self.p("output_padding"), self.p("dilation")
         spatial = [(x[2 + i] - 1) * stride[i] - 2 * pad[i] + dil[i] * (w[2 + i] - 1) + out_pad[i] + 1
                    for i in range(nsp)]
