@@ -16,8 +16,9 @@ It takes the same arguments as the original module and returns the same output s
 
 Thread safety: calls may come from several threads. Compiles of one module are serialised (the
 others wait, then find the new variant); torch.export swaps a module's parameters for fake tensors
-while it traces, so eager runs of the original wait for a running compile of it (``_ModuleGate``,
-one per original module), and captures are serialised process-wide (``CAPTURE_LOCK``).
+while it traces, so eager runs of the original wait for a running compile of it
+(``structure_watch.ModuleGate``, one per original module), and captures are serialised
+process-wide (``CAPTURE_LOCK``).
 
 Weights are read from the original module at call time (no copies), so in-place updates of its
 parameters are seen; structure changes (a replaced submodule, a new parameter, buffer or hook)
@@ -36,7 +37,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +57,7 @@ from blade.shape_program import ShapeProgram
 from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
 from blade.runtime.graph_pool import GraphPool
 from blade.runtime.program_executor import no_recording
-from blade.runtime.structure_watch import StructureSnapshot, StructureWatch, own_changes
+from blade.runtime.structure_watch import StructureSnapshot, gate_for
 from blade.executors.triton_executor import KernelExecutor
 from blade.executors.program_backed import ProgramBackedExecutor
 from blade.runtime.host_provider import TorchProvider, module_call
@@ -225,56 +225,6 @@ def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
     return lookup
 
 
-class _ModuleGate:
-    """Many eager runs of the original module at once, or one compile (which traces it) alone."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writing = False
-        #: structure changes the user makes (not those of a capture or of the module's own forward)
-        self.watch = StructureWatch(module)
-
-    @contextmanager
-    def eager_run(self):
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writing)
-            self._readers += 1
-        try:
-            with own_changes():
-                yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def compile(self):
-        with self._cond:
-            self._cond.wait_for(lambda: not self._writing and self._readers == 0)
-            self._writing = True
-        try:
-            with own_changes():  # export swaps the parameters of every submodule and restores them
-                yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-
-
-_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_GATES_LOCK = threading.Lock()
-
-
-def _gate_for(module: torch.nn.Module) -> _ModuleGate:
-    """One gate per original module, shared by every ``BladeModule`` wrapping it."""
-    with _GATES_LOCK:
-        gate = _GATES.get(module)
-        if gate is None:
-            gate = _GATES[module] = _ModuleGate(module)
-        return gate
-
-
 class BladeModule(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, config: Config, allow_tracing: bool | None):
         super().__init__()
@@ -306,7 +256,7 @@ class BladeModule(torch.nn.Module):
         #: guard classes captured past Config.max_variants whose program was new: they run eagerly
         #: (their variants are kept only to recognise the class; nothing of them was compiled)
         self._beyond_limit: list[Variant] = []
-        self._gate = _gate_for(module)
+        self._gate = gate_for(module)
         self._structure_seen = self._gate.watch.version
         self._snapshot = StructureSnapshot(self.original)  # what the variants are compiled from
         self._graph_pool_lock = threading.Lock()

@@ -264,3 +264,57 @@ class StructureSnapshot:
             elif then() is not value:
                 return False
         return True
+
+
+# --------------------------------------------------------------------------------------------
+# the gate of an original module: eager runs share it, a compile (which traces it) takes it alone
+# --------------------------------------------------------------------------------------------
+
+class ModuleGate:
+    """Many eager runs of the original module at once, or one compile (which traces it) alone."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        #: structure changes the user makes (not those of a capture or of the module's own forward)
+        self.watch = StructureWatch(module)
+
+    @contextmanager
+    def eager_run(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing)
+            self._readers += 1
+        try:
+            with own_changes():
+                yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def compile(self):
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and self._readers == 0)
+            self._writing = True
+        try:
+            with own_changes():  # export swaps the parameters of every submodule and restores them
+                yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def gate_for(module: torch.nn.Module) -> ModuleGate:
+    """One gate per original module, shared by every ``BladeModule`` wrapping it."""
+    with _GATES_LOCK:
+        gate = _GATES.get(module)
+        if gate is None:
+            gate = _GATES[module] = ModuleGate(module)
+        return gate
