@@ -18,11 +18,6 @@ from blade.frontend.aten_table import _normalize_index, slice_start
 from blade.frontend.fx_importer import ImportCtx, NotLowered, handles
 
 
-def _num(ctx: ImportCtx, e):
-    e = sympy.sympify(e)
-    return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
-
-
 def _as_type(ctx: ImportCtx, v, out):
     """``v`` broadcast (leading dims added, size-1 dims expanded) and cast to the type ``out``."""
     if v.type.rank < out.rank:
@@ -57,9 +52,9 @@ def _slice_scatter(ctx: ImportCtx, node, x, src, dim=0, start=None, end=None, st
     i64 = torch.int64
     vec, flags = tensor_type([n], i64), tensor_type([n], torch.bool)
     j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(0.0), step=float_attr(1.0))
-    t = ctx.emit(ew.SubOp, [j, _num(ctx, lo)], vec)
+    t = ctx.emit(ew.SubOp, [j, ctx.size_value(lo)], vec)
     inside = ctx.emit(ew.LogicalAndOp, [ctx.emit(ew.GeOp, [t, ctx.constant(0)], flags),
-                                        ctx.emit(ew.LtOp, [t, _num(ctx, rows * step)], flags)], flags)
+                                        ctx.emit(ew.LtOp, [t, ctx.size_value(rows * step)], flags)], flags)
     if step > 1:
         on_step = ctx.emit(ew.EqOp, [ctx.emit(ew.RemainderOp, [t, ctx.constant(step)], vec), ctx.constant(0)], flags)
         inside = ctx.emit(ew.LogicalAndOp, [inside, on_step], flags)
@@ -73,7 +68,7 @@ def _slice_scatter(ctx: ImportCtx, node, x, src, dim=0, start=None, end=None, st
         shape[d] = rows + 1
         s = ctx.emit(dm.PadOp, [s], s.type.with_shape(shape), pads=ints_attr(pads), value=float_attr(0.0))
         last = rows
-    src_row = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [t, ctx.constant(0)], vec), _num(ctx, last)], vec)
+    src_row = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [t, ctx.constant(0)], vec), ctx.size_value(last)], vec)
     shape = list(s.type.shape)
     shape[d] = n
     spread = ctx.emit(dm.IndexOp, [s, src_row], s.type.with_shape(shape), indexed=ints_attr([d]))
@@ -94,7 +89,7 @@ def _select_scatter(ctx: ImportCtx, node, x, src, dim, index):
     row = ctx.emit(dm.ReshapeOp, [s], s.type.with_shape(shape))
     vec, flags = tensor_type([n], torch.int64), tensor_type([n], torch.bool)
     j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(0.0), step=float_attr(1.0))
-    hit = ctx.emit(ew.EqOp, [j, _num(ctx, at)], flags)
+    hit = ctx.emit(ew.EqOp, [j, ctx.size_value(at)], flags)
     return ctx.emit(ew.WhereOp, [_row_mask(ctx, hit, v.type.rank, d), _as_type(ctx, row, out),
                                  _as_type(ctx, v, out)], out)
 

@@ -61,16 +61,12 @@ def _symbolic_constant_pad(ctx: ImportCtx, v, pads: list, value: float):
         out_n = n + left + right
         vec = tensor_type([out_n], i64)
 
-        def num(e):
-            e = sympy.sympify(e)
-            return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
-
         j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(0.0), step=float_attr(1.0))
-        t = ctx.emit(ew.SubOp, [j, num(left)], vec)
-        src = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [t, ctx.constant(0)], vec), num(n - 1)], vec)
+        t = ctx.emit(ew.SubOp, [j, ctx.size_value(left)], vec)
+        src = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [t, ctx.constant(0)], vec), ctx.size_value(n - 1)], vec)
         flags = tensor_type([out_n], torch.bool)
         inside = ctx.emit(ew.LogicalAndOp, [ctx.emit(ew.GeOp, [t, ctx.constant(0)], flags),
-                                            ctx.emit(ew.LtOp, [t, num(n)], flags)], flags)
+                                            ctx.emit(ew.LtOp, [t, ctx.size_value(n)], flags)], flags)
         shape = list(v.type.shape)
         shape[d] = out_n
         gathered = ctx.emit(dm.IndexOp, [v, src], v.type.with_shape(shape), indexed=ints_attr([d]))
@@ -103,11 +99,7 @@ def _index_pad(ctx: ImportCtx, v, pad: list, mode: str):
         vec = tensor_type([out_n], i64)
         j = ctx.emit(dm.IotaOp, [], vec, start=float_attr(float(-left)), step=float_attr(1.0))  # t = j - left
 
-        def num(e):
-            e = sympy.sympify(e)
-            return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
-
-        last = num(n - 1)
+        last = ctx.size_value(n - 1)
         if mode == "reflect":
             a = ctx.emit(ew.AbsOp, [j], vec)
             b = ctx.emit(ew.AbsOp, [ctx.emit(ew.SubOp, [last, a], vec)], vec)
@@ -115,7 +107,7 @@ def _index_pad(ctx: ImportCtx, v, pad: list, mode: str):
         elif mode == "replicate":
             src = ctx.emit(ew.MinimumOp, [ctx.emit(ew.MaximumOp, [j, ctx.constant(0)], vec), last], vec)
         else:
-            src = ctx.emit(ew.RemainderOp, [j, num(n)], vec)
+            src = ctx.emit(ew.RemainderOp, [j, ctx.size_value(n)], vec)
         shape = list(v.type.shape)
         shape[d] = out_n
         v = ctx.emit(dm.IndexOp, [v, src], v.type.with_shape(shape), indexed=ints_attr([d]))
@@ -376,10 +368,6 @@ def _adaptive_pool(ctx: ImportCtx, v, output_size: list[int], out_t, average: bo
     rank = v.type.rank
     first = rank - len(output_size)
 
-    def num(e):
-        e = sympy.sympify(e)
-        return ctx.constant(int(e)) if e.is_Integer else ctx.value(e)
-
     for k, m in enumerate(output_size):
         d = first + k
         n = v.type.shape[d]
@@ -387,9 +375,9 @@ def _adaptive_pool(ctx: ImportCtx, v, output_size: list[int], out_t, average: bo
         outs = ctx.emit(dm.IotaOp, [], tensor_type([m], i64), start=float_attr(0.0), step=float_attr(1.0))
         rows = ctx.emit(dm.IotaOp, [], tensor_type([n], i64), start=float_attr(0.0), step=float_attr(1.0))
         col = tensor_type([m], i64)
-        start = ctx.emit(ew.FloorDivOp, [ctx.emit(ew.MulOp, [outs, num(n)], col), ctx.constant(m)], col)
+        start = ctx.emit(ew.FloorDivOp, [ctx.emit(ew.MulOp, [outs, ctx.size_value(n)], col), ctx.constant(m)], col)
         stop = ctx.emit(ew.FloorDivOp, [ctx.emit(ew.AddOp, [ctx.emit(ew.MulOp, [ctx.emit(
-            ew.AddOp, [outs, ctx.constant(1)], col), num(n)], col), ctx.constant(m - 1)], col), ctx.constant(m)], col)
+            ew.AddOp, [outs, ctx.constant(1)], col), ctx.size_value(n)], col), ctx.constant(m - 1)], col), ctx.constant(m)], col)
         start2 = ctx.emit(dm.ReshapeOp, [start], tensor_type([m, 1], i64))
         stop2 = ctx.emit(dm.ReshapeOp, [stop], tensor_type([m, 1], i64))
         rows2 = ctx.emit(dm.ReshapeOp, [rows], tensor_type([1, n], i64))

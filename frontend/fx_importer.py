@@ -203,6 +203,12 @@ class ImportCtx:
 
         return build(e)
 
+    def size_value(self, e: Any) -> SSAValue:
+        """A rank-0 int64 tensor of a size expression: a constant where it is a number, else the
+        shape program's exact value (``blade.dim_value``). Index arithmetic over iotas uses it."""
+        e = sympy.sympify(e)
+        return self.constant(int(e)) if e.is_Integer else self.value(e)
+
     def constant(self, value: Any, dtype: torch.dtype | None = None) -> SSAValue:
         if dtype is None:  # PyTorch's wrapped-number types
             dtype = torch.bool if isinstance(value, bool) else (
