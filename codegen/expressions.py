@@ -153,6 +153,9 @@ def expression(op: Operation, args: list[str], arg_types: list[TensorType], cons
         if e is None or float(e) not in table:
             raise Unsupported("pow with a non-constant or unusual exponent")
         return table[float(e)]
+    if isinstance(op, ew.FmodOp):
+        # Triton's % is C's on integers and LLVM's frem (fmod) on floats: torch.fmod exactly
+        return f"({_as(args[0], arg_types[0], out_c)} % {_as(args[1], arg_types[1], out_c)})"
     if isinstance(op, (ew.FloorDivOp, ew.RemainderOp)) and out_c in ("tl.int32", "tl.int64"):
         # Triton's integer // and % truncate toward zero (C); PyTorch's floor_divide and
         # remainder round toward minus infinity (Python): correct where the signs differ

@@ -29,6 +29,14 @@ class Config:
     #: resolution and sequence length); ``"none"``: every dim is pinned to the example's size.
     dynamic: Literal["all", "none"] = "all"
 
+    #: Python int arguments (``unet(x, 981, ctx)``: a timestep): ``"auto"`` compiles them as
+    #: constants, and when a call differs from a compiled variant only in int values, compiles one
+    #: variant that takes every int argument as a symbol (as a size, >= 0), which serves every
+    #: value without compiling again (ints the program must fix, such as a loop count, stay
+    #: constants); ``"static"``: always constants (a variant per value); ``"dynamic"``: symbols
+    #: from the first compile. Floats and bools are always constants (torch.export fixes them).
+    int_arguments: Literal["auto", "static", "dynamic"] = "auto"
+
     #: Dims pinned to the example's size, by input name: ``{"sample": [1]}`` keeps the channel dim
     #: of ``sample`` static. Nested inputs use pytree paths: ``{"inputs['ids']": [1]}``.
     static_dims: dict[str, list[int]] = field(default_factory=dict)
@@ -191,6 +199,8 @@ class Config:
             raise ValueError(f"Config.fallback must be 'eager' or 'strict', not {self.fallback!r}")
         if self.dynamic not in ("all", "none"):
             raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
+        if self.int_arguments not in ("auto", "static", "dynamic"):
+            raise ValueError(f"Config.int_arguments must be 'auto', 'static' or 'dynamic', not {self.int_arguments!r}")
         if self.frontend not in ("auto", "export", "torchscript"):
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
         if self.conv_library not in ("torch", "cudnn"):

@@ -50,7 +50,7 @@ from blade.ir import code_key
 from blade.pipeline import CompiledProgram, build_kernels, compile_program, executor_kind
 from blade.report import SLOW_STAGE_S
 from blade.runtime.call_signature import (CallLayouts, CallSignature, bind_call, describe_inputs, flatten_call,
-                                         forward_signature)
+                                         forward_signature, is_size_carrier, with_size_carriers)
 from blade.dialects.data_movement import WeightOp
 from blade.executors.reference import ReferenceExecutor
 from blade.shape_program import ShapeProgram
@@ -112,12 +112,27 @@ class Variant:
     _code_key: str | None = None
     device: Any = None  # the torch.device it runs on
 
+    @property
+    def size_inputs(self) -> tuple:
+        """Where the size carriers of the int arguments it takes as sizes go among its inputs."""
+        return self.program.import_result.size_inputs
+
+    def inputs(self, tensors: list[torch.Tensor], signature: CallSignature) -> list[torch.Tensor]:
+        """The program's inputs for a call it accepts: its tensors, and a size carrier per int
+        argument taken as a size (``runtime/call_signature.py``)."""
+        if not self.size_inputs:
+            return tensors
+        return with_size_carriers(tensors, signature.constants, self.size_inputs,
+                                  self.device if self.device is not None else torch.device("cpu"))
+
     def accepts(self, tensors: list[torch.Tensor], signature: CallSignature) -> tuple[dict[str, int] | None, str]:
+        """The symbol values of a call this variant serves, or ``(None, why not)``; ``tensors`` are
+        the call's (``inputs`` adds the size carriers)."""
         why = signature.difference(self.signature)
         if why:
             return None, why
         try:
-            values = self.executor.bind(tensors)
+            values = self.executor.bind(self.inputs(tensors, signature))
         except ShapeError as e:
             return None, str(e)
         if all(self.guard_program.run_named(values)):
@@ -245,6 +260,8 @@ class BladeModule(torch.nn.Module):
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
         self._said_max_variants = False
+        #: a compile with int arguments as symbols kept none of them symbolic (``_ints_differ``)
+        self._ints_stay_constant = False
         #: calls answered by the original module in eager PyTorch (a fallback, a refused shape...)
         self.eager_calls = 0
         self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
@@ -350,18 +367,41 @@ class BladeModule(torch.nn.Module):
             return not thread.is_alive()
         return True
 
-    def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False) -> Variant:
+    def _ints_differ(self, signature: CallSignature) -> bool:
+        """Whether a call no variant accepts should compile its int arguments as symbols
+        (``Config.int_arguments="auto"``): it differs from a compiled variant in the values of
+        int arguments only, and no such compile was tried yet without finding a symbolic int."""
+        if self._config.int_arguments != "auto" or self._ints_stay_constant:
+            return False
+        for v in self._variants:
+            old = v.signature
+            if (old.spec, old.leaves, old.tensors, old.training, old.autocast) != (
+                    signature.spec, signature.leaves, signature.tensors, signature.training, signature.autocast):
+                continue
+            changed = [(a, b) for a, b in zip(signature.constants, old.constants) if a != b]
+            if changed and all(a[0] is int and b[0] is int and a[1] >= 0 for a, b in changed):
+                return True  # (a negative int is a constant: export takes int arguments as sizes)
+        return False
+
+    def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False, int_sizes: bool = False) -> Variant:
         """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``).
-        ``share_only``: keep it only if its program is an earlier variant's (else ``_NewCode``)."""
+        ``share_only``: keep it only if its program is an earlier variant's (else ``_NewCode``).
+        ``int_sizes``: its int arguments are symbols (``Config.int_arguments="dynamic"``)."""
         tensors, _, signature = flatten_call(args, kwargs, self.original.training)
         label = f"{self.name}#{len(self._variants)}"
+        config = dataclasses.replace(self._config, int_arguments="dynamic") if int_sizes else self._config
         # The capture, and the import and passes that still read its fake tensors, run alone in
         # the process (torch.export is not thread-safe) and while no eager run of the module is
         # in flight (export swaps its parameters). The gate is taken first: an eager run may call
         # another optimized module that needs CAPTURE_LOCK to compile.
         with self._gate.compile(), CAPTURE_LOCK:
-            program = compile_program(self.original, args, kwargs, self._config, self._allow_tracing, label)
+            program = compile_program(self.original, args, kwargs, config, self._allow_tracing, label)
             weights = _weight_resolver(self.original, program)
+        sized = tuple(index for _, index in program.import_result.size_inputs)
+        if sized:
+            signature = dataclasses.replace(signature, sized=sized)
+        elif int_sizes:  # export fixed every int (a loop count, a shape): later calls compile per value
+            self._ints_stay_constant = True
         if program.import_result.in_spec is not None and program.import_result.in_spec != signature.spec:
             raise RuntimeError(f"internal error: the captured program takes {program.import_result.in_spec}, "
                                f"the call was {signature.spec}")
@@ -429,6 +469,7 @@ class BladeModule(torch.nn.Module):
             chosen, values = self._compile_for_call(cargs, ckwargs, tensors, signature, reasons)
             if chosen is None:
                 return self._run_eager(args, kwargs)
+        tensors = chosen.inputs(tensors, signature)
         try:
             with module_call():  # what a shape's "first call" means to the library ops' tuning
                 if self._use_graphs(chosen, tensors):
@@ -465,7 +506,8 @@ class BladeModule(torch.nn.Module):
             if any(signature == s for s in self._eager_signatures):
                 return None, None
             reasons = reasons + more
-            twin = self._same_program_variant(args, kwargs, tensors, signature)
+            int_sizes = self._ints_differ(signature)
+            twin = None if int_sizes else self._same_program_variant(args, kwargs, tensors, signature)
             if twin is not None:
                 return twin
             shapes = [tuple(t.shape) for t in tensors]
@@ -477,10 +519,12 @@ class BladeModule(torch.nn.Module):
             print(f"[blade] {'capturing' if share_only else 'compiling'} variant {len(self._variants)} of {self.name} "
                   f"for inputs {describe_inputs(tensors)}: {'; '.join(reasons) or 'first call'}"
                   + (f" (max_variants={self._config.max_variants} programs are compiled: it is kept only if its "
-                     "program is one of them)" if share_only else ""), file=sys.stderr, flush=True)
+                     "program is one of them)" if share_only else "")
+                  + ("; its int arguments are compiled as symbols, to serve every value" if int_sizes else ""),
+                  file=sys.stderr, flush=True)
             start = time.perf_counter()
             try:
-                variant = self.compile_variant(args, kwargs, share_only=share_only)
+                variant = self.compile_variant(args, kwargs, share_only=share_only, int_sizes=int_sizes)
             except _NewCode as e:  # its guard class, remembered so the next such call runs eagerly at once
                 self._beyond_limit.append(e.variant)
                 return self._refuse_beyond_limit(shapes, reasons)
@@ -669,7 +713,8 @@ class BladeModule(torch.nn.Module):
         if entry.weights_moved():
             return None
         for static, t in zip(entry.inputs, tensors):
-            static.copy_(t)
+            if static is not t and not is_size_carrier(static):
+                static.copy_(t)
         variant.executor.refresh_prepared_weights()
         entry.graph.replay()
         return [o.clone() for o in entry.outputs]
@@ -697,7 +742,7 @@ class BladeModule(torch.nn.Module):
         memory pool; other threads' allocations meanwhile count too, an overestimate)."""
         device = tensors[0].device
         with torch.cuda.device(device):
-            static = [t.clone() for t in tensors]
+            static = [t if is_size_carrier(t) else t.clone() for t in tensors]  # a carrier is its size only
             # warm-up on the caller's stream, ordered with every other run there (a side stream
             # would run beside other threads' calls, which share GroupNorm's ticket counter):
             # library handles, prepared weights, workspaces, one-time work that may synchronise

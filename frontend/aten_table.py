@@ -255,13 +255,49 @@ def _slice(ctx: ImportCtx, v, dim: int, start: sympy.Expr, length_type, step: in
                     step=int_attr(step))
 
 
+def _define_slice_symbols(ctx: ImportCtx, node, d: int, size, start: sympy.Expr, end, step: int) -> None:
+    """Where export could not decide a slice's length or storage offset (``x[:, s:k]`` with ``s``
+    and ``k`` int arguments taken as sizes: unbacked ``u0``, ``u1`` that its runtime asserts read),
+    define them from the bounds as Python slices: length ``max(0, min(end, size) - start)`` over
+    ``step`` for an end known to be >= 0, offset the input's plus ``start`` times its stride."""
+    val, src = node.meta.get("val"), node.args[0].meta.get("val")
+    if not isinstance(val, torch.Tensor) or not isinstance(src, torch.Tensor):
+        return
+
+    def undefined(x) -> sympy.Symbol | None:
+        if not isinstance(x, torch.SymInt):
+            return None
+        expr = x.node.expr
+        if ctx.mapping.shape_env is not None:
+            expr = ctx.mapping.shape_env.replace(expr)
+        if not expr.is_Symbol or expr in ctx.mapping.subs or expr in ctx.mapping.unbacked:
+            return None
+        return expr
+
+    e = size if end is None else ctx.sym(end)
+    if mentions_data_dependent(ctx.mapping.table, e) or mentions_data_dependent(ctx.mapping.table, start):
+        return  # bounds known only when an eager op has run: export's own symbols say it
+    length = undefined(val.shape[d])
+    if length is not None and ctx.mapping.table.known_ge(e, 0):  # a negative end counts from the end
+        n = sympy.Max(0, sympy.Min(e, size) - start)
+        ctx.mapping.unbacked[length] = n if step == 1 else sympy.ceiling(n / step)
+    offset = undefined(val.storage_offset())
+    if offset is not None:
+        try:
+            base, stride = ctx.mapping.convert(src.storage_offset()), ctx.mapping.convert(src.stride()[d])
+        except ShapeError:
+            return
+        ctx.mapping.unbacked[offset] = base + start * stride
+
+
 @handles("slice.Tensor")
 def _slice_tensor(ctx: ImportCtx, node, x, dim=0, start=None, end=None, step=1):
     v = ctx.value(x)
-    out = ctx.out_type()
     d = dim % v.type.rank
     size = v.type.shape[d]
     s = sympy.Integer(0) if start is None else slice_start(ctx.sym(start), size)
+    _define_slice_symbols(ctx, node, d, size, s, end, int(step))
+    out = ctx.out_type()
     if v.type == out and s == 0 and step == 1:
         return v
     return _slice(ctx, v, d, s, out, int(step))
@@ -421,6 +457,7 @@ _BINARY = {
     "eq": (ew.EqOp, None), "ne": (ew.NeOp, None), "lt": (ew.LtOp, None), "le": (ew.LeOp, None),
     "gt": (ew.GtOp, None), "ge": (ew.GeOp, None), "logical_and": (ew.LogicalAndOp, None),
     "logical_or": (ew.LogicalOrOp, None), "remainder": (ew.RemainderOp, None),
+    "fmod": (ew.FmodOp, None),
     "floor_divide": (ew.FloorDivOp, lambda a, b: sympy.floor(a / b)), "pow": (ew.PowOp, None),
     "bitwise_and": (ew.LogicalAndOp, None), "bitwise_or": (ew.LogicalOrOp, None),
 }
@@ -758,7 +795,5 @@ def _scalar_tensor(ctx: ImportCtx, node, s, **kwargs):
 from blade.frontend import aten_windows  # noqa: E402,F401 - registers its handlers
 # the functional forms of in-place writes (slice/select scatters, fill, copy) live in aten_scatter.py
 from blade.frontend import aten_scatter  # noqa: E402,F401 - registers its handlers
-# integer arithmetic of decompositions (fmod) lives in aten_integer.py
-from blade.frontend import aten_integer  # noqa: E402,F401 - registers its handlers
 # convolutions and transposed convolutions live in aten_conv.py
 from blade.frontend import aten_conv  # noqa: E402,F401 - registers its handlers

@@ -2,8 +2,10 @@
 
 Policy: every dim of every tensor input is dynamic (``Dim.AUTO``: dims the program fixes, such as
 channels that must match a weight, become constants) unless ``Config`` pins it;
-``Config.dim_ranges`` bounds a dim. Export runs in non-strict mode with PyTorch's
-*size-oblivious* treatment of backed sizes, so an example dim of size 2 does not make the
+``Config.dim_ranges`` bounds a dim; int arguments are ``Dim.AUTO`` too where
+``Config.int_arguments`` asks for symbols (the module does after a call that differs only in
+ints; export fixes those the program needs fixed, a loop count). Export runs in non-strict mode
+with PyTorch's *size-oblivious* treatment of backed sizes, so an example dim of size 2 does not make the
 program assume "size != 1": one export serves batch 1 too.
 
 No decomposition pass is run: Blade imports the pre-dispatch ATen graph that export produces, in
@@ -73,6 +75,8 @@ def dynamic_shapes_for(module: torch.nn.Module, args: tuple, kwargs: dict, confi
 
 def _spec_for(name: str, value: Any, config: Config, pin_ones: bool = False) -> Any:
     def leaf(path, v):
+        if type(v) is int and v >= 0 and config.int_arguments == "dynamic" and config.dynamic != "none":
+            return Dim.AUTO  # a SymInt placeholder (a size carrier of the program), or fixed where it must be
         if not isinstance(v, torch.Tensor) or v.dim() == 0:
             return None
         key = name + pytree.keystr(path)

@@ -28,12 +28,12 @@ import torch.utils._pytree as pytree
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
 from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
-from blade.dialects.types import TensorType, float_attr, from_torch_dtype, tensor_type
+from blade.dialects.types import TensorType, float_attr, tensor_type
 from blade.frontend.eager_results import effect_call, is_scalar_result, is_with_effects, result_type
 from blade.symbolic import ACTIVE_EQUALITIES, ACTIVE_RANGES
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
@@ -73,6 +73,9 @@ class ImportResult:
     weights: dict[str, tuple[str, str]]
     unsupported: list[UnsupportedOp] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: int arguments taken as sizes: (position among the program's inputs, index among the call's
+    #: non-tensor leaves) each, where a size carrier goes (``call_signature.with_size_carriers``)
+    size_inputs: tuple = ()
 
 
 class NotLowered(Exception):
@@ -358,28 +361,39 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     specs = {spec.arg.name: spec for spec in sig.input_specs if hasattr(spec.arg, "name")}
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
     user_all = [n for n in placeholders if specs[n.name].kind == InputKind.USER_INPUT]
-    user = [n for n in user_all if isinstance(n.meta.get("val"), torch.Tensor)]
-    for n in user_all:  # Python scalars are specialised (the module recompiles when they change)
+    # the program's inputs: tensors, and int arguments export kept symbolic (Config.int_arguments),
+    # each passed as a size carrier (runtime/call_signature.py), in the call's flattening order
+    symbolic = [n for n in user_all if isinstance(n.meta.get("val"), torch.SymInt)]
+    for n in user_all:  # other Python scalars are specialised (the module recompiles when they change)
         val = n.meta.get("val")
-        if not isinstance(val, (torch.Tensor, int, float, bool, type(None))):
+        if not isinstance(val, (torch.Tensor, torch.SymInt, int, float, bool, type(None))):
             raise UnsupportedOpError(f"input '{n.name}' is a {type(val).__name__}; Blade compiles tensor "
                                      "inputs, and Python int/float/bool values as constants")
     shape_env = _fake_shape_env(ep)
-    mapping = build_symbol_mapping(shape_env, [(n.name, tuple(n.meta["val"].shape)) for n in user],
-                                   dim_ranges or {})
+    if shape_env is None and symbolic:
+        shape_env = symbolic[0].meta["val"].node.shape_env
+    tensors = [n for n in user_all if isinstance(n.meta.get("val"), torch.Tensor)]
+    mapping = build_symbol_mapping(shape_env, [(n.name, tuple(n.meta["val"].shape)) for n in tensors],
+                                   dim_ranges or {}, [(n.name, n.meta["val"]) for n in symbolic])
+    ints = [n for n in symbolic if not mapping.convert(n.meta["val"]).is_number]  # else fixed by a guard
+    user = [n for n in user_all if n in tensors or n in ints]
     notes = import_guards(mapping)
+    constants = [n for n in user_all if not isinstance(n.meta.get("val"), torch.Tensor)]
+    size_inputs = tuple((user.index(n), constants.index(n)) for n in ints)
     if "DynamicCache" in str(ep.call_spec.out_spec):
         notes.append("the output holds a transformers DynamicCache: the compiled module returns one too, "
                      "filled with the key/value tensors the program computes (pass use_cache=False to "
                      "skip computing and returning them)")
 
-    block = Block(arg_types=[_type_of(mapping, n.meta["val"]) for n in user])
+    block = Block(arg_types=[_type_of(mapping, n.meta["val"]) if n not in ints else
+                             tensor_type([mapping.convert(n.meta["val"]) + 1], torch.int64) for n in user])
     ctx = ImportCtx(mapping, block, strict)
     for n, arg in zip(user, block.args):
-        ctx.env[n] = arg
+        ctx.env[n] = arg if n not in ints else mapping.convert(n.meta["val"])  # an int's uses: its expression
     for n in user_all:
         if n not in ctx.env:
-            ctx.env[n] = n.meta.get("val")
+            val = n.meta.get("val")
+            ctx.env[n] = int(mapping.convert(val)) if isinstance(val, torch.SymInt) else val
     weights: dict[str, tuple[str, str]] = {}
     for n in placeholders:
         spec = specs[n.name]
@@ -450,7 +464,7 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     module = ModuleOp([fn])
     write_symbol_table(module, mapping.table)
     return ImportResult(module, [n.name for n in user], ep.call_spec.in_spec, ep.call_spec.out_spec,
-                        outputs, weights, ctx.unsupported, notes)
+                        outputs, weights, ctx.unsupported, notes, size_inputs)
 
 
 def _type_of(mapping: SymbolMapping, val: torch.Tensor) -> TensorType:

@@ -158,8 +158,11 @@ class SymbolMapping:
 
 def build_symbol_mapping(
     shape_env, inputs: list[tuple[str, tuple]], ranges: dict[tuple[str, int], tuple[int, int | None]],
+    int_arguments: list[tuple[str, torch.SymInt]] = (),
 ) -> SymbolMapping:
-    """Name Blade symbols for the symbolic dims of ``inputs`` (name, fake shape) in order."""
+    """Name Blade symbols for the symbolic dims of ``inputs`` (name, fake shape) in order, then for
+    the symbolic ``int_arguments`` (name, SymInt): such an int is ``sym - 1``, ``sym`` the size of
+    its carrier input (``runtime/call_signature.size_carrier``), so an int of 0 is a symbol of 1."""
     table = SymbolTable()
     mapping = SymbolMapping(table, shape_env=shape_env)
     residues = _residue_facts(shape_env)
@@ -189,6 +192,12 @@ def build_symbol_mapping(
                 origin = f"({origin} + {c}) / {k}" if c else f"{origin} / {k}"
             sym = table.fresh(origin, lo=max(1, -(-(lo + c) // k)), hi=None if hi is None else (hi + c) // k)
             mapping.subs[expr] = k * sym - c if k > 1 else sym
+    for name, value in int_arguments:
+        expr = shape_env.replace(value.node.expr) if shape_env is not None else value.node.expr
+        if expr in fixed:
+            mapping.subs[expr] = sympy.Integer(fixed[expr])
+        elif expr.is_Symbol and expr not in mapping.subs:
+            mapping.subs[expr] = table.fresh(f"{name} + 1 (int argument {name})") - 1
     return mapping
 
 

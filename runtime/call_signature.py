@@ -15,7 +15,15 @@ computes in int64), the non-tensor leaves (export burns them in as constants), t
 training flag and the ``torch.autocast`` regions the call runs in (a call under
 ``torch.autocast("cuda")`` computes its matmuls and convolutions in float16 in eager PyTorch: its
 variant is traced with the same autocast, whose casts export records). Sizes are not part of it;
-guards decide those.
+guards decide those. Nor are the values of int arguments a variant takes as sizes (``sized``):
+a ``unet(x, 981, ctx)`` called with every timestep of a denoising loop compiles once more, with
+its int arguments as symbols (``Config.int_arguments``), and that variant serves every value.
+
+An int taken as a size reaches the program as a *size carrier*: a one-dim tensor of ``value + 1``
+elements that is never read (a view of one element, stride 0, so any value costs nothing). Its
+size binds the symbol as an input dim does, so the shape program, guards, memory plan and every
+executor see an int argument exactly as they see a dim. (``+ 1``: dims are symbols >= 1, and 0 is
+a common int, the last timestep of every loop.)
 """
 
 from __future__ import annotations
@@ -134,19 +142,29 @@ class CallSignature:
     constants: tuple  # (type, value) per non-tensor leaf
     training: bool
     autocast: tuple = ()  # autocast_state() of the call
+    #: which leaves are tensors, in flattening order ("t" a tensor, "c" another value): ``f(x, 3)``
+    #: and ``f(3, x)`` have the same structure, dtypes and constants, not the same program
+    leaves: str = ""
+    #: (compiled side only) indices into ``constants`` of the int arguments the variant takes as
+    #: sizes: any int >= 0 is accepted there
+    sized: tuple = ()
 
     def difference(self, other: CallSignature) -> str:
         """Why a variant compiled for ``other`` cannot serve a call of ``self`` ('' if it can)."""
         if self.spec != other.spec:
             return (f"the arguments' structure {describe_structure(self.spec)} differs from the compiled "
                     f"{describe_structure(other.spec)}")
+        if self.leaves != other.leaves:
+            return (f"tensors and other values are at other places of the call ({self.leaves}, 't' a tensor) "
+                    f"than in the compiled one ({other.leaves})")
         if self.tensors != other.tensors:
             got = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in self.tensors]
             want = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in other.tensors]
             return f"input dtypes/devices {got} differ from the compiled {want}"
-        if self.constants != other.constants:
-            return (f"non-tensor arguments {[v for _, v in self.constants]} differ from the compiled "
-                    f"{[v for _, v in other.constants]}")
+        if self.constants != other.constants or other.sized:
+            why = _constants_difference(self.constants, other.constants, other.sized)
+            if why:
+                return why
         if self.training != other.training:
             return f"the module is in {'training' if self.training else 'eval'} mode, the variant was " \
                    f"compiled in {'training' if other.training else 'eval'} mode"
@@ -154,6 +172,53 @@ class CallSignature:
             return (f"torch.autocast is {describe_autocast(self.autocast)} at the call, "
                     f"{describe_autocast(other.autocast)} in the compiled variant")
         return ""
+
+
+def _constants_difference(got: tuple, want: tuple, sized: tuple) -> str:
+    """Why the non-tensor arguments ``got`` of a call are not the compiled ``want`` ('' if they are:
+    equal, or different only in ints >= 0 at the ``sized`` indices)."""
+    if len(got) == len(want):
+        bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+        if set(bad) <= set(sized):
+            negative = [got[i][1] for i in sized if got[i][0] is not int or got[i][1] < 0]
+            if not negative:
+                return ""
+            return (f"int arguments {negative} are not ints >= 0, which the variant takes as sizes "
+                    f"(non-tensor arguments {[v for _, v in got]})")
+    shown = [("<int>" if i in sized else v) for i, (_, v) in enumerate(want)]
+    return f"non-tensor arguments {[v for _, v in got]} differ from the compiled {shown}"
+
+
+def size_carrier(value: int, device: torch.device) -> torch.Tensor:
+    """The input that carries int ``value`` to a program taking it as a size: a one-dim int64
+    tensor of ``value + 1`` elements, all one element (stride 0): no memory, never read."""
+    base = _CARRIER_BASES.get(device)
+    if base is None:
+        base = _CARRIER_BASES.setdefault(device, torch.zeros((), dtype=torch.int64, device=device))
+    return base.expand(value + 1)
+
+
+def is_size_carrier(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a ``size_carrier`` (its size is all it holds: CUDA graph captures keep it as
+    it is instead of copying it into a static buffer)."""
+    base = t._base
+    return base is not None and _CARRIER_BASES.get(t.device) is base
+
+
+_CARRIER_BASES: dict[torch.device, torch.Tensor] = {}
+
+
+def with_size_carriers(tensors: list[torch.Tensor], constants: tuple, plan: tuple,
+                       device: torch.device) -> list[torch.Tensor]:
+    """The program inputs of a call whose variant takes int arguments as sizes: ``tensors`` with a
+    ``size_carrier`` inserted for each ``(input position, constant index)`` of ``plan``
+    (ascending positions)."""
+    if not plan:
+        return tensors
+    inputs = list(tensors)
+    for position, index in plan:
+        inputs.insert(position, size_carrier(constants[index][1], device))
+    return inputs
 
 
 def describe_structure(spec: Any, limit: int = 300) -> str:
@@ -202,7 +267,8 @@ def flatten_call(args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.
     tensors = [x for x in flat if isinstance(x, torch.Tensor)]
     constants = [x for x in flat if not isinstance(x, torch.Tensor)]
     sig = CallSignature(spec, tuple((t.dtype, t.device) for t in tensors),
-                        tuple(_constant_key(c) for c in constants), bool(training), autocast_state())
+                        tuple(_constant_key(c) for c in constants), bool(training), autocast_state(),
+                        "".join("t" if isinstance(x, torch.Tensor) else "c" for x in flat))
     return tensors, constants, sig
 
 
@@ -261,7 +327,7 @@ class CallLayouts:
 
     def __init__(self, sig: inspect.Signature | None, fill_defaults: bool = True, limit: int = 64):
         self._sig, self._fill, self._limit = sig, fill_defaults, limit
-        self._known: dict = {}  # layout -> (canonical position of each raw tensor, spec, constants)
+        self._known: dict = {}  # layout -> (canonical position of each raw tensor, spec, constants, leaves)
         self.remembered = 0  # calls served from a known layout (tests read it)
 
     def normalise(self, args: tuple, kwargs: dict, training: bool) -> tuple[list[torch.Tensor], CallSignature]:
@@ -282,10 +348,10 @@ class CallLayouts:
                 return tensors, signature
         else:
             self.remembered += 1
-        order, spec, constants = known
+        order, spec, constants, kinds = known
         tensors = [leaves[i] for i in order]
         return tensors, CallSignature(spec, tuple((t.dtype, t.device) for t in tensors), constants, bool(training),
-                                      autocast_state())
+                                      autocast_state(), kinds)
 
     def _learn(self, args: tuple, kwargs: dict, training: bool, key: Any) -> tuple | None:
         sentinels: list = []
@@ -296,7 +362,7 @@ class CallLayouts:
         where = {id(t): i for i, t in enumerate(sentinels)}
         if len(tensors) != len(sentinels) or any(id(t) not in where for t in tensors):
             return None  # a tensor that is not one of the call's (none expected): the full way
-        known = (tuple(where[id(t)] for t in tensors), signature.spec, signature.constants)
+        known = (tuple(where[id(t)] for t in tensors), signature.spec, signature.constants, signature.leaves)
         if len(self._known) >= self._limit:
             self._known.clear()
         self._known[key] = known

@@ -56,6 +56,7 @@ _UNARY: dict[str, Callable] = {
 _BINARY: dict[str, Callable] = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
     "floor_div": lambda a, b: torch.div(a, b, rounding_mode="floor"), "remainder": torch.remainder,
+    "fmod": torch.fmod,
     "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum, "eq": torch.eq, "ne": torch.ne,
     "lt": torch.lt, "le": torch.le, "gt": torch.gt, "ge": torch.ge, "logical_and": torch.logical_and,
     "logical_or": torch.logical_or,

@@ -28,12 +28,12 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
-from blade.runtime.call_signature import CallLayouts, CallSignature, forward_signature
+from blade.runtime.call_signature import CallLayouts, CallSignature, forward_signature, with_size_carriers
 from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
 from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
 
 MANIFEST = "blade-module.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: signatures say where the tensors are ("leaves"), ints taken as sizes
 #: the ``Config`` fields a manifest's ``libraries`` holds (``TorchProvider``'s arguments of those names)
 LIBRARY_SETTINGS = ("gemm_library", "conv_library", "attention_library", "conv_algorithm_search")
 
@@ -56,16 +56,20 @@ def library_provider(libraries: dict[str, Any] | None, path: str | os.PathLike =
         raise ProgramFormatError(f"{path}: library settings {libraries}: {e}") from e
 
 
-def signature_key(sig: CallSignature) -> dict[str, Any]:
-    """The device-independent, JSON form of a call signature (an artifact serves any device)."""
+def signature_key(sig: CallSignature, sized: tuple = ()) -> dict[str, Any]:
+    """The device-independent, JSON form of a call signature (an artifact serves any device); the
+    constants at the ``sized`` indices (ints taken as sizes) are written as ``["int", null]``."""
     constants = []
-    for kind, value in sig.constants:
+    for i, (kind, value) in enumerate(sig.constants):
+        if i in sized:
+            constants.append(["int", None])
+            continue
         if not isinstance(value, (type(None), bool, int, float, str)):
             raise ProgramFormatError(f"a non-tensor argument {value!r} ({kind.__name__}) cannot be saved in an "
                                      "artifact (only None, bool, int, float and str can)")
         constants.append([kind.__name__, value])
     key = {"spec": pytree.treespec_dumps(sig.spec), "dtypes": [str(d).removeprefix("torch.") for d, _ in sig.tensors],
-           "constants": constants, "training": sig.training}
+           "constants": constants, "training": sig.training, "leaves": sig.leaves}
     if sig.autocast:  # only where on: artifacts saved before autocast was recorded keep their keys
         key["autocast"] = [[device, str(dtype).removeprefix("torch.")] for device, dtype in sig.autocast]
     return key
@@ -74,6 +78,10 @@ def signature_key(sig: CallSignature) -> dict[str, Any]:
 class _Variant:
     def __init__(self, entry: dict[str, Any], program: Program, module: torch.nn.Module, provider=None):
         self.key = entry["signature"]
+        #: int arguments taken as sizes: their indices among the constants, and where their size
+        #: carriers go among the program's inputs (``call_signature.with_size_carriers``)
+        self.sized = tuple(entry.get("sized", ()))
+        self.size_inputs = tuple(tuple(p) for p in entry.get("size_inputs", ()))
         self.outputs = entry["outputs"]
         self.out_spec = pytree.treespec_loads(entry["out_spec"])
         self.program = program
@@ -102,14 +110,24 @@ class ProgramModule(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         tensors, signature = self._call_layouts.normalise(args, kwargs, self.original.training)
-        key = signature_key(signature)
+        keys = {(): signature_key(signature)}
         reasons = []
         for i, v in enumerate(self.variants):
+            key = keys.get(v.sized)
+            if key is None:
+                key = keys[v.sized] = signature_key(signature, v.sized)
             if v.key != key:
                 reasons.append(f"variant {i}: call signature {key} differs from the saved {v.key}")
                 continue
+            negative = [signature.constants[j][1] for j in v.sized
+                        if signature.constants[j][0] is not int or signature.constants[j][1] < 0]
+            if negative:
+                reasons.append(f"variant {i}: int arguments {negative} are not ints >= 0, which it takes as sizes")
+                continue
+            inputs = with_size_carriers(tensors, signature.constants, v.size_inputs,
+                                        tensors[0].device if tensors else torch.device("cpu"))
             try:
-                outs = v.executor.run(tensors)
+                outs = v.executor.run(inputs)
             except ProgramShapeError as e:  # raised before any step runs
                 reasons.append(f"variant {i}: {e}")
                 continue

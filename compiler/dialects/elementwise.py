@@ -123,6 +123,8 @@ DivOp = _binary("blade.div", lambda a, b: torch.div(a, b), f"True division.\n\n 
 FloorDivOp = _binary("blade.floor_div", lambda a, b: torch.div(a, b, rounding_mode="floor"),
                      f"Division rounded toward -inf.\n\n    %z = blade.floor_div %x, %y : {_EX}")
 RemainderOp = _binary("blade.remainder", lambda a, b: torch.remainder(a, b), f"Python-style modulo.\n\n    %z = blade.remainder %x, %y : {_EX}")
+FmodOp = _binary("blade.fmod", lambda a, b: torch.fmod(a, b),
+                 f"C-style remainder (``torch.fmod``: the sign of ``lhs``).\n\n    %z = blade.fmod %x, %y : {_EX}")
 PowOp = _binary("blade.pow", lambda a, b: torch.pow(a, b), f"``lhs ** rhs``.\n\n    %z = blade.pow %x, %y : {_EX}")
 MaximumOp = _binary("blade.maximum", lambda a, b: torch.maximum(a, b), f"Elementwise max.\n\n    %z = blade.maximum %x, %y : {_EX}")
 MinimumOp = _binary("blade.minimum", lambda a, b: torch.minimum(a, b), f"Elementwise min.\n\n    %z = blade.minimum %x, %y : {_EX}")
@@ -161,6 +163,6 @@ class WhereOp(TensorOp):
 UNARY_OPS = [NegOp, ExpOp, LogOp, Log1pOp, Expm1Op, SqrtOp, RsqrtOp, SinOp, CosOp, TanhOp, SigmoidOp, SiluOp, ReluOp,
              AbsOp, ErfOp, ReciprocalOp, LogicalNotOp, CastOp, GeluOp, FloorOp, CeilOp, TruncOp, RoundOp, SignOp,
              Log2Op, Exp2Op, IsnanOp, IsinfOp]
-BINARY_OPS = [AddOp, SubOp, MulOp, DivOp, FloorDivOp, RemainderOp, PowOp, MaximumOp, MinimumOp,
+BINARY_OPS = [AddOp, SubOp, MulOp, DivOp, FloorDivOp, RemainderOp, FmodOp, PowOp, MaximumOp, MinimumOp,
               EqOp, NeOp, LtOp, LeOp, GtOp, GeOp, LogicalAndOp, LogicalOrOp]
 ELEMENTWISE_OPS = UNARY_OPS + BINARY_OPS + [WhereOp]

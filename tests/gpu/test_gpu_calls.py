@@ -242,3 +242,24 @@ def test_generated_networks_under_cuda_autocast(dtype):
         assert got.dtype == want.dtype
         torch.testing.assert_close(got.float(), want.float(), rtol=3e-2, atol=3e-2)
     assert not opt.report.unsupported and opt.eager_calls == 0
+
+
+@pytest.mark.parametrize("executor", ["kernels", "program"])
+def test_int_timesteps_as_sizes_in_cuda_graphs(executor):
+    """A denoising loop with Python int timesteps, twice (the second pass replays CUDA graphs):
+    the variant taking the timestep as a size serves every step; the size carrier is never copied
+    into a graph's static inputs (it holds one element for any value)."""
+    from blade.runtime.call_signature import is_size_carrier
+    from tests.unit.test_int_arguments import AsTensorLikeDiffusers
+
+    torch.manual_seed(0)
+    model = AsTensorLikeDiffusers().to(DEV).eval()
+    x = torch.randn(2, 8, device=DEV)
+    opt = blade.optimize(model, (x, 999), config=blade.Config(executor=executor, cuda_graph_after=1))
+    for _ in range(2):
+        for t in range(999, -1, -111):
+            with torch.no_grad():
+                torch.testing.assert_close(opt(x, t), model(x, t), atol=1e-4, rtol=1e-4)
+    assert len(opt.variants) == 2 and opt.eager_calls == 0
+    graphs = list(opt.variants[1].graphs.values())
+    assert graphs and all(is_size_carrier(g.inputs[1]) for g in graphs)

@@ -221,13 +221,13 @@ def test_coordinate_addressing_and_uncollapsible_views():
 
 
 class Rounding(torch.nn.Module):
-    """floor, ceil, trunc, round (ties to even), sign, log2/exp2 and the NaN/inf tests, one kernel."""
+    """floor, ceil, trunc, round (ties to even), sign, log2/exp2, fmod and the NaN/inf tests, one kernel."""
 
     def forward(self, x, i):
         y = torch.round(x) + torch.floor(x) * 2 - torch.ceil(x) + torch.trunc(x) * torch.sign(x)
-        z = torch.exp2(x * 0.5) + torch.log2(x.abs() + 1)
+        z = torch.exp2(x * 0.5) + torch.log2(x.abs() + 1) + torch.fmod(x, 0.75)
         flags = torch.isnan(x) | torch.isinf(x * 1e38)
-        return y, z, flags, torch.round(i) + torch.sign(i) + torch.floor(i), torch.isnan(i)
+        return y, z, flags, torch.round(i) + torch.sign(i) + torch.floor(i) + torch.fmod(i, -4), torch.isnan(i)
 
 
 def test_rounding_and_sign_in_a_kernel():

@@ -308,11 +308,10 @@ def test_variant_that_refuses_its_own_call_is_an_internal_error_answered_eagerly
     compiles = []
     real = type(opt).compile_variant
 
-    def broken_compile(self, args, kwargs, share_only=False):  # a variant whose signature is not the call's
+    def broken_compile(self, args, kwargs, **options):  # a variant whose signature is not the call's
         compiles.append(1)
-        v = real(self, args, kwargs, share_only)
-        v.signature = type(v.signature)(v.signature.spec, v.signature.tensors, v.signature.constants,
-                                        not v.signature.training)
+        v = real(self, args, kwargs, **options)
+        v.signature = dataclasses.replace(v.signature, training=not v.signature.training)
         return v
 
     monkeypatch.setattr(type(opt), "compile_variant", broken_compile)

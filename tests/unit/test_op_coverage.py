@@ -149,13 +149,14 @@ class CeilModePools(torch.nn.Module):
 
 
 class RollFmod(torch.nn.Module):
-    """``torch.roll`` (its decomposition wraps indices with an integer ``fmod``) and integer
-    ``fmod`` with positive, negative and tensor divisors (C's sign: the dividend's)."""
+    """``torch.roll`` (its decomposition wraps indices with an integer ``fmod``) and ``fmod`` of
+    integers and floats with positive, negative and tensor divisors (C's sign: the dividend's)."""
 
     def forward(self, x):
         i = (x * 10).to(torch.int64)
         return (torch.roll(x, 3, 1), torch.roll(x, (-2, 1), (1, 2)), torch.fmod(i, 3), torch.fmod(i, -4),
-                torch.fmod(i, i.abs() + 1))
+                torch.fmod(i, i.abs() + 1), torch.fmod(x * 7, 1.5), torch.fmod(x * 7, -2.0),
+                torch.fmod(x, x.flip(-1).abs() + 0.25))
 
 
 class PadModes(torch.nn.Module):
