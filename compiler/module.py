@@ -524,7 +524,15 @@ class BladeModule(torch.nn.Module):
                   file=sys.stderr, flush=True)
             start = time.perf_counter()
             try:
-                variant = self.compile_variant(args, kwargs, share_only=share_only, int_sizes=int_sizes)
+                try:
+                    variant = self.compile_variant(args, kwargs, share_only=share_only, int_sizes=int_sizes)
+                except Exception as e:  # noqa: BLE001 - int symbols the model cannot take: constants again
+                    if not int_sizes or isinstance(e, _NewCode):
+                        raise
+                    self._ints_stay_constant = True
+                    print(f"[blade] {self.name}: compiling its int arguments as symbols failed ({_one_line(e)}); "
+                          "they stay constants (a variant per value)", file=sys.stderr, flush=True)
+                    variant = self.compile_variant(args, kwargs, share_only=share_only)
             except _NewCode as e:  # its guard class, remembered so the next such call runs eagerly at once
                 self._beyond_limit.append(e.variant)
                 return self._refuse_beyond_limit(shapes, reasons)

@@ -181,3 +181,25 @@ def test_a_tensor_and_an_int_that_swap_places_get_their_own_variant():
     torch.testing.assert_close(opt(ones, 3), model(ones, 3))
     torch.testing.assert_close(opt(3, ones), model(3, ones))
     torch.testing.assert_close(opt(3, ones), torch.full((3,), 13.0))
+
+
+def test_a_failed_compile_with_int_symbols_falls_back_to_constants_once(monkeypatch, capfd):
+    """Where taking the ints as symbols fails (here: forced), the call compiles them as constants,
+    and later calls do not try symbols again (no failing compile per value)."""
+    from blade.frontend import fx_importer
+
+    real = fx_importer.build_symbol_mapping
+
+    def refuse_int_symbols(shape_env, inputs, ranges, int_arguments=()):
+        if int_arguments:
+            raise RuntimeError("no int symbols here")
+        return real(shape_env, inputs, ranges)
+
+    monkeypatch.setattr(fx_importer, "build_symbol_mapping", refuse_int_symbols)
+    x = torch.randn(2, 8)
+    opt = blade.optimize(AsData().eval(), (x, 5))
+    for t in (6, 7):
+        torch.testing.assert_close(opt(x, t), x * t + t // 3)
+    err = capfd.readouterr().err
+    assert err.count("no int symbols here") == 1 and opt.eager_calls == 0
+    assert [v.signature.sized for v in opt.variants] == [(), (), ()]
