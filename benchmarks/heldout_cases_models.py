@@ -170,6 +170,15 @@ def unet2d_unconditional():
     return m, lambda b, r: ((torch.randn(b, 3, r, r), torch.tensor(10.0)), {})
 
 
+@case((2, 32, 981), [(1, 16, 961), (3, 24, 0), (2, 40, 500), (1, 32, 1)])
+def unet2d_int_timesteps():
+    """A Python int timestep that changes every call (a denoising loop): two variants serve them all."""
+    m = _diffusers("UNet2DModel", sample_size=32, in_channels=3, out_channels=3, layers_per_block=1,
+                   block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8,
+                   down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    return m, lambda b, r, t: ((torch.randn(b, 3, r, r), t), {})
+
+
 @case((2, 16), [(1, 8), (3, 24), (2, 40)])
 def unet_class_embedding():
     m = _diffusers("UNet2DConditionModel", sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,

@@ -194,7 +194,9 @@ def size_carrier(value: int, device: torch.device) -> torch.Tensor:
     tensor of ``value + 1`` elements, all one element (stride 0): no memory, never read."""
     base = _CARRIER_BASES.get(device)
     if base is None:
-        base = _CARRIER_BASES.setdefault(device, torch.zeros((), dtype=torch.int64, device=device))
+        base = _CARRIER_BASES.setdefault(torch.device(device), torch.zeros((), dtype=torch.int64, device=device))
+        _CARRIER_BASES.setdefault(base.device, base)  # "cuda" and "cuda:0" find the same one
+        _CARRIER_BASES.setdefault(device, base)
     return base.expand(value + 1)
 
 

@@ -28,7 +28,7 @@ import random
 
 import torch
 
-from tests.generated.netops import _NON_FLOAT_OPS, _OPS, VOCAB
+from tests.generated.netops import _NON_FLOAT_OPS, _OPS, VOCAB, add_int_argument
 from tests.generated.network import _EPS, NPROBES, Dim, Input, Network, Step, Val
 
 __all__ = ["Network", "generate"]
@@ -138,6 +138,9 @@ def _draw(seed: int) -> _Gen:
         if res is not None and any(min(d.vals) < 1 for d in res.dims):
             g.steps.pop()  # an empty tensor somewhere: not what these tests are about
             del g.vals[res.name]
+    ints = random.Random(seed * 7919 + 1)
+    if ints.random() < 0.3:
+        add_int_argument(g, ints)
     return g
 
 

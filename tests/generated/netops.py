@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from tests.generated.network import NPROBES, Dim, Val
+from tests.generated.network import NPROBES, Dim, Input, Val
 
 if TYPE_CHECKING:
     from tests.generated.netgen import _Gen
@@ -658,4 +658,32 @@ _NON_FLOAT_OPS = {
     "int64": [(op_embedding, 4), (op_compare, 2), (op_int, 1.5), (op_cast, 1), (op_reduce, 0.5), (op_slice, 0.5),
               (op_permute, 0.5), (op_inplace_write, 0.4)],
 }
+
+
+# ------------------------------------------------------------------ Python int arguments
+def add_int_argument(g: _Gen, rng) -> None:
+    """A Python int argument ``k`` (1-9, another value at every probe: the variant compiled at the
+    first probe compiles once more with ``k`` as a symbol, which serves the others) read by one or
+    two steps appended to the network: a scale, a slice bound, an ``arange`` length. Drawn from
+    ``rng``, not the network's own generator, so the rest of every seed's network is unchanged."""
+    floats = [v for v in g.vals.values() if v.is_float and v.rank >= 1]
+    if not floats:
+        return
+    ks = [rng.randint(1, 9) for _ in g.probes]
+    for p, v in zip(g.probes, ks):
+        p["K"] = v
+    g.inputs.append(Input("k", ("K",), "pyint"))
+    k = Val("k", (), "pyint", exact=True)
+    for _ in range(rng.randint(1, 2)):
+        a = rng.choice(floats[-4:])
+        form = rng.choice(["scale", "slice", "slice", "arange"])
+        if form == "scale":
+            g.emit(f"{a.name} * k", a.dims, a.dtype, [a, k])
+        elif form == "slice":
+            d = rng.randrange(a.rank)
+            cut = Dim(tuple(min(kv, n) for kv, n in zip(ks, a.dims[d].vals)), False)
+            g.emit(f"{a.name}{_idx(a.rank, d, ':k')}", a.dims[:d] + (cut,) + a.dims[d + 1:], a.dtype, [a, k],
+                   exact=True)
+        else:
+            g.emit(f"{a.name} + torch.arange(k, dtype=torch.float32).sum() * 0.25", a.dims, a.dtype, [a, k])
 
