@@ -37,6 +37,18 @@ def llama():
 
 
 @case((2, 16), [(1, 9), (3, 13), (2, 31)])
+def llama_hidden_states():
+    """``output_hidden_states=True`` reaches forward through ``**kwargs`` (transformers 5)."""
+    m = _hf("LlamaModel", "LlamaConfig", vocab_size=100, num_key_value_heads=2, use_cache=False, **SMALL)
+    ids = _ids(100)
+
+    def make(b, n):
+        args, kwargs = ids(b, n)
+        return args, {**kwargs, "output_hidden_states": True}
+    return m, make
+
+
+@case((2, 16), [(1, 9), (3, 13), (2, 31)])
 def mistral():
     m = _hf("MistralModel", "MistralConfig", vocab_size=100, num_key_value_heads=2, use_cache=False, **SMALL)
     return m, _ids(100)

@@ -145,17 +145,22 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     """
     args, kwargs = _unalias(args, kwargs)
     register_output_pytrees()  # before export meets a DynamicCache in the output
-    with _traced_forward(module, autocast):
+    with _traced_forward(module, autocast, kwargs):
         return _export_module(module, args, kwargs, config, pin_ones)
 
 
 @contextlib.contextmanager
-def _traced_forward(module: torch.nn.Module, autocast: tuple):
+def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | None = None):
     """While the block runs, ``module.forward`` (an attribute of the instance over the class's
     method: hooks, parameter names and the signature stay the module's) runs inside the autocast
     regions of ``autocast``, and teaches pytree the dataclasses it returns
     (``_register_output_dataclasses``) before export flattens them. Held under ``CAPTURE_LOCK``
-    by the caller's capture."""
+    by the caller's capture.
+
+    Where the call passes ``kwargs`` that ``forward`` takes through ``**kwargs`` (transformers'
+    ``output_hidden_states=True``), the wrapper's signature names them as keyword-only parameters
+    instead: torch.export's non-strict tracing holds such a value twice (in the ``**kwargs`` dict
+    and beside it) and fails matching it with any ``dynamic_shapes`` ("Must provide a tree_name")."""
     import functools
 
     from blade.runtime.call_signature import autocast_scope
@@ -171,6 +176,9 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple):
         _register_output_dataclasses(out)
         return out
 
+    explicit = _explicit_keywords(forward, kwargs or {})
+    if explicit is not None:
+        traced.__signature__ = explicit
     module.forward = traced
     try:
         yield
@@ -179,6 +187,23 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple):
             module.forward = saved
         else:
             del module.forward
+
+
+def _explicit_keywords(forward, kwargs: dict) -> inspect.Signature | None:
+    """``forward``'s signature with its ``**kwargs`` parameter replaced by a keyword-only
+    parameter per keyword of ``kwargs`` it would take, or None where it takes none that way."""
+    try:
+        sig = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())
+    if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return None
+    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    extra = [k for k in kwargs if k not in named]
+    if not extra:
+        return None
+    return sig.replace(parameters=params[:-1] + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in extra])
 
 
 def _register_output_dataclasses(value: Any, depth: int = 0) -> None:

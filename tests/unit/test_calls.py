@@ -420,3 +420,49 @@ def test_non_tensor_argument_reuse_compares_lifted_constants():
     assert compiled_count(opt) == 1
     torch.testing.assert_close(opt(x, 3.0)["y"], x * 3)  # another constant value: its own code
     assert compiled_count(opt) == 2
+
+
+class TakesKwargs(torch.nn.Module):
+    """transformers' ``forward(input_ids, ..., **kwargs)``: options such as
+    ``output_hidden_states=True`` arrive through ``**kwargs``."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3, 3)
+
+    def forward(self, x, scale=1.0, **extra):
+        y = self.proj(x) * scale
+        if extra.get("flag"):
+            y = y + 1
+        if "bias" in extra:
+            y = y + extra["bias"]
+        if "repeat" in extra:
+            y = torch.cat([y] * 2, 0)[: extra["repeat"]]
+        return (y, extra["bias"] * 2) if extra.get("both") else y
+
+
+@pytest.mark.parametrize("extra", [
+    {"flag": True}, {"bias": "tensor"}, {"flag": False, "bias": "tensor"}, {"both": True, "bias": "tensor"},
+    {"repeat": 2}, {"flag": True, "repeat": 3},
+])
+def test_values_passed_through_var_keyword_arguments_compile(extra):
+    """Any value passed through ``**kwargs`` made torch.export fail ("Must provide a tree_name"), so
+    the whole model ran in eager PyTorch (``llama(ids, output_hidden_states=True)``)."""
+    torch.manual_seed(0)
+    model = TakesKwargs().eval()
+
+    def call(batch, seed):
+        g = torch.Generator().manual_seed(seed)
+        kw = {k: (torch.randn(3, generator=g) if v == "tensor" else v) for k, v in extra.items()}
+        return (torch.randn(batch, 3, generator=g),), kw
+
+    args, kw = call(2, 0)
+    opt = blade.optimize(model, args, model_kwargs=kw)
+    assert opt.variants, "not compiled"
+    for batch, seed in [(2, 1), (1, 2), (5, 3)]:
+        args, kw = call(batch, seed)
+        with torch.no_grad():
+            got, want = opt(*args, **kw), model(*args, **kw)
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            torch.testing.assert_close(g, w)
+    assert opt.eager_calls == 0
