@@ -55,6 +55,8 @@ def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = 
         entry = {"dir": d, "signature": signature_key(v.signature, v.signature.sized),
                  "outputs": [[kind, value] for kind, value in ir.outputs],
                  "out_spec": pytree.treespec_dumps(ir.out_spec)}
+        if v.takes_state_objects:  # its calls update the caller's cache object, as eager does
+            entry["state_in_place"] = True
         if v.signature.sized:
             entry["sized"], entry["size_inputs"] = list(v.signature.sized), [list(p) for p in v.size_inputs]
         entries.append(entry)

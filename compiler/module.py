@@ -57,6 +57,7 @@ from blade.shape_program import ShapeProgram
 from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
 from blade.runtime.graph_pool import GraphPool
 from blade.runtime.program_executor import no_recording
+from blade.runtime.state_objects import carry_state, register_model_pytrees, spec_has_objects
 from blade.runtime.structure_watch import StructureSnapshot, gate_for
 from blade.executors.triton_executor import KernelExecutor
 from blade.executors.program_backed import ProgramBackedExecutor
@@ -111,6 +112,16 @@ class Variant:
     _rng: bool | None = None
     _code_key: str | None = None
     device: Any = None  # the torch.device it runs on
+    _state: bool | None = None
+
+    @property
+    def takes_state_objects(self) -> bool:
+        """Whether its calls pass objects the model updates in place and returns (a key/value
+        cache: ``runtime/state_objects.py``), as its capture saw."""
+        if self._state is None:
+            self._state = (bool(getattr(self.program.ep, "blade_state_in_place", False))
+                           and spec_has_objects(self.signature.spec))
+        return self._state
 
     @property
     def size_inputs(self) -> tuple:
@@ -243,6 +254,7 @@ def _weight_resolver(module: torch.nn.Module, program: CompiledProgram):
 class BladeModule(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, config: Config, allow_tracing: bool | None):
         super().__init__()
+        register_model_pytrees()  # before any call is flattened (runtime/state_objects.py)
         self.original = module
         self._config = config
         self._allow_tracing = allow_tracing
@@ -481,7 +493,8 @@ class BladeModule(torch.nn.Module):
         ir = chosen.program.import_result
         flat_out = [outs[i] if kind == "tensor" else outs[i].item() if kind == "scalar" else i
                     for kind, i in ir.outputs]
-        return pytree.tree_unflatten(flat_out, ir.out_spec)
+        out = pytree.tree_unflatten(flat_out, ir.out_spec)
+        return carry_state(args, kwargs, out) if chosen.takes_state_objects else out
 
     @staticmethod
     def _select(tensors, signature: CallSignature, variants) -> tuple[Variant | None, dict | None, list[str]]:

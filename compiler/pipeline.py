@@ -118,6 +118,7 @@ def _capture(module, args, kwargs, config: Config, allow_tracing: bool | None, r
         if torch.ops.aten.scaled_dot_product_attention.default in graph_targets(ep):
             from blade.frontend.export import SDPA_NOTE
             report.notes.append(SDPA_NOTE)
+    in_place = getattr(ep, "blade_state_in_place", False)  # the forward updates a state object it returns
     from blade.frontend import aten_table  # noqa: F401 - fills HANDLERS
 
     unknown = {t for t in graph_targets(ep) if t not in HANDLERS}
@@ -145,6 +146,7 @@ def _capture(module, args, kwargs, config: Config, allow_tracing: bool | None, r
                 names = ", ".join(sorted(str(t) for t in unknown))[:300]
                 report.notes.append(f"decomposing {names} failed ({type(e).__name__}); they run in eager PyTorch")
                 ep = decompose_unsupported(ep, set(), force=retrace)
+    ep.blade_state_in_place = in_place  # what export saw of the forward (a decomposition's ep is new)
     return ep
 
 

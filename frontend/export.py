@@ -89,7 +89,20 @@ def _spec_for(name: str, value: Any, config: Config, pin_ones: bool = False) -> 
             out[i] = Dim.AUTO(min=lo, max=hi) if (lo is not None or hi is not None) else Dim.AUTO
         return out or None
 
-    return pytree.tree_map_with_path(leaf, value)
+    return _map_dynamic_shapes(leaf, value)
+
+
+def _map_dynamic_shapes(leaf, value: Any) -> Any:
+    """``leaf(path, v)`` over ``value``'s leaves, in the structure torch.export matches
+    ``dynamic_shapes`` against: containers as they are, a class registered with pytree (a
+    transformers ``DynamicCache``) by its flattened children (rebuilding the class around dim
+    specs fails: a cache made of dicts)."""
+    from torch.export import dynamic_shapes as export_shapes
+
+    mapper = getattr(export_shapes, "_tree_map_with_path", None)
+    if mapper is None:  # another torch: pytree's own (classes are rebuilt)
+        return pytree.tree_map_with_path(leaf, value)
+    return mapper(leaf, value)
 
 
 def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -110,19 +123,11 @@ def _unalias(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 
 def register_output_pytrees() -> None:
-    """Teach pytree the container types models return that it does not know: transformers'
-    ``DynamicCache`` (GPT-2 and every decoder return one when ``use_cache`` is on), through
-    transformers' own registration. The compiled module then returns a ``DynamicCache`` holding
-    the same key/value tensors as eager's."""
-    import sys
+    """Teach pytree the container types models return that it does not know
+    (``runtime/state_objects.register_model_pytrees``: transformers' ``DynamicCache``)."""
+    from blade.runtime.state_objects import register_model_pytrees
 
-    if "transformers" not in sys.modules:
-        return
-    try:
-        from transformers.integrations.executorch import register_dynamic_cache_export_support
-    except ImportError:  # an older or newer transformers without it: export names the type
-        return
-    register_dynamic_cache_export_support()
+    register_model_pytrees()
 
 
 def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Config,
@@ -143,14 +148,20 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     (``_traced_forward``): export records the region, and its casts become ops of the program
     when the capture inlines it (``has_context_regions``).
     """
+    register_output_pytrees()  # first: the copy below rebuilds a DynamicCache too (export runs on it)
     args, kwargs = _unalias(args, kwargs)
-    register_output_pytrees()  # before export meets a DynamicCache in the output
-    with _traced_forward(module, autocast, kwargs):
-        return _export_module(module, args, kwargs, config, pin_ones)
+    observed: dict = {}
+    with _traced_forward(module, autocast, kwargs, observed):
+        ep = _export_module(module, args, kwargs, config, pin_ones)
+    #: the traced forward returned a state object it was given (a key/value cache updated in
+    #: place): calls must leave the caller's object as eager does (runtime/state_objects.py)
+    ep.blade_state_in_place = observed.get("state_in_place", False)
+    return ep
 
 
 @contextlib.contextmanager
-def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | None = None):
+def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | None = None,
+                    observed: dict | None = None):
     """While the block runs, ``module.forward`` (an attribute of the instance over the class's
     method: hooks, parameter names and the signature stay the module's) runs inside the autocast
     regions of ``autocast``, and teaches pytree the dataclasses it returns
@@ -160,10 +171,14 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
     Where the call passes ``kwargs`` that ``forward`` takes through ``**kwargs`` (transformers'
     ``output_hidden_states=True``), the wrapper's signature names them as keyword-only parameters
     instead: torch.export's non-strict tracing holds such a value twice (in the ``**kwargs`` dict
-    and beside it) and fails matching it with any ``dynamic_shapes`` ("Must provide a tree_name")."""
+    and beside it) and fails matching it with any ``dynamic_shapes`` ("Must provide a tree_name").
+
+    ``observed["state_in_place"]``: whether the (last) traced call returned a state object it was
+    passed, such as the ``DynamicCache`` a decoder step updates (``runtime/state_objects.py``)."""
     import functools
 
     from blade.runtime.call_signature import autocast_scope
+    from blade.runtime.state_objects import returns_its_state
 
     had = "forward" in module.__dict__
     saved = module.__dict__.get("forward")
@@ -174,6 +189,8 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
         with autocast_scope(autocast) if autocast else contextlib.nullcontext():
             out = forward(*args, **kwargs)
         _register_output_dataclasses(out)
+        if observed is not None:
+            observed["state_in_place"] = returns_its_state(args, kwargs, out)
         return out
 
     explicit = _explicit_keywords(forward, kwargs or {})

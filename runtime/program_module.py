@@ -30,6 +30,7 @@ import torch.utils._pytree as pytree
 
 from blade.runtime.call_signature import CallLayouts, CallSignature, forward_signature, with_size_carriers
 from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
+from blade.runtime.state_objects import carry_state, register_model_pytrees
 from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
 
 MANIFEST = "blade-module.json"
@@ -82,6 +83,7 @@ class _Variant:
         #: carriers go among the program's inputs (``call_signature.with_size_carriers``)
         self.sized = tuple(entry.get("sized", ()))
         self.size_inputs = tuple(tuple(p) for p in entry.get("size_inputs", ()))
+        self.state_in_place = bool(entry.get("state_in_place", False))  # runtime/state_objects.py
         self.outputs = entry["outputs"]
         self.out_spec = pytree.treespec_loads(entry["out_spec"])
         self.program = program
@@ -132,7 +134,8 @@ class ProgramModule(torch.nn.Module):
                 reasons.append(f"variant {i}: {e}")
                 continue
             flat = [outs[x] if kind == "tensor" else x for kind, x in v.outputs]
-            return pytree.tree_unflatten(flat, v.out_spec)
+            out = pytree.tree_unflatten(flat, v.out_spec)
+            return carry_state(args, kwargs, out) if v.state_in_place else out
         raise ProgramShapeError(f"no saved variant of {type(self.original).__name__} accepts this call (a loaded "
                                 "artifact never compiles; save the module after calling it at this shape class): "
                                 + " | ".join(reasons))
@@ -141,6 +144,7 @@ class ProgramModule(torch.nn.Module):
 def load_module(path: str | os.PathLike, module: torch.nn.Module,
                 expect: dict[str, Any] | None = None) -> ProgramModule:
     """Load an artifact written by ``blade.artifact.save``; ``module`` provides the weights."""
+    register_model_pytrees()  # the saved call structures may name a DynamicCache
     manifest = read_versioned_json(os.path.join(path, MANIFEST), "saved Blade module", MANIFEST_FORMAT)
     if manifest.get("module") != type(module).__name__:
         raise ProgramFormatError(f"{path} was saved from a {manifest.get('module')}, not a {type(module).__name__}")

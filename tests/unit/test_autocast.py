@@ -89,7 +89,7 @@ def check_generated_under_autocast(seeds, device: str, dtype: torch.dtype, confi
         model = model.to(device)
 
         def inputs_for(probe, s):
-            return tuple(x.to(device) for x in make(**probe, seed=s))
+            return tuple(x.to(device) if isinstance(x, torch.Tensor) else x for x in make(**probe, seed=s))
 
         with torch.autocast(device, dtype=dtype):
             opt = blade.optimize(model, inputs_for(net.probes[0], 100), config=config)
