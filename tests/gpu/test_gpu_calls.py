@@ -263,3 +263,24 @@ def test_int_timesteps_as_sizes_in_cuda_graphs(executor):
     assert len(opt.variants) == 2 and opt.eager_calls == 0
     graphs = list(opt.variants[1].graphs.values())
     assert graphs and all(is_size_carrier(g.inputs[1]) for g in graphs)
+
+
+def test_decode_steps_with_a_cache_on_the_gpu():
+    """A decoder's prompt and decode steps with a caller-owned DynamicCache through the CUDA
+    default executor: one variant for the steps, the caller's cache updated as eager's."""
+    from tests.unit.test_state_objects import DynamicCache, _decoder, _main_output
+
+    torch.manual_seed(0)
+    model = _decoder("llama").to(DEV)
+    opt = blade.optimize(model, (torch.randint(0, 100, (2, 7), device=DEV),),
+                         model_kwargs={"past_key_values": DynamicCache(), "use_cache": True})
+    ids = torch.randint(0, 100, (2, 9), device=DEV)
+    mine, theirs = DynamicCache(), DynamicCache()
+    with torch.no_grad():
+        for step in range(6):
+            got = opt(ids, past_key_values=mine, use_cache=True)
+            want = model(ids, past_key_values=theirs, use_cache=True)
+            torch.testing.assert_close(_main_output(got), _main_output(want), atol=1e-4, rtol=1e-4)
+            assert got.past_key_values is mine
+            ids = torch.randint(0, 100, (2, 1), device=DEV)
+    assert opt.eager_calls == 0 and len(opt.variants) <= 3
