@@ -108,6 +108,18 @@ def bart():
 
 
 @case((2, 16), [(1, 9), (3, 13), (2, 31)])
+def t5_generation_cache():
+    """A generation model's first step with ``use_cache=True``: it returns an ``EncoderDecoderCache``
+    (its cache layers start from constants made inside submodules)."""
+    m = _hf("T5ForConditionalGeneration", "T5Config", vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=1,
+            num_decoder_layers=1, num_heads=4, decoder_start_token_id=0)
+
+    def make(b, n):
+        return (torch.randint(0, 100, (b, n)),), dict(decoder_input_ids=torch.randint(0, 100, (b, 1)), use_cache=True)
+    return m, make
+
+
+@case((2, 16), [(1, 9), (3, 13), (2, 31)])
 def t5_seq2seq():
     return _seq2seq("T5Model", "T5Config", vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=1,
                     num_decoder_layers=1, num_heads=4)

@@ -570,9 +570,22 @@ def decompose_unsupported(ep: ExportedProgram, unsupported_targets: set, force: 
     keep = {op: table[op] for op in list(table.keys()) if op in unsupported_targets}
     if not keep and not force:
         return ep
+    _alias_submodule_constants(ep)
     with CAPTURE_LOCK, fx_config.patch(backed_size_oblivious=True), AttentionBackendGuardsSuppressed(), \
             _quiet_unbacked_symbol_warnings():
         return ep.run_decompositions(keep)
+
+
+def _alias_submodule_constants(ep: ExportedProgram) -> None:
+    """Tensors a submodule's forward makes from Python data (``torch.tensor([])``: transformers'
+    cache layers start from one) are lifted as constants named ``decoder.block.0....lifted_tensor_0``;
+    the retrace of ``run_decompositions`` then looks them up by their last name only and fails
+    ("Constant tensor lifted_tensor_0 is not in the constants dictionary"). Each is also filed
+    under that name (the same tensor)."""
+    for key in [k for k in ep.constants if "." in k]:
+        short = key.rsplit(".", 1)[1]
+        if short.startswith("lifted_tensor_"):
+            ep.constants.setdefault(short, ep.constants[key])
 
 
 def _extra_decompositions() -> dict:

@@ -29,7 +29,7 @@ _CONTAINERS = (tuple, list, dict)
 def register_model_pytrees() -> None:
     """Teach pytree the state classes models take and return that it does not know: transformers'
     ``DynamicCache`` (a decoder returns one when ``use_cache`` is on, and a decode step takes one),
-    through transformers' own registration. Done before a call is first flattened: a cache that
+    through transformers' own registration, and ``EncoderDecoderCache`` (two of them). Done before a call is first flattened: a cache that
     is a leaf of the call's structure but a node of the captured program's is a mismatch, and
     export would run the model on the caller's own cache object (filling it with fake tensors)."""
     import sys
@@ -41,6 +41,26 @@ def register_model_pytrees() -> None:
     except ImportError:  # an older or newer transformers without it: export names the type
         return
     register_dynamic_cache_export_support()
+    _register_encoder_decoder_cache()
+
+
+def _register_encoder_decoder_cache() -> None:
+    """transformers' ``EncoderDecoderCache`` (T5, BART, Whisper decoders with ``use_cache``): its two
+    ``DynamicCache`` children, rebuilt with its own constructor (which derives the rest)."""
+    try:
+        from transformers.cache_utils import EncoderDecoderCache
+    except ImportError:
+        return
+    if EncoderDecoderCache in pytree.SUPPORTED_NODES:
+        return
+    names = ("self_attention_cache", "cross_attention_cache")
+    pytree.register_pytree_node(
+        EncoderDecoderCache,
+        lambda c: ([getattr(c, n) for n in names], None),
+        lambda children, _: EncoderDecoderCache(*children),
+        serialized_type_name=f"{EncoderDecoderCache.__module__}.{EncoderDecoderCache.__name__}",
+        flatten_with_keys_fn=lambda c: ([(pytree.GetAttrKey(n), getattr(c, n)) for n in names], None),
+    )
 
 
 def _state_objects(tree: Any) -> list:
