@@ -49,6 +49,21 @@ def llama_hidden_states():
 
 
 @case((2, 16), [(1, 9), (3, 13), (2, 31)])
+def mixtral_moe():
+    """Mixture of experts: top-k routing, sorting tokens by expert, grouped matmuls (eager ops)."""
+    m = _hf("MixtralModel", "MixtralConfig", vocab_size=100, num_key_value_heads=2, use_cache=False,
+            num_local_experts=4, num_experts_per_tok=2, **SMALL)
+    return m, _ids(100)
+
+
+@case((2, 16), [(1, 9), (3, 13), (2, 31)])
+def qwen2_moe():
+    m = _hf("Qwen2MoeModel", "Qwen2MoeConfig", vocab_size=100, num_key_value_heads=2, use_cache=False, num_experts=4,
+            num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32, **SMALL)
+    return m, _ids(100)
+
+
+@case((2, 16), [(1, 9), (3, 13), (2, 31)])
 def mistral():
     m = _hf("MistralModel", "MistralConfig", vocab_size=100, num_key_value_heads=2, use_cache=False, **SMALL)
     return m, _ids(100)
