@@ -401,6 +401,11 @@ class BladeModule(torch.nn.Module):
     def _structure_changed(self) -> None:
         """The user changed the module's submodules, parameters, buffers or hooks: the compiled
         code computes the old model, so every variant is dropped and calls compile again."""
+        if self.original._modules.get("forward") is self or self.original.__dict__.get("forward") is self:
+            raise TypeError(f"this optimized {self.name} was assigned to the model's own forward "
+                            "(model.forward = blade.optimize(model, ...)): it would call itself. Use the optimized "
+                            "module in the model's place instead: model = blade.optimize(model, ...), or "
+                            "pipe.unet = blade.optimize(pipe.unet, ...)")
         with self._compile_lock:
             watch = self._gate.watch
             if watch.version == self._structure_seen:

@@ -466,3 +466,12 @@ def test_values_passed_through_var_keyword_arguments_compile(extra):
         for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
             torch.testing.assert_close(g, w)
     assert opt.eager_calls == 0
+
+
+def test_assigning_the_optimized_module_to_the_models_own_forward_is_refused_by_name():
+    """``model.forward = blade.optimize(model, ...)`` (torch.compile's habit) made the module call
+    itself (a RecursionError); it is refused with the assignment that works."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4)).eval()
+    model.forward = blade.optimize(model, (torch.randn(2, 4),))
+    with pytest.raises(TypeError, match="assigned to the model's own forward"):
+        model(torch.randn(3, 4))
