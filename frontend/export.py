@@ -184,9 +184,12 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
     saved = module.__dict__.get("forward")
     forward = module.forward
 
+    cpu_autocast = any(device == "cpu" for device, _ in autocast)
+
     @functools.wraps(forward)
     def traced(*args, **kwargs):
-        with autocast_scope(autocast) if autocast else contextlib.nullcontext():
+        with autocast_scope(autocast) if autocast else contextlib.nullcontext(), \
+                _CpuAutocastFloat32Pads() if cpu_autocast else contextlib.nullcontext():
             out = forward(*args, **kwargs)
         _register_output_dataclasses(out)
         if observed is not None:
@@ -204,6 +207,24 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
             module.forward = saved
         else:
             del module.forward
+
+
+class _CpuAutocastFloat32Pads(TorchFunctionMode):
+    """CPU autocast runs ``reflection_pad*`` / ``replication_pad*`` in float32 (its fp32 policy):
+    eager's ``F.pad(x_bf16, mode="reflect")`` under ``torch.autocast("cpu")`` returns float32. Export
+    keeps ``aten.pad`` whole, so the inlined autocast region never meets those ops and the pad (and
+    everything after it) would compute in the autocast dtype. While a forward is traced under CPU
+    autocast, such a pad's low-precision float input is cast to float32 first, as autocast does."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.pad and torch.is_autocast_enabled("cpu") and args:
+            mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+            x = args[0]
+            if (mode in ("reflect", "replicate") and isinstance(x, torch.Tensor) and x.device.type == "cpu"
+                    and x.dtype in (torch.float16, torch.bfloat16)):
+                return func(x.float(), *args[1:], **kwargs)
+        return func(*args, **kwargs)
 
 
 def _explicit_keywords(forward, kwargs: dict) -> inspect.Signature | None:

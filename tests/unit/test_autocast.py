@@ -63,15 +63,10 @@ def _check_against_eager(net, got, under_autocast, reference, dtype) -> int:
 
 
 #: known bugs under autocast, by a construct in the network's source: networks holding one are
-#: skipped by ``check_generated_under_autocast`` (the entry goes when the bug is fixed)
-KNOWN_AUTOCAST_BUGS = {
-    # CPU autocast runs reflection_pad*/replication_pad* in float32; Blade keeps F.pad whole, so the
-    # inlined autocast region never meets those ops and the pad computes in the autocast dtype
-    # (its result's dtype differs from eager's). Decomposing aten.pad in the region's retrace did
-    # not help (session 16); the importer would have to apply the rule itself.
-    "mode='reflect'": "F.pad reflect/replicate under CPU autocast keeps the autocast dtype",
-    "mode='replicate'": "F.pad reflect/replicate under CPU autocast keeps the autocast dtype",
-}
+#: skipped by ``check_generated_under_autocast`` (the entry goes when the bug is fixed). None now:
+#: F.pad reflect/replicate under CPU autocast (float32 in eager) was one until session 17
+#: (``frontend/export._CpuAutocastFloat32Pads``).
+KNOWN_AUTOCAST_BUGS: dict[str, str] = {}
 
 
 def check_generated_under_autocast(seeds, device: str, dtype: torch.dtype, config=None, calls: int = 1) -> None:
@@ -232,3 +227,26 @@ def test_precompiled_neighbours_keep_the_examples_autocast():
         opt = blade.optimize(model, (torch.randn(2, 7, 6),), config=blade.Config(precompile_guard_classes=2))
     assert opt.wait_precompiled(300)
     assert all(v.signature.autocast == (("cpu", torch.bfloat16),) for v in opt.variants)
+
+
+class Pads(torch.nn.Module):
+    def forward(self, x):
+        y = x @ x.transpose(-1, -2)  # the autocast dtype
+        return (F.pad(y, (1, 2), mode="reflect") + 1, torch.nn.ReplicationPad2d((1, 0, 2, 1))(y[:, None]) * 2,
+                F.pad(y[:, None], (2, 2, 1, 1), mode="reflect"), F.pad(y, (1, 1), mode="circular"), F.pad(y, (3, 0)),
+                F.pad(x, (1, 1), mode="replicate"))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pads_under_cpu_autocast_compute_in_eagers_dtypes(dtype):
+    """CPU autocast runs reflection and replication pads in float32 (their results, and what
+    follows them, are float32 in eager); constant and circular pads stay in the autocast dtype."""
+    model = Pads()
+    with torch.autocast("cpu", dtype=dtype):
+        opt = blade.optimize(model, (torch.randn(2, 4, 5),))
+        for shape in [(2, 4, 5), (1, 7, 3), (3, 5, 6)]:
+            x = torch.randn(*shape)
+            for got, want in zip(opt(x), model(x)):
+                assert got.dtype == want.dtype, (got.dtype, want.dtype)
+                torch.testing.assert_close(got, want)
+    assert opt.eager_calls == 0
