@@ -186,6 +186,8 @@ def _as(expr: str, t: TensorType, target: str) -> str:
         return expr
     literal = _literal(expr)
     if literal is not None:  # a constant operand: convert the Python literal itself
+        if target != "tl.float32" and expr.lstrip("-").isdigit():
+            return expr  # an integer literal as written (a double would round one past 2**53)
         return float_literal(float(literal)) if target == "tl.float32" else str(int(literal))
     return f"{expr}.to({target})"
 

@@ -48,7 +48,7 @@ from blade.ir import code_key
 from blade.pipeline import build_kernels, compile_program, executor_kind
 from blade.report import SLOW_STAGE_S
 from blade.runtime.call_signature import (CallLayouts, CallSignature, bind_call, describe_inputs, flatten_call,
-                                         forward_signature, is_size_carrier)
+                                         forward_signature, is_size_carrier, takes_as_size)
 from blade.executors.reference import ReferenceExecutor
 from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
 from blade.runtime.graph_pool import GraphPool
@@ -215,7 +215,7 @@ class BladeModule(torch.nn.Module):
                     signature.spec, signature.leaves, signature.tensors, signature.training, signature.autocast):
                 continue
             changed = [(a, b) for a, b in zip(signature.constants, old.constants) if a != b]
-            if changed and all(a[0] is int and b[0] is int and a[1] >= 0 for a, b in changed):
+            if changed and all(takes_as_size(a[1]) and b[0] is int for a, b in changed):
                 return True  # (a negative int is a constant: export takes int arguments as sizes)
         return False
 

@@ -13,7 +13,7 @@ import torch
 
 from blade.dialects import data_movement as dm
 from blade.dialects import elementwise as ew
-from blade.dialects.types import float_attr, ints_attr, tensor_type
+from blade.dialects.types import float_attr, ints_attr, scalar_attr, tensor_type
 from blade.frontend.aten_table import _normalize_index, slice_start
 from blade.frontend.fx_importer import ImportCtx, NotLowered, handles
 
@@ -99,7 +99,7 @@ def _fill(ctx: ImportCtx, node, x, value):
     """``x``'s shape and dtype, every element ``value`` (a 0-d tensor or a number)."""
     out = ctx.out_type()
     if isinstance(value, (int, float, bool)):
-        return ctx.emit(dm.FullOp, [], out, value=float_attr(float(value)))
+        return ctx.emit(dm.FullOp, [], out, value=scalar_attr(value, out.dtype))
     v = ctx.value(value)
     if v.type.rank != 0:
         raise NotLowered("fill with a value that is not a single element")

@@ -26,6 +26,7 @@ from blade.dialects.types import (
     DimsAttr,
     StringAttr,
     float_attr,
+    scalar_attr,
     int_attr,
     ints_attr,
     tensor_type,
@@ -764,7 +765,8 @@ def _full(ctx: ImportCtx, node, *args, **kwargs):
     value = ctx.scalar(args[1])
     if not isinstance(value, (int, float, bool)):
         raise NotLowered("full with a symbolic fill value")
-    return ctx.emit(dm.FullOp, [], ctx.out_type(), value=float_attr(float(value)))
+    out = ctx.out_type()
+    return ctx.emit(dm.FullOp, [], out, value=scalar_attr(value, out.dtype))
 
 
 @handles("zeros.default", "zeros_like.default", "new_zeros.default", "empty.memory_format",

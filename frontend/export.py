@@ -74,8 +74,10 @@ def dynamic_shapes_for(module: torch.nn.Module, args: tuple, kwargs: dict, confi
 
 
 def _spec_for(name: str, value: Any, config: Config, pin_ones: bool = False) -> Any:
+    from blade.runtime.call_signature import takes_as_size
+
     def leaf(path, v):
-        if type(v) is int and v >= 0 and config.int_arguments == "dynamic" and config.dynamic != "none":
+        if takes_as_size(v) and config.int_arguments == "dynamic" and config.dynamic != "none":
             return Dim.AUTO  # a SymInt placeholder (a size carrier of the program), or fixed where it must be
         if not isinstance(v, torch.Tensor) or v.dim() == 0:
             return None

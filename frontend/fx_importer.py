@@ -33,7 +33,7 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from blade.dialects.data_movement import ConstantOp, DimValueOp, WeightOp
 from blade.dialects.program import CallableRef, TorchOp, bool_as_dim, callable_ref, encode_call, is_condition
-from blade.dialects.types import TensorType, float_attr, tensor_type
+from blade.dialects.types import TensorType, scalar_attr, tensor_type
 from blade.frontend.eager_results import effect_call, is_scalar_result, is_with_effects, result_type
 from blade.symbolic import ACTIVE_EQUALITIES, ACTIVE_RANGES
 from blade.frontend.torch_symbols import SymbolMapping, build_symbol_mapping, import_guards
@@ -216,7 +216,7 @@ class ImportCtx:
         if dtype is None:  # PyTorch's wrapped-number types
             dtype = torch.bool if isinstance(value, bool) else (
                 torch.float32 if isinstance(value, float) else torch.int64)
-        return self.emit(ConstantOp, [], tensor_type([], dtype), value=float_attr(float(value)))
+        return self.emit(ConstantOp, [], tensor_type([], dtype), value=scalar_attr(value, dtype))
 
     def sym(self, arg: Any) -> sympy.Expr:
         """A dimension expression for an int / SymInt argument."""

@@ -174,16 +174,22 @@ class CallSignature:
         return ""
 
 
+def takes_as_size(value: Any) -> bool:
+    """Whether an int argument can be taken as a size: a Python int (not a bool) in [0, 2**62)
+    (its carrier has ``value + 1`` elements, and sizes are int64)."""
+    return type(value) is int and 0 <= value < 2 ** 62
+
+
 def _constants_difference(got: tuple, want: tuple, sized: tuple) -> str:
     """Why the non-tensor arguments ``got`` of a call are not the compiled ``want`` ('' if they are:
     equal, or different only in ints >= 0 at the ``sized`` indices)."""
     if len(got) == len(want):
         bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
         if set(bad) <= set(sized):
-            negative = [got[i][1] for i in sized if got[i][0] is not int or got[i][1] < 0]
+            negative = [got[i][1] for i in sized if not takes_as_size(got[i][1])]
             if not negative:
                 return ""
-            return (f"int arguments {negative} are not ints >= 0, which the variant takes as sizes "
+            return (f"int arguments {negative} are not ints in [0, 2**62), which the variant takes as sizes "
                     f"(non-tensor arguments {[v for _, v in got]})")
     shown = [("<int>" if i in sized else v) for i, (_, v) in enumerate(want)]
     return f"non-tensor arguments {[v for _, v in got]} differ from the compiled {shown}"

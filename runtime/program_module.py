@@ -28,7 +28,8 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
-from blade.runtime.call_signature import CallLayouts, CallSignature, forward_signature, with_size_carriers
+from blade.runtime.call_signature import (CallLayouts, CallSignature, forward_signature, takes_as_size,
+                                         with_size_carriers)
 from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
 from blade.runtime.state_objects import carry_state, register_model_pytrees
 from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
@@ -121,10 +122,10 @@ class ProgramModule(torch.nn.Module):
             if v.key != key:
                 reasons.append(f"variant {i}: call signature {key} differs from the saved {v.key}")
                 continue
-            negative = [signature.constants[j][1] for j in v.sized
-                        if signature.constants[j][0] is not int or signature.constants[j][1] < 0]
+            negative = [signature.constants[j][1] for j in v.sized if not takes_as_size(signature.constants[j][1])]
             if negative:
-                reasons.append(f"variant {i}: int arguments {negative} are not ints >= 0, which it takes as sizes")
+                reasons.append(f"variant {i}: int arguments {negative} are not ints in [0, 2**62), which it takes "
+                               "as sizes")
                 continue
             inputs = with_size_carriers(tensors, signature.constants, v.size_inputs,
                                         tensors[0].device if tensors else torch.device("cpu"))

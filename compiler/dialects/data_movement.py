@@ -16,6 +16,7 @@ from typing import ClassVar
 import sympy
 from xdsl.dialects.builtin import DenseArrayBase, FloatAttr, IntegerAttr, StringAttr
 from xdsl.irdl import (
+    base,
     irdl_op_definition,
     operand_def,
     opt_prop_def,
@@ -312,7 +313,7 @@ class FullOp(TensorOp):
     name = "blade.full"
     CATEGORY: ClassVar[str] = "source"
     result = result_def(TensorType)
-    value = prop_def(FloatAttr)
+    value = prop_def(base(FloatAttr) | base(IntegerAttr))  # i64 for integers past 2**53 (types.scalar_attr)
     traits = traits_def(Pure())
 
     def reference(self, args, env):
@@ -321,15 +322,18 @@ class FullOp(TensorOp):
 
 @irdl_op_definition
 class ConstantOp(TensorOp):
-    """A rank-0 constant (Python scalars in the source program).
+    """A rank-0 constant (Python scalars in the source program). The value is an f64 attribute,
+    or an i64 one for an integer a double does not hold exactly (past 2**53: ``2**63 - 1`` would
+    round to 2**63, which wraps in int64).
 
     %c = blade.constant {value = 0.5 : f64} : () -> !blade.tensor<[], f32>
+    %m = blade.constant {value = 9223372036854775807 : i64} : () -> !blade.tensor<[], i64>
     """
 
     name = "blade.constant"
     CATEGORY: ClassVar[str] = "source"
     result = result_def(TensorType)
-    value = prop_def(FloatAttr)
+    value = prop_def(base(FloatAttr) | base(IntegerAttr))
     traits = traits_def(Pure())
 
     def verify_(self):

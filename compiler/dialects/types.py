@@ -202,6 +202,16 @@ def float_attr(v: float) -> FloatAttr:
     return FloatAttr(float(v), Float64Type())
 
 
+def scalar_attr(v, dtype) -> FloatAttr | IntegerAttr:
+    """A fill value for a tensor of ``dtype`` (``blade.constant``, ``blade.full``): f64, or i64 for
+    an integer a double does not hold exactly (past 2**53: ``2**63 - 1`` would round to 2**63,
+    which wraps in int64)."""
+    if (isinstance(v, int) and not isinstance(v, bool) and 2 ** 53 < abs(v) < 2 ** 63
+            and not dtype.is_floating_point):
+        return int_attr(v)
+    return float_attr(float(v))
+
+
 def str_attr(s: str) -> StringAttr:
     return StringAttr(s)
 

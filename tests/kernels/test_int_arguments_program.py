@@ -30,5 +30,5 @@ def test_a_saved_module_with_int_arguments_as_sizes_loads_and_serves_every_value
             xb = torch.randn(3, 8)
             with torch.no_grad():
                 _assert_same(loaded(xb, t), model(xb, t))
-        with pytest.raises(ProgramShapeError, match="not ints >= 0"):
+        with pytest.raises(ProgramShapeError, match="not ints in"):
             loaded(x, -1)

@@ -203,3 +203,35 @@ def test_a_failed_compile_with_int_symbols_falls_back_to_constants_once(monkeypa
     err = capfd.readouterr().err
     assert err.count("no int symbols here") == 1 and opt.eager_calls == 0
     assert [v.signature.sized for v in opt.variants] == [(), (), ()]
+
+
+def test_ints_too_large_for_a_size_are_constants():
+    """An int of 2**62 or more (a seed) cannot be a size (its carrier has value + 1 elements, sizes
+    are int64): such values compile as constants instead of crashing the call (2**63 - 1 did)."""
+    model = AsData()
+    opt = blade.optimize(model, (torch.randn(2, 8), 5))
+    x = torch.randn(3, 8)
+    for t in (7, 2 ** 62, 2 ** 63 - 1, 9):
+        _assert_same(opt(x, t), model(x, t))
+    assert opt.eager_calls == 0 and [v.signature.sized for v in opt.variants] == [(), (0,), (), ()]
+
+
+class LargeIntConstants(torch.nn.Module):
+    def forward(self, ids):
+        big = torch.iinfo(torch.int64).max
+        return ids.clamp(max=big - 1) + (2 ** 53 + 1), torch.full_like(ids, big), ids * 0 + (-(2 ** 62) - 3)
+
+
+def test_integer_constants_past_2_53_are_exact():
+    """Integer constants were held as doubles: 2**63 - 1 rounded to 2**63 and wrapped to -2**63,
+    2**53 + 1 lost its last bit (a silent wrong answer)."""
+    model = LargeIntConstants()
+    opt = blade.optimize(model, (torch.randint(0, 9, (2, 3)),))
+    ids = torch.randint(-5, 9, (3, 4))
+    for got, want in zip(opt(ids), model(ids)):
+        assert torch.equal(got, want), (got, want)
+    assert opt.eager_calls == 0
+    from blade.ir import parse_module, print_module
+
+    text = print_module(opt.report.module)
+    assert "value = 9223372036854775807 : i64" in text and print_module(parse_module(text)) == text
