@@ -457,8 +457,7 @@ _BINARY = {
     "div": (ew.DivOp, None), "maximum": (ew.MaximumOp, None), "minimum": (ew.MinimumOp, None),
     "eq": (ew.EqOp, None), "ne": (ew.NeOp, None), "lt": (ew.LtOp, None), "le": (ew.LeOp, None),
     "gt": (ew.GtOp, None), "ge": (ew.GeOp, None), "logical_and": (ew.LogicalAndOp, None),
-    "logical_or": (ew.LogicalOrOp, None), "remainder": (ew.RemainderOp, None),
-    "fmod": (ew.FmodOp, None),
+    "logical_or": (ew.LogicalOrOp, None), "remainder": (ew.RemainderOp, None), "fmod": (ew.FmodOp, None),
     "floor_divide": (ew.FloorDivOp, lambda a, b: sympy.floor(a / b)), "pow": (ew.PowOp, None),
     "bitwise_and": (ew.LogicalAndOp, None), "bitwise_or": (ew.LogicalOrOp, None),
 }
