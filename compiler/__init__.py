@@ -13,7 +13,7 @@ from blade.config import Config
 __version__ = "0.1.0"
 
 
-def optimize(module, model_inputs=(), allow_tracing=None, config=None, model_kwargs=None):
+def optimize(module, model_inputs=None, allow_tracing=None, config=None, model_kwargs=None):
     """Compile ``module`` once for every input shape; returns a drop-in ``nn.Module``.
 
     See ``blade.api.optimize`` for the arguments.

@@ -9,7 +9,7 @@ import torch
 from blade.config import Config
 
 
-def optimize(module: torch.nn.Module, model_inputs: Any = (), *, allow_tracing: bool | None = None,
+def optimize(module: torch.nn.Module, model_inputs: Any = None, *, allow_tracing: bool | None = None,
              config: Config | None = None, model_kwargs: dict | None = None) -> torch.nn.Module:
     """Compile ``module`` and return a drop-in ``nn.Module`` serving every input shape.
 
@@ -18,7 +18,10 @@ def optimize(module: torch.nn.Module, model_inputs: Any = (), *, allow_tracing: 
             mode is refused if it has dropout or batch-norm layers (call ``.eval()`` first).
         model_inputs: example positional inputs (a tensor or a tuple). Their values do not matter;
             their structure, dtypes and ranks do. Every tensor dim becomes a symbol unless
-            ``Config.static_dims`` pins it.
+            ``Config.static_dims`` pins it. Left out (with ``model_kwargs``), nothing compiles
+            now: the first call compiles, its inputs the example (``blade.optimize(pipe.vae)``,
+            whose forward is never called: its methods such as ``decode`` are, see
+            ``compiler/methods.py``).
         allow_tracing: ``True`` captures with ``torch.jit.trace`` (the TorchScript frontend)
             instead of ``torch.export``.
         config: options; defaults to the innermost ``with blade.Config(...)`` block.
@@ -41,9 +44,11 @@ def optimize(module: torch.nn.Module, model_inputs: Any = (), *, allow_tracing: 
             raise ValueError(f"{type(module).__name__} is in training mode and {', '.join(dependent[:3])} "
                              f"{'behave' if len(dependent) > 1 else 'behaves'} differently in training; call "
                              ".eval() before blade.optimize (Blade compiles inference)")
-    args = model_inputs if isinstance(model_inputs, tuple) else (
-        tuple(model_inputs) if isinstance(model_inputs, list) else (model_inputs,))
     compiled = BladeModule(module, config, allow_tracing)
+    if model_inputs is None and model_kwargs is None:
+        return compiled  # compiles at its first call
+    args = () if model_inputs is None else model_inputs if isinstance(model_inputs, tuple) else (
+        tuple(model_inputs) if isinstance(model_inputs, list) else (model_inputs,))
     compiled.compile_first(args, dict(model_kwargs or {}))
     return compiled
 

@@ -26,7 +26,8 @@ drop the variants (``runtime/structure_watch.py``). Guard classes whose program 
 compiled share its code. A variant (``compiler/variant.py``) runs through the executor
 ``Config.executor`` picks: on CUDA by default a ``Program`` run by the runtime's Program executor
 (``executors/program_backed.py``), with CUDA graphs per shape on top (the section below). Attributes
-the wrapper does not have (``config``, ``dtype``...) are looked up on the original module;
+the wrapper does not have (``config``, ``dtype``...) are looked up on the original module; its
+public methods (``generate``, ``decode``) run through this module (``compiler/methods.py``);
 ``training`` is the original's.
 """
 
@@ -50,6 +51,7 @@ from blade.report import SLOW_STAGE_S
 from blade.runtime.call_signature import (CallLayouts, CallSignature, bind_call, describe_inputs, flatten_call,
                                          forward_signature, is_size_carrier, takes_as_size)
 from blade.executors.reference import ReferenceExecutor
+from blade.methods import method_entry
 from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
 from blade.runtime.graph_pool import GraphPool
 from blade.runtime.program_executor import no_recording
@@ -147,6 +149,9 @@ class BladeModule(torch.nn.Module):
         self._config = dataclasses.replace(self._config, cuda_graphs=bool(on))
         if not on:
             self._drop_graphs()
+        for entry in self.__dict__.get("_method_entries", {}).values():  # compiled methods (blade/methods.py)
+            if entry.compiled is not None:
+                entry.compiled.cuda_graphs = on
 
     def _drop_graphs(self) -> None:
         """Forget every CUDA graph kept (their memory goes now, not at the next garbage collection)."""
@@ -637,7 +642,7 @@ class BladeModule(torch.nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             original = super().__getattr__("original")
-            return getattr(original, name)
+            return method_entry(self, name, getattr(original, name))
 
 
 def _hooked_modules(module: torch.nn.Module) -> list[str]:

@@ -152,9 +152,12 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
     """
     register_output_pytrees()  # first: the copy below rebuilds a DynamicCache too (export runs on it)
     args, kwargs = _unalias(args, kwargs)
+    args, kwargs, generators = _generators_out(args, kwargs)
     observed: dict = {}
-    with _traced_forward(module, autocast, kwargs, observed):
+    with _traced_forward(module, autocast, kwargs, observed, generators):
         ep = _export_module(module, args, kwargs, config, pin_ones)
+    if generators:
+        _refuse_generator_use(ep, module)
     #: the traced forward returned a state object it was given (a key/value cache updated in
     #: place): calls must leave the caller's object as eager does (runtime/state_objects.py)
     ep.blade_state_in_place = observed.get("state_in_place", False)
@@ -163,7 +166,7 @@ def export_module(module: torch.nn.Module, args: tuple, kwargs: dict, config: Co
 
 @contextlib.contextmanager
 def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | None = None,
-                    observed: dict | None = None):
+                    observed: dict | None = None, generators: list | None = None):
     """While the block runs, ``module.forward`` (an attribute of the instance over the class's
     method: hooks, parameter names and the signature stay the module's) runs inside the autocast
     regions of ``autocast``, and teaches pytree the dataclasses it returns
@@ -176,7 +179,10 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
     and beside it) and fails matching it with any ``dynamic_shapes`` ("Must provide a tree_name").
 
     ``observed["state_in_place"]``: whether the (last) traced call returned a state object it was
-    passed, such as the ``DynamicCache`` a decoder step updates (``runtime/state_objects.py``)."""
+    passed, such as the ``DynamicCache`` a decoder step updates (``runtime/state_objects.py``).
+
+    ``generators``: the ``torch.Generator`` arguments ``_generators_out`` took out of the call;
+    forward gets them back in their places."""
     import functools
 
     from blade.runtime.call_signature import autocast_scope
@@ -190,6 +196,8 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
 
     @functools.wraps(forward)
     def traced(*args, **kwargs):
+        if generators:
+            args, kwargs = _generators_in(args, kwargs, generators)
         with autocast_scope(autocast) if autocast else contextlib.nullcontext(), \
                 _CpuAutocastFloat32Pads() if cpu_autocast else contextlib.nullcontext():
             out = forward(*args, **kwargs)
@@ -209,6 +217,49 @@ def _traced_forward(module: torch.nn.Module, autocast: tuple, kwargs: dict | Non
             module.forward = saved
         else:
             del module.forward
+
+
+#: what a ``torch.Generator`` argument is while export traces (a constant it accepts)
+_GENERATOR_PLACE = "<blade: a torch.Generator argument>"
+
+
+def _generators_out(args: tuple, kwargs: dict) -> tuple[tuple, dict, list]:
+    """The call with each ``torch.Generator`` argument replaced by a string constant, and the
+    generators. torch.export takes no generator input ("Unfamiliar meta val"), while diffusers'
+    pipelines pass one to methods that never draw from it (``vae.decode(z, generator=g)``). Call
+    signatures compare generators by device only (``call_signature._constant_key``), so the program
+    must not draw from them: ``_refuse_generator_use`` checks."""
+    generators: list = []
+
+    def out(v):
+        if isinstance(v, torch.Generator):
+            generators.append(v)
+            return _GENERATOR_PLACE
+        return v
+
+    if not any(isinstance(v, torch.Generator) for v in pytree.tree_leaves((args, kwargs))):
+        return args, kwargs, generators
+    args, kwargs = pytree.tree_map(out, (args, kwargs))
+    return args, kwargs, generators
+
+
+def _generators_in(args: tuple, kwargs: dict, generators: list) -> tuple[tuple, dict]:
+    """The traced call with ``_generators_out``'s generators back in their places."""
+    left = iter(generators)
+    return pytree.tree_map(lambda v: next(left) if isinstance(v, str) and v == _GENERATOR_PLACE else v,
+                           (args, kwargs))
+
+
+def _refuse_generator_use(ep: ExportedProgram, module: torch.nn.Module) -> None:
+    """A traced program that draws random numbers from a generator argument would draw them from
+    the example call's generator on every call (and never advance the caller's): refused."""
+    for node in ep.graph.nodes:
+        target = node.target
+        uses = node.op == "call_function" and (
+            getattr(target, "_overloadname", "") == "generator" or node.kwargs.get("generator") is not None)
+        if uses:
+            raise CaptureError(f"{type(module).__name__} draws random numbers ({target}) from a torch.Generator "
+                               "argument; Blade compiles no generator inputs, so such calls run in eager PyTorch")
 
 
 class _CpuAutocastFloat32Pads(TorchFunctionMode):

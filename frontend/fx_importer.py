@@ -366,9 +366,9 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     symbolic = [n for n in user_all if isinstance(n.meta.get("val"), torch.SymInt)]
     for n in user_all:  # other Python scalars are specialised (the module recompiles when they change)
         val = n.meta.get("val")
-        if not isinstance(val, (torch.Tensor, torch.SymInt, int, float, bool, type(None))):
+        if not isinstance(val, (torch.Tensor, torch.SymInt, int, float, bool, str, type(None))):
             raise UnsupportedOpError(f"input '{n.name}' is a {type(val).__name__}; Blade compiles tensor "
-                                     "inputs, and Python int/float/bool values as constants")
+                                     "inputs, and Python int/float/bool/str values as constants")
     shape_env = _fake_shape_env(ep)
     if shape_env is None and symbolic:
         shape_env = symbolic[0].meta["val"].node.shape_env

@@ -131,7 +131,10 @@ def describe_autocast(state: tuple) -> str:
 
 def _constant_key(value: Any) -> tuple:
     """Non-tensor leaves compare by type and value: ``1``, ``1.0`` and ``True`` are equal in
-    Python but export specialises each differently."""
+    Python but export specialises each differently. A ``torch.Generator`` compares by its device:
+    a compiled program never draws from one (``frontend/export._generators_out``)."""
+    if isinstance(value, torch.Generator):
+        return (torch.Generator, str(value.device))
     return (type(value), value)
 
 

@@ -48,6 +48,13 @@ def own_changes():
         _OWN.depth -= 1
 
 
+def running_own() -> bool:
+    """Whether the current thread is inside one of Blade's own eager runs or captures of an
+    original module (``ModuleGate``): there the model's forward is its own, never routed back
+    into the optimized module (``compiler/methods.py``)."""
+    return getattr(_OWN, "depth", 0) > 0
+
+
 class StructureWatch:
     def __init__(self, root: torch.nn.Module):
         self.version = 0

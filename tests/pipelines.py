@@ -137,7 +137,7 @@ def images(pipe, kwargs: dict) -> torch.Tensor:
 
 
 def check_pipeline(kind: str, resolutions, dtype, device, tiny: bool, config=None) -> list[str]:
-    """Eager and Blade's UNet in the same unmodified pipeline at each resolution (height, width).
+    """Eager and Blade's UNet and VAE in the same unmodified pipeline at each resolution (height, width).
 
     The UNet is compiled once, for the pipeline's own first UNet call at the first resolution;
     every later call (other steps, other resolutions of the same guard class) must reuse that
@@ -148,17 +148,20 @@ def check_pipeline(kind: str, resolutions, dtype, device, tiny: bool, config=Non
 
     pipe = build_pipeline(kind, dtype, device, tiny)
     ref32 = build_pipeline(kind, torch.float32, device, tiny) if dtype != torch.float32 else None
-    eager_unet = pipe.unet
+    eager_unet, eager_vae = pipe.unet, pipe.vae
     first = pipeline_inputs(kind, *resolutions[0], dtype, device, tiny)
     args, kw = first_unet_call(pipe, first)
     with torch.no_grad():
         opt = blade.optimize(eager_unet, model_inputs=args, model_kwargs=kw, config=config or blade.Config())
+    # the VAE as a user optimizes it: no example (its forward is never called), the pipeline calls
+    # vae.decode (and img2img vae.encode), which run through it (compiler/methods.py)
+    opt_vae = blade.optimize(eager_vae, config=config or blade.Config())
     lines = []
     for i, (h, w) in enumerate(resolutions):
         inputs = lambda dt: pipeline_inputs(kind, h, w, dt, device, tiny, seed=10 + i)  # noqa: E731
-        pipe.unet = eager_unet
+        pipe.unet, pipe.vae = eager_unet, eager_vae
         eager = images(pipe, inputs(dtype))
-        pipe.unet = opt
+        pipe.unet, pipe.vae = opt, opt_vae
         out = images(pipe, inputs(dtype))
         diff = (out - eager).abs().max().item()
         if ref32 is None:
@@ -174,5 +177,10 @@ def check_pipeline(kind: str, resolutions, dtype, device, tiny: bool, config=Non
         codes = len({id(v.executor.code) for v in opt.variants})  # guard classes may share one program
         assert codes == 1, f"{kind} {h}x{w}: compiled {codes} programs, expected 1"
         assert opt.eager_calls == 0, f"{kind} {h}x{w}: {opt.eager_calls} UNet calls answered eagerly"
-    pipe.unet = eager_unet
+        decode = opt_vae.decode
+        assert decode.mode == "compiled", f"{kind}: vae.decode runs {decode.mode}"
+        if i > 0:  # the first decode ran eagerly (the method's first call), later ones compiled
+            assert decode.compiled.variants and decode.compiled.eager_calls == 0, (
+                f"{kind} {h}x{w}: vae.decode was not compiled ({decode.compiled.eager_calls} eager calls)")
+    pipe.unet, pipe.vae = eager_unet, eager_vae
     return lines

@@ -475,3 +475,54 @@ def test_assigning_the_optimized_module_to_the_models_own_forward_is_refused_by_
     model.forward = blade.optimize(model, (torch.randn(2, 4),))
     with pytest.raises(TypeError, match="assigned to the model's own forward"):
         model(torch.randn(3, 4))
+
+
+class Activated(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 5)
+
+    def forward(self, x, act: str = "tanh", generator=None, noise: bool = False):
+        y = self.lin(x)
+        if noise:  # draws from the caller's generator: only eager can do that
+            y = y + torch.randn(y.shape, generator=generator)
+        return torch.relu(y) if act == "relu" else torch.tanh(y)
+
+
+def test_string_arguments_are_constants_of_their_variant():
+    torch.manual_seed(0)
+    model = Activated().eval()
+    opt = blade.optimize(model, (torch.randn(2, 5),))
+    for act in ("tanh", "relu", "tanh", "relu"):
+        for batch in (1, 3):
+            x = torch.randn(batch, 5)
+            torch.testing.assert_close(opt(x, act), model(x, act))
+            torch.testing.assert_close(opt(x, act=act), model(x, act=act))
+    assert opt.eager_calls == 0
+    assert {v.signature.constants[0][1] for v in opt.variants} == {"tanh", "relu"}
+
+
+def test_a_generator_argument_the_program_does_not_draw_from_compiles_once():
+    """diffusers' pipelines call ``vae.decode(z, generator=g)`` with a new generator per image:
+    one variant serves them all (it used to fail the capture, and every call ran eagerly)."""
+    torch.manual_seed(0)
+    model = Activated().eval()
+    opt = blade.optimize(model, (torch.randn(2, 5),), model_kwargs={"generator": torch.Generator()})
+    for seed in range(4):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(3, 5)
+        torch.testing.assert_close(opt(x, generator=g), model(x, generator=g))
+        assert g.initial_seed() == seed
+    assert opt.eager_calls == 0 and len(opt.variants) == 1
+
+
+def test_a_generator_argument_the_program_draws_from_runs_eagerly():
+    torch.manual_seed(0)
+    model = Activated().eval()
+    opt = blade.optimize(model, (torch.randn(2, 5),), model_kwargs={"generator": torch.Generator(), "noise": True})
+    assert not opt.variants, "a program drawing from the example's generator was compiled"
+    x = torch.randn(2, 5)
+    got = opt(x, generator=torch.Generator().manual_seed(7), noise=True)
+    want = model(x, generator=torch.Generator().manual_seed(7), noise=True)
+    torch.testing.assert_close(got, want)
+    assert opt.eager_calls >= 1
