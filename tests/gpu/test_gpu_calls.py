@@ -284,3 +284,35 @@ def test_decode_steps_with_a_cache_on_the_gpu():
             assert got.past_key_values is mine
             ids = torch.randint(0, 100, (2, 1), device=DEV)
     assert opt.eager_calls == 0 and len(opt.variants) <= 3
+
+
+def test_generate_and_vae_decode_through_optimized_modules_on_the_gpu():
+    """``opt.generate`` (forward calls routed through the optimized module, CUDA graphs per decode
+    shape) and ``opt.decode`` of an optimized VAE (compiled from its second call) on the GPU."""
+    from blade.models import _vae
+    from tests.unit.test_state_objects import _decoder
+
+    torch.manual_seed(0)
+    model = _decoder("llama").to(DEV)
+    opt = blade.optimize(model)
+    for batch, prompt in [(2, 7), (1, 5), (3, 11), (2, 7)]:
+        ids = torch.randint(3, 100, (batch, prompt), device=DEV)
+        kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0, return_dict_in_generate=True, output_scores=True)
+        want, got = model.generate(ids, **kw), opt.generate(ids, **kw)
+        for a, b in zip(got.scores, want.scores):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+        assert torch.equal(got.sequences, want.sequences)
+    assert opt.generate.mode == "routed" and opt.eager_calls == 0 and opt.variants
+
+    ref_vae = _vae(reduced=True).to(DEV).eval()  # seeded: the same weights in float32
+    vae = _vae(reduced=True).to(DEV).half().eval()
+    opt_vae = blade.optimize(vae)
+    with torch.no_grad():
+        for batch, h, w in [(1, 8, 8), (3, 9, 5), (1, 8, 8), (2, 12, 10)]:
+            z = torch.randn(batch, 4, h, w, device=DEV, dtype=torch.float16)
+            ref = ref_vae.decode(z.float()).sample
+            eager = vae.decode(z).sample.float()
+            got = opt_vae.decode(z, generator=torch.Generator(DEV)).sample.float()
+            err_eager, err = (eager - ref).abs().max().item(), (got - ref).abs().max().item()
+            assert err <= 2 * err_eager + 1e-3, (batch, h, w, err, err_eager)
+    assert opt_vae.decode.mode == "compiled" and opt_vae.decode.compiled.eager_calls == 0
