@@ -177,21 +177,36 @@ def test_other_threads_calling_the_original_meanwhile_get_its_own_forward():
 transformers = pytest.importorskip("transformers")
 
 
-def test_generate_on_an_optimized_causal_lm_matches_eager_and_compiles_its_forward_calls():
+GENERATORS = {
+    "gpt2": ("GPT2LMHeadModel", "GPT2Config", dict(n_layer=2, n_embd=32, n_head=4)),
+    "llama": ("LlamaForCausalLM", "LlamaConfig", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                      num_key_value_heads=2, intermediate_size=64)),
+    "t5": ("T5ForConditionalGeneration", "T5Config", dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                                         decoder_start_token_id=0)),
+}
+
+
+@pytest.mark.parametrize("family", list(GENERATORS))
+def test_generate_on_an_optimized_model_matches_eager_and_compiles_its_forward_calls(family):
+    """Decoder-only and encoder-decoder generation: prefill, decode steps with a growing cache,
+    batches 1-3 with padding; the tokens equal eager's and no forward call runs eagerly."""
     from blade.models import _skip_library_init, randomize
 
+    cls, config, fields = GENERATORS[family]
     torch.manual_seed(0)
     with _skip_library_init():
-        cfg = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64, bos_token_id=1, eos_token_id=2)
-        model = randomize(transformers.GPT2LMHeadModel(cfg)).eval()
-    opt = blade.optimize(model, (torch.randint(3, 64, (2, 7)),))
+        cfg = getattr(transformers, config)(vocab_size=64, bos_token_id=1, eos_token_id=2, pad_token_id=0, **fields)
+        model = randomize(getattr(transformers, cls)(cfg)).eval()
+    opt = blade.optimize(model)  # compiles at the first forward call generate makes
     for batch, prompt in [(2, 7), (3, 5), (1, 9), (3, 11)]:
         ids = torch.randint(3, 64, (batch, prompt))
-        want = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=0)
-        got = opt.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=0)
+        mask = torch.ones(batch, prompt, dtype=torch.long)
+        mask[batch - 1, :2] = 0  # left padding
+        want = model.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
+        got = opt.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
         assert torch.equal(got, want), (batch, prompt)
     assert opt.generate.mode == "routed"
-    assert opt.eager_calls == 0
+    assert opt.eager_calls == 0 and opt.variants
     # prefill and decode (one variant for every cache length), plus what batch 1 pins
     assert len(opt.variants) <= 5, [v.signature for v in opt.variants]
 
