@@ -52,13 +52,15 @@ def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = 
         program = lower_program(v.program, target=target, cache_dir=config.kernel_cache_dir if config else None,
                                 bounds_check=bool(config and config.bounds_check))
         hashes.append(program.save(os.path.join(path, d)))
-        entry = {"dir": d, "signature": signature_key(v.signature, v.signature.sized),
+        entry = {"dir": d, "signature": signature_key(v.signature, v.signature.sized, v.signature.valued),
                  "outputs": [[kind, value] for kind, value in ir.outputs],
                  "out_spec": pytree.treespec_dumps(ir.out_spec)}
         if v.takes_state_objects:  # its calls update the caller's cache object, as eager does
             entry["state_in_place"] = True
         if v.signature.sized:
             entry["sized"], entry["size_inputs"] = list(v.signature.sized), [list(p) for p in v.size_inputs]
+        if v.signature.valued:
+            entry["valued"], entry["value_dtype"] = list(v.signature.valued), str(v.value_dtype).removeprefix("torch.")
         entries.append(entry)
     manifest = {"format": MANIFEST_FORMAT, "module": type(module.original).__name__, "variants": entries}
     if config is not None:  # who computes the library calls, as the saved module chose (Config)

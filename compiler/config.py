@@ -34,8 +34,18 @@ class Config:
     #: variant that takes every int argument as a symbol (as a size, >= 0), which serves every
     #: value without compiling again (ints the program must fix, such as a loop count, stay
     #: constants); ``"static"``: always constants (a variant per value); ``"dynamic"``: symbols
-    #: from the first compile. Floats and bools are always constants (torch.export fixes them).
+    #: from the first compile. Bools are always constants.
     int_arguments: Literal["auto", "static", "dynamic"] = "auto"
+
+    #: Python float arguments (``controlnet(..., conditioning_scale=0.8)``, a float timestep):
+    #: ``"auto"`` compiles them as constants, and when a call differs from a compiled variant only
+    #: in float (and int) values, compiles one variant that takes every float argument as an input
+    #: (a 0-dim tensor of the default dtype, float64 where the call has float64 tensors), which
+    #: serves every value. torch.export fixes floats, so the model is traced with that tensor in
+    #: the float's place: where it cannot take one (``if scale > 0``, ``math.sqrt(scale)``,
+    #: ``F.interpolate(scale_factor=...)``), floats stay constants. ``"static"``: always constants
+    #: (a variant per value); ``"dynamic"``: inputs from the first compile.
+    float_arguments: Literal["auto", "static", "dynamic"] = "auto"
 
     #: Dims pinned to the example's size, by input name: ``{"sample": [1]}`` keeps the channel dim
     #: of ``sample`` static. Nested inputs use pytree paths: ``{"inputs['ids']": [1]}``.
@@ -201,6 +211,9 @@ class Config:
             raise ValueError(f"Config.dynamic must be 'all' or 'none', not {self.dynamic!r}")
         if self.int_arguments not in ("auto", "static", "dynamic"):
             raise ValueError(f"Config.int_arguments must be 'auto', 'static' or 'dynamic', not {self.int_arguments!r}")
+        if self.float_arguments not in ("auto", "static", "dynamic"):
+            raise ValueError("Config.float_arguments must be 'auto', 'static' or 'dynamic', not "
+                             f"{self.float_arguments!r}")
         if self.frontend not in ("auto", "export", "torchscript"):
             raise ValueError(f"Config.frontend must be 'auto', 'export' or 'torchscript', not {self.frontend!r}")
         if self.conv_library not in ("torch", "cudnn"):

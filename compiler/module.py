@@ -44,12 +44,13 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.config import Config
-from blade.frontend.export import CAPTURE_LOCK
+from blade.frontend.export import CAPTURE_LOCK, CaptureError
 from blade.ir import code_key
 from blade.pipeline import build_kernels, compile_program, executor_kind
 from blade.report import SLOW_STAGE_S
 from blade.runtime.call_signature import (CallLayouts, CallSignature, bind_call, describe_inputs, flatten_call,
-                                         forward_signature, is_size_carrier, takes_as_size)
+                                         forward_signature, is_size_carrier, takes_as_size, takes_as_value,
+                                         value_dtype)
 from blade.executors.reference import ReferenceExecutor
 from blade.methods import method_entry
 from blade.runtime.cuda_capture import CUDA_CAPTURE_LOCK, end_generator_capture, synchronizes
@@ -98,8 +99,10 @@ class BladeModule(torch.nn.Module):
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
         self._said_max_variants = False
-        #: a compile with int arguments as symbols kept none of them symbolic (``_ints_differ``)
+        #: a compile with int arguments as symbols kept none of them symbolic, or one with float
+        #: arguments as inputs failed (``_scalars_differ``): later calls compile them as constants
         self._ints_stay_constant = False
+        self._floats_stay_constant = False
         #: calls answered by the original module in eager PyTorch (a fallback, a refused shape...)
         self.eager_calls = 0
         self._prepared_weights: dict = {}  # channels-last weight copies, shared by every variant
@@ -208,29 +211,85 @@ class BladeModule(torch.nn.Module):
             return not thread.is_alive()
         return True
 
-    def _ints_differ(self, signature: CallSignature) -> bool:
+    def _scalars_differ(self, signature: CallSignature) -> tuple[bool, bool]:
         """Whether a call no variant accepts should compile its int arguments as symbols
-        (``Config.int_arguments="auto"``): it differs from a compiled variant in the values of
-        int arguments only, and no such compile was tried yet without finding a symbolic int."""
-        if self._config.int_arguments != "auto" or self._ints_stay_constant:
-            return False
+        (``Config.int_arguments="auto"``) and its float arguments as inputs
+        (``Config.float_arguments="auto"``): it differs from a compiled variant in the values of
+        such arguments only, and no such compile was tried yet that had to keep them constants."""
+        ints = self._config.int_arguments == "auto" and not self._ints_stay_constant
+        floats = self._config.float_arguments == "auto" and not self._floats_stay_constant
+        if not (ints or floats):
+            return False, False
         for v in self._variants:
             old = v.signature
             if (old.spec, old.leaves, old.tensors, old.training, old.autocast) != (
                     signature.spec, signature.leaves, signature.tensors, signature.training, signature.autocast):
                 continue
             changed = [(a, b) for a, b in zip(signature.constants, old.constants) if a != b]
-            if changed and all(takes_as_size(a[1]) and b[0] is int for a, b in changed):
-                return True  # (a negative int is a constant: export takes int arguments as sizes)
-        return False
+            # (a negative int is a constant: export takes int arguments as sizes)
+            if changed and all((ints and takes_as_size(a[1]) and b[0] is int) or
+                               (floats and takes_as_value(a[1]) and b[0] is float) for a, b in changed):
+                return (any(b[0] is int for _, b in changed) or bool(old.sized),
+                        any(b[0] is float for _, b in changed) or bool(old.valued))
+        return False, False
 
-    def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False, int_sizes: bool = False) -> Variant:
+    def compile_variant(self, args: tuple, kwargs: dict, share_only: bool = False, int_sizes: bool = False,
+                        float_values: bool = False) -> Variant:
         """Compile one variant for the canonical call ``(args, kwargs)`` (see ``bind_call``).
         ``share_only``: keep it only if its program is an earlier variant's (else ``_NewCode``).
-        ``int_sizes``: its int arguments are symbols (``Config.int_arguments="dynamic"``)."""
+        ``int_sizes``: its int arguments are symbols (``Config.int_arguments="dynamic"``).
+        ``float_values``: its float arguments are inputs (``Config.float_arguments="dynamic"``)."""
         tensors, _, signature = flatten_call(args, kwargs, self.original.training)
+        valued = ()
+        if float_values or (self._config.float_arguments == "dynamic" and not self._floats_stay_constant):
+            valued = tuple(i for i, (kind, _) in enumerate(signature.constants) if kind is float)
+        if valued:
+            try:
+                return self._compile_floats_as_inputs(args, kwargs, share_only, int_sizes, valued)
+            except _NewCode:
+                raise
+            except Exception as e:  # noqa: BLE001 - floats the model cannot take as tensors: constants
+                self._floats_stay_constant = True
+                print(f"[blade] {self.name}: compiling its float arguments as inputs failed ({_one_line(e)}); "
+                      "they stay constants (a variant per value)", file=sys.stderr, flush=True)
+        return self._compile(args, kwargs, share_only, int_sizes, signature, tensors, (), None)
+
+    def _compile_floats_as_inputs(self, args, kwargs, share_only: bool, int_sizes: bool, valued: tuple) -> Variant:
+        """``compile_variant`` traced with a 0-dim tensor in each float argument's place (torch.export
+        fixes floats), which then takes every float value."""
+        tensors, _, signature = flatten_call(args, kwargs, self.original.training)
+        device = tensors[0].device if tensors else torch.device("cpu")
+        dtype = value_dtype(d for d, _ in signature.tensors)
+        traced = pytree.tree_map(lambda v: torch.full((), v, dtype=dtype, device=device) if takes_as_value(v) else v,
+                                 (args, kwargs))
+        return self._compile(*traced, share_only, int_sizes, signature, tensors, valued, dtype)
+
+    def _check_float_outputs(self, program, signature: CallSignature) -> None:
+        """A program traced with tensors in place of float arguments returns a 0-dim tensor where
+        the model returns a float computed from one (``return x, scale * 2``): refused (the
+        floats stay constants) unless a variant of the same call made with the floats as constants
+        returned the same kinds of outputs, tensors where this one does."""
+        kinds = [kind for kind, _ in program.import_result.outputs]
+        for v in self._variants:
+            old = v.signature
+            if (old.spec, old.leaves, old.tensors, old.training, old.autocast) == (
+                    signature.spec, signature.leaves, signature.tensors, signature.training, signature.autocast):
+                if [kind for kind, _ in v.program.import_result.outputs] != kinds or \
+                        v.program.import_result.out_spec != program.import_result.out_spec:
+                    raise CaptureError("with its float arguments as tensors the model returns other kinds of "
+                                       "outputs (a float it computes from one becomes a tensor)")
+                return
+        out = next(n for n in program.ep.graph.nodes if n.op == "output")
+        if any(isinstance(getattr(n, "meta", {}).get("val"), torch.Tensor) and n.meta["val"].dim() == 0
+               for n in pytree.tree_leaves(out.args)):
+            raise CaptureError("with its float arguments as tensors the model returns a 0-dim tensor, which may be "
+                               "a float it computes from one: they stay constants")
+
+    def _compile(self, args, kwargs, share_only: bool, int_sizes: bool, signature: CallSignature, tensors,
+                 valued: tuple, dtype) -> Variant:
         label = f"{self.name}#{len(self._variants)}"
         config = dataclasses.replace(self._config, int_arguments="dynamic") if int_sizes else self._config
+        device = tensors[0].device if tensors else torch.device("cpu")
         # The capture, and the import and passes that still read its fake tensors, run alone in
         # the process (torch.export is not thread-safe) and while no eager run of the module is
         # in flight (export swaps its parameters). The gate is taken first: an eager run may call
@@ -238,15 +297,21 @@ class BladeModule(torch.nn.Module):
         with self._gate.compile(), CAPTURE_LOCK:
             program = compile_program(self.original, args, kwargs, config, self._allow_tracing, label)
             weights = _weight_resolver(self.original, program)
-        sized = tuple(index for _, index in program.import_result.size_inputs)
-        if sized:
-            signature = dataclasses.replace(signature, sized=sized)
-        elif int_sizes:  # export fixed every int (a loop count, a shape): later calls compile per value
+        ir = program.import_result
+        if valued:
+            self._check_float_outputs(program, signature)
+        if valued and ir.size_inputs:  # the importer counted the non-tensor leaves without the floats
+            others = [i for i in range(len(signature.constants)) if i not in valued]
+            program.import_result = ir = dataclasses.replace(
+                ir, size_inputs=tuple((position, others[k]) for position, k in ir.size_inputs))
+        sized = tuple(index for _, index in ir.size_inputs)
+        if sized or valued:
+            signature = dataclasses.replace(signature, sized=sized, valued=valued)
+        if int_sizes and not sized:  # export fixed every int (a loop count, a shape): later calls compile per value
             self._ints_stay_constant = True
-        if program.import_result.in_spec is not None and program.import_result.in_spec != signature.spec:
-            raise RuntimeError(f"internal error: the captured program takes {program.import_result.in_spec}, "
+        if ir.in_spec is not None and ir.in_spec != signature.spec:
+            raise RuntimeError(f"internal error: the captured program takes {ir.in_spec}, "
                                f"the call was {signature.spec}")
-        device = tensors[0].device if tensors else torch.device("cpu")
         same_device = [v for v in self._variants if v.device == device]
         key = code_key(program.module) if same_device else None
         # Another guard class often compiles to the very same program (diffusers' upsampling asks
@@ -278,7 +343,7 @@ class BladeModule(torch.nn.Module):
                                       prepare_weights=self._config.prepare_weights)
         else:
             executor = ReferenceExecutor(program.module, weights, check_shapes=self._config.check_shapes)
-        variant = Variant(program, executor, signature, _code_key=key, device=device)
+        variant = Variant(program, executor, signature, _code_key=key, device=device, value_dtype=dtype)
         self._variants.append(variant)
         if self._config.verbose:
             print(program.report.format(), file=sys.stderr, flush=True)
@@ -348,8 +413,8 @@ class BladeModule(torch.nn.Module):
             if any(signature == s for s in self._eager_signatures):
                 return None, None
             reasons = reasons + more
-            int_sizes = self._ints_differ(signature)
-            twin = None if int_sizes else self._same_program_variant(args, kwargs, tensors, signature)
+            int_sizes, float_values = self._scalars_differ(signature)
+            twin = None if int_sizes or float_values else self._same_program_variant(args, kwargs, tensors, signature)
             if twin is not None:
                 return twin
             shapes = [tuple(t.shape) for t in tensors]
@@ -362,12 +427,14 @@ class BladeModule(torch.nn.Module):
                   f"for inputs {describe_inputs(tensors)}: {'; '.join(reasons) or 'first call'}"
                   + (f" (max_variants={self._config.max_variants} programs are compiled: it is kept only if its "
                      "program is one of them)" if share_only else "")
-                  + ("; its int arguments are compiled as symbols, to serve every value" if int_sizes else ""),
+                  + ("; its int arguments are compiled as symbols, to serve every value" if int_sizes else "")
+                  + ("; its float arguments are compiled as inputs, to serve every value" if float_values else ""),
                   file=sys.stderr, flush=True)
             start = time.perf_counter()
             try:
                 try:
-                    variant = self.compile_variant(args, kwargs, share_only=share_only, int_sizes=int_sizes)
+                    variant = self.compile_variant(args, kwargs, share_only=share_only, int_sizes=int_sizes,
+                                                   float_values=float_values)
                 except Exception as e:  # noqa: BLE001 - int symbols the model cannot take: constants again
                     if not int_sizes or isinstance(e, _NewCode):
                         raise

@@ -1,6 +1,7 @@
 """A compiled variant of a ``BladeModule``: one guard class's program, the executor that runs it,
 the call signature it serves (``Variant.accepts``: structure, dtypes, non-tensor values, then its
-guards over the sizes), the size carriers of the int arguments it takes as sizes, and the CUDA
+guards over the sizes), the size carriers of the int arguments it takes as sizes (and the 0-dim
+inputs of the float arguments it takes as values), and the CUDA
 graphs kept for its shapes (``_Graph``). ``compiler/module.py`` picks, compiles and runs them.
 """
 
@@ -18,7 +19,7 @@ from blade.dialects.data_movement import WeightOp
 from blade.executors.reference import ReferenceExecutor
 from blade.ir import code_key
 from blade.pipeline import CompiledProgram
-from blade.runtime.call_signature import CallSignature, with_size_carriers
+from blade.runtime.call_signature import CallSignature, value_plan, with_scalar_inputs
 from blade.runtime.state_objects import spec_has_objects
 from blade.shape_program import ShapeProgram
 from blade.symbolic import ShapeError
@@ -59,6 +60,9 @@ class Variant:
     _code_key: str | None = None
     device: Any = None  # the torch.device it runs on
     _state: bool | None = None
+    #: the dtype of the 0-dim inputs holding the float arguments it takes as values
+    value_dtype: Any = None
+    _values: tuple | None = None
 
     @property
     def takes_state_objects(self) -> bool:
@@ -74,13 +78,21 @@ class Variant:
         """Where the size carriers of the int arguments it takes as sizes go among its inputs."""
         return self.program.import_result.size_inputs
 
+    @property
+    def value_inputs(self) -> tuple:
+        """Where the 0-dim inputs of the float arguments it takes as values go among its inputs."""
+        if self._values is None:
+            self._values = value_plan(self.signature.leaves, self.signature.valued)
+        return self._values
+
     def inputs(self, tensors: list[torch.Tensor], signature: CallSignature) -> list[torch.Tensor]:
-        """The program's inputs for a call it accepts: its tensors, and a size carrier per int
-        argument taken as a size (``runtime/call_signature.py``)."""
-        if not self.size_inputs:
+        """The program's inputs for a call it accepts: its tensors, a 0-dim tensor per float
+        argument taken as a value and a size carrier per int argument taken as a size
+        (``runtime/call_signature.py``)."""
+        if not self.size_inputs and not self.signature.valued:
             return tensors
-        return with_size_carriers(tensors, signature.constants, self.size_inputs,
-                                  self.device if self.device is not None else torch.device("cpu"))
+        return with_scalar_inputs(tensors, signature.constants, self.value_inputs, self.value_dtype,
+                                  self.size_inputs, self.device if self.device is not None else torch.device("cpu"))
 
     def accepts(self, tensors: list[torch.Tensor], signature: CallSignature) -> tuple[dict[str, int] | None, str]:
         """The symbol values of a call this variant serves, or ``(None, why not)``; ``tensors`` are

@@ -24,6 +24,9 @@ elements that is never read (a view of one element, stride 0, so any value costs
 size binds the symbol as an input dim does, so the shape program, guards, memory plan and every
 executor see an int argument exactly as they see a dim. (``+ 1``: dims are symbols >= 1, and 0 is
 a common int, the last timestep of every loop.)
+
+Float arguments a variant takes as values (``valued``, ``Config.float_arguments``) reach the program
+as 0-dim tensors holding the value (``with_scalar_inputs``), inputs like any other.
 """
 
 from __future__ import annotations
@@ -151,6 +154,9 @@ class CallSignature:
     #: (compiled side only) indices into ``constants`` of the int arguments the variant takes as
     #: sizes: any int >= 0 is accepted there
     sized: tuple = ()
+    #: (compiled side only) indices into ``constants`` of the float arguments the variant takes as
+    #: 0-dim tensor inputs: any float is accepted there
+    valued: tuple = ()
 
     def difference(self, other: CallSignature) -> str:
         """Why a variant compiled for ``other`` cannot serve a call of ``self`` ('' if it can)."""
@@ -164,8 +170,8 @@ class CallSignature:
             got = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in self.tensors]
             want = [f"{str(d).removeprefix('torch.')}@{dev}" for d, dev in other.tensors]
             return f"input dtypes/devices {got} differ from the compiled {want}"
-        if self.constants != other.constants or other.sized:
-            why = _constants_difference(self.constants, other.constants, other.sized)
+        if self.constants != other.constants or other.sized or other.valued:
+            why = _constants_difference(self.constants, other.constants, other.sized, other.valued)
             if why:
                 return why
         if self.training != other.training:
@@ -183,18 +189,23 @@ def takes_as_size(value: Any) -> bool:
     return type(value) is int and 0 <= value < 2 ** 62
 
 
-def _constants_difference(got: tuple, want: tuple, sized: tuple) -> str:
+def takes_as_value(value: Any) -> bool:
+    """Whether an argument can be taken as a 0-dim tensor input: a Python float (not an int)."""
+    return type(value) is float
+
+
+def _constants_difference(got: tuple, want: tuple, sized: tuple, valued: tuple = ()) -> str:
     """Why the non-tensor arguments ``got`` of a call are not the compiled ``want`` ('' if they are:
-    equal, or different only in ints >= 0 at the ``sized`` indices)."""
+    equal, or different only in ints >= 0 at the ``sized`` indices and floats at the ``valued``)."""
     if len(got) == len(want):
-        bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+        bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w and not (i in valued and g[0] is float)]
         if set(bad) <= set(sized):
             negative = [got[i][1] for i in sized if not takes_as_size(got[i][1])]
             if not negative:
                 return ""
             return (f"int arguments {negative} are not ints in [0, 2**62), which the variant takes as sizes "
                     f"(non-tensor arguments {[v for _, v in got]})")
-    shown = [("<int>" if i in sized else v) for i, (_, v) in enumerate(want)]
+    shown = [("<int>" if i in sized else "<float>" if i in valued else v) for i, (_, v) in enumerate(want)]
     return f"non-tensor arguments {[v for _, v in got]} differ from the compiled {shown}"
 
 
@@ -230,6 +241,42 @@ def with_size_carriers(tensors: list[torch.Tensor], constants: tuple, plan: tupl
     for position, index in plan:
         inputs.insert(position, size_carrier(constants[index][1], device))
     return inputs
+
+
+def value_plan(leaves: str, valued: tuple) -> tuple:
+    """Where the 0-dim inputs of the ``valued`` float arguments go among a call's tensors:
+    ``(position, constant index)`` each, ascending (``leaves`` as in ``CallSignature``)."""
+    plan, position, index = [], 0, 0
+    for kind in leaves:
+        if kind == "t":
+            position += 1
+            continue
+        if index in valued:
+            plan.append((position, index))
+            position += 1
+        index += 1
+    return tuple(plan)
+
+
+def value_dtype(tensors) -> torch.dtype:
+    """The dtype float arguments are held in as inputs: the default dtype (a Python float meets an
+    int tensor as that), float64 where the call has float64 tensors (no precision lost there)."""
+    if any(dtype == torch.float64 for dtype in tensors):
+        return torch.float64
+    return torch.get_default_dtype()
+
+
+def with_scalar_inputs(tensors: list[torch.Tensor], constants: tuple, values: tuple, dtype: torch.dtype,
+                       sizes: tuple, device: torch.device) -> list[torch.Tensor]:
+    """The program inputs of a call: ``tensors``, with a 0-dim ``dtype`` tensor holding each
+    float argument of the ``values`` plan (``value_plan``), then a ``size_carrier`` for each int
+    argument of the ``sizes`` plan (positions among the final inputs)."""
+    if not values:
+        return with_size_carriers(tensors, constants, sizes, device)
+    inputs = list(tensors)
+    for position, index in values:  # a fill: no host-to-device copy, nothing synchronises
+        inputs.insert(position, torch.full((), constants[index][1], dtype=dtype, device=device))
+    return with_size_carriers(inputs, constants, sizes, device)
 
 
 def describe_structure(spec: Any, limit: int = 300) -> str:

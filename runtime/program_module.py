@@ -29,13 +29,13 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.runtime.call_signature import (CallLayouts, CallSignature, forward_signature, takes_as_size,
-                                         with_size_carriers)
+                                         value_plan, with_scalar_inputs)
 from blade.runtime.program import Program, ProgramFormatError, read_versioned_json
 from blade.runtime.state_objects import carry_state, register_model_pytrees
 from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
 
 MANIFEST = "blade-module.json"
-MANIFEST_FORMAT = 2  # 2: signatures say where the tensors are ("leaves"), ints taken as sizes
+MANIFEST_FORMAT = 3  # 2: signatures say where the tensors are ("leaves"), ints taken as sizes; 3: floats as values
 #: the ``Config`` fields a manifest's ``libraries`` holds (``TorchProvider``'s arguments of those names)
 LIBRARY_SETTINGS = ("gemm_library", "conv_library", "attention_library", "conv_algorithm_search")
 
@@ -58,13 +58,17 @@ def library_provider(libraries: dict[str, Any] | None, path: str | os.PathLike =
         raise ProgramFormatError(f"{path}: library settings {libraries}: {e}") from e
 
 
-def signature_key(sig: CallSignature, sized: tuple = ()) -> dict[str, Any]:
+def signature_key(sig: CallSignature, sized: tuple = (), valued: tuple = ()) -> dict[str, Any]:
     """The device-independent, JSON form of a call signature (an artifact serves any device); the
-    constants at the ``sized`` indices (ints taken as sizes) are written as ``["int", null]``."""
+    constants at the ``sized`` indices (ints taken as sizes) are written as ``["int", null]``, the
+    floats at the ``valued`` indices (taken as values) as ``["float", null]``."""
     constants = []
     for i, (kind, value) in enumerate(sig.constants):
         if i in sized:
             constants.append(["int", None])
+            continue
+        if i in valued and kind is float:
+            constants.append(["float", None])
             continue
         if not isinstance(value, (type(None), bool, int, float, str)):
             raise ProgramFormatError(f"a non-tensor argument {value!r} ({kind.__name__}) cannot be saved in an "
@@ -84,6 +88,9 @@ class _Variant:
         #: carriers go among the program's inputs (``call_signature.with_size_carriers``)
         self.sized = tuple(entry.get("sized", ()))
         self.size_inputs = tuple(tuple(p) for p in entry.get("size_inputs", ()))
+        #: float arguments taken as values: their indices among the constants, and their dtype
+        self.valued = tuple(entry.get("valued", ()))
+        self.value_dtype = getattr(torch, entry["value_dtype"]) if "value_dtype" in entry else None
         self.state_in_place = bool(entry.get("state_in_place", False))  # runtime/state_objects.py
         self.outputs = entry["outputs"]
         self.out_spec = pytree.treespec_loads(entry["out_spec"])
@@ -113,12 +120,12 @@ class ProgramModule(torch.nn.Module):
 
     def forward(self, *args, **kwargs):
         tensors, signature = self._call_layouts.normalise(args, kwargs, self.original.training)
-        keys = {(): signature_key(signature)}
+        keys = {((), ()): signature_key(signature)}
         reasons = []
         for i, v in enumerate(self.variants):
-            key = keys.get(v.sized)
+            key = keys.get((v.sized, v.valued))
             if key is None:
-                key = keys[v.sized] = signature_key(signature, v.sized)
+                key = keys[v.sized, v.valued] = signature_key(signature, v.sized, v.valued)
             if v.key != key:
                 reasons.append(f"variant {i}: call signature {key} differs from the saved {v.key}")
                 continue
@@ -127,8 +134,8 @@ class ProgramModule(torch.nn.Module):
                 reasons.append(f"variant {i}: int arguments {negative} are not ints in [0, 2**62), which it takes "
                                "as sizes")
                 continue
-            inputs = with_size_carriers(tensors, signature.constants, v.size_inputs,
-                                        tensors[0].device if tensors else torch.device("cpu"))
+            inputs = with_scalar_inputs(tensors, signature.constants, value_plan(signature.leaves, v.valued),
+                                        v.value_dtype, v.size_inputs, tensors[0].device if tensors else torch.device("cpu"))
             try:
                 outs = v.executor.run(inputs)
             except ProgramShapeError as e:  # raised before any step runs
