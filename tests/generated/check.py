@@ -218,6 +218,8 @@ def shrink(net: Network, failure: Failure, executor: str = "reference", budget_s
         # 3. smaller sizes (halved, or minus one), batch 1
         for p in range(len(net.probes)):
             for sym, v in net.probes[p].items():
+                if type(v) is not int:  # a float argument's value, not a size
+                    continue
                 for smaller in sorted({1, v // 2, v - 1} - {v}):
                     if smaller < 1 or smaller >= v:
                         continue

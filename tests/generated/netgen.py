@@ -28,7 +28,7 @@ import random
 
 import torch
 
-from tests.generated.netops import _NON_FLOAT_OPS, _OPS, VOCAB, add_int_argument
+from tests.generated.netops import _NON_FLOAT_OPS, _OPS, VOCAB, add_float_argument, add_int_argument
 from tests.generated.network import _EPS, NPROBES, Dim, Input, Network, Step, Val
 
 __all__ = ["Network", "generate"]
@@ -141,6 +141,9 @@ def _draw(seed: int) -> _Gen:
     ints = random.Random(seed * 7919 + 1)
     if ints.random() < 0.3:
         add_int_argument(g, ints)
+    floats = random.Random(seed * 7919 + 2)
+    if floats.random() < 0.3:
+        add_float_argument(g, floats)
     return g
 
 

@@ -687,3 +687,23 @@ def add_int_argument(g: _Gen, rng) -> None:
         else:
             g.emit(f"{a.name} + torch.arange(k, dtype=torch.float32).sum() * 0.25", a.dims, a.dtype, [a, k])
 
+
+
+def add_float_argument(g: _Gen, rng) -> None:
+    """A Python float argument ``s`` (a value in [-2, 2], another at every probe: the variant
+    compiled at the first probe compiles once more with ``s`` as a 0-dim value input, which serves
+    the others) read by one or two steps appended to the network: a scale, a shift, a
+    ``torch.where`` fill. Drawn from ``rng``, as ``add_int_argument``."""
+    floats = [v for v in g.vals.values() if v.is_float and v.rank >= 1]
+    if not floats:
+        return
+    for p in g.probes:
+        p["S"] = round(rng.uniform(-2, 2), 3)
+    g.inputs.append(Input("s", ("S",), "pyfloat"))
+    s = Val("s", (), "pyfloat")
+    for _ in range(rng.randint(1, 2)):
+        a = rng.choice(floats[-4:])
+        form = rng.choice(["scale", "shift", "where"])
+        expr = {"scale": f"{a.name} * s", "shift": f"{a.name} - s * 0.5",
+                "where": f"torch.where({a.name} > 0, {a.name}, s)"}[form]
+        g.emit(expr, a.dims, a.dtype, [a, s])

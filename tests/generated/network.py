@@ -60,7 +60,7 @@ class Val:
 class Input:
     name: str
     template: tuple  # a symbol name or an int per dim ("pyint": the one symbol whose value it is)
-    dtype: str  # a torch dtype's name, or "pyint" (a Python int argument)
+    dtype: str  # a torch dtype's name, "pyint" or "pyfloat" (a Python int or float argument)
     high: int = 0  # randint bound for integer inputs
 
 
@@ -99,7 +99,7 @@ class Network:
         made = []
         for i in self.inputs:
             shape = "(" + ", ".join(str(t) for t in i.template) + ",)"
-            if i.dtype == "pyint":  # a Python int argument: the size variable's value itself
+            if i.dtype in ("pyint", "pyfloat"):  # a Python int or float argument: the probe's value itself
                 made.append(str(i.template[0]))
             elif i.dtype == "int64":
                 made.append(f"torch.randint(0, {i.high}, {shape}, generator=g)")
