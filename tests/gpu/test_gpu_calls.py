@@ -265,6 +265,36 @@ def test_int_timesteps_as_sizes_in_cuda_graphs(executor):
     assert graphs and all(is_size_carrier(g.inputs[1]) for g in graphs)
 
 
+@pytest.mark.parametrize("executor", ["kernels", "program"])
+def test_float_timesteps_as_values_in_cuda_graphs(executor):
+    """A sampler's float timesteps (and a ControlNet-like float scale), twice over: the variant
+    taking each float as a 0-dim input serves every value, and a replayed CUDA graph reads the
+    call's value (copied into the graph's static input), never the captured one."""
+    from tests.unit.test_float_arguments import ControlNetLike, TimestepLikeDiffusers
+
+    torch.manual_seed(0)
+    model = TimestepLikeDiffusers().to(DEV).eval()
+    x = torch.randn(2, 8, device=DEV)
+    opt = blade.optimize(model, (x, 999.0), config=blade.Config(executor=executor, cuda_graph_after=1))
+    for _ in range(2):
+        for t in [999.0, 880.5, 761.25, 0.5, 999.0]:
+            with torch.no_grad():
+                torch.testing.assert_close(opt(x, t), model(x, t), atol=1e-4, rtol=1e-4)
+    assert len(opt.variants) == 2 and opt.eager_calls == 0
+    assert opt.variants[1].signature.valued and opt.variants[1].graphs
+
+    net = ControlNetLike().to(DEV).eval()
+    y = torch.randn(2, 3, 8, device=DEV)
+    opt = blade.optimize(net, (y, 1.0), config=blade.Config(executor=executor, cuda_graph_after=1))
+    for scale in [1.0, 0.75, 0.3, 0.75, 1.5, 0.3]:
+        with torch.no_grad():
+            got, want = opt(y, scale), net(y, scale)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4)
+    assert len(opt.variants) == 2 and opt.eager_calls == 0
+
+
 def test_decode_steps_with_a_cache_on_the_gpu():
     """A decoder's prompt and decode steps with a caller-owned DynamicCache through the CUDA
     default executor: one variant for the steps, the caller's cache updated as eager's."""

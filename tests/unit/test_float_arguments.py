@@ -48,7 +48,7 @@ class TimestepLikeDiffusers(torch.nn.Module):
         elif timestep.dim() == 0:
             timestep = timestep[None].to(x.device)
         timestep = timestep.expand(x.shape[0])
-        freqs = torch.exp(-math.log(10000) * torch.arange(4, dtype=torch.float32) / 4)
+        freqs = torch.exp(-math.log(10000) * torch.arange(4, dtype=torch.float32, device=x.device) / 4)
         emb = timestep[:, None].float() * freqs[None]
         return x + self.proj(torch.cat([emb.sin(), emb.cos()], dim=-1))
 

@@ -39,7 +39,7 @@ class AsTensorLikeDiffusers(torch.nn.Module):
         if not torch.is_tensor(timestep):
             timestep = torch.tensor([timestep], dtype=torch.long, device=x.device)
         timestep = timestep.expand(x.shape[0])
-        freqs = torch.exp(-torch.arange(4, dtype=torch.float32) / 4)
+        freqs = torch.exp(-torch.arange(4, dtype=torch.float32, device=x.device) / 4)
         emb = timestep[:, None].float() * freqs[None]
         emb = torch.cat([emb.sin(), emb.cos()], dim=-1)
         return x + self.proj(emb)
