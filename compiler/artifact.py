@@ -55,6 +55,8 @@ def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = 
         entry = {"dir": d, "signature": signature_key(v.signature, v.signature.sized, v.signature.valued),
                  "outputs": [[kind, value] for kind, value in ir.outputs],
                  "out_spec": pytree.treespec_dumps(ir.out_spec)}
+        if ir.output_devices:  # outputs eager returns on another device (runtime/program_module.py)
+            entry["output_devices"] = [list(p) for p in ir.output_devices]
         if v.takes_state_objects:  # its calls update the caller's cache object, as eager does
             entry["state_in_place"] = True
         if v.signature.sized:

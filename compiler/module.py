@@ -387,6 +387,8 @@ class BladeModule(torch.nn.Module):
         ir = chosen.program.import_result
         flat_out = [outs[i] if kind == "tensor" else outs[i].item() if kind == "scalar" else i
                     for kind, i in ir.outputs]
+        for i, device in ir.output_devices:  # where eager returns it (a CPU tensor of a CUDA model)
+            flat_out[i] = flat_out[i].to(device)
         out = pytree.tree_unflatten(flat_out, ir.out_spec)
         return carry_state(args, kwargs, out) if chosen.takes_state_objects else out
 

@@ -76,6 +76,9 @@ class ImportResult:
     #: int arguments taken as sizes: (position among the program's inputs, index among the call's
     #: non-tensor leaves) each, where a size carrier goes (``call_signature.with_size_carriers``)
     size_inputs: tuple = ()
+    #: flat outputs eager returns on another device than the program's (``torch.arange(n)`` with no
+    #: device in a CUDA model is a CPU tensor): (flat output index, device) each; moved after a run
+    output_devices: tuple = ()
 
 
 class NotLowered(Exception):
@@ -447,6 +450,9 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
                                  "Blade compiles side-effect-free inference programs only")
     results: list[SSAValue] = []
     outputs: list[tuple[str, Any]] = []
+    output_devices: list[tuple[int, str]] = []
+    device_types = {n.meta["val"].device.type for n in placeholders if isinstance(n.meta.get("val"), torch.Tensor)}
+    program_device = next(iter(device_types - {"cpu"}), "cpu" if device_types else None)
     for a, _ in kept:
         v = ctx.env[a] if isinstance(a, torch.fx.Node) else a
         if isinstance(v, sympy.Expr) and not v.is_number and isinstance(a, torch.fx.Node):
@@ -454,6 +460,10 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
         if isinstance(v, SSAValue):
             # a Python number computed in eager (item()) travels as a rank-0 tensor
             scalar = isinstance(a, torch.fx.Node) and is_scalar_result(a.meta.get("val"))
+            val = a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+            if (not scalar and isinstance(val, torch.Tensor) and program_device is not None
+                    and val.device.type != program_device):
+                output_devices.append((len(outputs), str(val.device)))
             outputs.append(("scalar" if scalar else "tensor", len(results)))
             results.append(v)
         else:
@@ -464,7 +474,7 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
     module = ModuleOp([fn])
     write_symbol_table(module, mapping.table)
     return ImportResult(module, [n.name for n in user], ep.call_spec.in_spec, ep.call_spec.out_spec,
-                        outputs, weights, ctx.unsupported, notes, size_inputs)
+                        outputs, weights, ctx.unsupported, notes, size_inputs, tuple(output_devices))
 
 
 def _type_of(mapping: SymbolMapping, val: torch.Tensor) -> TensorType:

@@ -139,8 +139,11 @@ _OPS: dict[str, Callable] = {
     "index": lambda a, i, o: _index(a, *i),
     "iota": lambda a, i, o: _iota(a, o[0]),
     "full": lambda a, i, o: torch.full(tuple(o[0].shape), a["value"], dtype=o[0].dtype, device=o[0].device),
-    "constant": lambda a, i, o: torch.tensor(a["value"], dtype=o[0].dtype, device=o[0].device),
-    "dim_value": lambda a, i, o: torch.tensor(a["value"][0], dtype=o[0].dtype, device=o[0].device),
+    # rank-0 constants and dim values are fills, never host-to-device copies (which a CUDA graph
+    # capture refuses from pageable memory); a graph is kept per input shape, which fixes every
+    # symbol's value
+    "constant": lambda a, i, o: torch.full(tuple(o[0].shape), a["value"], dtype=o[0].dtype, device=o[0].device),
+    "dim_value": lambda a, i, o: torch.full(tuple(o[0].shape), a["value"][0], dtype=o[0].dtype, device=o[0].device),
 }
 
 

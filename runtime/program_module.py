@@ -35,7 +35,8 @@ from blade.runtime.state_objects import carry_state, register_model_pytrees
 from blade.runtime.program_executor import PROVIDERS, ProgramExecutor, ProgramShapeError, module_weights
 
 MANIFEST = "blade-module.json"
-MANIFEST_FORMAT = 3  # 2: signatures say where the tensors are ("leaves"), ints taken as sizes; 3: floats as values
+MANIFEST_FORMAT = 4  # 2: signatures say where the tensors are ("leaves"), ints taken as sizes; 3: floats as values;
+#                    4: outputs eager returns on another device ("output_devices"), item() outputs
 #: the ``Config`` fields a manifest's ``libraries`` holds (``TorchProvider``'s arguments of those names)
 LIBRARY_SETTINGS = ("gemm_library", "conv_library", "attention_library", "conv_algorithm_search")
 
@@ -93,6 +94,8 @@ class _Variant:
         self.value_dtype = getattr(torch, entry["value_dtype"]) if "value_dtype" in entry else None
         self.state_in_place = bool(entry.get("state_in_place", False))  # runtime/state_objects.py
         self.outputs = entry["outputs"]
+        #: flat outputs eager returns on another device than the program's: (index, device) each
+        self.output_devices = tuple((i, torch.device(d)) for i, d in entry.get("output_devices", ()))
         self.out_spec = pytree.treespec_loads(entry["out_spec"])
         self.program = program
         providers = None if provider is None else {**PROVIDERS, "torch": provider}
@@ -141,7 +144,10 @@ class ProgramModule(torch.nn.Module):
             except ProgramShapeError as e:  # raised before any step runs
                 reasons.append(f"variant {i}: {e}")
                 continue
-            flat = [outs[x] if kind == "tensor" else x for kind, x in v.outputs]
+            flat = [outs[x] if kind == "tensor" else outs[x].item() if kind == "scalar" else x
+                    for kind, x in v.outputs]
+            for j, device in v.output_devices:
+                flat[j] = flat[j].to(device)
             out = pytree.tree_unflatten(flat, v.out_spec)
             return carry_state(args, kwargs, out) if v.state_in_place else out
         raise ProgramShapeError(f"no saved variant of {type(self.original).__name__} accepts this call (a loaded "

@@ -342,7 +342,7 @@ class ConstantOp(TensorOp):
             raise VerifyException("blade.constant produces a rank-0 tensor; use blade.full for shapes")
 
     def reference(self, args, env):
-        return torch.tensor(self.p("value"), dtype=env.result_dtypes[0], device=env.device)
+        return torch.full((), self.p("value"), dtype=env.result_dtypes[0], device=env.device)  # capturable
 
 
 @irdl_op_definition
@@ -378,7 +378,8 @@ class DimValueOp(TensorOp):
     traits = traits_def(Pure())
 
     def reference(self, args, env):
-        return torch.tensor(env.eval_dim(self.p("value")[0]), dtype=env.result_dtypes[0], device=env.device)
+        # a fill (capturable; a CUDA graph is kept per input shape, which fixes the value)
+        return torch.full((), env.eval_dim(self.p("value")[0]), dtype=env.result_dtypes[0], device=env.device)
 
 
 DATA_MOVEMENT_OPS = [ReshapeOp, PermuteOp, ExpandOp, SliceOp, ConcatOp, PadOp, UpsampleOp, EmbeddingOp,

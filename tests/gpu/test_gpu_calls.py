@@ -295,6 +295,36 @@ def test_float_timesteps_as_values_in_cuda_graphs(executor):
     assert len(opt.variants) == 2 and opt.eager_calls == 0
 
 
+class HostOutputs(torch.nn.Module):
+    """A CUDA model returning a tensor it made on the CPU (``torch.arange`` with no device), and
+    data made from a size and from an int argument (``blade.dim_value``)."""
+
+    def forward(self, x, t: int):
+        steps = torch.arange(x.shape[-1])
+        stamp = torch.tensor([t], device=x.device).float() * 0.5 + x.shape[1]
+        return x * 2 + stamp, steps, steps.to(x.device) * t
+
+
+@pytest.mark.parametrize("executor", ["kernels", "program"])
+def test_outputs_on_eagers_devices_and_host_values_in_cuda_graphs(executor, capfd):
+    """Every output on the device eager returns it on (a CPU ``arange`` of a CUDA model came back
+    on the GPU), and values made from sizes and int arguments captured into CUDA graphs (their
+    host-to-device copies failed the capture: the module ran without graphs)."""
+    model = HostOutputs().to(DEV).eval()
+    opt = blade.optimize(model, (torch.randn(2, 3, 5, device=DEV), 7), config=blade.Config(executor=executor,
+                                                                                          cuda_graph_after=1))
+    for _ in range(2):
+        for shape, t in [((2, 3, 5), 7), ((1, 4, 9), 7), ((2, 3, 5), 11), ((3, 1, 6), 2)]:
+            x = torch.randn(*shape, device=DEV)
+            with torch.no_grad():
+                got, want = opt(x, t), model(x, t)
+            assert [g.device for g in got] == [w.device for w in want]
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w)
+    assert opt.eager_calls == 0 and all(v.graphs for v in opt.variants)
+    assert "capture failed" not in capfd.readouterr().err
+
+
 def test_decode_steps_with_a_cache_on_the_gpu():
     """A decoder's prompt and decode steps with a caller-owned DynamicCache through the CUDA
     default executor: one variant for the steps, the caller's cache updated as eager's."""
