@@ -99,6 +99,7 @@ class BladeModule(torch.nn.Module):
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
         self._said_max_variants = False
+        self._said_empty = False
         #: a compile with int arguments as symbols kept none of them symbolic, or one with float
         #: arguments as inputs failed (``_scalars_differ``): later calls compile them as constants
         self._ints_stay_constant = False
@@ -407,6 +408,14 @@ class BladeModule(torch.nn.Module):
         or ``(None, None)``: the call runs eagerly."""
         if any(signature == s for s in tuple(self._eager_signatures)):
             return None, None  # without waiting for a compile another thread may be running
+        if any(t.numel() == 0 for t in tensors):
+            # an empty batch (a zero-size dimension) outside every variant: nothing to compile for,
+            # and no verdict on the signature (a failed compile would send later calls eagerly)
+            if not self._said_empty:
+                self._said_empty = True
+                print(f"[blade] {self.name}: calls with empty tensors ({describe_inputs(tensors)}) that no "
+                      "variant serves run in eager PyTorch; said once", file=sys.stderr, flush=True)
+            return None, None
         with self._compile_lock:
             seen = len(reasons)
             chosen, values, more = self._select(tensors, signature, self._variants[seen:])

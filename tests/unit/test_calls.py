@@ -526,3 +526,24 @@ def test_a_generator_argument_the_program_draws_from_runs_eagerly():
     want = model(x, generator=torch.Generator().manual_seed(7), noise=True)
     torch.testing.assert_close(got, want)
     assert opt.eager_calls >= 1
+
+
+class _Branchy(torch.nn.Module):
+    def forward(self, x):
+        return x.softmax(-1) * 2 if x.shape[-1] > 4 else x.tanh()
+
+
+def test_an_empty_batch_runs_eagerly_and_later_shapes_still_compile(capfd):
+    """A call with a zero-size dimension that no variant serves runs eagerly, said once; it never
+    marks the call's structure as eager (its compile failed on a size of 0, and every later call
+    needing a new variant then ran eagerly too)."""
+    model = _Branchy().eval()
+    opt = blade.optimize(model, (torch.randn(2, 8),))
+    for shape in [(0, 8), (0, 3), (3, 0), (2, 3), (1, 7), (5, 2)]:
+        x = torch.randn(*shape)
+        got, want = opt(x), model(x)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want)
+    assert opt.eager_calls == 3 and len(opt.variants) == 2
+    err = capfd.readouterr().err
+    assert err.count("calls with empty tensors") == 1 and "ERROR" not in err
