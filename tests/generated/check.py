@@ -1,8 +1,9 @@
 """Runs a generated network through Blade and eager PyTorch, and shrinks a failing one.
 
 ``check(net)`` compiles the network once, at its compile shape (probe 0), then calls it at the
-compile shape and at each check shape with fresh random inputs and compares every output with
-eager: float outputs within the network's tolerance (relative, scaled by the output's magnitude),
+compile shape, with an empty batch (batch 0: eager's outputs, or eager's exception type) and at each
+check shape with fresh random inputs (the empty call must leave their compiles alone) and compares
+every output with eager: float outputs within the network's tolerance (relative, scaled by the output's magnitude),
 integer and boolean outputs exactly, and always the same shape and dtype. Any exception from Blade
 is a failure too: with the default eager fallback, a valid PyTorch module must never crash.
 
@@ -36,7 +37,8 @@ from tests.generated.netgen import Network, generate
 class Failure:
     kind: str  # "mismatch", "crash" (an exception from Blade), "compile" (an exception from optimize),
     #            "not compiled" (optimize fell back to running the whole module eagerly), "eager answer"
-    #            (a call was answered by eager PyTorch: a compiled variant failed at run time)
+    #            (a call was answered by eager PyTorch: a compiled variant failed at run time),
+    #            "empty batch" (a call with batch 0 answered otherwise than eager)
     probe: int  # the probe index of the failing call (0 for a compile failure)
     detail: str
 
@@ -63,7 +65,10 @@ def config_for(executor: str) -> blade.Config:
     return blade.Config(executor=executor, check_shapes=True, kernel_cache_dir=None)
 
 
-def _compare(net: Network, outs, refs) -> str | None:
+def _compare(net: Network, outs, refs, same_nonfinite: bool = False) -> str | None:
+    """None where Blade's outputs ``outs`` match eager's ``refs``, else what differs first. With
+    ``same_nonfinite``, a NaN or infinity where eager has the same counts as equal (an empty batch's
+    variance is NaN in both); otherwise any non-finite float output is a failure."""
     outs, refs = pytree.tree_leaves(outs), pytree.tree_leaves(refs)
     if len(outs) != len(refs):
         return f"{len(outs)} outputs, eager has {len(refs)}"
@@ -84,8 +89,12 @@ def _compare(net: Network, outs, refs) -> str | None:
         scale = max(1.0, r32.abs().max().item()) if r.numel() else 1.0
         err = (o32 - r32).abs()
         limit = tol * scale + tol * r32.abs()
-        if not torch.isfinite(o32).all() or (err > limit).any():
-            bad = ((err > limit) | ~torch.isfinite(o32)).nonzero()
+        nonfinite = ~torch.isfinite(o32)
+        if same_nonfinite:
+            same = (o32 == r32) | (o32.isnan() & r32.isnan())
+            err, nonfinite = torch.where(same, 0.0, err), nonfinite & ~same
+        if nonfinite.any() or (err > limit).any():
+            bad = ((err > limit) | nonfinite).nonzero()
             at = tuple(bad[0].tolist())
             return (f"{where} {tuple(r.shape)} {r.dtype}: {len(bad)} of {r.numel()} elements differ, max abs error "
                     f"{err.nan_to_num(float('inf')).max().item():.3e} (tolerance {tol:g} x {scale:.3g}); first at {at}: "
@@ -106,6 +115,7 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
     """None when Blade matches eager at every probe, else the first failure."""
     model, make = net.build()
     probes = list(range(len(net.probes))) if probes is None else probes
+    empties = 0  # calls of the empty batch answered by eager PyTorch (as Blade answers empty calls)
     try:
         opt = blade.optimize(model, make(**net.probes[0], seed=100), config=config_for(executor))
     except Exception:  # noqa: BLE001 - reported with the reproduction
@@ -121,15 +131,45 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
         msg = _compare(net, outs, refs)
         if msg:
             return Failure("mismatch", p, msg)
+        if p == probes[0] and "B" in net.probes[p]:
+            empty = _check_empty_batch(net, model, make, opt, p)
+            if isinstance(empty, Failure):
+                return empty
+            empties = empty
     if not opt.variants:  # capture failed: every call ran the module eagerly (correct, not compiled)
         return Failure("not compiled", 0, "blade.optimize could not compile the network and runs it in "
                        "eager PyTorch (see the [blade] message above)")
-    if opt.eager_calls:  # a compiled variant that failed at run time is answered eagerly: right, but a bug
-        return Failure("eager answer", 0, f"{opt.eager_calls} of {len(probes)} calls were answered by eager "
+    if opt.eager_calls > empties:  # a compiled variant that failed at run time is answered eagerly: right, but a bug
+        return Failure("eager answer", 0, f"{opt.eager_calls - empties} of {len(probes)} calls were answered by eager "
                        "PyTorch (an internal error of a compiled variant, or a refused shape: see the [blade] "
                        "messages above)")
     KERNEL_LAUNCHES.setdefault(executor, []).append(generated_launches(opt.variants[0]))
     return None
+
+
+def _check_empty_batch(net: Network, model, make, opt, p: int) -> int | Failure:
+    """Probe ``p`` with batch 0: Blade answers as eager does (its outputs, or an exception of the
+    same type). Returns how many calls Blade answered eagerly (0 or 1), or the failure."""
+    inputs = make(**{**net.probes[p], "B": 0}, seed=50)
+    before = opt.eager_calls
+    with torch.no_grad():
+        try:
+            refs = model(*inputs)
+        except Exception as e:  # noqa: BLE001 - an empty batch eager refuses: Blade must refuse it too
+            refs = e
+        try:
+            outs = opt(*inputs)
+        except Exception as e:  # noqa: BLE001
+            outs = e
+    if isinstance(refs, Exception) or isinstance(outs, Exception):
+        if type(refs) is not type(outs):
+            what = lambda r: f"{type(r).__name__}: {str(r)[:300]}" if isinstance(r, Exception) else "outputs"  # noqa: E731
+            return Failure("empty batch", p, f"batch 0: eager gives {what(refs)}, Blade {what(outs)}")
+    else:
+        msg = _compare(net, outs, refs, same_nonfinite=True)
+        if msg:
+            return Failure("empty batch", p, f"batch 0: {msg}")
+    return opt.eager_calls - before
 
 
 def generated_launches(variant) -> int:
