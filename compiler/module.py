@@ -99,7 +99,9 @@ class BladeModule(torch.nn.Module):
         self._eager_signatures: list[CallSignature] = []
         self._compile_lock = threading.Lock()
         self._said_max_variants = False
-        self._said_empty = False
+        #: a compile for a call with a zero-size dimension failed: such calls run eagerly from then
+        #: on, and the failure says nothing of the call structure (other calls still compile)
+        self._empty_failed = False
         #: a compile with int arguments as symbols kept none of them symbolic, or one with float
         #: arguments as inputs failed (``_scalars_differ``): later calls compile them as constants
         self._ints_stay_constant = False
@@ -408,13 +410,8 @@ class BladeModule(torch.nn.Module):
         or ``(None, None)``: the call runs eagerly."""
         if any(signature == s for s in tuple(self._eager_signatures)):
             return None, None  # without waiting for a compile another thread may be running
-        if any(t.numel() == 0 for t in tensors):
-            # an empty batch (a zero-size dimension) outside every variant: nothing to compile for,
-            # and no verdict on the signature (a failed compile would send later calls eagerly)
-            if not self._said_empty:
-                self._said_empty = True
-                print(f"[blade] {self.name}: calls with empty tensors ({describe_inputs(tensors)}) that no "
-                      "variant serves run in eager PyTorch; said once", file=sys.stderr, flush=True)
+        empty = any(t.numel() == 0 for t in tensors)  # a zero-size dimension: an empty batch
+        if empty and self._empty_failed:
             return None, None
         with self._compile_lock:
             seen = len(reasons)
@@ -459,6 +456,12 @@ class BladeModule(torch.nn.Module):
             except Exception as e:  # noqa: BLE001 - the call still gets a correct (eager) answer
                 if self._config.fallback == "strict":
                     raise
+                if empty:
+                    self._empty_failed = True
+                    print(f"[blade] {self.name}: compiling a variant for inputs {describe_inputs(tensors)} (a size "
+                          f"of 0) failed ({_one_line(e)}); calls with empty tensors that no variant serves run in "
+                          "eager PyTorch, other calls still compile", file=sys.stderr, flush=True)
+                    return None, None
                 self._eager_signatures.append(signature)
                 print(f"[blade] ERROR: compiling a variant of {self.name} for inputs {describe_inputs(tensors)} "
                       f"failed ({_one_line(e)}); this call and later ones with the same argument structure and "

@@ -528,22 +528,34 @@ def test_a_generator_argument_the_program_draws_from_runs_eagerly():
     assert opt.eager_calls >= 1
 
 
+
 class _Branchy(torch.nn.Module):
     def forward(self, x):
         return x.softmax(-1) * 2 if x.shape[-1] > 4 else x.tanh()
 
 
-def test_an_empty_batch_runs_eagerly_and_later_shapes_still_compile(capfd):
-    """A call with a zero-size dimension that no variant serves runs eagerly, said once; it never
-    marks the call's structure as eager (its compile failed on a size of 0, and every later call
-    needing a new variant then ran eagerly too)."""
+def test_a_failed_compile_for_an_empty_batch_leaves_later_shapes_compiling(capfd, monkeypatch):
+    """A compile for a call with a zero-size dimension that fails (a lowering that divides by a
+    size: GroupNorm's chunking on the GPU) answers that call eagerly, and later empty calls at once,
+    said once; it never marks the call structure eager (every later call needing a new variant
+    then ran eagerly)."""
     model = _Branchy().eval()
     opt = blade.optimize(model, (torch.randn(2, 8),))
+    real, attempts = type(opt).compile_variant, []
+
+    def failing_when_empty(self, args, kwargs, **kw):
+        attempts.append(tuple(args[0].shape))
+        if args[0].numel() == 0:
+            raise ZeroDivisionError("a size of 0 divides")
+        return real(self, args, kwargs, **kw)
+
+    monkeypatch.setattr(type(opt), "compile_variant", failing_when_empty)
     for shape in [(0, 8), (0, 3), (3, 0), (2, 3), (1, 7), (5, 2)]:
         x = torch.randn(*shape)
         got, want = opt(x), model(x)
         assert got.shape == want.shape
         torch.testing.assert_close(got, want)
+    assert attempts == [(0, 8), (2, 3)]
     assert opt.eager_calls == 3 and len(opt.variants) == 2
     err = capfd.readouterr().err
-    assert err.count("calls with empty tensors") == 1 and "ERROR" not in err
+    assert err.count("(a size of 0) failed") == 1 and "ERROR" not in err
