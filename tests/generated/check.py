@@ -1,11 +1,11 @@
 """Runs a generated network through Blade and eager PyTorch, and shrinks a failing one.
 
 ``check(net)`` compiles the network once, at its compile shape (probe 0), then calls it at the
-compile shape, with an empty batch (batch 0: eager's outputs, or eager's exception type) and at each
-check shape with fresh random inputs (the empty call must leave their compiles alone) and compares
-every output with eager: float outputs within the network's tolerance (relative, scaled by the output's magnitude),
-integer and boolean outputs exactly, and always the same shape and dtype. Any exception from Blade
-is a failure too: with the default eager fallback, a valid PyTorch module must never crash.
+compile shape, with an empty batch (batch 0: eager's outputs, or eager's exception type) and at
+each check shape with fresh random inputs (the empty call must leave their compiles alone), and
+compares every output with eager: float outputs within the network's tolerance (relative, scaled
+by the output's magnitude), integer and boolean outputs exactly, and always the same shape and
+dtype. Any exception from Blade is a failure too: with the default eager fallback, a valid PyTorch module must never crash.
 
 A failure's message is a reproduction: the seed, the network as a runnable script that compiles
 and compares at the failing shape, and the first differing output. ``shrink(net, failure)``
@@ -115,7 +115,7 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
     """None when Blade matches eager at every probe, else the first failure."""
     model, make = net.build()
     probes = list(range(len(net.probes))) if probes is None else probes
-    empties = 0  # calls of the empty batch answered by eager PyTorch (as Blade answers empty calls)
+    empties = 0  # empty-batch calls answered eagerly (allowed: where their compile fails, Blade does so)
     try:
         opt = blade.optimize(model, make(**net.probes[0], seed=100), config=config_for(executor))
     except Exception:  # noqa: BLE001 - reported with the reproduction
