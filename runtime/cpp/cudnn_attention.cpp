@@ -180,6 +180,7 @@ void validate(const AttentionProblem& p) {
 struct CudnnAttention::Plan {
   AttentionProblem problem;
   float scale = 1.0f;
+  float neg_inf = -std::numeric_limits<float>::infinity();  // by-value tensors: the kept variant pack points here
   int64_t device = 0;
   GraphPlan graph;
 };
@@ -279,11 +280,10 @@ void CudnnAttention::run(int64_t id, uint64_t q, uint64_t k, uint64_t v, uint64_
   if (plan.graph.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
   const Library& l = *plan.graph.lib;
   Handle h = handles_->on_stream(device, plan.device, stream, [&] { return describe(p); });
-  // by-value tensors: host pointers read by cuDNN during the call
-  float scale = plan.scale, neg_inf = -std::numeric_limits<float>::infinity();
+  // by-value tensors: host pointers into the plan (the variant pack made here is kept for the next call)
   int64_t uids[6] = {kUidQ, kUidK, kUidV, kUidO, kUidScale, kUidNegInf};
   void* ptrs[6] = {reinterpret_cast<void*>(q), reinterpret_cast<void*>(k), reinterpret_cast<void*>(v),
-                   reinterpret_cast<void*>(o), &scale, &neg_inf};
+                   reinterpret_cast<void*>(o), &plan.scale, &plan.neg_inf};
   std::string what;
   Status s = cudnn::execute(l, h, plan.graph, p.causal ? 6 : 5, uids, ptrs,
                      plan.graph.workspace ? reinterpret_cast<void*>(workspace) : nullptr, &what);

@@ -303,7 +303,7 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
   if (plan->graph) {  // the fallback: cuDNN's heuristic pick, not fatal where there is none
     if (l.heuristic(h, plan->x, plan->w, plan->conv, plan->y, kAlgoCount, &returned, perf) != kSuccess) returned = 0;
   } else if (search) {
-    check(l.set_stream(h, reinterpret_cast<void*>(stream)), "cudnnSetStream");
+    check(handles_->set_stream(device, h, stream), "cudnnSetStream");
     check(l.find(h, plan->x, reinterpret_cast<const void*>(x), plan->w, reinterpret_cast<const void*>(w), plan->conv,
                  plan->y, reinterpret_cast<void*>(y), kAlgoCount, &returned, perf,
                  reinterpret_cast<void*>(workspace), static_cast<size_t>(workspace_limit)),

@@ -3,7 +3,6 @@
 #include "cudnn_graph.h"
 
 #include <algorithm>
-
 #include <stdexcept>
 
 #include "cuda_driver.h"
@@ -134,23 +133,33 @@ bool make_plan(const Library& l, Handle h, cudnn_backend::Desc graph, int64_t li
 Status execute(const Library& l, Handle h, const GraphPlan& g, int64_t n, const int64_t* uids, void* const* pointers,
                void* workspace, std::string* what) {
   using namespace cudnn_backend;
-  Desc pack = nullptr;
-  Status s = l.be_create(kVariantPackDesc, &pack);
-  if (s != cudnn_abi::kSuccess) {
-    *what = "creating a variant pack";
-    return s;
+  bool same = g.pack && g.pack_workspace == workspace && static_cast<int64_t>(g.pack_uids.size()) == n &&
+              std::equal(uids, uids + n, g.pack_uids.begin()) && std::equal(pointers, pointers + n, g.pack_pointers.begin());
+  if (!same) {
+    if (g.pack) l.be_destroy(g.pack);
+    g.pack = nullptr;
+    Desc pack = nullptr;
+    Status s = l.be_create(kVariantPackDesc, &pack);
+    if (s != cudnn_abi::kSuccess) {
+      *what = "creating a variant pack";
+      return s;
+    }
+    s = l.be_set(pack, kVariantPackUniqueIds, kTypeInt64, n, uids);
+    if (s == cudnn_abi::kSuccess) s = l.be_set(pack, kVariantPackDataPointers, kTypeVoidPtr, n, pointers);
+    if (s == cudnn_abi::kSuccess) s = l.be_set(pack, kVariantPackWorkspace, kTypeVoidPtr, 1, &workspace);
+    if (s == cudnn_abi::kSuccess) s = l.be_finalize(pack);
+    if (s != cudnn_abi::kSuccess) {
+      *what = "making the variant pack";
+      l.be_destroy(pack);
+      return s;
+    }
+    g.pack = pack;
+    g.pack_uids.assign(uids, uids + n);
+    g.pack_pointers.assign(pointers, pointers + n);
+    g.pack_workspace = workspace;
   }
-  s = l.be_set(pack, kVariantPackUniqueIds, kTypeInt64, n, uids);
-  if (s == cudnn_abi::kSuccess) s = l.be_set(pack, kVariantPackDataPointers, kTypeVoidPtr, n, pointers);
-  if (s == cudnn_abi::kSuccess) s = l.be_set(pack, kVariantPackWorkspace, kTypeVoidPtr, 1, &workspace);
-  if (s == cudnn_abi::kSuccess) s = l.be_finalize(pack);
-  if (s != cudnn_abi::kSuccess) {
-    *what = "making the variant pack";
-  } else {
-    s = l.be_execute(h, g.exec, pack);
-    if (s != cudnn_abi::kSuccess) *what = "cudnnBackendExecute (" + g.engine + ")";
-  }
-  l.be_destroy(pack);
+  Status s = l.be_execute(h, g.exec, g.pack);
+  if (s != cudnn_abi::kSuccess) *what = "cudnnBackendExecute (" + g.engine + ")";
   return s;
 }
 

@@ -76,10 +76,18 @@ struct GraphPlan {
   cudnn_backend::Desc exec = nullptr;  // the execution plan
   int64_t workspace = 0;
   std::string engine;  // which heuristic result it is (for reports)
+  // The variant pack of the last execute and what it binds, kept while a call binds the same
+  // pointers (a graphs-off call at a repeated shape does: the same arena, weights and inputs), so
+  // that a call skips making one (create, three sets, finalize, destroy). Guarded by the owner's mutex.
+  mutable cudnn_backend::Desc pack = nullptr;
+  mutable std::vector<int64_t> pack_uids;
+  mutable std::vector<void*> pack_pointers;
+  mutable void* pack_workspace = nullptr;
   GraphPlan() = default;
   GraphPlan(const GraphPlan&) = delete;
   GraphPlan& operator=(const GraphPlan&) = delete;
   ~GraphPlan() {
+    if (pack) lib->be_destroy(pack);
     for (auto it = owned.rbegin(); it != owned.rend(); ++it) lib->be_destroy(*it);
   }
 };
@@ -159,14 +167,26 @@ class Handles {
                                   std::to_string(device));
     }
     Handle h = get(device);  // makes the device's context current
-    Status s = l_.set_stream(h, reinterpret_cast<void*>(stream));
+    Status s = set_stream(device, h, stream);
     if (s != kSuccess) throw std::runtime_error(what() + ": cudnnSetStream: " + status_text(l_, s));
     return h;
+  }
+  // cudnnSetStream on the device's handle `h`, skipped where `stream` is the one set last: it is
+  // not a pointer store (cuDNN queries the driver about the stream on every call, ~2.5 us, once per
+  // library step of a graphs-off call). Every stream change of these handles goes through here.
+  Status set_stream(int64_t device, Handle h, uint64_t stream) {
+    auto it = streams_.find(device);
+    if (it != streams_.end() && it->second == stream) return cudnn_abi::kSuccess;
+    streams_.erase(device);  // unknown until cuDNN has taken it
+    Status s = l_.set_stream(h, reinterpret_cast<void*>(stream));
+    if (s == cudnn_abi::kSuccess) streams_[device] = stream;
+    return s;
   }
 
  private:
   const Library& l_;
   std::map<int64_t, Handle> handles_;
+  std::map<int64_t, uint64_t> streams_;  // the stream set last on each device's handle
 };
 
 // plans[id], or std::out_of_range naming `what` ("cuDNN plan", "attention plan") and the id.
@@ -182,7 +202,8 @@ Plan& plan_at(const std::vector<std::unique_ptr<Plan>>& plans, int64_t id, const
 bool make_plan(const Library& l, Handle h, cudnn_backend::Desc graph, int64_t limit, GraphPlan& g, std::string* why);
 
 // Execute a plan with the variant pack (uids[k] -> pointers[k], host pointers for by-value
-// tensors) and `workspace`; kSuccess or the failing status (`what` says which call failed).
+// tensors: they must outlive the plan, the pack is reused) and `workspace`; kSuccess or the
+// failing status (`what` says which call failed).
 Status execute(const Library& l, Handle h, const GraphPlan& g, int64_t n, const int64_t* uids, void* const* pointers,
                void* workspace, std::string* what);
 
