@@ -3,6 +3,7 @@
 #include "cudnn_graph.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "cuda_driver.h"
@@ -57,6 +58,14 @@ Library open_library(const std::string& path) {
 
 
 }  // namespace
+
+bool keep_call_state() {
+  static const bool keep = [] {
+    const char* v = std::getenv("BLADE_CUDNN_FRESH_CALLS");
+    return v == nullptr || *v == '\0' || *v == '0';
+  }();
+  return keep;
+}
 
 const Library& library(const std::string& path) { return opened_once<Library>(path, open_library); }
 
@@ -133,7 +142,7 @@ bool make_plan(const Library& l, Handle h, cudnn_backend::Desc graph, int64_t li
 Status execute(const Library& l, Handle h, const GraphPlan& g, int64_t n, const int64_t* uids, void* const* pointers,
                void* workspace, std::string* what) {
   using namespace cudnn_backend;
-  bool same = g.pack && g.pack_workspace == workspace && static_cast<int64_t>(g.pack_uids.size()) == n &&
+  bool same = keep_call_state() && g.pack && g.pack_workspace == workspace && static_cast<int64_t>(g.pack_uids.size()) == n &&
               std::equal(uids, uids + n, g.pack_uids.begin()) && std::equal(pointers, pointers + n, g.pack_pointers.begin());
   if (!same) {
     if (g.pack) l.be_destroy(g.pack);

@@ -148,6 +148,11 @@ class GraphBuilder {
   bool ok_ = true;
 };
 
+// Whether cuDNN calls keep their per-call state (the variant pack, the handle's stream) for the
+// next call: yes, unless BLADE_CUDNN_FRESH_CALLS=1 is set (to measure what keeping it saves:
+// benchmarks/host_step_costs.py).
+bool keep_call_state();
+
 // cuDNN handles, one per CUDA device, made on first use (with the device's primary context
 // current) and destroyed with this object. Not locked: its owner's mutex guards it.
 class Handles {
@@ -176,7 +181,7 @@ class Handles {
   // library step of a graphs-off call). Every stream change of these handles goes through here.
   Status set_stream(int64_t device, Handle h, uint64_t stream) {
     auto it = streams_.find(device);
-    if (it != streams_.end() && it->second == stream) return cudnn_abi::kSuccess;
+    if (it != streams_.end() && it->second == stream && keep_call_state()) return cudnn_abi::kSuccess;
     streams_.erase(device);  // unknown until cuDNN has taken it
     Status s = l_.set_stream(h, reinterpret_cast<void*>(stream));
     if (s == cudnn_abi::kSuccess) streams_[device] = stream;
