@@ -362,7 +362,7 @@ class _Lowering:
             c = v.constexprs
             if v.kernel.endswith("_stats"):
                 block_m, gblk = c["BLOCK_M"] * c["UNROLL"], g // c["GB"]
-                per_column = _ceil(2 * sms, n * gblk)
+                per_column = _ceil(2 * sms, sympy.Max(1, n * gblk))  # an empty batch (n = 0) launches nothing
                 first = sympy.Max(1, sympy.Min(c["CHMAX"], per_column, _ceil(p, 2 * block_m)))
                 rows_per_chunk = _ceil(_ceil(p, first), block_m) * block_m
                 nchunks = _ceil(p, rows_per_chunk)

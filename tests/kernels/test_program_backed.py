@@ -87,3 +87,22 @@ def test_float16_program_of_a_float32_model_casts_weights_once():
     check((3, 8, 9, 4))  # refreshed in place, seen by this call
     assert all(runner._prepared_outs[k][3][i] is t for k, ts in kept.items() for i, t in enumerate(ts))
     assert opt.eager_calls == 0
+
+
+def test_an_empty_batch_through_two_launch_group_norm_compiles(capfd):
+    """GroupNorm over groups too large for one program's registers runs as two launches (statistics
+    in chunks, then apply) whose chunk count the shape program divides by the batch: a batch of 0
+    made that a division by zero and the empty call ran eagerly (session 18's note)."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.GroupNorm(32, 512), torch.nn.SiLU()).eval()
+    x = torch.randn(2, 512, 32, 32)
+    opt = blade.optimize(m, (x,), config=blade.Config(executor="program"))
+    assert any(row.get("schedule") == "two_launch" for s in opt.variants[0].executor.program.steps
+               for row in s.table), "not the two-launch GroupNorm"
+    capfd.readouterr()
+    with torch.no_grad():
+        empty = torch.randn(0, 512, 32, 32)
+        assert opt(empty).shape == m(empty).shape
+        assert len(opt.variants) == 2, "the empty batch did not get its own variant"
+        torch.testing.assert_close(opt(x), m(x), rtol=1e-4, atol=1e-4)
+    assert "failed" not in capfd.readouterr().err
