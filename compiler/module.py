@@ -102,6 +102,9 @@ class BladeModule(torch.nn.Module):
         #: a compile for a call with a zero-size dimension failed: such calls run eagerly from then
         #: on, and the failure says nothing of the call structure (other calls still compile)
         self._empty_failed = False
+        #: thread id -> the message of a compile that just failed, said once eager has answered the
+        #: call (inputs eager refuses too are said as such, not as Blade's failure)
+        self._failed_compiles: dict[int, str] = {}
         #: a compile with int arguments as symbols kept none of them symbolic, or one with float
         #: arguments as inputs failed (``_scalars_differ``): later calls compile them as constants
         self._ints_stay_constant = False
@@ -377,7 +380,7 @@ class BladeModule(torch.nn.Module):
             cargs, ckwargs = bind_call(self._forward_signature, args, kwargs, self._fill_defaults)
             chosen, values = self._compile_for_call(cargs, ckwargs, tensors, signature, reasons)
             if chosen is None:
-                return self._run_eager(args, kwargs)
+                return self._eager_after_compile(args, kwargs, tensors)
         tensors = chosen.inputs(tensors, signature)
         try:
             with module_call():  # what a shape's "first call" means to the library ops' tuning
@@ -463,10 +466,10 @@ class BladeModule(torch.nn.Module):
                           "eager PyTorch, other calls still compile", file=sys.stderr, flush=True)
                     return None, None
                 self._eager_signatures.append(signature)
-                print(f"[blade] ERROR: compiling a variant of {self.name} for inputs {describe_inputs(tensors)} "
-                      f"failed ({_one_line(e)}); this call and later ones with the same argument structure and "
-                      "dtypes that no variant accepts run the original module in eager PyTorch",
-                      file=sys.stderr, flush=True)
+                self._failed_compiles[threading.get_ident()] = (
+                    f"[blade] ERROR: compiling a variant of {self.name} for inputs {describe_inputs(tensors)} "
+                    f"failed ({_one_line(e)}); this call and later ones with the same argument structure and "
+                    "dtypes that no variant accepts run the original module in eager PyTorch")
                 return None, None
             values, why = variant.accepts(tensors, signature)
             if values is None:
@@ -584,6 +587,23 @@ class BladeModule(torch.nn.Module):
               f"{describe_inputs(tensors)} ({_one_line(error)}); this call was answered by the original module "
               "in eager PyTorch. Please report this with the model and the shapes.", file=sys.stderr, flush=True)
         return result
+
+    def _eager_after_compile(self, args: tuple, kwargs: dict, tensors: list[torch.Tensor]):
+        """Eager's answer to a call no variant serves; where a compile for it just failed, that is
+        said after eager answers, or, where eager raises too, the inputs are said to be ones the
+        module itself refuses (a float32 input into float16 weights: not a Blade failure)."""
+        failed = self._failed_compiles.pop(threading.get_ident(), None)
+        if failed is None:
+            return self._run_eager(args, kwargs)
+        try:
+            out = self._run_eager(args, kwargs)
+        except Exception as e:
+            print(f"[blade] {self.name}: inputs {describe_inputs(tensors)} fail in eager PyTorch too "
+                  f"({_one_line(e)}); raised as eager raises it (no variant was compiled for "
+                  "them; later calls like them run eagerly)", file=sys.stderr, flush=True)
+            raise
+        print(failed, file=sys.stderr, flush=True)
+        return out
 
     def _run_eager(self, args: tuple, kwargs: dict):
         self.eager_calls += 1

@@ -286,7 +286,10 @@ def test_float_indices_into_an_embedding_raise_like_eager_and_compile_once(capfd
         with pytest.raises(RuntimeError) as ours:
             opt(bad)
         assert str(ours.value) == str(eager.value)
-    assert capfd.readouterr().err.count("compiling variant") == 1  # the failed signature is remembered
+    err = capfd.readouterr().err
+    assert err.count("compiling variant") == 1  # the failed signature is remembered
+    # said as inputs the module itself refuses, not as a Blade failure (session 19)
+    assert "fail in eager PyTorch too" in err and "ERROR" not in err, err
     ids = torch.tensor([[4, 5], [6, 7]])
     torch.testing.assert_close(opt(ids), model(ids))
 
