@@ -12,6 +12,11 @@ CUDA graphs off until its C++ step list exists, then timed three ways:
 What is left of the whole call is the Python around the loop (argument checks, the shape program,
 the call-plan lookup, the arena and output allocations).
 
+The largest difference of the last graphs-off call from eager's output is printed too (the
+steps timed one by one must still compute the model). ``BLADE_CUDNN_KEEP_CALLS=1`` in the
+environment: cuDNN calls keep their variant pack and stream between calls (runtime/cpp/cudnn_graph.h);
+run with and without it to see what that saves.
+
     python benchmarks/host_step_costs.py [--models unet,clip,vae] [--calls 20] [--out DIR]
 """
 
@@ -102,7 +107,8 @@ def profile(name: str, calls: int) -> list[str]:
         if not loops:
             return lines + ["no C++ step list was made (see the executor's native_stats)"]
         runner, plan, loop = loops[0]
-        lines.append(f"C++ loop: {loop.describe()}; stats {runner.native_stats}")
+        lines.append(f"C++ loop: {loop.describe()}; stats {runner.native_stats}; "
+                     f"BLADE_CUDNN_KEEP_CALLS={os.environ.get('BLADE_CUDNN_KEEP_CALLS', '')!r}")
         total = _median_ms(lambda: opt(*x), calls)
 
         # NativeLoop.run as a whole
@@ -159,6 +165,8 @@ def profile(name: str, calls: int) -> list[str]:
         py_ms = sum(python_ns.values()) / calls / 1e6
         lines.append(f"entries {native_ms:.3f} ms + Python steps {py_ms:.3f} ms; the rest of NativeLoop.run "
                      f"{loop_ms - native_ms - py_ms:.3f} ms (bases, arena, the loop's own Python)")
+        got, want = bench_models._out(opt(*x)).float(), bench_models._out(model(*x)).float()
+        lines.append(f"max difference from eager after the timed calls: {(got - want).abs().max().item():.2e}")
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(calls):

@@ -280,7 +280,7 @@ void CudnnAttention::run(int64_t id, uint64_t q, uint64_t k, uint64_t v, uint64_
   if (plan.graph.workspace > 0 && workspace == 0) throw std::invalid_argument(describe(p) + ": no workspace given");
   const Library& l = *plan.graph.lib;
   Handle h = handles_->on_stream(device, plan.device, stream, [&] { return describe(p); });
-  // by-value tensors: host pointers into the plan (the variant pack made here is kept for the next call)
+  // by-value tensors: host pointers into the plan (the variant pack may be kept for the next call)
   int64_t uids[6] = {kUidQ, kUidK, kUidV, kUidO, kUidScale, kUidNegInf};
   void* ptrs[6] = {reinterpret_cast<void*>(q), reinterpret_cast<void*>(k), reinterpret_cast<void*>(v),
                    reinterpret_cast<void*>(o), &plan.scale, &plan.neg_inf};

@@ -149,8 +149,9 @@ class GraphBuilder {
 };
 
 // Whether cuDNN calls keep their per-call state (the variant pack, the handle's stream) for the
-// next call: yes, unless BLADE_CUDNN_FRESH_CALLS=1 is set (to measure what keeping it saves:
-// benchmarks/host_step_costs.py).
+// next call: only with BLADE_CUDNN_KEEP_CALLS=1. Not yet the default: written in session 19, whose
+// device time ran out before it was run on a GPU (benchmarks/host_step_costs.py measures it, with
+// and without; the cuDNN GPU tests check it).
 bool keep_call_state();
 
 // cuDNN handles, one per CUDA device, made on first use (with the device's primary context
@@ -176,7 +177,8 @@ class Handles {
     if (s != kSuccess) throw std::runtime_error(what() + ": cudnnSetStream: " + status_text(l_, s));
     return h;
   }
-  // cudnnSetStream on the device's handle `h`, skipped where `stream` is the one set last: it is
+  // cudnnSetStream on the device's handle `h`, skipped where `stream` is the one set last (with
+  // keep_call_state()): it is
   // not a pointer store (cuDNN queries the driver about the stream on every call, ~2.5 us, once per
   // library step of a graphs-off call). Every stream change of these handles goes through here.
   Status set_stream(int64_t device, Handle h, uint64_t stream) {
