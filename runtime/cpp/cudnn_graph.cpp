@@ -142,12 +142,12 @@ bool make_plan(const Library& l, Handle h, cudnn_backend::Desc graph, int64_t li
 Status execute(const Library& l, Handle h, const GraphPlan& g, int64_t n, const int64_t* uids, void* const* pointers,
                void* workspace, std::string* what) {
   using namespace cudnn_backend;
-  bool same = keep_call_state() && g.pack && g.pack_workspace == workspace && static_cast<int64_t>(g.pack_uids.size()) == n &&
+  const bool keep = keep_call_state();
+  Desc pack = g.pack;
+  bool same = keep && pack && g.pack_workspace == workspace && static_cast<int64_t>(g.pack_uids.size()) == n &&
               std::equal(uids, uids + n, g.pack_uids.begin()) && std::equal(pointers, pointers + n, g.pack_pointers.begin());
   if (!same) {
-    if (g.pack) l.be_destroy(g.pack);
-    g.pack = nullptr;
-    Desc pack = nullptr;
+    pack = nullptr;
     Status s = l.be_create(kVariantPackDesc, &pack);
     if (s != cudnn_abi::kSuccess) {
       *what = "creating a variant pack";
@@ -162,13 +162,17 @@ Status execute(const Library& l, Handle h, const GraphPlan& g, int64_t n, const 
       l.be_destroy(pack);
       return s;
     }
-    g.pack = pack;
-    g.pack_uids.assign(uids, uids + n);
-    g.pack_pointers.assign(pointers, pointers + n);
-    g.pack_workspace = workspace;
+    if (keep) {  // replaces the kept one (whose pointers differ)
+      if (g.pack) l.be_destroy(g.pack);
+      g.pack = pack;
+      g.pack_uids.assign(uids, uids + n);
+      g.pack_pointers.assign(pointers, pointers + n);
+      g.pack_workspace = workspace;
+    }
   }
-  Status s = l.be_execute(h, g.exec, g.pack);
+  Status s = l.be_execute(h, g.exec, pack);
   if (s != cudnn_abi::kSuccess) *what = "cudnnBackendExecute (" + g.engine + ")";
+  if (!keep) l.be_destroy(pack);
   return s;
 }
 

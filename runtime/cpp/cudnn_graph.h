@@ -76,9 +76,10 @@ struct GraphPlan {
   cudnn_backend::Desc exec = nullptr;  // the execution plan
   int64_t workspace = 0;
   std::string engine;  // which heuristic result it is (for reports)
-  // The variant pack of the last execute and what it binds, kept while a call binds the same
-  // pointers (a graphs-off call at a repeated shape does: the same arena, weights and inputs), so
-  // that a call skips making one (create, three sets, finalize, destroy). Guarded by the owner's mutex.
+  // With keep_call_state(): the variant pack of the last execute and what it binds, kept while a
+  // call binds the same pointers (a graphs-off call at a repeated shape does: the same arena,
+  // weights and inputs), so that a call skips making one (create, three sets, finalize, destroy).
+  // Guarded by the owner's mutex.
   mutable cudnn_backend::Desc pack = nullptr;
   mutable std::vector<int64_t> pack_uids;
   mutable std::vector<void*> pack_pointers;
@@ -177,10 +178,11 @@ class Handles {
     if (s != kSuccess) throw std::runtime_error(what() + ": cudnnSetStream: " + status_text(l_, s));
     return h;
   }
-  // cudnnSetStream on the device's handle `h`, skipped where `stream` is the one set last (with
-  // keep_call_state()): it is
-  // not a pointer store (cuDNN queries the driver about the stream on every call, ~2.5 us, once per
-  // library step of a graphs-off call). Every stream change of these handles goes through here.
+  // cudnnSetStream on the device's handle `h`; with keep_call_state(), skipped where `stream` is the
+  // one set last: it is not a pointer store (cuDNN queries the driver about the stream on every
+  // call: ~2.5 us on a B200 by NVIDIA/cudnn-frontend#611; once per library step of a graphs-off
+  // call, not measured here yet). Every stream change of these
+  // handles goes through here.
   Status set_stream(int64_t device, Handle h, uint64_t stream) {
     auto it = streams_.find(device);
     if (it != streams_.end() && it->second == stream && keep_call_state()) return cudnn_abi::kSuccess;
