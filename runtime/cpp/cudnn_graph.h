@@ -181,8 +181,7 @@ class Handles {
   // cudnnSetStream on the device's handle `h`; with keep_call_state(), skipped where `stream` is the
   // one set last: it is not a pointer store (cuDNN queries the driver about the stream on every
   // call: ~2.5 us on a B200 by NVIDIA/cudnn-frontend#611; once per library step of a graphs-off
-  // call, not measured here yet). Every stream change of these
-  // handles goes through here.
+  // call, not measured here yet). Every stream change of these handles goes through here.
   Status set_stream(int64_t device, Handle h, uint64_t stream) {
     auto it = streams_.find(device);
     if (it != streams_.end() && it->second == stream && keep_call_state()) return cudnn_abi::kSuccess;
