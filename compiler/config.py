@@ -67,6 +67,7 @@ class Config:
 
     #: How many guard classes (variants) one optimized module may compile; a call outside all of
     #: them then runs in eager PyTorch, with a message (``fallback="strict"``: raises ``GuardError``).
+    #: A variant made for an empty batch (a size of 0) does not count.
     max_variants: int = 4
 
     #: After the first compile, compile up to this many more guard classes in a background thread

@@ -62,7 +62,7 @@ from blade.executors.triton_executor import KernelExecutor
 from blade.executors.program_backed import ProgramBackedExecutor
 from blade.runtime.host_provider import TorchProvider, module_call
 from blade.symbolic import ShapeError
-from blade.variant import Variant, _Graph, _program_weights, _weight_resolver  # noqa: F401 - tests import them here
+from blade.variant import Variant, _Graph, compiled_programs, _program_weights, _weight_resolver  # noqa: F401 - tests import them here
 
 
 class _NewCode(Exception):
@@ -429,8 +429,8 @@ class BladeModule(torch.nn.Module):
             if twin is not None:
                 return twin
             shapes = [tuple(t.shape) for t in tensors]
-            compiled = len({id(v.executor.code) for v in self._variants})  # variants sharing code count once
-            share_only = compiled >= self._config.max_variants
+            compiled = compiled_programs(self._variants)
+            share_only = compiled >= self._config.max_variants and not empty  # an empty call's variant is free
             if share_only and (self._select(tensors, signature, self._beyond_limit)[0] is not None
                                or len(self._variants) + len(self._beyond_limit) >= 4 * self._config.max_variants):
                 return self._refuse_beyond_limit(shapes, reasons)
@@ -471,6 +471,7 @@ class BladeModule(torch.nn.Module):
                     f"failed ({_one_line(e)}); this call and later ones with the same argument structure and "
                     "dtypes that no variant accepts run the original module in eager PyTorch")
                 return None, None
+            variant.empty_call = empty
             values, why = variant.accepts(tensors, signature)
             if values is None:
                 self._eager_signatures.append(signature)

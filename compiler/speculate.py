@@ -36,6 +36,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from blade.runtime.call_signature import autocast_scope, describe_inputs, flatten_call
+from blade.variant import compiled_programs
 
 if TYPE_CHECKING:
     from blade.module import BladeModule
@@ -181,7 +182,7 @@ def _precompile_neighbours(m: "BladeModule", args: tuple, kwargs: dict) -> None:
                     return  # the user changed the module: its variants are gone
                 if accepted(shapes):
                     continue
-                if len({id(v.executor.code) for v in m._variants}) >= m._config.max_variants:
+                if compiled_programs(m._variants) >= m._config.max_variants:
                     return
                 start = time.perf_counter()
                 try:

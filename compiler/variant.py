@@ -63,6 +63,9 @@ class Variant:
     #: the dtype of the 0-dim inputs holding the float arguments it takes as values
     value_dtype: Any = None
     _values: tuple | None = None
+    #: compiled for a call with a zero-size dimension (an empty batch): it does not count against
+    #: ``Config.max_variants`` (such a call would otherwise take a slot the real shapes need)
+    empty_call: bool = False
 
     @property
     def takes_state_objects(self) -> bool:
@@ -213,3 +216,9 @@ def _program_weights(variant: Variant) -> list[torch.Tensor]:
     """The weight tensors (the user's parameters and buffers) the variant's program reads."""
     names = {op.p("name") for op in variant.program.module.walk() if isinstance(op, WeightOp)}
     return [variant.executor.weights(n) for n in sorted(names)]
+
+
+def compiled_programs(variants) -> int:
+    """How many programs ``variants`` compiled, as ``Config.max_variants`` counts them: variants
+    sharing code count once; those made for an empty batch (``Variant.empty_call``) not at all."""
+    return len({id(v.executor.code) for v in variants if not v.empty_call})

@@ -72,6 +72,17 @@ def test_max_variants_bounds_recompiles(capfd):
         strict(torch.ones(2, 5))
 
 
+def test_an_empty_batch_variant_does_not_count_against_max_variants(capfd):
+    """An empty batch compiles a variant of its own (its sizes are outside every symbol's range);
+    that variant took a max_variants slot, so a later real guard class ran eagerly (generated
+    seed 6172000, session 19)."""
+    opt = blade.optimize(Branchy().eval(), (torch.randn(2, 4),), config=blade.Config(max_variants=2))
+    empty = torch.ones(0, 4)
+    assert opt(empty).shape == (0, 4) and len(opt.variants) == 2 and opt.variants[1].empty_call
+    torch.testing.assert_close(opt(torch.ones(2, 5)), torch.zeros(2, 5))
+    assert len(opt.variants) == 3 and opt.eager_calls == 0, capfd.readouterr().err
+
+
 def test_static_dims_and_ranges():
     model = Attention().eval()
     cfg = blade.Config(static_dims={"x": [0]}, dim_ranges={"x": {1: (2, 32)}})
