@@ -13,9 +13,9 @@ What is left of the whole call is the Python around the loop (argument checks, t
 the call-plan lookup, the arena and output allocations).
 
 The largest difference of the last graphs-off call from eager's output is printed too (the
-steps timed one by one must still compute the model). ``BLADE_CUDNN_KEEP_CALLS=1`` in the
-environment: cuDNN calls keep their variant pack and stream between calls (runtime/cpp/cudnn_graph.h);
-run with and without it to see what that saves.
+steps timed one by one must still compute the model). cuDNN calls keep their variant pack and
+stream between calls (runtime/cpp/cudnn_graph.h); ``BLADE_CUDNN_KEEP_CALLS=0`` in the environment
+builds both on every call: run with and without it to see what that saves.
 
     python benchmarks/host_step_costs.py [--models unet,clip,vae] [--calls 20] [--out DIR]
 """

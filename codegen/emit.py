@@ -60,8 +60,9 @@ from dataclasses import dataclass, field
 
 from xdsl.ir import SSAValue
 
-from blade.codegen.expressions import POINTER, STORAGE, compute_type, constant_literal, expression, storage
-from blade.dialects.data_movement import ConstantOp, UpsampleOp
+from blade.codegen.expressions import (POINTER, STORAGE, Unsupported, compute_type, constant_literal, expression,
+                                      storage)
+from blade.dialects.data_movement import ConstantOp, IotaOp, UpsampleOp
 from blade.dialects.kernel import FusedOp
 from blade.dialects.structured import GroupNormOp, LayerNormOp, SoftmaxOp
 from blade.dialects.types import TensorType
@@ -216,12 +217,25 @@ def iteration_space(op: FusedOp) -> TensorType:
     return anchor.out_type if anchor is not None else op.body_ops()[-1].results[0].type
 
 
+def _iota(op: IotaOp) -> str:
+    """The Triton expression of a fused 1-D ``iota`` over the tile (``[1, BLOCK_K]`` broadcast with
+    the rows), in its compute type: the index times ``step`` plus ``start``."""
+    ct = compute_type(op.out_type)
+    index = "(rm[:, None] * K + rk[None, :])"
+    start, step = op.p("start"), op.p("step")
+    if ct in ("tl.int32", "tl.int64"):
+        return f"({index}.to({ct}) * {int(step)} + {int(start)})"
+    return f"({index}.to({ct}) * {float(step)!r} + {float(start)!r})"
+
+
 def plan_kernel(op: FusedOp, bounds_check: bool = False) -> KernelPlan:
     """The kernel of one fused group; ``bounds_check`` compiles offset assertions into it."""
     kind = op.p("kind")
     anchor = anchor_of(op)
     space = iteration_space(op)
     rank = space.rank
+    if rank != 1 and any(isinstance(o, IotaOp) for o in op.body_ops()):
+        raise Unsupported(f"an iota in a group over a rank-{rank} space (its value is the index of a 1-D one)")
     ups = next((o for o in op.body_ops() if isinstance(o, UpsampleOp)), None)
     if ups is not None:  # inputs live at the upsample's input resolution: read at (h // fh, w // fw)
         factors = dict(zip((1, 2), upsample_factors(ups)))
@@ -444,6 +458,10 @@ class _Source:
                 continue
             if o is upto:
                 return out
+            if isinstance(o, IotaOp):  # start + step * i, i the element's index (a 1-D space: rm is 0)
+                out.append(f"    v{k} = {_iota(o)}")
+                self.names[o.results[0]] = f"v{k}"
+                continue
             if isinstance(o, UpsampleOp):  # inputs are already read at the upsampled coordinates
                 self.names[o.results[0]] = self.names[o.operands[0]]
                 continue

@@ -15,7 +15,11 @@ Policy, applied inside each cluster in program order:
        %h = add %attn, %res  ; %n = layer_norm %h                    ->  one kernel, outputs %h, %n
 
 2. *Loop fusion.* Other elementwise ops join the group of an elementwise producer with the same
-   result shape (one iteration space, operands broadcast into it); otherwise they start one.
+   result shape (one iteration space, operands broadcast into it); otherwise they start one. A
+   1-D ``iota`` starts a group (its value is the element index), which its same-shape consumers
+   join:
+
+       %i = iota ; %e = mul %i, %c ; %f = exp %e                       ->  one kernel writing %f
 
        %a = slice %p (view) ; %g = slice %p (view) ; %y = mul %a, (gelu %g)   ->  one kernel (GEGLU)
 
@@ -46,7 +50,7 @@ from dataclasses import dataclass, field
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Block, Operation, Region, SSAValue
 
-from blade.dialects.data_movement import ConstantOp, UpsampleOp
+from blade.dialects.data_movement import ConstantOp, IotaOp, UpsampleOp
 from blade.dialects.elementwise import BinaryElementwiseOp, UnaryElementwiseOp, WhereOp
 from blade.dialects.kernel import FusedOp
 from blade.dialects.program import ClusterOp, YieldOp
@@ -75,6 +79,15 @@ def is_fusible_elementwise(op: Operation) -> bool:
     if op.results[0].type.rank == 0:
         return False  # scalar arithmetic stays with PyTorch
     return all(_kernel_dtype_ok(t) for t in types)
+
+
+def is_fusible_iota(op: Operation) -> bool:
+    """A 1-D ``iota`` (``start + step * i``) starts a pointwise group: the kernel computes it from
+    its element index, so the positions a timestep embedding or a mask is made from are not a
+    library call of their own (a Python step in the C++ step loop). Only pointwise groups over its
+    own shape take it (their members all have that shape: the index is the iteration index)."""
+    return isinstance(op, IotaOp) and op.out_type.rank == 1 and str(op.out_type.element_type) != "i1" \
+        and _kernel_dtype_ok(op.out_type)
 
 
 def _kernel_dtype_ok(t: TensorType) -> bool:
@@ -187,7 +200,7 @@ def plan_groups(block: Block) -> list[Group]:
     # 2. loop fusion of the remaining elementwise ops: join (and merge) the pointwise groups of
     #    every same-shape elementwise producer
     for op in ops:
-        if op in owner or not is_fusible_elementwise(op):
+        if op in owner or not (is_fusible_elementwise(op) or is_fusible_iota(op)):
             continue
         candidates: list[Group] = []
         for v in op.operands:

@@ -16,7 +16,10 @@ C++ step loop (``runtime/native_loop.py``) runs without Python. Two ways, per pr
 
 Served: float16 / bfloat16 convolutions with 1-3 spatial dims, any stride, padding, dilation and
 groups, where input, weight and result are all packed channels-last (Blade's ``layout="nhwc"``:
-``[N, spatial..., C]``, the weight channels-last) or all packed channels-first. Anything else
+``[N, spatial..., C]``, the weight channels-last) or all packed channels-first, or channels-last
+with an input packed channels-first (``x_channels_first``: a model's NCHW input seen channels-last
+by its first convolution, which cuDNN then reads through its strides instead of torch converting
+it first). Anything else
 (float32, whose TF32 choice stays torch's; another layout; sizes past cuDNN's int descriptors)
 gets ``None`` and torch computes it. ``tests/gpu/test_gpu_cudnn_conv.py`` checks the results
 against torch's over many shapes; the problem descriptions are checked on the CPU
@@ -62,6 +65,8 @@ class ConvProblem:
     padding: tuple[int, ...]
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
+    #: a channels-last problem whose input is packed channels-first (given to the C++ calls by name)
+    x_channels_first: bool = False
 
     def args(self) -> tuple:
         return (self.dtype, self.nhwc, self.n, self.c, self.k, self.groups, list(self.input), list(self.kernel),
@@ -95,10 +100,12 @@ def conv_problem(attrs: dict[str, Any], x: torch.Tensor, w: torch.Tensor,
     if nhwc:
         n, c, size = x.shape[0], x.shape[-1], tuple(x.shape[1:-1])
         x_ok = _dense(x, list(range(x.dim())))
+        x_channels_first = not x_ok and _dense(x, [0, x.dim() - 1, *range(1, x.dim() - 1)])
+        x_ok = x_ok or x_channels_first
         w_ok = _dense(w, [0, *range(2, w.dim()), 1])  # K, spatial..., C/groups in memory
     else:
         n, c, size = x.shape[0], x.shape[1], tuple(x.shape[2:])
-        x_ok = _dense(x, list(range(x.dim())))
+        x_ok, x_channels_first = _dense(x, list(range(x.dim()))), False
         w_ok = _dense(w, list(range(w.dim())))
     k = w.shape[0]
     if not (x_ok and w_ok) or groups < 1 or c != w.shape[1] * groups or k % groups:
@@ -117,7 +124,8 @@ def conv_problem(attrs: dict[str, Any], x: torch.Tensor, w: torch.Tensor,
         out.append((size[i] + 2 * padding[i] - span) // stride[i] + 1)
     if min(n, c, k) < 1 or max(n * c * math.prod(size), n * k * math.prod(out), w.numel()) >= 2 ** 31:
         return None  # cuDNN's descriptors take int sizes
-    problem = ConvProblem(dtype, nhwc, n, c, k, groups, size, tuple(w.shape[2:]), padding, stride, dilation)
+    problem = ConvProblem(dtype, nhwc, n, c, k, groups, size, tuple(w.shape[2:]), padding, stride, dilation,
+                          x_channels_first)
     shape = (n, *out, k) if nhwc else (n, k, *out)
     return problem, shape
 
@@ -175,7 +183,8 @@ class CudnnConvolution:
 
     def plan(self, problem: ConvProblem, bias: bool, device: int) -> int:
         """The id of the problem's current plan (its timed one once a search ran)."""
-        return self._conv.prepare(*problem.args(), bias, WORKSPACE_LIMIT, device)
+        return self._conv.prepare(*problem.args(), bias, WORKSPACE_LIMIT, device,
+                                  x_channels_first=problem.x_channels_first)
 
     def workspace_size(self, plan: int) -> int:
         return self._conv.workspace_size(plan)
@@ -204,7 +213,8 @@ class CudnnConvolution:
         if search and searched not in self._searched and not torch.cuda.is_current_stream_capturing():
             ws = torch.empty(WORKSPACE_LIMIT, dtype=torch.uint8, device=x.device)
             plan = self._conv.prepare(*problem.args(), bias is not None, WORKSPACE_LIMIT, device, True, x.data_ptr(),
-                                      w.data_ptr(), out.data_ptr(), ws.data_ptr(), stream)
+                                      w.data_ptr(), out.data_ptr(), ws.data_ptr(), stream,
+                                      x_channels_first=problem.x_channels_first)
             del ws
             with self._lock:
                 self._searched.add(searched)

@@ -40,6 +40,7 @@ ops stay Python steps through torch (each costs 15-50 us of host time there).
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -147,7 +148,13 @@ class NativeLoop:
         # where each pointer leads: (base, byte offset)
         self._bases: dict[Any, int] = {}             # root value (or a getter's key) -> base
         self.static: list[tuple[int, int]] = []      # (base, value) read at a call's start
-        self._static_checks: list[tuple[int, int, tuple, int]] = []  # (base, value, strides, address mod 16)
+        #: (base, value, strides, address mod 16) of the weights and constants, and of the inputs
+        self._static_checks: list[tuple[int, int, tuple, int]] = []
+        self._input_checks: list[tuple[int, int, tuple, int]] = []
+        self._checks = None  # what ``accepts`` compares, made on its first call (_prepare_checks)
+        #: (addresses of the static values, their bases) in the last accepted call: one object, so
+        #: a thread reads a pair another thread wrote together
+        self._seen: tuple[list[int], list[int]] | None = None
         self._outputs: list[tuple[int, int]] = []    # (base, value) of the call's fresh outputs
         produced: dict[int, list[tuple[int, int, tuple, int]]] = {}  # step -> [(value, base, strides, modulo 16)]
         forced_views: set[int] = set()               # view steps that copied: they run, in Python
@@ -163,7 +170,9 @@ class NativeLoop:
                 entry = (tuple(t.stride()), t.data_ptr() % 16)  # the address modulo 16 must come back
                 if p.values[r].kind in _STATIC_KINDS and r not in ex._provided:
                     self.static.append((b, r))
-                    if p.values[r].kind != ValueKind.OUTPUT.value:
+                    if p.values[r].kind == ValueKind.INPUT.value:
+                        self._input_checks.append((b, r, *entry))
+                    elif p.values[r].kind != ValueKind.OUTPUT.value:
                         self._static_checks.append((b, r, *entry))
                     else:  # fresh each call: nothing to compare
                         self._outputs.append((b, r))
@@ -314,15 +323,58 @@ class NativeLoop:
     # ------------------------------------------------------------------ per call
     def accepts(self, env: list[Any]) -> list[int] | None:
         """The call's bases so far (inputs, weights, constants), or None where one of them has not
-        the strides or the address modulo 16 of the recorded run (the call then runs in Python)."""
-        bases = [0] * self.num_bases
-        for b, v, strides, mod16 in self._static_checks:
+        the strides or the address modulo 16 of the recorded run (the call then runs in Python).
+
+        Several hundred weights are read per call (an SD 1.5 UNet: ~700), so their common case is
+        made of whole-list operations: every address is read and compared with the last accepted
+        call's; where none moved, each weight recorded contiguous must still be contiguous (its
+        shape is the Program's, so its strides are the recorded ones) and the few others must
+        have their recorded strides. Where an address moved (a weight replaced through
+        ``.data =``), every weight is checked one by one, as on the first call. The call's inputs
+        (new tensors each call) are checked one by one every call."""
+        checks = self._checks
+        if checks is None:
+            checks = self._checks = self._prepare_checks(env)
+        get, contiguous, strided, inputs = checks
+        tensors = get(env)
+        ptrs = list(map(_DATA_PTR, tensors))
+        seen = self._seen
+        if seen is not None and ptrs == seen[0]:
+            if list(map(_IS_CONTIGUOUS, tensors)) != contiguous:
+                return None
+            for k, strides in strided:
+                if tensors[k].stride() != strides:
+                    return None
+            bases = seen[1].copy()
+        else:
+            bases = [0] * self.num_bases
+            for (b, _v, strides, mod16), t, ptr in zip(self._static_checks, tensors, ptrs):
+                if ptr % 16 != mod16 or t.stride() != strides:
+                    return None
+                bases[b] = ptr
+            self._seen = (ptrs, bases.copy())
+        for b, v, strides, mod16 in inputs:
             t = env[v]
             ptr = t.data_ptr()
             if ptr % 16 != mod16 or t.stride() != strides:
                 return None
             bases[b] = ptr
         return bases
+
+    def _prepare_checks(self, env: list[Any]) -> tuple:
+        """What ``accepts`` compares: a getter of the weights and constants, which of them were
+        contiguous when recorded (their recorded strides against their sizes, which the call plan
+        fixes), the others' strides, and the inputs' checks. Made once, kept as one object."""
+        weights, inputs = self._static_checks, self._input_checks
+        values = [v for _b, v, _s, _m in weights]
+        get = operator.itemgetter(*values) if len(values) > 1 else (lambda env: tuple(env[v] for v in values))
+        contiguous, strided = [], []
+        for k, (_b, v, strides, _m) in enumerate(weights):
+            flag = strides == _contiguous_strides(tuple(env[v].shape))
+            contiguous.append(flag)
+            if not flag:
+                strided.append((k, strides))
+        return get, contiguous, strided, inputs
 
     def run(self, bases: list[int], env: list[Any], arena: torch.Tensor | None, stream: int, device: int, call_step,
             finish) -> None:
@@ -386,6 +438,18 @@ class NativeLoop:
                 f"concatenations in C++, "
                 f"{self.python_steps} Python steps, {self.skipped_views} views resolved to offsets, "
                 f"{self.num_bases} bases")
+
+
+_DATA_PTR = torch.Tensor.data_ptr
+_IS_CONTIGUOUS = torch.Tensor.is_contiguous
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 class _GemmArena:

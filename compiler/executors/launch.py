@@ -79,9 +79,14 @@ class KernelLauncher:
         return launcher
 
     # ------------------------------------------------------------------ entry point
-    def __call__(self, inputs: list[torch.Tensor], space: tuple[int, ...]) -> list[torch.Tensor]:
+    def __call__(self, inputs: list[torch.Tensor], space: tuple[int, ...],
+                 device: torch.device | None = None) -> list[torch.Tensor]:
+        """The group's outputs; ``device``: where a group that reads no tensor (a fused ``iota``)
+        computes (else its inputs' device)."""
         plan = self.plan
-        device = next((t.device for t in inputs if t.dim() > 0), inputs[0].device)
+        device = next((t.device for t in inputs if t.dim() > 0), inputs[0].device if inputs else device)
+        if device is None:
+            raise KernelLaunchError(f"kernel {plan.name} ({plan.label}) reads no tensor and was given no device")
         r = len(space)
         k = space[-1] if r else 1
         rows = space[:-1]

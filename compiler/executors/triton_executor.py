@@ -88,7 +88,7 @@ class KernelExecutor(ReferenceExecutor):
             return super().run_fused(op, args, symbols, device)
         if id(op) in self._weight_only:
             return self._prepared_group(op, launcher, args, symbols)
-        return self._launch_group(op, launcher, args, symbols)
+        return self._launch_group(op, launcher, args, symbols, device)
 
     def _prepared_group(self, op: FusedOp, launcher: KernelLauncher, args, symbols) -> list[torch.Tensor]:
         """A group that reads only weights (the casts ``convert-fp16`` puts right after each
@@ -113,7 +113,7 @@ class KernelExecutor(ReferenceExecutor):
                 kept.copy_(new)  # in place: a captured CUDA graph reads these addresses
         entry[1], entry[2] = [a._version for a in entry[0]], [a.data_ptr() for a in entry[0]]
 
-    def _launch_group(self, op: FusedOp, launcher: KernelLauncher, args, symbols) -> list[torch.Tensor]:
+    def _launch_group(self, op: FusedOp, launcher: KernelLauncher, args, symbols, device=None) -> list[torch.Tensor]:
         space = tuple(evaluate(d, symbols) for d in iteration_space(op).shape)
         if self.check_shapes:  # the tensors agree with the group's operand types (the launcher
             # itself checks them against the kernel plan, always)
@@ -122,7 +122,7 @@ class KernelExecutor(ReferenceExecutor):
                 if tuple(a.shape) != expect:
                     raise RuntimeError(f"kernel {launcher.plan.name}: input {i} is {tuple(a.shape)}, but its "
                                        f"type evaluates to {expect}")
-        outs = launcher(args, space)
+        outs = launcher(args, space, device)
         if self.check_shapes:
             for o, r in zip(outs, op.results):
                 expect = tuple(evaluate(d, symbols) for d in r.type.shape)

@@ -61,7 +61,7 @@ bool build_graph(const Library& l, Handle h, const ConvProblem& p, bool bias, in
   using namespace cudnn_backend;
   g.lib = &l;
   GraphBuilder b(l, g, why);
-  Desc x = b.tensor(kUidX, p.dtype, wide(xdims), wide(packed_strides(xdims, p.nhwc)), false);
+  Desc x = b.tensor(kUidX, p.dtype, wide(xdims), wide(packed_strides(xdims, p.nhwc && !p.x_channels_first)), false);
   Desc w = b.tensor(kUidW, p.dtype, wide(wdims), wide(packed_strides(wdims, p.nhwc)), false);
   Desc y = b.tensor(kUidY, p.dtype, wide(ydims), wide(packed_strides(ydims, p.nhwc)), false);
   Desc conv_out = y;
@@ -141,6 +141,7 @@ std::string describe(const ConvProblem& p) {
                   list(p.kernel) + ", stride " + list(p.stride) + ", padding " + list(p.pad) + ", dilation " +
                   list(p.dilation);
   if (p.groups != 1) s += ", groups " + std::to_string(p.groups);
+  if (p.x_channels_first) s += ", input channels-first";
   return s;
 }
 
@@ -152,6 +153,9 @@ void validate(const ConvProblem& p) {
     throw std::invalid_argument(describe(p) + ": 1 to 3 spatial dims, not " + std::to_string(p.spatial));
   }
   if (p.n < 1 || p.c < 1 || p.k < 1 || p.groups < 1) throw std::invalid_argument(describe(p) + ": a size below 1");
+  if (p.x_channels_first && !p.nhwc) {
+    throw std::invalid_argument(describe(p) + ": a channels-first input is described only in a channels-last problem");
+  }
   if (p.c % p.groups != 0 || p.k % p.groups != 0) {
     throw std::invalid_argument(describe(p) + ": channels not divisible by the groups");
   }
@@ -263,7 +267,8 @@ int64_t CudnnConv::prepare(const ConvProblem& p, bool bias, int64_t workspace_li
   for (int v : spatial_of(p, conv_output(p), 1)) ydims.push_back(v);
   for (int v : spatial_of(p, p.kernel, 1)) wdims.push_back(v);
   check(l.tensor_create(&plan->x), "cudnnCreateTensorDescriptor");
-  check(l.tensor_set(plan->x, p.dtype, nb, xdims.data(), packed_strides(xdims, p.nhwc).data()), "describing the input");
+  check(l.tensor_set(plan->x, p.dtype, nb, xdims.data(), packed_strides(xdims, p.nhwc && !p.x_channels_first).data()),
+        "describing the input");
   check(l.tensor_create(&plan->y), "cudnnCreateTensorDescriptor");
   check(l.tensor_set(plan->y, p.dtype, nb, ydims.data(), packed_strides(ydims, p.nhwc).data()), "describing the output");
   check(l.filter_create(&plan->w), "cudnnCreateFilterDescriptor");

@@ -10,7 +10,8 @@
 // groups) of a packed input into a packed output, plus a bias (one value per output channel): one
 // `cudnnBackendExecute` of a conv + add graph, or `cudnnConvolutionForward` + `cudnnAddTensor`. Input, weight and
 // output are all channels-last (`nhwc`: N, spatial..., C in memory; the weight K, spatial..., C/groups)
-// or all channels-first (NCHW packed). One to three spatial dims (a 1-D convolution is given to
+// or all channels-first (NCHW packed), or channels-last with a channels-first input
+// (`x_channels_first`). One to three spatial dims (a 1-D convolution is given to
 // cuDNN as a 2-D one of height 1).
 //
 // The plan of a problem is made on `prepare` and kept. With `graph_api`, through cuDNN's graph API
@@ -41,6 +42,9 @@ class Handles;
 struct ConvProblem {
   int dtype = 2;  // cudnnDataType: 2 float16, 9 bfloat16
   bool nhwc = true;
+  // channels-last problem whose input is packed channels-first (a model's NCHW input read by its
+  // first convolution, which Blade runs channels-last): cuDNN reads the input through its strides
+  bool x_channels_first = false;
   int spatial = 2;  // 1 to 3
   int64_t n = 0, c = 0, k = 0, groups = 1;
   std::array<int64_t, 3> in{}, kernel{}, pad{}, stride{}, dilation{};

@@ -62,7 +62,7 @@ Library open_library(const std::string& path) {
 bool keep_call_state() {
   static const bool keep = [] {
     const char* v = std::getenv("BLADE_CUDNN_KEEP_CALLS");
-    return v != nullptr && *v != '\0' && *v != '0';
+    return v == nullptr || *v != '0';
   }();
   return keep;
 }

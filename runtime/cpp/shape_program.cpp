@@ -61,7 +61,7 @@ blade::AttentionProblem attention_problem(int dtype, const std::vector<int64_t>&
 blade::ConvProblem conv_problem(int dtype, bool nhwc, int64_t n, int64_t c, int64_t k, int64_t groups,
                                 const std::vector<int64_t>& in, const std::vector<int64_t>& kernel,
                                 const std::vector<int64_t>& pad, const std::vector<int64_t>& stride,
-                                const std::vector<int64_t>& dilation) {
+                                const std::vector<int64_t>& dilation, bool x_channels_first) {
   size_t spatial = in.size();
   if (spatial < 1 || spatial > 3 || kernel.size() != spatial || pad.size() != spatial || stride.size() != spatial ||
       dilation.size() != spatial) {
@@ -69,7 +69,7 @@ blade::ConvProblem conv_problem(int dtype, bool nhwc, int64_t n, int64_t c, int6
                                 "stride and dilation");
   }
   blade::ConvProblem p;
-  p.dtype = dtype, p.nhwc = nhwc, p.spatial = static_cast<int>(spatial);
+  p.dtype = dtype, p.nhwc = nhwc, p.x_channels_first = x_channels_first, p.spatial = static_cast<int>(spatial);
   p.n = n, p.c = c, p.k = k, p.groups = groups;
   for (size_t i = 0; i < spatial; ++i) {
     p.in[i] = in[i], p.kernel[i] = kernel[i], p.pad[i] = pad[i], p.stride[i] = stride[i], p.dilation[i] = dilation[i];
@@ -206,14 +206,15 @@ PYBIND11_MODULE(_native, m) {
       "conv_problem_text",
       [](int dtype, bool nhwc, int64_t n, int64_t c, int64_t k, int64_t groups, const std::vector<int64_t>& in,
          const std::vector<int64_t>& kernel, const std::vector<int64_t>& pad, const std::vector<int64_t>& stride,
-         const std::vector<int64_t>& dilation) {
-        blade::ConvProblem p = conv_problem(dtype, nhwc, n, c, k, groups, in, kernel, pad, stride, dilation);
+         const std::vector<int64_t>& dilation, bool x_channels_first) {
+        blade::ConvProblem p = conv_problem(dtype, nhwc, n, c, k, groups, in, kernel, pad, stride, dilation,
+                                            x_channels_first);
         blade::validate(p);
         auto out = blade::conv_output(p);
         return std::make_pair(blade::describe(p), std::vector<int64_t>(out.begin(), out.begin() + p.spatial));
       },
       py::arg("dtype"), py::arg("nhwc"), py::arg("n"), py::arg("c"), py::arg("k"), py::arg("groups"), py::arg("input"),
-      py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"),
+      py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"), py::arg("x_channels_first") = false,
       "(description, output spatial sizes) of a convolution problem; ValueError where it is not valid (no CUDA).");
   m.def(
       "attention_problem_text",
@@ -253,8 +254,9 @@ PYBIND11_MODULE(_native, m) {
              const std::vector<int64_t>& in, const std::vector<int64_t>& kernel, const std::vector<int64_t>& pad,
              const std::vector<int64_t>& stride, const std::vector<int64_t>& dilation, bool bias,
              int64_t workspace_limit, int64_t device, bool search, uint64_t x, uint64_t w, uint64_t y,
-             uint64_t workspace, uint64_t stream) {
-            blade::ConvProblem p = conv_problem(dtype, nhwc, n, c, k, groups, in, kernel, pad, stride, dilation);
+             uint64_t workspace, uint64_t stream, bool x_channels_first) {
+            blade::ConvProblem p = conv_problem(dtype, nhwc, n, c, k, groups, in, kernel, pad, stride, dilation,
+                                                x_channels_first);
             py::gil_scoped_release release;  // a search times kernels
             return cv.prepare(p, bias, workspace_limit, device, search, x, w, y, workspace, stream);
           },
@@ -262,6 +264,7 @@ PYBIND11_MODULE(_native, m) {
           py::arg("input"), py::arg("kernel"), py::arg("padding"), py::arg("stride"), py::arg("dilation"),
           py::arg("bias"), py::arg("workspace_limit"), py::arg("device"), py::arg("search") = false, py::arg("x") = 0,
           py::arg("w") = 0, py::arg("y") = 0, py::arg("workspace") = 0, py::arg("stream") = 0,
+          py::arg("x_channels_first") = false,
           "The id of the plan of a convolution (heuristic pick, or timed on the given buffers: search).")
       .def("workspace_size", &blade::CudnnConv::workspace_size, py::arg("plan"))
       .def("algorithm", &blade::CudnnConv::algorithm, py::arg("plan"),

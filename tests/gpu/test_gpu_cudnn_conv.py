@@ -80,6 +80,28 @@ def test_random_convolutions_against_torch(conv, seed):
     _within_bar(got, ref32, eager)
 
 
+@pytest.mark.parametrize("seed", range(24))
+def test_a_channels_first_input_against_torch(conv, graph_conv, seed):
+    """A model's NCHW input seen channels-last (the layout pass's permute: a view) is served as it
+    lies in memory (``x_channels_first``), by the legacy calls and the graph API alike."""
+    rng = random.Random(5000 + seed)
+    case = list(_case(rng))
+    case[1] = case[3] * rng.choice([1, 3, 4, 5, 8])  # input channels: RGB, latents, odd counts
+    dtype = rng.choice([torch.float16, torch.bfloat16])
+    bias, search = rng.random() < 0.6, rng.random() < 0.3
+    x, w, b, xs, ws, bs, attrs = _tensors(tuple(case), dtype, True, bias, seed)
+    xs = x.to(dtype).movedim(1, -1)  # [N, spatial..., C] over channels-first memory
+    inputs = [xs, ws] + ([bs] if bias else [])
+    problem, _ = conv_problem(attrs, *inputs)
+    assert problem.x_channels_first, (case, xs.stride())
+    ref32 = _torch(x.double(), w.double(), None if b is None else b.double(), attrs).float().movedim(1, -1)
+    eager = _torch(x.to(dtype), w.to(dtype), None if b is None else b.to(dtype), attrs).movedim(1, -1)
+    for lib in (conv, graph_conv):
+        got = lib(attrs, inputs, search=search)
+        assert got is not None and got.shape == ref32.shape and got.dtype == dtype
+        _within_bar(got, ref32, eager)
+
+
 @pytest.fixture(scope="module")
 def graph_conv():
     c, why = CudnnConvolution.create(api="graph")

@@ -2,6 +2,7 @@
 // RUN: blade-opt %s -p fuse-stitch | filecheck %s --check-prefix=COUNT
 // RUN: blade-opt %S/Inputs/transformer-block.mlir -p fuse-stitch | filecheck %s --check-prefix=TRANSFORMER
 // RUN: blade-opt %S/Inputs/transformer-block.mlir -p fuse-stitch | filecheck %s --check-prefix=TCOUNT
+// RUN: blade-opt %S/Inputs/timestep-embedding.mlir -p fuse-stitch | filecheck %s --check-prefix=TIMESTEP
 //
 // Kernel counts of real blocks (IR after layout-nhwc and canonicalize).
 // ResnetBlock2D: 4 kernels: GroupNorm+SiLU, SiLU of the time embedding, the time-bias add fused
@@ -70,3 +71,12 @@ builtin.module {
 // TRANSFORMER:         ops = "add"} attributes {blade.epilogue_of = ["blade.linear"]}
 // TRANSFORMER:         blade.conv
 // TRANSFORMER:         ops = "add"} attributes {blade.epilogue_of = ["blade.conv"]}
+
+// A timestep embedding: the 1-D iota starts the kernel that scales and exponentiates it (its value is
+// the element index), so the positions are no library call of their own; the [batch, s1] product
+// with the timesteps is a kernel of its own shape.
+// TIMESTEP:      blade.fused
+// TIMESTEP-NEXT: ^{{.*}}(%{{.*}}: !blade.tensor<[], i64>):
+// TIMESTEP:        blade.iota {start = 0.000000e+00 : f64, step = 1.000000e+00 : f64} : () -> !blade.tensor<[s1], f32>
+// TIMESTEP:      ops = "iota+mul+div+exp"
+// TIMESTEP-NOT:  blade.iota

@@ -107,3 +107,22 @@ def test_rounding_sign_and_nan_kernels_compile_for_sm90(tmp_path):
     cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
     for plan in plans:
         assert {v.kernel for v in plan.variants} <= cubins, plan.name
+
+
+def test_iota_kernels_compile_for_sm90(tmp_path):
+    """Groups that start with a fused ``iota`` (no tensor input at all: the timestep embedding's
+    iota * constant / constant -> exp) compile to sm_90 cubins, every variant."""
+    from blade.codegen.aot import compile_plans
+    from tests.kernels.test_fused_iota import Positions, TimestepEmbedding
+
+    opts = [blade.optimize(TimestepEmbedding(), [torch.tensor([3.0, 981.0]), torch.randn(2, 320)]),
+            blade.optimize(Positions(), [torch.randn(2, 7, 5, dtype=torch.float16)])]
+    fused = [op for o in opts for op in o.report.module.walk()
+             if isinstance(op, FusedOp) and op.p("ops").startswith("iota")]
+    assert len(fused) >= 4, [op.p("ops") for op in fused]
+    plans = {kernel_config_key(p): p for p in (plan_kernel(op) for op in fused)}
+    assert any(not p.inputs for p in plans.values())  # a kernel that reads nothing
+    compile_plans(list(plans.values()), target=("cuda", 90, 32), root=tmp_path, jobs=2)
+    cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
+    for plan in plans.values():
+        assert {v.kernel for v in plan.variants} <= cubins, plan.name

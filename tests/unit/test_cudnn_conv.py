@@ -57,7 +57,7 @@ def test_result_shape_is_torchs(seed, native):
     expect = (n, *ref.shape[2:], k) if attrs["layout"] == "nhwc" else tuple(ref.shape)
     assert shape == expect
     assert (problem.n, problem.c, problem.k, problem.input) == (n, c, k, tuple(size))
-    text, out = native.conv_problem_text(*problem.args())
+    text, out = native.conv_problem_text(*problem.args(), x_channels_first=problem.x_channels_first)
     assert tuple(out) == tuple(ref.shape[2:]), text
     assert f"N {n}, C {c} -> K {k}" in text
 
@@ -75,6 +75,27 @@ def test_refusals():
     assert conv_problem(dict(attrs, padding=[0, 0]), x[:, :2, :2], w) is None  # empty output
     assert conv_problem(attrs, x.to(torch.bfloat16), w) is None  # mixed dtypes
     assert conv_problem(attrs, x.to(torch.bfloat16), w.to(torch.bfloat16)) is not None
+
+
+def test_a_channels_first_input_of_a_channels_last_convolution(native):
+    """A model's NCHW input seen channels-last (Blade's layout pass permutes it, a view) is given to
+    cuDNN through its strides: a problem of its own, not the packed channels-last one."""
+    attrs = {"stride": [1, 1], "padding": [1, 1], "dilation": [1, 1], "groups": 1, "layout": "nhwc"}
+    for c in (3, 4, 8):
+        nchw = torch.empty(3, c, 9, 13, dtype=torch.float16)
+        x = nchw.permute(0, 2, 3, 1)  # [N, H, W, C] over NCHW memory
+        w = torch.empty(5, c, 3, 3, dtype=torch.float16).to(memory_format=torch.channels_last)
+        problem, shape = conv_problem(attrs, x, w)
+        packed, _ = conv_problem(attrs, x.contiguous(), w)
+        assert problem.x_channels_first and not packed.x_channels_first and shape == (3, 9, 13, 5)
+        text, out = native.conv_problem_text(*problem.args(), x_channels_first=True)
+        assert "channels-last" in text and "input channels-first" in text and tuple(out) == (9, 13)
+        assert "input channels-first" not in native.conv_problem_text(*packed.args())[0]
+    assert conv_problem(attrs, nchw.permute(0, 2, 3, 1)[:, :, :7], w) is None  # neither order packed
+    nchw_attrs = dict(attrs, layout="nchw")
+    assert not conv_problem(nchw_attrs, nchw, w.contiguous())[0].x_channels_first
+    with pytest.raises(ValueError, match="only in a channels-last problem"):
+        native.conv_problem_text(2, False, 1, 4, 4, 1, [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], x_channels_first=True)
 
 
 def test_invalid_problems_raise_in_cpp(native):

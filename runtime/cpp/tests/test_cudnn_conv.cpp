@@ -58,6 +58,16 @@ void test_output_and_validate() {
   bad = unet_conv();
   bad.n = 1 << 16;
   check(rejects(bad, "2^31 elements"), "sizes past cuDNN's int descriptors refused");
+  blade::ConvProblem first = unet_conv();  // a model's NCHW input read by a channels-last convolution
+  first.c = 4, first.x_channels_first = true;
+  blade::validate(first);
+  check(blade::describe(first).find("channels-last") != std::string::npos &&
+            blade::describe(first).find("input channels-first") != std::string::npos,
+        "describe names a channels-first input: " + blade::describe(first));
+  check(blade::describe(first) != blade::describe([] { blade::ConvProblem q = unet_conv(); q.c = 4; return q; }()),
+        "a channels-first input is another problem (plans are kept by description)");
+  first.nhwc = false;
+  check(rejects(first, "only in a channels-last problem"), "a channels-first input of a channels-first problem refused");
 }
 
 blade::AttentionProblem unet_attention() {  // an SD 1.5 UNet self-attention at 64x64, batch 2
