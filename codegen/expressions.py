@@ -45,6 +45,21 @@ def is_float(t: TensorType) -> bool:
     return compute_type(t) == "tl.float32"
 
 
+def _pow(a: str, b: str) -> str:
+    """``a ** b`` in float32 as ``torch.pow`` computes it: ``2 ** (b * log2 |a|)``, negative for a
+    negative base and an odd integer exponent, NaN for a negative finite base and a fractional one;
+    ``b == 0`` or ``a == 1`` give 1 (NaNs included) and ``(-1) ** +-inf`` gives 1, as C's pow. A
+    RoPE frequency table (``10000 ** (arange / d)``) is one. Relative error about
+    ``|b log2 a|`` float32 ulps."""
+    r = f"tl.exp2(({b}) * tl.log2(tl.abs({a})))"
+    whole = f"(tl.floor({b}) == ({b}))"
+    odd = f"({whole} & (tl.abs(({b}) - 2.0 * tl.floor(({b}) * 0.5)) == 1.0))"
+    fraction = f"tl.where(({a}) == float('-inf'), {r}, float('nan'))"  # (-inf) ** 0.5 is inf, not NaN
+    signed = f"tl.where({a} < 0, tl.where({whole}, tl.where({odd}, -{r}, {r}), {fraction}), {r})"
+    one = f"((({b}) == 0) | (({a}) == 1) | ((({a}) == -1) & (tl.abs({b}) == float('inf'))))"
+    return f"tl.where({one}, 1.0, {signed})"
+
+
 def _tanh(a: str) -> str:
     return f"(2.0 * tl.sigmoid(2.0 * {a}) - 1.0)"
 
@@ -150,9 +165,11 @@ def expression(op: Operation, args: list[str], arg_types: list[TensorType], cons
         base = _as(args[0], arg_types[0], out_c)
         table = {2.0: f"({base} * {base})", 3.0: f"({base} * {base} * {base})", 0.5: f"tl.sqrt({base})",
                  -0.5: f"tl.rsqrt({base})", 1.0: base, -1.0: f"(1.0 / {base})"}
-        if e is None or float(e) not in table:
-            raise Unsupported("pow with a non-constant or unusual exponent")
-        return table[float(e)]
+        if e is not None and float(e) in table:
+            return table[float(e)]
+        if out_c != "tl.float32":
+            raise Unsupported("integer pow with a non-constant or unusual exponent")
+        return _pow(base, _as(args[1], arg_types[1], out_c))
     if isinstance(op, ew.FmodOp):
         # Triton's % is C's on integers and LLVM's frem (fmod) on floats: torch.fmod exactly
         return f"({_as(args[0], arg_types[0], out_c)} % {_as(args[1], arg_types[1], out_c)})"

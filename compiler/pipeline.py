@@ -210,10 +210,52 @@ def compile_program(module: torch.nn.Module, args: tuple, kwargs: dict, config: 
             dump(result.module, config.dump_dir, "00-import")
         stage = "passes"
         run_passes(result.module, pass_names(config), report, config.dump_dir)
+        stage = "codegen check"
+        if unfuse_unsupported(result.module, report, config.bounds_check) and config.dump_dir:
+            dump(result.module, config.dump_dir, f"{len(pass_names(config)) + 1:02d}-unfuse-unsupported")
     except INTERNAL_ERRORS as e:
         raise _compile_error(report.model, stage, e, args, kwargs) from e
     report.module = result.module
     return CompiledProgram(result.module, ep, result, report)
+
+
+def unfuse_unsupported(module: ModuleOp, report: CompileReport, bounds_check: bool = False) -> int:
+    """Groups ``fuse-stitch`` made whose kernel the code generator cannot write (an integer ``pow``
+    of two tensors, say) go back to their member ops, which then run like any op outside a group
+    (library calls of the torch provider in a Program, torch in the IR executors): one group that
+    cannot be generated no longer sends the whole module to eager PyTorch. Each is named in the
+    report's notes. Returns how many groups were undone."""
+    from blade.codegen.emit import plan_kernel
+    from blade.codegen.expressions import Unsupported
+    from blade.dialects.kernel import FusedOp
+    from blade.dialects.program import YieldOp
+    from blade.ir import walk_ops
+
+    undone = 0
+    for op in [o for o in walk_ops(module) if isinstance(o, FusedOp)]:
+        try:
+            plan_kernel(op, bounds_check=bounds_check)
+            continue
+        except Unsupported as e:
+            report.notes.append(f"group {op.p('id')} ({op.p('ops')}) is not generated as a kernel ({e}): its "
+                                "ops run one by one through torch")
+        block = op.parent_block()
+        remap = dict(zip(op.body.block.args, op.inputs))
+        yielded = []
+        for inner in list(op.body.block.ops):
+            inner.detach()
+            if isinstance(inner, YieldOp):
+                yielded = [remap.get(v, v) for v in inner.operands]
+                inner.erase()
+                continue
+            inner.operands = [remap.get(v, v) for v in inner.operands]
+            block.insert_op_before(inner, op)
+        for r, v in zip(op.results, yielded):
+            r.replace_all_uses_with(v)
+        op.detach()
+        op.erase()
+        undone += 1
+    return undone
 
 
 def executor_kind(config: Config, device: torch.device, module=None) -> str:

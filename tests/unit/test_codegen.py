@@ -126,3 +126,19 @@ def test_iota_kernels_compile_for_sm90(tmp_path):
     cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
     for plan in plans.values():
         assert {v.kernel for v in plan.variants} <= cubins, plan.name
+
+
+def test_pow_with_a_tensor_exponent_compiles_for_sm90(tmp_path):
+    """``a ** b`` of two tensors (and a RoPE table's ``10000 ** (arange / d)``) compiles to sm_90."""
+    from blade.codegen.aot import compile_plans
+    from tests.kernels.test_pow_kernels import Pow, Rope
+
+    opts = [blade.optimize(Pow(), (torch.rand(6), torch.randn(6)), config=blade.Config(fallback="strict")),
+            blade.optimize(Rope(), (torch.randn(2, 9, 8, dtype=torch.float16),), config=blade.Config(fallback="strict"))]
+    fused = [op for o in opts for op in o.report.module.walk() if isinstance(op, FusedOp) and "pow" in op.p("ops")]
+    plans = {kernel_config_key(p): p for p in (plan_kernel(op) for op in fused)}
+    assert len(plans) >= 2 and all("tl.exp2" in p.source for p in plans.values())
+    compile_plans(list(plans.values()), target=("cuda", 90, 32), root=tmp_path, jobs=2)
+    cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
+    for plan in plans.values():
+        assert {v.kernel for v in plan.variants} <= cubins, plan.name
