@@ -257,13 +257,15 @@ class ProgramExecutor:
         """One call: sizes and checks (``prepare``), then the call plan of these sizes (made on the
         first call of a size signature and cached: every view shape, library attribute, arena
         placement and launch choice resolved), then the steps."""
-        with module_call():  # the library ops' first-call tuning counts module calls
+        # an inference program: no autograd graph, in grad mode too (the torch provider writes
+        # into planned arena views: recording those copies would fail on views of one arena)
+        with module_call(), torch.no_grad():  # module_call: the library ops' first-call tuning counts module calls
             return self._run(inputs)
 
     def trace(self, inputs: Sequence[torch.Tensor]) -> tuple[_CallPlan, list[Any], torch.Tensor | None]:
         """One call in the Python step loop, for inspection: (its call plan, every value of the
         call by Program value index, the arena). Tests relocate a C++ step list with it."""
-        with module_call():
+        with module_call(), torch.no_grad():
             return self._run(inputs, trace=True)
 
     def _run(self, inputs: Sequence[torch.Tensor], trace: bool = False):

@@ -122,12 +122,18 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
         return Failure("compile", 0, _short_traceback())
     for p in probes:
         inputs = make(**net.probes[p], seed=p + 1)
-        with torch.no_grad():
+        # the last probe is called in grad mode (parameters requiring grad, no torch.no_grad): a
+        # user's plain call; compared detached
+        grad_mode = p == probes[-1] and len(probes) > 1
+        with torch.enable_grad() if grad_mode else torch.no_grad():
             refs = model(*inputs)
             try:
                 outs = opt(*inputs)
             except Exception:  # noqa: BLE001
                 return Failure("crash", p, _short_traceback())
+        if grad_mode:
+            refs, outs = (torch.utils._pytree.tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, o)
+                          for o in (refs, outs))
         msg = _compare(net, outs, refs)
         if msg:
             return Failure("mismatch", p, msg)

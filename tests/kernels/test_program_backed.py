@@ -106,3 +106,29 @@ def test_an_empty_batch_through_two_launch_group_norm_compiles(capfd):
         assert len(opt.variants) == 2, "the empty batch did not get its own variant"
         torch.testing.assert_close(opt(x), m(x), rtol=1e-4, atol=1e-4)
     assert "failed" not in capfd.readouterr().err
+
+
+class _NormAfterTransposedConv(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+        self.norm = torch.nn.InstanceNorm2d(6, affine=True)
+
+    def forward(self, x):
+        return F.leaky_relu(self.norm(self.up(x)), 0.1)
+
+
+def test_a_call_in_grad_mode():
+    """Called without ``torch.no_grad`` (parameters requiring grad): the torch provider's library
+    results (computed from the weights, so carrying autograd history) are copied into views of one
+    arena, which autograd refused ("a leaf Variable that requires grad is being used in an in-place
+    operation") and every call was answered eagerly. A Program runs without autograd."""
+    torch.manual_seed(0)
+    m = _NormAfterTransposedConv().eval()
+    assert all(p.requires_grad for p in m.parameters())
+    opt = blade.optimize(m, (torch.randn(2, 4, 5, 6),), config=blade.Config(executor="program"))
+    for shape in [(2, 4, 5, 6), (1, 4, 3, 3), (3, 4, 7, 2)]:
+        x = torch.randn(*shape)
+        got, want = opt(x), m(x)
+        torch.testing.assert_close(got, want.detach(), atol=1e-4, rtol=1e-4)
+    assert opt.eager_calls == 0
