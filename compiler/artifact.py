@@ -44,6 +44,10 @@ def save(module, path: str | os.PathLike, target: tuple[str, int, int] | None = 
     hashes = []
     for i, v in enumerate(variants):
         ir = v.program.import_result
+        if ir.mutations:
+            raise ValueError(f"variant {i} writes its inputs or buffers in place "
+                             f"({', '.join(str(t) for _, t, _ in ir.mutations)}); saving such a module is not "
+                             "supported yet (blade.load would not write them back)")
         for kind, value in ir.outputs:
             if kind != "tensor" and not isinstance(value, (type(None), bool, int, float, str)):
                 raise ValueError(f"output constant {value!r} of variant {i} cannot be saved (not a JSON value)")

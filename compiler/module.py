@@ -391,12 +391,23 @@ class BladeModule(torch.nn.Module):
         except Exception as e:  # noqa: BLE001 - answered as eager answers (which may be the same error)
             return self._answer_after_failed_run(chosen, tensors, e, args, kwargs)
         ir = chosen.program.import_result
+        if ir.mutations:
+            self._write_back(ir.mutations, outs, tensors)
         flat_out = [outs[i] if kind == "tensor" else outs[i].item() if kind == "scalar" else i
                     for kind, i in ir.outputs]
         for i, device in ir.output_devices:  # where eager returns it (a CPU tensor of a CUDA model)
             flat_out[i] = flat_out[i].to(device)
         out = pytree.tree_unflatten(flat_out, ir.out_spec)
         return carry_state(args, kwargs, out) if chosen.takes_state_objects else out
+
+    def _write_back(self, mutations: tuple, outs: list[torch.Tensor], inputs: list[torch.Tensor]) -> None:
+        """Eager's in-place writes (``x.add_(1)`` on an input, ``self.count += 1`` on a buffer): the
+        program computed the new values as extra results; they go into the caller's tensor and the
+        module's buffer, as eager leaves them."""
+        with torch.no_grad():
+            for kind, target, i in mutations:
+                dest = inputs[target] if kind == "input" else self.original.get_buffer(target)
+                dest.copy_(outs[i])
 
     @staticmethod
     def _select(tensors, signature: CallSignature, variants) -> tuple[Variant | None, dict | None, list[str]]:

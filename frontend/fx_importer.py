@@ -79,6 +79,10 @@ class ImportResult:
     #: flat outputs eager returns on another device than the program's (``torch.arange(n)`` with no
     #: device in a CUDA model is a CPU tensor): (flat output index, device) each; moved after a run
     output_devices: tuple = ()
+    #: what the module writes in place, eager's side effects: ("input", program input index,
+    #: result index) or ("buffer", buffer name, result index) each; the new values are extra results
+    #: after the user outputs, copied into the caller's tensor / the module's buffer after a call
+    mutations: tuple = ()
 
 
 class NotLowered(Exception):
@@ -442,12 +446,14 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
         ACTIVE_EQUALITIES.reset(equalities)
 
     assert output_node is not None
-    kept = [(a, spec) for a, spec in zip(output_node.args[0], sig.output_specs) if spec.kind != OutputKind.TOKEN]
-    user_outputs = [spec for _, spec in kept]
-    if any(spec.kind != OutputKind.USER_OUTPUT for spec in user_outputs):
-        kinds = sorted({spec.kind.name for spec in user_outputs if spec.kind != OutputKind.USER_OUTPUT})
-        raise UnsupportedOpError(f"the program mutates its inputs or buffers ({', '.join(kinds)}); "
-                                 "Blade compiles side-effect-free inference programs only")
+    all_outputs = [(a, spec) for a, spec in zip(output_node.args[0], sig.output_specs)
+                   if spec.kind != OutputKind.TOKEN]
+    written = (OutputKind.USER_INPUT_MUTATION, OutputKind.BUFFER_MUTATION)
+    other = sorted({spec.kind.name for _, spec in all_outputs if spec.kind not in (OutputKind.USER_OUTPUT, *written)})
+    if other:
+        raise UnsupportedOpError(f"the program has outputs of kind {', '.join(other)}; Blade compiles inference "
+                                 "programs (user outputs, and in-place writes to inputs and buffers)")
+    kept = [(a, spec) for a, spec in all_outputs if spec.kind == OutputKind.USER_OUTPUT]
     results: list[SSAValue] = []
     outputs: list[tuple[str, Any]] = []
     output_devices: list[tuple[int, str]] = []
@@ -468,13 +474,31 @@ def import_program(ep: ExportedProgram, *, strict: bool = False,
             results.append(v)
         else:
             outputs.append(("const", v))
+    mutations = []
+    user_names = [n.name for n in user]
+    for a, spec in all_outputs:  # eager's in-place writes: their new values, written back after a call
+        if spec.kind not in written:
+            continue
+        v = ctx.env[a] if isinstance(a, torch.fx.Node) else a
+        if not isinstance(v, SSAValue):
+            raise UnsupportedOpError(f"the program writes {spec.target} in place with a value Blade does not "
+                                     f"compute ({type(v).__name__})")
+        if spec.kind == OutputKind.USER_INPUT_MUTATION:
+            if spec.target not in user_names:
+                raise UnsupportedOpError(f"the program writes its input {spec.target} in place, which is not "
+                                         "one of its tensor inputs")
+            mutations.append(("input", user_names.index(spec.target), len(results)))
+        else:
+            mutations.append(("buffer", spec.target, len(results)))
+        results.append(v)
     block.add_op(func.ReturnOp(*results))
     fn = func.FuncOp("forward", ([a.type for a in block.args], [r.type for r in results]), Region(block))
     set_input_names(fn, [n.name for n in user])
     module = ModuleOp([fn])
     write_symbol_table(module, mapping.table)
     return ImportResult(module, [n.name for n in user], ep.call_spec.in_spec, ep.call_spec.out_spec,
-                        outputs, weights, ctx.unsupported, notes, size_inputs, tuple(output_devices))
+                        outputs, weights, ctx.unsupported, notes, size_inputs, tuple(output_devices),
+                        tuple(mutations))
 
 
 def _type_of(mapping: SymbolMapping, val: torch.Tensor) -> TensorType:

@@ -3,8 +3,9 @@ on it that passes fails the suite ("unexpected pass: remove it from the list").
 
 Reasons start with their class:
 
-* ``out of scope``: complex32 / uint64 dtypes, sparse tensors, in-place ops on inputs (random
-  fills, resize, running statistics). Blade compiles side-effect-free inference programs.
+* ``out of scope``: complex32 / uint64 dtypes, sparse tensors, in-place ops export refuses
+  (resize, running statistics in training). In-place writes to inputs and buffers that export
+  represents compile (written back after each call: tests/unit/test_mutations.py).
 * ``limitation``: a named Blade limitation, with what would lift it.
 """
 
