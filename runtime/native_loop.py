@@ -370,7 +370,7 @@ class NativeLoop:
         get = operator.itemgetter(*values) if len(values) > 1 else (lambda env: tuple(env[v] for v in values))
         contiguous, strided = [], []
         for k, (_b, v, strides, _m) in enumerate(weights):
-            flag = strides == _contiguous_strides(tuple(env[v].shape))
+            flag = strides == contiguous_strides(tuple(env[v].shape))
             contiguous.append(flag)
             if not flag:
                 strided.append((k, strides))
@@ -444,7 +444,8 @@ _DATA_PTR = torch.Tensor.data_ptr
 _IS_CONTIGUOUS = torch.Tensor.is_contiguous
 
 
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides of a packed tensor of ``shape`` (size-0 dims count as 1, as torch's do)."""
     strides, acc = [], 1
     for n in reversed(shape):
         strides.append(acc)

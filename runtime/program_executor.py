@@ -51,7 +51,7 @@ from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
 from blade.runtime.host_provider import Provider, ProviderError, module_call, torch_provider
 from blade.runtime.kernel_runner import KernelRunner
-from blade.runtime.native_loop import NativeLoop, let_go, record_step
+from blade.runtime.native_loop import NativeLoop, contiguous_strides, let_go, record_step
 from blade.runtime.program import Program, Step, StepKind, ValueKind
 from blade.runtime.program_errors import ProgramRunError, ProgramShapeError
 
@@ -580,7 +580,7 @@ class _CallPlan:
             if v.kind == ValueKind.ARENA.value:
                 dtype = ex._dtypes[i]
                 item = torch.empty((), dtype=dtype).element_size()
-                self.arena.append((i, dtype, shape, _contiguous_strides(shape), offset_of[i] // item))
+                self.arena.append((i, dtype, shape, contiguous_strides(shape), offset_of[i] // item))
             elif v.kind == ValueKind.OUTPUT.value:
                 self.outputs.append((i, shape, ex._dtypes[i]))
         self.arena_dtypes = sorted({dt for _, dt, _, _, _ in self.arena}, key=str)
@@ -644,14 +644,6 @@ def _provider_says(provider, question: str, op: str) -> bool:
 def _aliases_any(r: torch.Tensor, tensors: list[torch.Tensor]) -> bool:
     ptr = r.untyped_storage().data_ptr()
     return any(isinstance(x, torch.Tensor) and x.untyped_storage().data_ptr() == ptr for x in tensors)
-
-
-def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
-    strides, n = [], 1
-    for size in reversed(shape):
-        strides.append(n)
-        n *= max(size, 1)
-    return tuple(reversed(strides))
 
 
 def _resolve(a: Any, slots: list[int]) -> Any:
