@@ -10,7 +10,10 @@ CUDA graphs off until its C++ step list exists, then timed three ways:
   off every entry.
 
 What is left of the whole call is the Python around the loop (argument checks, the shape program,
-the call-plan lookup, the arena and output allocations).
+the call-plan lookup, the arena and output allocations). It is split into phases by timestamps
+taken in wrappers (``_Phases``): before the executor, the shape program, the weight checks, the
+allocations, the loop's own preamble before its first entry, the steps, and after them. Everything
+before the first entry is time the GPU waits at the start of a graphs-off call.
 
 The largest difference of the last graphs-off call from eager's output is printed too (the
 steps timed one by one must still compute the model). cuDNN calls keep their variant pack and
@@ -71,6 +74,70 @@ class _TimedList:
         return _TimedCall(self.steps.call(bases), self.spent, self.overhead_ns)
 
 
+class _Phases:
+    """Timestamps of one call's phases, taken by wrapping the module's ``forward``, the executor's
+    ``run`` and ``prepare``, the loop's ``accepts`` and ``run``, and the C++ list's ``call`` (the
+    moment just before the first entry runs). Installed on instances only; ``restore`` undoes it."""
+
+    NAMES = ("call -> forward", "forward -> executor", "shape program (prepare)", "prepare -> weight checks",
+             "weight checks (accepts)", "accepts -> loop.run (arena, outputs)", "loop preamble -> first entry",
+             "steps", "loop.run -> executor returns", "executor -> forward returns", "forward -> call returns")
+
+    def __init__(self, opt, runner, loop):
+        self.t: dict[str, int] = {}
+        self.rows: list[list[int]] = []
+        clock = time.perf_counter_ns
+        self.saved = [(opt, "forward", "fwd"), (runner, "run", "exe"), (runner, "prepare", "prep"),
+                      (loop, "accepts", "acc"), (loop, "run", "loop")]
+        self.originals = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in self.saved]
+        self.loop, self.list = loop, loop.list
+
+        def wrap(key, fn):
+            def timed(*a, **k):
+                self.t[key + "<"] = clock()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    self.t[key + ">"] = clock()
+            return timed
+
+        for (obj, attr, key), (_, _, fn) in zip(self.saved, self.originals):
+            setattr(obj, attr, wrap(key, fn))
+        phases = self
+
+        class _List:
+            def call(self, bases):
+                c = phases.list.call(bases)
+                phases.t["first<"] = clock()
+                return c
+
+        loop.list = _List()
+
+    def restore(self) -> None:
+        for obj, attr, _ in self.saved:
+            obj.__dict__.pop(attr, None)
+        self.loop.list = self.list
+
+    def call(self, fn) -> None:
+        self.t.clear()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter_ns()
+        fn()
+        t1 = time.perf_counter_ns()
+        t = self.t
+        seq = [t0, t["fwd<"], t["exe<"], t["prep>"], t["acc<"], t["acc>"], t["loop<"], t["first<"], t["loop>"],
+               t["exe>"], t["fwd>"], t1]
+        self.rows.append([b - a for a, b in zip(seq, seq[1:])])
+
+    def lines(self) -> list[str]:
+        out = [f"{'phase of a graphs-off call':40s} {'us (median)':>12s}"]
+        for k, name in enumerate(self.NAMES):
+            out.append(f"{name:40s} {statistics.median(r[k] for r in self.rows) / 1e3:12.1f}")
+        before = statistics.median(sum(r[:7]) for r in self.rows) / 1e3
+        out.append(f"{'before the first entry (GPU idle)':40s} {before:12.1f}")
+        return out
+
+
 def _loops(opt):
     """(executor, call plan, NativeLoop) of every variant's call plan that has one."""
     found = []
@@ -124,6 +191,15 @@ def profile(name: str, calls: int) -> list[str]:
         _median_ms(lambda: opt(*x), calls)
         loop_ms = statistics.median(loop_ns) / 1e6
 
+        # phase by phase (timestamps in wrappers)
+        phases = _Phases(opt, runner, loop)
+        try:
+            for _ in range(calls):
+                phases.call(lambda: opt(*x))
+        finally:
+            phases.restore()
+        torch.cuda.synchronize()
+
         # entry by entry, and the Python steps
         spent: collections.Counter = collections.Counter()
         overhead_ns: list[float] = []
@@ -165,6 +241,7 @@ def profile(name: str, calls: int) -> list[str]:
         py_ms = sum(python_ns.values()) / calls / 1e6
         lines.append(f"entries {native_ms:.3f} ms + Python steps {py_ms:.3f} ms; the rest of NativeLoop.run "
                      f"{loop_ms - native_ms - py_ms:.3f} ms (bases, arena, the loop's own Python)")
+        lines += phases.lines()
         got, want = bench_models._out(opt(*x)).float(), bench_models._out(model(*x)).float()
         lines.append(f"max difference from eager after the timed calls: {(got - want).abs().max().item():.2e}")
         prof = cProfile.Profile()
