@@ -43,6 +43,12 @@ one over ``[B, H, W, C]``): such groups share compiled kernels but never a launc
 launcher addresses inputs by its own group's ``InputSpec``s. Input pointer types are named in the
 source (``# reads:``) because the body alone does not show them.
 
+A row gather (``blade.gather_rows``: an embedding, or ``x[rows, cols]`` over every dim but the
+last) reads its index columns as ordinary inputs (broadcast along ``K``) and its *table* input
+(``InputSpec.form == "table"``) only at the rows they name: ``t{i}_{j}`` is the table's stride
+along its dim ``j`` and ``V{i}_{j}`` that dim's size. An index out of ``[0, V)`` (after ``index``'s
+wrap of negatives) reads zeros instead of other memory; with ``bounds_check`` it is an assertion.
+
 With ``bounds_check`` (``Config.bounds_check``) every kernel also receives the element span of each
 input and output (``n{i}``, ``nout{j}``) and ``tl.device_assert``s that every offset it loads or
 stores lies in ``[0, span)``: a wrong launch then stops with the kernel's name instead of reading
@@ -62,7 +68,7 @@ from xdsl.ir import SSAValue
 
 from blade.codegen.expressions import (POINTER, STORAGE, Unsupported, compute_type, constant_literal, expression,
                                       storage)
-from blade.dialects.data_movement import ConstantOp, IotaOp, UpsampleOp
+from blade.dialects.data_movement import ConstantOp, GatherRowsOp, IotaOp, UpsampleOp
 from blade.dialects.kernel import FusedOp
 from blade.dialects.structured import GroupNormOp, LayerNormOp, SoftmaxOp
 from blade.dialects.types import TensorType
@@ -90,7 +96,9 @@ class InputSpec:
     #: linear addressing: which part of the row index the input varies along: "none", "full" (every
     #: row dim), "prefix" (leading dims: rm // a), "suffix" (trailing dims: rm % b), "middle" (both)
     form: str = "none"
-    #: the input's rank in the IR (right-aligned to the space; missing leading dims broadcast)
+    #: the input's rank in the IR (right-aligned to the space; missing leading dims broadcast);
+    #: a "table" (a row gather's, ``form == "table"``) is not aligned: it is read at the rows its
+    #: index columns name, along every dim but its last (which is ``K``)
     rank: int = 0
 
     def expected_shape(self, space: tuple[int, ...]) -> tuple[int, ...]:
@@ -169,6 +177,11 @@ class KernelPlan:
     def address_args(self) -> dict[str, str]:
         """Runtime arguments that locate each input's rows (see the module docstring)."""
         args: dict[str, str] = {}
+        for i, spec in enumerate(self.inputs):
+            if spec.form == "table":  # a row gather's table: a stride and a size per indexed dim
+                for j in range(spec.rank - 1):
+                    args[f"t{i}_{j}"] = "i64"
+                    args[f"V{i}_{j}"] = "i64"
         if self.addressing == "coords":
             for d in self.needed_row_dims():
                 args[f"D{d}"] = "i32"
@@ -177,7 +190,7 @@ class KernelPlan:
                     args[f"s{i}_{d}"] = "i64"
             return args
         for i, spec in enumerate(self.inputs):
-            if spec.form == "none":
+            if spec.form in ("none", "table"):
                 continue
             args[f"rs{i}"] = "i64"
             if spec.form in ("prefix", "middle"):
@@ -244,6 +257,14 @@ def plan_kernel(op: FusedOp, bounds_check: bool = False) -> KernelPlan:
             spec.row_div = {d: f for d, f in factors.items() if d in spec.row_dims and f != 1}
     else:
         inputs = [_input_spec(a.type, space) for a in op.body.block.args]
+    tables = {o.operands[0] for o in op.body_ops() if isinstance(o, GatherRowsOp)}
+    for i, a in enumerate(op.body.block.args):
+        if a in tables:  # read only by gathers, at the rows their columns name
+            if any(not (isinstance(u.operation, GatherRowsOp) and u.index == 0) for u in a.uses):
+                raise Unsupported("a gather's table that the group also reads as an ordinary operand")
+            inputs[i] = InputSpec(storage(a.type), [], "contig", form="table", rank=a.type.rank)
+    if tables and kind == "group_norm":
+        raise Unsupported("a row gather in a GroupNorm group")
     outputs = [storage(v.type) for v in op.outputs]
     plan = KernelPlan("", kind, op.p("ops"), "", rank, inputs, outputs, bounds_check=bounds_check)
     if ups is not None or any(s.form == "coords" for s in inputs):
@@ -415,11 +436,13 @@ class _Source:
             return out
         index = {"full": "rm", "prefix": "(rm // a{i})", "suffix": "(rm % b{i})", "middle": "((rm // a{i}) % b{i})"}
         return [f"    o{i} = {index[spec.form].format(i=i)}.to(tl.int64) * rs{i}"
-                for i, spec in enumerate(p.inputs) if spec.form != "none"]
+                for i, spec in enumerate(p.inputs) if spec.form not in ("none", "table")]
 
     def _loads(self) -> list[str]:
         out = self._row_offsets()
         for i, spec in enumerate(self.plan.inputs):
+            if spec.form == "table":  # read by its gathers (``_gather``)
+                continue
             ct = STORAGE[spec.dtype][1]
             if spec.last == "bcast" and not spec.row_dims:
                 offset, mask, load = "0", None, f"tl.load(in{i}).to({ct})"
@@ -462,6 +485,10 @@ class _Source:
                 out.append(f"    v{k} = {_iota(o)}")
                 self.names[o.results[0]] = f"v{k}"
                 continue
+            if isinstance(o, GatherRowsOp):
+                out += self._gather(o, f"v{k}")
+                self.names[o.results[0]] = f"v{k}"
+                continue
             if isinstance(o, UpsampleOp):  # inputs are already read at the upsampled coordinates
                 self.names[o.results[0]] = self.names[o.operands[0]]
                 continue
@@ -474,6 +501,29 @@ class _Source:
                 expr = expression(o, args, [v.type for v in o.operands], consts)
                 out.append(f"    v{k} = {expr}")
             self.names[o.results[0]] = f"v{k}"
+        return out
+
+    def _gather(self, o: GatherRowsOp, name: str) -> list[str]:
+        """``name``: the rows of the table that the gather's index columns name (``[BLOCK_M, 1]``
+        values, or scalars), one load per row; an index out of range reads zeros (an assertion
+        with ``bounds_check``)."""
+        i = list(self.op.body.block.args).index(o.operands[0])
+        ct = STORAGE[self.plan.inputs[i].dtype][1]
+        out, terms, valid = [], [], []
+        for j, col in enumerate(o.operands[1:]):
+            g = f"{name}_i{j}"
+            out.append(f"    {g} = {self.names[col]}.to(tl.int64)")
+            if o.p("wrap"):  # ``index``: a negative index counts from the end
+                out.append(f"    {g} = tl.where({g} < 0, {g} + V{i}_{j}, {g})")
+            valid.append(f"({g} >= 0) & ({g} < V{i}_{j})")
+            terms.append(f"{g} * t{i}_{j}")
+        out.append(f"    {name}_ok = " + " & ".join(valid))
+        if self.plan.bounds_check:
+            out.append(f'    tl.device_assert({name}_ok | (mask == 0), "KNAME: a gather index is outside its table")')
+        offset = " + ".join(terms) + " + rk[None, :]"
+        mask = f"mask & {name}_ok"
+        out += self._bounds_assert(offset, mask, f"n{i}", f"in{i}")
+        out.append(f"    {name} = tl.load(in{i} + {offset}, mask={mask}, other=0).to({ct})")
         return out
 
     def _anchor(self, o, name: str) -> list[str]:

@@ -23,6 +23,14 @@ Policy, applied inside each cluster in program order:
 
        %a = slice %p (view) ; %g = slice %p (view) ; %y = mul %a, (gelu %g)   ->  one kernel (GEGLU)
 
+   A *row gather* (``embedding``, or ``index`` by one integer tensor per dim but the last) starts
+   a pointwise group the same way, or joins a reduction anchor's prologue: the kernel reads each
+   row's index once and loads the row from the table through its strides (``blade.gather_rows``,
+   the index tensors viewed with a trailing size-1 dim). Token plus position embeddings and the
+   LayerNorm after them are one kernel, and no gather is a library call (a Python step):
+
+       %t = embedding %wte, %ids ; %s = add %t, %p ; %n = layer_norm %s  ->  one kernel (row_norm)
+
 3. *Upsample fusion.* A channels-last nearest ``upsample`` by whole factors ends a pointwise
    group: it joins the group of its producer when that group's only output is the upsample's
    input (else it is a group by itself). The kernel iterates over the upsampled output and reads
@@ -32,7 +40,7 @@ Policy, applied inside each cluster in program order:
 
        %r = add %conv, %bias ; %s = add %x, %r ; %u = upsample %s   ->  one kernel writing %u
 
-4. *Boundaries.* Library ops (conv, linear, matmul, attention, embedding), views (reshape,
+4. *Boundaries.* Library ops (conv, linear, matmul, attention), views (reshape,
    permute, slice, expand: executed as strided views, read by kernels through their strides),
    other data movement (concat, pad) and eager fallbacks are never inside a group. A group
    whose input comes straight from a conv/linear/matmul is marked ``blade.epilogue_of`` for the
@@ -50,7 +58,7 @@ from dataclasses import dataclass, field
 from xdsl.dialects.builtin import ArrayAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Block, Operation, Region, SSAValue
 
-from blade.dialects.data_movement import ConstantOp, IotaOp, UpsampleOp
+from blade.dialects.data_movement import ConstantOp, EmbeddingOp, GatherRowsOp, IndexOp, IotaOp, ReshapeOp, UpsampleOp
 from blade.dialects.elementwise import BinaryElementwiseOp, UnaryElementwiseOp, WhereOp
 from blade.dialects.kernel import FusedOp
 from blade.dialects.program import ClusterOp, YieldOp
@@ -88,6 +96,37 @@ def is_fusible_iota(op: Operation) -> bool:
     own shape take it (their members all have that shape: the index is the iteration index)."""
     return isinstance(op, IotaOp) and op.out_type.rank == 1 and str(op.out_type.element_type) != "i1" \
         and _kernel_dtype_ok(op.out_type)
+
+
+def gather_operands(op: Operation) -> tuple[SSAValue, list[SSAValue], bool] | None:
+    """(table, index tensors, whether negative indices wrap) of a row gather a kernel can do:
+    ``embedding`` (a 2-D table), or ``index`` whose index tensors (integers, all of one shape)
+    select along every dim of its input but the last; else None."""
+    if isinstance(op, EmbeddingOp):
+        table, idx, wrap = op.operands[0], [op.operands[1]], False
+        if table.type.rank != 2:
+            return None
+    elif isinstance(op, IndexOp):
+        table, idx, wrap = op.operands[0], list(op.operands[1:]), True
+        if list(op.p("indexed")) != list(range(len(idx))) or table.type.rank != len(idx) + 1:
+            return None
+        first = idx[0].type
+        if any(not same_shape(v.type, first) for v in idx[1:]):
+            return None
+    else:
+        return None
+    out = op.results[0].type
+    if not (_kernel_dtype_ok(table.type) and _kernel_dtype_ok(out)) or str(table.type.element_type) == "i1":
+        return None
+    if any(str(v.type.element_type) not in ("i64", "i32") for v in idx):
+        return None
+    if out.rank != idx[0].type.rank + 1:
+        return None
+    return table, idx, wrap
+
+
+def is_fusible_gather(op: Operation) -> bool:
+    return gather_operands(op) is not None
 
 
 def _kernel_dtype_ok(t: TensorType) -> bool:
@@ -174,12 +213,14 @@ def plan_groups(block: Block) -> list[Group]:
         stack = [op.operands[0]]
         while stack:
             p = stack.pop().owner
-            if not isinstance(p, Operation) or p in owner or p in members or not is_fusible_elementwise(p):
+            if not isinstance(p, Operation) or p in owner or p in members \
+                    or not (is_fusible_elementwise(p) or (kind == "row_norm" and is_fusible_gather(p))):
                 continue
             if not same_shape(p.results[0].type, in_type) or not external_users_after(members + [p], index[op]):
                 continue
             members.append(p)
-            stack.extend(p.operands)
+            if not is_fusible_gather(p):  # a gather's table and indices are always kernel inputs
+                stack.extend(p.operands)
         last = op
         while True:
             users = [u.operation for u in last.results[0].uses]
@@ -200,10 +241,10 @@ def plan_groups(block: Block) -> list[Group]:
     # 2. loop fusion of the remaining elementwise ops: join (and merge) the pointwise groups of
     #    every same-shape elementwise producer
     for op in ops:
-        if op in owner or not (is_fusible_elementwise(op) or is_fusible_iota(op)):
+        if op in owner or not (is_fusible_elementwise(op) or is_fusible_iota(op) or is_fusible_gather(op)):
             continue
         candidates: list[Group] = []
-        for v in op.operands:
+        for v in op.operands if not is_fusible_gather(op) else ():  # a gather starts a group
             p = v.owner
             g = owner.get(p) if isinstance(p, Operation) else None
             if g is not None and g.kind == "pointwise" and g not in candidates \
@@ -252,7 +293,26 @@ def _label(group: Group) -> str:
     return "+".join(m.name.removeprefix("blade.") for m in group.members)
 
 
+def _as_gather_rows(block: Block, op: Operation) -> Operation:
+    """``op`` (a fusible row gather) replaced by ``blade.gather_rows`` reading its index tensors
+    as columns (each viewed with a trailing size-1 dim, a reshape placed just before it)."""
+    table, idx, wrap = gather_operands(op)
+    cols = []
+    for v in idx:
+        view = ReshapeOp.create(operands=[v], result_types=[v.type.with_shape(list(v.type.shape) + [1])])
+        block.insert_op_before(view, op)
+        cols.append(view.results[0])
+    new = GatherRowsOp.create(operands=[table, *cols], result_types=[op.results[0].type],
+                              properties={"wrap": IntegerAttr(int(wrap), i64)})
+    block.insert_op_before(new, op)
+    op.results[0].replace_all_uses_with(new.results[0])
+    op.detach()
+    op.erase()
+    return new
+
+
 def _materialize(block: Block, group: Group, group_id: int) -> None:
+    group.members = [_as_gather_rows(block, m) if is_fusible_gather(m) else m for m in group.members]
     members = group.members
     inside = set(members)
     last = members[-1]

@@ -100,6 +100,15 @@ def _index(a, x, *idx):
     return torch.ops.aten.index.Tensor(x, slots)
 
 
+def _gather_rows(a, table, *cols):
+    """``blade.gather_rows`` outside a kernel (a group whose kernel could not be generated): rows of
+    ``table`` named by the index columns (each with a trailing size-1 dim)."""
+    idx = list(torch.broadcast_tensors(*(c[..., 0] for c in cols)))
+    if a["wrap"]:
+        idx = [torch.where(c < 0, c + table.shape[j], c) for j, c in enumerate(idx)]
+    return table[tuple(idx)]
+
+
 def _iota(a, out):
     start, step = a["start"], a["step"]
     if not out.dtype.is_floating_point:
@@ -137,6 +146,7 @@ _OPS: dict[str, Callable] = {
     "upsample": lambda a, i, o: _upsample(a, i[0], o[0]),
     "embedding": lambda a, i, o: F.embedding(i[1], i[0]),
     "index": lambda a, i, o: _index(a, *i),
+    "gather_rows": lambda a, i, o: _gather_rows(a, *i),
     "iota": lambda a, i, o: _iota(a, o[0]),
     "full": lambda a, i, o: torch.full(tuple(o[0].shape), a["value"], dtype=o[0].dtype, device=o[0].device),
     # rank-0 constants and dim values are fills, never host-to-device copies (which a CUDA graph

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from blade.runtime import shape_eval
+from blade.runtime.cuda_stream import launch_stream
 from blade.runtime.program import KernelRole, Program
 from blade.runtime.program_errors import ProgramRunError
-from blade.runtime.strides import collapsed_stride as _collapsed_stride, element_span
+from blade.runtime.strides import collapsed_stride as _collapsed_stride, element_span, table_args
 
 
 class KernelRunner:
@@ -222,8 +223,8 @@ class KernelRunner:
         kernel, codes, names = self._cuda_entry(index)
         args = [named[n].data_ptr() if isinstance(named[n], torch.Tensor) else named[n] for n in names]
         g = tuple(grid) + (1,) * (3 - len(grid))
-        kernel.launch(g, torch.cuda.current_stream(device).cuda_stream, codes, args,
-                      torch.cuda.current_device() if device.index is None else device.index)
+        stream, index = launch_stream(device)
+        kernel.launch(g, stream, codes, args, index)
 
     def _cuda_entry(self, index: int):
         """(native kernel, type codes, argument names) of a variant, made once."""
@@ -285,6 +286,10 @@ class KernelRunner:
         for i, (spec, t) in enumerate(zip(d["inputs"], tensors)):
             if spec["last"] == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
                 t = t.contiguous()
+            if spec["form"] == "table":  # read at the rows its gathers' indices name
+                out |= table_args(i, t)
+                result.append(t)
+                continue
             dims = [j - (r - t.dim()) for j in spec["row_dims"]]
             if d["addressing"] == "coords":
                 for j, jj in zip(spec["row_dims"], dims):

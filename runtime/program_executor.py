@@ -49,6 +49,7 @@ import torch
 
 from blade.runtime import shape_eval
 from blade.runtime.call_args import decode_args
+from blade.runtime.cuda_stream import launch_stream
 from blade.runtime.host_provider import Provider, ProviderError, module_call, torch_provider
 from blade.runtime.kernel_runner import KernelRunner
 from blade.runtime.native_loop import NativeLoop, contiguous_strides, let_go, record_step
@@ -282,8 +283,7 @@ class ProgramExecutor:
                 self._call_plans[key] = plan
         env: list[Any] = list(plan.env)
         if device.type == "cuda":  # where the launches go (read once per call, not per launch)
-            env[-1] = (torch.cuda.current_stream(device).cuda_stream,
-                       torch.cuda.current_device() if device.index is None else device.index)
+            env[-1] = launch_stream(device)
         for index in self._input_values:
             t = inputs[p.values[index].index]
             dtype = self._dtypes[index]
@@ -475,8 +475,7 @@ class ProgramExecutor:
                 env[o] = t
             device = kept[0].device if kept else torch.device("cpu")
             if device.type == "cuda":
-                env[-1] = (torch.cuda.current_stream(device).cuda_stream,
-                           torch.cuda.current_device() if device.index is None else device.index)
+                env[-1] = launch_stream(device)
             launch(env)
 
         def prepared(env):

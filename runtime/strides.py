@@ -30,3 +30,14 @@ def element_span(t: torch.Tensor) -> int:
     if t.numel() == 0:
         return 0
     return 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+
+
+def table_args(i: int, t: torch.Tensor) -> dict[str, int]:
+    """The arguments that locate the rows of a row gather's table, input ``i`` of a kernel
+    (``codegen/emit.py``): its stride ``t{i}_{j}`` and size ``V{i}_{j}`` along each dim but the
+    last (whose stride the launcher has made 1)."""
+    out = {}
+    for j in range(t.dim() - 1):
+        out[f"t{i}_{j}"] = t.stride(j)
+        out[f"V{i}_{j}"] = t.shape[j]
+    return out

@@ -256,6 +256,51 @@ class IndexOp(TensorOp):
 
 
 @irdl_op_definition
+class GatherRowsOp(TensorOp):
+    """Rows of ``table`` picked by integer index columns, the form a row gather (``embedding``,
+    or ``index`` over every dim but the last) takes inside a ``blade.fused`` group (``fuse-stitch``
+    makes it): ``result[..., k] = table[col0[..., 0], col1[..., 0], ..., k]``. Each column is the
+    index tensor viewed with a trailing size-1 dim, so the kernel reads it once per row; the
+    kernel reads the table's rows through its strides. With ``wrap`` (``index``'s semantics) a
+    negative index counts from the end; without it (``embedding``'s) it is out of range. An index
+    out of range reads zeros in a generated kernel (eager PyTorch raises; ``Config(bounds_check=True)``
+    asserts) and raises here.
+
+    %y = blade.gather_rows %w, %ids_col {wrap = 0 : i64} : (!blade.tensor<[49408, 768], f16>, !blade.tensor<[s0, s1, 1], i64>) -> !blade.tensor<[s0, s1, 768], f16>
+    """
+
+    name = "blade.gather_rows"
+    CATEGORY: ClassVar[str] = "gather"
+    table = operand_def(TensorType)
+    columns = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    wrap = prop_def(IntegerAttr)
+    traits = traits_def(Pure())
+
+    def verify_(self):
+        super().verify_()
+        t, cols = self.in_type(0), [c.type for c in self.columns]
+        if not cols or t.rank != len(cols) + 1:
+            raise VerifyException(f"blade.gather_rows: a rank-{t.rank} table takes {t.rank - 1} index columns, "
+                                  f"got {len(cols)}")
+        if any(c.rank != self.out_type.rank or c.shape[-1] != 1 for c in cols):
+            raise VerifyException("blade.gather_rows: every index column has the result's rank and a last dim of 1")
+
+    def reference(self, args, env):
+        table, cols = args[0], [c[..., 0] for c in args[1:]]
+        cols = list(torch.broadcast_tensors(*cols))
+        for j, c in enumerate(cols):
+            n = table.shape[j]
+            if self.p("wrap"):
+                c = torch.where(c < 0, c + n, c)
+            if c.numel() and (int(c.min()) < 0 or int(c.max()) >= n):
+                raise IndexError(f"blade.gather_rows: index {int(c.min()) if int(c.min()) < 0 else int(c.max())} "
+                                 f"is out of range for dim {j} of size {n}")
+            cols[j] = c
+        return table[tuple(cols)]
+
+
+@irdl_op_definition
 class GatherOp(TensorOp):
     """``torch.gather``: ``result[i][j][k] = input[index[i][j][k]][j][k]`` for ``dim = 0`` (and so
     on); the result has the index's shape.
@@ -382,5 +427,5 @@ class DimValueOp(TensorOp):
         return torch.full((), env.eval_dim(self.p("value")[0]), dtype=env.result_dtypes[0], device=env.device)
 
 
-DATA_MOVEMENT_OPS = [ReshapeOp, PermuteOp, ExpandOp, SliceOp, ConcatOp, PadOp, UpsampleOp, EmbeddingOp,
+DATA_MOVEMENT_OPS = [ReshapeOp, PermuteOp, ExpandOp, SliceOp, ConcatOp, PadOp, UpsampleOp, EmbeddingOp, GatherRowsOp,
                      IndexOp, GatherOp, IotaOp, FullOp, ConstantOp, WeightOp, DimValueOp]

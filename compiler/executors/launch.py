@@ -25,7 +25,7 @@ import torch
 from blade.codegen.aot import CompiledPlan
 from blade.codegen.emit import KernelPlan
 from blade.runtime.kernel_runner import interpreter_asserts as _interpreter_asserts
-from blade.runtime.strides import collapsed_stride as _collapsed_stride, element_span as _span
+from blade.runtime.strides import collapsed_stride as _collapsed_stride, element_span as _span, table_args
 
 _TORCH_DTYPE = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32, "i64": torch.int64,
                 "i32": torch.int32, "i1": torch.bool}
@@ -127,13 +127,22 @@ class KernelLauncher:
         """``t`` has the rank, sizes (1 where the plan broadcasts) and dtype the plan assumed."""
         plan = self.plan
         spec = plan.inputs[i]
-        if spec.rank > len(space) or t.dim() != spec.rank:
+        if (spec.rank > len(space) and spec.form != "table") or t.dim() != spec.rank:
             raise KernelLaunchError(
                 f"kernel {plan.name} ({plan.label}): input {i} has rank {t.dim()} (shape {tuple(t.shape)}), but "
                 f"the kernel was planned for a rank-{spec.rank} input in the rank-{len(space)} iteration space "
                 f"{tuple(space)}; launching it would read the wrong memory. This is a Blade bug: please report "
                 "it with the model; Config(executor='reference') runs the program without generated kernels")
-        expect = spec.expected_shape(space)
+        if spec.form == "table":  # a row gather's table: any number of rows, rows of the space's width
+            if t.shape[-1] != space[-1]:
+                raise KernelLaunchError(
+                    f"kernel {plan.name} ({plan.label}): input {i} is a gather's table of shape {tuple(t.shape)}, "
+                    f"but the kernel was planned for rows of {space[-1]} elements (iteration space "
+                    f"{tuple(space)}). This is a Blade bug: please report it with the model; "
+                    "Config(executor='reference') runs the program without generated kernels")
+            expect = tuple(t.shape)
+        else:
+            expect = spec.expected_shape(space)
         if tuple(t.shape) != expect:
             raise KernelLaunchError(
                 f"kernel {plan.name} ({plan.label}): input {i} has shape {tuple(t.shape)}, but the kernel "
@@ -166,6 +175,10 @@ class KernelLauncher:
             if spec.last == "contig" and t.dim() > 0 and t.stride(-1) != 1 and t.shape[-1] != 1:
                 t = t.contiguous()
                 self.stats.layout_copies += 1
+            if spec.form == "table":  # read at the rows its gathers' indices name
+                out |= table_args(i, t)
+                result.append(t)
+                continue
             dims = [d - (r - t.dim()) for d in spec.row_dims]  # the tensor's dims (ranks are equal-aligned)
             if plan.addressing == "coords":
                 for d, j in zip(spec.row_dims, dims):

@@ -102,6 +102,33 @@ def _compare(net: Network, outs, refs, same_nonfinite: bool = False) -> str | No
     return None
 
 
+def _copies(inputs: tuple) -> tuple:
+    return tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs)
+
+
+def _compare_inputs(net: Network, mine: tuple, theirs: tuple) -> str | None:
+    """None where every tensor input holds after Blade's call what it holds after eager's (a
+    network that writes into an input in place), else which input differs and where. Float inputs
+    compare at the coarsest output tolerance: the value written is the network's last output
+    (``netops.add_input_write``), and may have gone through float16 or bfloat16."""
+    tol = max(net.tolerance(j) for j in range(len(net.outputs)))
+    for i, (a, b) in enumerate(zip(mine, theirs)):
+        if not isinstance(a, torch.Tensor):
+            continue
+        a, b = a.detach(), b.detach()
+        if a.is_floating_point():
+            a32, b32 = a.float(), b.float()
+            scale = max(1.0, b32.abs().max().item()) if b.numel() else 1.0
+            bad = ((a32 - b32).abs() > tol * scale + tol * b32.abs()) | (a32.isnan() != b32.isnan())
+        else:
+            bad = a != b
+        if bad.any():
+            at = tuple(bad.nonzero()[0].tolist())
+            return (f"input {i} after the call: {int(bad.sum())} of {b.numel()} elements differ from eager's (an "
+                    f"in-place write), first at {at}: {a[at].item():.6g} vs eager {b[at].item():.6g}")
+    return None
+
+
 def _short_traceback() -> str:
     """The innermost frames, then the exception's first lines (some errors carry a whole IR dump)."""
     import sys
@@ -121,12 +148,15 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
     except Exception:  # noqa: BLE001 - reported with the reproduction
         return Failure("compile", 0, _short_traceback())
     for p in probes:
+        # each side gets its own copy of the inputs: a network may write into an input in place
+        # (netops.add_input_write), and the inputs are compared after the calls too
         inputs = make(**net.probes[p], seed=p + 1)
+        theirs = _copies(inputs)
         # the last probe is called in grad mode (parameters requiring grad, no torch.no_grad): a
         # user's plain call; compared detached
         grad_mode = p == probes[-1] and len(probes) > 1
         with torch.enable_grad() if grad_mode else torch.no_grad():
-            refs = model(*inputs)
+            refs = model(*theirs)
             try:
                 outs = opt(*inputs)
             except Exception:  # noqa: BLE001
@@ -135,6 +165,9 @@ def check(net: Network, executor: str = "reference", probes: list[int] | None = 
             refs, outs = (torch.utils._pytree.tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, o)
                           for o in (refs, outs))
         msg = _compare(net, outs, refs)
+        if msg:
+            return Failure("mismatch", p, msg)
+        msg = _compare_inputs(net, inputs, theirs)
         if msg:
             return Failure("mismatch", p, msg)
         if p == probes[0] and "B" in net.probes[p]:
@@ -160,7 +193,7 @@ def _check_empty_batch(net: Network, model, make, opt, p: int) -> int | Failure:
     before = opt.eager_calls
     with torch.no_grad():
         try:
-            refs = model(*inputs)
+            refs = model(*_copies(inputs))
         except Exception as e:  # noqa: BLE001 - an empty batch eager refuses: Blade must refuse it too
             refs = e
         try:
@@ -200,8 +233,12 @@ def reproduction(net: Network, failure: Failure, executor: str = "reference") ->
              "import blade", "", f"torch.manual_seed({net.seed})", "net = Net().eval()",
              f"opt = blade.optimize(net, make_inputs({kw(0)}, seed=100), config={cfg})",
              f"inputs = make_inputs({kw(failure.probe)}, seed={failure.probe + 1})",
-             "with torch.no_grad():", "    for o, r in zip(opt(*inputs), net(*inputs)):",
+             "theirs = tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in inputs)",
+             "with torch.no_grad():", "    for o, r in zip(opt(*inputs), net(*theirs)):",
              "        print(tuple(r.shape), r.dtype, (o.double() - r.double()).abs().max().item())",
+             "for a, b in zip(inputs, theirs):  # inputs written in place",
+             "    if isinstance(a, torch.Tensor):",
+             "        print('input after the call', (a.double() - b.double()).abs().max().item())",
              "", "# " + "\n# ".join(failure.detail.strip().splitlines())]
     return "\n".join(lines)
 

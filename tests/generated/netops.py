@@ -707,3 +707,34 @@ def add_float_argument(g: _Gen, rng) -> None:
         expr = {"scale": f"{a.name} * s", "shift": f"{a.name} - s * 0.5",
                 "where": f"torch.where({a.name} > 0, {a.name}, s)"}[form]
         g.emit(expr, a.dims, a.dtype, [a, s])
+
+
+# ------------------------------------------------------------------ in-place writes to an input
+def add_input_write(g: _Gen, rng) -> None:
+    """A last step that writes into a float input in place, as user code does (``x.add_(...)``,
+    ``x.mul_(...)``, ``x.clamp_(...)``, ``x[:, 0] = ...``): the caller's tensor holds the new values
+    after the call, and the checker compares every input after the call with eager's (Blade copies
+    the program's extra results back: ``BladeModule._write_back``). Appended after every other step,
+    so no step reads the input after the write (the generator's values stay what it tracked). Drawn
+    from ``rng``, as ``add_int_argument``, so the rest of every seed's network is unchanged."""
+    inputs = [g.vals[i.name] for i in g.inputs if i.dtype == "float32" and i.name in g.vals]
+    if not inputs:
+        return
+    x = rng.choice(inputs)
+    form = rng.choice(["add", "add", "scale", "clamp", "fill"])
+    if form == "add":
+        addends = [v for v in g.vals.values() if v.is_float and v.name != x.name and v.rank <= x.rank
+                   and _bcast(x, v) == x.dims]
+        if not addends:
+            form = "scale"
+        else:
+            v = rng.choice(addends[-4:])
+            # a clone: the addend may be a view of the input itself (overlapping in-place reads)
+            g.emit(f"{x.name} * 1.0", x.dims, "float32", [x, v], pre=[f"{x.name}.add_({v.name}.clone())"])
+            return
+    if form == "scale":
+        g.emit(f"{x.name} * 1.0", x.dims, "float32", [x], pre=[f"{x.name}.mul_(0.5)"], exact=True)
+    elif form == "clamp":
+        g.emit(f"{x.name} * 1.0", x.dims, "float32", [x], pre=[f"{x.name}.clamp_(-0.5, 0.5)"], exact=True)
+    else:  # a slice of the input written (index 0 of dim 1: every family's dim 1 is at least 1)
+        g.emit(f"{x.name} * 1.0", x.dims, "float32", [x], pre=[f"{x.name}[:, 0] = 0.25"], exact=True)

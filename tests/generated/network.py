@@ -140,7 +140,8 @@ class Network:
         steps = []
         for s in self.steps:
             if old in s.uses:
-                s = Step(s.out, [ln.split(" = ", 1)[0] + " = " + pat.sub(new, ln.split(" = ", 1)[1]) for ln in s.lines],
+                s = Step(s.out, [ln.split(" = ", 1)[0] + " = " + pat.sub(new, ln.split(" = ", 1)[1])
+                                 if " = " in ln else pat.sub(new, ln) for ln in s.lines],  # x.add_(v): no " = "
                          s.decls, [new if u == old else u for u in s.uses])
             steps.append(s)
         outputs = [new if o == old else o for o in self.outputs]

@@ -3,6 +3,7 @@
 // RUN: blade-opt %S/Inputs/transformer-block.mlir -p fuse-stitch | filecheck %s --check-prefix=TRANSFORMER
 // RUN: blade-opt %S/Inputs/transformer-block.mlir -p fuse-stitch | filecheck %s --check-prefix=TCOUNT
 // RUN: blade-opt %S/Inputs/timestep-embedding.mlir -p fuse-stitch | filecheck %s --check-prefix=TIMESTEP
+// RUN: blade-opt %S/Inputs/text-embeddings.mlir -p fuse-stitch | filecheck %s --check-prefix=EMBED
 //
 // Kernel counts of real blocks (IR after layout-nhwc and canonicalize).
 // ResnetBlock2D: 4 kernels: GroupNorm+SiLU, SiLU of the time embedding, the time-bias add fused
@@ -80,3 +81,16 @@ builtin.module {
 // TIMESTEP:        blade.iota {start = 0.000000e+00 : f64, step = 1.000000e+00 : f64} : () -> !blade.tensor<[s1], f32>
 // TIMESTEP:      ops = "iota+mul+div+exp"
 // TIMESTEP-NOT:  blade.iota
+
+// Row gathers: an embedding or an index over every dim but the last becomes gather_rows over the
+// index tensors viewed as columns ([..., 1]); the token embedding, the position add and the
+// LayerNorm are one row_norm kernel; the position embedding (broadcast over the batch) and the
+// pooled row are kernels of their own. No embedding or index stays a library call.
+// EMBED:      blade.reshape %{{.*}} : (!blade.tensor<[s0, s1], i64>) -> !blade.tensor<[s0, s1, 1], i64>
+// EMBED:      blade.gather_rows %{{.*}}, %{{.*}} {wrap = 0 : i64} : (!blade.tensor<[40, 24], f32>, !blade.tensor<[s1, 1], i64>) -> !blade.tensor<[s1, 24], f32>
+// EMBED:      blade.gather_rows %{{.*}}, %{{.*}} {wrap = 0 : i64} : (!blade.tensor<[50, 24], f32>, !blade.tensor<[s0, s1, 1], i64>) -> !blade.tensor<[s0, s1, 24], f32>
+// EMBED:      blade.layer_norm
+// EMBED:      kind = "row_norm", id = {{[0-9]+}} : i64, ops = "gather_rows+add+layer_norm"
+// EMBED:      blade.gather_rows %{{.*}}, %{{.*}}, %{{.*}} {wrap = 1 : i64} : (!blade.tensor<[s0, s1, 24], f32>, !blade.tensor<[s0, 1], i64>, !blade.tensor<[s0, 1], i64>) -> !blade.tensor<[s0, 24], f32>
+// EMBED-NOT:  blade.embedding
+// EMBED-NOT:  blade.index
