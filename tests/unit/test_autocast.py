@@ -91,11 +91,12 @@ def check_generated_under_autocast(seeds, device: str, dtype: torch.dtype, confi
         assert opt.variants, f"seed {seed}: not compiled under autocast"
         assert all(v.signature.autocast == ((device, dtype),) for v in opt.variants)
         for p, probe in enumerate(net.probes * calls):
-            inputs = inputs_for(probe, p + 1)
+            # each call its own copy: a generated network may write into an input in place
+            inputs = [inputs_for(probe, p + 1) for _ in range(3)]
             with torch.no_grad():
-                reference = model(*inputs)
+                reference = model(*inputs[0])
                 with torch.autocast(device, dtype=dtype):
-                    want, got = model(*inputs), opt(*inputs)
+                    want, got = model(*inputs[1]), opt(*inputs[2])
             try:
                 lowered += _check_against_eager(net, got, want, reference, dtype)
             except AssertionError as e:

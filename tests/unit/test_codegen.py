@@ -142,3 +142,25 @@ def test_pow_with_a_tensor_exponent_compiles_for_sm90(tmp_path):
     cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
     for plan in plans.values():
         assert {v.kernel for v in plan.variants} <= cubins, plan.name
+
+
+def test_row_gather_kernels_compile_for_sm90(tmp_path):
+    """Groups with a row gather (token + position embeddings + LayerNorm in float16 with a token
+    type, the pooled row, negative / int32 / strided-table picks), plain and bounds-checked,
+    compile to sm_90 cubins, every variant."""
+    from blade.codegen.aot import compile_plans
+    from tests.kernels.test_gather_kernels import Picks, TextEmbeddings
+
+    opts = [blade.optimize(TextEmbeddings(dtype=torch.float16, types=True).eval(), [torch.randint(0, 50, (2, 11))],
+                           config=blade.Config(fallback="strict")),
+            blade.optimize(Picks(), (torch.randn(6, 6, 5), torch.randint(-6, 6, (4,)), torch.randint(-6, 6, (4,)),
+                                     torch.randint(0, 16, (2, 3))), config=blade.Config(fallback="strict"))]
+    fused = [op for o in opts for op in o.report.module.walk() if isinstance(op, FusedOp) and "gather_rows" in op.p("ops")]
+    assert len(fused) >= 5, [op.p("ops") for op in fused]
+    plans = {kernel_config_key(p): p for op in fused for p in (plan_kernel(op), plan_kernel(op, bounds_check=True))}
+    assert any(p.kind == "row_norm" for p in plans.values())
+    assert all(any(s.form == "table" for s in p.inputs) for p in plans.values())
+    compile_plans(list(plans.values()), target=("cuda", 90, 32), root=tmp_path, jobs=2)
+    cubins = {p.name.split(".")[0] for p in (tmp_path / "triton").rglob("*.cubin")}
+    for plan in plans.values():
+        assert {v.kernel for v in plan.variants} <= cubins, plan.name
