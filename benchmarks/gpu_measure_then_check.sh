@@ -2,7 +2,7 @@
 # One device call for a session whose device time is short: the side-by-side measurements first
 # (graphs-off host time by step kind, then eager / torch.compile / Blade for the UNet and CLIP),
 # then the GPU test jobs that cover the runtime paths (cuDNN, cuBLASLt + the C++ loop + ctest,
-# Programs, call patterns, the zoo's SD 1.5 / VAE / text models) in parallel, each cut at
+# Programs, call patterns, the zoo's SD 1.5 / VAE / text models, generated kernels and streams) in parallel, each cut at
 # $JOB_LIMIT seconds (default 250). The whole suite is benchmarks/gpu_suite.sh (about 6 minutes).
 #
 #   bash benchmarks/gpu_measure_then_check.sh        (logs and results under $OUT)
@@ -26,4 +26,5 @@ JOB_LIMIT=${JOB_LIMIT:-250} bash benchmarks/gpu_jobs.sh \
   "lt=ctest --test-dir /tmp/blade-build --output-on-failure; $P tests/gpu/test_gpu_cublaslt.py tests/gpu/test_gpu_native_loop.py" \
   "prog=$P -s tests/gpu/test_gpu_program.py" \
   "calls=$P tests/gpu/test_gpu_calls.py" \
-  "zoo=$P -s tests/gpu/test_zoo.py -k 'sd15 or vae or clip or bert or gpt2 or t5'"
+  "zoo=$P -s tests/gpu/test_zoo.py -k 'sd15 or vae or clip or bert or gpt2 or t5'" \
+  "kern=$P tests/gpu/test_gpu_stream.py tests/gpu/test_gpu_gather.py tests/gpu/test_gpu_kernels.py tests/gpu/test_gpu_addressing.py"
