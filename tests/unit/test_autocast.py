@@ -67,6 +67,13 @@ def _check_against_eager(net, got, under_autocast, reference, dtype) -> int:
 #: F.pad reflect/replicate under CPU autocast (float32 in eager) was one until session 17
 #: (``frontend/export._CpuAutocastFloat32Pads``).
 KNOWN_AUTOCAST_BUGS: dict[str, str] = {}
+#: the same under ``torch.autocast("cuda")`` (tests/gpu/test_gpu_calls.py), skipped there only
+KNOWN_CUDA_AUTOCAST_BUGS: dict[str, str] = {
+    ".mul_(0.5)": "generated seed 67 writes ``t.mul_(0.5)`` into an input whose int-sliced transpose it also "
+                  "returns; under torch.autocast('cuda') blade.optimize's torch.export capture raises "
+                  "PendingUnbackedSymbolNotFound and the module runs eagerly (session 21, H100). On the CPU, "
+                  "autocast('cuda') over CPU tensors compiles it; not yet reproduced without a GPU.",
+}
 
 
 def check_generated_under_autocast(seeds, device: str, dtype: torch.dtype, config=None, calls: int = 1) -> None:
@@ -78,6 +85,8 @@ def check_generated_under_autocast(seeds, device: str, dtype: torch.dtype, confi
     for seed in seeds:
         net = generate(seed)
         if device == "cpu" and any(construct in net.source() for construct in KNOWN_AUTOCAST_BUGS):
+            continue
+        if device == "cuda" and any(construct in net.source() for construct in KNOWN_CUDA_AUTOCAST_BUGS):
             continue
         checked += 1
         model, make = net.build()
