@@ -392,6 +392,7 @@ class BladeModule(torch.nn.Module):
             return self._answer_after_failed_run(chosen, tensors, e, args, kwargs)
         ir = chosen.program.import_result
         if ir.mutations:
+            outs = list(outs)
             self._write_back(ir.mutations, outs, tensors)
         flat_out = [outs[i] if kind == "tensor" else outs[i].item() if kind == "scalar" else i
                     for kind, i in ir.outputs]
@@ -403,10 +404,20 @@ class BladeModule(torch.nn.Module):
     def _write_back(self, mutations: tuple, outs: list[torch.Tensor], inputs: list[torch.Tensor]) -> None:
         """Eager's in-place writes (``x.add_(1)`` on an input, ``self.count += 1`` on a buffer): the
         program computed the new values as extra results; they go into the caller's tensor and the
-        module's buffer, as eager leaves them."""
+        module's buffer, as eager leaves them.
+
+        A result that shares memory with a tensor written here (an output the program returns as a
+        view of its input, such as ``x.unsqueeze(0) * 1`` once the multiply by one is folded) holds
+        the values computed before the write, as eager's own result does: it is copied out first,
+        so the write does not change it (``outs`` is updated in place)."""
         with torch.no_grad():
-            for kind, target, i in mutations:
-                dest = inputs[target] if kind == "input" else self.original.get_buffer(target)
+            dests = [(inputs[target] if kind == "input" else self.original.get_buffer(target), i)
+                     for kind, target, i in mutations]
+            written = {d.untyped_storage().data_ptr() for d, _ in dests if d.numel()}
+            for j, t in enumerate(outs):
+                if isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() in written:
+                    outs[j] = t.clone()
+            for dest, i in dests:
                 dest.copy_(outs[i])
 
     @staticmethod

@@ -110,3 +110,28 @@ def test_saving_a_module_that_writes_in_place_is_refused(tmp_path):
     opt(torch.ones(3))
     with pytest.raises(ValueError, match="writes its inputs or buffers in place"):
         blade.save(opt, tmp_path / "m")
+
+
+class _ViewThenWrite(torch.nn.Module):
+    """Generated seed 1002's pattern: a result that is a view of the input once ``* k`` with
+    ``k == 1`` folds away, computed before the input is written in place."""
+
+    def forward(self, x, k: int):
+        v = x.unsqueeze(0) * k
+        x.clamp_(-0.5, 0.5)
+        return v, x * 1.0
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_result_viewing_a_written_input_keeps_its_values(k):
+    m = _ViewThenWrite()
+    x = torch.randn(2, 16)
+    opt = blade.optimize(m, (x.clone(), k))
+    for _ in range(2):
+        x = torch.randn(2, 16)
+        mine, theirs = x.clone(), x.clone()
+        got, want = opt(mine, k), m(theirs, k)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w)
+        torch.testing.assert_close(mine, theirs)
+        assert got[0].abs().max() > 0.5  # the values from before the clamp
