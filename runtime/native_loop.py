@@ -22,7 +22,11 @@ What the recorded run decided from strides and alignment (row addressing, the al
 holds for a later call only where the same strides and addresses modulo 16 come back: the inputs'
 and weights' are compared at the start of a call (a mismatch runs that call in Python), a Python
 step's results right after it (a mismatch finishes that call in Python: every view made, every
-later step through its Python function). So the loop is never the reason for a different answer:
+later step through its Python function). The weights' addresses are compared in groups (``accepts``): those the first entries read
+before the first entry runs, the others just before the first entry that reads them, while the GPU
+computes the entries before it (the ~700 weights of an SD 1.5 UNet cost ~230 us of host time
+before a graphs-off call's first entry otherwise); a weight that moved stops the entries there and
+the call runs in Python. So the loop is never the reason for a different answer:
 it runs the same kernels with the same arguments as the Python loop (``tests/kernels/test_native_loop.py``
 checks the relocated arguments on a CPU; ``tests/gpu/test_gpu_native_loop.py`` the outputs).
 
@@ -41,6 +45,7 @@ ops stay Python steps through torch (each costs 15-50 us of host time there).
 from __future__ import annotations
 
 import operator
+import os
 from typing import Any
 
 import torch
@@ -152,6 +157,7 @@ class NativeLoop:
         self._static_checks: list[tuple[int, int, tuple, int]] = []
         self._input_checks: list[tuple[int, int, tuple, int]] = []
         self._checks = None  # what ``accepts`` compares, made on its first call (_prepare_checks)
+        first_entry: list[int] = []  # per static check: the first C++ list entry that reads it
         #: (addresses of the static values, their bases) in the last accepted call: one object, so
         #: a thread reads a pair another thread wrote together
         self._seen: tuple[list[int], list[int]] | None = None
@@ -174,6 +180,7 @@ class NativeLoop:
                         self._input_checks.append((b, r, *entry))
                     elif p.values[r].kind != ValueKind.OUTPUT.value:
                         self._static_checks.append((b, r, *entry))
+                        first_entry.append(len(self._list_steps))  # the entry being made reads it first
                     else:  # fresh each call: nothing to compare
                         self._outputs.append((b, r))
                 elif r in producer:
@@ -309,6 +316,8 @@ class NativeLoop:
         bad = sorted(set(produced) & native_steps)
         if bad:  # a native launch making a root: its address would never be read (cannot happen today)
             raise NativeLoopError(f"step {bad[0]} is a native launch whose result is a base of later steps")
+        self._first_entry = first_entry
+        self.lazy_ops = _with_deferred_checks(self.ops, len(self._list_steps))
         self.num_bases = len(self._bases) + first_base
         self.native_steps = len(native_steps)
         self.native_gemms = sum(1 for g in gemms.values() if g[0] == "gemm")
@@ -325,35 +334,30 @@ class NativeLoop:
         """The call's bases so far (inputs, weights, constants), or None where one of them has not
         the strides or the address modulo 16 of the recorded run (the call then runs in Python).
 
-        Several hundred weights are read per call (an SD 1.5 UNet: ~700), so their common case is
-        made of whole-list operations: every address is read and compared with the last accepted
-        call's; where none moved, each weight recorded contiguous must still be contiguous (its
-        shape is the Program's, so its strides are the recorded ones) and the few others must
-        have their recorded strides. Where an address moved (a weight replaced through
-        ``.data =``), every weight is checked one by one, as on the first call. The call's inputs
-        (new tensors each call) are checked one by one every call."""
+        Several hundred weights are read per call (an SD 1.5 UNet: ~700; ~230 us of host time on
+        an H100 host), so their common case is made of whole-list operations and most of it is
+        *deferred*: where the last accepted call's addresses are known, only the weights the first
+        entries of the C++ list read (check group 0) are compared here, the others are taken from
+        that call and compared group by group in ``run``, each group just before the first entry
+        that reads it, while the GPU already computes the entries before it (``BLADE_DEFERRED_
+        WEIGHT_CHECKS=0``: all here). A group that differs stops the call's entries before any of
+        them reads that group's addresses; the call then runs in Python and the next call checks
+        every weight. Where an address moved (a weight replaced through ``.data =``), every
+        weight is checked one by one, as on the first call. The call's inputs (new tensors each
+        call) are checked one by one every call. The bases returned carry which recorded
+        addresses they took (``_Bases.deferred``), for ``run``."""
         checks = self._checks
         if checks is None:
             checks = self._checks = self._prepare_checks(env)
-        get, contiguous, strided, inputs = checks
-        tensors = get(env)
-        ptrs = list(map(_DATA_PTR, tensors))
         seen = self._seen
-        if seen is not None and ptrs == seen[0]:
-            if list(map(_IS_CONTIGUOUS, tensors)) != contiguous:
-                return None
-            for k, strides in strided:
-                if tensors[k].stride() != strides:
-                    return None
-            bases = seen[1].copy()
+        if seen is not None and DEFERRED_WEIGHT_CHECKS and self._check_group(0, env, seen):
+            bases = _Bases(seen[1])
+            bases.deferred = seen
         else:
-            bases = [0] * self.num_bases
-            for (b, _v, strides, mod16), t, ptr in zip(self._static_checks, tensors, ptrs):
-                if ptr % 16 != mod16 or t.stride() != strides:
-                    return None
-                bases[b] = ptr
-            self._seen = (ptrs, bases.copy())
-        for b, v, strides, mod16 in inputs:
+            bases = self._check_all(env, seen)
+            if bases is None:
+                return None
+        for b, v, strides, mod16 in checks[3]:
             t = env[v]
             ptr = t.data_ptr()
             if ptr % 16 != mod16 or t.stride() != strides:
@@ -361,20 +365,67 @@ class NativeLoop:
             bases[b] = ptr
         return bases
 
+    def _check_all(self, env: list[Any], seen) -> list[int] | None:
+        """Every weight and constant now: as whole lists where no address moved since ``seen``,
+        else one by one (then ``_seen`` becomes this call's)."""
+        get, contiguous, strided, _inputs = self._checks
+        tensors = get(env)
+        ptrs = list(map(_DATA_PTR, tensors))
+        if seen is not None and ptrs == seen[0]:
+            if list(map(_IS_CONTIGUOUS, tensors)) != contiguous:
+                return None
+            for k, strides in strided:
+                if tensors[k].stride() != strides:
+                    return None
+            return _Bases(seen[1])
+        bases = [0] * self.num_bases
+        for (b, _v, strides, mod16), t, ptr in zip(self._static_checks, tensors, ptrs):
+            if ptr % 16 != mod16 or t.stride() != strides:
+                return None
+            bases[b] = ptr
+        self._seen = (ptrs, bases.copy())
+        return _Bases(bases)
+
+    def _check_group(self, g: int, env: list[Any], seen) -> bool:
+        """Whether the weights of deferred check group ``g`` have the addresses of ``seen`` (the
+        accepted call the bases came from) and the recorded strides."""
+        get, want, contiguous, strided = self._groups[g]
+        if get is None:
+            return True
+        tensors = get(env)
+        if list(map(_DATA_PTR, tensors)) != want(seen[0]):
+            return False
+        if list(map(_IS_CONTIGUOUS, tensors)) != contiguous:
+            return False
+        for k, strides in strided:
+            if tensors[k].stride() != strides:
+                return False
+        return True
+
     def _prepare_checks(self, env: list[Any]) -> tuple:
         """What ``accepts`` compares: a getter of the weights and constants, which of them were
         contiguous when recorded (their recorded strides against their sizes, which the call plan
-        fixes), the others' strides, and the inputs' checks. Made once, kept as one object."""
+        fixes), the others' strides, and the inputs' checks; and the same per deferred check group
+        (``self._groups``: a getter, a picker of their recorded addresses, their contiguity,
+        their other strides). Made once, kept as one object."""
         weights, inputs = self._static_checks, self._input_checks
         values = [v for _b, v, _s, _m in weights]
-        get = operator.itemgetter(*values) if len(values) > 1 else (lambda env: tuple(env[v] for v in values))
         contiguous, strided = [], []
         for k, (_b, v, strides, _m) in enumerate(weights):
             flag = strides == contiguous_strides(tuple(env[v].shape))
             contiguous.append(flag)
             if not flag:
                 strided.append((k, strides))
-        return get, contiguous, strided, inputs
+        groups = []
+        for members in _check_groups(self._first_entry, len(self._list_steps)):
+            if not members:
+                groups.append((None, None, None, None))
+                continue
+            flags = [contiguous[k] for k in members]
+            others = [(j, weights[k][2]) for j, k in enumerate(members) if not contiguous[k]]
+            groups.append((_getter([values[k] for k in members]), _getter(members, as_list=True), flags, others))
+        self._groups = groups
+        return _getter(values), contiguous, strided, inputs
 
     def run(self, bases: list[int], env: list[Any], arena: torch.Tensor | None, stream: int, device: int, call_step,
             finish) -> None:
@@ -382,7 +433,8 @@ class NativeLoop:
         constants, outputs and the arena views of ``self.arena_views``. ``call_step(fn, step,
         index, env)`` runs a Python step (naming it in an error). ``finish(index)``: where a Python
         step's result does not have the recorded strides or alignment, runs every step after
-        ``index`` in Python (after making what the Python steps would have made before it)."""
+        ``index`` in Python (after making what the Python steps would have made before it);
+        ``finish(None)``: where a deferred weight check fails, runs every step in Python."""
         if arena is not None:
             bases[0] = arena.data_ptr()
         garena = None
@@ -395,11 +447,20 @@ class NativeLoop:
             bases[b] = env[v].data_ptr()
         for b, getter in self.getters:
             bases[b] = getter().data_ptr()
+        seen = getattr(bases, "deferred", None)
         call = self.list.call(bases)  # the bases live in C++ for the call: one conversion
         run, set_base = call.run, call.set
-        for op in self.ops:
-            if op[0] == "native":
+        for op in self.ops if seen is None else self.lazy_ops:
+            kind = op[0]
+            if kind == "native":
                 run(stream, device, op[1], op[2])
+                continue
+            if kind == "check":
+                if not self._check_group(op[1], env, seen):
+                    if self._seen is seen:
+                        self._seen = None  # the next call checks every weight
+                    finish(None)
+                    return
                 continue
             _, fn, step, index, produced, let_go = op
             call_step(fn, step, index, env)
@@ -442,6 +503,66 @@ class NativeLoop:
 
 _DATA_PTR = torch.Tensor.data_ptr
 _IS_CONTIGUOUS = torch.Tensor.is_contiguous
+#: ``BLADE_DEFERRED_WEIGHT_CHECKS=0``: every weight is checked before a call's first entry
+DEFERRED_WEIGHT_CHECKS = os.environ.get("BLADE_DEFERRED_WEIGHT_CHECKS", "1") != "0"
+#: C++ list entries before which deferred check group k+1 is compared (group 0: entries below the
+#: first, compared in ``accepts``): the first group is small, so the GPU starts early
+CHECK_GROUP_ENTRIES = (2, 8, 32, 128, 512)
+
+
+class _Bases(list):
+    """A call's bases; ``deferred``: the accepted call whose weight addresses they hold for the
+    check groups after the first (None: every weight was checked in ``accepts``)."""
+
+    deferred = None
+
+
+def _getter(items: list, as_list: bool = False):
+    """``items`` picked out of a list, as a tuple (a list with ``as_list``) whatever their number."""
+    if not items:
+        return (lambda xs: []) if as_list else (lambda xs: ())
+    if len(items) == 1:
+        k = items[0]
+        return (lambda xs: [xs[k]]) if as_list else (lambda xs: (xs[k],))
+    get = operator.itemgetter(*items)
+    return (lambda xs: list(get(xs))) if as_list else get
+
+
+def _check_groups(first_entry: list[int], entries: int) -> list[list[int]]:
+    """The static checks (by index) of each deferred check group: group 0 holds those the entries
+    before ``CHECK_GROUP_ENTRIES[0]`` read first, group k those first read before
+    ``CHECK_GROUP_ENTRIES[k]``, the last group the rest (read by later entries, or by none: a
+    weight only a Python step reads, which reads the tensor itself)."""
+    bounds = [b for b in CHECK_GROUP_ENTRIES if b < entries] + [None]
+    groups: list[list[int]] = [[] for _ in bounds]
+    for k, e in enumerate(first_entry):
+        g = next(j for j, b in enumerate(bounds) if b is None or e < b)
+        groups[g].append(k)
+    return groups
+
+
+def _with_deferred_checks(ops: list[tuple], entries: int) -> list[tuple]:
+    """``ops`` with a ("check", g) just before entry ``CHECK_GROUP_ENTRIES[g - 1]`` for every
+    deferred check group g >= 1 (a native range split there), so no entry runs before the weights
+    it reads first were compared; groups that no later entry reads are compared at the end."""
+    bounds = [b for b in CHECK_GROUP_ENTRIES if b < entries]
+    out: list[tuple] = []
+    g = 1  # the next group to compare (group 0: in ``accepts``)
+    for op in ops:
+        if op[0] != "native":
+            out.append(op)
+            continue
+        lo, hi = op[1], op[2]
+        while g <= len(bounds) and bounds[g - 1] < hi:
+            if lo < bounds[g - 1]:
+                out.append(("native", lo, bounds[g - 1]))
+                lo = bounds[g - 1]
+            out.append(("check", g))
+            g += 1
+        if lo < hi:
+            out.append(("native", lo, hi))
+    out += [("check", k) for k in range(g, len(bounds) + 1)]
+    return out
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:

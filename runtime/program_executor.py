@@ -366,9 +366,17 @@ class ProgramExecutor:
             plan.native, plan.native_tried, plan.python_runs = None, False, 1
             self.native_stats["recorded_again"] = self.native_stats.get("recorded_again", 0) + 1
 
-    def _finish_in_python(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None, loop, index: int) -> None:
+    def _finish_in_python(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None, loop,
+                          index: int | None) -> None:
         """The rest of a native call in Python, after step ``index`` (``NativeLoop.run``): every
-        arena value and view before it made, then every later step's Python function."""
+        arena value and view before it made, then every later step's Python function. ``index``
+        None: a weight moved since the call whose addresses the loop's deferred checks assumed
+        (``NativeLoop.accepts``): the whole call runs in Python (what the C++ list ran of it is
+        computed again; the list stays: the next call takes the new addresses)."""
+        if index is None:
+            self.native_stats["weights_moved"] = self.native_stats.get("weights_moved", 0) + 1
+            self._run_all_in_python(plan, env, arena)
+            return
         self.native_stats["finished_in_python"] += 1
         self._record_again(plan)
         if arena is not None:
@@ -382,6 +390,18 @@ class ProgramExecutor:
                 _call_step(fn, step, i, env)
         for i in range(index + 1, len(plan.steps)):
             fn, step = plan.steps[i]
+            _call_step(fn, step, i, env)
+            for v in self._drops[i]:
+                env[v] = None
+
+    def _run_all_in_python(self, plan: _CallPlan, env: list[Any], arena: torch.Tensor | None) -> None:
+        """Every step of the call in Python, into the call's arena and outputs (``env`` holds its
+        inputs, weights, constants and outputs; anything else in it is made again)."""
+        if arena is not None:
+            typed = {dt: arena.view(dt) for dt in plan.arena_dtypes}
+            for i, dt, shape, stride, offset in plan.arena:
+                env[i] = torch.as_strided(typed[dt], shape, stride, offset)
+        for i, (fn, step) in enumerate(plan.steps):
             _call_step(fn, step, i, env)
             for v in self._drops[i]:
                 env[v] = None

@@ -219,3 +219,117 @@ def test_other_input_strides_are_declined(native):
     assert loop.accepts(env2) is None
     _, env3, _ = ex.trace([x.clone()])
     assert loop.accepts(env3) is not None
+
+
+class _FakeCall:
+    def __init__(self, ran):
+        self.ran = ran
+
+    def run(self, stream, device, lo, hi):
+        self.ran.append((lo, hi))
+
+    def set(self, base, value):
+        pass
+
+
+class _FakeList:
+    """Stands in for the C++ list in ``NativeLoop.run`` on a CPU: records the entry ranges run."""
+
+    def __init__(self):
+        self.ran = []
+
+    def call(self, bases):
+        return _FakeCall(self.ran)
+
+
+def _readers(loop, b):
+    """The entries of the C++ list whose arguments change with base ``b``."""
+    bases = [0x10000 * (k + 1) for k in range(loop.num_bases)]
+    moved = list(bases)
+    moved[b] += 0x100
+    return [k for k in range(len(loop.list))
+            if loop.list.resolve(bases, k, k + 1) != loop.list.resolve(moved, k, k + 1)]
+
+
+class _ScaledLinears(torch.nn.Module):
+    """Two linears (Python steps on a CPU), each followed by softmaxes of scaled and shifted rows
+    (one kernel each, in a row) with a scale and a shift of their own: native ranges of several
+    entries whose weights are first read one entry after another."""
+
+    def __init__(self):
+        super().__init__()
+        self.lins = torch.nn.ModuleList(torch.nn.Linear(16, 16) for _ in range(2))
+        self.scales = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(16)) for _ in range(12))
+        self.shifts = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(16)) for _ in range(12))
+
+    def forward(self, x):
+        for i, lin in enumerate(self.lins):
+            x = lin(x)
+            for k in range(6 * i, 6 * i + 6):
+                x = torch.softmax(x * self.scales[k] + self.shifts[k], dim=-1)
+        return x
+
+
+_DEFERRED = {"scaled_linears": (_ScaledLinears, lambda b, n: (torch.randn(b, n, 16),))}
+
+
+@pytest.mark.parametrize("name", ["scaled_linears"])
+def test_deferred_weight_checks_come_before_their_readers(native, name, monkeypatch):
+    """``NativeLoop.accepts`` compares the weights the first entries read; the others are
+    compared in ``run``, group by group (``CHECK_GROUP_ENTRIES``, made small here so every case has
+    several groups): no entry runs before the weights it reads were compared, every entry runs
+    once, and a weight that moved since the last accepted call stops the entries before its first
+    reader and runs the call in Python (``finish(None)``); the next call checks every weight."""
+    import blade.runtime.native_loop as native_loop
+
+    monkeypatch.setattr(native_loop, "CHECK_GROUP_ENTRIES", (1, 2, 3, 6, 10))
+    model, make, prog = _program(name, _DEFERRED)
+    ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
+    b, n = SIZES[-1]
+    plan, env, arena = ex.trace(make(b, n))
+    loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
+    entries = len(loop.list)
+    groups = native_loop._check_groups(loop._first_entry, entries)
+    assert entries >= 3 and sum(1 for g in groups if g) >= 2, (loop.describe(), groups)
+    # no entry before a group's check reads one of its weights
+    bounds = [0] + [x for x in native_loop.CHECK_GROUP_ENTRIES if x < entries]
+    for g, members in enumerate(groups):
+        for k in members:
+            base = loop._static_checks[k][0]
+            assert all(e >= bounds[g] for e in _readers(loop, base)), (g, k, _readers(loop, base))
+    checks_at, position = {}, 0
+    for op in loop.lazy_ops:
+        if op[0] == "check":
+            checks_at[op[1]] = position
+        elif op[0] == "native":
+            assert all(checks_at.get(g, -1) >= 0 for g in range(1, len(bounds)) if bounds[g] < op[2]), (op, checks_at)
+            position = op[2]
+
+    _, env2, arena2 = ex.trace([t.clone() for t in make(b, n)])
+    fake = _FakeList()
+    loop.list = fake
+    finished = []
+    first = loop.accepts(env2)
+    assert first is not None and first.deferred is None  # the first call checks every weight
+    bases = loop.accepts(env2)
+    assert bases is not None and bases.deferred is not None
+    no_step = lambda fn, step, index, env: None  # noqa: E731 - the values of the traced run stay in env
+    loop.run(bases, list(env2), arena2, 0, 0, no_step, finished.append)
+    assert not finished
+    assert sorted(fake.ran) == fake.ran and [x for lo, hi in fake.ran for x in range(lo, hi)] == list(range(entries))
+
+    # a weight of a later group moves (``.data =`` with a copy): its readers do not run
+    g = max(g for g, members in enumerate(groups) if members)
+    k = groups[g][0]
+    v = loop._static_checks[k][1]
+    env3 = list(env2)
+    env3[v] = env2[v].clone()
+    fake.ran.clear()
+    bases = loop.accepts(env3)
+    assert bases is not None and bases.deferred is not None
+    loop.run(bases, list(env3), arena2, 0, 0, no_step, finished.append)
+    assert finished == [None] and loop._seen is None
+    assert all(hi <= bounds[g] for _, hi in fake.ran), (fake.ran, bounds[g])
+    again = loop.accepts(env3)  # every weight compared; the new address taken
+    assert again is not None and again.deferred is None
+    assert again[loop._static_checks[k][0]] == env3[v].data_ptr()
