@@ -44,13 +44,13 @@ ops stay Python steps through torch (each costs 15-50 us of host time there).
 
 from __future__ import annotations
 
-import operator
-import os
 from typing import Any
 
 import torch
 
+from blade.runtime import weight_checks
 from blade.runtime.program import StepKind, ValueKind
+from blade.runtime.weight_checks import Bases, check_groups, pick, with_deferred_checks
 
 #: the largest pitch (bytes) of the driver's 2-D copies (CU_DEVICE_ATTRIBUTE_MAX_PITCH on current GPUs)
 MAX_PITCH = 2**31 - 1
@@ -317,7 +317,7 @@ class NativeLoop:
         if bad:  # a native launch making a root: its address would never be read (cannot happen today)
             raise NativeLoopError(f"step {bad[0]} is a native launch whose result is a base of later steps")
         self._first_entry = first_entry
-        self.lazy_ops = _with_deferred_checks(self.ops, len(self._list_steps))
+        self.lazy_ops = with_deferred_checks(self.ops, len(self._list_steps))
         self.num_bases = len(self._bases) + first_base
         self.native_steps = len(native_steps)
         self.native_gemms = sum(1 for g in gemms.values() if g[0] == "gemm")
@@ -350,8 +350,8 @@ class NativeLoop:
         if checks is None:
             checks = self._checks = self._prepare_checks(env)
         seen = self._seen
-        if seen is not None and DEFERRED_WEIGHT_CHECKS and self._check_group(0, env, seen):
-            bases = _Bases(seen[1])
+        if seen is not None and weight_checks.DEFERRED_WEIGHT_CHECKS and self._check_group(0, env, seen):
+            bases = Bases(seen[1])
             bases.deferred = seen
         else:
             bases = self._check_all(env, seen)
@@ -377,14 +377,14 @@ class NativeLoop:
             for k, strides in strided:
                 if tensors[k].stride() != strides:
                     return None
-            return _Bases(seen[1])
+            return Bases(seen[1])
         bases = [0] * self.num_bases
         for (b, _v, strides, mod16), t, ptr in zip(self._static_checks, tensors, ptrs):
             if ptr % 16 != mod16 or t.stride() != strides:
                 return None
             bases[b] = ptr
         self._seen = (ptrs, bases.copy())
-        return _Bases(bases)
+        return Bases(bases)
 
     def _check_group(self, g: int, env: list[Any], seen) -> bool:
         """Whether the weights of deferred check group ``g`` have the addresses of ``seen`` (the
@@ -417,15 +417,15 @@ class NativeLoop:
             if not flag:
                 strided.append((k, strides))
         groups = []
-        for members in _check_groups(self._first_entry, len(self._list_steps)):
+        for members in check_groups(self._first_entry, len(self._list_steps)):
             if not members:
                 groups.append((None, None, None, None))
                 continue
             flags = [contiguous[k] for k in members]
             others = [(j, weights[k][2]) for j, k in enumerate(members) if not contiguous[k]]
-            groups.append((_getter([values[k] for k in members]), _getter(members, as_list=True), flags, others))
+            groups.append((pick([values[k] for k in members]), pick(members, as_list=True), flags, others))
         self._groups = groups
-        return _getter(values), contiguous, strided, inputs
+        return pick(values), contiguous, strided, inputs
 
     def run(self, bases: list[int], env: list[Any], arena: torch.Tensor | None, stream: int, device: int, call_step,
             finish) -> None:
@@ -503,68 +503,6 @@ class NativeLoop:
 
 _DATA_PTR = torch.Tensor.data_ptr
 _IS_CONTIGUOUS = torch.Tensor.is_contiguous
-#: ``BLADE_DEFERRED_WEIGHT_CHECKS=0``: every weight is checked before a call's first entry
-DEFERRED_WEIGHT_CHECKS = os.environ.get("BLADE_DEFERRED_WEIGHT_CHECKS", "1") != "0"
-#: C++ list entries before which deferred check group k+1 is compared (group 0: entries below the
-#: first, compared in ``accepts``): the first group is small, so the GPU starts early
-CHECK_GROUP_ENTRIES = (2, 8, 32, 128, 512)
-
-
-class _Bases(list):
-    """A call's bases; ``deferred``: the accepted call whose weight addresses they hold for the
-    check groups after the first (None: every weight was checked in ``accepts``)."""
-
-    deferred = None
-
-
-def _getter(items: list, as_list: bool = False):
-    """``items`` picked out of a list, as a tuple (a list with ``as_list``) whatever their number."""
-    if not items:
-        return (lambda xs: []) if as_list else (lambda xs: ())
-    if len(items) == 1:
-        k = items[0]
-        return (lambda xs: [xs[k]]) if as_list else (lambda xs: (xs[k],))
-    get = operator.itemgetter(*items)
-    return (lambda xs: list(get(xs))) if as_list else get
-
-
-def _check_groups(first_entry: list[int], entries: int) -> list[list[int]]:
-    """The static checks (by index) of each deferred check group: group 0 holds those the entries
-    before ``CHECK_GROUP_ENTRIES[0]`` read first, group k those first read before
-    ``CHECK_GROUP_ENTRIES[k]``, the last group the rest (read by later entries, or by none: a
-    weight only a Python step reads, which reads the tensor itself)."""
-    bounds = [b for b in CHECK_GROUP_ENTRIES if b < entries] + [None]
-    groups: list[list[int]] = [[] for _ in bounds]
-    for k, e in enumerate(first_entry):
-        g = next(j for j, b in enumerate(bounds) if b is None or e < b)
-        groups[g].append(k)
-    return groups
-
-
-def _with_deferred_checks(ops: list[tuple], entries: int) -> list[tuple]:
-    """``ops`` with a ("check", g) just before entry ``CHECK_GROUP_ENTRIES[g - 1]`` for every
-    deferred check group g >= 1 (a native range split there), so no entry runs before the weights
-    it reads first were compared; groups that no later entry reads are compared at the end."""
-    bounds = [b for b in CHECK_GROUP_ENTRIES if b < entries]
-    out: list[tuple] = []
-    g = 1  # the next group to compare (group 0: in ``accepts``)
-    for op in ops:
-        if op[0] != "native":
-            out.append(op)
-            continue
-        lo, hi = op[1], op[2]
-        while g <= len(bounds) and bounds[g - 1] < hi:
-            if lo < bounds[g - 1]:
-                out.append(("native", lo, bounds[g - 1]))
-                lo = bounds[g - 1]
-            out.append(("check", g))
-            g += 1
-        if lo < hi:
-            out.append(("native", lo, hi))
-    out += [("check", k) for k in range(g, len(bounds) + 1)]
-    return out
-
-
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The strides of a packed tensor of ``shape`` (size-0 dims count as 1, as torch's do)."""
     strides, acc = [], 1

@@ -280,19 +280,19 @@ def test_deferred_weight_checks_come_before_their_readers(native, name, monkeypa
     several groups): no entry runs before the weights it reads were compared, every entry runs
     once, and a weight that moved since the last accepted call stops the entries before its first
     reader and runs the call in Python (``finish(None)``); the next call checks every weight."""
-    import blade.runtime.native_loop as native_loop
+    import blade.runtime.weight_checks as weight_checks
 
-    monkeypatch.setattr(native_loop, "CHECK_GROUP_ENTRIES", (1, 2, 3, 6, 10))
+    monkeypatch.setattr(weight_checks, "CHECK_GROUP_ENTRIES", (1, 2, 3, 6, 10))
     model, make, prog = _program(name, _DEFERRED)
     ex = ProgramExecutor(prog, module_weights(prog, model), native=native)
     b, n = SIZES[-1]
     plan, env, arena = ex.trace(make(b, n))
     loop = NativeLoop(ex, plan, env, arena, native, with_kernels=False)
     entries = len(loop.list)
-    groups = native_loop._check_groups(loop._first_entry, entries)
+    groups = weight_checks.check_groups(loop._first_entry, entries)
     assert entries >= 3 and sum(1 for g in groups if g) >= 2, (loop.describe(), groups)
     # no entry before a group's check reads one of its weights
-    bounds = [0] + [x for x in native_loop.CHECK_GROUP_ENTRIES if x < entries]
+    bounds = [0] + [x for x in weight_checks.CHECK_GROUP_ENTRIES if x < entries]
     for g, members in enumerate(groups):
         for k in members:
             base = loop._static_checks[k][0]
