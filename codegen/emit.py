@@ -258,6 +258,8 @@ def plan_kernel(op: FusedOp, bounds_check: bool = False) -> KernelPlan:
     else:
         inputs = [_input_spec(a.type, space) for a in op.body.block.args]
     tables = {o.operands[0] for o in op.body_ops() if isinstance(o, GatherRowsOp)}
+    if any(t not in op.body.block.args for t in tables):  # groups merged around a computed table
+        raise Unsupported("a gather from a table the group itself computes (rows are read from memory)")
     for i, a in enumerate(op.body.block.args):
         if a in tables:  # read only by gathers, at the rows their columns name
             if any(not (isinstance(u.operation, GatherRowsOp) and u.index == 0) for u in a.uses):

@@ -129,6 +129,18 @@ def is_fusible_gather(op: Operation) -> bool:
     return gather_operands(op) is not None
 
 
+def _reads_inside(members: list[Operation]) -> bool:
+    """Whether a gather among ``members`` reads its table or an index tensor made by another
+    member: a kernel reads those from memory (kernel inputs), never from its own registers."""
+    inside = set(members)
+    for m in members:
+        if is_fusible_gather(m):
+            table, idx, _ = gather_operands(m)
+            if any(v.owner in inside for v in (table, *idx)):
+                return True
+    return False
+
+
 def _kernel_dtype_ok(t: TensorType) -> bool:
     name = str(t.element_type)
     return name in _COMPILED_FLOATS or name in ("i64", "i32", "i1")
@@ -216,7 +228,8 @@ def plan_groups(block: Block) -> list[Group]:
             if not isinstance(p, Operation) or p in owner or p in members \
                     or not (is_fusible_elementwise(p) or (kind == "row_norm" and is_fusible_gather(p))):
                 continue
-            if not same_shape(p.results[0].type, in_type) or not external_users_after(members + [p], index[op]):
+            if not same_shape(p.results[0].type, in_type) or not external_users_after(members + [p], index[op]) \
+                    or _reads_inside(members + [p]):
                 continue
             members.append(p)
             if not is_fusible_gather(p):  # a gather's table and indices are always kernel inputs
@@ -253,7 +266,7 @@ def plan_groups(block: Block) -> list[Group]:
         merged: list[Operation] = []
         chosen: list[Group] = []
         for g in candidates:
-            if external_users_after(merged + g.members + [op], index[op]):
+            if external_users_after(merged + g.members + [op], index[op]) and not _reads_inside(merged + g.members + [op]):
                 merged += g.members
                 chosen.append(g)
         if chosen:
@@ -317,10 +330,17 @@ def _materialize(block: Block, group: Group, group_id: int) -> None:
     inside = set(members)
     last = members[-1]
     inputs: list[SSAValue] = []
+    tables: list[SSAValue] = []  # gathers' tables: inputs of their own (read at rows, not as tiles)
     constants: list[Operation] = []
     for m in members:
-        for v in m.operands:
+        for k, v in enumerate(m.operands):
             p = v.owner
+            if isinstance(m, GatherRowsOp) and k == 0:
+                if p in inside:  # plan_groups keeps a gather's table outside its group (_reads_inside)
+                    raise AssertionError(f"fuse-stitch: group {group_id} computes the table its gather reads")
+                if v not in tables:
+                    tables.append(v)
+                continue
             if p in inside or v in inputs:
                 continue
             if isinstance(p, ConstantOp) and p.out_type.rank == 0:
@@ -330,8 +350,9 @@ def _materialize(block: Block, group: Group, group_id: int) -> None:
             inputs.append(v)
     outputs = [r for m in members for r in m.results if any(u.operation not in inside for u in r.uses)]
     anchor = last.next_op  # the group goes where its last member was
-    body = Block(arg_types=[v.type for v in inputs])
+    body = Block(arg_types=[v.type for v in inputs + tables])
     remap: dict[SSAValue, SSAValue] = dict(zip(inputs, body.args))
+    table_args = dict(zip(tables, body.args[len(inputs):]))
     for c in constants:
         clone = c.clone()
         body.add_op(clone)
@@ -339,7 +360,9 @@ def _materialize(block: Block, group: Group, group_id: int) -> None:
     for m in members:
         m.detach()
         body.add_op(m)
-        m.operands = [remap.get(v, v) for v in m.operands]
+        m.operands = [table_args[v] if isinstance(m, GatherRowsOp) and k == 0 else remap.get(v, v)
+                      for k, v in enumerate(m.operands)]
+    inputs = inputs + tables
     body.add_op(YieldOp.create(operands=outputs))
     sources = sorted({v.owner.name for v in inputs if isinstance(v.owner, EPILOGUE_SOURCES)})
     attrs = {"blade.epilogue_of": ArrayAttr([StringAttr(s) for s in sources])} if sources else {}

@@ -29,7 +29,7 @@ import random
 import torch
 
 from tests.generated.netops import (_NON_FLOAT_OPS, _OPS, VOCAB, add_float_argument, add_input_write,
-                                    add_int_argument)
+                                    add_int_argument, add_row_pick)
 from tests.generated.network import _EPS, NPROBES, Dim, Input, Network, Step, Val
 
 __all__ = ["Network", "generate"]
@@ -145,6 +145,9 @@ def _draw(seed: int) -> _Gen:
     floats = random.Random(seed * 7919 + 2)
     if floats.random() < 0.3:
         add_float_argument(g, floats)
+    picks = random.Random(seed * 7919 + 4)
+    if picks.random() < 0.15:
+        add_row_pick(g, picks)
     writes = random.Random(seed * 7919 + 3)
     if writes.random() < 0.15:
         add_input_write(g, writes)

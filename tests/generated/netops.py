@@ -738,3 +738,24 @@ def add_input_write(g: _Gen, rng) -> None:
         g.emit(f"{x.name} * 1.0", x.dims, "float32", [x], pre=[f"{x.name}.clamp_(-0.5, 0.5)"], exact=True)
     else:  # a slice of the input written (index 0 of dim 1: every family's dim 1 is at least 1)
         g.emit(f"{x.name} * 1.0", x.dims, "float32", [x], pre=[f"{x.name}[:, 0] = 0.25"], exact=True)
+
+
+# ------------------------------------------------------------------ row gathers of computed values
+def add_row_pick(g: _Gen, rng) -> None:
+    """A step that picks rows of a computed float value with computed indices: ``a[idx]`` of a
+    rank-2 value (a permutation-like ``(arange * 7 + 3) % n``, or ``-1 - arange``: negative indices
+    count from the end), or ``a[arange(b), (arange(b) * 3) % n]`` of a rank-3 value (a text
+    encoder's pooled row). Generated kernels read such rows from memory (``blade.gather_rows``).
+    Drawn from ``rng``, as ``add_int_argument``, so the rest of every seed's network is unchanged."""
+    cands = [v for v in g.vals.values() if v.is_float and v.rank in (2, 3)]
+    if not cands:
+        return
+    a = rng.choice(cands[-4:])
+    n0 = f"{a.name}.shape[0]"
+    if a.rank == 2:
+        idx = rng.choice([f"(torch.arange({n0}) * 7 + 3) % {n0}", f"-1 - torch.arange({n0})"])
+        g.emit(f"{a.name}[{idx}] * 1.5", a.dims, a.dtype, [a], exact=a.exact)
+    else:
+        n1 = f"{a.name}.shape[1]"
+        g.emit(f"{a.name}[torch.arange({n0}), (torch.arange({n0}) * 3) % {n1}]", (a.dims[0], a.dims[2]), a.dtype,
+               [a], exact=a.exact)

@@ -118,3 +118,27 @@ def test_an_index_out_of_range_is_an_assertion_with_bounds_check():
         bad[1, 2] = 50
         with pytest.raises(IndexError):
             opt(bad)
+
+
+class PermutedRows(torch.nn.Module):
+    """A gather whose table is computed by a kernel whose result the gather's consumer also reads:
+    the two groups stay apart (a kernel reads a table from memory, never from its own registers),
+    and the consumer's kernel reads that result twice: as the gather's table and as a tile."""
+
+    def forward(self, x, perm):
+        y = x * 2.0
+        return y[perm] + y
+
+
+@pytest.mark.parametrize("executor", ["kernels", "program"])
+def test_a_table_made_inside_the_group(executor):
+    m = PermutedRows()
+    opt = blade.optimize(m, (torch.randn(5, 8), torch.randperm(5)), config=blade.Config(executor=executor))
+    for n in (5, 1, 9):
+        x, perm = torch.randn(n, 8), torch.randperm(n)
+        torch.testing.assert_close(opt(x, perm), m(x, perm))
+    assert opt.eager_calls == 0
+    assert not _library_gathers(opt)
+    if executor == "kernels":
+        labels = [op.p("ops") for op in opt.report.module.walk() if op.name == "blade.fused"]
+        assert sorted(labels) == ["gather_rows+add", "mul"], labels
