@@ -339,13 +339,13 @@ class NativeLoop:
         *deferred*: where the last accepted call's addresses are known, only the weights the first
         entries of the C++ list read (check group 0) are compared here, the others are taken from
         that call and compared group by group in ``run``, each group just before the first entry
-        that reads it, while the GPU already computes the entries before it (``BLADE_DEFERRED_
-        WEIGHT_CHECKS=0``: all here). A group that differs stops the call's entries before any of
+        that reads it, while the GPU already computes the entries before it
+        (``BLADE_DEFERRED_WEIGHT_CHECKS=0``: all here). A group that differs stops the call's entries before any of
         them reads that group's addresses; the call then runs in Python and the next call checks
         every weight. Where an address moved (a weight replaced through ``.data =``), every
         weight is checked one by one, as on the first call. The call's inputs (new tensors each
         call) are checked one by one every call. The bases returned carry which recorded
-        addresses they took (``_Bases.deferred``), for ``run``."""
+        addresses they took (``weight_checks.Bases.deferred``), for ``run``."""
         checks = self._checks
         if checks is None:
             checks = self._checks = self._prepare_checks(env)
