@@ -266,7 +266,8 @@ def plan_groups(block: Block) -> list[Group]:
         merged: list[Operation] = []
         chosen: list[Group] = []
         for g in candidates:
-            if external_users_after(merged + g.members + [op], index[op]) and not _reads_inside(merged + g.members + [op]):
+            joined = merged + g.members + [op]
+            if external_users_after(joined, index[op]) and not _reads_inside(joined):
                 merged += g.members
                 chosen.append(g)
         if chosen:
