@@ -746,16 +746,19 @@ def add_row_pick(g: _Gen, rng) -> None:
     rank-2 value (a permutation-like ``(arange * 7 + 3) % n``, or ``-1 - arange``: negative indices
     count from the end), or ``a[arange(b), (arange(b) * 3) % n]`` of a rank-3 value (a text
     encoder's pooled row). Generated kernels read such rows from memory (``blade.gather_rows``).
-    Drawn from ``rng``, as ``add_int_argument``, so the rest of every seed's network is unchanged."""
-    cands = [v for v in g.vals.values() if v.is_float and v.rank in (2, 3)]
+    Only exact values are picked (inputs, views, ``2.0 * a``...): a pick is a copy, compared bit
+    for bit, and a few picked rows of a rounded value would make the autocast bar (twice eager's
+    error over those few elements) a coin toss. Drawn from ``rng``, as ``add_int_argument``, so
+    the rest of every seed's network is unchanged."""
+    cands = [v for v in g.vals.values() if v.is_float and v.exact and v.rank in (2, 3)]
     if not cands:
         return
     a = rng.choice(cands[-4:])
     n0 = f"{a.name}.shape[0]"
     if a.rank == 2:
         idx = rng.choice([f"(torch.arange({n0}) * 7 + 3) % {n0}", f"-1 - torch.arange({n0})"])
-        g.emit(f"{a.name}[{idx}] * 1.5", a.dims, a.dtype, [a], exact=a.exact)
+        g.emit(f"{a.name}[{idx}] * 2.0", a.dims, a.dtype, [a], exact=True)
     else:
         n1 = f"{a.name}.shape[1]"
         g.emit(f"{a.name}[torch.arange({n0}), (torch.arange({n0}) * 3) % {n1}]", (a.dims[0], a.dims[2]), a.dtype,
-               [a], exact=a.exact)
+               [a], exact=True)
