@@ -139,19 +139,16 @@ def _draw(seed: int) -> _Gen:
         if res is not None and any(min(d.vals) < 1 for d in res.dims):
             g.steps.pop()  # an empty tensor somewhere: not what these tests are about
             del g.vals[res.name]
-    ints = random.Random(seed * 7919 + 1)
-    if ints.random() < 0.3:
-        add_int_argument(g, ints)
-    floats = random.Random(seed * 7919 + 2)
-    if floats.random() < 0.3:
-        add_float_argument(g, floats)
-    picks = random.Random(seed * 7919 + 4)
-    if picks.random() < 0.15:
-        add_row_pick(g, picks)
-    writes = random.Random(seed * 7919 + 3)
-    if writes.random() < 0.15:
-        add_input_write(g, writes)
+    for stream, chance, extra in _EXTRAS:  # each from a generator of its own: the rest stays as drawn
+        extra_rng = random.Random(seed * 7919 + stream)
+        if extra_rng.random() < chance:
+            extra(g, extra_rng)
     return g
+
+
+#: steps appended after the drawn ones, in this order: (generator stream, chance, maker)
+_EXTRAS = ((1, 0.3, add_int_argument), (2, 0.3, add_float_argument), (4, 0.15, add_row_pick),
+           (3, 0.15, add_input_write))
 
 
 def _network(g: _Gen) -> Network:
